@@ -1,0 +1,47 @@
+// Encryption and decryption of int8 matrices, tokens along the coefficients.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "fhe/ciphertext.h"
+#include "fhe/noise.h"
+#include "fhe/secret_key.h"
+
+namespace fhe {
+
+class Encryptor {
+ public:
+  // Keeps a reference: the key must outlive the encryptor.
+  explicit Encryptor(const SecretKey& key);
+
+  // Encrypts X (row-major rows x cols int8) with delta = 2^log2_delta under a fresh seed and
+  // fresh errors. Uses all OpenMP threads over ciphertext rows.
+  CiphertextMatrix encrypt(const int8_t* x, size_t rows, size_t cols, uint32_t log2_delta) const;
+
+  // Same, with delta chosen for a product by a matrix with these bounds (choose_log2_delta).
+  CiphertextMatrix encrypt(const int8_t* x, size_t rows, size_t cols, const WeightBounds& bounds,
+                           uint64_t outputs = kDefaultMaxOutputs) const;
+
+ private:
+  const SecretKey& key_;
+};
+
+class Decryptor {
+ public:
+  explicit Decryptor(const SecretKey& key);
+
+  // Decrypts a product (or a fresh) ciphertext matrix into a row-major rows x cols int64 matrix.
+  // Throws Error for a ciphertext of another parameter set or with inconsistent sizes.
+  std::vector<int64_t> decrypt(const CiphertextMatrix& ct) const;
+
+ private:
+  const SecretKey& key_;
+};
+
+// Checks that a ciphertext matrix is well formed for ctx: parameter id, kind, sizes, and every
+// coefficient below q. Throws Error naming the first problem.
+void validate(const Context& ctx, const CiphertextMatrix& ct);
+
+}  // namespace fhe

@@ -1,0 +1,75 @@
+// The homomorphic product M * C with a public int8 matrix M (= W or W^T) on the CPU.
+//
+// Since M acts on ciphertexts by integer scalars, sum_j M[i,j] * ct_j encrypts row i of M*X for
+// every token at once: the whole product is  Y0 = M*C0 mod q  and  Y1 = M*A_hat mod q  (A_hat the
+// seed-expanded c1 rows, in the NTT domain). Each 48-bit operand is split into digit planes
+// (6 planes of 8 bits where the CPU has VNNI or AMX, otherwise 7 planes of 7 bits, since the
+// pre-VNNI u8*s8 instruction saturates at 16 bits), one oneDNN u8 x s8 -> s32 matmul runs over
+// all planes of a chunk of tokens, and the planes are recombined as sum_k 2^(bits*k) P_k mod q
+// while the chunk is still in cache. The weights are reordered once into oneDNN's packed layout.
+//
+// Thread safety: multiply() may be called from several threads at once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "fhe/ciphertext.h"
+#include "fhe/context.h"
+#include "fhe/noise.h"
+
+namespace fhe {
+
+struct PlaneGemmOptions {
+  int digit_bits = 0;       // 0: automatic (8 with VNNI/AMX, else 7); 7 or 8 to force
+  size_t chunk_tokens = 0;  // tokens per oneDNN call; 0: automatic
+  int threads = 0;          // 0: all OpenMP threads
+};
+
+class PlaneGemm {
+ public:
+  // w: row-major d_out x d_in int8 matrix (copied). transpose = false computes W*C (C has d_in
+  // rows), transpose = true computes W^T*C (C has d_out rows). Throws Error for empty shapes or
+  // an inner dimension whose int32 accumulation could overflow.
+  PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out, size_t d_in,
+            bool transpose, PlaneGemmOptions opts = {});
+  ~PlaneGemm();
+  PlaneGemm(const PlaneGemm&) = delete;
+  PlaneGemm& operator=(const PlaneGemm&) = delete;
+
+  size_t in_dim() const { return in_; }
+  size_t out_dim() const { return out_; }
+  int digit_bits() const { return bits_; }
+  int planes() const { return planes_; }
+  size_t chunk_tokens() const { return chunk_; }
+  const WeightBounds& bounds() const { return bounds_; }
+  const char* implementation() const;  // oneDNN's implementation name
+
+  // The product ciphertext of a fresh ciphertext. Validates the input (shape, parameter set,
+  // coefficient range) and the noise budget of this product (check_product) first; throws Error.
+  CiphertextMatrix multiply(const CiphertextMatrix& ct) const;
+
+  // Raw: y (out_dim x n) = M * c (in_dim x n) mod q for `count` row-blocks laid out back to back.
+  void multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<const Context> ctx_;
+  size_t in_, out_;
+  int bits_, planes_;
+  size_t chunk_;
+  int threads_;
+  WeightBounds bounds_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// True when oneDNN will run u8 x s8 GEMMs without 16-bit intermediate saturation (VNNI or AMX).
+bool cpu_has_int8_dot_product();
+
+// Portable reference of the same product, for tests: scalar loops with 128-bit accumulation.
+CiphertextMatrix reference_multiply(const Context& ctx, const int8_t* w, size_t d_out, size_t d_in,
+                                    bool transpose, const CiphertextMatrix& ct);
+
+}  // namespace fhe

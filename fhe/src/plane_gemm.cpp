@@ -1,0 +1,261 @@
+#include "fhe/plane_gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+
+#include "fhe/encryptor.h"
+#include "fhe/modarith.h"
+#include "fhe/prng.h"
+
+namespace fhe {
+
+namespace {
+
+using dnnl::memory;
+
+// Writes the digit planes of tokens [t0, t0+ct) of a rows x n block into a (planes*ct) x rows
+// u8 matrix: row k*ct + t holds digit k of token t for every input feature.
+void split_digits(const uint64_t* c, size_t rows, size_t n, size_t t0, size_t ct, int bits,
+                  int planes, uint8_t* a) {
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  for (size_t j = 0; j < rows; ++j) {
+    const uint64_t* src = c + j * n + t0;
+    for (size_t t = 0; t < ct; ++t) {
+      uint64_t v = src[t];
+      for (int k = 0; k < planes; ++k) {
+        a[(k * ct + t) * rows + j] = static_cast<uint8_t>(v & mask);
+        v >>= bits;
+      }
+    }
+  }
+}
+
+struct Recombiner {
+  uint64_t q;
+  int bits, planes;
+  uint64_t offset;      // multiple of q above 2^57: makes the low part positive
+  uint64_t one_shoup;   // shoup(1, q)
+  uint64_t hi_mul, hi_mul_shoup;  // 2^(4*bits) mod q
+
+  Recombiner(uint64_t q_, int bits_, int planes_) : q(q_), bits(bits_), planes(planes_) {
+    offset = q * ((uint64_t{1} << 57) / q + 1);
+    one_shoup = shoup(1, q);
+    hi_mul = pow_mod(2, 4 * static_cast<uint64_t>(bits), q);
+    hi_mul_shoup = shoup(hi_mul, q);
+  }
+
+  // dst: (planes*ct) x out int32 (row k*ct + t); y: out x n, tokens [t0, t0+ct).
+  void run(const int32_t* dst, size_t out, size_t ct, uint64_t* y, size_t n, size_t t0) const {
+    constexpr size_t kTile = 16;
+    for (size_t i0 = 0; i0 < out; i0 += kTile) {
+      const size_t i1 = std::min(out, i0 + kTile);
+      for (size_t t = 0; t < ct; ++t) {
+        for (size_t i = i0; i < i1; ++i) {
+          int64_t lo = 0, hi = 0;
+          for (int k = 0; k < 4 && k < planes; ++k) {
+            lo += static_cast<int64_t>(dst[(k * ct + t) * out + i]) << (bits * k);
+          }
+          for (int k = 4; k < planes; ++k) {
+            hi += static_cast<int64_t>(dst[(k * ct + t) * out + i]) << (bits * (k - 4));
+          }
+          uint64_t r = mul_shoup_lazy(static_cast<uint64_t>(lo) + offset, 1, one_shoup, q);
+          r = r >= q ? r - q : r;
+          const uint64_t h = static_cast<uint64_t>(hi < 0 ? hi + static_cast<int64_t>(q) : hi);
+          r += mul_shoup(h, hi_mul, hi_mul_shoup, q);
+          y[i * n + t0 + t] = r >= q ? r - q : r;
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+bool cpu_has_int8_dot_product() {
+  const auto isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_vnni || isa == dnnl::cpu_isa::avx512_core_bf16 ||
+         isa == dnnl::cpu_isa::avx512_core_amx || isa == dnnl::cpu_isa::avx2_vnni;
+}
+
+struct PlaneGemm::Impl {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  memory packed_w;
+  Recombiner rec;
+  std::string impl_name;
+  Impl(uint64_t q, int bits, int planes) : rec(q, bits, planes) {}
+};
+
+PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out,
+                     size_t d_in, bool transpose, PlaneGemmOptions opts)
+    : ctx_(std::move(ctx)) {
+  if (d_out == 0 || d_in == 0) throw Error("empty weight matrix");
+  in_ = transpose ? d_out : d_in;
+  out_ = transpose ? d_in : d_out;
+  bits_ = opts.digit_bits ? opts.digit_bits : (cpu_has_int8_dot_product() ? 8 : 7);
+  if (bits_ != 7 && bits_ != 8) throw Error("digit width must be 7 or 8 bits");
+  planes_ = static_cast<int>((ctx_->params().log2_q + bits_ - 1) / bits_);
+  // |sum| <= in * (2^bits - 1) * 128 must fit int32.
+  if (static_cast<uint64_t>(in_) * ((uint64_t{1} << bits_) - 1) * 128 >= (uint64_t{1} << 31)) {
+    throw Error("inner dimension " + std::to_string(in_) +
+                " overflows the int32 accumulation of the digit-plane GEMM; split it");
+  }
+  const size_t n = ctx_->n();
+  if (opts.chunk_tokens) {
+    chunk_ = opts.chunk_tokens;
+  } else {
+    // Keep one call's int32 output near 1 MiB.
+    size_t c = (size_t{1} << 20) / (static_cast<size_t>(planes_) * 4 * out_);
+    chunk_ = 8;
+    while (chunk_ * 2 <= c && chunk_ < 256) chunk_ *= 2;
+  }
+  if (chunk_ == 0 || n % chunk_ != 0) throw Error("chunk size must divide the ring degree");
+  threads_ = opts.threads > 0 ? opts.threads : omp_get_max_threads();
+  bounds_ = measure_bounds(w, d_out, d_in, transpose);
+
+  impl_ = std::make_unique<Impl>(ctx_->q(), bits_, planes_);
+  const memory::dim m = static_cast<memory::dim>(planes_ * chunk_);
+  const memory::dim k = static_cast<memory::dim>(in_), nn = static_cast<memory::dim>(out_);
+  memory::desc src_md({m, k}, memory::data_type::u8, memory::format_tag::ab);
+  memory::desc w_any({k, nn}, memory::data_type::s8, memory::format_tag::any);
+  memory::desc dst_md({m, nn}, memory::data_type::s32, memory::format_tag::ab);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  impl_->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, w_any, dst_md), attr,
+                                           impl_->eng);
+  impl_->prim = dnnl::matmul(impl_->pd);
+  impl_->impl_name = impl_->pd.impl_info_str();
+  // weights(k, n) = M[n][k]: W^T for W*C ("ba" over W's buffer), W itself for W^T*C ("ab").
+  memory::desc w_plain({k, nn}, memory::data_type::s8,
+                       transpose ? memory::format_tag::ab : memory::format_tag::ba);
+  std::vector<int8_t> copy(w, w + d_out * d_in);
+  memory w_mem(w_plain, impl_->eng, copy.data());
+  impl_->packed_w = memory(impl_->pd.weights_desc(), impl_->eng);
+  dnnl::stream s(impl_->eng);
+  dnnl::reorder(w_mem, impl_->packed_w).execute(s, w_mem, impl_->packed_w);
+  s.wait();
+}
+
+PlaneGemm::~PlaneGemm() = default;
+
+const char* PlaneGemm::implementation() const { return impl_->impl_name.c_str(); }
+
+void PlaneGemm::multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) const {
+  const size_t n = ctx_->n();
+  const size_t chunks_per_block = n / chunk_;
+  const int64_t tasks = static_cast<int64_t>(count * chunks_per_block);
+  const size_t m = static_cast<size_t>(planes_) * chunk_;
+  const size_t scratch = impl_->pd.scratchpad_desc().get_size();
+#pragma omp parallel num_threads(threads_)
+  {
+    dnnl::stream s(impl_->eng);
+    std::vector<uint8_t> a(m * in_);
+    std::vector<int32_t> dst(m * out_);
+    std::vector<uint8_t> pad(scratch + 64);
+    memory a_mem(impl_->pd.src_desc(), impl_->eng, a.data());
+    memory d_mem(impl_->pd.dst_desc(), impl_->eng, dst.data());
+    memory s_mem(impl_->pd.scratchpad_desc(), impl_->eng, pad.data());
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const size_t blk = static_cast<size_t>(task) / chunks_per_block;
+      const size_t t0 = (static_cast<size_t>(task) % chunks_per_block) * chunk_;
+      split_digits(c + blk * in_ * n, in_, n, t0, chunk_, bits_, planes_, a.data());
+      impl_->prim.execute(s, {{DNNL_ARG_SRC, a_mem},
+                              {DNNL_ARG_WEIGHTS, impl_->packed_w},
+                              {DNNL_ARG_DST, d_mem},
+                              {DNNL_ARG_SCRATCHPAD, s_mem}});
+      s.wait();
+      impl_->rec.run(dst.data(), out_, chunk_, y + blk * out_ * n, n, t0);
+    }
+  }
+}
+
+CiphertextMatrix PlaneGemm::multiply(const CiphertextMatrix& ct) const {
+  const Context& ctx = *ctx_;
+  validate(ctx, ct);
+  if (ct.kind != CtKind::kFresh) throw Error("only fresh ciphertexts can be multiplied");
+  if (ct.rows != in_) {
+    throw Error("ciphertext has " + std::to_string(ct.rows) + " rows but the matrix expects " +
+                std::to_string(in_));
+  }
+  check_product(ctx.params(), ct.log2_delta, bounds_, out_ * ct.cols);
+  const size_t n = ctx.n(), blocks = ct.blocks(n);
+  CiphertextMatrix out;
+  out.params_id = ct.params_id;
+  out.kind = CtKind::kProduct;
+  out.rows = out_;
+  out.cols = ct.cols;
+  out.log2_delta = ct.log2_delta;
+  out.seed = ct.seed;
+  out.c0.resize(blocks * out_ * n);
+  out.c1.resize(blocks * out_ * n);
+  multiply_blocks(ct.c0.data(), out.c0.data(), blocks);
+  // c1: expand a_hat block by block (rows of all blocks are independent streams).
+  std::vector<uint64_t> a_hat(in_ * n);
+  for (size_t b = 0; b < blocks; ++b) {
+#pragma omp parallel num_threads(threads_)
+    {
+      SeedExpander ex(ct.seed, n, ctx.q());
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < static_cast<int64_t>(in_); ++j) {
+        ex.expand_row(b * in_ + static_cast<uint64_t>(j), a_hat.data() + static_cast<size_t>(j) * n);
+      }
+    }
+    multiply_blocks(a_hat.data(), out.c1.data() + b * out_ * n, 1);
+  }
+  return out;
+}
+
+CiphertextMatrix reference_multiply(const Context& ctx, const int8_t* w, size_t d_out, size_t d_in,
+                                    bool transpose, const CiphertextMatrix& ct) {
+  validate(ctx, ct);
+  const size_t in = transpose ? d_out : d_in, out = transpose ? d_in : d_out;
+  if (ct.kind != CtKind::kFresh || ct.rows != in) throw Error("reference_multiply: bad input");
+  const size_t n = ctx.n(), blocks = ct.blocks(n);
+  const uint64_t q = ctx.q();
+  auto m_at = [&](size_t i, size_t j) -> int64_t {
+    return transpose ? w[j * d_in + i] : w[i * d_in + j];
+  };
+  CiphertextMatrix r;
+  r.params_id = ct.params_id;
+  r.kind = CtKind::kProduct;
+  r.rows = out;
+  r.cols = ct.cols;
+  r.log2_delta = ct.log2_delta;
+  r.seed = ct.seed;
+  r.c0.resize(blocks * out * n);
+  r.c1.resize(blocks * out * n);
+  SeedExpander ex(ct.seed, n, q);
+  std::vector<uint64_t> a(in * n);
+  std::vector<i128> acc0(n), acc1(n);
+  for (size_t b = 0; b < blocks; ++b) {
+    for (size_t j = 0; j < in; ++j) ex.expand_row(b * in + j, a.data() + j * n);
+    for (size_t i = 0; i < out; ++i) {
+      std::fill(acc0.begin(), acc0.end(), 0);
+      std::fill(acc1.begin(), acc1.end(), 0);
+      for (size_t j = 0; j < in; ++j) {
+        const int64_t wij = m_at(i, j);
+        const uint64_t* c0 = ct.c0.data() + (b * in + j) * n;
+        const uint64_t* c1 = a.data() + j * n;
+        for (size_t t = 0; t < n; ++t) {
+          acc0[t] += static_cast<i128>(wij) * static_cast<i128>(c0[t]);
+          acc1[t] += static_cast<i128>(wij) * static_cast<i128>(c1[t]);
+        }
+      }
+      for (size_t t = 0; t < n; ++t) {
+        i128 v0 = acc0[t] % static_cast<i128>(q), v1 = acc1[t] % static_cast<i128>(q);
+        if (v0 < 0) v0 += q;
+        if (v1 < 0) v1 += q;
+        r.c0[(b * out + i) * n + t] = static_cast<uint64_t>(v0);
+        r.c1[(b * out + i) * n + t] = static_cast<uint64_t>(v1);
+      }
+    }
+  }
+  return r;
+}
+
+}  // namespace fhe
