@@ -9,68 +9,33 @@
 #include "fhe/encryptor.h"
 #include "fhe/modarith.h"
 #include "fhe/prng.h"
+#include "ntt_simd.h"
+#include "plane_kernels.h"
 
 namespace fhe {
+
+namespace detail {
+namespace portable {
+#include "plane_kernels.inc"
+}  // namespace portable
+
+namespace {
+void split_portable(const uint64_t* c, size_t rows, size_t n, size_t t0, size_t ct, int bits,
+                    int planes, uint8_t* a) {
+  portable::split_digits_kernel(c, rows, n, t0, ct, bits, planes, a, 0);
+}
+void recombine_portable(const int32_t* d, size_t out, size_t ct, int bits, int planes, uint64_t* y,
+                        size_t n, size_t t0, uint64_t q) {
+  portable::recombine_kernel(d, out, ct, bits, planes, y, n, t0, q, 0);
+}
+}  // namespace
+
+PlaneKernels plane_kernels_portable() { return {split_portable, recombine_portable}; }
+}  // namespace detail
 
 namespace {
 
 using dnnl::memory;
-
-// Writes the digit planes of tokens [t0, t0+ct) of a rows x n block into a (planes*ct) x rows
-// u8 matrix: row k*ct + t holds digit k of token t for every input feature.
-void split_digits(const uint64_t* c, size_t rows, size_t n, size_t t0, size_t ct, int bits,
-                  int planes, uint8_t* a) {
-  const uint64_t mask = (uint64_t{1} << bits) - 1;
-  for (size_t j = 0; j < rows; ++j) {
-    const uint64_t* src = c + j * n + t0;
-    for (size_t t = 0; t < ct; ++t) {
-      uint64_t v = src[t];
-      for (int k = 0; k < planes; ++k) {
-        a[(k * ct + t) * rows + j] = static_cast<uint8_t>(v & mask);
-        v >>= bits;
-      }
-    }
-  }
-}
-
-struct Recombiner {
-  uint64_t q;
-  int bits, planes;
-  uint64_t offset;      // multiple of q above 2^57: makes the low part positive
-  uint64_t one_shoup;   // shoup(1, q)
-  uint64_t hi_mul, hi_mul_shoup;  // 2^(4*bits) mod q
-
-  Recombiner(uint64_t q_, int bits_, int planes_) : q(q_), bits(bits_), planes(planes_) {
-    offset = q * ((uint64_t{1} << 57) / q + 1);
-    one_shoup = shoup(1, q);
-    hi_mul = pow_mod(2, 4 * static_cast<uint64_t>(bits), q);
-    hi_mul_shoup = shoup(hi_mul, q);
-  }
-
-  // dst: (planes*ct) x out int32 (row k*ct + t); y: out x n, tokens [t0, t0+ct).
-  void run(const int32_t* dst, size_t out, size_t ct, uint64_t* y, size_t n, size_t t0) const {
-    constexpr size_t kTile = 16;
-    for (size_t i0 = 0; i0 < out; i0 += kTile) {
-      const size_t i1 = std::min(out, i0 + kTile);
-      for (size_t t = 0; t < ct; ++t) {
-        for (size_t i = i0; i < i1; ++i) {
-          int64_t lo = 0, hi = 0;
-          for (int k = 0; k < 4 && k < planes; ++k) {
-            lo += static_cast<int64_t>(dst[(k * ct + t) * out + i]) << (bits * k);
-          }
-          for (int k = 4; k < planes; ++k) {
-            hi += static_cast<int64_t>(dst[(k * ct + t) * out + i]) << (bits * (k - 4));
-          }
-          uint64_t r = mul_shoup_lazy(static_cast<uint64_t>(lo) + offset, 1, one_shoup, q);
-          r = r >= q ? r - q : r;
-          const uint64_t h = static_cast<uint64_t>(hi < 0 ? hi + static_cast<int64_t>(q) : hi);
-          r += mul_shoup(h, hi_mul, hi_mul_shoup, q);
-          y[i * n + t0 + t] = r >= q ? r - q : r;
-        }
-      }
-    }
-  }
-};
 
 }  // namespace
 
@@ -85,15 +50,17 @@ struct PlaneGemm::Impl {
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul prim;
   memory packed_w;
-  Recombiner rec;
+  detail::PlaneKernels kernels;
   std::string impl_name;
-  Impl(uint64_t q, int bits, int planes) : rec(q, bits, planes) {}
 };
 
 PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out,
                      size_t d_in, bool transpose, PlaneGemmOptions opts)
     : ctx_(std::move(ctx)) {
   if (d_out == 0 || d_in == 0) throw Error("empty weight matrix");
+  if (ctx_->params().q != Params::P48().q) {
+    throw Error("the digit-plane GEMM reduces modulo the P48 prime only");
+  }
   in_ = transpose ? d_out : d_in;
   out_ = transpose ? d_in : d_out;
   bits_ = opts.digit_bits ? opts.digit_bits : (cpu_has_int8_dot_product() ? 8 : 7);
@@ -113,11 +80,15 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
     chunk_ = 8;
     while (chunk_ * 2 <= c && chunk_ < 256) chunk_ *= 2;
   }
-  if (chunk_ == 0 || n % chunk_ != 0) throw Error("chunk size must divide the ring degree");
+  if (chunk_ == 0 || chunk_ > 256 || n % chunk_ != 0) {
+    throw Error("chunk size must divide the ring degree and be at most 256");
+  }
   threads_ = opts.threads > 0 ? opts.threads : omp_get_max_threads();
   bounds_ = measure_bounds(w, d_out, d_in, transpose);
 
-  impl_ = std::make_unique<Impl>(ctx_->q(), bits_, planes_);
+  impl_ = std::make_unique<Impl>();
+  impl_->kernels = detail::cpu_has_avx512ifma() ? detail::plane_kernels_avx512()
+                                                : detail::plane_kernels_portable();
   const memory::dim m = static_cast<memory::dim>(planes_ * chunk_);
   const memory::dim k = static_cast<memory::dim>(in_), nn = static_cast<memory::dim>(out_);
   memory::desc src_md({m, k}, memory::data_type::u8, memory::format_tag::ab);
@@ -163,13 +134,14 @@ void PlaneGemm::multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) co
     for (int64_t task = 0; task < tasks; ++task) {
       const size_t blk = static_cast<size_t>(task) / chunks_per_block;
       const size_t t0 = (static_cast<size_t>(task) % chunks_per_block) * chunk_;
-      split_digits(c + blk * in_ * n, in_, n, t0, chunk_, bits_, planes_, a.data());
+      impl_->kernels.split(c + blk * in_ * n, in_, n, t0, chunk_, bits_, planes_, a.data());
       impl_->prim.execute(s, {{DNNL_ARG_SRC, a_mem},
                               {DNNL_ARG_WEIGHTS, impl_->packed_w},
                               {DNNL_ARG_DST, d_mem},
                               {DNNL_ARG_SCRATCHPAD, s_mem}});
       s.wait();
-      impl_->rec.run(dst.data(), out_, chunk_, y + blk * out_ * n, n, t0);
+      impl_->kernels.recombine(dst.data(), out_, chunk_, bits_, planes_, y + blk * out_ * n, n,
+                               t0, ctx_->q());
     }
   }
 }

@@ -40,13 +40,18 @@ SecretKey::SecretKey(std::shared_ptr<const Context> ctx, std::vector<int8_t> s)
     s_ntt_[i] = s_[i] < 0 ? q - 1 : static_cast<uint64_t>(s_[i]);
   }
   ctx_->ntt().forward(s_ntt_.data());
-  for (size_t i = 0; i < n; ++i) s_ntt_shoup_[i] = shoup(s_ntt_[i], q);
+  s_ntt_shoup52_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    s_ntt_shoup_[i] = shoup(s_ntt_[i], q);
+    s_ntt_shoup52_[i] = static_cast<uint64_t>((static_cast<u128>(s_ntt_[i]) << 52) / q);
+  }
 }
 
 SecretKey::~SecretKey() {
   secure_wipe(s_.data(), s_.size());
   secure_wipe(s_ntt_.data(), s_ntt_.size() * sizeof(uint64_t));
   secure_wipe(s_ntt_shoup_.data(), s_ntt_shoup_.size() * sizeof(uint64_t));
+  secure_wipe(s_ntt_shoup52_.data(), s_ntt_shoup52_.size() * sizeof(uint64_t));
 }
 
 SecretKey SecretKey::generate(std::shared_ptr<const Context> ctx) {

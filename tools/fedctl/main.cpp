@@ -7,6 +7,14 @@
 
 namespace fedctl {
 // Subcommands, one per line; each is defined in a cmd_*.cpp file of this folder.
+int cmd_fhe_keygen(int argc, char** argv);
+int cmd_fhe_encrypt(int argc, char** argv);
+int cmd_fhe_matmul(int argc, char** argv);
+int cmd_fhe_decrypt(int argc, char** argv);
+int cmd_fhe_demo(int argc, char** argv);
+int cmd_make_model(int argc, char** argv);
+int cmd_model_info(int argc, char** argv);
+int cmd_privacy(int argc, char** argv);
 }  // namespace fedctl
 
 namespace {
@@ -16,6 +24,18 @@ const fedctl::Command kCommands[] = {
        std::puts("fedctl 0.1.0");
        return 0;
      }},
+    {"fhe-keygen", "make an RLWE secret key", fedctl::cmd_fhe_keygen},
+    {"fhe-encrypt", "encrypt an int8 .npy matrix (tokens along polynomial coefficients)",
+     fedctl::cmd_fhe_encrypt},
+    {"fhe-matmul", "multiply a ciphertext by an int8 .npy matrix, as a worker does (no key)",
+     fedctl::cmd_fhe_matmul},
+    {"fhe-decrypt", "decrypt a product ciphertext into an int64 .npy matrix", fedctl::cmd_fhe_decrypt},
+    {"fhe-demo", "encrypt, multiply and decrypt one layer and check it is exact", fedctl::cmd_fhe_demo},
+    {"make-model", "write a small random Llama model (config.json + model.safetensors)",
+     fedctl::cmd_make_model},
+    {"model-info", "print a model's config, parameter count and projection shapes as JSON",
+     fedctl::cmd_model_info},
+    {"privacy", "differential-privacy accounting: epsilon and sigma", fedctl::cmd_privacy},
 };
 
 void usage(std::FILE* out) {

@@ -19,6 +19,9 @@ class Encryptor {
   // Encrypts X (row-major rows x cols int8) with delta = 2^log2_delta under a fresh seed and
   // fresh errors. Uses all OpenMP threads over ciphertext rows.
   CiphertextMatrix encrypt(const int8_t* x, size_t rows, size_t cols, uint32_t log2_delta) const;
+  // Same, reusing out's storage (no allocation when its shape is unchanged).
+  void encrypt_into(const int8_t* x, size_t rows, size_t cols, uint32_t log2_delta,
+                    CiphertextMatrix& out) const;
 
   // Same, with delta chosen for a product by a matrix with these bounds (choose_log2_delta).
   CiphertextMatrix encrypt(const int8_t* x, size_t rows, size_t cols, const WeightBounds& bounds,
@@ -35,13 +38,15 @@ class Decryptor {
   // Decrypts a product (or a fresh) ciphertext matrix into a row-major rows x cols int64 matrix.
   // Throws Error for a ciphertext of another parameter set or with inconsistent sizes.
   std::vector<int64_t> decrypt(const CiphertextMatrix& ct) const;
+  // Same, into caller storage of rows * cols values.
+  void decrypt_into(const CiphertextMatrix& ct, int64_t* y) const;
 
  private:
   const SecretKey& key_;
 };
 
-// Checks that a ciphertext matrix is well formed for ctx: parameter id, kind, sizes, and every
-// coefficient below q. Throws Error naming the first problem.
-void validate(const Context& ctx, const CiphertextMatrix& ct);
+// Checks that a ciphertext matrix is well formed for ctx: parameter id, kind, sizes, and (unless
+// check_range is false) every coefficient below q. Throws Error naming the first problem.
+void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range = true);
 
 }  // namespace fhe

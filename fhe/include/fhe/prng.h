@@ -66,7 +66,7 @@ class Csprng {
   Csprng(const Csprng&) = delete;
   Csprng& operator=(const Csprng&) = delete;
   void fill(uint8_t* out, size_t len);
-  // n samples of the centered binomial distribution with parameter eta <= 32, as int64.
+  // n samples of the centered binomial distribution with parameter eta <= 21, as int64.
   void centered_binomial(int64_t* out, size_t n, uint32_t eta);
   // n uniform ternary values in {-1, 0, 1}.
   void ternary(int8_t* out, size_t n);

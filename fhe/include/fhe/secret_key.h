@@ -35,12 +35,14 @@ class SecretKey {
   // NTT form of s and Shoup factors for multiplying by it.
   const uint64_t* ntt() const { return s_ntt_.data(); }
   const uint64_t* ntt_shoup() const { return s_ntt_shoup_.data(); }
+  // floor(s_hat * 2^52 / q), for the AVX-512 IFMA path.
+  const uint64_t* ntt_shoup52() const { return s_ntt_shoup52_.data(); }
 
  private:
   SecretKey(std::shared_ptr<const Context> ctx, std::vector<int8_t> s);
   std::shared_ptr<const Context> ctx_;
   std::vector<int8_t> s_;
-  std::vector<uint64_t> s_ntt_, s_ntt_shoup_;
+  std::vector<uint64_t> s_ntt_, s_ntt_shoup_, s_ntt_shoup52_;
 };
 
 }  // namespace fhe

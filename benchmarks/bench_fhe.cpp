@@ -1,0 +1,190 @@
+// bench_fhe: the encrypted linear layer against plaintext GEMMs of the same shape, in one run.
+//
+// For each shape (d_out, d_in, T) and thread count it times, alternating, median of --reps runs:
+//   enc_gemm_s   the worker's homomorphic product W * Enc(X) (PlaneGemm::multiply: input checks,
+//                seed expansion of c1, digit split, oneDNN u8 x s8 GEMMs, recombination)
+//   int8_gemm_s  oneDNN s8 x s8 -> s32 matmul of the plaintext, weights pre-packed
+//   fp32_gemm_s  oneDNN f32 matmul of the plaintext, weights pre-packed
+// and the participant's encryption and decryption. It prints one JSON object per line; ratios are
+// ratios of medians, and each *_spread is [min, max] over the runs.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fhe/encryptor.h"
+#include "fhe/plane_gemm.h"
+#include "fhe/serialize.h"
+
+namespace {
+
+using dnnl::memory;
+
+struct Stats {
+  double median, min, max;
+};
+
+Stats stats(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.front(), v.back()};
+}
+
+double time_once(const std::function<void()>& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A plaintext matmul dst (T x d_out) = src (T x d_in) * W^T with pre-packed weights.
+class PlainGemm {
+ public:
+  PlainGemm(memory::data_type src_t, memory::data_type w_t, memory::data_type dst_t, size_t d_out,
+            size_t d_in, size_t t, const void* w, const void* src)
+      : eng_(dnnl::engine::kind::cpu, 0), s_(eng_) {
+    const memory::dim m = static_cast<memory::dim>(t), k = static_cast<memory::dim>(d_in),
+                      n = static_cast<memory::dim>(d_out);
+    memory::desc src_md({m, k}, src_t, memory::format_tag::ab);
+    memory::desc w_any({k, n}, w_t, memory::format_tag::any);
+    memory::desc dst_md({m, n}, dst_t, memory::format_tag::ab);
+    pd_ = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, w_any, dst_md), eng_);
+    prim_ = dnnl::matmul(pd_);
+    memory w_plain(memory::desc({k, n}, w_t, memory::format_tag::ba), eng_, const_cast<void*>(w));
+    w_ = memory(pd_.weights_desc(), eng_);
+    dnnl::reorder(w_plain, w_).execute(s_, w_plain, w_);
+    src_ = memory(src_md, eng_, const_cast<void*>(src));
+    dst_ = memory(dst_md, eng_);
+    s_.wait();
+  }
+  void run() {
+    prim_.execute(s_, {{DNNL_ARG_SRC, src_}, {DNNL_ARG_WEIGHTS, w_}, {DNNL_ARG_DST, dst_}});
+    s_.wait();
+  }
+  const void* dst() const { return dst_.get_data_handle(); }
+  std::string impl() const { return pd_.impl_info_str(); }
+
+ private:
+  dnnl::engine eng_;
+  dnnl::stream s_;
+  dnnl::matmul::primitive_desc pd_;
+  dnnl::matmul prim_;
+  memory w_, src_, dst_;
+};
+
+void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
+  omp_set_num_threads(threads);
+  auto ctx = fhe::Context::create();
+  // Benchmark data only: a seeded generator.
+  std::mt19937_64 g(d_out * 31 + d_in * 7 + t);
+  std::vector<int8_t> w(d_out * d_in), x(d_in * t), xt(t * d_in);
+  for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(g() % 256) - 128);
+  for (auto& v : x) v = static_cast<int8_t>(static_cast<int>(g() % 256) - 128);
+  for (size_t j = 0; j < d_in; ++j)
+    for (size_t c = 0; c < t; ++c) xt[c * d_in + j] = x[j * t + c];
+  std::vector<float> wf(w.begin(), w.end()), xtf(xt.begin(), xt.end());
+
+  const auto key = fhe::SecretKey::generate(ctx);
+  fhe::Encryptor enc(key);
+  fhe::Decryptor dec(key);
+  fhe::PlaneGemm gemm(ctx, w.data(), d_out, d_in, false);
+  PlainGemm i8(memory::data_type::s8, memory::data_type::s8, memory::data_type::s32, d_out, d_in, t,
+               w.data(), xt.data());
+  PlainGemm f32(memory::data_type::f32, memory::data_type::f32, memory::data_type::f32, d_out, d_in,
+                t, wf.data(), xtf.data());
+  const auto bounds = fhe::worst_case_bounds(d_in);
+
+  fhe::CiphertextMatrix ct = enc.encrypt(x.data(), d_in, t, bounds);
+  fhe::CiphertextMatrix prod = gemm.multiply(ct);  // warm-up
+  i8.run();
+  f32.run();
+  std::vector<double> te, ti, tf, tenc, tdec, ratio_i8, ratio_f32;
+  const uint32_t log2_delta = fhe::choose_log2_delta(ctx->params(), bounds);
+  std::vector<int64_t> y(d_out * t);
+  for (int r = 0; r < reps; ++r) {
+    // A participant encrypts layer after layer into the same buffers.
+    tenc.push_back(time_once([&] { enc.encrypt_into(x.data(), d_in, t, log2_delta, ct); }));
+    te.push_back(time_once([&] { prod = gemm.multiply(ct); }));
+    ti.push_back(time_once([&] { i8.run(); }));
+    tf.push_back(time_once([&] { f32.run(); }));
+    tdec.push_back(time_once([&] { dec.decrypt_into(prod, y.data()); }));
+    ratio_i8.push_back(te.back() / ti.back());
+    ratio_f32.push_back(te.back() / tf.back());
+  }
+  // Bit-exactness against the plaintext int8 GEMM (dst is T x d_out).
+  const auto* ref = static_cast<const int32_t*>(i8.dst());
+  bool exact = true;
+  for (size_t i = 0; i < d_out && exact; ++i)
+    for (size_t c = 0; c < t; ++c)
+      if (y[i * t + c] != ref[c * d_out + i]) {
+        exact = false;
+        break;
+      }
+  const double up = static_cast<double>(fhe::serialize(*ctx, ct).size()) / (d_in * t);
+  const double down = static_cast<double>(fhe::serialize(*ctx, prod).size()) / (d_out * t);
+  const Stats se = stats(te), si = stats(ti), sf = stats(tf), sen = stats(tenc), sde = stats(tdec);
+  const Stats ri = stats(ratio_i8), rf = stats(ratio_f32);
+  // Per value per thread: wall time * threads / values.
+  const double enc_ns = sen.median * threads * 1e9 / (d_in * t);
+  const double dec_ns = sde.median * threads * 1e9 / (d_out * t);
+  std::printf(
+      "{\"shape\": [%zu, %zu, %zu], \"threads\": %d, \"reps\": %d, \"enc_gemm_s\": %.5f, "
+      "\"enc_gemm_spread\": [%.5f, %.5f], \"int8_gemm_s\": %.5f, \"int8_gemm_spread\": [%.5f, %.5f], "
+      "\"fp32_gemm_s\": %.5f, \"fp32_gemm_spread\": [%.5f, %.5f], \"ratio_vs_int8\": %.2f, "
+      "\"ratio_vs_int8_spread\": [%.2f, %.2f], \"ratio_vs_fp32\": %.2f, \"ratio_vs_fp32_spread\": "
+      "[%.2f, %.2f], \"encrypt_ns_per_value\": %.2f, \"decrypt_ns_per_value\": %.2f, "
+      "\"bytes_up_per_value\": %.3f, \"bytes_down_per_value\": %.3f, \"bit_exact\": %s, "
+      "\"planes\": %d, \"ntt\": \"%s\", \"gemm_impl\": \"%s\", \"int8_impl\": \"%s\"}\n",
+      d_out, d_in, t, threads, reps, se.median, se.min, se.max, si.median, si.min, si.max, sf.median,
+      sf.min, sf.max, se.median / si.median, ri.min, ri.max, se.median / sf.median, rf.min, rf.max,
+      enc_ns, dec_ns, up, down, exact ? "true" : "false", gemm.planes(),
+      fhe::to_string(ctx->ntt().path()), gemm.implementation(), i8.impl().c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  int reps = 5;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--quick")) {
+      quick = true;
+    } else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
+      reps = std::max(1, std::atoi(argv[++i]));
+    } else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::printf(
+          "usage: bench_fhe [--quick] [--reps N]\n"
+          "  Times the encrypted GEMM against oneDNN's int8 and fp32 GEMMs of the same shape\n"
+          "  (median of N alternating runs, default 5) and prints one JSON object per line.\n"
+          "  --quick: only (2048, 2048, 2048) with all threads (under 20 s).\n");
+      return 0;
+    } else {
+      std::fprintf(stderr, "bench_fhe: unknown argument '%s' (see --help)\n", argv[i]);
+      return 2;
+    }
+  }
+  const int all = omp_get_max_threads();
+  try {
+    if (quick) {
+      run_shape(2048, 2048, 2048, all, reps);
+      return 0;
+    }
+    const size_t shapes[3][3] = {{2048, 2048, 2048}, {5632, 2048, 2048}, {2048, 5632, 2048}};
+    for (const auto& s : shapes) {
+      for (int th : {1, all}) {
+        run_shape(s[0], s[1], s[2], th, reps);
+        if (all == 1) break;
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_fhe: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

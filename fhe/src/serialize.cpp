@@ -1,0 +1,144 @@
+#include "fhe/serialize.h"
+
+#include <cstring>
+#include <fstream>
+
+#include "fhe/encryptor.h"
+
+namespace fhe {
+
+namespace {
+
+constexpr char kMagic[8] = {'F', 'L', 'C', 'T', '\r', '\n', 0x1a, '\n'};
+constexpr uint32_t kVersion = 1;
+
+template <typename T>
+void put(uint8_t* p, T v) {
+  for (size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<uint8_t>(static_cast<uint64_t>(v) >> (8 * i));
+}
+
+template <typename T>
+T get(const uint8_t* p) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) v |= uint64_t{p[i]} << (8 * i);
+  return static_cast<T>(v);
+}
+
+}  // namespace
+
+void pack_coefficients(const uint64_t* v, size_t count, uint32_t bytes, uint8_t* out) {
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t x = v[i];
+    for (uint32_t b = 0; b < bytes; ++b) {
+      out[i * bytes + b] = static_cast<uint8_t>(x);
+      x >>= 8;
+    }
+  }
+}
+
+void unpack_coefficients(const uint8_t* in, size_t count, uint32_t bytes, uint64_t* v) {
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t x = 0;
+    for (uint32_t b = bytes; b-- > 0;) x = (x << 8) | in[i * bytes + b];
+    v[i] = x;
+  }
+}
+
+std::vector<uint8_t> serialize(const Context& ctx, const CiphertextMatrix& ct) {
+  validate(ctx, ct);
+  const Params& p = ctx.params();
+  const size_t values = ct.c0.size() + ct.c1.size();
+  const uint64_t payload = values * p.coeff_bytes;
+  std::vector<uint8_t> out(kCtHeaderBytes + payload);
+  uint8_t* h = out.data();
+  std::memcpy(h, kMagic, 8);
+  put<uint32_t>(h + 8, kVersion);
+  put<uint32_t>(h + 12, p.id);
+  put<uint32_t>(h + 16, static_cast<uint32_t>(p.n));
+  put<uint32_t>(h + 20, static_cast<uint32_t>(ct.kind));
+  put<uint64_t>(h + 24, p.q);
+  put<uint64_t>(h + 32, ct.rows);
+  put<uint64_t>(h + 40, ct.cols);
+  put<uint32_t>(h + 48, ct.log2_delta);
+  put<uint32_t>(h + 52, p.coeff_bytes);
+  std::memcpy(h + 56, ct.seed.data(), 32);
+  put<uint64_t>(h + 88, payload);
+  uint8_t* d = h + kCtHeaderBytes;
+  pack_coefficients(ct.c0.data(), ct.c0.size(), p.coeff_bytes, d);
+  pack_coefficients(ct.c1.data(), ct.c1.size(), p.coeff_bytes, d + ct.c0.size() * p.coeff_bytes);
+  return out;
+}
+
+CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t size) {
+  if (size < kCtHeaderBytes) throw Error("not a ciphertext: shorter than its 96-byte header");
+  if (std::memcmp(data, kMagic, 8) != 0) throw Error("not a ciphertext file (bad magic)");
+  if (get<uint32_t>(data + 8) != kVersion) {
+    throw Error("unsupported ciphertext format version " + std::to_string(get<uint32_t>(data + 8)));
+  }
+  const Params& p = Params::by_id(get<uint32_t>(data + 12));
+  if (p.id != ctx.params().id) throw Error(std::string("ciphertext is for parameter set ") + p.name);
+  if (get<uint32_t>(data + 16) != p.n || get<uint64_t>(data + 24) != p.q ||
+      get<uint32_t>(data + 52) != p.coeff_bytes) {
+    throw Error("ciphertext header does not match its parameter set (n, q or coefficient size)");
+  }
+  CiphertextMatrix ct;
+  ct.params_id = p.id;
+  const uint32_t kind = get<uint32_t>(data + 20);
+  if (kind != 1 && kind != 2) throw Error("unknown ciphertext kind " + std::to_string(kind));
+  ct.kind = static_cast<CtKind>(kind);
+  ct.rows = get<uint64_t>(data + 32);
+  ct.cols = get<uint64_t>(data + 40);
+  if (ct.rows == 0 || ct.cols == 0 || ct.rows > kMaxCtRows || ct.cols > kMaxCtCols) {
+    throw Error("ciphertext shape " + std::to_string(ct.rows) + " x " + std::to_string(ct.cols) +
+                " is empty or too large");
+  }
+  ct.log2_delta = get<uint32_t>(data + 48);
+  std::memcpy(ct.seed.data(), data + 56, 32);
+  const uint64_t per = ct.blocks(p.n) * ct.rows * p.n;
+  const uint64_t values = per * (ct.kind == CtKind::kProduct ? 2 : 1);
+  const uint64_t payload = get<uint64_t>(data + 88);
+  if (payload != values * p.coeff_bytes) {
+    throw Error("ciphertext payload length " + std::to_string(payload) +
+                " does not match its shape (expected " + std::to_string(values * p.coeff_bytes) + ")");
+  }
+  if (size - kCtHeaderBytes != payload) {
+    throw Error(size - kCtHeaderBytes < payload ? "ciphertext is truncated"
+                                                : "ciphertext has trailing bytes");
+  }
+  const uint8_t* d = data + kCtHeaderBytes;
+  ct.c0.resize(per);
+  unpack_coefficients(d, per, p.coeff_bytes, ct.c0.data());
+  if (ct.kind == CtKind::kProduct) {
+    ct.c1.resize(per);
+    unpack_coefficients(d + per * p.coeff_bytes, per, p.coeff_bytes, ct.c1.data());
+  }
+  validate(ctx, ct);
+  return ct;
+}
+
+void save_ciphertext(const Context& ctx, const CiphertextMatrix& ct, const std::string& path) {
+  const auto bytes = serialize(ctx, ct);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw Error("cannot write " + path);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw Error("cannot write " + path);
+}
+
+CiphertextMatrix load_ciphertext(const Context& ctx, const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw Error("cannot open " + path);
+  const auto size = static_cast<size_t>(in.tellg());
+  in.seekg(0);
+  // Read the header first so that a lying header cannot make us allocate a huge buffer.
+  if (size < kCtHeaderBytes) throw Error(path + ": not a ciphertext (shorter than its header)");
+  std::vector<uint8_t> buf(size);
+  in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(size));
+  if (!in) throw Error("cannot read " + path);
+  try {
+    return deserialize(ctx, buf.data(), buf.size());
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+}
+
+}  // namespace fhe

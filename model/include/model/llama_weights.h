@@ -1,0 +1,50 @@
+// The weights of a Llama model, loaded as float32 Eigen matrices.
+//
+// Matrices are row-major with the checkpoint's [d_out, d_in] shape, so a projection is
+// y = W * x exactly as torch.nn.Linear computes it, and W.data() is the checkpoint's element
+// order.
+#pragma once
+
+#include <Eigen/Core>
+#include <filesystem>
+#include <vector>
+
+#include "model/llama_config.h"
+#include "model/tensor_store.h"
+
+namespace model {
+
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Vector = Eigen::VectorXf;
+
+struct LlamaLayerWeights {
+  Vector input_layernorm;           // [H]
+  Matrix q_proj;                    // [heads * head_dim, H]
+  Matrix k_proj;                    // [kv_heads * head_dim, H]
+  Matrix v_proj;                    // [kv_heads * head_dim, H]
+  Matrix o_proj;                    // [H, heads * head_dim]
+  Vector post_attention_layernorm;  // [H]
+  Matrix gate_proj;                 // [I, H]
+  Matrix up_proj;                   // [I, H]
+  Matrix down_proj;                 // [H, I]
+};
+
+struct LlamaWeights {
+  LlamaConfig config;
+  Matrix embed_tokens;  // [V, H]
+  std::vector<LlamaLayerWeights> layers;
+  Vector norm;            // [H]
+  Matrix lm_head_weight;  // [V, H]; empty when config.tie_word_embeddings
+
+  // The output projection: lm_head_weight, or embed_tokens when the embeddings are tied.
+  const Matrix& lm_head() const {
+    return config.tie_word_embeddings ? embed_tokens : lm_head_weight;
+  }
+};
+
+// Loads every weight after check_llama_checkpoint (see llama_layout.h) has passed.
+LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& config);
+// Loads config.json and the checkpoint of a model directory.
+LlamaWeights load_llama_weights(const std::filesystem::path& dir);
+
+}  // namespace model

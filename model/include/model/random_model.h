@@ -1,0 +1,28 @@
+// Small random Llama models in the Hugging Face layout, for tests and the simulation.
+//
+// The weights come from a seeded std::mt19937_64: test data, not secrets. Projections and
+// embeddings are N(0, 0.02^2), the usual Llama initialisation; RMSNorm weights are
+// 1 + N(0, 0.05^2) so that a forward pass actually exercises them.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+
+#include "model/dtype.h"
+#include "model/llama_config.h"
+
+namespace model {
+
+struct RandomModelOptions {
+  uint64_t seed = 0;
+  DType dtype = DType::kF32;  // F32, F16 or BF16
+};
+
+// Writes `dir`/config.json and `dir`/model.safetensors (creating `dir` if needed; the same
+// seed and config give byte-identical files). config.torch_dtype is set from options.dtype.
+// Throws model::Error for an invalid config, a non-float dtype, a directory that already holds
+// a sharded checkpoint, or an I/O failure.
+void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& config,
+                        const RandomModelOptions& options);
+
+}  // namespace model
