@@ -109,7 +109,7 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
   for (int r = 0; r < reps; ++r) {
     // A participant encrypts layer after layer into the same buffers.
     tenc.push_back(time_once([&] { enc.encrypt_into(x.data(), d_in, t, log2_delta, ct); }));
-    te.push_back(time_once([&] { prod = gemm.multiply(ct); }));
+    te.push_back(time_once([&] { gemm.multiply_into(ct, prod); }));
     ti.push_back(time_once([&] { i8.run(); }));
     tf.push_back(time_once([&] { f32.run(); }));
     tdec.push_back(time_once([&] { dec.decrypt_into(prod, y.data()); }));

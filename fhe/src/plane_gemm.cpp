@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 
@@ -52,6 +53,27 @@ struct PlaneGemm::Impl {
   memory packed_w;
   detail::PlaneKernels kernels;
   std::string impl_name;
+  // Reusable buffers for the expanded a_hat block, one per concurrent multiply() call.
+  std::mutex pool_mutex;
+  std::vector<std::unique_ptr<std::vector<uint64_t>>> pool;
+
+  std::unique_ptr<std::vector<uint64_t>> take(size_t size) {
+    std::unique_ptr<std::vector<uint64_t>> b;
+    {
+      std::lock_guard<std::mutex> lock(pool_mutex);
+      if (!pool.empty()) {
+        b = std::move(pool.back());
+        pool.pop_back();
+      }
+    }
+    if (!b) b = std::make_unique<std::vector<uint64_t>>();
+    b->resize(size);
+    return b;
+  }
+  void give(std::unique_ptr<std::vector<uint64_t>> b) {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    pool.push_back(std::move(b));
+  }
 };
 
 PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out,
@@ -147,6 +169,12 @@ void PlaneGemm::multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) co
 }
 
 CiphertextMatrix PlaneGemm::multiply(const CiphertextMatrix& ct) const {
+  CiphertextMatrix out;
+  multiply_into(ct, out);
+  return out;
+}
+
+void PlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const {
   const Context& ctx = *ctx_;
   validate(ctx, ct);
   if (ct.kind != CtKind::kFresh) throw Error("only fresh ciphertexts can be multiplied");
@@ -156,7 +184,6 @@ CiphertextMatrix PlaneGemm::multiply(const CiphertextMatrix& ct) const {
   }
   check_product(ctx.params(), ct.log2_delta, bounds_, out_ * ct.cols);
   const size_t n = ctx.n(), blocks = ct.blocks(n);
-  CiphertextMatrix out;
   out.params_id = ct.params_id;
   out.kind = CtKind::kProduct;
   out.rows = out_;
@@ -167,7 +194,8 @@ CiphertextMatrix PlaneGemm::multiply(const CiphertextMatrix& ct) const {
   out.c1.resize(blocks * out_ * n);
   multiply_blocks(ct.c0.data(), out.c0.data(), blocks);
   // c1: expand a_hat block by block (rows of all blocks are independent streams).
-  std::vector<uint64_t> a_hat(in_ * n);
+  auto buffer = impl_->take(in_ * n);
+  std::vector<uint64_t>& a_hat = *buffer;
   for (size_t b = 0; b < blocks; ++b) {
 #pragma omp parallel num_threads(threads_)
     {
@@ -179,7 +207,7 @@ CiphertextMatrix PlaneGemm::multiply(const CiphertextMatrix& ct) const {
     }
     multiply_blocks(a_hat.data(), out.c1.data() + b * out_ * n, 1);
   }
-  return out;
+  impl_->give(std::move(buffer));
 }
 
 CiphertextMatrix reference_multiply(const Context& ctx, const int8_t* w, size_t d_out, size_t d_in,

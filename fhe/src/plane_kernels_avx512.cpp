@@ -5,6 +5,8 @@
 // here (plane_kernels.inc), which gives identical results.
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "plane_kernels.h"
 
 namespace fhe::detail {
@@ -39,69 +41,114 @@ static inline void transpose8x8(__m512i r[8]) {
   r[7] = _mm512_shuffle_i64x2(u[3], u[7], 0xEE);
 }
 
+// Tiles of 64 rows x 8 tokens: eight 8 x 8 register transposes produce, for every (token, plane),
+// the 64 digit bytes of rows j0..j0+63, gathered in an L1 staging buffer and written to the digit
+// matrix as one full 64-byte line.
+static constexpr size_t kAhead = 16;
 static void split_avx512(const uint64_t* c, size_t rows, size_t n, size_t t0, size_t ct, int bits,
                          int planes, uint8_t* a) {
-  const size_t rows8 = rows & ~size_t{7};
+  const size_t rows64 = rows & ~size_t{63};
   const __m128i mask = _mm_set1_epi8(static_cast<char>((1 << bits) - 1));
+  alignas(64) uint8_t stage[8][8][64];  // [token][plane][row within tile]
   __m512i r[8];
-  for (size_t j0 = 0; j0 < rows8; j0 += 8) {
+  for (size_t j0 = 0; j0 < rows64; j0 += 64) {
     for (size_t tb = 0; tb < ct; tb += 8) {
-      for (int i = 0; i < 8; ++i) r[i] = _mm512_loadu_si512(c + (j0 + i) * n + t0 + tb);
-      transpose8x8(r);  // r[t]: token tb+t of rows j0..j0+7
+      for (int sub = 0; sub < 8; ++sub) {
+        const size_t jr = j0 + 8 * static_cast<size_t>(sub);
+        // The rows are far apart (a stride of n words), so no hardware prefetcher follows them:
+        // ask for the lines kAhead rows ahead.
+        const size_t jp = jr + kAhead < rows ? jr + kAhead : jr;
+        for (int i = 0; i < 8; ++i) {
+          _mm_prefetch(reinterpret_cast<const char*>(c + (jp + i) * n + t0 + tb), _MM_HINT_T0);
+        }
+        for (int i = 0; i < 8; ++i) r[i] = _mm512_loadu_si512(c + (jr + i) * n + t0 + tb);
+        transpose8x8(r);  // r[t]: token tb+t of rows jr..jr+7
+        for (int t = 0; t < 8; ++t) {
+          for (int k = 0; k < planes; ++k) {
+            const __m512i sh = _mm512_srli_epi64(r[t], static_cast<unsigned>(bits * k));
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(&stage[t][k][8 * sub]),
+                             _mm_and_si128(_mm512_cvtepi64_epi8(sh), mask));
+          }
+        }
+      }
       for (int t = 0; t < 8; ++t) {
         for (int k = 0; k < planes; ++k) {
-          const __m512i sh = _mm512_srli_epi64(r[t], static_cast<unsigned>(bits * k));
-          const __m128i b = _mm_and_si128(_mm512_cvtepi64_epi8(sh), mask);
-          _mm_storel_epi64(
-              reinterpret_cast<__m128i*>(a + (static_cast<size_t>(k) * ct + tb + t) * rows + j0), b);
+          _mm512_storeu_si512(a + (static_cast<size_t>(k) * ct + tb + t) * rows + j0,
+                              _mm512_load_si512(stage[t][k]));
         }
       }
     }
   }
-  if (rows8 < rows) split_digits_kernel(c, rows, n, t0, ct, bits, planes, a, rows8);
+  if (rows64 < rows) split_digits_kernel(c, rows, n, t0, ct, bits, planes, a, rows64);
 }
 
+// Sum of the planes of 8 outputs, reduced into [0, q).
+static inline __m512i recombine8(__m512i lo, __m512i hi, int hs, __m512i lowmask, __m512i mask48,
+                                 __m512i vq) {
+  // v = lo + h0 * 2^hs + h1 * (2^14 - 1), with hi = h1 * 2^(48-hs) + h0.
+  const __m512i h0 = _mm512_and_si512(hi, lowmask);
+  const __m512i h1 = _mm512_srai_epi64(hi, static_cast<unsigned>(48 - hs));
+  __m512i v = _mm512_add_epi64(lo, _mm512_slli_epi64(h0, static_cast<unsigned>(hs)));
+  v = _mm512_add_epi64(v, _mm512_sub_epi64(_mm512_slli_epi64(h1, 14), h1));
+  // Reduce with 2^48 = 2^14 - 1 (mod q), then into [0, q).
+  const __m512i top = _mm512_srai_epi64(v, 48);
+  v = _mm512_add_epi64(_mm512_and_si512(v, mask48),
+                       _mm512_sub_epi64(_mm512_slli_epi64(top, 14), top));
+  v = _mm512_mask_add_epi64(v, _mm512_cmplt_epi64_mask(v, _mm512_setzero_si512()), v, vq);
+  return _mm512_mask_sub_epi64(v, _mm512_cmpge_epi64_mask(v, vq), v, vq);
+}
+
+// Blocks of 16 outputs x 8 tokens: each plane row contributes one 64-byte load per token.
 static void recombine_avx512(const int32_t* d, size_t out, size_t ct, int bits, int planes,
                              uint64_t* y, size_t n, size_t t0, uint64_t q) {
-  const size_t out8 = out & ~size_t{7};
+  const size_t out16 = out & ~size_t{15};
   const int hs = 4 * bits;
   const __m512i vq = _mm512_set1_epi64(static_cast<long long>(q));
   const __m512i lowmask = _mm512_set1_epi64((1ll << (48 - hs)) - 1);
   const __m512i mask48 = _mm512_set1_epi64((1ll << 48) - 1);
-  const __m512i zero = _mm512_setzero_si512();
-  __m512i r[8];
-  for (size_t i0 = 0; i0 < out8; i0 += 8) {
+  __m512i ra[8], rb[8];
+  const bool aligned = (reinterpret_cast<uintptr_t>(y + t0) % 64 == 0) && (n % 8 == 0);
+  for (size_t i0 = 0; i0 < out16; i0 += 16) {
     for (size_t tb = 0; tb < ct; tb += 8) {
       for (int t = 0; t < 8; ++t) {
-        __m512i lo = zero, hi = zero;
+        __m512i lo_a = _mm512_setzero_si512(), hi_a = lo_a, lo_b = lo_a, hi_b = lo_a;
         for (int k = 0; k < planes; ++k) {
-          const __m256i p = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(d + (static_cast<size_t>(k) * ct + tb + t) * out + i0));
-          const __m512i v = _mm512_cvtepi32_epi64(p);
+          const __m512i p =
+              _mm512_loadu_si512(d + (static_cast<size_t>(k) * ct + tb + t) * out + i0);
+          const __m512i va = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(p));
+          const __m512i vb = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(p, 1));
           if (k < 4) {
-            lo = _mm512_add_epi64(lo, _mm512_slli_epi64(v, static_cast<unsigned>(bits * k)));
+            const unsigned sh = static_cast<unsigned>(bits * k);
+            lo_a = _mm512_add_epi64(lo_a, _mm512_slli_epi64(va, sh));
+            lo_b = _mm512_add_epi64(lo_b, _mm512_slli_epi64(vb, sh));
           } else {
-            hi = _mm512_add_epi64(hi, _mm512_slli_epi64(v, static_cast<unsigned>(bits * (k - 4))));
+            const unsigned sh = static_cast<unsigned>(bits * (k - 4));
+            hi_a = _mm512_add_epi64(hi_a, _mm512_slli_epi64(va, sh));
+            hi_b = _mm512_add_epi64(hi_b, _mm512_slli_epi64(vb, sh));
           }
         }
-        // v = lo + h0 * 2^hs + h1 * (2^14 - 1), with hi = h1 * 2^(48-hs) + h0.
-        const __m512i h0 = _mm512_and_si512(hi, lowmask);
-        const __m512i h1 = _mm512_srai_epi64(hi, static_cast<unsigned>(48 - hs));
-        __m512i v = _mm512_add_epi64(lo, _mm512_slli_epi64(h0, static_cast<unsigned>(hs)));
-        v = _mm512_add_epi64(v, _mm512_sub_epi64(_mm512_slli_epi64(h1, 14), h1));
-        // Reduce with 2^48 = 2^14 - 1 (mod q), then into [0, q).
-        const __m512i top = _mm512_srai_epi64(v, 48);
-        v = _mm512_add_epi64(_mm512_and_si512(v, mask48),
-                             _mm512_sub_epi64(_mm512_slli_epi64(top, 14), top));
-        v = _mm512_mask_add_epi64(v, _mm512_cmplt_epi64_mask(v, zero), v, vq);
-        v = _mm512_mask_sub_epi64(v, _mm512_cmpge_epi64_mask(v, vq), v, vq);
-        r[t] = v;  // outputs i0..i0+7 of token tb+t
+        ra[t] = recombine8(lo_a, hi_a, hs, lowmask, mask48, vq);  // outputs i0..i0+7
+        rb[t] = recombine8(lo_b, hi_b, hs, lowmask, mask48, vq);  // outputs i0+8..i0+15
       }
-      transpose8x8(r);  // r[i]: tokens tb..tb+7 of output i0+i
-      for (int i = 0; i < 8; ++i) _mm512_storeu_si512(y + (i0 + i) * n + t0 + tb, r[i]);
+      transpose8x8(ra);  // ra[i]: tokens tb..tb+7 of output i0+i
+      transpose8x8(rb);
+      if (aligned) {
+        // Streaming stores: the result lines are written whole and not read again here, so
+        // skip reading them into the cache first.
+        for (int i = 0; i < 8; ++i) {
+          _mm512_stream_si512(reinterpret_cast<__m512i*>(y + (i0 + i) * n + t0 + tb), ra[i]);
+          _mm512_stream_si512(reinterpret_cast<__m512i*>(y + (i0 + 8 + i) * n + t0 + tb), rb[i]);
+        }
+      } else {
+        for (int i = 0; i < 8; ++i) {
+          _mm512_storeu_si512(y + (i0 + i) * n + t0 + tb, ra[i]);
+          _mm512_storeu_si512(y + (i0 + 8 + i) * n + t0 + tb, rb[i]);
+        }
+      }
     }
   }
-  if (out8 < out) recombine_kernel(d, out, ct, bits, planes, y, n, t0, q, out8);
+  if (out16 < out) recombine_kernel(d, out, ct, bits, planes, y, n, t0, q, out16);
+  _mm_sfence();
 }
 
 }  // namespace avx512

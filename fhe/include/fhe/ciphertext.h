@@ -12,11 +12,42 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
+#include <utility>
 #include <vector>
 
 #include "fhe/prng.h"
 
 namespace fhe {
+
+// Allocator for coefficient buffers: 64-byte aligned (whole cache lines, so the worker can write
+// results with streaming stores) and default-initialising (resize() does not zero-fill buffers
+// that are about to be overwritten in full).
+template <typename T>
+struct CoeffAllocator {
+  using value_type = T;
+  CoeffAllocator() = default;
+  template <typename U>
+  CoeffAllocator(const CoeffAllocator<U>&) noexcept {}
+  T* allocate(size_t count) {
+    return static_cast<T*>(::operator new(count * sizeof(T), std::align_val_t{64}));
+  }
+  void deallocate(T* p, size_t) noexcept { ::operator delete(p, std::align_val_t{64}); }
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+  template <typename U>
+  bool operator==(const CoeffAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
+using CoeffVector = std::vector<uint64_t, CoeffAllocator<uint64_t>>;
 
 enum class CtKind : uint32_t { kFresh = 1, kProduct = 2 };
 
@@ -27,8 +58,8 @@ struct CiphertextMatrix {
   uint64_t cols = 0;  // tokens T
   uint32_t log2_delta = 0;
   Seed seed{};                 // expands c1 of a fresh ciphertext
-  std::vector<uint64_t> c0;    // blocks * rows * n
-  std::vector<uint64_t> c1;    // product only: blocks * rows * n, NTT domain
+  CoeffVector c0;  // blocks * rows * n
+  CoeffVector c1;  // product only: blocks * rows * n, NTT domain
 
   static size_t blocks_for(uint64_t cols, size_t n) { return (cols + n - 1) / n; }
   size_t blocks(size_t n) const { return blocks_for(cols, n); }

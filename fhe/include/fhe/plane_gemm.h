@@ -50,6 +50,8 @@ class PlaneGemm {
   // The product ciphertext of a fresh ciphertext. Validates the input (shape, parameter set,
   // coefficient range) and the noise budget of this product (check_product) first; throws Error.
   CiphertextMatrix multiply(const CiphertextMatrix& ct) const;
+  // Same, reusing out's storage (no allocation when the shape is unchanged).
+  void multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const;
 
   // Raw: y (out_dim x n) = M * c (in_dim x n) mod q for `count` row-blocks laid out back to back.
   void multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) const;
