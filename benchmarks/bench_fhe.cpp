@@ -151,25 +151,28 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
 
 int main(int argc, char** argv) {
   bool quick = false;
-  int reps = 5;
+  int reps = 5, threads = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) {
       quick = true;
     } else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
+    } else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
+      threads = std::max(1, std::atoi(argv[++i]));
     } else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
       std::printf(
-          "usage: bench_fhe [--quick] [--reps N]\n"
+          "usage: bench_fhe [--quick] [--reps N] [--threads N]\n"
           "  Times the encrypted GEMM against oneDNN's int8 and fp32 GEMMs of the same shape\n"
           "  (median of N alternating runs, default 5) and prints one JSON object per line.\n"
-          "  --quick: only (2048, 2048, 2048) with all threads (under 20 s).\n");
+          "  --quick: only (2048, 2048, 2048) with all threads (under 20 s).\n"
+          "  --threads N: only this thread count (default: 1 and all).\n");
       return 0;
     } else {
       std::fprintf(stderr, "bench_fhe: unknown argument '%s' (see --help)\n", argv[i]);
       return 2;
     }
   }
-  const int all = omp_get_max_threads();
+  const int all = threads ? threads : omp_get_max_threads();
   try {
     if (quick) {
       run_shape(2048, 2048, 2048, all, reps);
@@ -178,6 +181,7 @@ int main(int argc, char** argv) {
     const size_t shapes[3][3] = {{2048, 2048, 2048}, {5632, 2048, 2048}, {2048, 5632, 2048}};
     for (const auto& s : shapes) {
       for (int th : {1, all}) {
+        if (threads && th != threads) continue;
         run_shape(s[0], s[1], s[2], th, reps);
         if (all == 1) break;
       }

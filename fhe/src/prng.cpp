@@ -8,8 +8,26 @@
 #include <vector>
 
 #include "fhe/params.h"
+#include "ntt_simd.h"
+#include "simd_ops.h"
+
+#include <cpuid.h>
 
 namespace fhe {
+
+namespace detail {
+
+bool cpu_has_avx512_vbmi_popcnt() {
+  static const bool ok = [] {
+    if (!cpu_has_avx512ifma()) return false;  // also checks the OS saves AVX-512 state
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return (c & (1u << 1)) != 0 && (c & (1u << 14)) != 0;  // AVX512_VBMI, AVX512_VPOPCNTDQ
+  }();
+  return ok;
+}
+
+}  // namespace detail
 
 namespace {
 
@@ -73,8 +91,30 @@ void SeedExpander::expand_row(uint64_t row, uint64_t* out) {
   std::memcpy(counter, seed_.data() + 16, 16);
   add_be128(counter, row << 32);
   ctr_.reset(seed_.data(), counter);
-  // 6-byte words; a few spare words cover the (probability ~2^-34 each) rejections. The buffer
-  // has 2 bytes of slack so each word can be read with one 8-byte load.
+  // Fast path: read n words from 6n keystream bytes (with 2 bytes of slack, so each word is one
+  // 8-byte load) and check afterwards that none was rejected; a rejection (probability about
+  // n * 2^-34 per row) falls back to the word-by-word loop below from the same stream start.
+  {
+    const size_t bytes = 6 * n_;
+    if (buf_.size() < bytes + 16) buf_.assign(bytes + 16, 0);
+    ctr_.keystream(buf_.data(), bytes);
+    const uint8_t* b = buf_.data();
+    uint64_t rejected = 0;
+    if (detail::cpu_has_avx512_vbmi_popcnt()) {
+      rejected = detail::unpack48_avx512(b, n_, out, q_);
+    } else {
+      for (size_t k = 0; k < n_; ++k) {
+        uint64_t w;
+        std::memcpy(&w, b + 6 * k, 8);
+        w &= (uint64_t{1} << 48) - 1;
+        out[k] = w;
+        rejected |= (w >= q_);
+      }
+    }
+    if (!rejected) return;
+    ctr_.reset(seed_.data(), counter);
+  }
+  // 6-byte words; a few spare words cover the rejections.
   constexpr size_t kSpare = 16, kWords = 512;
   uint8_t buf[6 * kWords + 8];
   std::memset(buf + 6 * kWords, 0, 8);
@@ -82,16 +122,13 @@ void SeedExpander::expand_row(uint64_t row, uint64_t* out) {
   while (produced < n_) {
     const size_t want = std::min<size_t>(kWords, n_ - produced + kSpare);
     ctr_.keystream(buf, 6 * want);
-    const size_t room = n_ - produced;
-    size_t k = 0;
-    for (; k < want && produced < n_; ++k) {
+    for (size_t k = 0; k < want && produced < n_; ++k) {
       uint64_t w;
       std::memcpy(&w, buf + 6 * k, 8);
       w &= (uint64_t{1} << 48) - 1;
       out[produced] = w;
       produced += (w < q_);
     }
-    (void)room;
   }
 }
 
@@ -115,55 +152,64 @@ void Csprng::fill(uint8_t* out, size_t len) {
 
 namespace {
 
-// Three samples from two 64-bit words: each sample is popcount(a) - popcount(b) for two disjoint
-// eta-bit fields (fields [0,21), [21,42) of each word, and [42,63) of both words for the third).
+// 24 samples per block of 16 random words (the mapping of simd_ops.h, shared with the AVX-512
+// kernel): fields [0, eta) and [eta, 2 eta) of each word give one sample, and field
+// [2 eta, 3 eta) of words i and 8 + i gives a third.
 template <typename Popcount>
-inline void cbd_from_words(const uint64_t* w, size_t pairs, uint64_t mask, uint32_t eta,
-                           int64_t* out, Popcount pc) {
-  for (size_t k = 0; k < pairs; ++k) {
-    const uint64_t a = w[2 * k], b = w[2 * k + 1];
-    out[3 * k] = pc(a & mask) - pc((a >> eta) & mask);
-    out[3 * k + 1] = pc(b & mask) - pc((b >> eta) & mask);
-    out[3 * k + 2] = pc((a >> (2 * eta)) & mask) - pc((b >> (2 * eta)) & mask);
+inline void cbd_blocks(const uint64_t* w, size_t blocks, uint32_t eta, int64_t* out, Popcount pc) {
+  const uint64_t m = (uint64_t{1} << eta) - 1;
+  for (size_t k = 0; k < blocks; ++k) {
+    const uint64_t* a = w + 16 * k;
+    int64_t* o = out + 24 * k;
+    for (int i = 0; i < 8; ++i) {
+      o[i] = pc(a[i] & m) - pc((a[i] >> eta) & m);
+      o[8 + i] = pc(a[8 + i] & m) - pc((a[8 + i] >> eta) & m);
+      o[16 + i] = pc((a[i] >> (2 * eta)) & m) - pc((a[8 + i] >> (2 * eta)) & m);
+    }
   }
 }
 
-__attribute__((target("popcnt"))) void cbd_hw(const uint64_t* w, size_t pairs, uint64_t mask,
-                                              uint32_t eta, int64_t* out) {
-  cbd_from_words(w, pairs, mask, eta, out,
-                 [](uint64_t v) { return static_cast<int64_t>(__builtin_popcountll(v)); });
+__attribute__((target("popcnt"))) void cbd_hw(const uint64_t* w, size_t blocks, uint32_t eta,
+                                              int64_t* out) {
+  cbd_blocks(w, blocks, eta, out,
+             [](uint64_t v) { return static_cast<int64_t>(__builtin_popcountll(v)); });
 }
 
-void cbd_sw(const uint64_t* w, size_t pairs, uint64_t mask, uint32_t eta, int64_t* out) {
-  cbd_from_words(w, pairs, mask, eta, out,
-                 [](uint64_t v) { return static_cast<int64_t>(__builtin_popcountll(v)); });
+void cbd_sw(const uint64_t* w, size_t blocks, uint32_t eta, int64_t* out) {
+  cbd_blocks(w, blocks, eta, out,
+             [](uint64_t v) { return static_cast<int64_t>(__builtin_popcountll(v)); });
 }
 
 }  // namespace
 
 void Csprng::centered_binomial(int64_t* out, size_t n, uint32_t eta) {
-  // Three samples per 128 random bits need 3 * eta <= 63.
+  // Three samples per 128 random bits need 3 * eta <= 64.
   if (eta == 0 || eta > 21) throw Error("centered binomial eta must be in [1, 21]");
   static const bool hw = __builtin_cpu_supports("popcnt");
-  const uint64_t mask = (uint64_t{1} << eta) - 1;
-  constexpr size_t kPairs = 256;
-  uint64_t words[2 * kPairs];
-  int64_t tmp[3 * kPairs];
+  const bool simd = detail::cpu_has_avx512_vbmi_popcnt();
+  constexpr size_t kBlocks = 32;  // 512 words, 768 samples per batch
+  uint64_t words[16 * kBlocks];
+  int64_t tmp[24];
   for (size_t i = 0; i < n;) {
-    const size_t pairs = std::min(kPairs, (n - i + 2) / 3);
-    fill(reinterpret_cast<uint8_t*>(words), pairs * 2 * sizeof(uint64_t));
-    const size_t m = std::min(3 * pairs, n - i);
-    int64_t* dst = (m == 3 * pairs) ? out + i : tmp;
-    if (hw) {
-      cbd_hw(words, pairs, mask, eta, dst);
+    const size_t full = std::min(kBlocks, (n - i) / 24);
+    const size_t blocks = full ? full : 1;
+    fill(reinterpret_cast<uint8_t*>(words), blocks * 16 * sizeof(uint64_t));
+    int64_t* dst = full ? out + i : tmp;
+    if (simd) {
+      detail::cbd_blocks_avx512(words, blocks, eta, dst);
+    } else if (hw) {
+      cbd_hw(words, blocks, eta, dst);
     } else {
-      cbd_sw(words, pairs, mask, eta, dst);
+      cbd_sw(words, blocks, eta, dst);
     }
-    if (dst == tmp) std::copy_n(tmp, m, out + i);
+    const size_t m = full ? 24 * full : n - i;
+    if (!full) {
+      std::copy_n(tmp, m, out + i);
+      secure_wipe(tmp, sizeof tmp);
+    }
+    secure_wipe(words, blocks * 16 * sizeof(uint64_t));
     i += m;
   }
-  secure_wipe(words, sizeof words);
-  secure_wipe(tmp, sizeof tmp);
 }
 
 void Csprng::ternary(int8_t* out, size_t n) {

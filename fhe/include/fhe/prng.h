@@ -17,6 +17,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace fhe {
 
@@ -56,6 +57,7 @@ class SeedExpander {
   size_t n_;
   uint64_t q_;
   AesCtr ctr_;
+  std::vector<uint8_t> buf_;
 };
 
 // Cryptographically secure stream for secrets and errors. Not thread-safe: one per thread.
