@@ -134,15 +134,16 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
   const double dec_ns = sde.median * threads * 1e9 / (d_out * t);
   std::printf(
       "{\"shape\": [%zu, %zu, %zu], \"threads\": %d, \"reps\": %d, \"enc_gemm_s\": %.5f, "
-      "\"enc_gemm_spread\": [%.5f, %.5f], \"int8_gemm_s\": %.5f, \"int8_gemm_spread\": [%.5f, %.5f], "
+      "\"enc_gemm_spread\": [%.5f, %.5f], \"int8_gemm_s\": %.5f, \"int8_gemm_spread\": [%.5f, "
+      "%.5f], "
       "\"fp32_gemm_s\": %.5f, \"fp32_gemm_spread\": [%.5f, %.5f], \"ratio_vs_int8\": %.2f, "
       "\"ratio_vs_int8_spread\": [%.2f, %.2f], \"ratio_vs_fp32\": %.2f, \"ratio_vs_fp32_spread\": "
       "[%.2f, %.2f], \"encrypt_ns_per_value\": %.2f, \"decrypt_ns_per_value\": %.2f, "
       "\"bytes_up_per_value\": %.3f, \"bytes_down_per_value\": %.3f, \"bit_exact\": %s, "
       "\"planes\": %d, \"ntt\": \"%s\", \"gemm_impl\": \"%s\", \"int8_impl\": \"%s\"}\n",
-      d_out, d_in, t, threads, reps, se.median, se.min, se.max, si.median, si.min, si.max, sf.median,
-      sf.min, sf.max, se.median / si.median, ri.min, ri.max, se.median / sf.median, rf.min, rf.max,
-      enc_ns, dec_ns, up, down, exact ? "true" : "false", gemm.planes(),
+      d_out, d_in, t, threads, reps, se.median, se.min, se.max, si.median, si.min, si.max,
+      sf.median, sf.min, sf.max, se.median / si.median, ri.min, ri.max, se.median / sf.median,
+      rf.min, rf.max, enc_ns, dec_ns, up, down, exact ? "true" : "false", gemm.planes(),
       fhe::to_string(ctx->ntt().path()), gemm.implementation(), i8.impl().c_str());
   std::fflush(stdout);
 }

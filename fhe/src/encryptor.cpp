@@ -16,7 +16,9 @@ namespace fhe {
 namespace {
 
 // The vectorised kernels run exactly when the NTT runs its AVX-512 IFMA path (same CPU feature).
-bool use_simd(const Context& ctx) { return ctx.ntt().path() == NttPath::kAvx512Ifma; }
+bool use_simd(const Context& ctx) {
+  return ctx.ntt().path() == NttPath::kAvx512Ifma;
+}
 
 // out <- INTT(a_hat * s_hat): the coefficients of a*s (out may equal a_hat).
 void times_secret(const SecretKey& key, const uint64_t* a, uint64_t* out) {
@@ -40,7 +42,8 @@ void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range) 
     throw Error("ciphertext uses parameter set " + std::to_string(ct.params_id) + ", expected " +
                 std::to_string(ctx.params().id));
   }
-  if (ct.kind != CtKind::kFresh && ct.kind != CtKind::kProduct) throw Error("unknown ciphertext kind");
+  if (ct.kind != CtKind::kFresh && ct.kind != CtKind::kProduct)
+    throw Error("unknown ciphertext kind");
   if (ct.rows == 0 || ct.cols == 0) throw Error("empty ciphertext matrix");
   if (ct.log2_delta == 0 || ct.log2_delta >= ctx.params().log2_q) {
     throw Error("ciphertext scale 2^" + std::to_string(ct.log2_delta) + " is out of range");

@@ -31,7 +31,9 @@ void recombine_portable(const int32_t* d, size_t out, size_t ct, int bits, int p
 }
 }  // namespace
 
-PlaneKernels plane_kernels_portable() { return {split_portable, recombine_portable}; }
+PlaneKernels plane_kernels_portable() {
+  return {split_portable, recombine_portable};
+}
 }  // namespace detail
 
 namespace {
@@ -76,8 +78,8 @@ struct PlaneGemm::Impl {
   }
 };
 
-PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out,
-                     size_t d_in, bool transpose, PlaneGemmOptions opts)
+PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out, size_t d_in,
+                     bool transpose, PlaneGemmOptions opts)
     : ctx_(std::move(ctx)) {
   if (d_out == 0 || d_in == 0) throw Error("empty weight matrix");
   if (ctx_->params().q != Params::P48().q) {
@@ -118,8 +120,8 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
   memory::desc dst_md({m, nn}, memory::data_type::s32, memory::format_tag::ab);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  impl_->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, w_any, dst_md), attr,
-                                           impl_->eng);
+  impl_->pd =
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, w_any, dst_md), attr, impl_->eng);
   impl_->prim = dnnl::matmul(impl_->pd);
   impl_->impl_name = impl_->pd.impl_info_str();
   // weights(k, n) = M[n][k]: W^T for W*C ("ba" over W's buffer), W itself for W^T*C ("ab").
@@ -135,7 +137,9 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
 
 PlaneGemm::~PlaneGemm() = default;
 
-const char* PlaneGemm::implementation() const { return impl_->impl_name.c_str(); }
+const char* PlaneGemm::implementation() const {
+  return impl_->impl_name.c_str();
+}
 
 void PlaneGemm::multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) const {
   const size_t n = ctx_->n();
@@ -162,8 +166,8 @@ void PlaneGemm::multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) co
                               {DNNL_ARG_DST, d_mem},
                               {DNNL_ARG_SCRATCHPAD, s_mem}});
       s.wait();
-      impl_->kernels.recombine(dst.data(), out_, chunk_, bits_, planes_, y + blk * out_ * n, n,
-                               t0, ctx_->q());
+      impl_->kernels.recombine(dst.data(), out_, chunk_, bits_, planes_, y + blk * out_ * n, n, t0,
+                               ctx_->q());
     }
   }
 }
@@ -202,7 +206,8 @@ void PlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out)
       SeedExpander ex(ct.seed, n, ctx.q());
 #pragma omp for schedule(static)
       for (int64_t j = 0; j < static_cast<int64_t>(in_); ++j) {
-        ex.expand_row(b * in_ + static_cast<uint64_t>(j), a_hat.data() + static_cast<size_t>(j) * n);
+        ex.expand_row(b * in_ + static_cast<uint64_t>(j),
+                      a_hat.data() + static_cast<size_t>(j) * n);
       }
     }
     multiply_blocks(a_hat.data(), out.c1.data() + b * out_ * n, 1);

@@ -153,6 +153,8 @@ static void recombine_avx512(const int32_t* d, size_t out, size_t ct, int bits, 
 
 }  // namespace avx512
 
-PlaneKernels plane_kernels_avx512() { return {avx512::split_avx512, avx512::recombine_avx512}; }
+PlaneKernels plane_kernels_avx512() {
+  return {avx512::split_avx512, avx512::recombine_avx512};
+}
 
 }  // namespace fhe::detail

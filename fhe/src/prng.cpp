@@ -60,7 +60,9 @@ AesCtr::AesCtr() : ctx_(EVP_CIPHER_CTX_new()) {
   if (!ctx_) throw Error("EVP_CIPHER_CTX_new failed");
 }
 
-AesCtr::~AesCtr() { EVP_CIPHER_CTX_free(ctx_); }
+AesCtr::~AesCtr() {
+  EVP_CIPHER_CTX_free(ctx_);
+}
 
 void AesCtr::reset(const uint8_t key[16], const uint8_t counter[16]) {
   if (EVP_EncryptInit_ex(ctx_, EVP_aes_128_ctr(), nullptr, key, counter) != 1) {
@@ -84,7 +86,9 @@ void AesCtr::keystream(uint8_t* out, size_t len) {
 
 SeedExpander::SeedExpander(const Seed& seed, size_t n, uint64_t q) : seed_(seed), n_(n), q_(q) {}
 
-SeedExpander::~SeedExpander() { secure_wipe(seed_.data(), seed_.size()); }
+SeedExpander::~SeedExpander() {
+  secure_wipe(seed_.data(), seed_.size());
+}
 
 void SeedExpander::expand_row(uint64_t row, uint64_t* out) {
   uint8_t counter[16];
@@ -132,7 +136,9 @@ void SeedExpander::expand_row(uint64_t row, uint64_t* out) {
   }
 }
 
-Csprng::Csprng() { rekey(); }
+Csprng::Csprng() {
+  rekey();
+}
 
 Csprng::~Csprng() = default;
 

@@ -32,7 +32,9 @@ SecretKey::SecretKey(std::shared_ptr<const Context> ctx, std::vector<int8_t> s)
     : ctx_(std::move(ctx)), s_(std::move(s)) {
   const size_t n = ctx_->n();
   const uint64_t q = ctx_->q();
-  if (s_.size() != n) throw Error("secret key has " + std::to_string(s_.size()) + " coefficients, expected " + std::to_string(n));
+  if (s_.size() != n)
+    throw Error("secret key has " + std::to_string(s_.size()) + " coefficients, expected " +
+                std::to_string(n));
   s_ntt_.resize(n);
   s_ntt_shoup_.resize(n);
   for (size_t i = 0; i < n; ++i) {

@@ -14,7 +14,8 @@ constexpr uint32_t kVersion = 1;
 
 template <typename T>
 void put(uint8_t* p, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<uint8_t>(static_cast<uint64_t>(v) >> (8 * i));
+  for (size_t i = 0; i < sizeof(T); ++i)
+    p[i] = static_cast<uint8_t>(static_cast<uint64_t>(v) >> (8 * i));
 }
 
 template <typename T>
@@ -76,7 +77,8 @@ CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t siz
     throw Error("unsupported ciphertext format version " + std::to_string(get<uint32_t>(data + 8)));
   }
   const Params& p = Params::by_id(get<uint32_t>(data + 12));
-  if (p.id != ctx.params().id) throw Error(std::string("ciphertext is for parameter set ") + p.name);
+  if (p.id != ctx.params().id)
+    throw Error(std::string("ciphertext is for parameter set ") + p.name);
   if (get<uint32_t>(data + 16) != p.n || get<uint64_t>(data + 24) != p.q ||
       get<uint32_t>(data + 52) != p.coeff_bytes) {
     throw Error("ciphertext header does not match its parameter set (n, q or coefficient size)");
@@ -99,7 +101,8 @@ CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t siz
   const uint64_t payload = get<uint64_t>(data + 88);
   if (payload != values * p.coeff_bytes) {
     throw Error("ciphertext payload length " + std::to_string(payload) +
-                " does not match its shape (expected " + std::to_string(values * p.coeff_bytes) + ")");
+                " does not match its shape (expected " + std::to_string(values * p.coeff_bytes) +
+                ")");
   }
   if (size - kCtHeaderBytes != payload) {
     throw Error(size - kCtHeaderBytes < payload ? "ciphertext is truncated"
@@ -120,7 +123,8 @@ void save_ciphertext(const Context& ctx, const CiphertextMatrix& ct, const std::
   const auto bytes = serialize(ctx, ct);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw Error("cannot write " + path);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   if (!out) throw Error("cannot write " + path);
 }
 

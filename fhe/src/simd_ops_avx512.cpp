@@ -17,10 +17,10 @@ void mul_pointwise_ifma(const uint64_t* a, const uint64_t* b, const uint64_t* b5
     const __m512i x = _mm512_loadu_si512(a + i);
     const __m512i w = _mm512_loadu_si512(b + i);
     const __m512i wp = _mm512_loadu_si512(b52 + i);
-    const __m512i qhat = _mm512_madd52hi_epu64(zero, x, wp);          // floor(x * wp / 2^52)
-    const __m512i xw = _mm512_madd52lo_epu64(zero, x, w);             // (x * w) mod 2^52
-    const __m512i qq = _mm512_madd52lo_epu64(zero, qhat, vq);         // (qhat * q) mod 2^52
-    __m512i r = _mm512_and_si512(_mm512_sub_epi64(xw, qq), mask52);   // in [0, 2q)
+    const __m512i qhat = _mm512_madd52hi_epu64(zero, x, wp);         // floor(x * wp / 2^52)
+    const __m512i xw = _mm512_madd52lo_epu64(zero, x, w);            // (x * w) mod 2^52
+    const __m512i qq = _mm512_madd52lo_epu64(zero, qhat, vq);        // (qhat * q) mod 2^52
+    __m512i r = _mm512_and_si512(_mm512_sub_epi64(xw, qq), mask52);  // in [0, 2q)
     r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
     _mm512_storeu_si512(out + i, r);
   }

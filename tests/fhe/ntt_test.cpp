@@ -47,7 +47,7 @@ TEST(Params, P48IsTheDesignedPrime) {
 
 TEST(Ntt, RefusesBadParameters) {
   EXPECT_THROW(fhe::Ntt(1000, fhe::Params::P48().q), fhe::Error);
-  EXPECT_THROW(fhe::Ntt(2048, 281474976694275ull), fhe::Error);   // not prime
+  EXPECT_THROW(fhe::Ntt(2048, 281474976694275ull), fhe::Error);     // not prime
   EXPECT_THROW(fhe::Ntt(65536, fhe::Params::P48().q), fhe::Error);  // q != 1 mod 2n
 }
 

@@ -19,12 +19,12 @@ std::vector<uint8_t> hex(const char* s) {
 
 // NIST SP 800-38A, F.5.1 CTR-AES128.Encrypt: the keystream is plaintext XOR ciphertext.
 std::vector<uint8_t> nist_keystream() {
-  const auto p = hex(
-      "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
-      "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710");
-  const auto c = hex(
-      "874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff"
-      "5ae4df3edbd5d35e5b4f09020db03eab1e031dda2fbe03d1792170a0f3009cee");
+  const auto p =
+      hex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
+          "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710");
+  const auto c =
+      hex("874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff"
+          "5ae4df3edbd5d35e5b4f09020db03eab1e031dda2fbe03d1792170a0f3009cee");
   std::vector<uint8_t> k(p.size());
   for (size_t i = 0; i < p.size(); ++i) k[i] = p[i] ^ c[i];
   return k;
@@ -124,8 +124,8 @@ TEST(Csprng, CentredBinomialHasTheRightMomentsAndRange) {
     sq += static_cast<double>(v) * v;
   }
   const double mean = sum / n, var = sq / n - mean * mean;
-  EXPECT_NEAR(mean, 0.0, 0.05);       // sd of the mean ~ 0.007
-  EXPECT_NEAR(var, 10.5, 0.25);       // eta / 2
+  EXPECT_NEAR(mean, 0.0, 0.05);  // sd of the mean ~ 0.007
+  EXPECT_NEAR(var, 10.5, 0.25);  // eta / 2
 }
 
 TEST(Csprng, TernaryIsUniformAndTwoStreamsDiffer) {

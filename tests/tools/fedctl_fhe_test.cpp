@@ -42,7 +42,8 @@ TEST_F(FedctlFhe, KeyFileIsPrivateAndNotOverwrittenByAccident) {
   ASSERT_EQ(::stat((dir / "sk").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   const auto before = slurp(dir / "sk");
-  EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-keygen --out " + dir / "sk", dir.path()), "exists"));
+  EXPECT_TRUE(
+      one_line_error(run(kFedctl + " fhe-keygen --out " + dir / "sk", dir.path()), "exists"));
   EXPECT_EQ(slurp(dir / "sk"), before);
   EXPECT_EQ(run(kFedctl + " fhe-keygen --force --out " + dir / "sk", dir.path()).status, 0);
   EXPECT_NE(slurp(dir / "sk"), before);
@@ -106,7 +107,8 @@ TEST_F(FedctlFhe, BadInputsGiveOneLineAndExitStatus2) {
   EXPECT_TRUE(one_line_error(enc(dir / "nokey", dir / "x.npy"), "nokey"));
   EXPECT_TRUE(one_line_error(enc(sk, dir / "f.npy"), "int8"));
   EXPECT_TRUE(one_line_error(enc(sk, dir / "absent.npy"), "absent.npy"));
-  EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-encrypt --in " + dir / "x.npy", dir.path()), "key"));
+  EXPECT_TRUE(
+      one_line_error(run(kFedctl + " fhe-encrypt --in " + dir / "x.npy", dir.path()), "key"));
   EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-encrypt --bogus 1", dir.path()), "bogus"));
 
   // A corrupt key (a coefficient outside {-1, 0, 1}) and a truncated key.
@@ -149,11 +151,10 @@ TEST_F(FedctlFhe, BadInputsGiveOneLineAndExitStatus2) {
   // A product is not an input of another product.
   ASSERT_EQ(matmul(dir / "x.ct").status, 0);
   fedtools::write_npy(dir / "w4.npy", fedtools::NpyType::kInt8, 4, 4, w.data());
-  EXPECT_TRUE(one_line_error(
-      run(kFedctl + " fhe-matmul --weights " + dir / "w4.npy" + " --in " + dir / "y.ct" +
-              " --out " + dir / "z.ct",
-          dir.path()),
-      "fresh"));
+  EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-matmul --weights " + dir / "w4.npy" + " --in " +
+                                     dir / "y.ct" + " --out " + dir / "z.ct",
+                                 dir.path()),
+                             "fresh"));
   // Decrypting garbage.
   EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-decrypt --key " + sk + " --in " + dir / "w.npy" +
                                      " --out " + dir / "o.npy",

@@ -87,7 +87,8 @@ NpyArray read_npy(const std::string& path) {
   size_t pos = 0;
   while (pos < shape.size()) {
     const size_t comma = shape.find(',', pos);
-    std::string item = shape.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string item =
+        shape.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     pos = comma == std::string::npos ? shape.size() : comma + 1;
     const size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
     if (b == std::string::npos) {
@@ -101,7 +102,8 @@ NpyArray read_npy(const std::string& path) {
     dims.push_back(std::stoull(item));
   }
   if (dims.size() == 1) dims.push_back(1);
-  if (dims.size() != 2) throw fail("expected a 2-D array, got " + std::to_string(dims.size()) + "-D");
+  if (dims.size() != 2)
+    throw fail("expected a 2-D array, got " + std::to_string(dims.size()) + "-D");
   a.rows = dims[0];
   a.cols = dims[1];
   const size_t es = elem_size(a.type);
@@ -136,11 +138,20 @@ void write_npy(const std::string& path, NpyType type, size_t rows, size_t cols, 
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw NpyError("cannot write " + path);
   const uint16_t len = static_cast<uint16_t>(header.size());
-  const char pre[10] = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<char>(len & 0xff),
+  const char pre[10] = {'\x93',
+                        'N',
+                        'U',
+                        'M',
+                        'P',
+                        'Y',
+                        1,
+                        0,
+                        static_cast<char>(len & 0xff),
                         static_cast<char>(len >> 8)};
   out.write(pre, 10);
   out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(rows * cols * elem_size(type)));
+  out.write(static_cast<const char*>(data),
+            static_cast<std::streamsize>(rows * cols * elem_size(type)));
   if (!out) throw NpyError("cannot write " + path);
 }
 

@@ -16,7 +16,8 @@ namespace po = boost::program_options;
 // Parses argv (argv[0] is the subcommand) against `opts` (a --help flag is added), then calls
 // body. Any exception becomes "fedctl <name>: <what>" and exit status 2.
 inline int run_command(const char* name, const char* synopsis, po::options_description opts,
-                       int argc, char** argv, const std::function<int(const po::variables_map&)>& body) {
+                       int argc, char** argv,
+                       const std::function<int(const po::variables_map&)>& body) {
   opts.add_options()("help,h", "show this help");
   try {
     po::variables_map vm;

@@ -28,8 +28,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 int cmd_fhe_keygen(int argc, char** argv) {
   po::options_description o("options");
-  o.add_options()("out", po::value<std::string>()->required(), "secret key file to write (mode 0600)")(
-      "force", "overwrite an existing file");
+  o.add_options()("out", po::value<std::string>()->required(),
+                  "secret key file to write (mode 0600)")("force", "overwrite an existing file");
   return run_command("fhe-keygen", "--out SK", o, argc, argv, [](const po::variables_map& vm) {
     const auto out = vm["out"].as<std::string>();
     if (exists(out) && !vm.count("force")) {
@@ -49,8 +49,8 @@ int cmd_fhe_encrypt(int argc, char** argv) {
       "out", po::value<std::string>()->required(), "ciphertext file to write")(
       "weights", po::value<std::string>(),
       "int8 .npy W the ciphertext will meet: sets the scale from W's real norms")(
-      "transpose", "with --weights: the product will be W^T X")(
-      "log2-delta", po::value<unsigned>(), "force the scale 2^D (expert use)");
+      "transpose", "with --weights: the product will be W^T X")("log2-delta", po::value<unsigned>(),
+                                                                "force the scale 2^D (expert use)");
   return run_command(
       "fhe-encrypt", "--key SK --in X.npy --out X.ct [--weights W.npy [--transpose]]", o, argc,
       argv, [](const po::variables_map& vm) {
@@ -85,11 +85,12 @@ int cmd_fhe_encrypt(int argc, char** argv) {
 
 int cmd_fhe_matmul(int argc, char** argv) {
   po::options_description o("options");
-  o.add_options()("weights", po::value<std::string>()->required(), "int8 .npy W, shape d_out x d_in")(
-      "in", po::value<std::string>()->required(), "ciphertext of X")(
+  o.add_options()("weights", po::value<std::string>()->required(),
+                  "int8 .npy W, shape d_out x d_in")("in", po::value<std::string>()->required(),
+                                                     "ciphertext of X")(
       "out", po::value<std::string>()->required(), "ciphertext of the product to write")(
-      "transpose", "compute W^T X instead of W X")(
-      "threads", po::value<int>()->default_value(0), "threads (0: all)");
+      "transpose", "compute W^T X instead of W X")("threads", po::value<int>()->default_value(0),
+                                                   "threads (0: all)");
   return run_command(
       "fhe-matmul", "--weights W.npy --in X.ct --out Y.ct [--transpose]", o, argc, argv,
       [](const po::variables_map& vm) {
@@ -148,14 +149,18 @@ int cmd_fhe_demo(int argc, char** argv) {
       [](const po::variables_map& vm) {
         const size_t d_out = vm["d-out"].as<size_t>(), d_in = vm["d-in"].as<size_t>(),
                      t = vm["tokens"].as<size_t>();
-        if (!d_out || !d_in || !t || d_out * d_in > (size_t{1} << 28) || d_in * t > (size_t{1} << 28)) {
+        if (!d_out || !d_in || !t || d_out * d_in > (size_t{1} << 28) ||
+            d_in * t > (size_t{1} << 28)) {
           throw std::runtime_error("shape must be non-empty and at most 2^28 values per matrix");
         }
         auto ctx = fhe::Context::create();
-        std::printf("encrypted linear layer demo: Y = W X, W %zu x %zu int8 (public), X %zu x %zu int8 (secret)\n",
-                    d_out, d_in, d_in, t);
-        std::printf("parameters %s: N = %zu, q = 2^48 - 2^14 + 1, ternary secret, CBD(eta=21) error\n",
-                    ctx->params().name, ctx->n());
+        std::printf(
+            "encrypted linear layer demo: Y = W X, W %zu x %zu int8 (public), X %zu x %zu int8 "
+            "(secret)\n",
+            d_out, d_in, d_in, t);
+        std::printf(
+            "parameters %s: N = %zu, q = 2^48 - 2^14 + 1, ternary secret, CBD(eta=21) error\n",
+            ctx->params().name, ctx->n());
         // Demo data only: a seeded generator, not a source of secrets.
         std::mt19937_64 g(42);
         std::vector<int8_t> w(d_out * d_in), x(d_in * t);
@@ -164,7 +169,8 @@ int cmd_fhe_demo(int argc, char** argv) {
         auto t0 = std::chrono::steady_clock::now();
         const auto key = fhe::SecretKey::generate(ctx);
         fhe::Encryptor enc(key);
-        const auto ct = enc.encrypt(x.data(), d_in, t, fhe::measure_bounds(w.data(), d_out, d_in, false), d_out * t);
+        const auto ct = enc.encrypt(x.data(), d_in, t,
+                                    fhe::measure_bounds(w.data(), d_out, d_in, false), d_out * t);
         const double t_enc = seconds_since(t0);
         std::printf("participant: encrypted X in %.3f s (scale 2^%u, %zu ciphertexts)\n", t_enc,
                     ct.log2_delta, d_in * ct.blocks(ctx->n()));
@@ -172,8 +178,9 @@ int cmd_fhe_demo(int argc, char** argv) {
         t0 = std::chrono::steady_clock::now();
         const auto prod = gemm.multiply(ct);
         const double t_mul = seconds_since(t0);
-        std::printf("worker:      computed W * Enc(X) in %.3f s (%d digit planes, oneDNN %s), no key\n",
-                    t_mul, gemm.planes(), gemm.implementation());
+        std::printf(
+            "worker:      computed W * Enc(X) in %.3f s (%d digit planes, oneDNN %s), no key\n",
+            t_mul, gemm.planes(), gemm.implementation());
         t0 = std::chrono::steady_clock::now();
         const auto y = fhe::Decryptor(key).decrypt(prod);
         const double t_dec = seconds_since(t0);

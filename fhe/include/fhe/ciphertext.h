@@ -30,9 +30,9 @@ struct CoeffAllocator {
   template <typename U>
   CoeffAllocator(const CoeffAllocator<U>&) noexcept {}
   T* allocate(size_t count) {
-    return static_cast<T*>(::operator new(count * sizeof(T), std::align_val_t{64}));
+    return static_cast<T*>(::operator new (count * sizeof(T), std::align_val_t{64}));
   }
-  void deallocate(T* p, size_t) noexcept { ::operator delete(p, std::align_val_t{64}); }
+  void deallocate(T* p, size_t) noexcept { ::operator delete (p, std::align_val_t{64}); }
   template <typename U>
   void construct(U* p) noexcept {
     ::new (static_cast<void*>(p)) U;
@@ -57,7 +57,7 @@ struct CiphertextMatrix {
   uint64_t rows = 0;  // features (d_in for a fresh one, d_out for a product)
   uint64_t cols = 0;  // tokens T
   uint32_t log2_delta = 0;
-  Seed seed{};                 // expands c1 of a fresh ciphertext
+  Seed seed{};     // expands c1 of a fresh ciphertext
   CoeffVector c0;  // blocks * rows * n
   CoeffVector c1;  // product only: blocks * rows * n, NTT domain
 

@@ -28,7 +28,9 @@ inline uint64_t add_mod(uint64_t a, uint64_t b, uint64_t q) {
   return s >= q ? s - q : s;
 }
 
-inline uint64_t sub_mod(uint64_t a, uint64_t b, uint64_t q) { return a >= b ? a - b : a + q - b; }
+inline uint64_t sub_mod(uint64_t a, uint64_t b, uint64_t q) {
+  return a >= b ? a - b : a + q - b;
+}
 
 // Shoup's precomputation for multiplying by a fixed w < q: floor(w * 2^64 / q).
 inline uint64_t shoup(uint64_t w, uint64_t q) {

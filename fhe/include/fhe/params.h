@@ -22,12 +22,12 @@ class Error : public std::runtime_error {
 };
 
 struct Params {
-  uint32_t id = 0;         // stored in files and messages
-  const char* name = "";  // "P48"
-  size_t n = 0;            // ring degree, a power of two
-  uint64_t q = 0;          // prime modulus, q = 1 mod 2n
-  uint32_t eta = 0;        // centered binomial parameter of the error
-  uint32_t log2_q = 0;     // bits of q
+  uint32_t id = 0;           // stored in files and messages
+  const char* name = "";     // "P48"
+  size_t n = 0;              // ring degree, a power of two
+  uint64_t q = 0;            // prime modulus, q = 1 mod 2n
+  uint32_t eta = 0;          // centered binomial parameter of the error
+  uint32_t log2_q = 0;       // bits of q
   uint32_t coeff_bytes = 0;  // bytes of one packed coefficient on disk and on the wire
 
   // Variance of one error coefficient: eta / 2.
