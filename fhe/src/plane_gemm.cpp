@@ -99,8 +99,8 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
   if (opts.chunk_tokens) {
     chunk_ = opts.chunk_tokens;
   } else {
-    // Keep one call's int32 output near 1 MiB.
-    size_t c = (size_t{1} << 20) / (static_cast<size_t>(planes_) * 4 * out_);
+    // Keep one call's int32 output near 1.5 MiB, inside a core's L2 with the digit matrix.
+    size_t c = (size_t{3} << 19) / (static_cast<size_t>(planes_) * 4 * out_);
     chunk_ = 8;
     while (chunk_ * 2 <= c && chunk_ < 256) chunk_ *= 2;
   }

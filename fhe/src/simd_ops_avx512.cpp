@@ -3,6 +3,8 @@
 // linker for code that runs on other CPUs.
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "simd_ops.h"
 
 namespace fhe::detail {
@@ -32,26 +34,64 @@ void mul_pointwise_ifma(const uint64_t* a, const uint64_t* b, const uint64_t* b5
 
 void round_decode_avx512(const uint64_t* c0, const uint64_t* v, int64_t* out, size_t count,
                          uint64_t q, int d) {
-  const int64_t sq = static_cast<int64_t>(q), half_q = static_cast<int64_t>(q / 2);
-  const int64_t half = int64_t{1} << (d - 1);
-  for (size_t t = 0; t < count; ++t) {
-    int64_t s = static_cast<int64_t>(c0[t] + v[t]);
-    s -= (s >= sq) ? sq : 0;
-    s -= (s > half_q) ? sq : 0;
-    out[t] = (s + half) >> d;
+  const __m512i vq = _mm512_set1_epi64(static_cast<long long>(q));
+  const __m512i half_q = _mm512_set1_epi64(static_cast<long long>(q / 2));
+  const __m512i half = _mm512_set1_epi64(1ll << (d - 1));
+  auto decode = [&](__m512i a, __m512i b) {
+    __m512i s = _mm512_add_epi64(a, b);  // < 2q
+    s = _mm512_mask_sub_epi64(s, _mm512_cmpge_epu64_mask(s, vq), s, vq);
+    s = _mm512_mask_sub_epi64(s, _mm512_cmpgt_epu64_mask(s, half_q), s, vq);  // centred
+    return _mm512_srai_epi64(_mm512_add_epi64(s, half), static_cast<unsigned>(d));
+  };
+  size_t t = 0;
+  // Scalar head until the output is 64-byte aligned, then streaming stores: the plaintext result
+  // is written once and not read back here.
+  for (; t < count && (reinterpret_cast<uintptr_t>(out + t) & 63) != 0; ++t) {
+    int64_t x = static_cast<int64_t>(c0[t] + v[t]);
+    x -= (x >= static_cast<int64_t>(q)) ? static_cast<int64_t>(q) : 0;
+    x -= (x > static_cast<int64_t>(q / 2)) ? static_cast<int64_t>(q) : 0;
+    out[t] = (x + (int64_t{1} << (d - 1))) >> d;
   }
+  for (; t + 8 <= count; t += 8) {
+    const __m512i r = decode(_mm512_loadu_si512(c0 + t), _mm512_loadu_si512(v + t));
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(out + t), r);
+  }
+  for (; t < count; ++t) {
+    int64_t x = static_cast<int64_t>(c0[t] + v[t]);
+    x -= (x >= static_cast<int64_t>(q)) ? static_cast<int64_t>(q) : 0;
+    x -= (x > static_cast<int64_t>(q / 2)) ? static_cast<int64_t>(q) : 0;
+    out[t] = (x + (int64_t{1} << (d - 1))) >> d;
+  }
+  _mm_sfence();
 }
 
 void encode_avx512(const int8_t* m, size_t valid, const int64_t* e, const uint64_t* as,
                    uint64_t* out, size_t n, uint64_t q, int d) {
-  const int64_t sq = static_cast<int64_t>(q);
-  for (size_t t = 0; t < n; ++t) {
-    const int64_t mv = t < valid ? m[t] : 0;
-    int64_t v = mv * (int64_t{1} << d) + e[t] - static_cast<int64_t>(as[t]);
-    v += (v < 0) ? sq : 0;
-    v += (v < 0) ? sq : 0;
-    out[t] = static_cast<uint64_t>(v);
+  const __m512i vq = _mm512_set1_epi64(static_cast<long long>(q));
+  const __m512i zero = _mm512_setzero_si512();
+  const bool aligned = (reinterpret_cast<uintptr_t>(out) & 63) == 0 && n % 8 == 0;
+  for (size_t t = 0; t < n; t += 8) {
+    __m512i mv;
+    if (t + 8 <= valid) {
+      mv = _mm512_cvtepi8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m + t)));
+    } else {
+      alignas(16) int8_t tail[16] = {};
+      for (size_t k = t; k < valid && k < t + 8; ++k) tail[k - t] = m[k];
+      mv = _mm512_cvtepi8_epi64(_mm_load_si128(reinterpret_cast<const __m128i*>(tail)));
+    }
+    // m * 2^d + e - as, in (-2q, q): add q while negative.
+    __m512i v = _mm512_add_epi64(_mm512_slli_epi64(mv, static_cast<unsigned>(d)),
+                                 _mm512_loadu_si512(e + t));
+    v = _mm512_sub_epi64(v, _mm512_loadu_si512(as + t));
+    v = _mm512_mask_add_epi64(v, _mm512_cmplt_epi64_mask(v, zero), v, vq);
+    v = _mm512_mask_add_epi64(v, _mm512_cmplt_epi64_mask(v, zero), v, vq);
+    if (aligned) {
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(out + t), v);
+    } else {
+      _mm512_storeu_si512(out + t, v);
+    }
   }
+  if (aligned) _mm_sfence();
 }
 
 }  // namespace fhe::detail

@@ -14,13 +14,15 @@ int cmd_fhe_decrypt(int argc, char** argv);
 int cmd_fhe_demo(int argc, char** argv);
 int cmd_make_model(int argc, char** argv);
 int cmd_model_info(int argc, char** argv);
+int cmd_forward(int argc, char** argv);
 int cmd_privacy(int argc, char** argv);
 }  // namespace fedctl
 
 namespace {
 
 const fedctl::Command kCommands[] = {
-    {"version", "print the version", [](int, char**) {
+    {"version", "print the version",
+     [](int, char**) {
        std::puts("fedctl 0.1.0");
        return 0;
      }},
@@ -29,12 +31,16 @@ const fedctl::Command kCommands[] = {
      fedctl::cmd_fhe_encrypt},
     {"fhe-matmul", "multiply a ciphertext by an int8 .npy matrix, as a worker does (no key)",
      fedctl::cmd_fhe_matmul},
-    {"fhe-decrypt", "decrypt a product ciphertext into an int64 .npy matrix", fedctl::cmd_fhe_decrypt},
-    {"fhe-demo", "encrypt, multiply and decrypt one layer and check it is exact", fedctl::cmd_fhe_demo},
+    {"fhe-decrypt", "decrypt a product ciphertext into an int64 .npy matrix",
+     fedctl::cmd_fhe_decrypt},
+    {"fhe-demo", "encrypt, multiply and decrypt one layer and check it is exact",
+     fedctl::cmd_fhe_demo},
     {"make-model", "write a small random Llama model (config.json + model.safetensors)",
      fedctl::cmd_make_model},
     {"model-info", "print a model's config, parameter count and projection shapes as JSON",
      fedctl::cmd_model_info},
+    {"forward", "print the logits of a token sequence (float, int8 or encrypted projections)",
+     fedctl::cmd_forward},
     {"privacy", "differential-privacy accounting: epsilon and sigma", fedctl::cmd_privacy},
 };
 

@@ -1,0 +1,49 @@
+// EncryptedBackend: each projection through RLWE encryption, in process.
+//
+// It plays both roles of the protocol in one object: the participant quantizes the activations
+// per token (exactly as Int8Backend), encrypts them (tokens along polynomial coefficients, scale
+// chosen from the projection's real weight bounds), the worker side multiplies by the int8
+// weight (fhe::PlaneGemm, one per projection, built once), and the participant decrypts the
+// exact int64 accumulators and dequantizes with the same function as Int8Backend. Its outputs
+// therefore equal Int8Backend's bit for bit. Batches of more than 2048 tokens span several
+// ciphertext blocks.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "fhe/secret_key.h"
+#include "model/linear_backend.h"
+#include "model/llama_weights.h"
+
+namespace fhe {
+class Decryptor;
+class Encryptor;
+}  // namespace fhe
+
+namespace model {
+
+class EncryptedBackend : public LinearBackend {
+ public:
+  // Quantizes every projection of `weights` and builds its PlaneGemm. Encrypts under `key`, or
+  // under a fresh key of the default parameter set (P48) when `key` is null.
+  explicit EncryptedBackend(const LlamaWeights& weights,
+                            std::unique_ptr<fhe::SecretKey> key = nullptr);
+  ~EncryptedBackend() override;
+  EncryptedBackend(const EncryptedBackend&) = delete;
+  EncryptedBackend& operator=(const EncryptedBackend&) = delete;
+
+  // Throws model::Error naming the projection when the fhe library refuses the product.
+  void forward(ProjectionId id, const Activations& x, Activations& y) override;
+  std::string_view name() const override { return "encrypted"; }
+
+ private:
+  struct Projection;
+  LlamaConfig config_;
+  std::unique_ptr<fhe::SecretKey> key_;
+  std::unique_ptr<fhe::Encryptor> encryptor_;
+  std::unique_ptr<fhe::Decryptor> decryptor_;
+  std::vector<Projection> projections_;  // indexed by projection_index
+};
+
+}  // namespace model

@@ -1,0 +1,42 @@
+// Int8Backend: each projection as the exact integer product an FHE worker computes, without
+// encryption.
+//
+// The weights are quantized once per output channel and kept as int8; each call quantizes the
+// activations per token, forms acc = Wq * Xq exactly, and dequantizes (quantize.h). The integer
+// product runs as float32 GEMMs over slices of at most kExactInnerSlice input features: every
+// product and partial sum is then an integer below 2^24 in magnitude, so each slice is exact,
+// and the slices are summed in int64.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "model/linear_backend.h"
+#include "model/llama_weights.h"
+#include "model/quantize.h"
+
+namespace model {
+
+// 1024 * 127 * 127 < 2^24: the widest slice a float32 GEMM of int8 values sums exactly.
+inline constexpr int64_t kExactInnerSlice = 1024;
+
+class Int8Backend : public LinearBackend {
+ public:
+  explicit Int8Backend(const LlamaWeights& weights);
+
+  void forward(ProjectionId id, const Activations& x, Activations& y) override;
+  std::string_view name() const override { return "int8"; }
+
+  const QuantizedWeight& weight(ProjectionId id) const;
+
+ private:
+  LlamaConfig config_;
+  std::vector<QuantizedWeight> weights_;  // indexed by projection_index
+};
+
+// The exact product acc = W * X of an int8 weight (row-major d_out x d_in) and int8 tokens
+// (column-major d_in x T), as a column-major d_out x T int64 matrix.
+Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_product(const QuantizedWeight& w,
+                                                                    const QuantizedTokens& x);
+
+}  // namespace model

@@ -1,0 +1,44 @@
+// The frozen linear projections of a Llama model and how to name them.
+//
+// Every matrix product with a base weight goes through a LinearBackend (linear_backend.h),
+// addressed by a ProjectionId: the seven projections of each decoder layer and the LM head.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/llama_config.h"
+#include "model/llama_weights.h"
+
+namespace model {
+
+enum class ProjectionKind { kQ, kK, kV, kO, kGate, kUp, kDown, kLmHead };
+
+// Projections per decoder layer (q, k, v, o, gate, up, down).
+inline constexpr int64_t kProjectionsPerLayer = 7;
+
+struct ProjectionId {
+  ProjectionKind kind = ProjectionKind::kQ;
+  int64_t layer = 0;  // 0 for the LM head
+
+  static ProjectionId lm_head() { return {ProjectionKind::kLmHead, 0}; }
+  bool operator==(const ProjectionId&) const = default;
+};
+
+// "layers.3.q_proj", "layers.0.down_proj", "lm_head".
+std::string projection_name(ProjectionId id);
+
+// Every projection of the model in forward order: layer 0's q, k, v, o, gate, up, down, layer
+// 1's, ..., then the LM head.
+std::vector<ProjectionId> llama_projections(const LlamaConfig& config);
+
+// The position of `id` in llama_projections(config). Throws model::Error for a layer out of
+// range.
+size_t projection_index(const LlamaConfig& config, ProjectionId id);
+
+// The [d_out, d_in] weight of `id` (the LM head is embed_tokens when the embeddings are tied).
+// Throws model::Error for a layer out of range.
+const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id);
+
+}  // namespace model

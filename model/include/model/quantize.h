@@ -1,0 +1,59 @@
+// Symmetric int8 quantization, exactly as participants and FHE workers apply it.
+//
+// One scale per vector: scale = max|v| / 127 (1 for an all-zero vector, or one whose max|v| / 127
+// underflows to 0: every element then quantizes to 0), and each element maps
+// to q = round(v / scale) rounded half away from zero and clamped to [-127, 127], so v ~ q*scale.
+//   weights      one vector per output channel: row i of W (d_out x d_in)
+//   activations  one vector per token: column t of X (d_in x T)
+// The integer product acc = Wq * Xq (exact, int64) then dequantizes as
+//   y(i, t) = float(double(acc(i, t)) * scale_w[i] * scale_x[t])
+// with dequantize_product, which every int8 path (plaintext or decrypted) shares so that their
+// outputs agree bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/activations.h"
+#include "model/llama_weights.h"
+
+namespace model {
+
+inline constexpr int kInt8Max = 127;
+
+// max|v| / 127, or 1 when that is 0. Throws model::Error for a non-finite element.
+float int8_scale(std::span<const float> v);
+// One element: round-half-away-from-zero(v / scale) clamped to [-127, 127].
+int8_t quantize_int8(float v, float scale);
+
+// A weight matrix quantized per output channel.
+struct QuantizedWeight {
+  int64_t rows = 0;            // d_out
+  int64_t cols = 0;            // d_in
+  std::vector<int8_t> values;  // row-major d_out x d_in
+  std::vector<float> scales;   // one per row
+};
+QuantizedWeight quantize_weight_rows(const Matrix& w);
+
+// Activations quantized per token.
+struct QuantizedTokens {
+  int64_t features = 0;        // d_in
+  int64_t tokens = 0;          // T
+  std::vector<int8_t> values;  // column-major d_in x T: token t at [t*d_in, (t+1)*d_in)
+  std::vector<float> scales;   // one per token
+};
+// Throws model::Error for a non-finite activation.
+QuantizedTokens quantize_tokens(const Activations& x);
+
+// The same values as a row-major d_in x T matrix (row j = feature j of every token), the layout
+// the encryptor takes (tokens along polynomial coefficients).
+std::vector<int8_t> feature_rows(const QuantizedTokens& x);
+
+// y (d_out x T) from the exact accumulators: element (i, t) of acc sits at
+// acc[i * row_stride + t * col_stride].
+void dequantize_product(const int64_t* acc, int64_t row_stride, int64_t col_stride,
+                        std::span<const float> w_scales, std::span<const float> x_scales,
+                        Activations& y);
+
+}  // namespace model

@@ -1,0 +1,43 @@
+#include "model/cross_entropy.h"
+
+#include <cmath>
+#include <string>
+
+#include "model/error.h"
+
+namespace model {
+
+double cross_entropy_forward(const Matrix& logits, const TokenBatch& batch,
+                             CrossEntropyCache* cache) {
+  if (logits.rows() != batch.total_tokens()) {
+    throw Error("cross-entropy: " + std::to_string(logits.rows()) + " rows of logits for " +
+                std::to_string(batch.total_tokens()) + " tokens");
+  }
+  const auto tokens = batch.tokens();
+  Eigen::VectorXd lse = Eigen::VectorXd::Zero(logits.rows());
+  double total = 0;
+  int64_t predicted = 0;
+  for (const SequenceSpan& span : batch.spans()) {
+    for (int64_t p = 0; p + 1 < span.length; ++p) {
+      const int64_t row = span.begin + p;
+      const int32_t label = tokens[row + 1];
+      if (label < 0 || label >= logits.cols()) {
+        throw Error("cross-entropy: label " + std::to_string(label) + " outside [0, " +
+                    std::to_string(logits.cols()) + ")");
+      }
+      const auto r = logits.row(row).cast<double>();
+      const double max = r.maxCoeff();
+      lse(row) = max + std::log((r.array() - max).exp().sum());
+      total += lse(row) - r(label);
+      ++predicted;
+    }
+  }
+  if (predicted == 0) throw Error("cross-entropy: no sequence of the batch has two tokens");
+  if (cache) {
+    cache->log_sum_exp = std::move(lse);
+    cache->predicted = predicted;
+  }
+  return total / static_cast<double>(predicted);
+}
+
+}  // namespace model

@@ -1,0 +1,70 @@
+#include "model/encrypted_backend.h"
+
+#include <string>
+
+#include "fhe/context.h"
+#include "fhe/encryptor.h"
+#include "fhe/params.h"
+#include "fhe/plane_gemm.h"
+#include "fhe/secret_key.h"
+#include "model/error.h"
+#include "model/quantize.h"
+
+namespace model {
+
+// The worker's side of one projection (the int8 weight inside a PlaneGemm) and the weight
+// scales the participant needs to dequantize.
+struct EncryptedBackend::Projection {
+  std::unique_ptr<fhe::PlaneGemm> gemm;
+  std::vector<float> scales;
+};
+
+EncryptedBackend::EncryptedBackend(const LlamaWeights& weights, std::unique_ptr<fhe::SecretKey> key)
+    : config_(weights.config), key_(std::move(key)) {
+  try {
+    if (!key_) {
+      key_ = std::make_unique<fhe::SecretKey>(fhe::SecretKey::generate(fhe::Context::create()));
+    }
+    encryptor_ = std::make_unique<fhe::Encryptor>(*key_);
+    decryptor_ = std::make_unique<fhe::Decryptor>(*key_);
+    for (const ProjectionId id : llama_projections(config_)) {
+      QuantizedWeight q = quantize_weight_rows(projection_weight(weights, id));
+      Projection p;
+      p.gemm = std::make_unique<fhe::PlaneGemm>(key_->context_ptr(), q.values.data(),
+                                                static_cast<size_t>(q.rows),
+                                                static_cast<size_t>(q.cols), /*transpose=*/false);
+      p.scales = std::move(q.scales);
+      projections_.push_back(std::move(p));
+    }
+  } catch (const fhe::Error& e) {
+    throw Error(std::string("encrypted backend: ") + e.what());
+  }
+}
+
+EncryptedBackend::~EncryptedBackend() = default;
+
+void EncryptedBackend::forward(ProjectionId id, const Activations& x, Activations& y) {
+  const Projection& p = projections_[projection_index(config_, id)];
+  const auto d_in = static_cast<int64_t>(p.gemm->in_dim());
+  const auto d_out = static_cast<int64_t>(p.gemm->out_dim());
+  if (x.rows() != d_in) {
+    throw Error("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
+                " features, the weight takes " + std::to_string(d_in));
+  }
+  const QuantizedTokens xq = quantize_tokens(x);
+  const std::vector<int8_t> rows = feature_rows(xq);
+  std::vector<int64_t> acc;
+  try {
+    const auto tokens = static_cast<size_t>(x.cols());
+    const fhe::CiphertextMatrix ct =
+        encryptor_->encrypt(rows.data(), static_cast<size_t>(d_in), tokens, p.gemm->bounds(),
+                            static_cast<uint64_t>(d_out) * tokens);
+    acc = decryptor_->decrypt(p.gemm->multiply(ct));
+  } catch (const fhe::Error& e) {
+    throw Error("encrypted backend: projection " + projection_name(id) + ": " + e.what());
+  }
+  // acc is row-major d_out x T.
+  dequantize_product(acc.data(), x.cols(), 1, p.scales, xq.scales, y);
+}
+
+}  // namespace model

@@ -1,0 +1,63 @@
+#include "model/int8_backend.h"
+
+#include <algorithm>
+#include <string>
+
+#include "model/error.h"
+
+namespace model {
+namespace {
+
+// Rows of the weight converted to float at a time (bounds the temporary to 16 MB).
+constexpr int64_t kRowBlock = 4096;
+
+void check_input(ProjectionId id, const QuantizedWeight& w, const Activations& x) {
+  if (x.rows() != w.cols) {
+    throw Error("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
+                " features, the weight takes " + std::to_string(w.cols));
+  }
+}
+
+}  // namespace
+
+Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_product(const QuantizedWeight& w,
+                                                                    const QuantizedTokens& x) {
+  using Int8Rows = Eigen::Matrix<int8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Int8Cols = Eigen::Matrix<int8_t, Eigen::Dynamic, Eigen::Dynamic>;
+  const Eigen::Map<const Int8Rows> wq(w.values.data(), w.rows, w.cols);
+  const Eigen::Map<const Int8Cols> xq(x.values.data(), x.features, x.tokens);
+  Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> acc =
+      Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic>::Zero(w.rows, x.tokens);
+  Eigen::MatrixXf wf, xf, part;
+  for (int64_t k0 = 0; k0 < w.cols; k0 += kExactInnerSlice) {
+    const int64_t kn = std::min(kExactInnerSlice, w.cols - k0);
+    xf = xq.middleRows(k0, kn).cast<float>();
+    for (int64_t r0 = 0; r0 < w.rows; r0 += kRowBlock) {
+      const int64_t rn = std::min(kRowBlock, w.rows - r0);
+      wf = wq.block(r0, k0, rn, kn).cast<float>();
+      part.noalias() = wf * xf;  // exact: every partial sum is an integer below 2^24
+      acc.middleRows(r0, rn) += part.cast<int64_t>();
+    }
+  }
+  return acc;
+}
+
+Int8Backend::Int8Backend(const LlamaWeights& weights) : config_(weights.config) {
+  for (const ProjectionId id : llama_projections(config_)) {
+    weights_.push_back(quantize_weight_rows(projection_weight(weights, id)));
+  }
+}
+
+const QuantizedWeight& Int8Backend::weight(ProjectionId id) const {
+  return weights_[projection_index(config_, id)];
+}
+
+void Int8Backend::forward(ProjectionId id, const Activations& x, Activations& y) {
+  const QuantizedWeight& w = weight(id);
+  check_input(id, w, x);
+  const QuantizedTokens xq = quantize_tokens(x);
+  const auto acc = int8_product(w, xq);
+  dequantize_product(acc.data(), 1, acc.rows(), w.scales, xq.scales, y);
+}
+
+}  // namespace model

@@ -1,0 +1,71 @@
+#include "model/projection.h"
+
+#include "model/error.h"
+
+namespace model {
+namespace {
+
+constexpr const char* kLayerProjectionNames[kProjectionsPerLayer] = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+void check_layer(const LlamaConfig& config, ProjectionId id) {
+  if (id.kind == ProjectionKind::kLmHead) return;
+  if (id.layer < 0 || id.layer >= config.num_hidden_layers) {
+    throw Error("projection " + projection_name(id) + ": the model has " +
+                std::to_string(config.num_hidden_layers) + " layers");
+  }
+}
+
+}  // namespace
+
+std::string projection_name(ProjectionId id) {
+  if (id.kind == ProjectionKind::kLmHead) return "lm_head";
+  return "layers." + std::to_string(id.layer) + "." +
+         kLayerProjectionNames[static_cast<int>(id.kind)];
+}
+
+std::vector<ProjectionId> llama_projections(const LlamaConfig& config) {
+  std::vector<ProjectionId> out;
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    for (int k = 0; k < kProjectionsPerLayer; ++k) {
+      out.push_back({static_cast<ProjectionKind>(k), layer});
+    }
+  }
+  out.push_back(ProjectionId::lm_head());
+  return out;
+}
+
+size_t projection_index(const LlamaConfig& config, ProjectionId id) {
+  check_layer(config, id);
+  if (id.kind == ProjectionKind::kLmHead) {
+    return static_cast<size_t>(config.num_hidden_layers * kProjectionsPerLayer);
+  }
+  return static_cast<size_t>(id.layer * kProjectionsPerLayer + static_cast<int64_t>(id.kind));
+}
+
+const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id) {
+  check_layer(weights.config, id);
+  if (id.kind == ProjectionKind::kLmHead) return weights.lm_head();
+  const LlamaLayerWeights& l = weights.layers.at(static_cast<size_t>(id.layer));
+  switch (id.kind) {
+    case ProjectionKind::kQ:
+      return l.q_proj;
+    case ProjectionKind::kK:
+      return l.k_proj;
+    case ProjectionKind::kV:
+      return l.v_proj;
+    case ProjectionKind::kO:
+      return l.o_proj;
+    case ProjectionKind::kGate:
+      return l.gate_proj;
+    case ProjectionKind::kUp:
+      return l.up_proj;
+    case ProjectionKind::kDown:
+      return l.down_proj;
+    case ProjectionKind::kLmHead:
+      break;
+  }
+  return weights.lm_head();
+}
+
+}  // namespace model

@@ -1,0 +1,90 @@
+#include "model/quantize.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/error.h"
+
+namespace model {
+
+float int8_scale(std::span<const float> v) {
+  float max_abs = 0;
+  for (float x : v) {
+    if (!std::isfinite(x)) throw Error("int8 quantization: a value is not finite");
+    max_abs = std::max(max_abs, std::fabs(x));
+  }
+  const float scale = max_abs / static_cast<float>(kInt8Max);
+  return scale > 0 ? scale : 1.0f;  // zeros, or values so small that the scale underflows
+}
+
+int8_t quantize_int8(float v, float scale) {
+  const float r = std::round(v / scale);  // halves away from zero
+  return static_cast<int8_t>(
+      std::clamp(r, -static_cast<float>(kInt8Max), static_cast<float>(kInt8Max)));
+}
+
+QuantizedWeight quantize_weight_rows(const Matrix& w) {
+  QuantizedWeight q;
+  q.rows = w.rows();
+  q.cols = w.cols();
+  q.values.resize(static_cast<size_t>(w.size()));
+  q.scales.resize(static_cast<size_t>(w.rows()));
+  for (int64_t i = 0; i < w.rows(); ++i) {
+    const std::span<const float> row(w.data() + i * w.cols(), static_cast<size_t>(w.cols()));
+    const float scale = int8_scale(row);
+    q.scales[i] = scale;
+    int8_t* out = q.values.data() + i * w.cols();
+    for (size_t j = 0; j < row.size(); ++j) out[j] = quantize_int8(row[j], scale);
+  }
+  return q;
+}
+
+QuantizedTokens quantize_tokens(const Activations& x) {
+  QuantizedTokens q;
+  q.features = x.rows();
+  q.tokens = x.cols();
+  q.values.resize(static_cast<size_t>(x.size()));
+  q.scales.resize(static_cast<size_t>(x.cols()));
+  for (int64_t t = 0; t < x.cols(); ++t) {
+    const std::span<const float> col(x.data() + t * x.rows(), static_cast<size_t>(x.rows()));
+    const float scale = int8_scale(col);
+    q.scales[t] = scale;
+    int8_t* out = q.values.data() + t * x.rows();
+    for (size_t j = 0; j < col.size(); ++j) out[j] = quantize_int8(col[j], scale);
+  }
+  return q;
+}
+
+std::vector<int8_t> feature_rows(const QuantizedTokens& x) {
+  std::vector<int8_t> out(x.values.size());
+  for (int64_t t = 0; t < x.tokens; ++t) {
+    const int8_t* col = x.values.data() + t * x.features;
+    for (int64_t j = 0; j < x.features; ++j) out[j * x.tokens + t] = col[j];
+  }
+  return out;
+}
+
+void dequantize_product(const int64_t* acc, int64_t row_stride, int64_t col_stride,
+                        std::span<const float> w_scales, std::span<const float> x_scales,
+                        Activations& y) {
+  const auto rows = static_cast<int64_t>(w_scales.size());
+  const auto cols = static_cast<int64_t>(x_scales.size());
+  y.resize(rows, cols);
+  // The one formula every int8 path shares; the loop order only follows acc's memory order.
+  const auto element = [&](int64_t i, int64_t t) {
+    const double a = static_cast<double>(acc[i * row_stride + t * col_stride]);
+    y(i, t) =
+        static_cast<float>(a * static_cast<double>(w_scales[i]) * static_cast<double>(x_scales[t]));
+  };
+  if (row_stride <= col_stride) {
+    for (int64_t t = 0; t < cols; ++t) {
+      for (int64_t i = 0; i < rows; ++i) element(i, t);
+    }
+  } else {
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t t = 0; t < cols; ++t) element(i, t);
+    }
+  }
+}
+
+}  // namespace model
