@@ -97,14 +97,15 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
                w.data(), xt.data());
   PlainGemm f32(memory::data_type::f32, memory::data_type::f32, memory::data_type::f32, d_out, d_in,
                 t, wf.data(), xtf.data());
-  const auto bounds = fhe::worst_case_bounds(d_in);
+  // The participant knows each projection's row norms (the worker's model-info reply).
+  const auto bounds = gemm.bounds();
 
-  fhe::CiphertextMatrix ct = enc.encrypt(x.data(), d_in, t, bounds);
+  fhe::CiphertextMatrix ct = enc.encrypt(x.data(), d_in, t, bounds, d_out * t);
   fhe::CiphertextMatrix prod = gemm.multiply(ct);  // warm-up
   i8.run();
   f32.run();
   std::vector<double> te, ti, tf, tenc, tdec, ratio_i8, ratio_f32;
-  const uint32_t log2_delta = fhe::choose_log2_delta(ctx->params(), bounds);
+  const uint32_t log2_delta = fhe::choose_log2_delta(ctx->params(), bounds, d_out * t);
   std::vector<int64_t> y(d_out * t);
   for (int r = 0; r < reps; ++r) {
     // A participant encrypts layer after layer into the same buffers.
@@ -127,6 +128,25 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
       }
   const double up = static_cast<double>(fhe::serialize(*ctx, ct).size()) / (d_in * t);
   const double down = static_cast<double>(fhe::serialize(*ctx, prod).size()) / (d_out * t);
+  // The modulus-switched reply (an option per request): smaller, one more NTT per row each side.
+  std::vector<double> tsw, tdsw;
+  uint32_t switch_bits = 0;
+  fhe::CiphertextMatrix sw;
+  for (int r = 0; r < std::max(3, reps / 2); ++r) {
+    sw = prod;
+    tsw.push_back(time_once([&] { switch_bits = gemm.switch_reply(sw); }));
+    tdsw.push_back(time_once([&] { dec.decrypt_into(sw, y.data()); }));
+  }
+  bool switched_exact = switch_bits > 0;
+  for (size_t i = 0; i < d_out && switched_exact; ++i)
+    for (size_t c = 0; c < t; ++c)
+      if (y[i * t + c] != ref[c * d_out + i]) {
+        switched_exact = false;
+        break;
+      }
+  const double down_sw =
+      switch_bits ? static_cast<double>(fhe::serialize(*ctx, sw).size()) / (d_out * t) : down;
+  const double dec_sw_ns = stats(tdsw).median * threads * 1e9 / (d_out * t);
   const Stats se = stats(te), si = stats(ti), sf = stats(tf), sen = stats(tenc), sde = stats(tdec);
   const Stats ri = stats(ratio_i8), rf = stats(ratio_f32);
   // Per value per thread: wall time * threads / values.
@@ -140,10 +160,13 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
       "\"ratio_vs_int8_spread\": [%.2f, %.2f], \"ratio_vs_fp32\": %.2f, \"ratio_vs_fp32_spread\": "
       "[%.2f, %.2f], \"encrypt_ns_per_value\": %.2f, \"decrypt_ns_per_value\": %.2f, "
       "\"bytes_up_per_value\": %.3f, \"bytes_down_per_value\": %.3f, \"bit_exact\": %s, "
+      "\"switched_bits\": %u, \"bytes_down_switched_per_value\": %.3f, \"switch_s\": %.5f, "
+      "\"decrypt_switched_ns_per_value\": %.2f, \"switched_bit_exact\": %s, "
       "\"planes\": %d, \"ntt\": \"%s\", \"gemm_impl\": \"%s\", \"int8_impl\": \"%s\"}\n",
       d_out, d_in, t, threads, reps, se.median, se.min, se.max, si.median, si.min, si.max,
       sf.median, sf.min, sf.max, se.median / si.median, ri.min, ri.max, se.median / sf.median,
-      rf.min, rf.max, enc_ns, dec_ns, up, down, exact ? "true" : "false", gemm.planes(),
+      rf.min, rf.max, enc_ns, dec_ns, up, down, exact ? "true" : "false", switch_bits, down_sw,
+      stats(tsw).median, dec_sw_ns, switched_exact ? "true" : "false", gemm.planes(),
       fhe::to_string(ctx->ntt().path()), gemm.implementation(), i8.impl().c_str());
   std::fflush(stdout);
 }

@@ -3,11 +3,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 
 #include <string>
 
 #include "fhe/modarith.h"
+#include "fhe/modswitch.h"
 #include "fhe/prng.h"
 #include "simd_ops.h"
 
@@ -42,8 +44,15 @@ void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range) 
     throw Error("ciphertext uses parameter set " + std::to_string(ct.params_id) + ", expected " +
                 std::to_string(ctx.params().id));
   }
-  if (ct.kind != CtKind::kFresh && ct.kind != CtKind::kProduct)
+  if (ct.kind != CtKind::kFresh && ct.kind != CtKind::kProduct && ct.kind != CtKind::kSwitched) {
     throw Error("unknown ciphertext kind");
+  }
+  const bool switched = ct.kind == CtKind::kSwitched;
+  if (switched ? (ct.log2_modulus < kMinSwitchBits || ct.log2_modulus > kMaxSwitchBits)
+               : ct.log2_modulus != 0) {
+    throw Error("ciphertext reply modulus 2^" + std::to_string(ct.log2_modulus) +
+                " is out of range");
+  }
   if (ct.rows == 0 || ct.cols == 0) throw Error("empty ciphertext matrix");
   if (ct.log2_delta == 0 || ct.log2_delta >= ctx.params().log2_q) {
     throw Error("ciphertext scale 2^" + std::to_string(ct.log2_delta) + " is out of range");
@@ -51,15 +60,15 @@ void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range) 
   const size_t n = ctx.n();
   const uint64_t want = ct.blocks(n) * ct.rows * n;
   if (ct.c0.size() != want) throw Error("ciphertext c0 has the wrong size for its shape");
-  if (ct.kind == CtKind::kProduct ? ct.c1.size() != want : !ct.c1.empty()) {
+  if (ct.kind != CtKind::kFresh ? ct.c1.size() != want : !ct.c1.empty()) {
     throw Error("ciphertext c1 has the wrong size for its shape");
   }
   if (!check_range) return;
-  const uint64_t q = ctx.q();
+  const uint64_t q = switched ? uint64_t{1} << ct.log2_modulus : ctx.q();
   uint64_t bad = 0;
   for (uint64_t v : ct.c0) bad |= (v >= q);
   for (uint64_t v : ct.c1) bad |= (v >= q);
-  if (bad) throw Error("ciphertext coefficient out of range (>= q)");
+  if (bad) throw Error("ciphertext coefficient out of range (>= its modulus)");
 }
 
 Encryptor::Encryptor(const SecretKey& key) : key_(key) {}
@@ -162,6 +171,10 @@ void Decryptor::decrypt_into(const CiphertextMatrix& ct, int64_t* y) const {
   const int d = static_cast<int>(ct.log2_delta);
   const int64_t half = int64_t{1} << (d - 1);
   const bool simd = use_simd(ctx);
+  if (ct.kind == CtKind::kSwitched) {
+    decrypt_switched(ct, y);
+    return;
+  }
 #pragma omp parallel
   {
     std::vector<uint64_t> tmp(n);
@@ -186,6 +199,48 @@ void Decryptor::decrypt_into(const CiphertextMatrix& ct, int64_t* y) const {
       for (size_t t = 0; t < valid; ++t) {
         const uint64_t v = add_mod(c0[t], tmp[t], q);
         out[t] = (center(v, q) + half) >> d;
+      }
+    }
+    secure_wipe(tmp.data(), n * sizeof(uint64_t));
+  }
+}
+
+void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y) const {
+  // c0' + c1' * s = delta' * m + noise (mod 2^b) with delta' = delta * 2^b / q. The product
+  // c1' * s is computed exactly over the integers with the NTT modulo q: |c1' * s| <= n * 2^(b-1)
+  // < q / 2 for b <= 36.
+  const Context& ctx = key_.context();
+  const size_t n = ctx.n();
+  const uint64_t q = ctx.q();
+  const size_t rows = ct.rows, cols = ct.cols, blocks = ct.blocks(n);
+  const int64_t total = static_cast<int64_t>(blocks * rows);
+  const int b = static_cast<int>(ct.log2_modulus), d = static_cast<int>(ct.log2_delta);
+  const uint64_t mod = uint64_t{1} << b, half_mod = mod >> 1;
+  // m = round(v / delta') = round(v * q / 2^(d+b)); |v * q / 2^(d+b)| < 2^27, so the double
+  // product is within 2^-25 of the exact quotient, and choose_switch_bits keeps the noise at least
+  // 2^-20 delta' away from the rounding boundary.
+  const double scale = std::ldexp(static_cast<double>(q), -(d + b));
+#pragma omp parallel
+  {
+    std::vector<uint64_t> tmp(n);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < total; ++r) {
+      const size_t blk = static_cast<size_t>(r) / rows, i = static_cast<size_t>(r) % rows;
+      const uint64_t* c1 = ct.c1.data() + static_cast<size_t>(r) * n;
+      for (size_t t = 0; t < n; ++t) {
+        // centred c1' lifted to Z_q
+        tmp[t] = c1[t] + (c1[t] >= half_mod ? q - mod : 0);
+      }
+      ctx.ntt().forward(tmp.data());
+      times_secret(key_, tmp.data(), tmp.data());
+      const uint64_t* c0 = ct.c0.data() + static_cast<size_t>(r) * n;
+      int64_t* out = y + i * cols + blk * n;
+      const size_t valid = std::min(n, cols - blk * n);
+      for (size_t t = 0; t < valid; ++t) {
+        const uint64_t v = (c0[t] + static_cast<uint64_t>(center(tmp[t], q))) & (mod - 1);
+        const int64_t vc =
+            static_cast<int64_t>(v) - (v >= half_mod ? static_cast<int64_t>(mod) : 0);
+        out[t] = static_cast<int64_t>(std::nearbyint(static_cast<double>(vc) * scale));
       }
     }
     secure_wipe(tmp.data(), n * sizeof(uint64_t));

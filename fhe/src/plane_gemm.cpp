@@ -9,6 +9,7 @@
 
 #include "fhe/encryptor.h"
 #include "fhe/modarith.h"
+#include "fhe/modswitch.h"
 #include "fhe/prng.h"
 #include "ntt_simd.h"
 #include "plane_kernels.h"
@@ -213,6 +214,17 @@ void PlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out)
     multiply_blocks(a_hat.data(), out.c1.data() + b * out_ * n, 1);
   }
   impl_->give(std::move(buffer));
+}
+
+uint32_t PlaneGemm::switch_reply(CiphertextMatrix& product) const {
+  if (product.kind != CtKind::kProduct || product.rows != out_) {
+    throw Error("switch_reply expects a product of this matrix");
+  }
+  const uint32_t bits =
+      choose_switch_bits(ctx_->params(), product.log2_delta, bounds_, out_ * product.cols);
+  if (bits == 0) return 0;
+  switch_modulus(*ctx_, product, bits);
+  return bits;
 }
 
 CiphertextMatrix reference_multiply(const Context& ctx, const int8_t* w, size_t d_out, size_t d_in,

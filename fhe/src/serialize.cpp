@@ -1,13 +1,19 @@
 #include "fhe/serialize.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 
 #include "fhe/encryptor.h"
+#include "fhe/modswitch.h"
 
 namespace fhe {
 
 namespace {
+
+uint32_t coefficient_bits(const Params& p, const CiphertextMatrix& ct) {
+  return ct.kind == CtKind::kSwitched ? ct.log2_modulus : p.log2_q;
+}
 
 constexpr char kMagic[8] = {'F', 'L', 'C', 'T', '\r', '\n', 0x1a, '\n'};
 constexpr uint32_t kVersion = 1;
@@ -27,29 +33,63 @@ T get(const uint8_t* p) {
 
 }  // namespace
 
-void pack_coefficients(const uint64_t* v, size_t count, uint32_t bytes, uint8_t* out) {
+void pack_coefficients(const uint64_t* v, size_t count, uint32_t bits, uint8_t* out) {
+  if (bits % 8 == 0) {
+    const uint32_t bytes = bits / 8;
+    for (size_t i = 0; i < count; ++i) {
+      uint64_t x = v[i];
+      for (uint32_t b = 0; b < bytes; ++b) {
+        out[i * bytes + b] = static_cast<uint8_t>(x);
+        x >>= 8;
+      }
+    }
+    return;
+  }
+  // Little-endian bit stream: value i occupies bits [i * bits, (i + 1) * bits). After each flush
+  // fewer than 8 bits wait in acc, so bits <= 56 always fit.
+  uint64_t acc = 0;
+  uint32_t filled = 0;
+  size_t o = 0;
   for (size_t i = 0; i < count; ++i) {
-    uint64_t x = v[i];
-    for (uint32_t b = 0; b < bytes; ++b) {
-      out[i * bytes + b] = static_cast<uint8_t>(x);
-      x >>= 8;
+    acc |= v[i] << filled;
+    filled += bits;
+    while (filled >= 8) {
+      out[o++] = static_cast<uint8_t>(acc);
+      acc >>= 8;
+      filled -= 8;
     }
   }
+  if (filled > 0) out[o] = static_cast<uint8_t>(acc);
 }
 
-void unpack_coefficients(const uint8_t* in, size_t count, uint32_t bytes, uint64_t* v) {
+void unpack_coefficients(const uint8_t* in, size_t count, uint32_t bits, uint64_t* v) {
+  if (bits % 8 == 0) {
+    const uint32_t bytes = bits / 8;
+    for (size_t i = 0; i < count; ++i) {
+      uint64_t x = 0;
+      for (uint32_t b = bytes; b-- > 0;) x = (x << 8) | in[i * bytes + b];
+      v[i] = x;
+    }
+    return;
+  }
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
   for (size_t i = 0; i < count; ++i) {
+    const size_t bit = i * bits, byte = bit / 8;
+    const uint32_t shift = bit % 8;
+    // bits + shift <= 36 + 7 < 64: at most 6 bytes are needed.
     uint64_t x = 0;
-    for (uint32_t b = bytes; b-- > 0;) x = (x << 8) | in[i * bytes + b];
-    v[i] = x;
+    const size_t need = (shift + bits + 7) / 8;
+    for (size_t b = need; b-- > 0;) x = (x << 8) | in[byte + b];
+    v[i] = (x >> shift) & mask;
   }
 }
 
 std::vector<uint8_t> serialize(const Context& ctx, const CiphertextMatrix& ct) {
   validate(ctx, ct);
   const Params& p = ctx.params();
+  const uint32_t bits = coefficient_bits(p, ct);
   const size_t values = ct.c0.size() + ct.c1.size();
-  const uint64_t payload = values * p.coeff_bytes;
+  const uint64_t payload = (values * bits + 7) / 8;
   std::vector<uint8_t> out(kCtHeaderBytes + payload);
   uint8_t* h = out.data();
   std::memcpy(h, kMagic, 8);
@@ -61,12 +101,19 @@ std::vector<uint8_t> serialize(const Context& ctx, const CiphertextMatrix& ct) {
   put<uint64_t>(h + 32, ct.rows);
   put<uint64_t>(h + 40, ct.cols);
   put<uint32_t>(h + 48, ct.log2_delta);
-  put<uint32_t>(h + 52, p.coeff_bytes);
+  put<uint32_t>(h + 52, bits);
   std::memcpy(h + 56, ct.seed.data(), 32);
   put<uint64_t>(h + 88, payload);
   uint8_t* d = h + kCtHeaderBytes;
-  pack_coefficients(ct.c0.data(), ct.c0.size(), p.coeff_bytes, d);
-  pack_coefficients(ct.c1.data(), ct.c1.size(), p.coeff_bytes, d + ct.c0.size() * p.coeff_bytes);
+  // c0 and c1 form one stream: c1 starts right after the last bit of c0.
+  if (ct.c1.empty()) {
+    pack_coefficients(ct.c0.data(), ct.c0.size(), bits, d);
+  } else {
+    CoeffVector all(values);
+    std::copy(ct.c0.begin(), ct.c0.end(), all.begin());
+    std::copy(ct.c1.begin(), ct.c1.end(), all.begin() + static_cast<ptrdiff_t>(ct.c0.size()));
+    pack_coefficients(all.data(), values, bits, d);
+  }
   return out;
 }
 
@@ -79,15 +126,24 @@ CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t siz
   const Params& p = Params::by_id(get<uint32_t>(data + 12));
   if (p.id != ctx.params().id)
     throw Error(std::string("ciphertext is for parameter set ") + p.name);
-  if (get<uint32_t>(data + 16) != p.n || get<uint64_t>(data + 24) != p.q ||
-      get<uint32_t>(data + 52) != p.coeff_bytes) {
-    throw Error("ciphertext header does not match its parameter set (n, q or coefficient size)");
+  if (get<uint32_t>(data + 16) != p.n || get<uint64_t>(data + 24) != p.q) {
+    throw Error("ciphertext header does not match its parameter set (n or q)");
   }
   CiphertextMatrix ct;
   ct.params_id = p.id;
   const uint32_t kind = get<uint32_t>(data + 20);
-  if (kind != 1 && kind != 2) throw Error("unknown ciphertext kind " + std::to_string(kind));
+  if (kind < 1 || kind > 3) throw Error("unknown ciphertext kind " + std::to_string(kind));
   ct.kind = static_cast<CtKind>(kind);
+  const uint32_t bits = get<uint32_t>(data + 52);
+  if (ct.kind == CtKind::kSwitched) {
+    if (bits < kMinSwitchBits || bits > kMaxSwitchBits) {
+      throw Error("switched ciphertext with " + std::to_string(bits) + "-bit coefficients");
+    }
+    ct.log2_modulus = bits;
+  } else if (bits != p.log2_q) {
+    throw Error("ciphertext coefficient size " + std::to_string(bits) + " bits, expected " +
+                std::to_string(p.log2_q));
+  }
   ct.rows = get<uint64_t>(data + 32);
   ct.cols = get<uint64_t>(data + 40);
   if (ct.rows == 0 || ct.cols == 0 || ct.rows > kMaxCtRows || ct.cols > kMaxCtCols) {
@@ -97,23 +153,25 @@ CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t siz
   ct.log2_delta = get<uint32_t>(data + 48);
   std::memcpy(ct.seed.data(), data + 56, 32);
   const uint64_t per = ct.blocks(p.n) * ct.rows * p.n;
-  const uint64_t values = per * (ct.kind == CtKind::kProduct ? 2 : 1);
-  const uint64_t payload = get<uint64_t>(data + 88);
-  if (payload != values * p.coeff_bytes) {
+  const uint64_t values = per * (ct.kind == CtKind::kFresh ? 1 : 2);
+  const uint64_t payload = get<uint64_t>(data + 88), expected = (values * bits + 7) / 8;
+  if (payload != expected) {
     throw Error("ciphertext payload length " + std::to_string(payload) +
-                " does not match its shape (expected " + std::to_string(values * p.coeff_bytes) +
-                ")");
+                " does not match its shape (expected " + std::to_string(expected) + ")");
   }
   if (size - kCtHeaderBytes != payload) {
     throw Error(size - kCtHeaderBytes < payload ? "ciphertext is truncated"
                                                 : "ciphertext has trailing bytes");
   }
   const uint8_t* d = data + kCtHeaderBytes;
-  ct.c0.resize(per);
-  unpack_coefficients(d, per, p.coeff_bytes, ct.c0.data());
-  if (ct.kind == CtKind::kProduct) {
-    ct.c1.resize(per);
-    unpack_coefficients(d + per * p.coeff_bytes, per, p.coeff_bytes, ct.c1.data());
+  if (ct.kind == CtKind::kFresh) {
+    ct.c0.resize(per);
+    unpack_coefficients(d, per, bits, ct.c0.data());
+  } else {
+    CoeffVector all(values);
+    unpack_coefficients(d, values, bits, all.data());
+    ct.c0.assign(all.begin(), all.begin() + static_cast<ptrdiff_t>(per));
+    ct.c1.assign(all.begin() + static_cast<ptrdiff_t>(per), all.end());
   }
   validate(ctx, ct);
   return ct;

@@ -109,12 +109,15 @@ int cmd_fhe_matmul(int argc, char** argv) {
         opts.threads = vm["threads"].as<int>();
         fhe::PlaneGemm gemm(ctx, w.data(), wr, wc, tr, opts);
         const auto t0 = std::chrono::steady_clock::now();
-        const auto out = gemm.multiply(ct);
+        auto out = gemm.multiply(ct);
+        const uint32_t bits = vm.count("switch-modulus") ? gemm.switch_reply(out) : 0;
         const double s = seconds_since(t0);
         fhe::save_ciphertext(*ctx, out, vm["out"].as<std::string>());
-        std::printf("{\"rows\": %llu, \"cols\": %llu, \"seconds\": %.4f, \"gemm\": \"%s\"}\n",
-                    static_cast<unsigned long long>(out.rows),
-                    static_cast<unsigned long long>(out.cols), s, gemm.implementation());
+        std::printf(
+            "{\"rows\": %llu, \"cols\": %llu, \"seconds\": %.4f, \"reply_bits\": %u, "
+            "\"gemm\": \"%s\"}\n",
+            static_cast<unsigned long long>(out.rows), static_cast<unsigned long long>(out.cols), s,
+            bits ? bits : ctx->params().log2_q, gemm.implementation());
         return 0;
       });
 }

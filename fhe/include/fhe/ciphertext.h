@@ -49,7 +49,10 @@ struct CoeffAllocator {
 
 using CoeffVector = std::vector<uint64_t, CoeffAllocator<uint64_t>>;
 
-enum class CtKind : uint32_t { kFresh = 1, kProduct = 2 };
+// kSwitched: a product whose reply was modulus-switched to 2^log2_modulus (switch_modulus in
+// modswitch.h); c0 and c1 are then both in the coefficient domain, each coefficient below
+// 2^log2_modulus.
+enum class CtKind : uint32_t { kFresh = 1, kProduct = 2, kSwitched = 3 };
 
 struct CiphertextMatrix {
   uint32_t params_id = 0;
@@ -57,9 +60,10 @@ struct CiphertextMatrix {
   uint64_t rows = 0;  // features (d_in for a fresh one, d_out for a product)
   uint64_t cols = 0;  // tokens T
   uint32_t log2_delta = 0;
-  Seed seed{};     // expands c1 of a fresh ciphertext
-  CoeffVector c0;  // blocks * rows * n
-  CoeffVector c1;  // product only: blocks * rows * n, NTT domain
+  uint32_t log2_modulus = 0;  // kSwitched only: the reply modulus is 2^log2_modulus
+  Seed seed{};                // expands c1 of a fresh ciphertext
+  CoeffVector c0;             // blocks * rows * n
+  CoeffVector c1;             // products: blocks * rows * n (NTT domain for kProduct)
 
   static size_t blocks_for(uint64_t cols, size_t n) { return (cols + n - 1) / n; }
   size_t blocks(size_t n) const { return blocks_for(cols, n); }

@@ -42,6 +42,7 @@ class Decryptor {
   void decrypt_into(const CiphertextMatrix& ct, int64_t* y) const;
 
  private:
+  void decrypt_switched(const CiphertextMatrix& ct, int64_t* y) const;
   const SecretKey& key_;
 };
 

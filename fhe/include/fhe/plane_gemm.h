@@ -53,6 +53,11 @@ class PlaneGemm {
   // Same, reusing out's storage (no allocation when the shape is unchanged).
   void multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const;
 
+  // Modulus-switches a product of this matrix (kind kProduct) in place to the smallest reply
+  // modulus 2^b that still decrypts exactly (modswitch.h) and returns b, or returns 0 and leaves
+  // the product as it is when no b <= 36 works. Costs one inverse NTT per result row.
+  uint32_t switch_reply(CiphertextMatrix& product) const;
+
   // Raw: y (out_dim x n) = M * c (in_dim x n) mod q for `count` row-blocks laid out back to back.
   void multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) const;
 

@@ -5,16 +5,18 @@
 //        8    4  format version (1)
 //       12    4  parameter set id (1 = P48)
 //       16    4  ring degree n (2048)
-//       20    4  kind: 1 = fresh (c0 + seed), 2 = product (c0 + c1 in the NTT domain)
+//       20    4  kind: 1 = fresh (c0 + seed), 2 = product (c0 + c1 in the NTT domain),
+//                3 = switched product (c0 + c1 in the coefficient domain modulo 2^bits)
 //       24    8  modulus q
 //       32    8  rows (features)
 //       40    8  cols (tokens T)
 //       48    4  log2 of the scale delta
-//       52    4  bytes per packed coefficient (6)
+//       52    4  bits per packed coefficient (48, or the switched modulus' bits)
 //       56   32  seed of the c1 = a rows (fresh ciphertexts; carried along by products)
 //       88    8  payload bytes that follow
-//       96       c0: blocks * rows * n coefficients, block-major (see ciphertext.h), each packed
-//                into 6 little-endian bytes; then, for products, c1 the same way.
+//       96       c0: blocks * rows * n coefficients, block-major (see ciphertext.h); then, for
+//                products, c1 the same way; all as one little-endian bit stream of `bits` bits
+//                per coefficient (for 48 bits simply 6 little-endian bytes each).
 //
 // Readers check every field, the exact payload length and the range of every coefficient before
 // returning, and throw Error with one readable line otherwise.
@@ -39,8 +41,9 @@ CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t siz
 void save_ciphertext(const Context& ctx, const CiphertextMatrix& ct, const std::string& path);
 CiphertextMatrix load_ciphertext(const Context& ctx, const std::string& path);
 
-// Packs values below 2^(8*bytes) into `bytes` little-endian bytes each, and back.
-void pack_coefficients(const uint64_t* v, size_t count, uint32_t bytes, uint8_t* out);
-void unpack_coefficients(const uint8_t* in, size_t count, uint32_t bytes, uint64_t* v);
+// Packs values below 2^bits (bits <= 56) into a little-endian bit stream of
+// ceil(count * bits / 8) bytes, and back.
+void pack_coefficients(const uint64_t* v, size_t count, uint32_t bits, uint8_t* out);
+void unpack_coefficients(const uint8_t* in, size_t count, uint32_t bits, uint64_t* v);
 
 }  // namespace fhe
