@@ -2,10 +2,12 @@
 
 namespace fhe {
 
-Context::Context(const Params& params) : params_(params), ntt_(params.n, params.q) {}
+Context::Context(const Params& params, bool portable) : params_(params), ntt_(params.n, params.q) {
+  if (portable) ntt_.set_path(NttPath::kScalar);
+}
 
-std::shared_ptr<const Context> Context::create(const Params& params) {
-  return std::make_shared<const Context>(params);
+std::shared_ptr<const Context> Context::create(const Params& params, bool portable) {
+  return std::make_shared<const Context>(params, portable);
 }
 
 }  // namespace fhe

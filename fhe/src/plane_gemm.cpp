@@ -112,8 +112,8 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
   bounds_ = measure_bounds(w, d_out, d_in, transpose);
 
   impl_ = std::make_unique<Impl>();
-  impl_->kernels = detail::cpu_has_avx512ifma() ? detail::plane_kernels_avx512()
-                                                : detail::plane_kernels_portable();
+  impl_->kernels =
+      ctx_->vectorised() ? detail::plane_kernels_avx512() : detail::plane_kernels_portable();
   const memory::dim m = static_cast<memory::dim>(planes_ * chunk_);
   const memory::dim k = static_cast<memory::dim>(in_), nn = static_cast<memory::dim>(out_);
   memory::desc src_md({m, k}, memory::data_type::u8, memory::format_tag::ab);

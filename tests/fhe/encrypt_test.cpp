@@ -116,6 +116,34 @@ TEST(PlaneGemm, WideOutputAndSeveralThreadsStayExact) {
   EXPECT_EQ(dec.decrypt(g.multiply(ct)), plain_product(w, d_out, d_in, false, x, t));
 }
 
+TEST(PortablePaths, GiveTheSameExactProductsAsTheVectorisedOnes) {
+  // The same key in a context forced onto the portable code paths and in the default one.
+  const auto portable = fhe::Context::create(fhe::Params::P48(), /*portable=*/true);
+  ASSERT_FALSE(portable->vectorised());
+  const auto fast_key = fhe::SecretKey::generate(ctx());
+  const auto slow_key = fhe::SecretKey::from_coefficients(portable, fast_key.coefficients());
+  const size_t d_out = 33, d_in = 130, t = 2100;
+  auto w = random_int8(d_out * d_in, 61);
+  auto x = random_int8(d_in * t, 62);
+  const auto expect = plain_product(w, d_out, d_in, false, x, t);
+  fhe::PlaneGemm slow_gemm(portable, w.data(), d_out, d_in, false);
+  fhe::PlaneGemm fast_gemm(ctx(), w.data(), d_out, d_in, false);
+  // Portable encryption, vectorised product and decryption, and the other way round.
+  const auto ct_slow = fhe::Encryptor(slow_key).encrypt(x.data(), d_in, t, slow_gemm.bounds());
+  const auto ct_fast = fhe::Encryptor(fast_key).encrypt(x.data(), d_in, t, fast_gemm.bounds());
+  EXPECT_EQ(fhe::Decryptor(fast_key).decrypt(fast_gemm.multiply(ct_slow)), expect);
+  EXPECT_EQ(fhe::Decryptor(slow_key).decrypt(slow_gemm.multiply(ct_fast)), expect);
+  // The two products of one ciphertext are the same words.
+  const auto p1 = slow_gemm.multiply(ct_fast), p2 = fast_gemm.multiply(ct_fast);
+  EXPECT_EQ(p1.c0, p2.c0);
+  EXPECT_EQ(p1.c1, p2.c1);
+  // Switched replies decrypt on both paths too.
+  auto s1 = p1;
+  ASSERT_GT(slow_gemm.switch_reply(s1), 0u);
+  EXPECT_EQ(fhe::Decryptor(slow_key).decrypt(s1), expect);
+  EXPECT_EQ(fhe::Decryptor(fast_key).decrypt(s1), expect);
+}
+
 TEST(Encryption, TwoEncryptionsOfTheSameMatrixDiffer) {
   auto x = random_int8(4 * 100, 21);
   const auto key = fhe::SecretKey::generate(ctx());
