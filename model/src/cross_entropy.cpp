@@ -7,8 +7,9 @@
 
 namespace model {
 
-double cross_entropy_forward(const Matrix& logits, const TokenBatch& batch,
-                             CrossEntropyCache* cache) {
+template <typename Scalar>
+double cross_entropy_forward(const std::type_identity_t<RowMatrixT<Scalar>>& logits,
+                             const TokenBatch& batch, CrossEntropyCache* cache) {
   if (logits.rows() != batch.total_tokens()) {
     throw Error("cross-entropy: " + std::to_string(logits.rows()) + " rows of logits for " +
                 std::to_string(batch.total_tokens()) + " tokens");
@@ -25,7 +26,7 @@ double cross_entropy_forward(const Matrix& logits, const TokenBatch& batch,
         throw Error("cross-entropy: label " + std::to_string(label) + " outside [0, " +
                     std::to_string(logits.cols()) + ")");
       }
-      const auto r = logits.row(row).cast<double>();
+      const auto r = logits.row(row).template cast<double>();
       const double max = r.maxCoeff();
       lse(row) = max + std::log((r.array() - max).exp().sum());
       total += lse(row) - r(label);
@@ -39,5 +40,43 @@ double cross_entropy_forward(const Matrix& logits, const TokenBatch& batch,
   }
   return total / static_cast<double>(predicted);
 }
+
+template <typename Scalar>
+void cross_entropy_backward(const std::type_identity_t<RowMatrixT<Scalar>>& logits,
+                            const TokenBatch& batch, const CrossEntropyCache& cache, double dloss,
+                            std::type_identity_t<RowMatrixT<Scalar>>& dlogits) {
+  if (logits.rows() != batch.total_tokens() || cache.log_sum_exp.size() != logits.rows() ||
+      cache.predicted <= 0) {
+    throw Error("cross-entropy backward: the cache does not belong to " +
+                std::to_string(logits.rows()) + " rows of logits for " +
+                std::to_string(batch.total_tokens()) + " tokens");
+  }
+  const auto tokens = batch.tokens();
+  const double weight = dloss / static_cast<double>(cache.predicted);
+  dlogits.setZero(logits.rows(), logits.cols());
+  for (const SequenceSpan& span : batch.spans()) {
+    for (int64_t p = 0; p + 1 < span.length; ++p) {
+      const int64_t row = span.begin + p;
+      const int32_t label = tokens[row + 1];
+      if (label < 0 || label >= logits.cols()) {
+        throw Error("cross-entropy backward: label " + std::to_string(label) + " outside [0, " +
+                    std::to_string(logits.cols()) + ")");
+      }
+      Eigen::RowVectorXd d =
+          (logits.row(row).template cast<double>().array() - cache.log_sum_exp(row)).exp();
+      d(label) -= 1;
+      dlogits.row(row) = (d * weight).template cast<Scalar>();
+    }
+  }
+}
+
+template double cross_entropy_forward<float>(const RowMatrixT<float>&, const TokenBatch&,
+                                             CrossEntropyCache*);
+template double cross_entropy_forward<double>(const RowMatrixT<double>&, const TokenBatch&,
+                                              CrossEntropyCache*);
+template void cross_entropy_backward<float>(const RowMatrixT<float>&, const TokenBatch&,
+                                            const CrossEntropyCache&, double, RowMatrixT<float>&);
+template void cross_entropy_backward<double>(const RowMatrixT<double>&, const TokenBatch&,
+                                             const CrossEntropyCache&, double, RowMatrixT<double>&);
 
 }  // namespace model

@@ -1,42 +1,170 @@
 #include "model/decoder_layer.h"
 
+#include <string>
+
+#include "model/error.h"
+#include "model/lora_branch.h"
 #include "model/swiglu.h"
 
 namespace model {
+namespace {
 
+AttentionShape attention_shape(const LlamaConfig& config) {
+  return {config.num_attention_heads, config.num_key_value_heads, config.head_dim};
+}
+
+template <typename Scalar>
+const LoraPairT<Scalar>* adapter(const LoraParamsT<Scalar>* lora, ProjectionId id) {
+  return lora ? lora->find(id) : nullptr;
+}
+
+}  // namespace
+
+template <typename Scalar>
 void decoder_layer_forward(int64_t layer, const LlamaLayerWeights& w, const LlamaConfig& config,
-                           const RopeTable& rope, const TokenBatch& batch, LinearBackend& backend,
-                           Activations& x, DecoderLayerCache* cache) {
-  DecoderLayerCache local;
-  DecoderLayerCache& c = cache ? *cache : local;
-  const auto eps = static_cast<float>(config.rms_norm_eps);
-  const auto project = [&](ProjectionKind kind, const Activations& in, Activations& out) {
-    backend.forward({kind, layer}, in, out);
+                           const RopeTable& rope, const TokenBatch& batch,
+                           LinearBackendT<Scalar>& backend, ActivationsT<Scalar>& x,
+                           std::type_identity_t<DecoderLayerCacheT<Scalar>>* cache,
+                           const std::type_identity_t<LoraParamsT<Scalar>>* lora) {
+  DecoderLayerCacheT<Scalar> local;
+  DecoderLayerCacheT<Scalar>& c = cache ? *cache : local;
+  const auto eps = static_cast<Scalar>(config.rms_norm_eps);
+  const auto scaling = static_cast<Scalar>(lora ? lora->config().scaling() : 0.0);
+  // out = W in (+ s B A in).
+  const auto project = [&](ProjectionKind kind, const ActivationsT<Scalar>& in,
+                           ActivationsT<Scalar>& out) {
+    const ProjectionId id{kind, layer};
+    backend.forward(id, in, out);
+    ActivationsT<Scalar>& ax = c.lora_ax[static_cast<size_t>(kind)];
+    if (const LoraPairT<Scalar>* pair = adapter(lora, id)) {
+      lora_forward(*pair, scaling, in, out, ax);
+    } else {
+      ax.resize(0, 0);
+    }
   };
 
   // Attention block.
   if (cache) c.input = x;
-  rms_norm_forward(x, w.input_layernorm, eps, c.attn_norm, &c.attn_norm_stats);
+  rms_norm_forward(x, w.input_layernorm.cast<Scalar>(), eps, c.attn_norm, &c.attn_norm_stats);
   project(ProjectionKind::kQ, c.attn_norm, c.q);
   project(ProjectionKind::kK, c.attn_norm, c.k);
   project(ProjectionKind::kV, c.attn_norm, c.v);
   rope_forward(rope, batch, config.head_dim, c.q);
   rope_forward(rope, batch, config.head_dim, c.k);
-  attention_forward(c.q, c.k, c.v, batch,
-                    {config.num_attention_heads, config.num_key_value_heads, config.head_dim},
-                    c.attn_out, cache ? &c.attention : nullptr);
-  Activations projected;
+  attention_forward(c.q, c.k, c.v, batch, attention_shape(config), c.attn_out,
+                    cache ? &c.attention : nullptr);
+  ActivationsT<Scalar> projected;
   project(ProjectionKind::kO, c.attn_out, projected);
   x += projected;
 
   // MLP block.
   if (cache) c.mid = x;
-  rms_norm_forward(x, w.post_attention_layernorm, eps, c.mlp_norm, &c.mlp_norm_stats);
+  rms_norm_forward(x, w.post_attention_layernorm.cast<Scalar>(), eps, c.mlp_norm,
+                   &c.mlp_norm_stats);
   project(ProjectionKind::kGate, c.mlp_norm, c.gate);
   project(ProjectionKind::kUp, c.mlp_norm, c.up);
   swiglu_forward(c.gate, c.up, c.act);
   project(ProjectionKind::kDown, c.act, projected);
   x += projected;
 }
+
+template <typename Scalar>
+void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const LlamaConfig& config,
+                            const RopeTable& rope, const TokenBatch& batch,
+                            LinearBackendT<Scalar>& backend,
+                            const std::type_identity_t<DecoderLayerCacheT<Scalar>>& c,
+                            std::type_identity_t<ActivationsT<Scalar>>& dx,
+                            const std::type_identity_t<LoraParamsT<Scalar>>* lora,
+                            std::type_identity_t<LoraGradientsT<Scalar>>* grads) {
+  const int64_t tokens = batch.total_tokens();
+  if (dx.rows() != config.hidden_size || dx.cols() != tokens || c.input.cols() != tokens ||
+      c.mid.cols() != tokens) {
+    throw Error("decoder layer " + std::to_string(layer) + " backward: gradient " +
+                std::to_string(dx.rows()) + " x " + std::to_string(dx.cols()) +
+                " or cache does not fit the batch of " + std::to_string(tokens) + " tokens");
+  }
+  if (lora && !grads) {
+    throw Error("decoder layer backward: an adapter needs somewhere to put its gradients");
+  }
+  if (grads && !grads->per_example.empty() &&
+      static_cast<int64_t>(grads->per_example.size()) != batch.sequence_count()) {
+    throw Error("decoder layer backward: " + std::to_string(grads->per_example.size()) +
+                " per-example gradients for " + std::to_string(batch.sequence_count()) +
+                " sequences");
+  }
+  const auto scaling = static_cast<Scalar>(lora ? lora->config().scaling() : 0.0);
+
+  // out = W^T g (+ s A^T B^T g), and the adapter's weight gradients; `accumulate` adds into out.
+  const auto project_back = [&](ProjectionKind kind, const ActivationsT<Scalar>& in,
+                                const ActivationsT<Scalar>& g, ActivationsT<Scalar>& out,
+                                bool accumulate) {
+    const ProjectionId id{kind, layer};
+    ActivationsT<Scalar> part;
+    backend.backward(id, g, part);
+    if (const LoraPairT<Scalar>* pair = adapter(lora, id)) {
+      const ActivationsT<Scalar>& ax = c.lora_ax[static_cast<size_t>(kind)];
+      if (ax.cols() != tokens) {
+        throw Error("decoder layer backward: the forward pass ran without the adapter of " +
+                    projection_name(id));
+      }
+      lora_input_backward(*pair, scaling, g, part);
+      lora_weight_backward(*pair, scaling, in, ax, g, 0, tokens, grads->batch.at(id));
+      for (size_t s = 0; s < grads->per_example.size(); ++s) {
+        const SequenceSpan span = batch.spans()[s];
+        lora_weight_backward(*pair, scaling, in, ax, g, span.begin, span.length,
+                             grads->per_example[s].at(id));
+      }
+    }
+    if (accumulate) {
+      out += part;
+    } else {
+      out = std::move(part);
+    }
+  };
+
+  // MLP block: y = h + down(act), act = silu(gate(m)) * up(m), m = norm(h).
+  ActivationsT<Scalar> d_act, d_gate, d_up, d_norm, d_res;
+  project_back(ProjectionKind::kDown, c.act, dx, d_act, false);
+  swiglu_backward(c.gate, c.up, d_act, d_gate, d_up);
+  project_back(ProjectionKind::kGate, c.mlp_norm, d_gate, d_norm, false);
+  project_back(ProjectionKind::kUp, c.mlp_norm, d_up, d_norm, true);
+  rms_norm_backward(c.mid, w.post_attention_layernorm.cast<Scalar>(), c.mlp_norm_stats, d_norm,
+                    d_res);
+  dx += d_res;  // dL/dh
+
+  // Attention block: h = x + o(attention(rope(q(n)), rope(k(n)), v(n))), n = norm(x).
+  ActivationsT<Scalar> d_attn, dq, dk, dv;
+  project_back(ProjectionKind::kO, c.attn_out, dx, d_attn, false);
+  attention_backward(c.q, c.k, c.v, batch, attention_shape(config), c.attention, d_attn, dq, dk,
+                     dv);
+  rope_backward(rope, batch, config.head_dim, dq);
+  rope_backward(rope, batch, config.head_dim, dk);
+  project_back(ProjectionKind::kQ, c.attn_norm, dq, d_norm, false);
+  project_back(ProjectionKind::kK, c.attn_norm, dk, d_norm, true);
+  project_back(ProjectionKind::kV, c.attn_norm, dv, d_norm, true);
+  rms_norm_backward(c.input, w.input_layernorm.cast<Scalar>(), c.attn_norm_stats, d_norm, d_res);
+  dx += d_res;  // dL/dx
+}
+
+template void decoder_layer_forward<float>(int64_t, const LlamaLayerWeights&, const LlamaConfig&,
+                                           const RopeTable&, const TokenBatch&,
+                                           LinearBackendT<float>&, ActivationsT<float>&,
+                                           DecoderLayerCacheT<float>*, const LoraParamsT<float>*);
+template void decoder_layer_forward<double>(int64_t, const LlamaLayerWeights&, const LlamaConfig&,
+                                            const RopeTable&, const TokenBatch&,
+                                            LinearBackendT<double>&, ActivationsT<double>&,
+                                            DecoderLayerCacheT<double>*,
+                                            const LoraParamsT<double>*);
+template void decoder_layer_backward<float>(int64_t, const LlamaLayerWeights&, const LlamaConfig&,
+                                            const RopeTable&, const TokenBatch&,
+                                            LinearBackendT<float>&,
+                                            const DecoderLayerCacheT<float>&, ActivationsT<float>&,
+                                            const LoraParamsT<float>*, LoraGradientsT<float>*);
+template void decoder_layer_backward<double>(int64_t, const LlamaLayerWeights&, const LlamaConfig&,
+                                             const RopeTable&, const TokenBatch&,
+                                             LinearBackendT<double>&,
+                                             const DecoderLayerCacheT<double>&,
+                                             ActivationsT<double>&, const LoraParamsT<double>*,
+                                             LoraGradientsT<double>*);
 
 }  // namespace model

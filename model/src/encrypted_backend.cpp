@@ -12,10 +12,12 @@
 
 namespace model {
 
-// The worker's side of one projection (the int8 weight inside a PlaneGemm) and the weight
-// scales the participant needs to dequantize.
+// The worker's side of one projection (the int8 weight inside a PlaneGemm per direction) and
+// the weight scales the participant needs to dequantize.
 struct EncryptedBackend::Projection {
-  std::unique_ptr<fhe::PlaneGemm> gemm;
+  std::unique_ptr<fhe::PlaneGemm> gemm;             // W * C
+  std::unique_ptr<fhe::PlaneGemm> transposed_gemm;  // W^T * C, built on first use
+  std::vector<int8_t> values;                       // row-major d_out x d_in, for the latter
   std::vector<float> scales;
 };
 
@@ -33,6 +35,7 @@ EncryptedBackend::EncryptedBackend(const LlamaWeights& weights, std::unique_ptr<
       p.gemm = std::make_unique<fhe::PlaneGemm>(key_->context_ptr(), q.values.data(),
                                                 static_cast<size_t>(q.rows),
                                                 static_cast<size_t>(q.cols), /*transpose=*/false);
+      p.values = std::move(q.values);
       p.scales = std::move(q.scales);
       projections_.push_back(std::move(p));
     }
@@ -65,6 +68,37 @@ void EncryptedBackend::forward(ProjectionId id, const Activations& x, Activation
   }
   // acc is row-major d_out x T.
   dequantize_product(acc.data(), x.cols(), 1, p.scales, xq.scales, y);
+}
+
+void EncryptedBackend::backward(ProjectionId id, const Activations& g, Activations& dx) {
+  Projection& p = projections_[projection_index(config_, id)];
+  const auto d_in = static_cast<int64_t>(p.gemm->in_dim());
+  const auto d_out = static_cast<int64_t>(p.gemm->out_dim());
+  if (g.rows() != d_out) {
+    throw Error("projection " + projection_name(id) + ": output gradient has " +
+                std::to_string(g.rows()) + " features, the weight gives " + std::to_string(d_out));
+  }
+  const QuantizedTokens gq = quantize_gradients(g, p.scales);
+  const std::vector<int8_t> rows = feature_rows(gq);  // d_out x T
+  std::vector<int64_t> acc;
+  try {
+    if (!p.transposed_gemm) {
+      p.transposed_gemm = std::make_unique<fhe::PlaneGemm>(
+          key_->context_ptr(), p.values.data(), static_cast<size_t>(d_out),
+          static_cast<size_t>(d_in), /*transpose=*/true);
+    }
+    const fhe::PlaneGemm& gemm = *p.transposed_gemm;
+    const auto tokens = static_cast<size_t>(g.cols());
+    const fhe::CiphertextMatrix ct =
+        encryptor_->encrypt(rows.data(), static_cast<size_t>(d_out), tokens, gemm.bounds(),
+                            static_cast<uint64_t>(d_in) * tokens);
+    acc = decryptor_->decrypt(gemm.multiply(ct));
+  } catch (const fhe::Error& e) {
+    throw Error("encrypted backend: backward of projection " + projection_name(id) + ": " +
+                e.what());
+  }
+  // acc is row-major d_in x T.
+  dequantize_transposed_product(acc.data(), g.cols(), 1, d_in, gq.scales, dx);
 }
 
 }  // namespace model

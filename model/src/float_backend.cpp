@@ -21,4 +21,15 @@ void FloatBackend::forward(ProjectionId id, const Activations& x, Activations& y
   y.noalias() = w * x;
 }
 
+void FloatBackend::backward(ProjectionId id, const Activations& g, Activations& dx) {
+  const Matrix& w = projection_weight(*weights_, id);
+  if (g.rows() != w.rows()) {
+    throw Error("projection " + projection_name(id) + ": output gradient has " +
+                std::to_string(g.rows()) + " features, the weight gives " +
+                std::to_string(w.rows()));
+  }
+  dx.resize(w.cols(), g.cols());
+  dx.noalias() = w.transpose() * g;
+}
+
 }  // namespace model

@@ -18,6 +18,13 @@ void check_input(ProjectionId id, const QuantizedWeight& w, const Activations& x
   }
 }
 
+void check_gradient(ProjectionId id, const QuantizedWeight& w, const Activations& g) {
+  if (g.rows() != w.rows) {
+    throw Error("projection " + projection_name(id) + ": output gradient has " +
+                std::to_string(g.rows()) + " features, the weight gives " + std::to_string(w.rows));
+  }
+}
+
 }  // namespace
 
 Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_product(const QuantizedWeight& w,
@@ -42,6 +49,28 @@ Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_product(const Quanti
   return acc;
 }
 
+Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_transposed_product(
+    const QuantizedWeight& w, const QuantizedTokens& g) {
+  using Int8Cols = Eigen::Matrix<int8_t, Eigen::Dynamic, Eigen::Dynamic>;
+  // The row-major d_out x d_in weight read column-major is W^T (d_in x d_out).
+  const Eigen::Map<const Int8Cols> wt(w.values.data(), w.cols, w.rows);
+  const Eigen::Map<const Int8Cols> gq(g.values.data(), g.features, g.tokens);
+  Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> acc =
+      Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic>::Zero(w.cols, g.tokens);
+  Eigen::MatrixXf wf, gf, part;
+  for (int64_t k0 = 0; k0 < w.rows; k0 += kExactInnerSlice) {
+    const int64_t kn = std::min(kExactInnerSlice, w.rows - k0);
+    gf = gq.middleRows(k0, kn).cast<float>();
+    for (int64_t r0 = 0; r0 < w.cols; r0 += kRowBlock) {
+      const int64_t rn = std::min(kRowBlock, w.cols - r0);
+      wf = wt.block(r0, k0, rn, kn).cast<float>();
+      part.noalias() = wf * gf;  // exact: every partial sum is an integer below 2^24
+      acc.middleRows(r0, rn) += part.cast<int64_t>();
+    }
+  }
+  return acc;
+}
+
 Int8Backend::Int8Backend(const LlamaWeights& weights) : config_(weights.config) {
   for (const ProjectionId id : llama_projections(config_)) {
     weights_.push_back(quantize_weight_rows(projection_weight(weights, id)));
@@ -58,6 +87,14 @@ void Int8Backend::forward(ProjectionId id, const Activations& x, Activations& y)
   const QuantizedTokens xq = quantize_tokens(x);
   const auto acc = int8_product(w, xq);
   dequantize_product(acc.data(), 1, acc.rows(), w.scales, xq.scales, y);
+}
+
+void Int8Backend::backward(ProjectionId id, const Activations& g, Activations& dx) {
+  const QuantizedWeight& w = weight(id);
+  check_gradient(id, w, g);
+  const QuantizedTokens gq = quantize_gradients(g, w.scales);
+  const auto acc = int8_transposed_product(w, gq);
+  dequantize_transposed_product(acc.data(), 1, acc.rows(), w.cols, gq.scales, dx);
 }
 
 }  // namespace model

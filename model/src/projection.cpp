@@ -43,6 +43,27 @@ size_t projection_index(const LlamaConfig& config, ProjectionId id) {
   return static_cast<size_t>(id.layer * kProjectionsPerLayer + static_cast<int64_t>(id.kind));
 }
 
+ProjectionDims projection_dims(const LlamaConfig& config, ProjectionKind kind) {
+  const int64_t h = config.hidden_size;
+  switch (kind) {
+    case ProjectionKind::kQ:
+      return {config.q_dim(), h};
+    case ProjectionKind::kK:
+    case ProjectionKind::kV:
+      return {config.kv_dim(), h};
+    case ProjectionKind::kO:
+      return {h, config.q_dim()};
+    case ProjectionKind::kGate:
+    case ProjectionKind::kUp:
+      return {config.intermediate_size, h};
+    case ProjectionKind::kDown:
+      return {h, config.intermediate_size};
+    case ProjectionKind::kLmHead:
+      return {config.vocab_size, h};
+  }
+  throw Error("projection_dims: unknown projection kind");
+}
+
 const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id) {
   check_layer(weights.config, id);
   if (id.kind == ProjectionKind::kLmHead) return weights.lm_head();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "model/error.h"
 
@@ -83,6 +84,36 @@ void dequantize_product(const int64_t* acc, int64_t row_stride, int64_t col_stri
   } else {
     for (int64_t i = 0; i < rows; ++i) {
       for (int64_t t = 0; t < cols; ++t) element(i, t);
+    }
+  }
+}
+
+QuantizedTokens quantize_gradients(const Activations& g, std::span<const float> w_scales) {
+  if (static_cast<int64_t>(w_scales.size()) != g.rows()) {
+    throw Error("int8 gradient quantization: " + std::to_string(w_scales.size()) +
+                " weight scales for gradients of " + std::to_string(g.rows()) + " outputs");
+  }
+  const Eigen::Map<const Eigen::VectorXf> s(w_scales.data(), g.rows());
+  const Activations folded = s.asDiagonal() * g;  // G'(i, t) = scale_w[i] * G(i, t), one product
+  return quantize_tokens(folded);
+}
+
+void dequantize_transposed_product(const int64_t* acc, int64_t row_stride, int64_t col_stride,
+                                   int64_t rows, std::span<const float> g_scales, Activations& dx) {
+  const auto cols = static_cast<int64_t>(g_scales.size());
+  dx.resize(rows, cols);
+  // The one formula every int8 path shares; the loop order only follows acc's memory order.
+  const auto element = [&](int64_t j, int64_t t) {
+    const double a = static_cast<double>(acc[j * row_stride + t * col_stride]);
+    dx(j, t) = static_cast<float>(a * static_cast<double>(g_scales[t]));
+  };
+  if (row_stride <= col_stride) {
+    for (int64_t t = 0; t < cols; ++t) {
+      for (int64_t j = 0; j < rows; ++j) element(j, t);
+    }
+  } else {
+    for (int64_t j = 0; j < rows; ++j) {
+      for (int64_t t = 0; t < cols; ++t) element(j, t);
     }
   }
 }

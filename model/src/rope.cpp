@@ -55,8 +55,12 @@ RopeTable::RopeTable(const LlamaConfig& config, int64_t positions)
   }
 }
 
-void rope_forward(const RopeTable& table, const TokenBatch& batch, int64_t head_dim,
-                  Activations& x) {
+namespace {
+
+// x(i) <- x(i) cos - x(i + half) sign*sin,  x(i + half) <- x(i + half) cos + x(i) sign*sin.
+template <typename Scalar>
+void rotate_pairs(const RopeTable& table, const TokenBatch& batch, int64_t head_dim, Scalar sign,
+                  ActivationsT<Scalar>& x) {
   const int64_t half = table.half();
   if (head_dim != 2 * half || x.rows() % head_dim != 0 || batch.total_tokens() != x.cols()) {
     throw Error("rope: activations of " + std::to_string(x.rows()) + " x " +
@@ -70,14 +74,14 @@ void rope_forward(const RopeTable& table, const TokenBatch& batch, int64_t head_
   const int64_t heads = x.rows() / head_dim;
   for (const SequenceSpan& span : batch.spans()) {
     for (int64_t p = 0; p < span.length; ++p) {
-      float* col = x.data() + (span.begin + p) * x.rows();
+      Scalar* col = x.data() + (span.begin + p) * x.rows();
       for (int64_t h = 0; h < heads; ++h) {
-        float* head = col + h * head_dim;
+        Scalar* head = col + h * head_dim;
         for (int64_t i = 0; i < half; ++i) {
-          const float c = table.cos(p, i);
-          const float s = table.sin(p, i);
-          const float a = head[i];
-          const float b = head[i + half];
+          const auto c = static_cast<Scalar>(table.cos(p, i));
+          const Scalar s = sign * static_cast<Scalar>(table.sin(p, i));
+          const Scalar a = head[i];
+          const Scalar b = head[i + half];
           head[i] = a * c - b * s;         // q * cos + (-q[i + half]) * sin
           head[i + half] = b * c + a * s;  // q * cos + q[i] * sin
         }
@@ -85,5 +89,28 @@ void rope_forward(const RopeTable& table, const TokenBatch& batch, int64_t head_
     }
   }
 }
+
+}  // namespace
+
+template <typename Scalar>
+void rope_forward(const RopeTable& table, const TokenBatch& batch, int64_t head_dim,
+                  ActivationsT<Scalar>& x) {
+  rotate_pairs<Scalar>(table, batch, head_dim, Scalar(1), x);
+}
+
+template <typename Scalar>
+void rope_backward(const RopeTable& table, const TokenBatch& batch, int64_t head_dim,
+                   ActivationsT<Scalar>& dx) {
+  rotate_pairs<Scalar>(table, batch, head_dim, Scalar(-1), dx);
+}
+
+template void rope_forward<float>(const RopeTable&, const TokenBatch&, int64_t,
+                                  ActivationsT<float>&);
+template void rope_forward<double>(const RopeTable&, const TokenBatch&, int64_t,
+                                   ActivationsT<double>&);
+template void rope_backward<float>(const RopeTable&, const TokenBatch&, int64_t,
+                                   ActivationsT<float>&);
+template void rope_backward<double>(const RopeTable&, const TokenBatch&, int64_t,
+                                    ActivationsT<double>&);
 
 }  // namespace model

@@ -53,11 +53,13 @@ TEST_F(FedctlFhe, EncryptMatmulDecryptIsExactBothWays) {
   const size_t d_out = 9, d_in = 40, t = 2049;  // two ciphertext blocks
   const auto w = random_int8(d_out * d_in, 1);
   fedtools::write_npy(dir / "w.npy", fedtools::NpyType::kInt8, d_out, d_in, w.data());
-  for (bool tr : {false, true}) {
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool tr = variant == 1;
     const size_t in = tr ? d_out : d_in, out = tr ? d_in : d_out;
     const auto x = random_int8(in * t, 2 + tr);
     fedtools::write_npy(dir / "x.npy", fedtools::NpyType::kInt8, in, t, x.data());
-    const std::string flag = tr ? " --transpose" : "";
+    // variant 2: the worker modulus-switches its reply.
+    const std::string flag = tr ? " --transpose" : (variant == 2 ? " --switch-modulus" : "");
     ASSERT_EQ(run(kFedctl + " fhe-encrypt --key " + dir / "sk" + " --in " + dir / "x.npy" +
                       " --out " + dir / "x.ct",
                   dir.path())
@@ -88,7 +90,11 @@ TEST_F(FedctlFhe, EncryptMatmulDecryptIsExactBothWays) {
         mismatches += (got[i * t + c] != acc);
       }
     }
-    EXPECT_EQ(mismatches, 0u) << "transpose=" << tr;
+    EXPECT_EQ(mismatches, 0u) << "variant " << variant;
+    if (variant == 2) {
+      // 9 x 2049 values in two blocks of 2048 tokens: the switched reply is smaller than 12 B each.
+      EXPECT_LT(slurp(dir / "y.ct").size(), 96 + 9 * 4096 * 12 * 80 / 100);
+    }
   }
 }
 

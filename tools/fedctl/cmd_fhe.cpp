@@ -85,14 +85,17 @@ int cmd_fhe_encrypt(int argc, char** argv) {
 
 int cmd_fhe_matmul(int argc, char** argv) {
   po::options_description o("options");
-  o.add_options()("weights", po::value<std::string>()->required(),
-                  "int8 .npy W, shape d_out x d_in")("in", po::value<std::string>()->required(),
-                                                     "ciphertext of X")(
-      "out", po::value<std::string>()->required(), "ciphertext of the product to write")(
-      "transpose", "compute W^T X instead of W X")("threads", po::value<int>()->default_value(0),
-                                                   "threads (0: all)");
+  o.add_options()                                                                     //
+      ("weights", po::value<std::string>()->required(), "int8 .npy W, shape d_out x d_in")  //
+      ("in", po::value<std::string>()->required(), "ciphertext of X")                       //
+      ("out", po::value<std::string>()->required(), "ciphertext of the product to write")   //
+      ("transpose", "compute W^T X instead of W X")                                         //
+      ("switch-modulus",
+       "modulus-switch the reply to the fewest bits that still decrypt exactly (a smaller "
+       "reply; one more NTT per row on each side)")  //
+      ("threads", po::value<int>()->default_value(0), "threads (0: all)");
   return run_command(
-      "fhe-matmul", "--weights W.npy --in X.ct --out Y.ct [--transpose]", o, argc, argv,
+      "fhe-matmul", "--weights W.npy --in X.ct --out Y.ct [--transpose] [--switch-modulus]", o, argc, argv,
       [](const po::variables_map& vm) {
         auto ctx = fhe::Context::create();
         size_t wr = 0, wc = 0;

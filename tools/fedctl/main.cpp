@@ -16,6 +16,7 @@ int cmd_make_model(int argc, char** argv);
 int cmd_model_info(int argc, char** argv);
 int cmd_forward(int argc, char** argv);
 int cmd_privacy(int argc, char** argv);
+int cmd_make_data(int argc, char** argv);
 }  // namespace fedctl
 
 namespace {
@@ -42,6 +43,8 @@ const fedctl::Command kCommands[] = {
     {"forward", "print the logits of a token sequence (float, int8 or encrypted projections)",
      fedctl::cmd_forward},
     {"privacy", "differential-privacy accounting: epsilon and sigma", fedctl::cmd_privacy},
+    {"make-data", "write synthetic clinical notes per site (JSON lines) and MCQ questions",
+     fedctl::cmd_make_data},
 };
 
 void usage(std::FILE* out) {

@@ -1,11 +1,19 @@
 // Next-token cross-entropy of a causal language model, as transformers' ForCausalLMLoss
 // computes it: position p of each sequence predicts token p + 1, and the loss is the mean of
 // -log softmax(logits_p)[token_{p+1}] over every predicted position of every sequence (the last
-// position of a sequence predicts nothing).
+// position of a sequence predicts nothing). Its backward pass: for each predicted position,
+//   dL/dlogits_p = (softmax(logits_p) - onehot(token_{p+1})) / predicted
+// and 0 for the positions that predict nothing.
+//
+// Scalar, the logits' type, is float for the model (the default, so that Eigen expressions of
+// float logits convert) and double for gradient checks: cross_entropy_forward<double>(...).
 #pragma once
+
+#include <type_traits>
 
 #include <Eigen/Core>
 
+#include "model/activations.h"
 #include "model/llama_weights.h"
 #include "model/token_batch.h"
 
@@ -17,9 +25,18 @@ struct CrossEntropyCache {
   int64_t predicted = 0;        // positions counted in the mean
 };
 
-// logits: T x V, row t = column t of the batch. Throws model::Error when the shapes disagree or
-// no sequence has two tokens. Computed in double from the float32 logits.
-double cross_entropy_forward(const Matrix& logits, const TokenBatch& batch,
-                             CrossEntropyCache* cache = nullptr);
+// logits: T x V, row t = column t of the batch. Throws model::Error when the shapes disagree,
+// a label lies outside [0, V) or no sequence has two tokens. Computed in double from the logits.
+template <typename Scalar = float>
+double cross_entropy_forward(const std::type_identity_t<RowMatrixT<Scalar>>& logits,
+                             const TokenBatch& batch, CrossEntropyCache* cache = nullptr);
+
+// dlogits (T x V) = dloss * dL/dlogits, from the logits and the cache of the forward pass
+// (computed in double, rounded once to Scalar). Throws model::Error when the cache does not
+// belong to these logits.
+template <typename Scalar = float>
+void cross_entropy_backward(const std::type_identity_t<RowMatrixT<Scalar>>& logits,
+                            const TokenBatch& batch, const CrossEntropyCache& cache, double dloss,
+                            std::type_identity_t<RowMatrixT<Scalar>>& dlogits);
 
 }  // namespace model

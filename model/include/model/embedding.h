@@ -1,4 +1,8 @@
 // Token embedding lookup: column t of x is row tokens[t] of the embedding table.
+//
+// There is no backward pass to compute: the input is token ids (no gradient), and the table is
+// part of the frozen base model (LoRA does not adapt it), so the model's backward pass stops at
+// the first decoder layer's input.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +13,10 @@
 
 namespace model {
 
-// x (H x T) from the [V, H] table. Ids must lie in [0, V) (validate_token_batch checks them).
-void embedding_forward(const Matrix& table, std::span<const int32_t> tokens, Activations& x);
+// x (H x T) from the [V, H] float32 table (converted to Scalar). Ids must lie in [0, V)
+// (validate_token_batch checks them).
+template <typename Scalar>
+void embedding_forward(const Matrix& table, std::span<const int32_t> tokens,
+                       ActivationsT<Scalar>& x);
 
 }  // namespace model

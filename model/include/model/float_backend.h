@@ -1,4 +1,5 @@
-// FloatBackend: every projection as a float32 Eigen GEMM with the loaded weights.
+// FloatBackend: every projection as a float32 Eigen GEMM with the loaded weights, forward
+// (y = W x) and backward (dx = W^T g).
 #pragma once
 
 #include <memory>
@@ -13,6 +14,7 @@ class FloatBackend : public LinearBackend {
   explicit FloatBackend(std::shared_ptr<const LlamaWeights> weights);
 
   void forward(ProjectionId id, const Activations& x, Activations& y) override;
+  void backward(ProjectionId id, const Activations& g, Activations& dx) override;
   std::string_view name() const override { return "float"; }
 
  private:

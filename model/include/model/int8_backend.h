@@ -5,7 +5,8 @@
 // activations per token, forms acc = Wq * Xq exactly, and dequantizes (quantize.h). The integer
 // product runs as float32 GEMMs over slices of at most kExactInnerSlice input features: every
 // product and partial sum is then an integer below 2^24 in magnitude, so each slice is exact,
-// and the slices are summed in int64.
+// and the slices are summed in int64. backward() forms dx = W^T G with the same int8 weight,
+// the weight scales folded into the gradients before they are quantized per token (quantize.h).
 #pragma once
 
 #include <memory>
@@ -25,6 +26,7 @@ class Int8Backend : public LinearBackend {
   explicit Int8Backend(const LlamaWeights& weights);
 
   void forward(ProjectionId id, const Activations& x, Activations& y) override;
+  void backward(ProjectionId id, const Activations& g, Activations& dx) override;
   std::string_view name() const override { return "int8"; }
 
   const QuantizedWeight& weight(ProjectionId id) const;
@@ -38,5 +40,10 @@ class Int8Backend : public LinearBackend {
 // (column-major d_in x T), as a column-major d_out x T int64 matrix.
 Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_product(const QuantizedWeight& w,
                                                                     const QuantizedTokens& x);
+
+// The exact product acc = W^T * G of an int8 weight (row-major d_out x d_in) and int8 gradient
+// tokens (column-major d_out x T), as a column-major d_in x T int64 matrix.
+Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_transposed_product(
+    const QuantizedWeight& w, const QuantizedTokens& g);
 
 }  // namespace model

@@ -37,6 +37,13 @@ std::vector<ProjectionId> llama_projections(const LlamaConfig& config);
 // range.
 size_t projection_index(const LlamaConfig& config, ProjectionId id);
 
+// The shape of a projection's weight: y (d_out) = W x (d_in).
+struct ProjectionDims {
+  int64_t d_out = 0;
+  int64_t d_in = 0;
+};
+ProjectionDims projection_dims(const LlamaConfig& config, ProjectionKind kind);
+
 // The [d_out, d_in] weight of `id` (the LM head is embed_tokens when the embeddings are tied).
 // Throws model::Error for a layer out of range.
 const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id);

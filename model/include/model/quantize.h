@@ -9,6 +9,15 @@
 //   y(i, t) = float(double(acc(i, t)) * scale_w[i] * scale_x[t])
 // with dequantize_product, which every int8 path (plaintext or decrypted) shares so that their
 // outputs agree bit for bit.
+//
+// The backward product dx = W^T G of a frozen projection (G = dL/dy, d_out x T) reuses the same
+// int8 weight Wq. The weight scales belong to W's rows, which W^T G sums over:
+//   dx(j, t) = sum_i W(i, j) G(i, t) ~ sum_i Wq(i, j) * (scale_w[i] * G(i, t)),
+// so they are folded into the gradient before it is quantized: G'(i, t) = scale_w[i] * G(i, t)
+// (float32), G' is quantized per token exactly like activations (scale_g[t] = max|G'(:, t)|/127,
+// round half away from zero), acc = Wq^T * G'q is formed exactly, and
+//   dx(j, t) = float(double(acc(j, t)) * scale_g[t])
+// with dequantize_transposed_product, shared again by every int8 path.
 #pragma once
 
 #include <cstdint>
@@ -55,5 +64,14 @@ std::vector<int8_t> feature_rows(const QuantizedTokens& x);
 void dequantize_product(const int64_t* acc, int64_t row_stride, int64_t col_stride,
                         std::span<const float> w_scales, std::span<const float> x_scales,
                         Activations& y);
+
+// G' = scale_w[i] * G(i, t) quantized per token (above). w_scales has one scale per row of g.
+// Throws model::Error for a non-finite gradient or a wrong number of scales.
+QuantizedTokens quantize_gradients(const Activations& g, std::span<const float> w_scales);
+
+// dx (rows x T) from the exact accumulators of Wq^T * G'q: element (j, t) of acc sits at
+// acc[j * row_stride + t * col_stride]; g_scales holds one scale per token.
+void dequantize_transposed_product(const int64_t* acc, int64_t row_stride, int64_t col_stride,
+                                   int64_t rows, std::span<const float> g_scales, Activations& dx);
 
 }  // namespace model

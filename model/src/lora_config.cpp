@@ -1,0 +1,34 @@
+#include "model/lora_config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "model/error.h"
+
+namespace model {
+
+bool LoraConfig::targets_kind(ProjectionKind kind) const {
+  return std::find(targets.begin(), targets.end(), kind) != targets.end();
+}
+
+void validate_lora_config(const LoraConfig& config) {
+  if (config.rank < 1) {
+    throw Error("LoRA: rank must be at least 1, not " + std::to_string(config.rank));
+  }
+  if (!std::isfinite(config.alpha)) throw Error("LoRA: alpha must be finite");
+  if (config.targets.empty()) throw Error("LoRA: no target projection");
+  for (size_t i = 0; i < config.targets.size(); ++i) {
+    const ProjectionKind kind = config.targets[i];
+    if (kind == ProjectionKind::kLmHead || static_cast<int>(kind) < 0 ||
+        static_cast<int>(kind) >= kProjectionsPerLayer) {
+      throw Error("LoRA: only the q, k, v, o, gate, up and down projections can be targeted");
+    }
+    if (std::find(config.targets.begin(), config.targets.begin() + static_cast<int64_t>(i), kind) !=
+        config.targets.begin() + static_cast<int64_t>(i)) {
+      throw Error("LoRA: target " + projection_name({kind, 0}).substr(9) + " is listed twice");
+    }
+  }
+}
+
+}  // namespace model
