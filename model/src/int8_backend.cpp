@@ -1,8 +1,11 @@
 #include "model/int8_backend.h"
 
+#include <oneapi/dnnl/dnnl.h>
+
 #include <algorithm>
 #include <string>
 
+#include "fhe/plane_gemm.h"
 #include "model/error.h"
 
 namespace model {
@@ -25,10 +28,38 @@ void check_gradient(ProjectionId id, const QuantizedWeight& w, const Activations
   }
 }
 
+using Int64Matrix = Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic>;
+
+// C (m x n, row-major int32) = op(A) * op(B) for int8 A and B with oneDNN, exactly: used only
+// where the CPU's int8 dot product does not saturate (VNNI / AMX), and |C| <= k * 128 * 128
+// stays far inside int32 for every projection width a model config allows.
+bool onednn_int8_gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const int8_t* a,
+                      int64_t lda, const int8_t* b, int64_t ldb, Int64Matrix& out) {
+  static const bool usable = fhe::cpu_has_int8_dot_product();
+  if (!usable || k > (int64_t{1} << 16)) return false;
+  std::vector<int32_t> c(static_cast<size_t>(m * n));
+  const int32_t zero = 0;
+  if (m > 0 && n > 0 &&
+      dnnl_gemm_s8s8s32(ta, tb, 'F', m, n, k, 1.0f, a, lda, 0, b, ldb, 0, 0.0f, c.data(), n,
+                        &zero) != dnnl_success) {
+    return false;
+  }
+  // c is row-major m x n, i.e. the column-major n x m result.
+  out.resize(n, m);
+  for (size_t i = 0; i < c.size(); ++i) out.data()[i] = c[i];
+  return true;
+}
+
 }  // namespace
 
 Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_product(const QuantizedWeight& w,
                                                                     const QuantizedTokens& x) {
+  // acc (d_out x T, column-major) is row-major acc^T = X^T W^T.
+  Int64Matrix fast;
+  if (onednn_int8_gemm('N', 'T', x.tokens, w.rows, w.cols, x.values.data(), w.cols, w.values.data(),
+                       w.cols, fast)) {
+    return fast;
+  }
   using Int8Rows = Eigen::Matrix<int8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using Int8Cols = Eigen::Matrix<int8_t, Eigen::Dynamic, Eigen::Dynamic>;
   const Eigen::Map<const Int8Rows> wq(w.values.data(), w.rows, w.cols);
@@ -51,6 +82,12 @@ Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_product(const Quanti
 
 Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_transposed_product(
     const QuantizedWeight& w, const QuantizedTokens& g) {
+  // acc (d_in x T, column-major) is row-major acc^T = G^T W.
+  Int64Matrix fast;
+  if (onednn_int8_gemm('N', 'N', g.tokens, w.cols, w.rows, g.values.data(), w.rows, w.values.data(),
+                       w.cols, fast)) {
+    return fast;
+  }
   using Int8Cols = Eigen::Matrix<int8_t, Eigen::Dynamic, Eigen::Dynamic>;
   // The row-major d_out x d_in weight read column-major is W^T (d_in x d_out).
   const Eigen::Map<const Int8Cols> wt(w.values.data(), w.cols, w.rows);
