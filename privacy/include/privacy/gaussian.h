@@ -1,0 +1,37 @@
+// Gaussian noise from a cryptographically secure source.
+//
+// Uniform bits come from OpenSSL's RAND_bytes (the operating system's CSPRNG through OpenSSL's
+// DRBG), turned into standard normal samples with the Box-Muller transform in double precision.
+// Never std::mt19937 or rand(): DP noise an adversary can predict protects nothing.
+// (Floating-point samplers have known, tiny deviations from the ideal distribution; see Mironov,
+// "On significance of the least significant bits for differential privacy", 2012.)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace privacy {
+
+class GaussianNoise {
+ public:
+  GaussianNoise() = default;
+  GaussianNoise(const GaussianNoise&) = delete;
+  GaussianNoise& operator=(const GaussianNoise&) = delete;
+  ~GaussianNoise();
+
+  // One sample of N(0, stddev^2).
+  double sample(double stddev);
+  // Adds independent N(0, stddev^2) noise to every element.
+  void add_to(std::span<float> values, double stddev);
+
+ private:
+  void refill();
+  std::vector<uint64_t> bits_;  // unused CSPRNG words, wiped on destruction
+  size_t next_ = 0;
+  bool has_spare_ = false;
+  double spare_ = 0;
+};
+
+}  // namespace privacy
