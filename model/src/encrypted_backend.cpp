@@ -1,5 +1,6 @@
 #include "model/encrypted_backend.h"
 
+#include <chrono>
 #include <string>
 
 #include "fhe/context.h"
@@ -11,6 +12,18 @@
 #include "model/quantize.h"
 
 namespace model {
+namespace {
+
+// gemm.multiply(ct), adding its wall time to `seconds`.
+fhe::CiphertextMatrix timed_multiply(const fhe::PlaneGemm& gemm, const fhe::CiphertextMatrix& ct,
+                                     double& seconds) {
+  const auto start = std::chrono::steady_clock::now();
+  fhe::CiphertextMatrix product = gemm.multiply(ct);
+  seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return product;
+}
+
+}  // namespace
 
 // The worker's side of one projection (the int8 weight inside a PlaneGemm per direction) and
 // the weight scales the participant needs to dequantize.
@@ -62,7 +75,7 @@ void EncryptedBackend::forward(ProjectionId id, const Activations& x, Activation
     const fhe::CiphertextMatrix ct =
         encryptor_->encrypt(rows.data(), static_cast<size_t>(d_in), tokens, p.gemm->bounds(),
                             static_cast<uint64_t>(d_out) * tokens);
-    acc = decryptor_->decrypt(p.gemm->multiply(ct));
+    acc = decryptor_->decrypt(timed_multiply(*p.gemm, ct, server_seconds_));
   } catch (const fhe::Error& e) {
     throw Error("encrypted backend: projection " + projection_name(id) + ": " + e.what());
   }
@@ -92,7 +105,7 @@ void EncryptedBackend::backward(ProjectionId id, const Activations& g, Activatio
     const fhe::CiphertextMatrix ct =
         encryptor_->encrypt(rows.data(), static_cast<size_t>(d_out), tokens, gemm.bounds(),
                             static_cast<uint64_t>(d_in) * tokens);
-    acc = decryptor_->decrypt(gemm.multiply(ct));
+    acc = decryptor_->decrypt(timed_multiply(gemm, ct, server_seconds_));
   } catch (const fhe::Error& e) {
     throw Error("encrypted backend: backward of projection " + projection_name(id) + ": " +
                 e.what());

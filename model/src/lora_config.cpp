@@ -31,4 +31,22 @@ void validate_lora_config(const LoraConfig& config) {
   }
 }
 
+std::vector<ProjectionKind> parse_lora_targets(std::string_view list) {
+  const std::string whole(list);
+  std::vector<ProjectionKind> targets;
+  while (true) {
+    const size_t comma = list.find(',');
+    const std::string_view item = list.substr(0, comma);
+    if (item.empty()) throw Error("LoRA targets: empty name in '" + whole + "'");
+    const ProjectionKind kind = parse_projection_module(item);
+    if (std::find(targets.begin(), targets.end(), kind) != targets.end()) {
+      throw Error("LoRA targets: " + projection_module_name(kind) + " is listed twice");
+    }
+    targets.push_back(kind);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return targets;
+}
+
 }  // namespace model

@@ -24,6 +24,24 @@ std::string projection_name(ProjectionId id) {
          kLayerProjectionNames[static_cast<int>(id.kind)];
 }
 
+std::string projection_module_name(ProjectionKind kind) {
+  if (kind == ProjectionKind::kLmHead) return "lm_head";
+  const int k = static_cast<int>(kind);
+  if (k < 0 || k >= kProjectionsPerLayer) throw Error("unknown projection kind");
+  return kLayerProjectionNames[k];
+}
+
+ProjectionKind parse_projection_module(std::string_view name) {
+  for (int k = 0; k < kProjectionsPerLayer; ++k) {
+    const std::string_view full = kLayerProjectionNames[k];
+    if (name == full || (!name.empty() && name == full.substr(0, full.size() - 5))) {
+      return static_cast<ProjectionKind>(k);
+    }
+  }
+  throw Error("unknown projection '" + std::string(name) +
+              "' (expected q, k, v, o, gate, up or down, with or without _proj)");
+}
+
 std::vector<ProjectionId> llama_projections(const LlamaConfig& config) {
   std::vector<ProjectionId> out;
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {

@@ -108,14 +108,14 @@ TEST_F(FedctlForward, RefusesBadInput) {
   expect_refusal(forward("--tokens 1 --text a"), "exactly one of --tokens and --text");
   expect_refusal(forward("--tokens '1 2 3 4 5 6 7 8 9'"), "max_position_embeddings 8");
   expect_refusal(forward("--tokens 1 --backend fp16"), "unknown backend 'fp16'");
-  expect_refusal(forward("--tokens 1 --adapter " + (dir_ / "a").string()), "not supported yet");
+  expect_refusal(forward("--tokens 1 --adapter " + (dir_ / "a").string()), "adapter_config.json");
 }
 
 TEST_F(FedctlForward, HelpMentionsBackendsAndAdapter) {
   const Result r = fedctl(dir_, "forward --help");
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("float, int8"), std::string::npos);
-  EXPECT_NE(r.out.find("not supported yet"), std::string::npos);
+  EXPECT_NE(r.out.find("PEFT layout"), std::string::npos);
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
-// fedctl forward: the logits of a token sequence through a Llama model (library: model).
+// fedctl forward: the logits of a token sequence through a Llama model, optionally adapted by a
+// LoRA adapter in PEFT layout (library: model).
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "model/llama_weights.h"
 #include "model/token_batch.h"
 #include "model/tokenizer.h"
+#include "training_io.h"
 
 namespace fedctl {
 namespace {
@@ -88,16 +91,15 @@ int cmd_forward(int argc, char** argv) {
       "how the frozen projections run: float, int8 (the exact int8 product of a worker) or "
       "encrypted (the same through RLWE encryption, in process)")(
       "adapter", po::value(&adapter),
-      "LoRA adapter directory: not supported yet (exits with status 2)");
+      "LoRA adapter directory in PEFT layout (adapter_config.json + adapter_model.safetensors), "
+      "added to the projections it targets");
   return run_command(
       "forward",
-      "--model DIR (--tokens \"1 2 3\" | --text TEXT) [--backend float|int8|encrypted]\n\n"
+      "--model DIR (--tokens \"1 2 3\" | --text TEXT) [--backend float|int8|encrypted] "
+      "[--adapter DIR]\n\n"
       "Prints {\"tokens\": [...], \"logits\": [[...], ...]}: one row of vocab_size logits per "
       "position.",
       options, argc, argv, [&](const po::variables_map& vm) {
-        if (vm.count("adapter")) {
-          throw std::invalid_argument("--adapter is not supported yet (LoRA adapters come later)");
-        }
         const bool has_tokens = vm.count("tokens") > 0;
         const bool has_text = vm.count("text") > 0;
         if (has_tokens == has_text) {
@@ -119,9 +121,11 @@ int cmd_forward(int argc, char** argv) {
         }
         const model::TokenBatch batch({ids});
         model::validate_token_batch(batch, config);  // before building a costly backend
+        std::optional<model::LoraParams> lora;
+        if (vm.count("adapter")) lora.emplace(load_lora_adapter(adapter, config));
 
         model::LlamaModel llama(weights, model::make_linear_backend(kind, weights));
-        print_logits(ids, llama.forward(batch));
+        print_logits(ids, llama.forward(batch, nullptr, lora ? &*lora : nullptr));
         return 0;
       });
 }

@@ -12,11 +12,14 @@ int cmd_fhe_encrypt(int argc, char** argv);
 int cmd_fhe_matmul(int argc, char** argv);
 int cmd_fhe_decrypt(int argc, char** argv);
 int cmd_fhe_demo(int argc, char** argv);
+int cmd_keygen(int argc, char** argv);
 int cmd_make_model(int argc, char** argv);
 int cmd_model_info(int argc, char** argv);
 int cmd_forward(int argc, char** argv);
 int cmd_privacy(int argc, char** argv);
 int cmd_make_data(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
 }  // namespace fedctl
 
 namespace {
@@ -36,6 +39,8 @@ const fedctl::Command kCommands[] = {
      fedctl::cmd_fhe_decrypt},
     {"fhe-demo", "encrypt, multiply and decrypt one layer and check it is exact",
      fedctl::cmd_fhe_demo},
+    {"keygen", "make a CurveZMQ key pair (PREFIX.key, PREFIX.pub) for the network sockets",
+     fedctl::cmd_keygen},
     {"make-model", "write a small random Llama model (config.json + model.safetensors)",
      fedctl::cmd_make_model},
     {"model-info", "print a model's config, parameter count and projection shapes as JSON",
@@ -45,6 +50,10 @@ const fedctl::Command kCommands[] = {
     {"privacy", "differential-privacy accounting: epsilon and sigma", fedctl::cmd_privacy},
     {"make-data", "write synthetic clinical notes per site (JSON lines) and MCQ questions",
      fedctl::cmd_make_data},
+    {"train", "train a LoRA adapter (float, int8 or encrypted projections), write it as PEFT",
+     fedctl::cmd_train},
+    {"eval", "held-out loss, perplexity and MCQ accuracy of a model with an optional adapter",
+     fedctl::cmd_eval},
 };
 
 void usage(std::FILE* out) {

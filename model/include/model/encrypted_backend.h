@@ -49,6 +49,12 @@ class EncryptedBackend : public LinearBackend {
   void backward(ProjectionId id, const Activations& g, Activations& dx) override;
   std::string_view name() const override { return "encrypted"; }
 
+  // Seconds spent inside the worker's products (fhe::PlaneGemm::multiply, forward and backward)
+  // since construction or the last reset: the part of the work a remote FHE worker does, for
+  // benchmarks that separate it from the participant's. Two clock reads per product.
+  double server_seconds() const { return server_seconds_; }
+  void reset_server_seconds() { server_seconds_ = 0; }
+
  private:
   struct Projection;
   LlamaConfig config_;
@@ -56,6 +62,7 @@ class EncryptedBackend : public LinearBackend {
   std::unique_ptr<fhe::Encryptor> encryptor_;
   std::unique_ptr<fhe::Decryptor> decryptor_;
   std::vector<Projection> projections_;  // indexed by projection_index
+  double server_seconds_ = 0;
 };
 
 }  // namespace model

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/llama_config.h"
@@ -28,6 +29,14 @@ struct ProjectionId {
 
 // "layers.3.q_proj", "layers.0.down_proj", "lm_head".
 std::string projection_name(ProjectionId id);
+
+// The module name of a decoder-layer projection as Hugging Face and PEFT spell it: "q_proj",
+// ..., "down_proj" ("lm_head" for the LM head).
+std::string projection_module_name(ProjectionKind kind);
+
+// The decoder-layer projection of a module name, "q_proj" or its short form "q" (likewise k, v,
+// o, gate, up, down). Throws model::Error for anything else.
+ProjectionKind parse_projection_module(std::string_view name);
 
 // Every projection of the model in forward order: layer 0's q, k, v, o, gate, up, down, layer
 // 1's, ..., then the LM head.

@@ -1,0 +1,98 @@
+// The two ends of a connection: a Server (ZeroMQ ROUTER, bound; a worker's compute socket, the
+// coordinator's) and a Client (DEALER, connected; a participant, a worker registering).
+//
+// Both send and receive whole messages (codec.h) and report every failure as a value: a receive
+// that times out, a socket error, a malformed message. Sockets are configured with bounded
+// frame size (ZMQ_MAXMSGSIZE, from Limits), bounded queues (SNDHWM/RCVHWM), a send timeout,
+// LINGER 0, and CURVE:
+//   - a CURVE server needs its key pair and the ZapHandler of its context (zap.h), which admits
+//     only the allow-listed client keys;
+//   - a CURVE client needs its own key pair and the server's public key;
+//   - `insecure` (no CURVE) is refused unless the endpoint is loopback (endpoint.h). inproc://
+//     connections never run a ZeroMQ security handshake, so an inproc:// socket must be
+//     insecure (both ends are in one process anyway).
+// Sockets are not thread-safe: use each from one thread at a time.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "protocol/codec.h"
+#include "protocol/keys.h"
+#include "protocol/limits.h"
+#include "protocol/result.h"
+#include "protocol/zap.h"
+
+namespace protocol {
+
+struct SocketOptions {
+  Limits limits;
+  int high_water_mark = 64;  // messages queued each way per peer
+  std::chrono::milliseconds send_timeout{5000};
+};
+
+struct ServerConfig {
+  std::string endpoint;  // e.g. "tcp://0.0.0.0:5555", "tcp://127.0.0.1:*" (any free port)
+  bool insecure = false;
+  std::optional<KeyPair> key;       // CURVE: required
+  const ZapHandler* zap = nullptr;  // CURVE: required, of the same context
+  SocketOptions options;
+};
+
+struct ClientConfig {
+  std::string endpoint;
+  bool insecure = false;
+  std::optional<KeyPair> key;           // CURVE: required
+  std::optional<PublicKey> server_key;  // CURVE: required
+  SocketOptions options;
+};
+
+// One message received by a server, with who sent it.
+struct Incoming {
+  std::string peer;         // ROUTER routing id: pass it back to send() to reply
+  std::string user_id;      // the client's public key (Z85) under CURVE, "" when insecure
+  Result<Message> message;  // the decoded message, or why it was refused
+};
+
+class Server {
+ public:
+  static Result<Server> bind(zmq::context_t& context, const ServerConfig& config);
+
+  // The endpoint actually bound (with the port chosen for "*").
+  const std::string& endpoint() const { return endpoint_; }
+
+  // Waits up to `timeout` for one message. The outer error is kTimeout or kTransport; a message
+  // that arrived but failed to decode is an Incoming whose `message` holds the error, so the
+  // caller can answer the peer with an ErrorReply.
+  Result<Incoming> receive(std::chrono::milliseconds timeout);
+
+  // Sends a message to a peer; kTransport if the peer is gone or its queue is full.
+  Status send(const std::string& peer, Message&& message);
+
+ private:
+  Server(zmq::socket_t socket, std::string endpoint, SocketOptions options);
+  zmq::socket_t socket_;
+  std::string endpoint_;
+  SocketOptions options_;
+};
+
+class Client {
+ public:
+  static Result<Client> connect(zmq::context_t& context, const ClientConfig& config);
+
+  // Queues a message (waits at most the send timeout when the queue is full).
+  Status send(Message&& message);
+
+  // Waits up to `timeout` for one message: kTimeout, kTransport, or a decoding error.
+  Result<Message> receive(std::chrono::milliseconds timeout);
+
+ private:
+  Client(zmq::socket_t socket, SocketOptions options);
+  zmq::socket_t socket_;
+  SocketOptions options_;
+};
+
+}  // namespace protocol

@@ -1,0 +1,204 @@
+// Server (ROUTER) and Client (DEALER): socket options, CURVE, and whole-message send/receive.
+#include "protocol/socket.h"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+#include <vector>
+
+#include "protocol/endpoint.h"
+
+namespace protocol {
+namespace {
+
+Error transport_error(std::string_view what, const std::exception& e) {
+  return make_error(ErrorCode::kTransport, what, ": ", e.what());
+}
+
+bool is_inproc(const std::string& endpoint) {
+  return endpoint.rfind("inproc://", 0) == 0;
+}
+
+// The security choice of a socket: insecure only on loopback, CURVE never on inproc:// (where
+// ZeroMQ runs no handshake, so it would silently authenticate nothing).
+Status check_security(const std::string& endpoint, bool insecure) {
+  if (insecure) return check_insecure_allowed(endpoint);
+  if (is_inproc(endpoint)) {
+    return make_error(ErrorCode::kInvalidArgument, "CURVE does not apply to '", endpoint,
+                      "' (inproc:// runs no handshake); use an insecure socket there");
+  }
+  return ok_status();
+}
+
+void apply_options(zmq::socket_t& s, const SocketOptions& o) {
+  const auto frame_limit = std::max<uint64_t>(o.limits.max_header_bytes, o.limits.max_blob_bytes);
+  s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(frame_limit));
+  s.set(zmq::sockopt::sndhwm, o.high_water_mark);
+  s.set(zmq::sockopt::rcvhwm, o.high_water_mark);
+  s.set(zmq::sockopt::sndtimeo, static_cast<int>(o.send_timeout.count()));
+  s.set(zmq::sockopt::linger, 0);
+}
+
+void set_curve_keys(zmq::socket_t& s, const KeyPair& key) {
+  s.set(zmq::sockopt::curve_secretkey,
+        zmq::const_buffer(key.secret_key.bytes().data(), kCurveKeyBytes));
+  s.set(zmq::sockopt::curve_publickey,
+        zmq::const_buffer(key.public_key.bytes.data(), kCurveKeyBytes));
+}
+
+// Receives one whole multipart message within `timeout`. Parts beyond `max_parts` are read and
+// dropped (the message is refused later for its frame count), so the stream stays in step.
+// Sets *truncated when that happened.
+Result<std::vector<zmq::message_t>> receive_parts(zmq::socket_t& s,
+                                                  std::chrono::milliseconds timeout,
+                                                  size_t max_parts, bool* truncated) {
+  *truncated = false;
+  try {
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) <= 0) {
+      return make_error(ErrorCode::kTimeout, "no message within ", timeout.count(), " ms");
+    }
+    std::vector<zmq::message_t> parts;
+    do {
+      zmq::message_t part;
+      // A multipart message is delivered whole, so once its first part is here the rest is too.
+      if (!s.recv(part, parts.empty() ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+        return make_error(ErrorCode::kTimeout, "no message within ", timeout.count(), " ms");
+      }
+      if (parts.size() < max_parts) {
+        parts.push_back(std::move(part));
+      } else {
+        *truncated = true;
+      }
+    } while (s.get(zmq::sockopt::rcvmore));
+    return parts;
+  } catch (const std::exception& e) {
+    return transport_error("receive failed", e);
+  }
+}
+
+Status send_parts(zmq::socket_t& s, std::vector<zmq::message_t>& parts) {
+  try {
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const auto flags = i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+      if (!s.send(parts[i], flags)) {
+        return make_error(ErrorCode::kTransport, "send timed out (peer queue full)");
+      }
+    }
+    return ok_status();
+  } catch (const std::exception& e) {
+    return transport_error("send failed", e);
+  }
+}
+
+}  // namespace
+
+// --- Server --------------------------------------------------------------------------------------
+
+Server::Server(zmq::socket_t socket, std::string endpoint, SocketOptions options)
+    : socket_(std::move(socket)), endpoint_(std::move(endpoint)), options_(options) {}
+
+Result<Server> Server::bind(zmq::context_t& context, const ServerConfig& config) {
+  if (auto s = check_security(config.endpoint, config.insecure); !s) return s.error();
+  if (!config.insecure) {
+    if (!config.key) return make_error(ErrorCode::kInvalidArgument, "a CURVE server needs a key");
+    if (config.zap == nullptr || &config.zap->context() != &context) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "a CURVE server needs the ZAP handler of its context (an allow-list)");
+    }
+  }
+  try {
+    zmq::socket_t socket(context, zmq::socket_type::router);
+    apply_options(socket, config.options);
+    socket.set(zmq::sockopt::router_mandatory, 1);
+    if (!config.insecure) {
+      socket.set(zmq::sockopt::curve_server, 1);
+      set_curve_keys(socket, *config.key);
+      socket.set(zmq::sockopt::zap_domain, "fedlora");
+    }
+    socket.bind(config.endpoint);
+    std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
+    return Server(std::move(socket), std::move(endpoint), config.options);
+  } catch (const std::exception& e) {
+    return transport_error("cannot bind " + config.endpoint, e);
+  }
+}
+
+Result<Incoming> Server::receive(std::chrono::milliseconds timeout) {
+  bool truncated = false;
+  // Routing id + header + blobs, and one more to notice an extra frame.
+  auto parts = receive_parts(socket_, timeout, options_.limits.max_blobs + 3, &truncated);
+  if (!parts) return parts.error();
+  auto& frames = parts.value();
+  Incoming in{std::string(static_cast<const char*>(frames[0].data()), frames[0].size()), "",
+              make_error(ErrorCode::kMalformedRequest, "message has no header frame")};
+  if (frames.size() > 1) {
+    // Set by the ZAP handler's reply under CURVE; absent on an insecure socket.
+    const char* user = zmq_msg_gets(frames[1].handle(), "User-Id");
+    if (user != nullptr) in.user_id = user;
+  }
+  if (truncated) {
+    in.message = make_error(ErrorCode::kMalformedRequest, "message has more than ",
+                            options_.limits.max_blobs, " blob frames");
+  } else if (frames.size() > 1) {
+    frames.erase(frames.begin());
+    in.message = decode(std::move(frames), options_.limits);
+  }
+  return in;
+}
+
+Status Server::send(const std::string& peer, Message&& message) {
+  auto frames = encode(std::move(message));
+  if (!frames) return frames.error();
+  try {
+    frames.value().insert(frames.value().begin(), zmq::message_t(peer.data(), peer.size()));
+  } catch (const std::exception& e) {
+    return transport_error("send failed", e);
+  }
+  return send_parts(socket_, frames.value());
+}
+
+// --- Client --------------------------------------------------------------------------------------
+
+Client::Client(zmq::socket_t socket, SocketOptions options)
+    : socket_(std::move(socket)), options_(options) {}
+
+Result<Client> Client::connect(zmq::context_t& context, const ClientConfig& config) {
+  if (auto s = check_security(config.endpoint, config.insecure); !s) return s.error();
+  if (!config.insecure && (!config.key || !config.server_key)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "a CURVE client needs its key pair and the server's public key");
+  }
+  try {
+    zmq::socket_t socket(context, zmq::socket_type::dealer);
+    apply_options(socket, config.options);
+    if (!config.insecure) {
+      set_curve_keys(socket, *config.key);
+      socket.set(zmq::sockopt::curve_serverkey,
+                 zmq::const_buffer(config.server_key->bytes.data(), kCurveKeyBytes));
+    }
+    socket.connect(config.endpoint);
+    return Client(std::move(socket), config.options);
+  } catch (const std::exception& e) {
+    return transport_error("cannot connect to " + config.endpoint, e);
+  }
+}
+
+Status Client::send(Message&& message) {
+  auto frames = encode(std::move(message));
+  if (!frames) return frames.error();
+  return send_parts(socket_, frames.value());
+}
+
+Result<Message> Client::receive(std::chrono::milliseconds timeout) {
+  bool truncated = false;
+  auto parts = receive_parts(socket_, timeout, options_.limits.max_blobs + 2, &truncated);
+  if (!parts) return parts.error();
+  if (truncated) {
+    return make_error(ErrorCode::kMalformedRequest, "message has more than ",
+                      options_.limits.max_blobs, " blob frames");
+  }
+  return decode(std::move(parts.value()), options_.limits);
+}
+
+}  // namespace protocol

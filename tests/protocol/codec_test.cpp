@@ -1,0 +1,160 @@
+// Encoding and decoding of every message: exact round trips, and the encoder refusing what the
+// decoder would refuse.
+#include <gtest/gtest.h>
+
+#include "protocol/codec.h"
+#include "sample_messages.h"
+
+namespace {
+
+using protocol::ErrorCode;
+using protocol::Message;
+using protocol_test::clone;
+using protocol_test::same;
+
+Message round_trip(const Message& m) {
+  auto frames = protocol::encode(clone(m));
+  EXPECT_TRUE(frames.ok()) << frames.error().to_string();
+  EXPECT_EQ(frames.value().size(), 1 + m.blobs.size());
+  auto back = protocol::decode(std::move(frames).value());
+  EXPECT_TRUE(back.ok()) << back.error().to_string();
+  return std::move(back).value();
+}
+
+TEST(Codec, EveryMessageRoundTripsExactly) {
+  const auto samples = protocol_test::all_samples();
+  ASSERT_EQ(samples.size(), 9u);
+  for (const auto& m : samples) {
+    SCOPED_TRACE(std::string(protocol::body_name(m.body)));
+    const Message back = round_trip(m);
+    EXPECT_TRUE(same(back, m));
+  }
+}
+
+TEST(Codec, RoundTripKeepsEveryField) {
+  const Message m = protocol_test::matmul_request(0xfedcba9876543210ull, 5, 4097, 2048);
+  const Message back = round_trip(m);
+  const auto& r = std::get<protocol::MatmulRequest>(back.body);
+  EXPECT_EQ(r.request_id, 0xfedcba9876543210ull);
+  EXPECT_EQ(r.model_id, "llama-3.2-1b");
+  EXPECT_EQ(r.layer, 3u);
+  EXPECT_EQ(r.projections, (std::vector<protocol::ProjectionKind>{protocol::ProjectionKind::kQ,
+                                                                  protocol::ProjectionKind::kK,
+                                                                  protocol::ProjectionKind::kV}));
+  EXPECT_FALSE(r.transpose);
+  EXPECT_EQ(r.params_id, 1u);
+  EXPECT_EQ(r.seed[0], 1);
+  EXPECT_EQ(r.seed[31], 31 * 7 + 1);
+  EXPECT_EQ(r.log2_delta, 20u);
+  EXPECT_EQ(r.rows, 5u);
+  EXPECT_EQ(r.cols, 4097u);
+  EXPECT_TRUE(r.switch_modulus);
+  ASSERT_EQ(back.blobs.size(), 1u);
+  EXPECT_EQ(back.blobs[0].desc.shape, (std::vector<uint64_t>{3, 5, 2048}));
+  EXPECT_EQ(back.blobs[0].desc.byte_length, 3u * 5 * 2048 * 6);
+  EXPECT_TRUE(same(back, m));
+
+  const Message info = round_trip(protocol_test::model_info_reply());
+  const auto& mi =
+      std::get<protocol::ModelInfo>(std::get<protocol::ModelInfoReply>(info.body).outcome);
+  EXPECT_EQ(mi.layer_count, 3u);
+  ASSERT_EQ(mi.projections.size(), 2u);
+  EXPECT_EQ(mi.projections[1].kind, protocol::ProjectionKind::kDown);
+  EXPECT_EQ(mi.projections[1].norms[2].transpose_l2_squared, 80002u);
+  EXPECT_EQ(info.blobs[1].desc.dtype, protocol::DType::kFloat32);
+
+  const Message hb = round_trip(protocol_test::heartbeat());
+  EXPECT_EQ(std::get<protocol::Heartbeat>(hb.body).timestamp_nanos, 1700000000123456789);
+}
+
+TEST(Codec, ErrorRepliesCarryTheirCode) {
+  const Message back = round_trip(protocol_test::matmul_error_reply(9));
+  const auto& reply = std::get<protocol::MatmulReply>(back.body);
+  EXPECT_EQ(reply.request_id, 9u);
+  const auto& e = std::get<protocol::Error>(reply.outcome);
+  EXPECT_EQ(e.code, ErrorCode::kNoiseBudget);
+  EXPECT_EQ(e.to_string(), "noiseBudget: inner dimension 9000 is too large for P48 at this scale");
+}
+
+TEST(Codec, EveryWireErrorCodeRoundTrips) {
+  for (uint16_t c = 1; c <= 9; ++c) {
+    Message m{protocol::ErrorReply{5, {static_cast<ErrorCode>(c), "x"}}, {}};
+    const Message back = round_trip(m);
+    EXPECT_EQ(std::get<protocol::ErrorReply>(back.body).error.code, static_cast<ErrorCode>(c));
+  }
+}
+
+TEST(Codec, EncoderRefusesInvalidMessages) {
+  {  // a local error code never goes on the wire...
+    Message m{protocol::ErrorReply{1, {ErrorCode::kTimeout, "late"}}, {}};
+    auto r = protocol::encode(std::move(m));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kMalformedRequest);
+    // ...unless converted first.
+    const auto wire = protocol::to_wire({ErrorCode::kTimeout, "late\nsecond line"});
+    EXPECT_EQ(wire.code, ErrorCode::kInternal);
+    EXPECT_EQ(wire.message, "timeout: late");
+  }
+  {  // a blob nobody refers to
+    Message m = protocol_test::heartbeat();
+    m.blobs.push_back(std::move(protocol_test::matmul_request(1, 1, 1, 8).blobs[0]));
+    auto r = protocol::encode(std::move(m));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("not referred to"), std::string::npos);
+  }
+  {  // a blob whose shape disagrees with the request's rows
+    Message m = protocol_test::matmul_request(1, 4, 100, 64);
+    std::get<protocol::MatmulRequest>(m.body).rows = 5;
+    auto r = protocol::encode(std::move(m));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kShapeMismatch);
+  }
+  {  // repeated projection
+    Message m = protocol_test::matmul_request(1, 4, 100, 64);
+    std::get<protocol::MatmulRequest>(m.body).projections = {protocol::ProjectionKind::kQ,
+                                                             protocol::ProjectionKind::kQ};
+    EXPECT_FALSE(protocol::encode(std::move(m)).ok());
+  }
+  {  // a switched reply whose modulus is not its bit width
+    Message m = protocol_test::matmul_reply(1, 2, 70, 64, true);
+    std::get<std::vector<protocol::ResultPlanes>>(
+        std::get<protocol::MatmulReply>(m.body).outcome)[0]
+        .log2_modulus = 36;
+    EXPECT_FALSE(protocol::encode(std::move(m)).ok());
+  }
+  {  // blob data of the wrong length
+    Message m = protocol_test::matmul_request(1, 4, 100, 64);
+    m.blobs[0].data = zmq::message_t(size_t{7});
+    auto r = protocol::encode(std::move(m));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kShapeMismatch);
+  }
+}
+
+TEST(Codec, BlobDescriptionsCheckTheirArithmetic) {
+  auto ok = protocol::BlobDesc::planes(2, 3, 2048, 35);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok.value().count, 2u * 3 * 2048);
+  EXPECT_EQ(ok.value().byte_length, (2u * 3 * 2048 * 35 + 7) / 8);
+  // Odd counts round up to whole bytes.
+  EXPECT_EQ(protocol::BlobDesc::make(protocol::DType::kPackedUnsigned, 5, {3}).value().byte_length,
+            2u);
+  // Products that overflow 64 bits are refused, not wrapped.
+  auto big = protocol::BlobDesc::make(protocol::DType::kUint8, 8, {1ull << 32, 1ull << 32});
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().code, ErrorCode::kShapeMismatch);
+  // A count that fits but whose byte length does not.
+  auto wide = protocol::BlobDesc::make(protocol::DType::kPackedUnsigned, 64, {1ull << 62});
+  ASSERT_FALSE(wide.ok());
+  EXPECT_FALSE(protocol::BlobDesc::make(protocol::DType::kFloat32, 8, {4}).ok());
+  EXPECT_FALSE(protocol::BlobDesc::make(protocol::DType::kPackedUnsigned, 65, {4}).ok());
+  EXPECT_FALSE(protocol::BlobDesc::make(protocol::DType::kUint8, 8, {4, 0}).ok());
+  EXPECT_FALSE(protocol::BlobDesc::make(protocol::DType::kUint8, 8, {}).ok());
+  EXPECT_FALSE(protocol::BlobDesc::make(protocol::DType::kUint8, 8, {1, 1, 1, 1, 1}).ok());
+  uint64_t out = 0;
+  EXPECT_TRUE(protocol::packed_byte_length(~uint64_t{0}, 8, &out));
+  EXPECT_EQ(out, ~uint64_t{0});
+  EXPECT_FALSE(protocol::packed_byte_length(~uint64_t{0}, 9, &out));
+}
+
+}  // namespace

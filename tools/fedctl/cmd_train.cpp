@@ -1,0 +1,254 @@
+// fedctl train: LoRA fine-tuning of a model on a JSON-lines dataset with the float, int8 or
+// encrypted linear backend (library: model, trainer.h).
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "cli.h"
+#include "model/evaluation.h"
+#include "model/linear_backends.h"
+#include "model/llama_model.h"
+#include "model/llama_weights.h"
+#include "model/lora_peft.h"
+#include "model/peft_adapter.h"
+#include "model/trainer.h"
+#include "training_io.h"
+
+namespace fedctl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void require_at_least(int64_t value, int64_t min, const char* flag) {
+  if (value < min) {
+    throw std::invalid_argument(std::string(flag) + " must be at least " + std::to_string(min) +
+                                ", got " + std::to_string(value));
+  }
+}
+
+std::string duration_text(double seconds) {
+  const auto s = static_cast<int64_t>(std::llround(seconds));
+  char buf[32];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s / 60 % 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
+  }
+  return buf;
+}
+
+// The progress line on stderr: rewritten in place on a terminal, otherwise one line at the
+// first and last step and at most every 10 seconds in between.
+class Progress {
+ public:
+  explicit Progress(int64_t steps) : steps_(steps), tty_(::isatty(2) != 0) {}
+
+  void step(const model::TrainStepReport& r, double tokens_per_s, double elapsed) {
+    const bool due = r.step == 1 || r.step == steps_ || seconds_since(last_) >= 10;
+    if (!tty_ && !due) return;
+    const double eta = elapsed / static_cast<double>(r.step) * static_cast<double>(steps_ - r.step);
+    std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.3g  %.0f tok/s  ETA %s%s",
+                 tty_ ? "\r\033[K" : "", static_cast<long long>(r.step),
+                 static_cast<long long>(steps_), r.loss, r.lr, tokens_per_s,
+                 duration_text(eta).c_str(), tty_ ? "" : "\n");
+    std::fflush(stderr);
+    last_ = Clock::now();
+  }
+
+  void evaluation(int64_t step, const model::EvalResult& e) {
+    std::fprintf(stderr, "%sstep %lld: held-out loss %.4f, perplexity %.3f (%lld tokens)\n",
+                 tty_ ? "\r\033[K" : "", static_cast<long long>(step), e.loss, e.perplexity,
+                 static_cast<long long>(e.tokens));
+  }
+
+  void finish() {
+    if (tty_) std::fputc('\n', stderr);
+  }
+
+ private:
+  int64_t steps_;
+  bool tty_;
+  Clock::time_point last_ = Clock::now();
+};
+
+}  // namespace
+
+int cmd_train(int argc, char** argv) {
+  std::string model_dir, data, eval, backend_flag, targets, schedule_flag, out, log_json;
+  int64_t steps = 0, rank = 0, warmup = 0, batch = 0, grad_accum = 0, seq_len = 0, eval_every = 0,
+          eval_batch = 0;
+  double alpha = 0, lr = 0, weight_decay = 0;
+  uint64_t seed = 0;
+  bool freeze_a = false;
+  po::options_description options("train options");
+  options.add_options()("model", po::value(&model_dir)->required(),
+                        "model directory (config.json + safetensors checkpoint)")(
+      "data", po::value(&data)->required(),
+      "training set: JSON lines with a \"text\" field, one example per line")(
+      "eval", po::value(&eval), "held-out set in the same format")(
+      "steps", po::value(&steps)->required(), "optimizer steps")(
+      "backend", po::value(&backend_flag)->default_value("float"),
+      "how the frozen projections run: float, int8 or encrypted (RLWE, in process)")(
+      "lora-rank", po::value(&rank)->default_value(8), "LoRA rank r")(
+      "lora-alpha", po::value(&alpha)->default_value(16), "LoRA alpha (scaling alpha / r)")(
+      "targets", po::value(&targets)->default_value("q,v"),
+      "adapted projections of every layer, comma-separated: q, k, v, o, gate, up, down")(
+      "freeze-a", po::bool_switch(&freeze_a), "FFA-LoRA: keep A at its initialisation")(
+      "lr", po::value(&lr)->default_value(5e-3), "peak learning rate of AdamW")(
+      "weight-decay", po::value(&weight_decay)->default_value(0.01),
+      "AdamW's decoupled weight decay")(
+      "schedule", po::value(&schedule_flag)->default_value("constant"),
+      "learning-rate schedule after warmup: constant, linear or cosine")(
+      "warmup", po::value(&warmup)->default_value(0), "linear warmup steps (from lr 0)")(
+      "batch", po::value(&batch)->default_value(8), "examples per micro-batch")(
+      "grad-accum", po::value(&grad_accum)->default_value(1),
+      "micro-batches accumulated per optimizer step")(
+      "seq-len", po::value(&seq_len)->default_value(128),
+      "tokens per example (BOS + text + EOS, cut to this length)")(
+      "seed", po::value(&seed)->default_value(0),
+      "seed of the LoRA initialisation and the batch order (not of any key)")(
+      "eval-every", po::value(&eval_every)->default_value(0),
+      "evaluate the held-out set every K steps (0: only before the first and after the last)")(
+      "eval-batch", po::value(&eval_batch)->default_value(8), "examples per evaluation batch")(
+      "out", po::value(&out), "write the adapter here in PEFT layout")(
+      "log-json", po::value(&log_json),
+      "write one JSON object per step: step, train_loss, lr, tokens_per_s, and heldout_loss and "
+      "heldout_perplexity on evaluation steps (step 0: the evaluation before training, "
+      "train_loss null)");
+  return run_command(
+      "train",
+      "--model DIR --data FILE.jsonl --steps N [--eval FILE.jsonl] "
+      "[--backend float|int8|encrypted] [options]\n\n"
+      "Trains a LoRA adapter of the frozen model, shows step, loss, tokens/s and ETA on stderr, "
+      "and prints a JSON summary.",
+      options, argc, argv, [&](const po::variables_map& vm) {
+        require_at_least(steps, 1, "--steps");
+        require_at_least(rank, 1, "--lora-rank");
+        require_at_least(batch, 1, "--batch");
+        require_at_least(grad_accum, 1, "--grad-accum");
+        require_at_least(warmup, 0, "--warmup");
+        require_at_least(eval_every, 0, "--eval-every");
+        require_at_least(eval_batch, 1, "--eval-batch");
+        if (eval_every > 0 && !vm.count("eval")) {
+          throw std::invalid_argument("--eval-every needs a held-out set (--eval)");
+        }
+        if (!std::isfinite(alpha)) throw std::invalid_argument("--lora-alpha must be finite");
+        if (!(lr >= 0) || !std::isfinite(lr)) {
+          throw std::invalid_argument("--lr must be a finite number >= 0");
+        }
+        if (!(weight_decay >= 0) || !std::isfinite(weight_decay)) {
+          throw std::invalid_argument("--weight-decay must be a finite number >= 0");
+        }
+        model::TrainingOptions o;
+        o.lora.rank = rank;
+        o.lora.alpha = alpha;
+        o.lora.targets = model::parse_lora_targets(targets);
+        o.lora.freeze_a = freeze_a;
+        o.adamw.lr = lr;
+        o.adamw.weight_decay = weight_decay;
+        o.schedule = model::parse_lr_schedule_kind(schedule_flag);
+        o.warmup_steps = warmup;
+        o.steps = steps;
+        o.batch_size = batch;
+        o.grad_accum = grad_accum;
+        o.seed = seed;
+        const model::BackendKind kind = model::parse_backend_kind(backend_flag);
+
+        auto weights =
+            std::make_shared<const model::LlamaWeights>(model::load_llama_weights(model_dir));
+        const model::LlamaConfig& config = weights->config;
+        check_seq_len(seq_len, config);
+        const auto tokenizer = model::load_tokenizer(model_dir, config.vocab_size);
+        const model::TextDataset train = load_text_dataset(data, *tokenizer, seq_len);
+        std::optional<model::TextDataset> heldout;
+        if (vm.count("eval")) heldout.emplace(load_text_dataset(eval, *tokenizer, seq_len));
+        model::validate_training_options(o, train.size());
+        std::ofstream log;
+        if (vm.count("log-json")) {
+          log.open(log_json, std::ios::trunc);
+          if (!log) throw std::runtime_error(log_json + ": cannot open for writing");
+        }
+        if (vm.count("out")) {
+          std::error_code ec;
+          std::filesystem::create_directories(out, ec);
+          if (ec) throw std::runtime_error(out + ": cannot create directory: " + ec.message());
+        }
+
+        model::LlamaModel llama(weights, model::make_linear_backend(kind, weights));
+        model::LoraTrainer trainer(llama, train, o);
+        Progress progress(steps);
+        const auto evaluate = [&](int64_t step, nlohmann::json& line) {
+          const model::EvalResult e = trainer.evaluate(*heldout, eval_batch);
+          progress.evaluation(step, e);
+          line["heldout_loss"] = e.loss;
+          line["heldout_perplexity"] = e.perplexity;
+          return e;
+        };
+        const auto write_log = [&](const nlohmann::json& line) {
+          if (!log.is_open()) return;
+          log << line.dump() << "\n";
+          if (!log.flush()) throw std::runtime_error(log_json + ": write failed");
+        };
+
+        nlohmann::json summary = {{"backend", backend_flag}, {"steps", steps}};
+        if (heldout) {
+          nlohmann::json line = {{"step", 0}, {"train_loss", nullptr}};
+          summary["initial_heldout_loss"] = evaluate(0, line).loss;
+          write_log(line);
+        }
+        const Clock::time_point start = Clock::now();
+        int64_t tokens = 0;
+        model::TrainStepReport r;
+        for (int64_t s = 1; s <= steps; ++s) {
+          const Clock::time_point step_start = Clock::now();
+          r = trainer.step();
+          const double step_seconds = seconds_since(step_start);
+          tokens += r.tokens;
+          const double tokens_per_s = static_cast<double>(r.tokens) / step_seconds;
+          nlohmann::json line = {{"step", r.step},
+                                 {"train_loss", r.loss},
+                                 {"lr", r.lr},
+                                 {"tokens", r.tokens},
+                                 {"tokens_per_s", tokens_per_s}};
+          progress.step(r, static_cast<double>(tokens) / seconds_since(start),
+                        seconds_since(start));
+          if (heldout && ((eval_every > 0 && s % eval_every == 0) || s == steps)) {
+            const model::EvalResult e = evaluate(s, line);
+            summary["heldout_loss"] = e.loss;
+            summary["heldout_perplexity"] = e.perplexity;
+          }
+          write_log(line);
+        }
+        progress.finish();
+        summary["train_loss"] = r.loss;
+        summary["seconds"] = seconds_since(start);
+        summary["trainable_parameters"] = o.lora.freeze_a
+                                              ? trainer.last_gradient().parameter_count()
+                                              : trainer.adapter().parameter_count();
+        if (vm.count("out")) {
+          model::write_peft_adapter(out, model::lora_to_peft(trainer.adapter(), config, model_dir));
+          summary["adapter"] = out;
+        }
+        std::cout << summary.dump() << "\n";
+        return 0;
+      });
+}
+
+}  // namespace fedctl
