@@ -24,7 +24,7 @@ int cmd_make_data(int argc, char** argv) {
       "notes per site, held-out ones included (1 to 10000000)")(
       "seed", po::value(&seed)->default_value(0),
       "seed of the generator (test data: not a secret)")(
-      "heldout-fraction", po::value(&heldout)->default_value(0.1),
+      "heldout-fraction", po::value(&heldout)->default_value(0.1, "0.1"),
       "share of each site's notes written to site{k}.heldout.jsonl, in [0, 1)")(
       "mcq", po::value(&mcq)->default_value(100), "multiple-choice questions in mcq.jsonl");
   return run_command(

@@ -111,7 +111,7 @@ int cmd_train(int argc, char** argv) {
       "targets", po::value(&targets)->default_value("q,v"),
       "adapted projections of every layer, comma-separated: q, k, v, o, gate, up, down")(
       "freeze-a", po::bool_switch(&freeze_a), "FFA-LoRA: keep A at its initialisation")(
-      "lr", po::value(&lr)->default_value(5e-3), "peak learning rate of AdamW")(
+      "lr", po::value(&lr)->default_value(5e-3, "0.005"), "peak learning rate of AdamW")(
       "weight-decay", po::value(&weight_decay)->default_value(0.01),
       "AdamW's decoupled weight decay")(
       "schedule", po::value(&schedule_flag)->default_value("constant"),
