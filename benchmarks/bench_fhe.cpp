@@ -7,11 +7,19 @@
 //   fp32_gemm_s  oneDNN f32 matmul of the plaintext, weights pre-packed
 // and the participant's encryption and decryption. It prints one JSON object per line; ratios are
 // ratios of medians, and each *_spread is [min, max] over the runs.
+//
+// --device cuda times the GPU backend instead (CudaPlaneGemm::multiply_into, host memory to host
+// memory: upload of C0, seed expansion, digit split, one cuBLASLt int8 GEMM, recombination,
+// download) against cuBLASLt's plain s8 x s8 -> s32 and f32 GEMMs of the same shape with
+// operands resident on the device; enc_device_s is the encrypted product's on-device part alone.
+// bit_exact: the decrypted GPU product equals cuBLASLt's int8 result; ct_sample_identical: a
+// sample of product rows equals fhe::reference_multiply word for word.
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -19,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "fhe/cuda_plane_gemm.h"
 #include "fhe/encryptor.h"
 #include "fhe/plane_gemm.h"
 #include "fhe/serialize.h"
@@ -171,11 +180,97 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
   std::fflush(stdout);
 }
 
+// The GPU backend on one shape (see the file comment); threads only affect the CPU-side
+// encryption, decryption and reference.
+void run_shape_cuda(size_t d_out, size_t d_in, size_t t, int threads, int reps, int device) {
+  omp_set_num_threads(threads);
+  auto ctx = fhe::Context::create();
+  std::mt19937_64 g(d_out * 31 + d_in * 7 + t);
+  std::vector<int8_t> w(d_out * d_in), x(d_in * t), xt(t * d_in);
+  for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(g() % 256) - 128);
+  for (auto& v : x) v = static_cast<int8_t>(static_cast<int>(g() % 256) - 128);
+  for (size_t j = 0; j < d_in; ++j)
+    for (size_t c = 0; c < t; ++c) xt[c * d_in + j] = x[j * t + c];
+
+  const auto key = fhe::SecretKey::generate(ctx);
+  fhe::Encryptor enc(key);
+  fhe::Decryptor dec(key);
+  fhe::CudaPlaneGemm gemm(ctx, w.data(), d_out, d_in, false, device);
+  fhe::CudaPlainGemm i8(fhe::CudaPlainGemm::Type::kInt8, w.data(), d_out, d_in, t, device);
+  fhe::CudaPlainGemm f32(fhe::CudaPlainGemm::Type::kFp32, w.data(), d_out, d_in, t, device);
+  i8.upload(xt.data());
+  f32.upload(xt.data());
+  const auto bounds = gemm.bounds();
+  fhe::CiphertextMatrix ct = enc.encrypt(x.data(), d_in, t, bounds, d_out * t);
+  fhe::CiphertextMatrix prod = gemm.multiply(ct);  // warm-up
+  i8.run();
+  f32.run();
+  std::vector<double> te, tdev, ti, tf, tenc, tdec, ratio_i8, ratio_f32;
+  const uint32_t log2_delta = fhe::choose_log2_delta(ctx->params(), bounds, d_out * t);
+  std::vector<int64_t> y(d_out * t);
+  fhe::CudaGemmTiming phases;
+  for (int r = 0; r < reps; ++r) {
+    tenc.push_back(time_once([&] { enc.encrypt_into(x.data(), d_in, t, log2_delta, ct); }));
+    te.push_back(time_once([&] { gemm.multiply_into(ct, prod); }));
+    phases = gemm.last_timing();
+    tdev.push_back(phases.device_s());
+    ti.push_back(time_once([&] { i8.run(); }));
+    tf.push_back(time_once([&] { f32.run(); }));
+    tdec.push_back(time_once([&] { dec.decrypt_into(prod, y.data()); }));
+    ratio_i8.push_back(te.back() / ti.back());
+    ratio_f32.push_back(te.back() / tf.back());
+  }
+  std::vector<int32_t> ref(d_out * t);
+  i8.download(ref.data());  // d_out x t
+  bool exact = true;
+  for (size_t k = 0; k < ref.size() && exact; ++k) exact = y[k] == ref[k];
+  // Word-for-word check of a sample of rows against the scalar reference.
+  const size_t sample[] = {0, d_out / 2, d_out - 1};
+  bool ct_identical = true;
+  for (size_t i : sample) {
+    const auto r = fhe::reference_multiply(*ctx, w.data() + i * d_in, 1, d_in, false, ct);
+    const size_t n = ctx->n();
+    for (size_t b = 0; b < ct.blocks(n) && ct_identical; ++b) {
+      for (size_t c = 0; c < n; ++c) {
+        if (r.c0[b * n + c] != prod.c0[(b * d_out + i) * n + c] ||
+            r.c1[b * n + c] != prod.c1[(b * d_out + i) * n + c]) {
+          ct_identical = false;
+          break;
+        }
+      }
+    }
+  }
+  const double up = static_cast<double>(fhe::serialize(*ctx, ct).size()) / (d_in * t);
+  const double down = static_cast<double>(fhe::serialize(*ctx, prod).size()) / (d_out * t);
+  const Stats se = stats(te), sd = stats(tdev), si = stats(ti), sf = stats(tf), sen = stats(tenc),
+              sde = stats(tdec);
+  const Stats ri = stats(ratio_i8), rf = stats(ratio_f32);
+  const double enc_ns = sen.median * threads * 1e9 / (d_in * t);
+  const double dec_ns = sde.median * threads * 1e9 / (d_out * t);
+  std::printf(
+      "{\"device\": \"cuda\", \"gpu\": \"%s\", \"shape\": [%zu, %zu, %zu], \"threads\": %d, "
+      "\"reps\": %d, \"enc_gemm_s\": %.6f, \"enc_gemm_spread\": [%.6f, %.6f], "
+      "\"enc_device_s\": %.6f, \"enc_device_spread\": [%.6f, %.6f], \"int8_gemm_s\": %.6f, "
+      "\"int8_gemm_spread\": [%.6f, %.6f], \"fp32_gemm_s\": %.6f, \"fp32_gemm_spread\": [%.6f, "
+      "%.6f], \"ratio_vs_int8\": %.2f, \"ratio_vs_int8_spread\": [%.2f, %.2f], "
+      "\"ratio_vs_int8_device\": %.2f, \"ratio_vs_fp32\": %.2f, \"ratio_vs_fp32_spread\": [%.2f, "
+      "%.2f], \"phases_s\": {\"upload\": %.6f, \"expand\": %.6f, \"split\": %.6f, \"gemm\": %.6f, "
+      "\"recombine\": %.6f, \"download\": %.6f}, \"encrypt_ns_per_value\": %.2f, "
+      "\"decrypt_ns_per_value\": %.2f, \"bytes_up_per_value\": %.3f, \"bytes_down_per_value\": "
+      "%.3f, \"bit_exact\": %s, \"ct_sample_identical\": %s, \"planes\": %d}\n",
+      gemm.device_name(), d_out, d_in, t, threads, reps, se.median, se.min, se.max, sd.median,
+      sd.min, sd.max, si.median, si.min, si.max, sf.median, sf.min, sf.max, se.median / si.median,
+      ri.min, ri.max, sd.median / si.median, se.median / sf.median, rf.min, rf.max, phases.upload_s,
+      phases.expand_s, phases.split_s, phases.gemm_s, phases.recombine_s, phases.download_s, enc_ns,
+      dec_ns, up, down, exact ? "true" : "false", ct_identical ? "true" : "false", gemm.planes());
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
-  int reps = 5, threads = 0;
+  bool quick = false, cuda = false;
+  int reps = 5, threads = 0, device = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) {
       quick = true;
@@ -183,13 +278,34 @@ int main(int argc, char** argv) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
       threads = std::max(1, std::atoi(argv[++i]));
+    } else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) {
+      const std::string d = argv[++i];
+      if (d == "cpu") {
+        cuda = false;
+      } else if (d == "cuda" || d.rfind("cuda:", 0) == 0) {
+        cuda = true;
+        if (d.size() > 5) {
+          char* end = nullptr;
+          const long idx = std::strtol(d.c_str() + 5, &end, 10);
+          if (*end != '\0' || idx < 0 || idx > 1023 || end == d.c_str() + 5) {
+            std::fprintf(stderr, "bench_fhe: bad device '%s' (cpu, cuda or cuda:N)\n", d.c_str());
+            return 2;
+          }
+          device = static_cast<int>(idx);
+        }
+      } else {
+        std::fprintf(stderr, "bench_fhe: unknown device '%s' (cpu, cuda or cuda:N)\n", d.c_str());
+        return 2;
+      }
     } else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
       std::printf(
-          "usage: bench_fhe [--quick] [--reps N] [--threads N]\n"
+          "usage: bench_fhe [--quick] [--reps N] [--threads N] [--device cpu|cuda[:N]]\n"
           "  Times the encrypted GEMM against oneDNN's int8 and fp32 GEMMs of the same shape\n"
           "  (median of N alternating runs, default 5) and prints one JSON object per line.\n"
           "  --quick: only (2048, 2048, 2048) with all threads (under 20 s).\n"
-          "  --threads N: only this thread count (default: 1 and all).\n");
+          "  --threads N: only this thread count (default: 1 and all).\n"
+          "  --device cuda[:N]: time the GPU backend against cuBLASLt's int8 and fp32 GEMMs\n"
+          "    (one line per shape, CPU threads: all or --threads); default cpu.\n");
       return 0;
     } else {
       std::fprintf(stderr, "bench_fhe: unknown argument '%s' (see --help)\n", argv[i]);
@@ -198,6 +314,18 @@ int main(int argc, char** argv) {
   }
   const int all = threads ? threads : omp_get_max_threads();
   try {
+    if (cuda) {
+      if (fhe::cuda_device_count() == 0) {
+        std::fprintf(stderr, "bench_fhe: no CUDA device available\n");
+        return 2;
+      }
+      const size_t cuda_shapes[3][3] = {{2048, 2048, 2048}, {5632, 2048, 2048}, {2048, 5632, 2048}};
+      for (const auto& s : cuda_shapes) {
+        run_shape_cuda(s[0], s[1], s[2], all, std::max(reps, 5), device);
+        if (quick) break;
+      }
+      return 0;
+    }
     if (quick) {
       run_shape(2048, 2048, 2048, all, reps);
       return 0;

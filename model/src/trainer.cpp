@@ -1,6 +1,7 @@
 #include "model/trainer.h"
 
 #include <algorithm>
+#include <limits>
 #include <random>
 #include <string>
 #include <utility>
@@ -93,6 +94,18 @@ void MeanGradientReducer::finish(LoraParams& sum, int64_t examples, int64_t pred
   sum *= static_cast<float>(1.0 / static_cast<double>(predicted));
 }
 
+PoissonBatchSampler::PoissonBatchSampler(int64_t size, double q, RandomBits& bits)
+    : size_(size), q_(q), bits_(bits) {
+  if (size < 1) throw Error("Poisson sampling: the training set is empty");
+  if (!(q > 0 && q <= 1)) {
+    throw Error("Poisson sampling: the rate must be in (0, 1], got " + std::to_string(q));
+  }
+}
+
+std::vector<int64_t> PoissonBatchSampler::next() {
+  return poisson_sample(size_, q_, bits_);
+}
+
 LoraTrainer::LoraTrainer(LlamaModel& model, const TextDataset& train,
                          const TrainingOptions& options)
     : model_(model),
@@ -106,27 +119,36 @@ LoraTrainer::LoraTrainer(LlamaModel& model, const TextDataset& train,
   lora_ = init_lora_params(model_.config(), options_.lora, rng);
 }
 
+void LoraTrainer::set_adapter(const LoraParams& adapter) {
+  adapter.check_fits(model_.config());
+  if (adapter.ids() != lora_.ids() || adapter.config().rank != lora_.config().rank ||
+      adapter.parameter_count() != lora_.parameter_count()) {
+    throw Error("set_adapter: the adapter's targets or rank differ from the trainer's");
+  }
+  lora_ = adapter;
+}
+
 TrainStepReport LoraTrainer::step() {
   const LlamaConfig& config = model_.config();
-  const std::vector<int64_t> indices = batches_.next();
-  const int64_t b = options_.batch_size;
+  const std::vector<int64_t> indices = sampler_ ? sampler_->next() : batches_.next();
+  const auto b = static_cast<size_t>(options_.batch_size);
   std::vector<TokenBatch> micro;
   std::vector<int64_t> micro_predicted;
   TrainStepReport report;
-  for (int64_t k = 0; k < options_.grad_accum; ++k) {
-    micro.push_back(train_.batch(std::span<const int64_t>(indices).subspan(
-        static_cast<size_t>(k * b), static_cast<size_t>(b))));
+  for (size_t begin = 0; begin < indices.size(); begin += b) {
+    micro.push_back(train_.batch(
+        std::span<const int64_t>(indices).subspan(begin, std::min(b, indices.size() - begin))));
     micro_predicted.push_back(predicted_tokens(micro.back()));
     report.predicted_tokens += micro_predicted.back();
     report.tokens += micro.back().total_tokens();
     report.examples += micro.back().sequence_count();
   }
-  if (report.predicted_tokens == 0) {
+  if (report.predicted_tokens == 0 && !reducer_) {
     throw Error("training step " + std::to_string(steps_taken_ + 1) +
                 ": no example of the batch has two tokens");
   }
 
-  const auto total = static_cast<double>(report.predicted_tokens);
+  const auto total = static_cast<double>(report.predicted_tokens);  // 0 only with a reducer
   LoraParams sum(config, options_.lora, /*with_a=*/!options_.lora.freeze_a);
   double loss = 0;
   for (size_t k = 0; k < micro.size(); ++k) {
@@ -153,7 +175,7 @@ TrainStepReport LoraTrainer::step() {
   report.lr = schedule_.lr(options_.adamw.lr, steps_taken_);
   optimizer_.set_lr(report.lr);
   optimizer_.step(parameter_list(lora_, gradient_));
-  report.loss = loss;
+  report.loss = report.predicted_tokens > 0 ? loss : std::numeric_limits<double>::quiet_NaN();
   report.step = ++steps_taken_;
   return report;
 }

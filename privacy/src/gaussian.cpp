@@ -1,14 +1,16 @@
 #include "privacy/gaussian.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include <cmath>
 #include <numbers>
+#include <utility>
 
 #include "privacy/error.h"
 
 namespace privacy {
+
+GaussianNoise::GaussianNoise(RandomSource source) : source_(std::move(source)) {}
 
 GaussianNoise::~GaussianNoise() {
   if (!bits_.empty()) OPENSSL_cleanse(bits_.data(), bits_.size() * sizeof(uint64_t));
@@ -17,10 +19,7 @@ GaussianNoise::~GaussianNoise() {
 
 void GaussianNoise::refill() {
   bits_.resize(4096);
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(bits_.data()),
-                 static_cast<int>(bits_.size() * sizeof(uint64_t))) != 1) {
-    throw Error("the system CSPRNG (RAND_bytes) failed");
-  }
+  for (uint64_t& w : bits_) w = source_.next_u64();  // little-endian words on every platform
   next_ = 0;
 }
 

@@ -158,6 +158,39 @@ Status Server::send(const std::string& peer, Message&& message) {
   return send_parts(socket_, frames.value());
 }
 
+Result<RawIncoming> Server::receive_frames(std::chrono::milliseconds timeout) {
+  bool truncated = false;
+  auto parts = receive_parts(socket_, timeout, options_.limits.max_blobs + 3, &truncated);
+  if (!parts) return parts.error();
+  auto& frames = parts.value();
+  RawIncoming in{std::string(static_cast<const char*>(frames[0].data()), frames[0].size()), "",
+                 make_error(ErrorCode::kMalformedRequest, "message has no header frame")};
+  if (frames.size() > 1) {
+    const char* user = zmq_msg_gets(frames[1].handle(), "User-Id");
+    if (user != nullptr) in.user_id = user;
+  }
+  if (truncated) {
+    in.frames = make_error(ErrorCode::kMalformedRequest, "message has more than ",
+                           options_.limits.max_blobs, " blob frames");
+  } else if (frames.size() > 1) {
+    frames.erase(frames.begin());
+    in.frames = std::move(frames);
+  }
+  return in;
+}
+
+Status Server::send_frames(const std::string& peer, std::vector<zmq::message_t>&& frames) {
+  std::vector<zmq::message_t> parts;
+  try {
+    parts.reserve(frames.size() + 1);
+    parts.emplace_back(peer.data(), peer.size());
+    for (auto& f : frames) parts.push_back(std::move(f));
+  } catch (const std::exception& e) {
+    return transport_error("send failed", e);
+  }
+  return send_parts(socket_, parts);
+}
+
 // --- Client --------------------------------------------------------------------------------------
 
 Client::Client(zmq::socket_t socket, SocketOptions options)
@@ -199,6 +232,21 @@ Result<Message> Client::receive(std::chrono::milliseconds timeout) {
                       options_.limits.max_blobs, " blob frames");
   }
   return decode(std::move(parts.value()), options_.limits);
+}
+
+Status Client::send_frames(std::vector<zmq::message_t>&& frames) {
+  return send_parts(socket_, frames);
+}
+
+Result<std::vector<zmq::message_t>> Client::receive_frames(std::chrono::milliseconds timeout) {
+  bool truncated = false;
+  auto parts = receive_parts(socket_, timeout, options_.limits.max_blobs + 2, &truncated);
+  if (!parts) return parts.error();
+  if (truncated) {
+    return make_error(ErrorCode::kMalformedRequest, "message has more than ",
+                      options_.limits.max_blobs, " blob frames");
+  }
+  return std::move(parts).value();
 }
 
 }  // namespace protocol

@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "protocol/codec.h"
+#include "protocol/coordinator_codec.h"
 #include "protocol/endpoint.h"
 #include "protocol/keys.h"
 
@@ -26,6 +27,31 @@ bool round_trips(const protocol::Message& message, const protocol::Limits& limit
   auto encoded = protocol::encode(std::move(copy));
   if (!encoded) return false;
   auto again = protocol::decode(std::move(encoded).value(), limits);
+  if (!again || !(again.value().body == message.body) ||
+      again.value().blobs.size() != message.blobs.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < message.blobs.size(); ++i) {
+    const auto x = message.blobs[i].bytes(), y = again.value().blobs[i].bytes();
+    if (!(again.value().blobs[i].desc == message.blobs[i].desc) ||
+        !std::equal(x.begin(), x.end(), y.begin(), y.end())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The same for coordinator messages.
+bool coord_round_trips(const protocol::coord::Message& message, const protocol::Limits& limits) {
+  protocol::coord::Message copy{message.body, {}};
+  for (const auto& b : message.blobs) {
+    auto blob = protocol::Blob::copy_of(b.desc, b.bytes());
+    if (!blob) return false;
+    copy.blobs.push_back(std::move(blob).value());
+  }
+  auto encoded = protocol::coord::encode(std::move(copy));
+  if (!encoded) return false;
+  auto again = protocol::coord::decode(std::move(encoded).value(), limits);
   if (!again || !(again.value().body == message.body) ||
       again.value().blobs.size() != message.blobs.size()) {
     return false;
@@ -76,6 +102,19 @@ FuzzOutcome fuzz_one_input(const uint8_t* data, size_t size) {
       pos += len;
     }
   }
+  // Coordinator traffic: the same frames through the coordinator decoder.
+  auto coord_header = protocol::coord::decode_header({data, size}, limits);
+  if (!coord_header.ok() && !typed(coord_header.error())) out.errors_typed = false;
+  std::vector<zmq::message_t> coord_frames;
+  for (const auto& f : frames) coord_frames.emplace_back(f.data(), f.size());
+  auto coord_message = protocol::coord::decode(std::move(coord_frames), limits);
+  out.coord_message_decoded = coord_message.ok();
+  if (!coord_message.ok()) {
+    if (!typed(coord_message.error())) out.errors_typed = false;
+  } else if (!coord_round_trips(coord_message.value(), limits)) {
+    out.round_trip_ok = false;
+  }
+
   auto message = protocol::decode(std::move(frames), limits);
   out.message_decoded = message.ok();
   if (!message.ok()) {

@@ -18,6 +18,7 @@ namespace protocol_test {
 struct FuzzOutcome {
   bool header_decoded = false;   // the whole input decoded as a header frame
   bool message_decoded = false;  // the framed input decoded as a message
+  bool coord_message_decoded = false;  // ... as a coordinator message (coordinator_codec.h)
   bool round_trip_ok = true;     // each decoded message re-encodes to one that decodes the same
   bool errors_typed = true;      // every refusal had a wire code and a one-line message
 };

@@ -1,4 +1,5 @@
-// fedctl fhe-*: keys, encryption, the worker's homomorphic product, decryption, and a demo.
+// fedctl fhe-*: keys, encryption, the worker's homomorphic product (here, or on remote
+// fhe_workers with --remote), decryption, and a demo.
 #include <sys/stat.h>
 
 #include <chrono>
@@ -10,6 +11,9 @@
 #include "fhe/encryptor.h"
 #include "fhe/plane_gemm.h"
 #include "fhe/serialize.h"
+#include "model/projection.h"
+#include "participant/pool_flags.h"
+#include "participant/worker_products.h"
 
 namespace fedctl {
 
@@ -83,20 +87,86 @@ int cmd_fhe_encrypt(int argc, char** argv) {
       });
 }
 
+namespace {
+
+// fhe-matmul --remote: the product computed by fhe_workers (participant::WorkerPool).
+int remote_matmul(const po::variables_map& vm) {
+  if (vm.count("weights")) throw std::runtime_error("--weights does not apply to --remote");
+  for (const char* flag : {"layer", "proj", "model-id"}) {
+    if (!vm.count(flag)) throw std::runtime_error(std::string("--remote needs --") + flag);
+  }
+  participant::PoolFlags flags;
+  flags.workers = vm["remote"].as<std::string>();
+  flags.insecure = vm.count("insecure") > 0;
+  if (vm.count("client-key")) flags.client_key = vm["client-key"].as<std::string>();
+  if (vm.count("server-key")) flags.server_key = vm["server-key"].as<std::string>();
+  participant::PoolOptions options;
+  options.request_timeout = std::chrono::milliseconds(vm["timeout-ms"].as<unsigned>());
+  auto pool = participant::connect_pool(flags, options);
+  if (!pool) throw std::runtime_error(pool.error().to_string());
+
+  auto ctx = fhe::Context::create();
+  const auto ct = fhe::load_ciphertext(*ctx, vm["in"].as<std::string>());
+  participant::RemoteProduct call;
+  call.model_id = vm["model-id"].as<std::string>();
+  call.layer = vm["layer"].as<unsigned>();
+  call.kind =
+      participant::to_protocol(model::parse_projection_module(vm["proj"].as<std::string>()));
+  call.transpose = vm.count("transpose") > 0;
+  call.switch_modulus = vm.count("switch-modulus") > 0;
+  participant::WireBytes bytes;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto out = participant::remote_product(*pool.value(), *ctx, call, ct, 0, &bytes);
+  const double s = seconds_since(t0);
+  fhe::save_ciphertext(*ctx, out, vm["out"].as<std::string>());
+  std::printf(
+      "{\"rows\": %llu, \"cols\": %llu, \"seconds\": %.4f, \"reply_bits\": %u, "
+      "\"request_bytes\": %llu, \"reply_bytes\": %llu}\n",
+      static_cast<unsigned long long>(out.rows), static_cast<unsigned long long>(out.cols), s,
+      out.kind == fhe::CtKind::kSwitched ? out.log2_modulus : ctx->params().log2_q,
+      static_cast<unsigned long long>(bytes.request), static_cast<unsigned long long>(bytes.reply));
+  return 0;
+}
+
+}  // namespace
+
 int cmd_fhe_matmul(int argc, char** argv) {
   po::options_description o("options");
-  o.add_options()                                                                     //
-      ("weights", po::value<std::string>()->required(), "int8 .npy W, shape d_out x d_in")  //
-      ("in", po::value<std::string>()->required(), "ciphertext of X")                       //
-      ("out", po::value<std::string>()->required(), "ciphertext of the product to write")   //
-      ("transpose", "compute W^T X instead of W X")                                         //
+  o.add_options()                                                                            //
+      ("weights", po::value<std::string>(), "int8 .npy W, shape d_out x d_in (local mode)")  //
+      ("in", po::value<std::string>()->required(), "ciphertext of X")                        //
+      ("out", po::value<std::string>()->required(), "ciphertext of the product to write")    //
+      ("transpose", "compute W^T X instead of W X")                                          //
       ("switch-modulus",
        "modulus-switch the reply to the fewest bits that still decrypt exactly (a smaller "
-       "reply; one more NTT per row on each side)")  //
-      ("threads", po::value<int>()->default_value(0), "threads (0: all)");
+       "reply; one more NTT per row on each side)")                                    //
+      ("threads", po::value<int>()->default_value(0), "threads (0: all; local mode)")  //
+      ("remote", po::value<std::string>(),
+       "compute on fhe_workers instead: tcp://A,tcp://B (the least loaded live one serves)")  //
+      ("client-key", po::value<std::string>(), "remote: this client's CURVE key PREFIX.key")  //
+      ("server-key", po::value<std::string>(),
+       "remote: the workers' public key W.pub (one for all, or a comma list)")          //
+      ("insecure", "remote: no CURVE (loopback endpoints only)")                        //
+      ("layer", po::value<unsigned>(), "remote: decoder layer of the projection")       //
+      ("proj", po::value<std::string>(), "remote: q, k, v, o, gate, up or down")        //
+      ("model-id", po::value<std::string>(), "remote: the model id the workers serve")  //
+      ("timeout-ms", po::value<unsigned>()->default_value(300000),
+       "remote: give up on a worker after this long and try another");
   return run_command(
-      "fhe-matmul", "--weights W.npy --in X.ct --out Y.ct [--transpose] [--switch-modulus]", o, argc, argv,
-      [](const po::variables_map& vm) {
+      "fhe-matmul",
+      "--weights W.npy --in X.ct --out Y.ct [--transpose] [--switch-modulus]\n"
+      "       fedctl fhe-matmul --remote tcp://A,tcp://B --client-key PREFIX.key --server-key "
+      "W.pub --model-id ID --layer L --proj q|k|v|o|gate|up|down --in X.ct --out Y.ct "
+      "[--transpose] [--switch-modulus] [--insecure]",
+      o, argc, argv, [](const po::variables_map& vm) {
+        if (vm.count("remote")) return remote_matmul(vm);
+        for (const char* flag :
+             {"client-key", "server-key", "insecure", "layer", "proj", "model-id"}) {
+          if (vm.count(flag)) {
+            throw std::runtime_error(std::string("--") + flag + " needs --remote");
+          }
+        }
+        if (!vm.count("weights")) throw std::runtime_error("give --weights W.npy or --remote");
         auto ctx = fhe::Context::create();
         size_t wr = 0, wc = 0;
         const auto w = fedtools::read_npy_int8(vm["weights"].as<std::string>(), &wr, &wc);

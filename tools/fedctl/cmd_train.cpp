@@ -23,6 +23,8 @@
 #include "model/lora_peft.h"
 #include "model/peft_adapter.h"
 #include "model/trainer.h"
+#include "participant/pool_flags.h"
+#include "participant/remote_encrypted_backend.h"
 #include "training_io.h"
 
 namespace fedctl {
@@ -60,13 +62,17 @@ class Progress {
  public:
   explicit Progress(int64_t steps) : steps_(steps), tty_(::isatty(2) != 0) {}
 
-  void step(const model::TrainStepReport& r, double tokens_per_s, double elapsed) {
+  // `epsilon`: DP-SGD's epsilon spent so far (NaN without DP: not shown).
+  void step(const model::TrainStepReport& r, double tokens_per_s, double elapsed,
+            double epsilon = std::nan("")) {
     const bool due = r.step == 1 || r.step == steps_ || seconds_since(last_) >= 10;
     if (!tty_ && !due) return;
     const double eta = elapsed / static_cast<double>(r.step) * static_cast<double>(steps_ - r.step);
-    std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.3g  %.0f tok/s  ETA %s%s",
+    char dp[48] = "";
+    if (!std::isnan(epsilon)) std::snprintf(dp, sizeof dp, "  epsilon %.3f", epsilon);
+    std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.3g%s  %.0f tok/s  ETA %s%s",
                  tty_ ? "\r\033[K" : "", static_cast<long long>(r.step),
-                 static_cast<long long>(steps_), r.loss, r.lr, tokens_per_s,
+                 static_cast<long long>(steps_), r.loss, r.lr, dp, tokens_per_s,
                  duration_text(eta).c_str(), tty_ ? "" : "\n");
     std::fflush(stderr);
     last_ = Clock::now();
@@ -97,6 +103,7 @@ int cmd_train(int argc, char** argv) {
   double alpha = 0, lr = 0, weight_decay = 0;
   uint64_t seed = 0;
   bool freeze_a = false;
+  DpFlags dp_flags;
   po::options_description options("train options");
   options.add_options()("model", po::value(&model_dir)->required(),
                         "model directory (config.json + safetensors checkpoint)")(
@@ -131,13 +138,32 @@ int cmd_train(int argc, char** argv) {
       "log-json", po::value(&log_json),
       "write one JSON object per step: step, train_loss, lr, tokens_per_s, and heldout_loss and "
       "heldout_perplexity on evaluation steps (step 0: the evaluation before training, "
-      "train_loss null)");
+      "train_loss null), and epsilon with DP-SGD");
+  add_dp_options(options, dp_flags);
+  participant::PoolFlags pool_flags;
+  std::string model_id;
+  options.add_options()("workers", po::value(&pool_flags.workers),
+                        "run the encrypted projections on these fhe_workers: tcp://A,tcp://B "
+                        "(the secret key stays here)")(
+      "workers-file", po::value(&pool_flags.workers_file),
+      "the fhe_workers as a file: one `ENDPOINT [SERVER_KEY]` per line")(
+      "client-key", po::value(&pool_flags.client_key), "with --workers: CURVE key PREFIX.key")(
+      "server-key", po::value(&pool_flags.server_key),
+      "with --workers: the workers' public key W.pub (one for all, or a comma list)")(
+      "insecure", po::bool_switch(&pool_flags.insecure),
+      "with --workers: no CURVE (loopback endpoints only)")(
+      "model-id", po::value(&model_id),
+      "with --workers: the id the workers serve the model as (default: the model directory's "
+      "name)");
   return run_command(
       "train",
       "--model DIR --data FILE.jsonl --steps N [--eval FILE.jsonl] "
       "[--backend float|int8|encrypted] [options]\n\n"
       "Trains a LoRA adapter of the frozen model, shows step, loss, tokens/s and ETA on stderr, "
-      "and prints a JSON summary.",
+      "and prints a JSON summary.\nWith --dp-sigma S --dp-clip C --dp-delta D it trains with "
+      "DP-SGD (Poisson-sampled examples, each gradient clipped to C, Gaussian noise of std S*C, "
+      "divided by the expected batch) and reports epsilon at D (RDP accountant) as it goes and "
+      "in the summary's \"dp\" object.",
       options, argc, argv, [&](const po::variables_map& vm) {
         require_at_least(steps, 1, "--steps");
         require_at_least(rank, 1, "--lora-rank");
@@ -180,6 +206,10 @@ int cmd_train(int argc, char** argv) {
         std::optional<model::TextDataset> heldout;
         if (vm.count("eval")) heldout.emplace(load_text_dataset(eval, *tokenizer, seq_len));
         model::validate_training_options(o, train.size());
+        std::optional<DpTraining> dp;
+        if (dp_requested(vm)) {
+          dp.emplace(plan_dp(vm, dp_flags, train.size(), batch * grad_accum, steps), train.size());
+        }
         std::ofstream log;
         if (vm.count("log-json")) {
           log.open(log_json, std::ios::trunc);
@@ -191,8 +221,36 @@ int cmd_train(int argc, char** argv) {
           if (ec) throw std::runtime_error(out + ": cannot create directory: " + ec.message());
         }
 
-        model::LlamaModel llama(weights, model::make_linear_backend(kind, weights));
+        std::unique_ptr<model::LinearBackend> backend;
+        if (!pool_flags.workers.empty() || !pool_flags.workers_file.empty()) {
+          if (vm["backend"].defaulted()) {
+            backend_flag = "encrypted";
+          } else if (kind != model::BackendKind::kEncrypted) {
+            throw std::invalid_argument("--workers runs the encrypted backend, not " +
+                                        backend_flag);
+          }
+          auto pool = participant::connect_pool(pool_flags);
+          if (!pool) throw std::runtime_error(pool.error().to_string());
+          participant::RemoteOptions remote;
+          remote.model_id =
+              model_id.empty()
+                  ? std::filesystem::path(model_dir).lexically_normal().filename().string()
+                  : model_id;
+          if (remote.model_id.empty()) {  // "dir/"
+            remote.model_id = std::filesystem::path(model_dir)
+                                  .lexically_normal()
+                                  .parent_path()
+                                  .filename()
+                                  .string();
+          }
+          backend = std::make_unique<participant::RemoteEncryptedBackend>(
+              std::move(pool).value(), config, remote, nullptr, weights.get());
+        } else {
+          backend = model::make_linear_backend(kind, weights);
+        }
+        model::LlamaModel llama(weights, std::move(backend));
         model::LoraTrainer trainer(llama, train, o);
+        if (dp) dp->attach(trainer);
         Progress progress(steps);
         const auto evaluate = [&](int64_t step, nlohmann::json& line) {
           const model::EvalResult e = trainer.evaluate(*heldout, eval_batch);
@@ -220,6 +278,7 @@ int cmd_train(int argc, char** argv) {
           const Clock::time_point step_start = Clock::now();
           r = trainer.step();
           const double step_seconds = seconds_since(step_start);
+          const double epsilon = dp ? dp->step_taken() : std::nan("");
           tokens += r.tokens;
           const double tokens_per_s = static_cast<double>(r.tokens) / step_seconds;
           nlohmann::json line = {{"step", r.step},
@@ -227,8 +286,9 @@ int cmd_train(int argc, char** argv) {
                                  {"lr", r.lr},
                                  {"tokens", r.tokens},
                                  {"tokens_per_s", tokens_per_s}};
-          progress.step(r, static_cast<double>(tokens) / seconds_since(start),
-                        seconds_since(start));
+          if (dp) line["epsilon"] = epsilon;
+          progress.step(r, static_cast<double>(tokens) / seconds_since(start), seconds_since(start),
+                        epsilon);
           if (heldout && ((eval_every > 0 && s % eval_every == 0) || s == steps)) {
             const model::EvalResult e = evaluate(s, line);
             summary["heldout_loss"] = e.loss;
@@ -239,6 +299,7 @@ int cmd_train(int argc, char** argv) {
         progress.finish();
         summary["train_loss"] = r.loss;
         summary["seconds"] = seconds_since(start);
+        if (dp) summary["dp"] = dp->summary();
         summary["trainable_parameters"] = o.lora.freeze_a
                                               ? trainer.last_gradient().parameter_count()
                                               : trainer.adapter().parameter_count();

@@ -20,6 +20,7 @@ int cmd_privacy(int argc, char** argv);
 int cmd_make_data(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
+int cmd_export_int8(int argc, char** argv);
 }  // namespace fedctl
 
 namespace {
@@ -54,6 +55,8 @@ const fedctl::Command kCommands[] = {
      fedctl::cmd_train},
     {"eval", "held-out loss, perplexity and MCQ accuracy of a model with an optional adapter",
      fedctl::cmd_eval},
+    {"export-int8", "write the exact int8 matrix (and scales) an fhe_worker uses, as .npy",
+     fedctl::cmd_export_int8},
 };
 
 void usage(std::FILE* out) {

@@ -1,17 +1,29 @@
 // Helpers shared by the fedctl commands that train or evaluate (train, eval, forward): flag
-// checks against the model, datasets read from JSON lines, and adapters read from PEFT files.
+// checks against the model, datasets read from JSON lines, adapters read from PEFT files, and
+// the DP-SGD flags of `fedctl train`.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "cli.h"
 #include "model/dataset.h"
+#include "model/dp_sgd_reducer.h"
 #include "model/llama_config.h"
 #include "model/lora_params.h"
 #include "model/lora_peft.h"
 #include "model/peft_adapter.h"
 #include "model/tokenizer.h"
+#include "model/trainer.h"
+#include "privacy/accountant.h"
+#include "privacy/budget.h"
+#include "privacy/gaussian.h"
+#include "privacy/random_source.h"
 
 namespace fedctl {
 
@@ -41,5 +53,162 @@ inline model::LoraParams load_lora_adapter(const std::string& dir,
                                            const model::LlamaConfig& config) {
   return model::peft_to_lora(model::read_peft_adapter(dir, config), config);
 }
+
+// ---- DP-SGD (fedctl train --dp-*) ----
+
+// The --dp-* flags as parsed.
+struct DpFlags {
+  double sigma = 0;
+  double clip = 0;
+  double delta = 0;
+  double sample_rate = 0;
+  double epsilon_max = 0;
+  std::string seed_hex;
+};
+
+inline void add_dp_options(po::options_description& options, DpFlags& f) {
+  options.add_options()(
+      "dp-sigma", po::value(&f.sigma),
+      "DP-SGD: noise multiplier sigma (noise std / clipping norm), > 0; any --dp-* flag turns on "
+      "DP-SGD and then --dp-sigma, --dp-clip and --dp-delta are required")(
+      "dp-clip", po::value(&f.clip), "DP-SGD: per-example gradient clipping norm C, > 0")(
+      "dp-delta", po::value(&f.delta), "DP-SGD: delta of the reported (epsilon, delta), in (0, 1)")(
+      "dp-sample-rate", po::value(&f.sample_rate),
+      "DP-SGD: Poisson sampling rate q of each step, in (0, 1] (default: batch x grad-accum / "
+      "training examples); a step's examples run in micro-batches of at most --batch")(
+      "dp-epsilon-max", po::value(&f.epsilon_max),
+      "DP-SGD: refuse to start (exit 2) if the planned steps would spend more than this epsilon")(
+      "dp-seed", po::value(&f.seed_hex),
+      "DP-SGD: 64 hex digits; draws the Poisson sampling and the noise from AES-256-CTR streams "
+      "of this secret seed (replayable bit for bit) instead of the OS CSPRNG");
+}
+
+// True when any --dp-* flag was given.
+inline bool dp_requested(const po::variables_map& vm) {
+  for (const char* flag :
+       {"dp-sigma", "dp-clip", "dp-delta", "dp-sample-rate", "dp-epsilon-max", "dp-seed"}) {
+    if (vm.count(flag)) return true;
+  }
+  return false;
+}
+
+// %g of v, for messages.
+inline std::string dp_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// The checked DP-SGD parameters of one run.
+struct DpPlan {
+  double sigma = 0;
+  double clip = 0;
+  double delta = 0;
+  double q = 0;               // Poisson sampling rate
+  double expected_batch = 0;  // q * training examples
+  int64_t steps = 0;
+  double planned_epsilon = 0;  // after all `steps`, at delta
+  std::optional<privacy::Seed> seed;
+};
+
+// Checks the flags and plans `steps` steps over `dataset_size` examples (default rate
+// batch_per_step / dataset_size). Throws std::invalid_argument (exit 2) for a missing or
+// out-of-range flag and, with --dp-epsilon-max, when the planned steps would exceed it.
+inline DpPlan plan_dp(const po::variables_map& vm, const DpFlags& f, int64_t dataset_size,
+                      int64_t batch_per_step, int64_t steps) {
+  if (!vm.count("dp-sigma") || !vm.count("dp-clip") || !vm.count("dp-delta")) {
+    throw std::invalid_argument("DP-SGD needs all of --dp-sigma, --dp-clip and --dp-delta");
+  }
+  if (!(f.sigma > 0) || !std::isfinite(f.sigma)) {
+    throw std::invalid_argument("--dp-sigma must be a finite number > 0");
+  }
+  if (!(f.clip > 0) || !std::isfinite(f.clip)) {
+    throw std::invalid_argument("--dp-clip must be a finite number > 0");
+  }
+  if (!(f.delta > 0 && f.delta < 1)) throw std::invalid_argument("--dp-delta must be in (0, 1)");
+  DpPlan plan;
+  plan.sigma = f.sigma;
+  plan.clip = f.clip;
+  plan.delta = f.delta;
+  plan.steps = steps;
+  plan.q = vm.count("dp-sample-rate")
+               ? f.sample_rate
+               : static_cast<double>(batch_per_step) / static_cast<double>(dataset_size);
+  if (!(plan.q > 0 && plan.q <= 1)) {
+    throw std::invalid_argument("--dp-sample-rate must be in (0, 1]");
+  }
+  plan.expected_batch = plan.q * static_cast<double>(dataset_size);
+  const privacy::Phase phase{.q = plan.q, .sigma = plan.sigma, .steps = steps};
+  plan.planned_epsilon = privacy::epsilon_for(phase, plan.delta).epsilon;
+  if (vm.count("dp-epsilon-max")) {
+    if (!(f.epsilon_max > 0) || !std::isfinite(f.epsilon_max)) {
+      throw std::invalid_argument("--dp-epsilon-max must be a finite number > 0");
+    }
+    std::string why;
+    if (privacy::Budget(f.epsilon_max, plan.delta).would_exceed(phase, &why)) {
+      throw std::invalid_argument("refusing to train: --dp-epsilon-max " +
+                                  dp_number(f.epsilon_max) + ": " + why +
+                                  "; raise --dp-sigma or lower --steps or --dp-sample-rate");
+    }
+  }
+  if (vm.count("dp-seed")) plan.seed = privacy::parse_seed_hex(f.seed_hex);
+  return plan;
+}
+
+// DP-SGD attached to a trainer: the Poisson sampler, the noise, the clipping reducer and the
+// accountant of the steps taken. Streams of a --dp-seed: 0 sampling, 1 noise.
+class DpTraining {
+ public:
+  DpTraining(const DpPlan& plan, int64_t dataset_size)
+      : plan_(plan),
+        sampling_(plan.seed ? privacy::RandomSource(*plan.seed, 0) : privacy::RandomSource()),
+        bits_(sampling_),
+        sampler_(dataset_size, plan.q, bits_),
+        noise_(plan.seed ? privacy::RandomSource(*plan.seed, 1) : privacy::RandomSource()),
+        reducer_({.clip = plan.clip, .sigma = plan.sigma, .expected_batch = plan.expected_batch},
+                 noise_) {}
+  DpTraining(const DpTraining&) = delete;
+  DpTraining& operator=(const DpTraining&) = delete;
+
+  void attach(model::LoraTrainer& trainer) {
+    trainer.set_batch_sampler(&sampler_);
+    trainer.set_gradient_reducer(&reducer_);
+  }
+
+  // Accounts one step taken; returns the epsilon spent so far at the plan's delta.
+  double step_taken() {
+    accountant_.add({.q = plan_.q, .sigma = plan_.sigma, .steps = 1});
+    const privacy::PrivacySpent s = accountant_.spent(plan_.delta);
+    epsilon_ = s.epsilon;
+    order_ = s.order;
+    return epsilon_;
+  }
+
+  const model::DpSgdReducer& reducer() const { return reducer_; }
+
+  nlohmann::json summary() const {
+    return {{"sigma", plan_.sigma},
+            {"clip", plan_.clip},
+            {"delta", plan_.delta},
+            {"sample_rate", plan_.q},
+            {"expected_batch", plan_.expected_batch},
+            {"seeded", plan_.seed.has_value()},
+            {"planned_epsilon", plan_.planned_epsilon},
+            {"steps", accountant_.total_steps()},
+            {"epsilon", epsilon_},
+            {"order", order_}};
+  }
+
+ private:
+  DpPlan plan_;
+  privacy::RandomSource sampling_;
+  model::UrbgRandomBits<privacy::RandomSource> bits_;
+  model::PoissonBatchSampler sampler_;
+  privacy::GaussianNoise noise_;
+  model::DpSgdReducer reducer_;
+  privacy::RdpAccountant accountant_;
+  double epsilon_ = 0;
+  double order_ = 0;
+};
 
 }  // namespace fedctl

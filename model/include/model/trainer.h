@@ -30,6 +30,13 @@
 // per-example gradients before anything sums them, and makes the gradient the optimizer
 // applies: clipping each example and adding noise plug in there. Without one, the trainer
 // uses the batch gradient directly (no per-example gradients are formed).
+//
+// Poisson batches. A BatchSampler (set_batch_sampler) replaces the fixed-size shuffled batches:
+// each step then takes whatever examples the sampler returns (DP-SGD's PoissonBatchSampler: each
+// example independently with probability q, so the count varies and may be zero), split in
+// order into ceil(count / batch_size) micro-batches of at most batch_size examples (grad_accum
+// is then unused). A step whose batch predicts no token still runs the reducer, so DP-SGD
+// applies its noise-only update, as the privacy analysis of Poisson sampling assumes.
 #pragma once
 
 #include <cstdint>
@@ -91,10 +98,34 @@ class MeanGradientReducer : public GradientReducer {
   void finish(LoraParams& sum, int64_t examples, int64_t predicted) override;
 };
 
+// Chooses the examples of each optimizer step in place of the trainer's shuffled batches.
+class BatchSampler {
+ public:
+  virtual ~BatchSampler() = default;
+  // The indices (into the training set) of the next step's examples: any number, possibly none.
+  virtual std::vector<int64_t> next() = 0;
+};
+
+// DP-SGD's Poisson sampling (poisson_sample in dataset.h): every step includes each of the
+// `size` examples independently with probability q, using `bits` (a CSPRNG for DP, e.g.
+// UrbgRandomBits over privacy::RandomSource). Holds a reference: `bits` must outlive it.
+class PoissonBatchSampler : public BatchSampler {
+ public:
+  // Throws model::Error for size < 1 or q outside (0, 1].
+  PoissonBatchSampler(int64_t size, double q, RandomBits& bits);
+  std::vector<int64_t> next() override;
+
+ private:
+  int64_t size_;
+  double q_;
+  RandomBits& bits_;
+};
+
 // What one optimizer step did.
 struct TrainStepReport {
   int64_t step = 0;              // 1-based number of the step just taken
   double loss = 0;               // train loss of the effective batch, before the update
+                                 // (NaN when it predicts no token: an empty Poisson batch)
   double lr = 0;                 // learning rate the optimizer applied
   int64_t examples = 0;          // sequences in the effective batch
   int64_t tokens = 0;            // tokens run through the model
@@ -127,6 +158,13 @@ class LoraTrainer {
   // Routes every micro-batch's per-example gradients through `reducer` (see GradientReducer);
   // null restores the plain batch gradient. Not owned: it must outlive its use.
   void set_gradient_reducer(GradientReducer* reducer) { reducer_ = reducer; }
+  // Draws every later step's examples from `sampler` (see "Poisson batches" above); null
+  // restores the shuffled batches. Not owned: it must outlive its use.
+  void set_batch_sampler(BatchSampler* sampler) { sampler_ = sampler; }
+  // Replaces the adapter being trained, e.g. with a federation's global adapter at the start of
+  // a round (the optimizer state and step count are kept: call it before the first step).
+  // Throws model::Error unless `adapter` has this trainer's targets, rank and shapes.
+  void set_adapter(const LoraParams& adapter);
 
  private:
   LlamaModel& model_;
@@ -138,6 +176,7 @@ class LoraTrainer {
   LrSchedule schedule_;
   ShuffledBatches batches_;
   GradientReducer* reducer_ = nullptr;
+  BatchSampler* sampler_ = nullptr;
   int64_t steps_taken_ = 0;
 };
 

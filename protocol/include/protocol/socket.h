@@ -19,6 +19,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "protocol/codec.h"
 #include "protocol/keys.h"
@@ -57,6 +58,15 @@ struct Incoming {
   Result<Message> message;  // the decoded message, or why it was refused
 };
 
+// One multipart message received by a server, not decoded (for protocols with their own codec,
+// e.g. coordinator_codec.h). `frames` excludes the routing id; it holds the error when the
+// message had more than max_blobs + 1 frames or no header frame.
+struct RawIncoming {
+  std::string peer;
+  std::string user_id;
+  Result<std::vector<zmq::message_t>> frames;
+};
+
 class Server {
  public:
   static Result<Server> bind(zmq::context_t& context, const ServerConfig& config);
@@ -71,6 +81,16 @@ class Server {
 
   // Sends a message to a peer; kTransport if the peer is gone or its queue is full.
   Status send(const std::string& peer, Message&& message);
+
+  // Raw whole messages (the frames after the routing id), for another codec
+  // (coordinator_codec.h). receive_frames reads at most max_blobs + 1 frames per message (the
+  // rest are dropped and the message is refused in RawIncoming::frames).
+  Result<RawIncoming> receive_frames(std::chrono::milliseconds timeout);
+  Status send_frames(const std::string& peer, std::vector<zmq::message_t>&& frames);
+
+  // The underlying ROUTER socket, for polling it together with other sockets and attaching a
+  // socket monitor (zmq_socket_monitor). Same thread rule as the Server itself.
+  zmq::socket_t& socket() { return socket_; }
 
  private:
   Server(zmq::socket_t socket, std::string endpoint, SocketOptions options);
@@ -88,6 +108,14 @@ class Client {
 
   // Waits up to `timeout` for one message: kTimeout, kTransport, or a decoding error.
   Result<Message> receive(std::chrono::milliseconds timeout);
+
+  // Raw whole messages, for another codec (see Server::receive_frames).
+  Status send_frames(std::vector<zmq::message_t>&& frames);
+  Result<std::vector<zmq::message_t>> receive_frames(std::chrono::milliseconds timeout);
+
+  // The socket, to wait on several clients at once (zmq::poll) or to attach a monitor; send and
+  // receive through the methods above.
+  zmq::socket_ref socket() { return socket_; }
 
  private:
   Client(zmq::socket_t socket, SocketOptions options);

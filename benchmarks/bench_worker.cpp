@@ -1,0 +1,247 @@
+// bench_worker: one projection's encrypted product through a real fhe_worker over loopback TCP,
+// against the in-process encrypted backend on the same shape, in one run.
+//
+// Writes a random one-layer model whose q projection is --d x --d (default 2048 x 2048) to a
+// temporary folder, starts `fhe_worker` on it (insecure, tcp://127.0.0.1, --threads all cores;
+// or --connect ENDPOINT to use a running worker serving that model as --model-id) and runs
+// --runs times, alternating:
+//   remote           RemoteEncryptedBackend::forward of --tokens tokens (default 2048): quantize,
+//                    encrypt, request, the worker's product, reply, decrypt, dequantize
+//   remote_switched  the same with modulus-switched replies
+//   local            the in-process EncryptedBackend::forward (LocalEncryptedProducts)
+// and prints one JSON object per line: per variant the median seconds with [min, max] spread,
+// tokens per second, and the ciphertext bytes on the wire per activation value up (request
+// c0 plane / (d_in * T)) and down (reply c0 + c1 planes / (d_out * T)); the last line holds
+// remote / local time ratios. Both ends share this machine's cores, so the remote figures
+// include the worker competing with the client for them.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/encrypted_backend.h"
+#include "model/random_model.h"
+#include "participant/remote_encrypted_backend.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int64_t d = 2048;
+  int64_t tokens = 2048;
+  int runs = 5;
+  std::string worker = "fhe_worker";  // next to this binary by default
+  std::string connect;
+  std::string model_id = "bench";
+};
+
+struct Stats {
+  double median = 0, min = 0, max = 0;
+};
+
+Stats stats(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.front(), v.back()};
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  std::fprintf(stderr, "bench_worker: %s\n", what.c_str());
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  const std::string self = argv[0];
+  const auto slash = self.rfind('/');
+  if (slash != std::string::npos) o.worker = self.substr(0, slash + 1) + "fhe_worker";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto value = [&]() -> std::string {
+      if (i + 1 >= argc) fail(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--d") {
+      o.d = std::stoll(value());
+    } else if (a == "--tokens") {
+      o.tokens = std::stoll(value());
+    } else if (a == "--runs") {
+      o.runs = std::stoi(value());
+    } else if (a == "--worker") {
+      o.worker = value();
+    } else if (a == "--connect") {
+      o.connect = value();
+    } else if (a == "--model-id") {
+      o.model_id = value();
+    } else if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: bench_worker [--d N] [--tokens T] [--runs R] [--worker PATH | --connect "
+          "tcp://127.0.0.1:PORT --model-id ID]\n");
+      std::exit(0);
+    } else {
+      fail("unknown option " + a);
+    }
+  }
+  if (o.d < 8 || o.d > 16384 || o.tokens < 1 || o.tokens > 65536 || o.runs < 1) {
+    fail("--d must be 8..16384, --tokens 1..65536, --runs >= 1");
+  }
+  return o;
+}
+
+// The fhe_worker child process; SIGKILLed at exit.
+class Worker {
+ public:
+  Worker(const Options& o, const std::filesystem::path& dir) {
+    const std::string port_file = (dir / "port").string(), model = (dir / "model").string(),
+                      log = (dir / "worker.log").string();
+    const std::vector<std::string> args = {o.worker,
+                                           "--model",
+                                           model,
+                                           "--model-id",
+                                           o.model_id,
+                                           "--bind",
+                                           "tcp://127.0.0.1:0",
+                                           "--port-file",
+                                           port_file,
+                                           "--insecure",
+                                           "--threads",
+                                           "0",
+                                           "--log-level",
+                                           "warn"};
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    for (int i = 0; i < 6000; ++i) {  // up to 2 minutes: loading quantizes the model
+      std::ifstream in(port_file);
+      const std::string text((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+      if (!text.empty() && text.back() == '\n') {
+        endpoint_ = text.substr(0, text.size() - 1);
+        return;
+      }
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    fail("fhe_worker did not start (see " + log + ")");
+  }
+  ~Worker() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string endpoint_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  model::LlamaConfig c;
+  c.hidden_size = o.d;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = o.d / 64 > 0 ? o.d / 64 : 1;
+  c.num_key_value_heads = 1;
+  c.head_dim = o.d / c.num_attention_heads;
+  c.vocab_size = 64;
+  c.max_position_embeddings = 64;
+  std::string tmpl = (std::filesystem::temp_directory_path() / "bench-worker-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) fail("cannot make a temporary folder");
+  const std::filesystem::path dir = tmpl;
+  std::unique_ptr<Worker> worker;
+  try {
+    model::write_random_llama(dir / "model", c, {.seed = 1});
+    const auto weights =
+        std::make_shared<const model::LlamaWeights>(model::load_llama_weights(dir / "model"));
+    std::string endpoint = o.connect;
+    if (endpoint.empty()) {
+      worker = std::make_unique<Worker>(o, dir);
+      endpoint = worker->endpoint();
+    }
+    participant::PoolOptions po;
+    po.insecure = true;
+    auto directory = participant::WorkerDirectory::parse_list(endpoint, {});
+    if (!directory) fail(directory.error().to_string());
+    auto pool = participant::WorkerPool::connect(directory.value(), po);
+    if (!pool) fail(pool.error().to_string());
+    std::shared_ptr<participant::WorkerPool> shared(std::move(pool).value());
+    participant::RemoteEncryptedBackend remote(shared, c, {o.model_id, false});
+    participant::RemoteEncryptedBackend switched(shared, c, {o.model_id, true});
+    model::EncryptedBackend local(*weights);
+
+    std::mt19937_64 rng(3);  // benchmark data only
+    std::normal_distribution<float> gauss(0, 1);
+    model::Activations x(o.d, o.tokens), y;
+    for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = gauss(rng);
+    const model::ProjectionId id{model::ProjectionKind::kQ, 0};
+    struct Variant {
+      const char* name;
+      model::EncryptedBackend* backend;
+      std::vector<double> seconds;
+    };
+    std::vector<Variant> variants = {
+        {"remote", &remote, {}}, {"remote_switched", &switched, {}}, {"local", &local, {}}};
+    for (auto& v : variants) v.backend->forward(id, x, y);  // warm-up: transposes, connections
+    for (int r = 0; r < o.runs; ++r) {
+      for (auto& v : variants) {
+        const auto start = Clock::now();
+        v.backend->forward(id, x, y);
+        v.seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+      }
+    }
+    const double values = static_cast<double>(o.d) * static_cast<double>(o.tokens);
+    std::vector<Stats> s;
+    for (auto& v : variants) {
+      s.push_back(stats(v.seconds));
+      const Stats& t = s.back();
+      std::printf(
+          "{\"variant\": \"%s\", \"d_out\": %lld, \"d_in\": %lld, \"tokens\": %lld, \"runs\": %d, "
+          "\"seconds\": %.4f, \"min\": %.4f, \"max\": %.4f, \"tokens_per_s\": %.1f",
+          v.name, static_cast<long long>(o.d), static_cast<long long>(o.d),
+          static_cast<long long>(o.tokens), o.runs, t.median, t.min, t.max,
+          static_cast<double>(o.tokens) / t.median);
+      if (auto* rb = dynamic_cast<participant::RemoteEncryptedBackend*>(v.backend)) {
+        const auto& p = rb->worker_products();
+        std::printf(", \"bytes_up_per_value\": %.3f, \"bytes_down_per_value\": %.3f",
+                    static_cast<double>(p.last_request_bytes()) / values,
+                    static_cast<double>(p.last_reply_bytes()) / values);
+      }
+      std::printf("}\n");
+    }
+    std::printf(
+        "{\"ratio_remote_vs_local\": %.3f, \"ratio_remote_switched_vs_local\": %.3f, "
+        "\"plaintext_bytes_per_value\": 1}\n",
+        s[0].median / s[2].median, s[1].median / s[2].median);
+  } catch (const std::exception& e) {
+    worker.reset();
+    std::filesystem::remove_all(dir);
+    fail(e.what());
+  }
+  worker.reset();
+  std::filesystem::remove_all(dir);
+  return 0;
+}

@@ -1,0 +1,41 @@
+// The coordinator's checkpoint: everything a restarted coordinator needs to resume at the next
+// round and reproduce an uninterrupted run bit for bit.
+//
+// File RUN_DIR/checkpoints/latest.ckpt, replaced atomically after every round (temporary file,
+// fsync, rename, fsync of the directory). Layout: the 8 bytes "FLCKPT01", an 8-byte little-endian
+// length L, L bytes of JSON metadata (round, DRBG state, adapter tensor table, adapter config,
+// strategy name and step count, buffer lengths, registry), the float32 data (global adapter,
+// then each optimizer buffer), and the SHA-256 of everything before it. A file that is
+// truncated, has trailing bytes, a bad digest or inconsistent metadata is refused.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "coordinator/adapter.h"
+#include "coordinator/strategy.h"
+#include "protocol/result.h"
+
+namespace coordinator {
+
+struct Checkpoint {
+  uint32_t round = 0;  // the last completed round
+  std::string drbg_state;
+  Adapter global;
+  std::string adapter_config;  // adapter_config.json, copied into the exported adapter
+  std::string strategy;        // its name; a resumed run must use the same
+  StrategyState strategy_state;
+  std::string registry_json;  // Registry::to_json()
+  bool operator==(const Checkpoint&) const = default;
+};
+
+std::vector<uint8_t> serialize_checkpoint(const Checkpoint& checkpoint);
+protocol::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes);
+
+protocol::Status write_checkpoint(const std::filesystem::path& file, const Checkpoint& checkpoint);
+protocol::Result<Checkpoint> read_checkpoint(const std::filesystem::path& file);
+
+}  // namespace coordinator

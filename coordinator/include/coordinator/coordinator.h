@@ -1,0 +1,106 @@
+// The coordinator: registry, round engine, aggregation, privacy accounting, checkpoints and the
+// dashboard log, behind one object that a thin executable, a test or fedsim runs in a thread.
+//
+//   zmq::context_t ctx;
+//   auto c = coordinator::Coordinator::create(ctx, config);   // binds, loads any checkpoint
+//   std::jthread t([&](std::stop_token st) { summary = c.value()->run(st); });
+//   ... participants connect to c.value()->endpoint() ...
+//   t.request_stop();                                          // run() returns within ~100 ms
+//
+// One round (DESIGN.md section 6): select (uniform random `fraction` of the eligible sites,
+// at least min_participants, skipping dead and budget-exhausted ones; AES-CTR DRBG) ->
+// configure (RoundInvitation with the global adapter, the plan and the worker directory) ->
+// train (at the sites) -> collect until the deadline or until every selected site has answered
+// (deltas are accumulated as they arrive; late ones are logged and dropped) -> aggregate
+// (strategy.h) -> account (privacy::Budget of every site that accepted) -> checkpoint -> log.
+// Fewer than min_participants deltas: the round is retried with a new selection, at most
+// max_attempts times. The run ends after `rounds` rounds, when no registered participant can
+// train within its budget, when too few sites show up within wait_for_sites, or on stop.
+// Nothing here is global: every coordinator has its own socket, logger and files.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+
+#include "coordinator/strategy.h"
+#include "protocol/coordinator_messages.h"
+#include "protocol/keys.h"
+#include "protocol/result.h"
+#include "protocol/zap.h"
+
+namespace coordinator {
+
+struct CoordinatorConfig {
+  // Transport.
+  std::string endpoint = "tcp://127.0.0.1:5560";
+  bool insecure = false;                      // loopback / inproc only
+  std::optional<protocol::KeyPair> key;       // CURVE: the coordinator's key pair
+  std::optional<protocol::AllowList> allow;   // CURVE: admitted keys (a ZAP handler is started)
+  const protocol::ZapHandler* zap = nullptr;  // CURVE: or the context's existing handler
+
+  // Files.
+  std::filesystem::path run_dir;          // events.jsonl, checkpoints/, adapter/
+  std::filesystem::path initial_adapter;  // PEFT dir (ignored when resuming from a checkpoint)
+
+  // Rounds.
+  uint32_t rounds = 5;
+  double fraction = 1.0;  // of the eligible participants, in (0, 1]
+  uint32_t min_participants = 2;
+  uint32_t max_attempts = 5;  // selections per round before the run gives up
+  std::chrono::milliseconds round_timeout{120000};
+  std::chrono::milliseconds heartbeat_interval{1000};
+  uint32_t missed_heartbeats = 5;
+  std::chrono::milliseconds wait_for_sites{300000};
+  uint64_t seed = 1;
+
+  // The training plan sent to the sites (deadline and per-site seed are filled per round).
+  protocol::coord::TrainingPlan plan{.local_steps = 10,
+                                     .learning_rate = 1e-3,
+                                     .batch_size = 8,
+                                     .sample_rate = 0.02,
+                                     .noise_multiplier = 1.0,
+                                     .clip_norm = 1.0,
+                                     .delta = 1e-5};
+
+  StrategyConfig strategy;
+};
+
+struct RunSummary {
+  uint32_t last_round = 0;  // the last completed round
+  std::string reason;       // "completed", "budget_exhausted", "no_participants",
+                            // "round_failed", "stopped"
+};
+
+class Coordinator {
+ public:
+  // Checks the configuration, loads the checkpoint (or the initial adapter), binds the socket.
+  static protocol::Result<std::unique_ptr<Coordinator>> create(zmq::context_t& context,
+                                                               CoordinatorConfig config);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // The bound endpoint (with the port chosen for "*").
+  const std::string& endpoint() const;
+  // The round run() starts with (1, or the checkpoint's round + 1).
+  uint32_t next_round() const;
+
+  // Runs rounds until the run ends or `stop` is requested; exports the adapter, writes
+  // run_finished, and sends Shutdown to the alive sites. Errors are I/O failures (a checkpoint
+  // that cannot be written).
+  protocol::Result<RunSummary> run(std::stop_token stop = {});
+
+ private:
+  struct Impl;
+  explicit Coordinator(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace coordinator

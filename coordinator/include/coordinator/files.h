@@ -1,0 +1,24 @@
+// File helpers of the coordinator: whole-file reads and atomic replacement.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "protocol/result.h"
+
+namespace coordinator {
+
+// The whole file; kIo if it cannot be read or is larger than `max_bytes`.
+protocol::Result<std::vector<uint8_t>> read_file(const std::filesystem::path& file,
+                                                 uint64_t max_bytes = uint64_t{1} << 34);
+
+// Replaces `file` atomically: writes FILE.tmp in the same directory, fsyncs it, renames it over
+// `file`, fsyncs the directory. On failure the previous file is left intact.
+protocol::Status write_file_atomic(const std::filesystem::path& file,
+                                   std::span<const uint8_t> bytes);
+protocol::Status write_file_atomic(const std::filesystem::path& file, const std::string& text);
+
+}  // namespace coordinator

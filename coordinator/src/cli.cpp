@@ -1,0 +1,112 @@
+#include "coordinator/cli.h"
+
+#include <boost/program_options.hpp>
+
+#include <fstream>
+
+namespace coordinator {
+
+namespace po = boost::program_options;
+using protocol::ErrorCode;
+using protocol::make_error;
+
+protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostream& out) {
+  CliOutcome r;
+  auto& c = r.config;
+  double round_timeout_s = 120, wait_for_sites_s = 300;
+  uint32_t heartbeat_ms = 1000;
+  std::string key_file, allow_dir, run_dir, initial_adapter, config_file;
+  po::options_description o("coordinator options (each also `name = value` in --config FILE)");
+  // clang-format off
+  o.add_options()
+    ("help", "print this help")
+    ("config", po::value(&config_file), "INI file with any of these options")
+    ("endpoint", po::value(&c.endpoint)->default_value(c.endpoint), "ZeroMQ endpoint to bind")
+    ("insecure", po::bool_switch(&c.insecure), "no CurveZMQ (loopback endpoints only)")
+    ("key", po::value(&key_file), "the coordinator's secret key file (fedctl keygen)")
+    ("allow-dir", po::value(&allow_dir), "directory of *.pub keys of participants and workers")
+    ("run-dir", po::value(&run_dir), "run directory: events.jsonl, checkpoints/, adapter/")
+    ("initial-adapter", po::value(&initial_adapter),
+     "PEFT dir (adapter_model.safetensors + adapter_config.json) of the initial global adapter")
+    ("rounds", po::value(&c.rounds)->default_value(c.rounds), "rounds to run")
+    ("fraction", po::value(&c.fraction)->default_value(c.fraction),
+     "fraction of eligible sites selected per round")
+    ("min-participants", po::value(&c.min_participants)->default_value(c.min_participants),
+     "fewest deltas that complete a round")
+    ("max-attempts", po::value(&c.max_attempts)->default_value(c.max_attempts),
+     "selections per round before the run gives up")
+    ("round-timeout", po::value(&round_timeout_s)->default_value(round_timeout_s),
+     "seconds from invitation to the upload deadline")
+    ("heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms),
+     "heartbeat interval asked of the sites")
+    ("missed-heartbeats", po::value(&c.missed_heartbeats)->default_value(c.missed_heartbeats),
+     "heartbeats missed before a site is dead")
+    ("wait-for-sites", po::value(&wait_for_sites_s)->default_value(wait_for_sites_s),
+     "seconds to wait for enough sites before ending the run")
+    ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the selection DRBG")
+    ("local-steps", po::value(&c.plan.local_steps)->default_value(c.plan.local_steps),
+     "DP-SGD steps per round at each site")
+    ("lr", po::value(&c.plan.learning_rate)->default_value(c.plan.learning_rate),
+     "local learning rate")
+    ("batch-size", po::value(&c.plan.batch_size)->default_value(c.plan.batch_size),
+     "expected local batch size")
+    ("sample-rate", po::value(&c.plan.sample_rate)->default_value(c.plan.sample_rate),
+     "Poisson sampling rate q of each step")
+    ("noise-multiplier",
+     po::value(&c.plan.noise_multiplier)->default_value(c.plan.noise_multiplier),
+     "DP noise multiplier sigma")
+    ("clip-norm", po::value(&c.plan.clip_norm)->default_value(c.plan.clip_norm),
+     "per-example clipping norm C")
+    ("delta", po::value(&c.plan.delta)->default_value(c.plan.delta), "DP delta of the plan")
+    ("strategy", po::value(&c.strategy.name)->default_value(c.strategy.name),
+     "fedavg | fedadam | fedyogi | fedadagrad")
+    ("server-lr", po::value(&c.strategy.server_lr)->default_value(c.strategy.server_lr),
+     "server learning rate eta")
+    ("beta1", po::value(&c.strategy.beta1)->default_value(c.strategy.beta1), "FedOpt beta1")
+    ("beta2", po::value(&c.strategy.beta2)->default_value(c.strategy.beta2), "FedOpt beta2")
+    ("tau", po::value(&c.strategy.tau)->default_value(c.strategy.tau), "FedOpt tau");
+  // clang-format on
+  try {
+    po::variables_map vm;
+    po::store(po::parse_command_line(argc, argv, o), vm);
+    if (vm.count("help")) {
+      out << "usage: coordinator --run-dir DIR --initial-adapter DIR [options]\n" << o << "\n";
+      r.help = true;
+      return r;
+    }
+    if (vm.count("config")) {
+      const auto file = vm["config"].as<std::string>();
+      std::ifstream in(file);
+      if (!in) return make_error(ErrorCode::kInvalidArgument, "cannot read config ", file);
+      po::store(po::parse_config_file(in, o), vm);
+    }
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kInvalidArgument, e.what());
+  }
+  if (run_dir.empty()) return make_error(ErrorCode::kInvalidArgument, "--run-dir is required");
+  c.run_dir = run_dir;
+  c.initial_adapter = initial_adapter;
+  if (!(round_timeout_s > 0) || !(wait_for_sites_s > 0) || heartbeat_ms == 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--round-timeout, --wait-for-sites and --heartbeat-ms must be > 0");
+  }
+  c.round_timeout = std::chrono::milliseconds(static_cast<int64_t>(round_timeout_s * 1000));
+  c.wait_for_sites = std::chrono::milliseconds(static_cast<int64_t>(wait_for_sites_s * 1000));
+  c.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
+  if (!c.insecure) {
+    if (key_file.empty() || allow_dir.empty()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "CURVE needs --key and --allow-dir (or --insecure on loopback)");
+    }
+    auto key = protocol::load_key_pair(key_file);
+    if (!key) return make_error(ErrorCode::kInvalidArgument, key.error().message);
+    c.key = std::move(key).value();
+    auto allow = protocol::AllowList::load_directory(allow_dir);
+    if (!allow) return make_error(ErrorCode::kInvalidArgument, allow.error().message);
+    c.allow = std::move(allow).value();
+  }
+  return r;
+}
+
+}  // namespace coordinator

@@ -1,0 +1,657 @@
+// The round engine (see coordinator.h for the state machine).
+#include "coordinator/coordinator.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "coordinator/accumulator.h"
+#include "coordinator/checkpoint.h"
+#include "coordinator/drbg.h"
+#include "coordinator/event_log.h"
+#include "coordinator/peft.h"
+#include "coordinator/registry.h"
+#include "protocol/coordinator_codec.h"
+#include "protocol/messages.h"
+#include "protocol/socket.h"
+
+namespace coordinator {
+namespace {
+
+using protocol::ErrorCode;
+using protocol::make_error;
+using json = nlohmann::json;
+namespace pc = protocol::coord;
+
+constexpr std::chrono::milliseconds kPollSlice{50};
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+protocol::Status check_config(const CoordinatorConfig& c) {
+  auto bad = [](auto... parts) { return make_error(ErrorCode::kInvalidArgument, parts...); };
+  if (c.run_dir.empty()) return bad("run_dir is required");
+  if (c.rounds == 0) return bad("rounds must be >= 1");
+  if (!(c.fraction > 0 && c.fraction <= 1)) return bad("fraction must be in (0, 1]");
+  if (c.min_participants == 0) return bad("min_participants must be >= 1");
+  if (c.max_attempts == 0) return bad("max_attempts must be >= 1");
+  if (c.round_timeout.count() <= 0 || c.heartbeat_interval.count() <= 0 ||
+      c.wait_for_sites.count() <= 0) {
+    return bad("round_timeout, heartbeat_interval and wait_for_sites must be > 0");
+  }
+  if (c.missed_heartbeats == 0) return bad("missed_heartbeats must be >= 1");
+  const auto& p = c.plan;
+  if (p.local_steps == 0) return bad("local_steps must be >= 1");
+  if (!(p.learning_rate > 0) || !std::isfinite(p.learning_rate)) return bad("lr must be > 0");
+  if (!(p.sample_rate > 0 && p.sample_rate <= 1)) return bad("sample_rate must be in (0, 1]");
+  if (!(p.noise_multiplier > 0) || !std::isfinite(p.noise_multiplier)) {
+    return bad("noise_multiplier must be > 0");
+  }
+  if (!(p.clip_norm > 0) || !std::isfinite(p.clip_norm)) return bad("clip_norm must be > 0");
+  if (!(p.delta > 0 && p.delta < 1)) return bad("delta must be in (0, 1)");
+  if (!c.insecure && !c.key) return bad("CURVE needs the coordinator's key (or --insecure)");
+  if (!c.insecure && !c.allow && c.zap == nullptr) {
+    return bad("CURVE needs an allow-list of participant and worker keys");
+  }
+  return protocol::ok_status();
+}
+
+}  // namespace
+
+struct Coordinator::Impl {
+  struct Seat {  // a selected site in the current attempt
+    bool accepted = false, uploaded = false, dropped = false;
+    std::string drop_reason;
+    uint64_t examples = 0;
+    double train_loss = 0, heldout_loss = 0, epsilon_reported = 0;
+    uint32_t steps = 0;
+  };
+
+  Impl(zmq::context_t& context, CoordinatorConfig config)
+      : ctx(context), cfg(std::move(config)), drbg(cfg.seed) {}
+
+  zmq::context_t& ctx;
+  CoordinatorConfig cfg;
+  std::shared_ptr<spdlog::logger> log;
+  std::unique_ptr<protocol::ZapHandler> own_zap;  // destroyed after the server
+  std::optional<protocol::Server> server;
+  std::optional<EventLog> events;
+  Registry registry;
+  Drbg drbg;
+  PeftAdapter global;
+  std::unique_ptr<Strategy> strategy;
+  uint32_t round = 1;
+  privacy::Phase phase;
+
+  // The current attempt.
+  bool collecting = false;
+  uint32_t attempt = 1;
+  std::map<std::string, Seat> seats;
+  Clock::time_point deadline{};
+  std::optional<DeltaAccumulator> acc;
+  uint64_t bytes_up = 0, bytes_down = 0;
+
+  std::filesystem::path checkpoint_path() const {
+    return cfg.run_dir / "checkpoints" / "latest.ckpt";
+  }
+
+  protocol::Status init();
+  protocol::Result<RunSummary> run(std::stop_token stop);
+
+  // One selection of the current round: true when it completed, false when it must be retried.
+  protocol::Result<bool> run_attempt(std::vector<SiteRecord*> eligible, std::stop_token stop);
+  void mark_exhausted();
+  void pump(Clock::time_point until);
+  void handle(protocol::RawIncoming&& in);
+  void handle_register(const pc::Register& r, const protocol::RawIncoming& in);
+  void handle_upload(SiteRecord& s, pc::Message&& m, uint64_t bytes);
+  void drop(const std::string& id, const std::string& reason, const std::string& detail = "");
+  protocol::Status send(const std::string& peer, pc::Message&& m);
+  void reply_error(const std::string& peer, const protocol::Error& e);
+  protocol::Status write_checkpoint_now();
+  json epsilon_map();
+};
+
+protocol::Status Coordinator::Impl::init() {
+  if (auto s = check_config(cfg); !s) return s;
+  log = std::make_shared<spdlog::logger>("coordinator",
+                                         std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  log->set_pattern("%H:%M:%S.%e coordinator %^%l%$ %v");
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.run_dir / "checkpoints", ec);
+  if (ec) {
+    return make_error(ErrorCode::kIo, "cannot create ", cfg.run_dir.string(), ": ", ec.message());
+  }
+  auto ev = EventLog::open(cfg.run_dir / "events.jsonl");
+  if (!ev) return ev.error();
+  events.emplace(std::move(ev).value());
+
+  StrategyState restored;
+  bool resumed = false;
+  if (std::filesystem::exists(checkpoint_path())) {
+    auto c = read_checkpoint(checkpoint_path());
+    if (!c) return c.error();
+    if (c.value().strategy != cfg.strategy.name) {
+      return make_error(ErrorCode::kInvalidArgument, "the checkpoint was written by strategy ",
+                        c.value().strategy, ", this run is configured for ", cfg.strategy.name);
+    }
+    auto d = Drbg::from_state(c.value().drbg_state);
+    if (!d) return d.error();
+    auto r = Registry::from_json(c.value().registry_json);
+    if (!r) return r.error();
+    drbg = d.value();
+    registry = std::move(r).value();
+    global = {std::move(c.value().global), std::move(c.value().adapter_config)};
+    restored = std::move(c.value().strategy_state);
+    round = c.value().round + 1;
+    resumed = true;
+  } else {
+    auto p = load_peft(cfg.initial_adapter);
+    if (!p) return p.error();
+    global = std::move(p).value();
+  }
+  auto st = make_strategy(cfg.strategy, global.adapter.values.size());
+  if (!st) return st.error();
+  strategy = std::move(st).value();
+  if (resumed) {
+    if (auto s = strategy->restore(std::move(restored)); !s) return s;
+    log->info("resuming from {} at round {}", checkpoint_path().string(), round);
+  }
+  phase = {cfg.plan.sample_rate, cfg.plan.noise_multiplier,
+           static_cast<int64_t>(cfg.plan.local_steps)};
+
+  const protocol::ZapHandler* zap = cfg.zap;
+  if (!cfg.insecure && zap == nullptr) {
+    auto logger = log;
+    auto z = protocol::ZapHandler::start(
+        ctx, *cfg.allow, [logger](std::string_view line) { logger->warn("refused: {}", line); });
+    if (!z) return z.error();
+    own_zap = std::move(z).value();
+    zap = own_zap.get();
+  }
+  protocol::ServerConfig sc{cfg.endpoint, cfg.insecure, cfg.key, zap, {}};
+  auto srv = protocol::Server::bind(ctx, sc);
+  if (!srv) return srv.error();
+  server.emplace(std::move(srv).value());
+  log->info("listening on {} ({}), {} tensors / {} values, strategy {}", server->endpoint(),
+            cfg.insecure ? "insecure" : "CURVE", global.adapter.tensors.size(),
+            global.adapter.values.size(), strategy->name());
+  return protocol::ok_status();
+}
+
+protocol::Status Coordinator::Impl::send(const std::string& peer, pc::Message&& m) {
+  auto frames = pc::encode(std::move(m));
+  if (!frames) return frames.error();
+  for (const auto& f : frames.value()) bytes_down += f.size();
+  return server->send_frames(peer, std::move(frames).value());
+}
+
+void Coordinator::Impl::reply_error(const std::string& peer, const protocol::Error& e) {
+  if (auto s = send(peer, pc::Message{pc::ErrorReply{protocol::to_wire(e)}, {}}); !s) {
+    log->warn("cannot send an error reply: {}", s.error().to_string());
+  }
+}
+
+json Coordinator::Impl::epsilon_map() {
+  json eps = json::object();
+  for (auto* p : registry.participants()) {
+    if (p->budget) eps[p->id] = p->budget->spent();
+  }
+  return eps;
+}
+
+void Coordinator::Impl::drop(const std::string& id, const std::string& reason,
+                             const std::string& detail) {
+  auto it = seats.find(id);
+  if (it == seats.end() || it->second.uploaded || it->second.dropped) return;
+  it->second.dropped = true;
+  it->second.drop_reason = reason;
+  json f = {{"round", round}, {"attempt", attempt}, {"site", id}, {"reason", reason}};
+  if (!detail.empty()) f["detail"] = detail;
+  events->write("participant_dropped", f);
+  log->warn("round {} attempt {}: {} dropped ({}{}{})", round, attempt, id, reason,
+            detail.empty() ? "" : ": ", detail);
+}
+
+void Coordinator::Impl::mark_exhausted() {
+  for (auto* p : registry.participants()) {
+    if (!p->budget || p->exhausted) continue;
+    std::string why;
+    if (p->budget->would_exceed(phase, &why)) {
+      p->exhausted = true;
+      events->write("budget_exhausted", {{"site", p->id},
+                                         {"epsilon", p->budget->spent()},
+                                         {"epsilon_max", p->budget->epsilon_max()},
+                                         {"delta", p->budget->delta()},
+                                         {"detail", why}});
+      log->warn("{}: privacy budget exhausted ({}); never selected again", p->id, why);
+    }
+  }
+}
+
+void Coordinator::Impl::pump(Clock::time_point until) {
+  for (int i = 0; i < 256; ++i) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+    const auto wait = i == 0 ? std::clamp(left, std::chrono::milliseconds(0), kPollSlice)
+                             : std::chrono::milliseconds(0);
+    auto in = server->receive_frames(wait);
+    if (!in) {
+      if (in.error().code != ErrorCode::kTimeout) {
+        log->warn("receive failed: {}", in.error().to_string());
+      }
+      break;
+    }
+    handle(std::move(in).value());
+  }
+  const auto timeout = cfg.heartbeat_interval * cfg.missed_heartbeats;
+  for (const auto& id : registry.sweep(Clock::now(), timeout)) {
+    log->warn("{} missed {} heartbeats: marked dead", id, cfg.missed_heartbeats);
+    events->write("site_dead", {{"site", id}});
+    if (collecting) drop(id, "dead");
+  }
+}
+
+void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
+  const auto now = Clock::now();
+  if (!in.frames) {
+    log->warn("malformed message: {}", in.frames.error().to_string());
+    return reply_error(in.peer, in.frames.error());
+  }
+  uint64_t bytes = 0;
+  for (const auto& f : in.frames.value()) bytes += f.size();
+  auto decoded = pc::decode(std::move(in.frames).value());
+  SiteRecord* site = registry.find_by_peer(in.peer);
+  if (!decoded) {
+    log->warn("malformed message from {}: {}",
+              site ? site->id : std::string("an unregistered peer"), decoded.error().to_string());
+    if (site != nullptr) {
+      events->write("message_refused", {{"site", site->id}, {"error", decoded.error().message}});
+    }
+    return reply_error(in.peer, decoded.error());
+  }
+  auto& m = decoded.value();
+  if (const auto* r = std::get_if<pc::Register>(&m.body)) return handle_register(*r, in);
+  if (site == nullptr) {
+    return reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "register first"));
+  }
+  site->last_seen = now;
+  if (!site->alive) {
+    site->alive = true;
+    log->info("{} is alive again", site->id);
+  }
+  auto wrong_id = [&](const std::string& id) {
+    if (id == site->id) return false;
+    reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "this connection is site '", site->id,
+                                    "', not '", id, "'"));
+    return true;
+  };
+  auto current = [&](uint32_t r, uint32_t a) { return collecting && r == round && a == attempt; };
+  if (const auto* h = std::get_if<pc::Heartbeat>(&m.body)) {
+    if (wrong_id(h->site_id)) return;
+    (void)send(in.peer, pc::Message{pc::Heartbeat{"coordinator", unix_ms() * 1000000}, {}});
+  } else if (const auto* a = std::get_if<pc::Accept>(&m.body)) {
+    if (wrong_id(a->site_id)) return;
+    if (current(a->round, a->attempt) && seats.count(site->id)) seats[site->id].accepted = true;
+  } else if (const auto* d = std::get_if<pc::Decline>(&m.body)) {
+    if (wrong_id(d->site_id)) return;
+    if (current(d->round, d->attempt)) {
+      drop(site->id, "declined",
+           std::string(pc::decline_reason_name(d->reason)) +
+               (d->detail.empty() ? "" : ": " + d->detail));
+    }
+  } else if (std::holds_alternative<pc::DeltaUpload>(m.body)) {
+    handle_upload(*site, std::move(m), bytes);
+  } else {
+    reply_error(in.peer, make_error(ErrorCode::kMalformedRequest, "unexpected ",
+                                    pc::body_name(m.body), " from a site"));
+  }
+}
+
+void Coordinator::Impl::handle_register(const pc::Register& r, const protocol::RawIncoming& in) {
+  auto s = registry.register_site(r, in.peer, in.user_id, Clock::now());
+  if (!s) {
+    log->warn("registration of '{}' refused: {}", r.site_id, s.error().message);
+    (void)send(
+        in.peer,
+        pc::Message{pc::RegisterReply{false, protocol::to_wire(s.error()).message, 0, round}, {}});
+    return;
+  }
+  events->write(
+      "site_registered",
+      {{"site", r.site_id}, {"role", pc::role_name(r.role)}, {"dataset_size", r.dataset_size}});
+  log->info("{} registered as a {}", r.site_id, pc::role_name(r.role));
+  (void)send(
+      in.peer,
+      pc::Message{
+          pc::RegisterReply{true, "", static_cast<uint32_t>(cfg.heartbeat_interval.count()), round},
+          {}});
+}
+
+void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t bytes) {
+  const auto& u = std::get<pc::DeltaUpload>(m.body);
+  bytes_up += bytes;
+  if (u.site_id != s.id) {
+    return reply_error(s.peer, make_error(ErrorCode::kUnauthorised, "this connection is site '",
+                                          s.id, "', not '", u.site_id, "'"));
+  }
+  auto ack = [&](pc::UploadStatus st) {
+    (void)send(s.peer, pc::Message{pc::UploadAck{u.round, u.attempt, st}, {}});
+  };
+  const bool past = u.round < round || (u.round == round && u.attempt < attempt) ||
+                    (u.round == round && u.attempt == attempt && !collecting);
+  const bool is_current = collecting && u.round == round && u.attempt == attempt;
+  if (past || (is_current && Clock::now() > deadline)) {
+    events->write("delta_late", {{"round", u.round},
+                                 {"attempt", u.attempt},
+                                 {"site", s.id},
+                                 {"current_round", round},
+                                 {"current_attempt", attempt}});
+    log->warn("late delta from {} for round {} attempt {}: dropped", s.id, u.round, u.attempt);
+    return ack(pc::UploadStatus::kLate);
+  }
+  if (!is_current) {
+    return reply_error(
+        s.peer, make_error(ErrorCode::kMalformedRequest, "upload for round ", u.round, " attempt ",
+                           u.attempt, ", which has not started"));
+  }
+  auto it = seats.find(s.id);
+  if (it == seats.end() || (it->second.dropped && it->second.drop_reason == "declined")) {
+    return ack(pc::UploadStatus::kNotSelected);
+  }
+  Seat& seat = it->second;
+  if (seat.uploaded) return ack(pc::UploadStatus::kDuplicate);
+  if (!global.adapter.same_layout(u.delta)) {
+    log->warn("delta from {} refused: tensor table differs from the global adapter", s.id);
+    return reply_error(s.peer, make_error(ErrorCode::kShapeMismatch,
+                                          "the delta's tensor table differs from the global "
+                                          "adapter's"));
+  }
+  auto values = pc::blob_floats(m.blobs[u.delta.blob]);
+  if (!values) return reply_error(s.peer, values.error());
+  if (auto st = acc->add(values.value(), u.example_count); !st) {
+    log->warn("delta from {} refused: {}", s.id, st.error().message);
+    return reply_error(s.peer, st.error());
+  }
+  seat.uploaded = true;
+  seat.dropped = false;
+  seat.examples = u.example_count;
+  seat.train_loss = u.train_loss;
+  seat.heldout_loss = u.heldout_loss;
+  seat.steps = u.steps;
+  seat.epsilon_reported = u.epsilon_spent;
+  events->write("delta_received", {{"round", round},
+                                   {"attempt", attempt},
+                                   {"site", s.id},
+                                   {"examples", u.example_count},
+                                   {"train_loss", u.train_loss},
+                                   {"heldout_loss", u.heldout_loss},
+                                   {"steps", u.steps},
+                                   {"epsilon_reported", u.epsilon_spent},
+                                   {"bytes", bytes}});
+  log->info("round {}: delta from {} ({} examples, train loss {:.4f}, held-out {:.4f})", round,
+            s.id, u.example_count, u.train_loss, u.heldout_loss);
+  ack(pc::UploadStatus::kAccepted);
+}
+
+protocol::Status Coordinator::Impl::write_checkpoint_now() {
+  Checkpoint c{round,
+               drbg.state(),
+               global.adapter,
+               global.config_json,
+               cfg.strategy.name,
+               strategy->state(),
+               registry.to_json()};
+  return write_checkpoint(checkpoint_path(), c);
+}
+
+protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> eligible,
+                                                      std::stop_token stop) {
+  const auto t0 = Clock::now();
+  const uint64_t up0 = bytes_up, down0 = bytes_down;
+  // select: a uniform random subset (partial Fisher-Yates over the ids in sorted order).
+  const size_t n = eligible.size();
+  size_t k = static_cast<size_t>(std::ceil(cfg.fraction * static_cast<double>(n) - 1e-9));
+  k = std::min(n, std::max<size_t>(k, cfg.min_participants));
+  for (size_t i = 0; i < k; ++i) std::swap(eligible[i], eligible[i + drbg.uniform(n - i)]);
+  eligible.resize(k);
+  std::sort(eligible.begin(), eligible.end(),
+            [](const SiteRecord* a, const SiteRecord* b) { return a->id < b->id; });
+  seats.clear();
+  json ids = json::array();
+  for (auto* s : eligible) {
+    seats[s->id] = Seat{};
+    ids.push_back(s->id);
+  }
+  if (!acc) acc.emplace(global.adapter.values.size());
+  acc->reset();
+  deadline = Clock::now() + cfg.round_timeout;
+  const int64_t deadline_ms = unix_ms() + cfg.round_timeout.count();
+  events->write("round_started", {{"round", round},
+                                  {"attempt", attempt},
+                                  {"eligible", n},
+                                  {"selected", ids},
+                                  {"deadline_unix_ms", deadline_ms}});
+  log->info("round {} attempt {}: {} of {} eligible sites selected", round, attempt, k, n);
+
+  // configure
+  const auto workers = registry.worker_directory();
+  collecting = true;
+  for (auto* s : eligible) {
+    pc::TrainingPlan plan = cfg.plan;
+    plan.deadline_unix_ms = deadline_ms;
+    plan.seed = drbg.next_u64();
+    events->write("participant_selected", {{"round", round},
+                                           {"attempt", attempt},
+                                           {"site", s->id},
+                                           {"dataset_size", s->dataset_size}});
+    auto blob = pc::float_blob(global.adapter.values);
+    if (!blob) return blob.error();
+    pc::Message m{pc::RoundInvitation{round, attempt, plan, workers, global.adapter.table()}, {}};
+    m.blobs.push_back(std::move(blob).value());
+    if (auto st = send(s->peer, std::move(m)); !st) drop(s->id, "unreachable", st.error().message);
+  }
+
+  // train + collect
+  const auto t_collect = Clock::now();
+  auto pending = [&] {
+    return std::any_of(seats.begin(), seats.end(),
+                       [](const auto& kv) { return !kv.second.uploaded && !kv.second.dropped; });
+  };
+  while (!stop.stop_requested() && Clock::now() < deadline && pending()) pump(deadline);
+  for (auto& [id, seat] : seats) {
+    if (!seat.uploaded && !seat.dropped) {
+      drop(id, stop.stop_requested() ? "stopped" : "deadline");
+    }
+  }
+  collecting = false;
+  if (stop.stop_requested()) return false;
+  const double collect_s = seconds_since(t_collect);
+  const uint64_t received = acc->contributions();
+  if (received < cfg.min_participants) {
+    events->write("round_failed", {{"round", round},
+                                   {"attempt", attempt},
+                                   {"received", received},
+                                   {"needed", cfg.min_participants}});
+    log->warn("round {} attempt {}: {} deltas, {} needed; retrying with a new selection", round,
+              attempt, received, cfg.min_participants);
+    return false;
+  }
+
+  // aggregate
+  const auto t_agg = Clock::now();
+  const auto mean = acc->mean();
+  strategy->apply(global.adapter.values, mean);
+  const double aggregate_s = seconds_since(t_agg);
+
+  // account: every site that accepted or uploaded may have trained.
+  json sites = json::array();
+  double train = 0, heldout = 0;
+  uint64_t examples = 0;
+  for (auto& [id, seat] : seats) {
+    if (seat.uploaded) {
+      sites.push_back(id);
+      train += seat.train_loss * static_cast<double>(seat.examples);
+      heldout += seat.heldout_loss * static_cast<double>(seat.examples);
+      examples += seat.examples;
+    }
+    if (!seat.uploaded && !seat.accepted) continue;
+    SiteRecord* s = registry.find(id);
+    if (s == nullptr || !s->budget) continue;
+    try {
+      s->budget->commit(phase);
+    } catch (const std::exception& e) {
+      // The site trained although the figures say it could not: record the phase anyway.
+      log->error("{}: {}", id, e.what());
+      auto acc2 = s->budget->accountant();
+      acc2.add(phase);
+      s->budget.emplace(s->budget->epsilon_max(), s->budget->delta(), std::move(acc2));
+    }
+  }
+  train /= static_cast<double>(examples);
+  heldout /= static_cast<double>(examples);
+
+  // checkpoint
+  const auto t_ckpt = Clock::now();
+  if (auto st = write_checkpoint_now(); !st) return st.error();
+  const double checkpoint_s = seconds_since(t_ckpt);
+  events->write(
+      "checkpoint_written",
+      {{"round", round}, {"path", checkpoint_path().string()}, {"seconds", checkpoint_s}});
+
+  // log
+  events->write("round_finished", {{"round", round},
+                                   {"attempt", attempt},
+                                   {"sites", sites},
+                                   {"examples", examples},
+                                   {"train_loss", train},
+                                   {"heldout_loss", heldout},
+                                   {"epsilon", epsilon_map()},
+                                   {"bytes_up", bytes_up - up0},
+                                   {"bytes_down", bytes_down - down0},
+                                   {"duration_s", seconds_since(t0)},
+                                   {"collect_s", collect_s},
+                                   {"aggregate_s", aggregate_s},
+                                   {"checkpoint_s", checkpoint_s}});
+  log->info("round {} finished: {} sites, train loss {:.4f}, held-out loss {:.4f}, {:.2f} s", round,
+            sites.size(), train, heldout, seconds_since(t0));
+  for (auto& [id, seat] : seats) {
+    if (!seat.uploaded) continue;
+    if (SiteRecord* s = registry.find(id); s != nullptr && !s->peer.empty()) {
+      (void)send(s->peer, pc::Message{pc::RoundResult{round, static_cast<uint32_t>(sites.size()),
+                                                      train, heldout},
+                                      {}});
+    }
+  }
+  return true;
+}
+
+protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
+  events->write("run_started", {{"round", round},
+                                {"rounds", cfg.rounds},
+                                {"strategy", strategy->name()},
+                                {"endpoint", server->endpoint()},
+                                {"min_participants", cfg.min_participants},
+                                {"fraction", cfg.fraction}});
+  std::string reason;
+  auto waiting_since = Clock::now();
+  for (;;) {
+    if (stop.stop_requested()) {
+      reason = "stopped";
+      break;
+    }
+    if (round > cfg.rounds) {
+      reason = "completed";
+      break;
+    }
+    mark_exhausted();
+    std::vector<SiteRecord*> eligible;
+    size_t can_train = 0, exhausted = 0;
+    for (auto* p : registry.participants()) {
+      if (p->exhausted) {
+        ++exhausted;
+        continue;
+      }
+      ++can_train;
+      if (p->alive && !p->peer.empty()) eligible.push_back(p);
+    }
+    if (exhausted > 0 && can_train < cfg.min_participants) {
+      reason = "budget_exhausted";
+      log->warn("{} sites can still train, {} needed: ending the run", can_train,
+                cfg.min_participants);
+      break;
+    }
+    if (eligible.size() < cfg.min_participants) {
+      if (Clock::now() - waiting_since > cfg.wait_for_sites) {
+        reason = "no_participants";
+        break;
+      }
+      pump(Clock::now() + kPollSlice);
+      continue;
+    }
+    auto done = run_attempt(std::move(eligible), stop);
+    if (!done) return done.error();
+    waiting_since = Clock::now();
+    if (done.value()) {
+      ++round;
+      attempt = 1;
+    } else if (!stop.stop_requested() && ++attempt > cfg.max_attempts) {
+      reason = "round_failed";
+      break;
+    }
+  }
+  const uint32_t last = round - 1;
+  if (auto s = export_peft(cfg.run_dir / "adapter", global); !s) return s.error();
+  events->write("run_finished", {{"reason", reason},
+                                 {"last_round", last},
+                                 {"epsilon", epsilon_map()},
+                                 {"adapter", (cfg.run_dir / "adapter").string()}});
+  log->info("run finished after round {}: {}", last, reason);
+  for (const auto& [id, s] : registry.sites()) {
+    if (s.alive && !s.peer.empty()) (void)send(s.peer, pc::Message{pc::Shutdown{reason}, {}});
+  }
+  return RunSummary{last, reason};
+}
+
+// --- Coordinator ---------------------------------------------------------------------------------
+
+Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Coordinator::~Coordinator() = default;
+
+protocol::Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context,
+                                                                   CoordinatorConfig config) {
+  auto impl = std::make_unique<Impl>(context, std::move(config));
+  try {
+    if (auto s = impl->init(); !s) return s.error();
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kInternal, "coordinator setup failed: ", e.what());
+  }
+  return std::unique_ptr<Coordinator>(new Coordinator(std::move(impl)));
+}
+
+const std::string& Coordinator::endpoint() const {
+  return impl_->server->endpoint();
+}
+
+uint32_t Coordinator::next_round() const {
+  return impl_->round;
+}
+
+protocol::Result<RunSummary> Coordinator::run(std::stop_token stop) {
+  try {
+    return impl_->run(stop);
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kInternal, "coordinator failed: ", e.what());
+  }
+}
+
+}  // namespace coordinator

@@ -1,0 +1,193 @@
+// Checking and computing matmul requests.
+#include "fhe_worker/matmul.h"
+
+#include <exception>
+#include <optional>
+#include <utility>
+
+#include "fhe/encryptor.h"
+#include "fhe/noise.h"
+#include "fhe/params.h"
+#include "fhe_worker/ciphertext_wire.h"
+
+namespace fhe_worker {
+
+using protocol::ErrorCode;
+using protocol::make_error;
+
+protocol::Message matmul_error(uint64_t request_id, protocol::Error error) {
+  protocol::MatmulReply reply;
+  reply.request_id = request_id;
+  reply.outcome = protocol::to_wire(std::move(error));
+  return protocol::Message{std::move(reply), {}};
+}
+
+protocol::Status check_request(const WorkerModel& model, const protocol::MatmulRequest& r,
+                               const protocol::Blob& input) {
+  if (r.model_id != model.model_id()) {
+    return make_error(ErrorCode::kUnknownModel, "this worker serves model '", model.model_id(),
+                      "', not '", r.model_id, "'");
+  }
+  if (r.layer >= model.layer_count()) {
+    return make_error(ErrorCode::kUnknownLayer, "layer ", r.layer, " out of range (model has ",
+                      model.layer_count(), " layers)");
+  }
+  const fhe::Params& p = model.context().params();
+  if (r.params_id != p.id) {
+    return make_error(ErrorCode::kMalformedRequest, "unknown parameter set ", r.params_id,
+                      " (this worker uses ", p.name, " = ", p.id, ")");
+  }
+  for (const protocol::ProjectionKind kind : r.projections) {
+    if (!WorkerModel::serves(kind)) {
+      return make_error(ErrorCode::kUnknownLayer, "projection ", protocol::projection_name(kind),
+                        " is not served by this worker");
+    }
+    const model::QuantizedWeight& w = model.weight(r.layer, kind);
+    const auto expected = static_cast<uint64_t>(r.transpose ? w.rows : w.cols);
+    if (r.rows != expected) {
+      return make_error(ErrorCode::kShapeMismatch, "input has ", r.rows, " rows but ",
+                        protocol::projection_name(kind), r.transpose ? "^T" : "", " of layer ",
+                        r.layer, " takes ", expected);
+    }
+  }
+  const protocol::BlobDesc& d = input.desc;
+  if (d.shape.size() != 3 || d.shape[2] != p.n || d.bits != p.log2_q) {
+    return make_error(ErrorCode::kShapeMismatch, "input planes must have ring degree ", p.n,
+                      " and ", p.log2_q, "-bit coefficients");
+  }
+  return protocol::ok_status();
+}
+
+bool same_batch(const protocol::MatmulRequest& a, const protocol::MatmulRequest& b) {
+  return a.model_id == b.model_id && a.layer == b.layer && a.transpose == b.transpose &&
+         a.projections == b.projections;
+}
+
+size_t input_blocks(const WorkerModel& model, const protocol::MatmulRequest& request) {
+  return fhe::CiphertextMatrix::blocks_for(request.cols, model.context().n());
+}
+
+namespace {
+
+// The fresh ciphertext of a request, or why it cannot be used.
+protocol::Result<fhe::CiphertextMatrix> unpack_input(const WorkerModel& model,
+                                                     const MatmulJob& job) {
+  const fhe::Context& ctx = model.context();
+  const protocol::MatmulRequest& r = job.request;
+  auto c0 = unpack_planes(job.input, r.rows, r.cols, ctx.n(), ctx.params().log2_q);
+  if (!c0) return c0.error();
+  fhe::CiphertextMatrix ct;
+  ct.params_id = r.params_id;
+  ct.kind = fhe::CtKind::kFresh;
+  ct.rows = r.rows;
+  ct.cols = r.cols;
+  ct.log2_delta = r.log2_delta;
+  std::copy(r.seed.begin(), r.seed.end(), ct.seed.begin());
+  ct.c0 = std::move(c0).value();
+  try {
+    fhe::validate(ctx, ct);
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kMalformedRequest, "input: ", e.what());
+  }
+  // Noise budget of every product of this input.
+  for (const protocol::ProjectionKind kind : r.projections) {
+    const Gemm* gemm = nullptr;
+    try {
+      gemm = &model.gemm(r.layer, kind, r.transpose);
+    } catch (const std::exception& e) {
+      return make_error(ErrorCode::kShapeMismatch, protocol::projection_name(kind), ": ", e.what());
+    }
+    try {
+      fhe::check_product(ctx.params(), r.log2_delta, gemm->bounds(), gemm->out_dim() * r.cols);
+    } catch (const fhe::Error& e) {
+      return make_error(ErrorCode::kNoiseBudget, protocol::projection_name(kind), ": ", e.what());
+    }
+  }
+  return ct;
+}
+
+}  // namespace
+
+std::vector<protocol::Message> compute_batch(const WorkerModel& model,
+                                             std::span<const MatmulJob* const> jobs) {
+  const fhe::Context& ctx = model.context();
+  std::vector<std::optional<protocol::Message>> replies(jobs.size());
+  std::vector<fhe::CiphertextMatrix> inputs(jobs.size());
+  std::vector<size_t> live;  // jobs whose input is usable
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    auto ct = unpack_input(model, *jobs[i]);
+    if (!ct) {
+      replies[i] = matmul_error(jobs[i]->request.request_id, ct.error());
+    } else {
+      inputs[i] = std::move(ct).value();
+      live.push_back(i);
+    }
+  }
+  if (!live.empty()) {
+    const protocol::MatmulRequest& first = jobs[live.front()]->request;
+    std::vector<std::vector<protocol::ResultPlanes>> results(jobs.size());
+    std::vector<std::vector<protocol::Blob>> blobs(jobs.size());
+    try {
+      for (const protocol::ProjectionKind kind : first.projections) {
+        const Gemm& gemm = model.gemm(first.layer, kind, first.transpose);
+        std::vector<const fhe::CiphertextMatrix*> ins;
+        std::vector<fhe::CiphertextMatrix> products(live.size());
+        std::vector<fhe::CiphertextMatrix*> outs;
+        for (size_t k = 0; k < live.size(); ++k) {
+          ins.push_back(&inputs[live[k]]);
+          outs.push_back(&products[k]);
+        }
+        gemm.multiply_batch(ins, outs);
+        for (size_t k = 0; k < live.size(); ++k) {
+          const size_t i = live[k];
+          fhe::CiphertextMatrix& y = products[k];
+          uint32_t bits = ctx.params().log2_q;
+          protocol::PlaneKind plane = protocol::PlaneKind::kProduct;
+          if (jobs[i]->request.switch_modulus) {
+            if (const uint32_t b = gemm.switch_reply(ctx, y); b != 0) {
+              bits = b;
+              plane = protocol::PlaneKind::kSwitched;
+            }
+          }
+          auto c0 = pack_planes(y.c0, y.rows, y.cols, ctx.n(), bits);
+          auto c1 = pack_planes(y.c1, y.rows, y.cols, ctx.n(), bits);
+          if (!c0 || !c1) throw fhe::Error((c0 ? c1 : c0).error().message);
+          protocol::ResultPlanes r;
+          r.projection = kind;
+          r.rows = y.rows;
+          r.cols = y.cols;
+          r.kind = plane;
+          r.bits = bits;
+          r.log2_delta = y.log2_delta;
+          r.log2_modulus = plane == protocol::PlaneKind::kSwitched ? bits : 0;
+          r.c0_blob = static_cast<uint32_t>(blobs[i].size());
+          r.c1_blob = r.c0_blob + 1;
+          blobs[i].push_back(std::move(c0).value());
+          blobs[i].push_back(std::move(c1).value());
+          results[i].push_back(r);
+        }
+      }
+      for (const size_t i : live) {
+        protocol::MatmulReply reply;
+        reply.request_id = jobs[i]->request.request_id;
+        reply.outcome = std::move(results[i]);
+        replies[i] = protocol::Message{std::move(reply), std::move(blobs[i])};
+      }
+    } catch (const std::exception& e) {
+      // Inputs were validated and budgets checked, so this is a refused shape (a transposed
+      // product whose accumulation could overflow) or an internal failure.
+      const bool shape = dynamic_cast<const fhe::Error*>(&e) != nullptr;
+      for (const size_t i : live) {
+        replies[i] = matmul_error(
+            jobs[i]->request.request_id,
+            make_error(shape ? ErrorCode::kShapeMismatch : ErrorCode::kInternal, e.what()));
+      }
+    }
+  }
+  std::vector<protocol::Message> out;
+  out.reserve(jobs.size());
+  for (auto& r : replies) out.push_back(std::move(*r));
+  return out;
+}
+
+}  // namespace fhe_worker

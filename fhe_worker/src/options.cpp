@@ -1,0 +1,109 @@
+// Command line and INI parsing of the fhe_worker executable.
+#include "fhe_worker/options.h"
+
+#include <spdlog/common.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "fhe_worker/error.h"
+
+namespace fhe_worker {
+
+namespace po = boost::program_options;
+
+CommandLine parse_command_line(int argc, const char* const* argv) {
+  CommandLine cl;
+  WorkerOptions& o = cl.options;
+  std::string device = "auto";
+  int threads = 0;
+  unsigned compute_threads = 1;
+  size_t max_queue = 64;
+  po::options_description file_options("fhe_worker options (also as INI keys in --config)");
+  file_options.add_options()("model", po::value(&o.model_dir), "model directory (required)")(
+      "model-id", po::value(&o.model.model_id), "model id (default: the directory's name)")(
+      "bind", po::value(&o.worker.bind)->default_value("tcp://*:5555"),
+      "endpoint to bind: tcp://*:PORT; port 0 or * picks a free port")(
+      "device", po::value(&device)->default_value("auto"), "auto | cpu | cuda[:N]")(
+      "threads", po::value(&threads)->default_value(0), "threads per product (0: all cores)")(
+      "compute-threads", po::value(&compute_threads)->default_value(1),
+      "requests computed at once")("secret-key", po::value(&o.worker.secret_key_file),
+                                   "CURVE secret key file (PREFIX.key of fedctl keygen)")(
+      "allow", po::value(&o.worker.allow_dir), "directory of allowed client .pub files")(
+      "insecure", po::bool_switch(&o.worker.insecure), "no CURVE (loopback endpoints only)")(
+      "max-queue", po::value(&max_queue)->default_value(64),
+      "queued requests before overloaded replies")("id", po::value(&o.worker.sender_id),
+                                                   "heartbeat sender id")(
+      "log-level", po::value(&o.log_level)->default_value("info"),
+      "trace | debug | info | warn | error | critical | off")(
+      "port-file", po::value(&o.port_file), "write the bound endpoint to FILE once listening")(
+      "coordinator", po::value(&o.coordinator),
+      "register with this coordinator endpoint so that its rounds list this worker")(
+      "coordinator-key", po::value(&o.coordinator_key),
+      "the coordinator's public key file (.pub), for CURVE")(
+      "advertise", po::value(&o.advertise),
+      "endpoint announced to participants (default: the bound one; a wildcard host becomes "
+      "this machine's host name)");
+  po::options_description all("usage: fhe_worker --model DIR [options]");
+  all.add_options()("help,h", "show this help")("config", po::value(&o.config_file),
+                                                "INI file with the options below");
+  all.add(file_options);
+  try {
+    po::variables_map vm;
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    if (vm.count("help")) {
+      std::ostringstream text;
+      text << all;
+      cl.help = true;
+      cl.help_text = text.str();
+      return cl;
+    }
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) throw Error("cannot read config file " + path);
+      // Stored after the command line, so the command line wins.
+      po::store(po::parse_config_file(in, file_options), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw Error(e.what());
+  }
+  if (o.model_dir.empty()) throw Error("--model is required");
+  o.model.device = parse_device(device);
+  if (threads < 0) throw Error("--threads must be 0 or positive");
+  o.model.threads = threads;
+  if (compute_threads == 0 || compute_threads > 256)
+    throw Error("--compute-threads must be 1..256");
+  o.worker.compute_threads = compute_threads;
+  if (max_queue == 0) throw Error("--max-queue must be at least 1");
+  o.worker.max_queue = max_queue;
+  if (o.log_level != "off" && spdlog::level::from_str(o.log_level) == spdlog::level::off) {
+    throw Error("--log-level must be trace, debug, info, warn, error, critical or off, got '" +
+                o.log_level + "'");
+  }
+  if (!o.worker.insecure && (o.worker.secret_key_file.empty() || o.worker.allow_dir.empty())) {
+    throw Error("CURVE needs --secret-key and --allow (or --insecure on a loopback endpoint)");
+  }
+  if (!o.coordinator.empty() && !o.worker.insecure && o.coordinator_key.empty()) {
+    throw Error("--coordinator under CURVE needs --coordinator-key (the coordinator's .pub)");
+  }
+  return cl;
+}
+
+void write_port_file(const std::string& path, const std::string& endpoint) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << endpoint << "\n";
+    if (!out.flush()) throw Error("cannot write port file " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw Error("cannot write port file " + path + ": " + ec.message());
+}
+
+}  // namespace fhe_worker

@@ -1,0 +1,254 @@
+// Loading, quantizing and describing the model a worker serves.
+#include "fhe_worker/worker_model.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstdlib>
+#include <memory>
+#include <sstream>
+
+#include "fhe/params.h"
+#include "fhe_worker/error.h"
+#include "model/error.h"
+#include "model/projection.h"
+
+namespace fhe_worker {
+
+static_assert(std::endian::native == std::endian::little, "scales are hashed and sent as LE");
+
+// One projection of one layer: its int8 weight and both products.
+struct WorkerModel::Slot {
+  model::QuantizedWeight weight;
+  std::unique_ptr<Gemm> forward;
+  mutable std::once_flag transposed_once;
+  mutable std::unique_ptr<Gemm> transposed;
+};
+
+namespace {
+
+size_t kind_index(protocol::ProjectionKind kind) {
+  const auto it = std::find(kServedProjections.begin(), kServedProjections.end(), kind);
+  if (it == kServedProjections.end()) {
+    throw Error("projection " + std::string(protocol::projection_name(kind)) + " is not served");
+  }
+  return static_cast<size_t>(it - kServedProjections.begin());
+}
+
+// Largest row (transpose = false) or column L1 norm and squared L2 norm of a row-major matrix.
+void max_norms(const model::QuantizedWeight& w, bool transpose, uint64_t* l1, uint64_t* l2sq) {
+  const auto rows = static_cast<size_t>(w.rows), cols = static_cast<size_t>(w.cols);
+  const size_t outer = transpose ? cols : rows;
+  std::vector<uint64_t> s1(outer, 0), s2(outer, 0);
+  for (size_t i = 0; i < rows; ++i) {
+    for (size_t j = 0; j < cols; ++j) {
+      const int64_t v = w.values[i * cols + j];
+      const size_t k = transpose ? j : i;
+      s1[k] += static_cast<uint64_t>(std::abs(v));
+      s2[k] += static_cast<uint64_t>(v * v);
+    }
+  }
+  *l1 = *std::max_element(s1.begin(), s1.end());
+  *l2sq = *std::max_element(s2.begin(), s2.end());
+}
+
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) {
+    if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+      throw Error("SHA-256 is not available");
+    }
+  }
+  ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void update(const void* data, size_t size) {
+    if (EVP_DigestUpdate(ctx_, data, size) != 1) throw Error("SHA-256 update failed");
+  }
+  protocol::Hash finish() {
+    protocol::Hash h{};
+    unsigned len = 0;
+    if (EVP_DigestFinal_ex(ctx_, h.data(), &len) != 1 || len != h.size()) {
+      throw Error("SHA-256 failed");
+    }
+    return h;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+std::string default_model_id(const std::filesystem::path& dir) {
+  std::filesystem::path p = dir.lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  std::string name = p.filename().string();
+  if (name.empty() || name == "." || name == "..") {
+    name = std::filesystem::absolute(dir).lexically_normal().filename().string();
+  }
+  return name.empty() ? "model" : name;
+}
+
+}  // namespace
+
+model::ProjectionKind to_model_kind(protocol::ProjectionKind kind) {
+  switch (kind) {
+    case protocol::ProjectionKind::kQ:
+      return model::ProjectionKind::kQ;
+    case protocol::ProjectionKind::kK:
+      return model::ProjectionKind::kK;
+    case protocol::ProjectionKind::kV:
+      return model::ProjectionKind::kV;
+    case protocol::ProjectionKind::kO:
+      return model::ProjectionKind::kO;
+    case protocol::ProjectionKind::kGate:
+      return model::ProjectionKind::kGate;
+    case protocol::ProjectionKind::kUp:
+      return model::ProjectionKind::kUp;
+    case protocol::ProjectionKind::kDown:
+      return model::ProjectionKind::kDown;
+    default:
+      break;
+  }
+  throw Error("projection " + std::string(protocol::projection_name(kind)) + " is not served");
+}
+
+std::unique_ptr<WorkerModel> WorkerModel::load(const std::filesystem::path& dir,
+                                               WorkerModelOptions options) {
+  if (options.model_id.empty()) options.model_id = default_model_id(dir);
+  try {
+    const model::LlamaWeights weights = model::load_llama_weights(dir);
+    return std::make_unique<WorkerModel>(weights, std::move(options));
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error("cannot load model " + dir.string() + ": " + e.what());
+  }
+}
+
+WorkerModel::WorkerModel(const model::LlamaWeights& weights, WorkerModelOptions options)
+    : options_(std::move(options)), model_id_(options_.model_id) {
+  if (model_id_.empty() || model_id_.size() > protocol::kMaxIdBytes) {
+    throw Error("model id must have 1.." + std::to_string(protocol::kMaxIdBytes) + " bytes");
+  }
+  const int64_t layers = weights.config.num_hidden_layers;
+  if (layers <= 0 || layers > static_cast<int64_t>(protocol::kMaxLayers)) {
+    throw Error("model has " + std::to_string(layers) + " layers (1.." +
+                std::to_string(protocol::kMaxLayers) + " served)");
+  }
+  layer_count_ = static_cast<uint32_t>(layers);
+  ctx_ = fhe::Context::create();
+  info_.model_id = model_id_;
+  info_.layer_count = layer_count_;
+  for (size_t k = 0; k < kServedProjections.size(); ++k) {
+    protocol::ProjectionInfo p;
+    p.kind = kServedProjections[k];
+    p.scales_blob = static_cast<uint32_t>(k);
+    info_.projections.push_back(p);
+  }
+  Sha256 sha;
+  try {
+    for (uint32_t layer = 0; layer < layer_count_; ++layer) {
+      for (size_t k = 0; k < kServedProjections.size(); ++k) {
+        const model::ProjectionId id{to_model_kind(kServedProjections[k]), layer};
+        auto slot = std::make_unique<Slot>();
+        slot->weight = model::quantize_weight_rows(model::projection_weight(weights, id));
+        const model::QuantizedWeight& w = slot->weight;
+        sha.update(w.values.data(), w.values.size());
+        sha.update(w.scales.data(), w.scales.size() * sizeof(float));
+        slot->forward = make_gemm(options_.device, ctx_,
+                                  GemmSpec{w.values.data(), static_cast<size_t>(w.rows),
+                                           static_cast<size_t>(w.cols), false, options_.threads});
+        protocol::ProjectionInfo& info = info_.projections[k];
+        info.rows = static_cast<uint64_t>(w.rows);
+        info.cols = static_cast<uint64_t>(w.cols);
+        protocol::LayerNorms norms;
+        norms.layer = layer;
+        max_norms(w, false, &norms.forward_l1, &norms.forward_l2_squared);
+        max_norms(w, true, &norms.transpose_l1, &norms.transpose_l2_squared);
+        info.norms.push_back(norms);
+        slots_.push_back(std::move(slot));
+      }
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(std::string("cannot prepare the model: ") + e.what());
+  }
+  hash_ = sha.finish();
+  info_.model_hash = hash_;
+}
+
+WorkerModel::~WorkerModel() = default;
+
+bool WorkerModel::serves(protocol::ProjectionKind kind) {
+  return std::find(kServedProjections.begin(), kServedProjections.end(), kind) !=
+         kServedProjections.end();
+}
+
+const WorkerModel::Slot& WorkerModel::slot(uint32_t layer, protocol::ProjectionKind kind) const {
+  if (layer >= layer_count_) throw Error("layer " + std::to_string(layer) + " out of range");
+  return *slots_[layer * kServedProjections.size() + kind_index(kind)];
+}
+
+const model::QuantizedWeight& WorkerModel::weight(uint32_t layer,
+                                                  protocol::ProjectionKind kind) const {
+  return slot(layer, kind).weight;
+}
+
+const Gemm& WorkerModel::gemm(uint32_t layer, protocol::ProjectionKind kind, bool transpose) const {
+  const Slot& s = slot(layer, kind);
+  if (!transpose) return *s.forward;
+  // A throwing call leaves the flag unset, so a later request tries again (and fails the same).
+  std::call_once(s.transposed_once, [&] {
+    const model::QuantizedWeight& w = s.weight;
+    s.transposed = make_gemm(options_.device, ctx_,
+                             GemmSpec{w.values.data(), static_cast<size_t>(w.rows),
+                                      static_cast<size_t>(w.cols), true, options_.threads});
+  });
+  return *s.transposed;
+}
+
+protocol::Message WorkerModel::info_message() const {
+  protocol::Message m;
+  for (size_t k = 0; k < kServedProjections.size(); ++k) {
+    const uint64_t rows = info_.projections[k].rows;
+    std::vector<uint8_t> bytes;
+    bytes.reserve(layer_count_ * rows * sizeof(float));
+    for (uint32_t layer = 0; layer < layer_count_; ++layer) {
+      const auto& scales = slots_[layer * kServedProjections.size() + k]->weight.scales;
+      const auto* p = reinterpret_cast<const uint8_t*>(scales.data());
+      bytes.insert(bytes.end(), p, p + scales.size() * sizeof(float));
+    }
+    auto desc = protocol::BlobDesc::make(protocol::DType::kFloat32, 32, {layer_count_, rows});
+    if (!desc) throw Error("scales blob: " + desc.error().message);
+    auto blob = protocol::Blob::adopt(std::move(desc).value(), std::move(bytes));
+    if (!blob) throw Error("scales blob: " + blob.error().message);
+    m.blobs.push_back(std::move(blob).value());
+  }
+  m.body = protocol::ModelInfoReply{info_};
+  return m;
+}
+
+std::string WorkerModel::summary() const {
+  std::ostringstream out;
+  out << "model '" << model_id_ << "': " << layer_count_ << " layers";
+  for (const auto& p : info_.projections) {
+    out << ", " << protocol::projection_name(p.kind) << " " << p.rows << "x" << p.cols;
+  }
+  out << "; sha256 " << hash_hex(hash_) << "; device " << options_.device.name() << " ("
+      << slots_.front()->forward->implementation() << ")";
+  return out.str();
+}
+
+std::string hash_hex(const protocol::Hash& hash) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (const uint8_t b : hash) {
+    s += digits[b >> 4];
+    s += digits[b & 15];
+  }
+  return s;
+}
+
+}  // namespace fhe_worker

@@ -1,0 +1,72 @@
+// EncryptedProducts: the worker's half of an encrypted projection, as the participant sees it.
+//
+// EncryptedBackend (encrypted_backend.h) does the participant's half of every projection
+// (quantize, encrypt, decrypt, dequantize) and asks an EncryptedProducts for the rest: the shape
+// of the projection, the per output channel scales of its int8 weight (to dequantize), the row
+// norms of W or W^T (to choose the encryption scale), and the homomorphic product itself,
+// W * C or W^T * C of a fresh ciphertext. Implementations:
+//   LocalEncryptedProducts  fhe::PlaneGemm in this process (below)
+//   participant::WorkerProducts  requests to a pool of fhe_worker processes (participant/)
+// No method ever sees the secret key: a product needs only public data and the ciphertext.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "fhe/ciphertext.h"
+#include "fhe/noise.h"
+#include "fhe/plane_gemm.h"
+#include "model/llama_weights.h"
+#include "model/projection.h"
+
+namespace model {
+
+class EncryptedProducts {
+ public:
+  virtual ~EncryptedProducts() = default;
+
+  // The shape of `id`'s weight (d_out x d_in). Throws model::Error for a projection the
+  // implementation does not have.
+  virtual ProjectionDims dims(ProjectionId id) const = 0;
+  // One scale per output channel (d_out) of the int8 weight: W ~ Wq * diag(scales).
+  virtual std::span<const float> scales(ProjectionId id) const = 0;
+  // Row norms of the matrix the ciphertext meets: W (transpose = false) or W^T.
+  virtual fhe::WeightBounds bounds(ProjectionId id, bool transpose) = 0;
+  // W * C (transpose = false; C has d_in rows) or W^T * C (C has d_out rows) of a fresh
+  // ciphertext: a product ciphertext, possibly modulus-switched. Throws model::Error or
+  // fhe::Error naming the failure.
+  virtual fhe::CiphertextMatrix multiply(ProjectionId id, bool transpose,
+                                         const fhe::CiphertextMatrix& fresh) = 0;
+};
+
+// The products in process: every projection of `weights` quantized per output channel
+// (quantize_weight_rows, exactly as a worker does) inside an fhe::PlaneGemm per direction. The
+// transposed PlaneGemm of a projection is built on its first use (an inference-only user never
+// pays for it, and a shape only the transposed product refuses does not stop the forward pass).
+// Not thread-safe: one caller at a time.
+class LocalEncryptedProducts : public EncryptedProducts {
+ public:
+  // Throws model::Error when the fhe library refuses a projection. With `kinds` non-empty only
+  // the projections of those kinds are built; the others throw model::Error on use.
+  LocalEncryptedProducts(const LlamaWeights& weights, std::shared_ptr<const fhe::Context> ctx,
+                         std::vector<ProjectionKind> kinds = {});
+  ~LocalEncryptedProducts() override;
+
+  ProjectionDims dims(ProjectionId id) const override;
+  std::span<const float> scales(ProjectionId id) const override;
+  fhe::WeightBounds bounds(ProjectionId id, bool transpose) override;
+  fhe::CiphertextMatrix multiply(ProjectionId id, bool transpose,
+                                 const fhe::CiphertextMatrix& fresh) override;
+
+ private:
+  struct Projection;
+  Projection& at(ProjectionId id) const;
+  const fhe::PlaneGemm& gemm(ProjectionId id, bool transpose);
+
+  LlamaConfig config_;
+  std::shared_ptr<const fhe::Context> ctx_;
+  std::vector<std::unique_ptr<Projection>> projections_;  // indexed by projection_index
+};
+
+}  // namespace model

@@ -1,0 +1,78 @@
+#include "model/encrypted_products.h"
+
+#include <algorithm>
+#include <string>
+
+#include "model/error.h"
+#include "model/quantize.h"
+
+namespace model {
+
+// One projection: the int8 weight inside a PlaneGemm per direction, and its scales.
+struct LocalEncryptedProducts::Projection {
+  std::unique_ptr<fhe::PlaneGemm> gemm;             // W * C
+  std::unique_ptr<fhe::PlaneGemm> transposed_gemm;  // W^T * C, built on first use
+  std::vector<int8_t> values;                       // row-major d_out x d_in, for the latter
+  std::vector<float> scales;
+};
+
+LocalEncryptedProducts::LocalEncryptedProducts(const LlamaWeights& weights,
+                                               std::shared_ptr<const fhe::Context> ctx,
+                                               std::vector<ProjectionKind> kinds)
+    : config_(weights.config), ctx_(std::move(ctx)) {
+  try {
+    for (const ProjectionId id : llama_projections(config_)) {
+      if (!kinds.empty() && std::find(kinds.begin(), kinds.end(), id.kind) == kinds.end()) {
+        projections_.push_back(nullptr);
+        continue;
+      }
+      QuantizedWeight q = quantize_weight_rows(projection_weight(weights, id));
+      auto p = std::make_unique<Projection>();
+      p->gemm = std::make_unique<fhe::PlaneGemm>(ctx_, q.values.data(), static_cast<size_t>(q.rows),
+                                                 static_cast<size_t>(q.cols), /*transpose=*/false);
+      p->values = std::move(q.values);
+      p->scales = std::move(q.scales);
+      projections_.push_back(std::move(p));
+    }
+  } catch (const fhe::Error& e) {
+    throw Error(std::string("encrypted backend: ") + e.what());
+  }
+}
+
+LocalEncryptedProducts::~LocalEncryptedProducts() = default;
+
+LocalEncryptedProducts::Projection& LocalEncryptedProducts::at(ProjectionId id) const {
+  Projection* p = projections_[projection_index(config_, id)].get();
+  if (p == nullptr) throw Error("encrypted products: " + projection_name(id) + " was not built");
+  return *p;
+}
+
+ProjectionDims LocalEncryptedProducts::dims(ProjectionId id) const {
+  const Projection& p = at(id);
+  return {static_cast<int64_t>(p.gemm->out_dim()), static_cast<int64_t>(p.gemm->in_dim())};
+}
+
+std::span<const float> LocalEncryptedProducts::scales(ProjectionId id) const {
+  return at(id).scales;
+}
+
+const fhe::PlaneGemm& LocalEncryptedProducts::gemm(ProjectionId id, bool transpose) {
+  Projection& p = at(id);
+  if (!transpose) return *p.gemm;
+  if (!p.transposed_gemm) {
+    p.transposed_gemm = std::make_unique<fhe::PlaneGemm>(ctx_, p.values.data(), p.gemm->out_dim(),
+                                                         p.gemm->in_dim(), /*transpose=*/true);
+  }
+  return *p.transposed_gemm;
+}
+
+fhe::WeightBounds LocalEncryptedProducts::bounds(ProjectionId id, bool transpose) {
+  return gemm(id, transpose).bounds();
+}
+
+fhe::CiphertextMatrix LocalEncryptedProducts::multiply(ProjectionId id, bool transpose,
+                                                       const fhe::CiphertextMatrix& fresh) {
+  return gemm(id, transpose).multiply(fresh);
+}
+
+}  // namespace model

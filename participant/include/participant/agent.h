@@ -1,0 +1,104 @@
+// The participant agent: one hospital's end of a federation (DESIGN.md section 4).
+//
+//   participant::Agent agent(config);        // loads the model, the data and the site's state
+//   std::jthread t([&](std::stop_token st) { agent.run(st); });
+//
+// It registers with the coordinator (site id, dataset size, privacy budget), then answers round
+// invitations: it checks the round's plan against its own budget (and declines, reason
+// "budget", when the planned steps would exceed it), trains the global adapter it was sent with
+// DP-SGD (Poisson sampling with rate q, per-example clipping to C, Gaussian noise sigma * C,
+// privacy::RdpAccountant) on its private records, every frozen projection encrypted and computed
+// by the fhe_workers of the invitation's directory, commits the spent budget to disk, and
+// uploads the delta (local adapter - global adapter) with its example count, train and held-out
+// loss and the epsilon spent so far.
+//
+// State directory (created if missing; a restart resumes from it):
+//   budget.json   the privacy budget and accountant (privacy::Budget, saved atomically before the
+//                 delta leaves the site, so a crash never forgets spent budget)
+//   rlwe.key      the RLWE secret key (mode 0600); generated on first start
+//   dp.seed       the secret seed of the DP noise and sampling streams (mode 0600); generated on
+//                 first start unless the config gives one. The streams of round r, attempt a are
+//                 derived from it, so a replayed round gives the same delta bit for bit.
+// It re-registers when the coordinator has been silent for `reconnect_after` or answers that
+// it does not know the site (a restarted coordinator), and exits run() on Shutdown or stop.
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+
+#include "model/lora_config.h"
+#include "privacy/random_source.h"
+#include "protocol/keys.h"
+
+namespace participant {
+
+struct AgentConfig {
+  std::string site_id;
+
+  // Coordinator connection (the same key pair is used towards the workers).
+  std::string coordinator = "tcp://127.0.0.1:5560";
+  bool insecure = false;  // loopback only
+  std::optional<protocol::KeyPair> key;
+  std::optional<protocol::PublicKey> coordinator_key;
+
+  // Model, data, state.
+  std::filesystem::path model_dir;
+  std::string model_id;  // as the workers serve it; empty: the model directory's name
+  std::filesystem::path train_file, heldout_file;  // JSON lines with "text"; heldout optional
+  std::filesystem::path state_dir;
+  int64_t seq_len = 64;
+  int64_t eval_batch = 8;
+  model::LoraConfig lora;  // must match the federation's adapter (checked on every round)
+
+  // Privacy budget of this site.
+  double epsilon_max = 8;
+  double delta = 1e-5;
+  std::optional<privacy::Seed> dp_seed;  // replayable runs; otherwise dp.seed in state_dir
+
+  // How frozen projections run: "remote" (encrypted, on the invitation's workers; the default),
+  // "encrypted" (in process), "float" (plaintext, for debugging only).
+  std::string backend = "remote";
+  bool switch_modulus = false;
+
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds reconnect_after{5000};
+  std::chrono::milliseconds request_timeout{60000};
+  std::shared_ptr<spdlog::logger> log;  // null: a console logger named after the site
+};
+
+struct AgentStats {
+  uint32_t rounds_trained = 0;
+  uint32_t rounds_declined = 0;
+  uint32_t registrations = 0;
+  double epsilon_spent = 0;
+};
+
+class Agent {
+ public:
+  // Loads the model, the data and the state directory; throws std::runtime_error (or
+  // model::Error / privacy::Error) with one line for a bad config, a missing file or a state
+  // that does not fit (another budget than configured).
+  explicit Agent(AgentConfig config);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Serves the coordinator until Shutdown (returns 0) or `stop` (returns 0); returns 1 after
+  // logging an unrecoverable error (e.g. the state directory cannot be written).
+  int run(std::stop_token stop = {});
+
+  AgentStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace participant

@@ -1,0 +1,106 @@
+// WorkerProducts: the worker's half of every encrypted projection (model::EncryptedProducts),
+// computed by the fhe_workers of a WorkerPool.
+//
+// On construction it asks the pool for the model's info (ModelInfoRequest) once and checks it
+// against the local config: the model id, the layer count and the shape of every decoder
+// projection (the LM head is optional: a model whose workers do not list it fails only when
+// the LM head is used, unless local weights are given, below). The info gives what the participant
+// needs and the ciphertext does not carry: each projection's per output channel int8 scales (to
+// dequantize) and its largest row norms in both directions (to choose the encryption scale from the
+// real weights).
+//
+// multiply() sends the fresh ciphertext's c0 plane (packed to 48 bits) and seed as a
+// MatmulRequest and turns the reply into a product ciphertext, after checking its projection,
+// shape, scale, bit width and that every coefficient is below its modulus. With
+// switch_modulus, workers round their replies to the smallest modulus that still decrypts
+// exactly (a smaller reply, one more NTT per row on each side); the decrypted results are the
+// same. Nothing here holds or sends the secret key.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fhe/context.h"
+#include "model/encrypted_products.h"
+#include "model/llama_config.h"
+#include "participant/worker_pool.h"
+#include "protocol/messages.h"
+
+namespace participant {
+
+struct RemoteOptions {
+  std::string model_id;         // as the workers serve it (fhe_worker --model-id)
+  bool switch_modulus = false;  // ask for modulus-switched replies
+};
+
+// The protocol's name of a projection kind.
+protocol::ProjectionKind to_protocol(model::ProjectionKind kind);
+
+// One encrypted product to ask the workers for.
+struct RemoteProduct {
+  std::string model_id;
+  uint32_t layer = 0;
+  protocol::ProjectionKind kind = protocol::ProjectionKind::kQ;
+  bool transpose = false;
+  bool switch_modulus = false;
+};
+
+// Ciphertext bytes of one product on the wire: the request's c0 plane, the reply's planes.
+struct WireBytes {
+  uint64_t request = 0, reply = 0;
+};
+
+// Sends `fresh` (c0 packed to 48 bits, and its seed) through the pool and returns the product
+// ciphertext, checked: the projection, out_rows (unless 0), the token count, the scale, the bit
+// width and every coefficient's range. Throws model::Error for a request no worker served (the
+// pool's message), fhe::Error for a malformed ciphertext. Fills *bytes when given.
+fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
+                                     const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
+                                     uint64_t out_rows, WireBytes* bytes = nullptr);
+
+class WorkerProducts : public model::EncryptedProducts {
+ public:
+  // Throws model::Error when no worker answers, or the info does not fit `config`. With
+  // `local_weights`, the projections the workers do not serve (fhe_worker serves no LM head)
+  // are computed in this process from those weights (model::LocalEncryptedProducts), with the
+  // same results; without, using one throws model::Error.
+  WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::LlamaConfig& config,
+                 RemoteOptions options, const model::LlamaWeights* local_weights = nullptr);
+  ~WorkerProducts() override;
+
+  model::ProjectionDims dims(model::ProjectionId id) const override;
+  std::span<const float> scales(model::ProjectionId id) const override;
+  fhe::WeightBounds bounds(model::ProjectionId id, bool transpose) override;
+  // Throws model::Error for a refused or failed request, fhe::Error for a malformed product.
+  fhe::CiphertextMatrix multiply(model::ProjectionId id, bool transpose,
+                                 const fhe::CiphertextMatrix& fresh) override;
+
+  const protocol::ModelInfo& model_info() const { return info_; }
+  WorkerPool& pool() { return *pool_; }
+
+  // Bytes of the last remote request's input plane and of its reply's planes.
+  uint64_t last_request_bytes() const { return last_bytes_.request; }
+  uint64_t last_reply_bytes() const { return last_bytes_.reply; }
+
+ private:
+  struct Projection {
+    bool served = false;
+    model::ProjectionDims dims;
+    std::vector<float> scales;
+    fhe::WeightBounds forward, transposed;
+  };
+  const Projection& at(model::ProjectionId id) const;
+  bool is_local(model::ProjectionId id) const;
+
+  std::shared_ptr<WorkerPool> pool_;
+  model::LlamaConfig config_;
+  RemoteOptions options_;
+  std::shared_ptr<const fhe::Context> ctx_;
+  protocol::ModelInfo info_;
+  std::vector<Projection> projections_;                   // indexed by model::projection_index
+  std::unique_ptr<model::LocalEncryptedProducts> local_;  // the unserved ones, if any
+  WireBytes last_bytes_;
+};
+
+}  // namespace participant

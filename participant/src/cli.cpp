@@ -1,0 +1,111 @@
+#include "participant/cli.h"
+
+#include <boost/program_options.hpp>
+
+#include <fstream>
+#include <stdexcept>
+
+#include "model/lora_config.h"
+#include "privacy/random_source.h"
+#include "protocol/keys.h"
+
+namespace participant {
+namespace po = boost::program_options;
+
+CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
+  CliOutcome outcome;
+  AgentConfig& c = outcome.config;
+  std::string config_file, key_file, coordinator_key, model_dir, data, eval, state_dir, targets,
+      dp_seed;
+  int64_t rank = 8, heartbeat_ms = 1000, reconnect_ms = 5000, timeout_ms = 60000;
+  double alpha = 16;
+  po::options_description options(
+      "participant: one site of a federation (registers with the coordinator, trains the global "
+      "LoRA adapter on its own records with DP-SGD, every frozen projection encrypted on the "
+      "fhe_workers, and uploads the delta)\n\nOptions");
+  options.add_options()("help,h", "this text")(
+      "config", po::value(&config_file), "INI file with any of these options (flags win)")(
+      "site-id", po::value(&c.site_id)->required(), "this site's name in the federation")(
+      "coordinator", po::value(&c.coordinator)->default_value(c.coordinator),
+      "the coordinator's endpoint")("coordinator-key", po::value(&coordinator_key),
+                                    "the coordinator's public key file (.pub), for CURVE")(
+      "key", po::value(&key_file),
+      "this site's CURVE secret key file (PREFIX.key of `fedctl keygen`), used towards the "
+      "coordinator and the workers")(
+      "insecure", po::bool_switch(&c.insecure),
+      "no CURVE (loopback endpoints only; for local experiments)")(
+      "model", po::value(&model_dir)->required(), "model directory (config.json + safetensors)")(
+      "model-id", po::value(&c.model_id),
+      "model id the workers serve (default: the model directory's name)")(
+      "data", po::value(&data)->required(), "this site's training records (JSON lines, \"text\")")(
+      "eval", po::value(&eval), "held-out records in the same format")(
+      "state-dir", po::value(&state_dir)->required(),
+      "where the site keeps its privacy budget, RLWE key and DP seed (a restart resumes)")(
+      "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "tokens per example")(
+      "eval-batch", po::value(&c.eval_batch)->default_value(c.eval_batch),
+      "examples per evaluation batch")("lora-rank", po::value(&rank)->default_value(rank),
+                                       "LoRA rank (must match the federation's adapter)")(
+      "lora-alpha", po::value(&alpha)->default_value(alpha), "LoRA alpha")(
+      "targets", po::value(&targets)->default_value("q,v"), "adapted projections")(
+      "epsilon-max", po::value(&c.epsilon_max)->default_value(c.epsilon_max),
+      "this site's privacy budget epsilon")("delta", po::value(&c.delta)->default_value(c.delta),
+                                            "this site's delta")(
+      "dp-seed", po::value(&dp_seed),
+      "64 hex digits: replayable DP noise and sampling (default: a secret seed made on first "
+      "start and kept in the state directory)")(
+      "backend", po::value(&c.backend)->default_value(c.backend),
+      "remote (encrypted on the workers), encrypted (in process) or float (plaintext, "
+      "debugging only)")("switch-modulus", po::bool_switch(&c.switch_modulus),
+                         "ask workers for modulus-switched (smaller) replies")(
+      "heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms),
+      "heartbeat interval")("reconnect-ms", po::value(&reconnect_ms)->default_value(reconnect_ms),
+                            "register again after this long without a word from the coordinator")(
+      "request-timeout-ms", po::value(&timeout_ms)->default_value(timeout_ms),
+      "time a worker gets for one product before it is retried elsewhere")(
+      "log-level", po::value(&outcome.log_level)->default_value("info"),
+      "trace, debug, info, warn, error");
+  po::variables_map vm;
+  po::store(po::parse_command_line(argc, argv, options), vm);
+  if (vm.count("help")) {
+    out << options << "\n";
+    outcome.help = true;
+    return outcome;
+  }
+  if (vm.count("config")) {
+    const std::string file = vm["config"].as<std::string>();
+    std::ifstream in(file);
+    if (!in) throw std::invalid_argument(file + ": cannot read the config file");
+    po::store(po::parse_config_file(in, options), vm);
+  }
+  po::notify(vm);
+  c.model_dir = model_dir;
+  c.train_file = data;
+  c.heldout_file = eval;
+  c.state_dir = state_dir;
+  c.lora.rank = rank;
+  c.lora.alpha = alpha;
+  c.lora.targets = model::parse_lora_targets(targets);
+  if (heartbeat_ms < 10 || reconnect_ms < heartbeat_ms || timeout_ms < 100) {
+    throw std::invalid_argument(
+        "--heartbeat-ms must be >= 10, --reconnect-ms >= it, --request-timeout-ms >= 100");
+  }
+  c.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
+  c.reconnect_after = std::chrono::milliseconds(reconnect_ms);
+  c.request_timeout = std::chrono::milliseconds(timeout_ms);
+  if (!dp_seed.empty()) c.dp_seed = privacy::parse_seed_hex(dp_seed);
+  if (!c.insecure) {
+    if (key_file.empty() || coordinator_key.empty()) {
+      throw std::invalid_argument(
+          "CURVE needs --key and --coordinator-key (or --insecure on loopback)");
+    }
+    auto pair = protocol::load_key_pair(key_file);
+    if (!pair.ok()) throw std::invalid_argument(pair.error().message);
+    c.key = pair.value();
+    auto server = protocol::load_public_key(coordinator_key);
+    if (!server.ok()) throw std::invalid_argument(server.error().message);
+    c.coordinator_key = server.value();
+  }
+  return outcome;
+}
+
+}  // namespace participant

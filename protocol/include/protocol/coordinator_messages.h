@@ -1,0 +1,178 @@
+// The messages between the coordinator and its participants and workers as plain C++ values,
+// one struct per message of schema/coordinator.capnp (read that file for what each field means).
+// Only coordinator_codec.cpp touches Cap'n Proto.
+//
+// Adapters travel as ONE float32 blob of shape [total] and a tensor table (AdapterTable): each
+// tensor's `offset` is its first element in the blob, tensors are listed in blob order and tile
+// it exactly. `blob` fields are indices into the message's blob list, each used exactly once.
+// The `version` of every message is implicit: encoding writes kProtocolVersion, decoding refuses
+// any other.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "protocol/blob.h"
+#include "protocol/limits.h"
+#include "protocol/result.h"
+
+namespace protocol::coord {
+
+// Bounds specific to coordinator traffic.
+constexpr size_t kMaxAdapterTensors = 1u << 14;
+constexpr size_t kMaxEndpointBytes = 1024;
+constexpr size_t kMaxWorkers = 1024;
+constexpr size_t kMaxTensorRank = kMaxBlobRank;
+
+enum class Role : uint8_t { kParticipant = 1, kWorker = 2 };
+enum class DeclineReason : uint8_t { kBudget = 1, kBusy = 2, kNoWorkers = 3, kOther = 4 };
+enum class UploadStatus : uint8_t { kAccepted = 1, kLate = 2, kNotSelected = 3, kDuplicate = 4 };
+
+std::string_view role_name(Role role);                       // "participant", "worker"
+std::string_view decline_reason_name(DeclineReason reason);  // "budget", ...
+std::string_view upload_status_name(UploadStatus status);    // "accepted", "late", ...
+
+struct TensorEntry {
+  std::string name;             // 1..kMaxIdBytes bytes, unique within the table
+  std::vector<uint64_t> shape;  // 0..kMaxTensorRank dimensions, none zero
+  uint64_t offset = 0;          // in elements
+  uint64_t count() const;       // product of shape (1 for a scalar)
+  bool operator==(const TensorEntry&) const = default;
+};
+
+struct AdapterTable {
+  std::vector<TensorEntry> tensors;  // 1..kMaxAdapterTensors
+  uint32_t blob = 0;                 // float32 [total]
+  uint64_t total() const;            // sum of the counts
+  bool operator==(const AdapterTable&) const = default;
+};
+
+struct Register {
+  Role role = Role::kParticipant;
+  std::string site_id;
+  uint64_t dataset_size = 0;
+  double epsilon_max = 0, delta = 0;  // participants: finite, epsilon_max > 0, delta in (0, 1)
+  std::string compute_endpoint;       // workers: required
+  std::string public_key;             // workers: Z85 (40 chars) or "" when insecure
+  bool operator==(const Register&) const = default;
+};
+
+struct RegisterReply {
+  bool accepted = false;
+  std::string reason;
+  uint32_t heartbeat_interval_ms = 0;
+  uint32_t next_round = 0;
+  bool operator==(const RegisterReply&) const = default;
+};
+
+struct Heartbeat {
+  std::string site_id;
+  int64_t timestamp_nanos = 0;
+  bool operator==(const Heartbeat&) const = default;
+};
+
+struct TrainingPlan {
+  uint32_t local_steps = 0;
+  double learning_rate = 0;
+  uint32_t batch_size = 0;
+  double sample_rate = 0;       // q in (0, 1]
+  double noise_multiplier = 0;  // sigma > 0
+  double clip_norm = 0;         // > 0
+  double delta = 0;             // (0, 1)
+  int64_t deadline_unix_ms = 0;
+  uint64_t seed = 0;
+  bool operator==(const TrainingPlan&) const = default;
+};
+
+struct WorkerEntry {
+  std::string endpoint;
+  std::string public_key;  // Z85 or ""
+  bool operator==(const WorkerEntry&) const = default;
+};
+
+struct RoundInvitation {
+  uint32_t round = 0;
+  uint32_t attempt = 0;  // >= 1
+  TrainingPlan plan;
+  std::vector<WorkerEntry> workers;
+  AdapterTable adapter;
+  bool operator==(const RoundInvitation&) const = default;
+};
+
+struct Accept {
+  uint32_t round = 0, attempt = 0;
+  std::string site_id;
+  bool operator==(const Accept&) const = default;
+};
+
+struct Decline {
+  uint32_t round = 0, attempt = 0;
+  std::string site_id;
+  DeclineReason reason = DeclineReason::kOther;
+  std::string detail;
+  bool operator==(const Decline&) const = default;
+};
+
+struct DeltaUpload {
+  uint32_t round = 0, attempt = 0;
+  std::string site_id;
+  AdapterTable delta;
+  uint64_t example_count = 0;  // >= 1
+  double train_loss = 0, heldout_loss = 0;
+  uint32_t steps = 0;
+  double epsilon_spent = 0;
+  bool operator==(const DeltaUpload&) const = default;
+};
+
+struct UploadAck {
+  uint32_t round = 0, attempt = 0;
+  UploadStatus status = UploadStatus::kAccepted;
+  bool operator==(const UploadAck&) const = default;
+};
+
+struct RoundResult {
+  uint32_t round = 0;
+  uint32_t sites = 0;
+  double train_loss = 0, heldout_loss = 0;
+  bool operator==(const RoundResult&) const = default;
+};
+
+struct Shutdown {
+  std::string reason;
+  bool operator==(const Shutdown&) const = default;
+};
+
+// A typed error reply (malformed, unauthorised, out-of-protocol message).
+struct ErrorReply {
+  Error error;
+  bool operator==(const ErrorReply&) const = default;
+};
+
+using Body = std::variant<Register, RegisterReply, Heartbeat, RoundInvitation, Accept, Decline,
+                          DeltaUpload, UploadAck, RoundResult, Shutdown, ErrorReply>;
+
+// "register", "roundInvitation", ...
+std::string_view body_name(const Body& body);
+
+struct Message {
+  Body body;
+  std::vector<Blob> blobs;
+};
+
+// Field ranges, blob indices (each blob used exactly once), adapter tables against their blobs
+// (float32, rank 1, [total]). Run by both the encoder and the decoder.
+Status validate(const Body& body, std::span<const BlobDesc> blobs);
+
+// --- Adapter blobs
+// --------------------------------------------------------------------------------
+
+// A float32 [values.size()] blob holding a copy of `values` (little-endian hosts).
+Result<Blob> float_blob(std::span<const float> values);
+// The float32 values of a blob (a copy); kShapeMismatch unless it is float32.
+Result<std::vector<float>> blob_floats(const Blob& blob);
+
+}  // namespace protocol::coord

@@ -1,0 +1,311 @@
+// coord::validate(): the field-level rules of coordinator messages, shared by encoder and decoder.
+#include "protocol/coordinator_messages.h"
+
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "protocol/keys.h"
+
+namespace protocol::coord {
+
+std::string_view role_name(Role role) {
+  switch (role) {
+    case Role::kParticipant:
+      return "participant";
+    case Role::kWorker:
+      return "worker";
+  }
+  return "unknown";
+}
+
+std::string_view decline_reason_name(DeclineReason reason) {
+  switch (reason) {
+    case DeclineReason::kBudget:
+      return "budget";
+    case DeclineReason::kBusy:
+      return "busy";
+    case DeclineReason::kNoWorkers:
+      return "no_workers";
+    case DeclineReason::kOther:
+      return "other";
+  }
+  return "unknown";
+}
+
+std::string_view upload_status_name(UploadStatus status) {
+  switch (status) {
+    case UploadStatus::kAccepted:
+      return "accepted";
+    case UploadStatus::kLate:
+      return "late";
+    case UploadStatus::kNotSelected:
+      return "not_selected";
+    case UploadStatus::kDuplicate:
+      return "duplicate";
+  }
+  return "unknown";
+}
+
+std::string_view body_name(const Body& body) {
+  constexpr std::string_view kNames[] = {
+      "register",    "registerReply", "heartbeat",   "roundInvitation", "accept",    "decline",
+      "deltaUpload", "uploadAck",     "roundResult", "shutdown",        "errorReply"};
+  return kNames[body.index()];
+}
+
+uint64_t TensorEntry::count() const {
+  uint64_t n = 1;
+  for (const uint64_t d : shape) {
+    if (!checked_mul(n, d, &n)) return 0;
+  }
+  return n;
+}
+
+uint64_t AdapterTable::total() const {
+  uint64_t n = 0;
+  for (const auto& t : tensors) {
+    if (!checked_add(n, t.count(), &n)) return 0;
+  }
+  return n;
+}
+
+namespace {
+
+constexpr ErrorCode kMalformed = ErrorCode::kMalformedRequest;
+constexpr ErrorCode kShape = ErrorCode::kShapeMismatch;
+
+#define COORD_TRY(expr)          \
+  do {                           \
+    if (auto s_ = (expr); !s_) { \
+      return s_.error();         \
+    }                            \
+  } while (false)
+
+Status check_text(const std::string& s, size_t max, bool allow_empty, std::string_view what) {
+  if (s.empty() && !allow_empty) return make_error(kMalformed, what, " is empty");
+  if (s.size() > max) {
+    return make_error(kMalformed, what, " has ", s.size(), " bytes (at most ", max, ")");
+  }
+  for (const char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      return make_error(kMalformed, what, " contains a control character");
+    }
+  }
+  return ok_status();
+}
+
+Status check_id(const std::string& id, std::string_view what) {
+  return check_text(id, kMaxIdBytes, false, what);
+}
+
+Status check_finite(double v, std::string_view what) {
+  if (!std::isfinite(v)) return make_error(kMalformed, what, " is not finite");
+  return ok_status();
+}
+
+Status check_key_text(const std::string& key, std::string_view what) {
+  if (key.empty()) return ok_status();
+  if (auto k = parse_public_key(key, what); !k) return make_error(kMalformed, k.error().message);
+  return ok_status();
+}
+
+class BlobUse {
+ public:
+  explicit BlobUse(std::span<const BlobDesc> blobs) : blobs_(blobs), used_(blobs.size(), false) {}
+
+  Result<const BlobDesc*> take(uint32_t index, std::string_view what) {
+    if (index >= blobs_.size()) {
+      return make_error(kMalformed, what, " refers to blob ", index, " of ", blobs_.size());
+    }
+    if (used_[index]) return make_error(kMalformed, "blob ", index, " is referred to twice");
+    used_[index] = true;
+    return &blobs_[index];
+  }
+
+  Status all_used() const {
+    for (size_t i = 0; i < used_.size(); ++i) {
+      if (!used_[i]) return make_error(kMalformed, "blob ", i, " is not referred to");
+    }
+    return ok_status();
+  }
+
+ private:
+  std::span<const BlobDesc> blobs_;
+  std::vector<bool> used_;
+};
+
+Status check(const AdapterTable& a, BlobUse& use, std::string_view what) {
+  if (a.tensors.empty() || a.tensors.size() > kMaxAdapterTensors) {
+    return make_error(kMalformed, what, " lists ", a.tensors.size(), " tensors (1..",
+                      kMaxAdapterTensors, " allowed)");
+  }
+  std::set<std::string_view> names;
+  uint64_t next = 0;
+  for (const auto& t : a.tensors) {
+    COORD_TRY(check_id(t.name, "tensor name"));
+    if (!names.insert(t.name).second) {
+      return make_error(kMalformed, what, " lists tensor '", t.name, "' twice");
+    }
+    if (t.shape.size() > kMaxTensorRank) {
+      return make_error(kShape, "tensor '", t.name, "' has ", t.shape.size(), " dimensions");
+    }
+    for (const uint64_t d : t.shape) {
+      if (d == 0) return make_error(kShape, "tensor '", t.name, "' has a dimension of size 0");
+    }
+    const uint64_t count = t.count();
+    if (count == 0) return make_error(kShape, "tensor '", t.name, "' shape overflows");
+    if (t.offset != next) {
+      return make_error(kShape, "tensor '", t.name, "' starts at element ", t.offset, ", expected ",
+                        next, " (tensors must tile the blob in order)");
+    }
+    if (!checked_add(next, count, &next)) {
+      return make_error(kShape, what, " element count overflows");
+    }
+  }
+  auto blob = use.take(a.blob, what);
+  if (!blob) return blob.error();
+  const BlobDesc& d = *blob.value();
+  if (d.dtype != DType::kFloat32 || d.shape.size() != 1 || d.shape[0] != next) {
+    return make_error(kShape, what, " blob must be float32 [", next, "] for its tensor table");
+  }
+  return ok_status();
+}
+
+Status check(const Register& m, BlobUse&) {
+  if (m.role != Role::kParticipant && m.role != Role::kWorker) {
+    return make_error(kMalformed, "unknown role ", static_cast<unsigned>(m.role));
+  }
+  COORD_TRY(check_id(m.site_id, "site id"));
+  COORD_TRY(check_text(m.compute_endpoint, kMaxEndpointBytes, true, "compute endpoint"));
+  COORD_TRY(check_key_text(m.public_key, "worker public key"));
+  COORD_TRY(check_finite(m.epsilon_max, "epsilon_max"));
+  COORD_TRY(check_finite(m.delta, "delta"));
+  if (m.role == Role::kParticipant) {
+    if (!(m.epsilon_max > 0)) return make_error(kMalformed, "epsilon_max must be > 0");
+    if (!(m.delta > 0 && m.delta < 1)) return make_error(kMalformed, "delta must be in (0, 1)");
+    if (m.dataset_size == 0) return make_error(kMalformed, "dataset size is 0");
+  } else if (m.compute_endpoint.empty()) {
+    return make_error(kMalformed, "a worker must give its compute endpoint");
+  }
+  return ok_status();
+}
+
+Status check(const RegisterReply& m, BlobUse&) {
+  return check_text(m.reason, kMaxErrorBytes, true, "reason");
+}
+
+Status check(const Heartbeat& m, BlobUse&) {
+  return check_id(m.site_id, "site id");
+}
+
+Status check(const TrainingPlan& p) {
+  if (p.local_steps == 0) return make_error(kMalformed, "plan has 0 local steps");
+  for (const auto& [v, what] :
+       {std::pair{p.learning_rate, "learning rate"}, std::pair{p.sample_rate, "sample rate"},
+        std::pair{p.noise_multiplier, "noise multiplier"}, std::pair{p.clip_norm, "clip norm"},
+        std::pair{p.delta, "delta"}}) {
+    COORD_TRY(check_finite(v, what));
+  }
+  if (!(p.learning_rate > 0)) return make_error(kMalformed, "learning rate must be > 0");
+  if (!(p.sample_rate > 0 && p.sample_rate <= 1)) {
+    return make_error(kMalformed, "sample rate must be in (0, 1]");
+  }
+  if (!(p.noise_multiplier > 0)) return make_error(kMalformed, "noise multiplier must be > 0");
+  if (!(p.clip_norm > 0)) return make_error(kMalformed, "clip norm must be > 0");
+  if (!(p.delta > 0 && p.delta < 1)) return make_error(kMalformed, "delta must be in (0, 1)");
+  return ok_status();
+}
+
+Status check(const RoundInvitation& m, BlobUse& use) {
+  if (m.attempt == 0) return make_error(kMalformed, "attempt is 0");
+  COORD_TRY(check(m.plan));
+  if (m.workers.size() > kMaxWorkers) {
+    return make_error(kMalformed, "worker directory lists ", m.workers.size(), " workers");
+  }
+  for (const auto& w : m.workers) {
+    COORD_TRY(check_text(w.endpoint, kMaxEndpointBytes, false, "worker endpoint"));
+    COORD_TRY(check_key_text(w.public_key, "worker public key"));
+  }
+  return check(m.adapter, use, "global adapter");
+}
+
+Status check(const Accept& m, BlobUse&) {
+  if (m.attempt == 0) return make_error(kMalformed, "attempt is 0");
+  return check_id(m.site_id, "site id");
+}
+
+Status check(const Decline& m, BlobUse&) {
+  if (m.attempt == 0) return make_error(kMalformed, "attempt is 0");
+  if (static_cast<uint8_t>(m.reason) < 1 || static_cast<uint8_t>(m.reason) > 4) {
+    return make_error(kMalformed, "unknown decline reason ", static_cast<unsigned>(m.reason));
+  }
+  COORD_TRY(check_id(m.site_id, "site id"));
+  return check_text(m.detail, kMaxErrorBytes, true, "decline detail");
+}
+
+Status check(const DeltaUpload& m, BlobUse& use) {
+  if (m.attempt == 0) return make_error(kMalformed, "attempt is 0");
+  COORD_TRY(check_id(m.site_id, "site id"));
+  if (m.example_count == 0) return make_error(kMalformed, "example count is 0");
+  COORD_TRY(check_finite(m.train_loss, "train loss"));
+  COORD_TRY(check_finite(m.heldout_loss, "held-out loss"));
+  COORD_TRY(check_finite(m.epsilon_spent, "epsilon spent"));
+  if (m.epsilon_spent < 0) return make_error(kMalformed, "epsilon spent is negative");
+  return check(m.delta, use, "delta");
+}
+
+Status check(const UploadAck& m, BlobUse&) {
+  if (static_cast<uint8_t>(m.status) < 1 || static_cast<uint8_t>(m.status) > 4) {
+    return make_error(kMalformed, "unknown upload status ", static_cast<unsigned>(m.status));
+  }
+  return ok_status();
+}
+
+Status check(const RoundResult& m, BlobUse&) {
+  COORD_TRY(check_finite(m.train_loss, "train loss"));
+  return check_finite(m.heldout_loss, "held-out loss");
+}
+
+Status check(const Shutdown& m, BlobUse&) {
+  return check_text(m.reason, kMaxErrorBytes, true, "shutdown reason");
+}
+
+Status check(const ErrorReply& m, BlobUse&) {
+  if (!is_wire_code(m.error.code)) {
+    return make_error(kMalformed, "error code ", static_cast<unsigned>(m.error.code),
+                      " is not a wire code");
+  }
+  return check_text(m.error.message, kMaxErrorBytes, true, "error message");
+}
+
+}  // namespace
+
+Status validate(const Body& body, std::span<const BlobDesc> blobs) {
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    if (auto s = blobs[i].check(); !s) {
+      return Error{s.error().code, "blob " + std::to_string(i) + ": " + s.error().message};
+    }
+  }
+  BlobUse use(blobs);
+  COORD_TRY(std::visit([&use](const auto& m) { return check(m, use); }, body));
+  return use.all_used();
+}
+
+Result<Blob> float_blob(std::span<const float> values) {
+  auto desc = BlobDesc::make(DType::kFloat32, 32, {values.size()});
+  if (!desc) return desc.error();
+  return Blob::copy_of(std::move(desc).value(),
+                       {reinterpret_cast<const uint8_t*>(values.data()), values.size_bytes()});
+}
+
+Result<std::vector<float>> blob_floats(const Blob& blob) {
+  if (blob.desc.dtype != DType::kFloat32 || blob.data.size() != blob.desc.count * sizeof(float)) {
+    return make_error(kShape, "blob is not float32 of its described length");
+  }
+  std::vector<float> out(blob.desc.count);
+  if (!out.empty()) std::memcpy(out.data(), blob.data.data(), blob.data.size());
+  return out;
+}
+
+}  // namespace protocol::coord

@@ -1,0 +1,205 @@
+// The worker pool and the remote encrypted backend against in-process test workers on loopback
+// TCP (real sockets, real encrypted products): bit-exact results, failover from a hung or
+// overloaded worker, a revived worker used again, clear errors when nobody can serve.
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "model/int8_backend.h"
+#include "participant/remote_encrypted_backend.h"
+#include "test_worker.h"
+#include "training_test_util.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using participant::RemoteEncryptedBackend;
+using participant::WorkerHealth;
+using participant::WorkerPool;
+using participant_test::TestWorker;
+
+const std::string kModelId = "tiny";
+
+participant::PoolOptions fast_options() {
+  participant::PoolOptions o;
+  o.insecure = true;
+  o.heartbeat_interval = 50ms;
+  o.max_missed_heartbeats = 3;
+  o.probe_interval = 100ms;
+  o.request_timeout = 3000ms;
+  return o;
+}
+
+std::shared_ptr<WorkerPool> make_pool(const std::vector<const TestWorker*>& workers,
+                                      participant::PoolOptions options = fast_options()) {
+  std::vector<participant::WorkerEndpoint> list;
+  for (const auto* w : workers) list.push_back({w->endpoint(), std::nullopt});
+  auto pool = WorkerPool::connect(participant::WorkerDirectory(list), std::move(options));
+  EXPECT_TRUE(pool.ok()) << pool.error().to_string();
+  return std::shared_ptr<WorkerPool>(std::move(pool).value());
+}
+
+model::Activations random_activations(int64_t rows, int64_t cols, uint64_t seed) {
+  std::mt19937_64 rng(seed);  // test data only
+  return training_test::random_matrix(rows, cols, 1.0f, rng);
+}
+
+class Pool : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    weights = training_test::random_weights(training_test::tiny_config(2), 7);
+    a = std::make_unique<TestWorker>(weights, kModelId);
+    b = std::make_unique<TestWorker>(weights, kModelId);
+  }
+
+  // One forward of layer 0's q projection; true when it equals the int8 product.
+  bool forward_is_exact(RemoteEncryptedBackend& remote, uint64_t seed) {
+    const model::ProjectionId id{model::ProjectionKind::kQ, 0};
+    const auto x = random_activations(weights->config.hidden_size, 5, seed);
+    model::Activations y, want;
+    remote.forward(id, x, y);
+    model::Int8Backend(*weights).forward(id, x, want);
+    return y == want;
+  }
+
+  std::shared_ptr<const model::LlamaWeights> weights;
+  std::unique_ptr<TestWorker> a, b;
+};
+
+TEST_F(Pool, RemoteBackendEqualsInt8ForEveryProjectionBothWays) {
+  for (const bool switched : {false, true}) {
+    auto pool = make_pool({a.get(), b.get()});
+    RemoteEncryptedBackend remote(pool, weights->config, {kModelId, switched}, nullptr,
+                                  weights.get());
+    EXPECT_EQ(remote.name(), "remote-encrypted");
+    model::Int8Backend int8(*weights);
+    uint64_t seed = 100;
+    for (const auto id : model::llama_projections(weights->config)) {
+      const auto dims = model::projection_dims(weights->config, id.kind);
+      const auto x = random_activations(dims.d_in, 9, ++seed);
+      const auto g = random_activations(dims.d_out, 9, ++seed);
+      model::Activations y, y_want, dx, dx_want;
+      remote.forward(id, x, y);
+      int8.forward(id, x, y_want);
+      EXPECT_EQ(y, y_want) << model::projection_name(id) << " switched " << switched;
+      remote.backward(id, g, dx);
+      int8.backward(id, g, dx_want);
+      EXPECT_EQ(dx, dx_want) << model::projection_name(id) << " switched " << switched;
+    }
+    const auto& products = remote.worker_products();
+    // The last product was the LM head's backward: hidden_size rows of one block, c0 and c1 at
+    // 48 bits, or fewer when switched.
+    const uint64_t full = 2 * 6 * 2048 * static_cast<uint64_t>(weights->config.hidden_size);
+    EXPECT_EQ(products.last_request_bytes(),
+              6 * 2048 * static_cast<uint64_t>(weights->config.vocab_size));
+    if (switched) {
+      EXPECT_LT(products.last_reply_bytes(), full);
+    } else {
+      EXPECT_EQ(products.last_reply_bytes(), full);
+    }
+  }
+  // Both workers took a share (least loaded, then least recently used).
+  EXPECT_GT(a->served(), 4);
+  EXPECT_GT(b->served(), 4);
+}
+
+TEST_F(Pool, HungWorkerIsMarkedDeadThenUsedAgainOnceItAnswers) {
+  auto pool = make_pool({a.get(), b.get()});
+  RemoteEncryptedBackend remote(pool, weights->config, {kModelId, false});
+  a->set_silent(true);
+  for (uint64_t i = 0; i < 6; ++i) EXPECT_TRUE(forward_is_exact(remote, i));
+  auto status = pool->status();
+  EXPECT_EQ(status[0].health, WorkerHealth::kDead);
+  EXPECT_NE(status[0].last_error.find("heartbeats"), std::string::npos) << status[0].last_error;
+  EXPECT_EQ(status[1].health, WorkerHealth::kLive);
+  const int a_before = a->served();
+
+  a->set_silent(false);
+  pool->pump(400ms);  // a probe finds it again
+  EXPECT_EQ(pool->status()[0].health, WorkerHealth::kLive);
+  for (uint64_t i = 0; i < 4; ++i) EXPECT_TRUE(forward_is_exact(remote, 10 + i));
+  EXPECT_GT(a->served(), a_before);
+}
+
+TEST_F(Pool, OverloadedWorkerIsRetriedElsewhere) {
+  auto pool = make_pool({a.get(), b.get()});
+  RemoteEncryptedBackend remote(pool, weights->config, {kModelId, false});
+  a->set_overloaded(true);
+  for (uint64_t i = 0; i < 4; ++i) EXPECT_TRUE(forward_is_exact(remote, i));
+  EXPECT_EQ(a->served(), 0);
+  EXPECT_GT(pool->status()[0].failures, 0u);
+  EXPECT_NE(pool->status()[0].last_error.find("overloaded"), std::string::npos);
+}
+
+TEST_F(Pool, NoLiveWorkerIsAClearErrorNotAHang) {
+  auto pool = make_pool({a.get(), b.get()});
+  RemoteEncryptedBackend remote(pool, weights->config, {kModelId, false});
+  a->set_silent(true);
+  b->set_silent(true);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    forward_is_exact(remote, 1);
+    ADD_FAILURE() << "no error";
+  } catch (const model::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("no fhe_worker could serve"), std::string::npos) << what;
+    EXPECT_NE(what.find(a->endpoint()), std::string::npos) << what;
+    EXPECT_NE(what.find(b->endpoint()), std::string::npos) << what;
+    EXPECT_NE(what.find("layers.0.q_proj"), std::string::npos) << what;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+TEST_F(Pool, ModelThatDoesNotFitTheLocalConfigIsRefused) {
+  auto pool = make_pool({a.get()});
+  auto other = training_test::tiny_config(3);
+  EXPECT_THROW(RemoteEncryptedBackend(pool, other, {kModelId, false}), model::Error);
+  try {
+    RemoteEncryptedBackend(pool, weights->config, {"another-model", false});
+    ADD_FAILURE() << "no error";
+  } catch (const model::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("another-model"), std::string::npos) << e.what();
+  }
+  // Without local weights the LM head, which the test workers do serve, goes remote too.
+  RemoteEncryptedBackend remote(pool, weights->config, {kModelId, false});
+  const auto x = random_activations(weights->config.hidden_size, 3, 5);
+  model::Activations y, want;
+  remote.forward(model::ProjectionId::lm_head(), x, y);
+  model::Int8Backend(*weights).forward(model::ProjectionId::lm_head(), x, want);
+  EXPECT_EQ(y, want);
+}
+
+TEST_F(Pool, ClientKeyNotInTheAllowListIsRefusedQuickly) {
+  const auto server = protocol::KeyPair::generate().value();
+  const auto allowed = protocol::KeyPair::generate().value();
+  const auto intruder = protocol::KeyPair::generate().value();
+  protocol::AllowList allow;
+  allow.add(allowed.public_key);
+  TestWorker secure(weights, kModelId, server, allow);
+  participant::PoolOptions o = fast_options();
+  o.insecure = false;
+  o.heartbeat_interval = 1000ms;  // the refusal must not wait for missed heartbeats
+  const auto directory =
+      participant::WorkerDirectory::parse_list(secure.endpoint(), {server.public_key}).value();
+  o.client_key = intruder;
+  const auto start = std::chrono::steady_clock::now();
+  {
+    auto pool = WorkerPool::connect(directory, o);
+    ASSERT_TRUE(pool.ok());
+    participant::Request request{protocol::ModelInfoRequest{kModelId}, {}, {}};
+    auto reply = pool.value()->call(request);
+    ASSERT_FALSE(reply.ok());
+    EXPECT_EQ(reply.error().code, protocol::ErrorCode::kUnauthorised) << reply.error().to_string();
+    EXPECT_NE(reply.error().message.find("allow-list"), std::string::npos)
+        << reply.error().to_string();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  o.client_key = allowed;
+  auto pool = WorkerPool::connect(directory, o);
+  ASSERT_TRUE(pool.ok());
+  RemoteEncryptedBackend remote(std::shared_ptr<WorkerPool>(std::move(pool).value()),
+                                weights->config, {kModelId, false});
+  EXPECT_TRUE(forward_is_exact(remote, 3));
+}
+
+}  // namespace

@@ -1,0 +1,50 @@
+// An in-process stand-in for fhe_worker, for the pool's unit tests: a real protocol::Server on
+// loopback TCP, on its own thread, answering heartbeats, model info and matmul requests with
+// the real encrypted products of a model (model::LocalEncryptedProducts). Switches make it go
+// silent (a hung worker) or answer "overloaded".
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "model/encrypted_products.h"
+#include "model/llama_weights.h"
+#include "protocol/socket.h"
+#include "protocol/zap.h"
+
+namespace participant_test {
+
+class TestWorker {
+ public:
+  // Binds tcp://127.0.0.1:* insecure, or under CURVE with `key` and `allow` when key is set.
+  TestWorker(std::shared_ptr<const model::LlamaWeights> weights, std::string model_id,
+             std::optional<protocol::KeyPair> key = std::nullopt, protocol::AllowList allow = {});
+  ~TestWorker();
+
+  const std::string& endpoint() const { return endpoint_; }
+  void set_silent(bool on) { silent_ = on; }
+  void set_overloaded(bool on) { overloaded_ = on; }
+  int served() const { return served_; }
+
+ private:
+  void run();
+  std::optional<protocol::Message> answer(const protocol::Message& m);
+  protocol::Message model_info() const;
+  protocol::Message matmul(const protocol::MatmulRequest& r, const protocol::Blob& input);
+
+  std::shared_ptr<const model::LlamaWeights> weights_;
+  std::string model_id_;
+  zmq::context_t context_;
+  std::unique_ptr<protocol::ZapHandler> zap_;
+  std::optional<protocol::Server> server_;
+  std::string endpoint_;
+  std::unique_ptr<model::LocalEncryptedProducts> products_;
+  std::shared_ptr<const fhe::Context> ctx_;
+  std::atomic<bool> stop_{false}, silent_{false}, overloaded_{false};
+  std::atomic<int> served_{0};
+  std::thread thread_;
+};
+
+}  // namespace participant_test

@@ -1,0 +1,307 @@
+// End to end against real fhe_worker processes on loopback TCP under CurveZMQ: results decrypt
+// to the plaintext int8 product bit for bit; `kill -9` of one worker in the middle of a stream
+// of requests loses none of them; the worker restarted on the same port is used again; a key
+// that is not allowed gets a clear error; `fedctl train --workers` writes the in-process
+// encrypted backend's adapter bit for bit; `fedctl fhe-matmul --remote` equals the local one.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "common/npy.h"
+#include "fhe/encryptor.h"
+#include "fhe/serialize.h"
+#include "model/int8_backend.h"
+#include "model/llama_weights.h"
+#include "participant/pool_flags.h"
+#include "participant/remote_encrypted_backend.h"
+#include "run_util.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using participant::WorkerHealth;
+using participant::WorkerPool;
+using tools_test::run;
+using tools_test::slurp;
+
+const std::string kFedctl = FEDCTL_PATH;
+const std::string kWorker = FHE_WORKER_PATH;
+
+// One fhe_worker process; killed (SIGKILL) when destroyed.
+class WorkerProcess {
+ public:
+  WorkerProcess(const tools_test::TempDir& dir, const std::string& name, const std::string& bind) {
+    const std::string port_file = dir / (name + ".port");
+    std::filesystem::remove(port_file);
+    const std::vector<std::string> args = {
+        kWorker,       "--model",     dir / "tiny", "--model-id",   "tiny",        "--bind",
+        bind,          "--port-file", port_file,    "--secret-key", dir / "w.key", "--allow",
+        dir / "allow", "--threads",   "1",          "--log-level",  "warn"};
+    const std::string log = dir / (name + ".log");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const std::string text = slurp(port_file);
+      if (!text.empty() && text.back() == '\n') {
+        endpoint_ = text.substr(0, text.size() - 1);
+        return;
+      }
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    ADD_FAILURE() << "fhe_worker did not start: " << slurp(log);
+  }
+  ~WorkerProcess() { kill(); }
+
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string endpoint_;
+};
+
+class WorkerProcesses : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(run(kFedctl + " make-model --out " + dir / "tiny" +
+                      " --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 48"
+                      " --vocab 300 --max-pos 64 --seed 5",
+                  dir.path())
+                  .status,
+              0);
+    for (const char* name : {"w", "site", "intruder"}) {
+      ASSERT_TRUE(
+          protocol::write_key_pair(protocol::KeyPair::generate().value(), dir / name, false).ok());
+    }
+    std::filesystem::create_directory(dir / "allow");
+    std::filesystem::copy_file(dir / "site.pub", dir / "allow/site.pub");
+    weights = std::make_shared<const model::LlamaWeights>(model::load_llama_weights(dir / "tiny"));
+    a = std::make_unique<WorkerProcess>(dir, "a", "tcp://127.0.0.1:0");
+    b = std::make_unique<WorkerProcess>(dir, "b", "tcp://127.0.0.1:0");
+  }
+
+  std::shared_ptr<WorkerPool> pool(const std::string& client = "site") {
+    participant::PoolFlags flags;
+    flags.workers = a->endpoint() + "," + b->endpoint();
+    flags.client_key = dir / (client + ".key");
+    flags.server_key = dir / "w.pub";
+    participant::PoolOptions o;
+    o.heartbeat_interval = 100ms;
+    o.max_missed_heartbeats = 3;
+    o.probe_interval = 200ms;
+    o.request_timeout = 5000ms;
+    auto p = participant::connect_pool(flags, o);
+    EXPECT_TRUE(p.ok()) << p.error().to_string();
+    return std::shared_ptr<WorkerPool>(std::move(p).value());
+  }
+
+  tools_test::TempDir dir;
+  std::shared_ptr<const model::LlamaWeights> weights;
+  std::unique_ptr<WorkerProcess> a, b;
+};
+
+std::vector<int8_t> random_int8(size_t n, uint64_t seed) {
+  std::mt19937_64 g(seed);  // test data only
+  std::vector<int8_t> v(n);
+  for (auto& x : v) x = static_cast<int8_t>(static_cast<int>(g() % 255) - 127);
+  return v;
+}
+
+TEST_F(WorkerProcesses, ProductsDecryptToThePlaintextInt8ProductBitForBit) {
+  auto p = pool();
+  auto ctx = fhe::Context::create();
+  const auto key = fhe::SecretKey::generate(ctx);
+  fhe::Encryptor enc(key);
+  fhe::Decryptor dec(key);
+  const model::Int8Backend int8(*weights);
+  const size_t tokens = 2050;  // two ciphertext blocks
+  for (const bool transpose : {false, true}) {
+    for (const bool switched : {false, true}) {
+      const model::ProjectionId id{model::ProjectionKind::kGate, 1};
+      const model::QuantizedWeight& w = int8.weight(id);
+      const size_t in = static_cast<size_t>(transpose ? w.rows : w.cols);
+      const size_t out = static_cast<size_t>(transpose ? w.cols : w.rows);
+      const auto x = random_int8(in * tokens, 1 + transpose);
+      const auto ct = enc.encrypt(x.data(), in, tokens,
+                                  fhe::measure_bounds(w.values.data(), static_cast<size_t>(w.rows),
+                                                      static_cast<size_t>(w.cols), transpose),
+                                  out * tokens);
+      participant::RemoteProduct call{"tiny", 1, protocol::ProjectionKind::kGate, transpose,
+                                      switched};
+      const auto y = dec.decrypt(participant::remote_product(*p, *ctx, call, ct, out));
+      size_t wrong = 0;
+      for (size_t i = 0; i < out; ++i) {
+        for (size_t t = 0; t < tokens; ++t) {
+          int64_t acc = 0;
+          for (size_t j = 0; j < in; ++j) {
+            const int8_t wv = transpose ? w.values[j * static_cast<size_t>(w.cols) + i]
+                                        : w.values[i * static_cast<size_t>(w.cols) + j];
+            acc += int64_t{wv} * x[j * tokens + t];
+          }
+          wrong += acc != y[i * tokens + t];
+        }
+      }
+      EXPECT_EQ(wrong, 0u) << "transpose " << transpose << " switched " << switched;
+    }
+  }
+}
+
+TEST_F(WorkerProcesses, KillNineMidStreamLosesNothingAndARestartedWorkerIsUsedAgain) {
+  auto p = pool();
+  participant::RemoteEncryptedBackend remote(p, weights->config, {"tiny", false}, nullptr,
+                                             weights.get());
+  model::Int8Backend int8(*weights);
+  std::mt19937_64 rng(9);  // test data only
+  std::normal_distribution<float> gauss(0, 1);
+  int exact = 0, total = 0;
+  const auto stream = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      const model::ProjectionId id{i % 2 ? model::ProjectionKind::kUp : model::ProjectionKind::kQ,
+                                   i % 2};
+      model::Activations x(weights->config.hidden_size, 300);
+      for (int64_t k = 0; k < x.size(); ++k) x.data()[k] = gauss(rng);
+      model::Activations y, want;
+      remote.forward(id, x, y);
+      int8.forward(id, x, want);
+      exact += y == want;
+      ++total;
+    }
+  };
+  stream(6);
+  EXPECT_GT(p->status()[0].served, 0u);
+  EXPECT_GT(p->status()[1].served, 0u);
+  const std::string a_endpoint = a->endpoint();
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    std::this_thread::sleep_for(50ms);
+    a->kill();
+    killed = true;
+  });
+  stream(30);
+  killer.join();
+  ASSERT_TRUE(killed);
+  stream(4);  // after the kill, for sure
+  EXPECT_EQ(exact, total);
+  const auto after_kill = p->status();
+  EXPECT_EQ(after_kill[0].health, WorkerHealth::kDead) << after_kill[0].last_error;
+  EXPECT_GE(after_kill[0].deaths, 1u);
+
+  // Restarted on the same port: the pool's probes find it and requests go there again.
+  a = std::make_unique<WorkerProcess>(dir, "a2", a_endpoint);
+  ASSERT_EQ(a->endpoint(), a_endpoint);
+  for (int i = 0; i < 30 && p->status()[0].health != WorkerHealth::kLive; ++i) p->pump(100ms);
+  EXPECT_EQ(p->status()[0].health, WorkerHealth::kLive) << p->status()[0].last_error;
+  stream(6);
+  EXPECT_EQ(exact, total);
+  EXPECT_GT(p->status()[0].served, after_kill[0].served);
+}
+
+TEST_F(WorkerProcesses, KeyNotInTheAllowListGetsAClearErrorNotAHang) {
+  auto p = pool("intruder");
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    participant::RemoteEncryptedBackend remote(p, weights->config, {"tiny", false});
+    ADD_FAILURE() << "no error";
+  } catch (const model::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("unauthorised"), std::string::npos) << what;
+    EXPECT_NE(what.find("allow-list"), std::string::npos) << what;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+TEST_F(WorkerProcesses, FedctlTrainWithWorkersWritesTheInProcessAdapterBitForBit) {
+  ASSERT_EQ(run(kFedctl + " make-data --out " + dir / "data" +
+                    " --sites 1 --records 12 --heldout-fraction 0.1 --mcq 2 --seed 2",
+                dir.path())
+                .status,
+            0);
+  const std::string common = kFedctl + " train --model " + dir / "tiny" + " --data " +
+                             dir / "data/site0.jsonl" +
+                             " --seq-len 16 --batch 2 --steps 2 --seed 3 --targets q,v,down";
+  const auto local = run(common + " --backend encrypted --out " + dir / "a_local", dir.path());
+  ASSERT_EQ(local.status, 0) << local.err;
+  const auto remote =
+      run(common + " --workers " + a->endpoint() + "," + b->endpoint() + " --client-key " +
+              dir / "site.key" + " --server-key " + dir / "w.pub" + " --out " + dir / "a_remote",
+          dir.path());
+  ASSERT_EQ(remote.status, 0) << remote.err;
+  EXPECT_NE(remote.out.find("\"backend\":\"encrypted\""), std::string::npos) << remote.out;
+  const std::string file = "/adapter_model.safetensors";
+  const std::string want = slurp(dir / "a_local" + file);
+  ASSERT_FALSE(want.empty());
+  EXPECT_TRUE(slurp(dir / "a_remote" + file) == want);
+
+  // A refused key fails the run with one clear line, not a hang.
+  const auto refused = run(common + " --workers " + a->endpoint() + " --client-key " +
+                               dir / "intruder.key" + " --server-key " + dir / "w.pub",
+                           dir.path());
+  EXPECT_EQ(refused.status, 2);
+  EXPECT_NE(refused.err.find("allow-list"), std::string::npos) << refused.err;
+}
+
+TEST_F(WorkerProcesses, FedctlFheMatmulRemoteEqualsLocal) {
+  const model::Int8Backend int8(*weights);
+  const model::QuantizedWeight& w = int8.weight({model::ProjectionKind::kO, 1});
+  fedtools::write_npy(dir / "w.npy", fedtools::NpyType::kInt8, static_cast<size_t>(w.rows),
+                      static_cast<size_t>(w.cols), w.values.data());
+  const auto x = random_int8(static_cast<size_t>(w.cols) * 7, 4);
+  fedtools::write_npy(dir / "x.npy", fedtools::NpyType::kInt8, static_cast<size_t>(w.cols), 7,
+                      x.data());
+  ASSERT_EQ(run(kFedctl + " fhe-keygen --out " + dir / "sk", dir.path()).status, 0);
+  ASSERT_EQ(run(kFedctl + " fhe-encrypt --key " + dir / "sk" + " --in " + dir / "x.npy" +
+                    " --weights " + dir / "w.npy" + " --out " + dir / "x.ct",
+                dir.path())
+                .status,
+            0);
+  const auto local = run(kFedctl + " fhe-matmul --weights " + dir / "w.npy" + " --in " +
+                             dir / "x.ct" + " --out " + dir / "y_local.ct",
+                         dir.path());
+  ASSERT_EQ(local.status, 0) << local.err;
+  const auto remote = run(kFedctl + " fhe-matmul --remote " + a->endpoint() + "," + b->endpoint() +
+                              " --client-key " + dir / "site.key" + " --server-key " +
+                              dir / "w.pub" + " --model-id tiny --layer 1 --proj o --in " +
+                              dir / "x.ct" + " --out " + dir / "y_remote.ct",
+                          dir.path());
+  ASSERT_EQ(remote.status, 0) << remote.err;
+  const std::string want = slurp(dir / "y_local.ct");
+  ASSERT_FALSE(want.empty());
+  EXPECT_TRUE(slurp(dir / "y_remote.ct") == want);  // the same ciphertext, byte for byte
+
+  const auto bad =
+      run(kFedctl + " fhe-matmul --remote " + a->endpoint() + " --client-key " + dir / "site.key" +
+              " --server-key " + dir / "w.pub" + " --model-id tiny --layer 9 --proj o --in " +
+              dir / "x.ct" + " --out " + dir / "y_bad.ct",
+          dir.path());
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("layer"), std::string::npos) << bad.err;
+}
+
+}  // namespace

@@ -1,0 +1,100 @@
+#include "round_table.h"
+
+#include <chrono>
+#include <fstream>
+
+namespace fedsim {
+namespace {
+
+std::string number(const nlohmann::json& v, const char* format) {
+  if (!v.is_number()) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v.get<double>());
+  return buf;
+}
+
+}  // namespace
+
+std::string table_header() {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%5s  %5s  %10s  %12s  %8s  %s", "round", "sites", "train_loss",
+                "heldout_loss", "seconds", "epsilon per site");
+  return buf;
+}
+
+std::string table_row(const nlohmann::json& e) {
+  const size_t sites = e.contains("sites") && e["sites"].is_array() ? e["sites"].size() : 0;
+  std::string eps;
+  if (e.contains("epsilon") && e["epsilon"].is_object()) {
+    for (const auto& [site, value] : e["epsilon"].items()) {
+      if (!eps.empty()) eps += ", ";
+      eps += site + " " + number(value, "%.3f");
+    }
+  }
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%5s  %5zu  %10s  %12s  %8s  %s",
+                e.value("round", nlohmann::json()).dump().c_str(), sites,
+                number(e.value("train_loss", nlohmann::json()), "%.4f").c_str(),
+                number(e.value("heldout_loss", nlohmann::json()), "%.4f").c_str(),
+                number(e.value("duration_s", nlohmann::json()), "%.1f").c_str(), eps.c_str());
+  return buf;
+}
+
+EventWatcher::EventWatcher(std::filesystem::path file, std::FILE* out)
+    : file_(std::move(file)), out_(out) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file_, ec);
+  offset_ = ec ? 0 : size;
+  thread_ = std::jthread([this](std::stop_token stop) {
+    while (!stop.stop_requested()) {
+      poll();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+}
+
+EventWatcher::~EventWatcher() { finish(); }
+
+void EventWatcher::finish() {
+  if (thread_.joinable()) {
+    thread_.request_stop();
+    thread_.join();
+  }
+  poll();
+}
+
+std::vector<nlohmann::json> EventWatcher::rounds() const {
+  std::lock_guard lock(mutex_);
+  return rounds_;
+}
+
+void EventWatcher::poll() {
+  std::lock_guard lock(mutex_);
+  std::ifstream in(file_, std::ios::binary);
+  if (!in) return;
+  in.seekg(static_cast<std::streamoff>(offset_));
+  std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  offset_ += chunk.size();
+  partial_ += chunk;
+  size_t start = 0;
+  for (size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
+    const std::string line = partial_.substr(start, nl - start);
+    const nlohmann::json e = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!e.is_object()) continue;
+    const std::string kind = e.value("event", "");
+    if (kind == "round_finished") {
+      if (!header_printed_) {
+        std::fprintf(out_, "%s\n", table_header().c_str());
+        header_printed_ = true;
+      }
+      std::fprintf(out_, "%s\n", table_row(e).c_str());
+      rounds_.push_back(e);
+    } else if (kind == "budget_exhausted") {
+      std::fprintf(out_, "       budget exhausted: %s\n", e.value("site", std::string("?")).c_str());
+    }
+    std::fflush(out_);
+  }
+  partial_.erase(0, start);
+}
+
+}  // namespace fedsim

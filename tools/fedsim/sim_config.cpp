@@ -1,0 +1,109 @@
+#include "sim_config.h"
+
+#include <boost/program_options.hpp>
+
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <stdexcept>
+
+namespace fedsim {
+namespace po = boost::program_options;
+
+bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimConfig& c) {
+  std::string config_file, run_dir;
+  po::options_description options(
+      "fedsim: a whole federation on one machine: a coordinator, S participant sites and W "
+      "fhe_workers, training a LoRA adapter with DP-SGD while every frozen projection runs "
+      "encrypted on the workers.\n\nUsage: fedsim [--config FILE] [--rounds R] [--sites S] "
+      "[--workers W] [--run-dir DIR] [--seed N] [--processes] [options]\n\nOptions");
+  options.add_options()("help,h", "this text")(
+      "config", po::value(&config_file), "INI file with any of these options (flags win)")(
+      "rounds", po::value(&c.rounds)->default_value(c.rounds), "federated rounds")(
+      "sites", po::value(&c.sites)->default_value(c.sites), "participant sites")(
+      "workers", po::value(&c.workers)->default_value(c.workers), "fhe_workers")(
+      "run-dir", po::value(&run_dir),
+      "where everything goes (default runs/fedsim-DATE-TIME); an existing run resumes")(
+      "seed", po::value(&c.seed)->default_value(c.seed),
+      "seed of the model, the data, the selection and the sites' DP streams (replayable)")(
+      "processes", po::bool_switch(&c.processes),
+      "run every party as its own process over loopback TCP with CURVE keys (default: threads "
+      "in this process, loopback TCP without CURVE)")(
+      "hidden", po::value(&c.hidden)->default_value(c.hidden), "model hidden size")(
+      "layers", po::value(&c.layers)->default_value(c.layers), "model layers")(
+      "heads", po::value(&c.heads)->default_value(c.heads), "attention heads")(
+      "kv-heads", po::value(&c.kv_heads)->default_value(c.kv_heads), "key/value heads")(
+      "intermediate", po::value(&c.intermediate)->default_value(c.intermediate),
+      "MLP intermediate size")("vocab", po::value(&c.vocab)->default_value(c.vocab),
+                               "vocabulary (byte tokenizer)")(
+      "records", po::value(&c.records)->default_value(c.records),
+      "synthetic notes per site (held-out ones included)")(
+      "heldout-fraction", po::value(&c.heldout_fraction)->default_value(c.heldout_fraction, "0.1"),
+      "share of each site's notes held out")(
+      "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "tokens per example")(
+      "lora-rank", po::value(&c.lora_rank)->default_value(c.lora_rank), "LoRA rank")(
+      "lora-alpha", po::value(&c.lora_alpha)->default_value(c.lora_alpha), "LoRA alpha")(
+      "targets", po::value(&c.targets)->default_value(c.targets), "adapted projections")(
+      "local-steps", po::value(&c.local_steps)->default_value(c.local_steps),
+      "DP-SGD steps per site and round")("lr", po::value(&c.lr)->default_value(c.lr, "0.01"),
+                                         "sites' AdamW learning rate")(
+      "batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
+      "examples per micro-batch")(
+      "sample-rate", po::value(&c.sample_rate)->default_value(c.sample_rate, "0.12"),
+      "Poisson sampling rate q")(
+      "noise-multiplier", po::value(&c.noise_multiplier)->default_value(c.noise_multiplier, "1"),
+      "DP-SGD sigma")("clip-norm", po::value(&c.clip_norm)->default_value(c.clip_norm, "1"),
+                      "DP-SGD per-example clip C")(
+      "delta", po::value(&c.delta)->default_value(c.delta, "1e-05"), "DP delta")(
+      "epsilon-max", po::value(&c.epsilon_max)->default_value(c.epsilon_max, "8"),
+      "every site's privacy budget")(
+      "strategy", po::value(&c.strategy)->default_value(c.strategy),
+      "fedavg, fedadam, fedyogi or fedadagrad")(
+      "server-lr", po::value(&c.server_lr)->default_value(c.server_lr, "1"),
+      "server learning rate (FedOpt)")(
+      "fraction", po::value(&c.fraction)->default_value(c.fraction, "1"),
+      "share of the sites selected each round")(
+      "min-participants", po::value(&c.min_participants)->default_value(c.min_participants),
+      "deltas a round needs")(
+      "round-timeout", po::value(&c.round_timeout_s)->default_value(c.round_timeout_s),
+      "seconds a round waits for deltas")(
+      "backend", po::value(&c.backend)->default_value(c.backend),
+      "sites' backend: remote (encrypted on the workers), encrypted (in process) or float")(
+      "log-level", po::value(&c.log_level)->default_value(c.log_level),
+      "log level of the sites and workers");
+  po::variables_map vm;
+  po::store(po::parse_command_line(argc, argv, options), vm);
+  if (vm.count("help")) {
+    out << options << "\n";
+    return false;
+  }
+  if (vm.count("config")) {
+    const std::string file = vm["config"].as<std::string>();
+    std::ifstream in(file);
+    if (!in) throw std::invalid_argument(file + ": cannot read the config file");
+    po::store(po::parse_config_file(in, options), vm);
+  }
+  po::notify(vm);
+  if (c.rounds < 1 || c.sites < 1 || c.workers < 1) {
+    throw std::invalid_argument("--rounds, --sites and --workers must be at least 1");
+  }
+  if (c.min_participants > c.sites) {
+    c.min_participants = c.sites;
+  }
+  if (c.backend != "remote" && c.backend != "encrypted" && c.backend != "float") {
+    throw std::invalid_argument("--backend must be remote, encrypted or float");
+  }
+  if (!run_dir.empty()) {
+    c.run_dir = run_dir;
+  } else {
+    const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "runs/fedsim-%Y%m%d-%H%M%S", &tm);
+    c.run_dir = buf;
+  }
+  return true;
+}
+
+}  // namespace fedsim

@@ -1,0 +1,56 @@
+// fedsim's configuration: built-in defaults, then configs/sim.ini-style files (--config), then
+// flags. Every key of the INI file is also a flag (`rounds = 5` <-> `--rounds 5`).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <ostream>
+#include <string>
+
+namespace fedsim {
+
+struct SimConfig {
+  // The federation.
+  uint32_t rounds = 5;
+  uint32_t sites = 3;
+  uint32_t workers = 2;
+  std::filesystem::path run_dir;  // default: runs/fedsim-YYYYmmdd-HHMMSS
+  uint64_t seed = 1;
+  bool processes = false;  // processes over loopback TCP with CURVE, instead of threads
+
+  // The tiny model and the synthetic notes generated when missing.
+  int64_t hidden = 64, layers = 2, heads = 4, kv_heads = 2, intermediate = 176, vocab = 512;
+  int64_t records = 300;  // notes per site, held-out ones included
+  double heldout_fraction = 0.1;
+  int64_t seq_len = 64;
+
+  // LoRA and the round plan.
+  int64_t lora_rank = 8;
+  double lora_alpha = 16;
+  std::string targets = "q,v";
+  uint32_t local_steps = 10;
+  double lr = 1e-2;
+  uint32_t batch_size = 16;   // examples per micro-batch
+  double sample_rate = 0.12;  // Poisson rate q of DP-SGD
+  double noise_multiplier = 1.0;
+  double clip_norm = 1.0;
+  double delta = 1e-5;
+  double epsilon_max = 8;  // every site's budget
+
+  // Coordinator.
+  std::string strategy = "fedavg";
+  double server_lr = 1.0;
+  double fraction = 1.0;
+  uint32_t min_participants = 2;
+  uint32_t round_timeout_s = 180;
+
+  // Sites' backend: remote (encrypted on the workers), encrypted (in process) or float.
+  std::string backend = "remote";
+  std::string log_level = "warn";  // of the sites and workers (the coordinator logs at info)
+};
+
+// Parses flags and the --config file into `config`. Returns false after printing --help to
+// `out`. Throws std::invalid_argument with one line for a bad flag or value.
+bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimConfig& config);
+
+}  // namespace fedsim

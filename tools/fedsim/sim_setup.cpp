@@ -1,0 +1,85 @@
+#include "sim_setup.h"
+
+#include <openssl/sha.h>
+
+#include <random>
+#include <string>
+
+#include "model/llama_config.h"
+#include "model/lora_config.h"
+#include "model/lora_params.h"
+#include "model/lora_peft.h"
+#include "model/peft_adapter.h"
+#include "model/random_model.h"
+#include "model/synthetic_notes.h"
+#include "model/trainer.h"
+
+namespace fedsim {
+
+SimLayout prepare_run(const SimConfig& c, std::ostream& progress) {
+  SimLayout l;
+  l.run = c.run_dir;
+  l.model = l.run / "model";
+  l.data = l.run / "data";
+  l.initial_adapter = l.run / "initial_adapter";
+  l.sites = l.run / "sites";
+  l.keys = l.run / "keys";
+  l.logs = l.run / "logs";
+  std::filesystem::create_directories(l.run);
+  std::filesystem::create_directories(l.sites);
+  std::filesystem::create_directories(l.logs);
+
+  if (!std::filesystem::exists(l.model / "config.json")) {
+    model::LlamaConfig config;
+    config.hidden_size = c.hidden;
+    config.intermediate_size = c.intermediate;
+    config.num_hidden_layers = c.layers;
+    config.num_attention_heads = c.heads;
+    config.num_key_value_heads = c.kv_heads;
+    config.head_dim = c.heads > 0 ? c.hidden / c.heads : 0;
+    config.vocab_size = c.vocab;
+    config.max_position_embeddings = std::max<int64_t>(2048, c.seq_len);
+    config.rms_norm_eps = 1e-5;
+    model::validate_llama_config(config, "fedsim model");
+    model::write_random_llama(l.model, config, {.seed = c.seed});
+    progress << "fedsim: generated a random Llama model (hidden " << c.hidden << ", " << c.layers
+             << " layers, vocabulary " << c.vocab << ") in " << l.model.string() << "\n";
+  }
+  if (!std::filesystem::exists(l.train_file(c.sites - 1))) {
+    model::SyntheticDataOptions o;
+    o.sites = static_cast<int>(c.sites);
+    o.records = c.records;
+    o.heldout_fraction = c.heldout_fraction;
+    o.mcq_count = 10;
+    o.seed = c.seed;
+    model::write_synthetic_dataset(l.data, o);
+    progress << "fedsim: generated " << c.records << " synthetic clinical notes for each of "
+             << c.sites << " sites in " << l.data.string() << "\n";
+  }
+  if (!std::filesystem::exists(l.initial_adapter / model::kPeftConfigFile)) {
+    const model::LlamaConfig config = model::load_llama_config(l.model);
+    model::LoraConfig lora;
+    lora.rank = c.lora_rank;
+    lora.alpha = c.lora_alpha;
+    lora.targets = model::parse_lora_targets(c.targets);
+    std::mt19937_64 rng(model::lora_init_seed(c.seed));  // LoRA init: training RNG, not a secret
+    const model::LoraParams params = model::init_lora_params(config, lora, rng);
+    model::write_peft_adapter(l.initial_adapter, model::lora_to_peft(params, config, "model"));
+  }
+  return l;
+}
+
+std::string site_dp_seed_hex(uint64_t seed, uint32_t site) {
+  const std::string input = "fedsim dp seed " + std::to_string(seed) + " " + std::to_string(site);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  static const char* digits = "0123456789abcdef";
+  std::string hex;
+  for (const unsigned char b : digest) {
+    hex += digits[b >> 4];
+    hex += digits[b & 15];
+  }
+  return hex;
+}
+
+}  // namespace fedsim
