@@ -31,7 +31,7 @@ done
 strip --strip-unneeded "$bundle/fhe_cuda_tests" "$bundle/bench_fhe" 2>/dev/null || true
 [ -f "$bundle/lib/libdnnl.so.2" ] || { echo "gpu-bundle: libdnnl.so.2 missing" >&2; exit 1; }
 size_kib=$(du -sk "$bundle" | cut -f1)
-echo "gpu-bundle: $(ls "$bundle" "$bundle/lib" | tr '\n' ' ')"
+echo "gpu-bundle: $(cd "$bundle" && find . -type f | sort | tr '\n' ' ')"
 echo "gpu-bundle: ${size_kib} KiB"
 if [ "$size_kib" -gt $((55 * 1024)) ]; then
   echo "gpu-bundle: larger than 55 MiB" >&2

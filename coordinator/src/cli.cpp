@@ -43,6 +43,8 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
      "heartbeats missed before a site is dead")
     ("wait-for-sites", po::value(&wait_for_sites_s)->default_value(wait_for_sites_s),
      "seconds to wait for enough sites before ending the run")
+    ("start-after", po::value(&c.start_after)->default_value(c.start_after),
+     "participants to wait for before the first round (0: min-participants)")
     ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the selection DRBG")
     ("local-steps", po::value(&c.plan.local_steps)->default_value(c.plan.local_steps),
      "DP-SGD steps per round at each site")

@@ -563,6 +563,7 @@ protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
                                 {"min_participants", cfg.min_participants},
                                 {"fraction", cfg.fraction}});
   std::string reason;
+  bool started = false;
   auto waiting_since = Clock::now();
   for (;;) {
     if (stop.stop_requested()) {
@@ -590,7 +591,23 @@ protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
                 cfg.min_participants);
       break;
     }
-    if (eligible.size() < cfg.min_participants) {
+    // Before the first round of this process, also wait for a worker when the registry knows
+    // some but none is back yet (a run resumed from its checkpoint): with an empty worker
+    // directory every site would decline (no_workers) and the round be retried.
+    size_t workers_known = 0, workers_alive = 0;
+    for (const auto& [id, s] : registry.sites()) {
+      if (s.role != pc::Role::kWorker) continue;
+      ++workers_known;
+      if (s.alive) ++workers_alive;
+    }
+    const bool gathering = !started && (eligible.size() < cfg.start_after ||
+                                        (workers_known > 0 && workers_alive == 0));
+    if (eligible.size() < cfg.min_participants || gathering) {
+      if (gathering && eligible.size() >= cfg.min_participants &&
+          Clock::now() - waiting_since > cfg.wait_for_sites) {
+        started = true;  // start with the sites that came
+        continue;
+      }
       if (Clock::now() - waiting_since > cfg.wait_for_sites) {
         reason = "no_participants";
         break;
@@ -598,6 +615,7 @@ protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
       pump(Clock::now() + kPollSlice);
       continue;
     }
+    started = true;
     auto done = run_attempt(std::move(eligible), stop);
     if (!done) return done.error();
     waiting_since = Clock::now();

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -117,10 +118,35 @@ struct Agent::Impl {
   // alive (heartbeats), and what it will upload.
   struct Training {
     coord::RoundInvitation invitation;
+    std::vector<float> global_values;
     std::future<coord::DeltaUpload> result;
     std::vector<float> delta_values;
   };
   std::unique_ptr<Training> training;
+
+  // The last delta this site uploaded, with the invitation it answered. A coordinator restarted
+  // from its checkpoint replays the next round with the same round, attempt, global adapter and
+  // plan (only the deadline differs); the site then sends this identical delta again instead of
+  // training a second time: same result bit for bit (the DP streams are derived from round and
+  // attempt) and no extra privacy spent, since nothing new about the data is released.
+  struct Delivered {
+    coord::RoundInvitation invitation;
+    std::vector<float> global_values;
+    coord::DeltaUpload upload;
+    std::vector<float> delta_values;
+  };
+  std::optional<Delivered> delivered;
+
+  // Whether two invitations ask for the same training: round, attempt, plan (but the deadline)
+  // and global adapter (tensor table and values, bit for bit).
+  static bool same_training(const coord::RoundInvitation& a, std::span<const float> a_values,
+                            const coord::RoundInvitation& b, std::span<const float> b_values) {
+    coord::TrainingPlan pa = a.plan, pb = b.plan;
+    pa.deadline_unix_ms = pb.deadline_unix_ms = 0;
+    return a.round == b.round && a.attempt == b.attempt && pa == pb &&
+           a.adapter.tensors == b.adapter.tensors && a_values.size() == b_values.size() &&
+           std::memcmp(a_values.data(), b_values.data(), a_values.size() * sizeof(float)) == 0;
+  }
 
   explicit Impl(AgentConfig c) : config(std::move(c)) {
     log = config.log ? config.log : console_logger(config.site_id);
@@ -317,9 +343,15 @@ struct Agent::Impl {
           if (reply.error().code != protocol::ErrorCode::kTimeout) {
             log->warn("registration failed: {}", reply.error().message);
           }
-          // A fresh socket: a DEALER keeps queueing for a peer that may never come back.
-          client.reset();
-          client = connect(ctx);
+          // After a timeout, a fresh socket: a DEALER keeps queueing for a peer that may never
+          // come back. Any other failure is an answer from a live coordinator (often the error
+          // reply to a heartbeat sent before this Register, which the coordinator may already
+          // have accepted): register again on the same connection, so that the coordinator does
+          // not see the site move to a new one and lose an invitation sent to the old.
+          if (reply.error().code == protocol::ErrorCode::kTimeout) {
+            client.reset();
+            client = connect(ctx);
+          }
           continue;
         }
         if (!reply.value().accepted) {
@@ -359,6 +391,15 @@ struct Agent::Impl {
       coord::Message& msg = m.value();
       if (auto* inv = std::get_if<coord::RoundInvitation>(&msg.body)) {
         if (training) {
+          auto values = coord::adapter_values(inv->adapter, msg);
+          if (values.ok() &&
+              same_training(*inv, values.value(), training->invitation, training->global_values)) {
+            // A restarted coordinator replaying the round being trained: the delta follows.
+            log->info("round {} (attempt {}): invited again while training it; accepting",
+                      inv->round, inv->attempt);
+            (void)client->accept(*inv, config.site_id);
+            continue;
+          }
           log->warn("round {}: invited while still training round {}; declining", inv->round,
                     training->invitation.round);
           (void)client->decline(*inv, config.site_id, coord::DeclineReason::kBusy,
@@ -387,6 +428,22 @@ struct Agent::Impl {
   void handle_invitation(coord::CoordinatorClient& client, const coord::RoundInvitation& inv,
                          const coord::Message& msg) {
     const coord::TrainingPlan& plan = inv.plan;
+    auto values = coord::adapter_values(inv.adapter, msg);
+    if (!values.ok()) {
+      (void)client.decline(inv, config.site_id, coord::DeclineReason::kOther,
+                           "global adapter: " + values.error().message);
+      return;
+    }
+    if (delivered &&
+        same_training(inv, values.value(), delivered->invitation, delivered->global_values)) {
+      // Already trained and paid for: send the identical delta again (see Delivered).
+      log->info("round {} (attempt {}): invited again; re-sending the delta already trained",
+                inv.round, inv.attempt);
+      (void)client.accept(inv, config.site_id);
+      const protocol::Status sent = client.upload(delivered->upload, delivered->delta_values);
+      if (!sent.ok()) log->warn("round {}: upload failed: {}", inv.round, sent.error().message);
+      return;
+    }
     const privacy::Phase phase{.q = plan.sample_rate,
                                .sigma = plan.noise_multiplier,
                                .steps = static_cast<int64_t>(plan.local_steps)};
@@ -403,21 +460,16 @@ struct Agent::Impl {
                            "the invitation lists no fhe_worker");
       return;
     }
-    auto values = coord::adapter_values(inv.adapter, msg);
-    if (!values.ok()) {
-      (void)client.decline(inv, config.site_id, coord::DeclineReason::kOther,
-                           "global adapter: " + values.error().message);
-      return;
-    }
     (void)client.accept(inv, config.site_id);
     log->info("round {} (attempt {}): training {} steps, q {}, sigma {}, clip {}", inv.round,
               inv.attempt, plan.local_steps, plan.sample_rate, plan.noise_multiplier,
               plan.clip_norm);
     training = std::make_unique<Training>();
     training->invitation = inv;
+    training->global_values = std::move(values.value());
     Training* t = training.get();
-    t->result = std::async(std::launch::async, [this, t, v = std::move(values.value())] {
-      return train_round(t->invitation, v, t->delta_values);
+    t->result = std::async(std::launch::async, [this, t] {
+      return train_round(t->invitation, t->global_values, t->delta_values);
     });
   }
 
@@ -430,7 +482,8 @@ struct Agent::Impl {
     const coord::RoundInvitation& inv = training->invitation;
     try {
       coord::DeltaUpload up = training->result.get();
-      const protocol::Status sent = client.upload(std::move(up), training->delta_values);
+      delivered = Delivered{inv, std::move(training->global_values), up, training->delta_values};
+      const protocol::Status sent = client.upload(std::move(up), delivered->delta_values);
       if (!sent.ok()) log->warn("round {}: upload failed: {}", inv.round, sent.error().message);
       std::lock_guard lock(stats_mutex);
       ++stats.rounds_trained;

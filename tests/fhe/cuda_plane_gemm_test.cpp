@@ -416,7 +416,7 @@ TEST(CudaPlaneGemm, RefusesBadInput) {
   const auto prod = g.multiply(ct);
   EXPECT_THROW(g.multiply(prod), fhe::Error);  // not a fresh ciphertext
   // A scale far too small for the noise of this matrix.
-  EXPECT_THROW(g.multiply(enc.encrypt(x.data(), 16, 5, 2)), fhe::Error);
+  EXPECT_THROW(g.multiply(enc.encrypt(x.data(), 16, 5, 6)), fhe::Error);
   EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), w.data(), 0, 16, false), fhe::Error);
   EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), w.data(), 8, 16, false, -1), fhe::Error);
   std::vector<int8_t> huge(140000);

@@ -39,6 +39,7 @@ coordinator::CoordinatorConfig coordinator_config(const SimConfig& c, const SimL
   cc.round_timeout = std::chrono::seconds(c.round_timeout_s);
   cc.heartbeat_interval = std::chrono::milliseconds(500);
   cc.wait_for_sites = std::chrono::seconds(120);
+  cc.start_after = c.sites;  // the first round begins with every site of the simulation
   cc.seed = c.seed;
   cc.plan.local_steps = c.local_steps;
   cc.plan.learning_rate = c.lr;

@@ -58,6 +58,10 @@ struct CoordinatorConfig {
   std::chrono::milliseconds heartbeat_interval{1000};
   uint32_t missed_heartbeats = 5;
   std::chrono::milliseconds wait_for_sites{300000};
+  // The first round of a run waits until this many participants are registered and alive (or
+  // wait_for_sites has passed), so that a federation started all at once begins with all of
+  // its sites; 0: start as soon as min_participants are eligible.
+  uint32_t start_after = 0;
   uint64_t seed = 1;
 
   // The training plan sent to the sites (deadline and per-site seed are filled per round).

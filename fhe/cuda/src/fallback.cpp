@@ -65,7 +65,7 @@ void CudaPlainGemm::upload(const int8_t*) {
   no_cuda();
 }
 
-void CudaPlainGemm::run() {
+void CudaPlainGemm::run(int) {
   no_cuda();
 }
 

@@ -107,8 +107,8 @@ class CudaPlainGemm {
 
   // Uploads X^T (t x d_in row-major int8).
   void upload(const int8_t* xt);
-  // Runs the GEMM on the device and waits for it.
-  void run();
+  // Runs the GEMM `iterations` times back to back on the device and waits for the last.
+  void run(int iterations = 1);
   // Downloads Y as d_out x t row-major values (int32 results, or fp32 results rounded).
   void download(int32_t* y) const;
 
