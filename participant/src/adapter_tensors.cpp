@@ -1,5 +1,6 @@
 #include "participant/adapter_tensors.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -40,6 +41,37 @@ protocol::coord::AdapterTable adapter_table(const model::LoraParams& params,
     }
   }
   return table;
+}
+
+std::vector<float> values_for_table(const protocol::coord::AdapterTable& table,
+                                    const model::LoraParams& params) {
+  std::vector<float> values(table.total());
+  // Writing through a copy of params and reading it back with the same checks as
+  // read_adapter_table keeps the two directions consistent: place each tensor at its offset.
+  std::map<std::string, const protocol::coord::TensorEntry*> by_name;
+  for (const auto& entry : table.tensors) by_name[entry.name] = &entry;
+  size_t used = 0;
+  for (const model::ProjectionId id : params.ids()) {
+    const model::LoraPair& pair = params.at(id);
+    for (const char matrix : {'A', 'B'}) {
+      const auto& m = matrix == 'A' ? pair.a : pair.b;
+      const std::string name = tensor_name(id, matrix);
+      const auto it = by_name.find(name);
+      if (it == by_name.end()) throw model::Error("adapter: tensor " + name + " is missing");
+      const protocol::coord::TensorEntry& entry = *it->second;
+      if (entry.count() != static_cast<uint64_t>(m.size()) || entry.offset > values.size() ||
+          values.size() - entry.offset < entry.count()) {
+        throw model::Error("adapter: tensor " + name + " does not fit the table");
+      }
+      std::copy_n(m.data(), m.size(), values.data() + entry.offset);
+      ++used;
+    }
+  }
+  if (used != table.tensors.size()) {
+    throw model::Error("adapter: the table holds " + std::to_string(table.tensors.size()) +
+                       " tensors, this site's LoRA configuration has " + std::to_string(used));
+  }
+  return values;
 }
 
 void read_adapter_table(const protocol::coord::AdapterTable& table, std::span<const float> values,

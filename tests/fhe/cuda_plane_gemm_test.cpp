@@ -17,6 +17,7 @@
 #include "fhe/modarith.h"
 #include "fhe/plane_gemm.h"
 #include "kernels_common.h"
+#include "pack48.h"
 #include "test_util.h"
 
 namespace {
@@ -273,6 +274,48 @@ TEST(CudaKernelMath, HostPipelineMatchesTheReference) {
   }
 }
 
+// The 48-bit transfer format: bulk pack/unpack (pack48.h) against the per-coefficient
+// store48/load48 of the kernels, exact buffer sizes (ASan catches an overrun), range checks.
+TEST(CudaKernelMath, Pack48RoundTripsAndChecksTheBound) {
+  const uint64_t q = ctx()->q();
+  const uint64_t top = (uint64_t{1} << 48) - 1;
+  for (size_t count : {size_t{0}, size_t{1}, size_t{2}, size_t{3}, size_t{7}, size_t{4097}}) {
+    std::vector<uint64_t> v(count);
+    for (size_t k = 0; k < count; ++k) v[k] = (k * 0x9e3779b97f4a7c15ull) % q;
+    if (count > 0) v[0] = q - 1;
+    if (count > 1) v[count - 1] = 0;
+    if (count > 2) v[count / 2] = 1;
+    // One guard byte past the packed bytes must stay untouched.
+    std::vector<uint8_t> packed(cd::kPackedBytes * count + 1, 0xa5);
+    ASSERT_TRUE(cd::pack48(v.data(), count, q, packed.data())) << count;
+    EXPECT_EQ(packed.back(), 0xa5) << count;
+    for (size_t k = 0; k < count; ++k) {
+      uint8_t want[cd::kPackedBytes];
+      cd::store48(v[k], want);
+      ASSERT_EQ(std::memcmp(want, packed.data() + cd::kPackedBytes * k, cd::kPackedBytes), 0) << k;
+      ASSERT_EQ(cd::load48(packed.data() + cd::kPackedBytes * k), v[k]) << k;
+    }
+    std::vector<uint8_t> exact(packed.begin(), packed.end() - 1);  // no slack to over-read
+    std::vector<uint64_t> back(count + 1, 77);
+    cd::unpack48(exact.data(), count, back.data());
+    EXPECT_EQ(back.back(), 77u) << count;
+    back.pop_back();
+    EXPECT_EQ(back, v) << count;
+    // A coefficient >= the bound anywhere is reported; the full 48-bit range passes 2^48.
+    for (size_t at : {size_t{0}, count / 2, count - 1}) {
+      if (count == 0) break;
+      auto bad = v;
+      bad[at] = q;
+      EXPECT_FALSE(cd::pack48(bad.data(), count, q, packed.data())) << count << " at " << at;
+      bad[at] = top;
+      EXPECT_FALSE(cd::pack48(bad.data(), count, q, packed.data())) << count << " at " << at;
+      ASSERT_TRUE(cd::pack48(bad.data(), count, top + 1, packed.data()));
+      cd::unpack48(packed.data(), count, back.data());
+      EXPECT_EQ(back, bad) << count << " at " << at;
+    }
+  }
+}
+
 // ---- device tests ----------------------------------------------------------------------------
 
 void expect_same(const fhe::CiphertextMatrix& a, const fhe::CiphertextMatrix& b,
@@ -357,6 +400,33 @@ TEST(CudaPlaneGemm, ReusesBuffersAcrossShapesAndThreads) {
   for (int k = 0; k < 4; ++k) threads.emplace_back([&, k] { got[k] = gpu.multiply(cts[k]); });
   for (auto& th : threads) th.join();
   for (int k = 0; k < 4; ++k) expect_same(got[k], want[k], "thread " + std::to_string(k));
+}
+
+// A bad coefficient found while packing a later group leaves the object usable, and inputs of
+// several groups (alternating staging slots) stay exact with reused buffers.
+TEST(CudaPlaneGemm, RangeErrorsMidPipelineLeaveTheObjectUsable) {
+  REQUIRE_GPU();
+  const size_t d_out = 4096, d_in = 64, t = 3 * 2048 + 5;  // two groups of blocks
+  auto w = random_int8(d_out * d_in, 201);
+  auto x = random_int8(d_in * t, 202);
+  const auto key = fhe::SecretKey::generate(ctx());
+  fhe::Encryptor enc(key);
+  fhe::CudaPlaneGemm gpu(ctx(), w.data(), d_out, d_in, false);
+  fhe::PlaneGemm cpu(ctx(), w.data(), d_out, d_in, false);
+  const auto ct = enc.encrypt(x.data(), d_in, t, gpu.bounds(), d_out * t);
+  const auto want = cpu.multiply(ct);
+  fhe::CiphertextMatrix out;
+  for (size_t at : {ct.c0.size() - 1, ct.c0.size() / 2, size_t{0}}) {
+    auto bad = ct;
+    bad.c0[at] = ctx()->q() + at;
+    EXPECT_THROW(gpu.multiply_into(bad, out), fhe::Error) << at;
+    gpu.multiply_into(ct, out);
+    expect_same(out, want, "after a range error at " + std::to_string(at));
+  }
+  const auto timing = gpu.last_timing();
+  EXPECT_GT(timing.upload_s, 0.0);
+  EXPECT_GT(timing.download_s, 0.0);
+  EXPECT_EQ(fhe::Decryptor(key).decrypt(out), plain_product(w, d_out, d_in, false, x, t));
 }
 
 TEST(CudaPlaneGemm, SwitchedRepliesDecryptExactly) {

@@ -63,20 +63,32 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
-// Page-locked host memory (for small device -> host flags).
+// Page-locked host memory (staging of asynchronous copies), an allocation that only grows.
+// Growing discards the contents; callers make sure no copy still uses it.
 class PinnedBuffer {
  public:
-  explicit PinnedBuffer(size_t bytes) { check(cudaMallocHost(&p_, bytes), "cudaMallocHost"); }
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes) { reserve(bytes); }
   ~PinnedBuffer() { cudaFreeHost(p_); }
   PinnedBuffer(const PinnedBuffer&) = delete;
   PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  void reserve(size_t bytes) {
+    if (bytes <= bytes_) return;
+    cudaFreeHost(p_);
+    p_ = nullptr;
+    bytes_ = 0;
+    check(cudaMallocHost(&p_, bytes), "cudaMallocHost");
+    bytes_ = bytes;
+  }
   template <typename T>
   T* as() const {
     return static_cast<T*>(p_);
   }
+  size_t size() const { return bytes_; }
 
  private:
   void* p_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 class Stream {
@@ -99,6 +111,7 @@ class Event {
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
   void record(cudaStream_t s) { check(cudaEventRecord(e_, s), "cudaEventRecord"); }
+  void sync() const { check(cudaEventSynchronize(e_), "cudaEventSynchronize"); }
   // Seconds from `start` to this event (both completed).
   double since(const Event& start) const {
     float ms = 0;

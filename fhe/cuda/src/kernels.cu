@@ -107,9 +107,27 @@ __global__ void split_kernel(const uint64_t* src0, const uint64_t* src1, uint32_
   }
 }
 
+// 48-bit values as three 16-bit words (the packed arrays are 2-byte aligned).
+__device__ __forceinline__ void store48_aligned(uint64_t v, uint8_t* p) {
+  uint16_t* w = reinterpret_cast<uint16_t*>(p);
+  w[0] = static_cast<uint16_t>(v);
+  w[1] = static_cast<uint16_t>(v >> 16);
+  w[2] = static_cast<uint16_t>(v >> 32);
+}
+
+__device__ __forceinline__ uint64_t load48_aligned(const uint8_t* p) {
+  const uint16_t* w = reinterpret_cast<const uint16_t*>(p);
+  return uint64_t{w[0]} | (uint64_t{w[1]} << 16) | (uint64_t{w[2]} << 32);
+}
+
+__global__ void unpack48_kernel(const uint8_t* src, size_t count, uint64_t* dst) {
+  const size_t k = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k < count) dst[k] = load48_aligned(src + kPackedBytes * k);
+}
+
 // Thread per output coefficient (source, block, row i, token t).
 __global__ void recombine_kernel(const int32_t* sums, size_t ld, uint32_t blocks, uint32_t out,
-                                 uint32_t n, uint64_t q, uint64_t* y0, uint64_t* y1) {
+                                 uint32_t n, uint64_t q, uint8_t* y0, uint8_t* y1) {
   const uint32_t chunks = n / kRecombineThreads;
   const uint32_t i = blockIdx.x / chunks;
   const uint32_t t = (blockIdx.x % chunks) * kRecombineThreads + threadIdx.x;
@@ -119,8 +137,8 @@ __global__ void recombine_kernel(const int32_t* sums, size_t ld, uint32_t blocks
   int32_t p[kPlanes];
 #pragma unroll
   for (int k = 0; k < kPlanes; ++k) p[k] = s[static_cast<size_t>(k) * n];
-  uint64_t* y = source ? y1 : y0;
-  y[(static_cast<size_t>(b) * out + i) * n + t] = recombine(p, q);
+  uint8_t* y = source ? y1 : y0;
+  store48_aligned(recombine(p, q), y + kPackedBytes * ((static_cast<size_t>(b) * out + i) * n + t));
 }
 
 }  // namespace
@@ -148,12 +166,20 @@ cudaError_t launch_split(const uint64_t* src0, const uint64_t* src1, size_t bloc
 }
 
 cudaError_t launch_recombine(const int32_t* sums, size_t ld, size_t blocks, size_t out, size_t n,
-                             uint64_t q, uint64_t* y0, uint64_t* y1, cudaStream_t s) {
+                             uint64_t q, uint8_t* y0, uint8_t* y1, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(out * (n / kRecombineThreads)), 1,
                   static_cast<unsigned>(2 * blocks));
   recombine_kernel<<<grid, kRecombineThreads, 0, s>>>(sums, ld, static_cast<uint32_t>(blocks),
                                                       static_cast<uint32_t>(out),
                                                       static_cast<uint32_t>(n), q, y0, y1);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_unpack48(const uint8_t* src, size_t count, uint64_t* dst, cudaStream_t s) {
+  if (count == 0) return cudaSuccess;
+  constexpr unsigned kThreads = 256;
+  unpack48_kernel<<<static_cast<unsigned>((count + kThreads - 1) / kThreads), kThreads, 0, s>>>(
+      src, count, dst);
   return cudaGetLastError();
 }
 

@@ -35,8 +35,12 @@ cudaError_t launch_expand(const SeedKey& key, size_t n, uint64_t q, uint64_t row
 cudaError_t launch_split(const uint64_t* src0, const uint64_t* src1, size_t blocks, size_t rows,
                          size_t kp, size_t n, uint64_t q, int8_t* digits, cudaStream_t s);
 
-// Recombination of the plane sums of both sources into y0 and y1 (blocks x out x n each).
+// Recombination of the plane sums of both sources into y0 and y1 (blocks x out x n coefficients
+// each, packed to 6 bytes: coefficient k at bytes 6k .. 6k+5; y0 and y1 2-byte aligned).
 cudaError_t launch_recombine(const int32_t* sums, size_t ld, size_t blocks, size_t out, size_t n,
-                             uint64_t q, uint64_t* y0, uint64_t* y1, cudaStream_t s);
+                             uint64_t q, uint8_t* y0, uint8_t* y1, cudaStream_t s);
+
+// Unpacks `count` 6-byte coefficients of src (2-byte aligned) into dst.
+cudaError_t launch_unpack48(const uint8_t* src, size_t count, uint64_t* dst, cudaStream_t s);
 
 }  // namespace fhe::cuda_detail

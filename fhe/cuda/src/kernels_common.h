@@ -12,6 +12,7 @@
 // |m| <= 128, |d| <= 128 every plane sum fits int32 while the inner dimension is below 2^17.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -60,6 +61,23 @@ FHE_HD uint64_t recombine(const int32_t p[kPlanes], uint64_t q) {
   const int64_t hi = static_cast<int64_t>(p[4]) + static_cast<int64_t>(p[5]) * (int64_t{1} << 8);
   const int64_t h0 = hi & 0xffff, h1 = hi >> 16;
   return reduce_p48(lo + h0 * (int64_t{1} << 32) + h1 * ((int64_t{1} << 14) - 1), q);
+}
+
+// ---- 48-bit packing (transfers) -------------------------------------------------------------
+// Coefficients (< q < 2^48) travel between host and device as 6 little-endian bytes each:
+// coefficient k of a packed array occupies bytes 6k .. 6k+5.
+
+constexpr size_t kPackedBytes = 6;
+constexpr uint64_t kMask48 = (uint64_t{1} << 48) - 1;
+
+FHE_HD void store48(uint64_t v, uint8_t* p) {
+  for (int i = 0; i < 6; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+FHE_HD uint64_t load48(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 6; ++i) v |= uint64_t{p[i]} << (8 * i);
+  return v;
 }
 
 // ---- AES-128 -------------------------------------------------------------------------------

@@ -13,6 +13,14 @@
 // The inner dimension must stay below 2^17 (int32 plane sums); check_product refuses far earlier
 // for real weights.
 //
+// Transfers: C0 goes up and Y0, Y1 come down as 6 bytes per coefficient (every coefficient is
+// below q < 2^48), through page-locked staging buffers that the object keeps (grown as needed,
+// freed by the destructor), in chunks: host threads pack (and range-check) the next chunk of C0
+// while the previous one is copied, and unpack each chunk of the product into the caller's
+// CiphertextMatrix as soon as it has arrived. Inputs longer than one device group alternate
+// between two staging slots, so the host packs and unpacks one group while the device computes
+// the next.
+//
 // Built without CUDA (FEDLORA_CUDA=OFF or no nvcc), the library still links: constructors throw
 // fhe::Error("built without CUDA") and cuda_device_count() returns 0.
 //
@@ -35,14 +43,17 @@ namespace fhe {
 // Number of usable CUDA devices; 0 without a driver, a device or CUDA support. Never throws.
 int cuda_device_count() noexcept;
 
-// Device-side phase times of the last multiply (seconds, CUDA events), for benchmarks.
+// Phase times of the last multiply (seconds, summed over its groups), for benchmarks. All but
+// download_s are CUDA event times on the object's stream.
 struct CudaGemmTiming {
-  double upload_s = 0;     // C0 host -> device
+  double upload_s = 0;     // C0 host -> device: host packing overlapped with the pinned copies,
+                           // plus the unpacking kernel
   double expand_s = 0;     // seed expansion of A_hat
   double split_s = 0;      // digit split of C0 and A_hat
   double gemm_s = 0;       // cuBLASLt int8 GEMMs
-  double recombine_s = 0;  // recombination modulo q
-  double download_s = 0;   // Y0, Y1 device -> host
+  double recombine_s = 0;  // recombination modulo q (and packing of Y0, Y1 to 6 bytes)
+  double download_s = 0;   // Y0, Y1 device -> host (host clock): from the end of the
+                           // recombination to the last coefficient unpacked into the result
   double device_s() const { return expand_s + split_s + gemm_s + recombine_s; }
 };
 
