@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs missing dependencies, builds the release preset and runs the main job.
-# Until the federation lands, the main job is a demonstration of the encrypted linear layer:
-# a participant encrypts X, a worker computes W*Enc(X) without any key, the participant decrypts
-# and the result is checked against the plaintext product, bit for bit.
+# Installs missing dependencies, builds the release preset and runs the main job: a simulated
+# federation (build/bin/fedsim with configs/sim.ini: 3 hospital sites, 2 fhe_workers, 5 rounds,
+# every frozen projection encrypted on the workers, DP-SGD on). Extra arguments go to fedsim,
+# e.g. `bash scripts/demo.sh --processes` or `--rounds 10`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake --preset release
 cmake --build --preset release -j2
-exec build/bin/fedctl fhe-demo "$@"
+exec build/bin/fedsim --config configs/sim.ini "$@"

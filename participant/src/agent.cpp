@@ -300,7 +300,10 @@ struct Agent::Impl {
     model::LoraParams minus = global;
     minus *= -1.0f;
     delta += minus;
-    up.delta = adapter_table(delta, &delta_values);
+    // The coordinator's table (its tensor order), so the delta lines up with its adapter.
+    up.delta = inv.adapter;
+    up.delta.blob = 0;
+    delta_values = values_for_table(inv.adapter, delta);
     log->info("round {}: trained {} steps in {:.1f} s, train loss {:.4f}, held-out loss {:.4f}, "
               "epsilon {:.3f} of {}",
               inv.round, plan.local_steps,

@@ -15,11 +15,8 @@ TEST_F(FederationTest, ExhaustedSitesAreNotSelectedAndTheRunEndsCleanly) {
   // q 0.1, sigma 1, 2 steps a round, delta 1e-5: epsilon 2.41 after one round, 2.76 after two,
   // 3.03 after three. site-0 affords one round, site-1 two.
   auto& fed = federation(c, fresh_run_dir());
-  fed.start_coordinator({{"--start-after", "2"}});
-  for (uint32_t w = 0; w < c.workers; ++w) fed.start_worker(w);
-  ASSERT_TRUE(wait_for(fed, [](const std::vector<json>& ev) {
-    return has_event(ev, "site_registered", [](const json& e) { return e["role"] == "worker"; });
-  }));
+  fed.start_coordinator();
+  fed.start_workers(kPatience);
   fed.start_site(0, {{"--epsilon-max", "2.6"}});
   fed.start_site(1, {{"--epsilon-max", "2.9"}});
 

@@ -12,7 +12,7 @@ TEST_F(FederationTest, AParticipantKilledDuringARoundRejoinsLater) {
   c.min_participants = 2;
   c.fraction = 1.0;
   auto& fed = federation(c, fresh_run_dir());
-  fed.start_coordinator({{"--start-after", "3"}});
+  fed.start_coordinator();  // the first round waits for every site
   fed.start_parties(kPatience);
 
   // Round 1 starts with all three sites; site-2 dies while they train.

@@ -41,7 +41,7 @@ TEST_F(FederationTest, IntrudersAndMalformedUploadsDoNotDisturbTheRound) {
   // The tester (below) is an allowed, registered participant; the intruder's key is unknown.
   const fs::path tester_key = fed.make_key("tester", /*allowed=*/true);
   const fs::path intruder_key = fed.make_key("intruder", /*allowed=*/false);
-  fed.start_coordinator({{"--start-after", "3"}});
+  fed.start_coordinator({{"--start-after", "3"}});  // the two sites and the tester
   fed.start_parties(kPatience);
   fed.start("intruder", "participant",
             fedsim::with_flags(fed.site_args(0),

@@ -14,7 +14,7 @@ TEST_F(FederationTest, AWorkerKilledDuringARoundLeavesTheRoundToTheOther) {
   c.local_steps = 3;
   c.log_level = "debug";  // the workers log every batch they compute
   auto& fed = federation(c, fresh_run_dir());
-  fed.start_coordinator({{"--start-after", "2"}});
+  fed.start_coordinator();  // the first round waits for every site
   fed.start_parties(kPatience);
 
   // worker-0 dies while it computes for round 1.

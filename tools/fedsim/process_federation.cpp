@@ -216,7 +216,7 @@ void ProcessFederation::spawn(const std::string& name, Party& p) {
   p.process = ChildProcess::start(bin_ / p.exe, p.args, console ? fs::path() : log_file(name));
 }
 
-void ProcessFederation::start_parties(std::chrono::milliseconds timeout) {
+void ProcessFederation::start_workers(std::chrono::milliseconds timeout) {
   for (uint32_t w = 0; w < config_.workers; ++w) start_worker(w);
   auto registered = [&](const std::vector<nlohmann::json>& events) {
     uint32_t n = 0;
@@ -239,6 +239,10 @@ void ProcessFederation::start_parties(std::chrono::milliseconds timeout) {
                                  ? "the workers did not register with the coordinator in time"
                                  : "the coordinator ended before the workers registered");
   }
+}
+
+void ProcessFederation::start_parties(std::chrono::milliseconds timeout) {
+  start_workers(timeout);
   for (uint32_t k = 0; k < config_.sites; ++k) start_site(k);
 }
 

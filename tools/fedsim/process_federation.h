@@ -12,7 +12,9 @@
 //   std::optional<int> rc = fed.wait_coordinator(std::chrono::minutes(5));
 //   // ~ProcessFederation: SIGTERM to every party still running, SIGKILL after the grace period
 //
-// Parties are named "coordinator", "worker-W" and "site-K"; each writes RUN/logs/NAME.log
+// The coordinator gets the simulation's settings (coordinator_config() of sim_run.h) with
+// --start-after = sites: its first round waits for every site. Parties are named
+// "coordinator", "worker-W" and "site-K"; each writes RUN/logs/NAME.log
 // (appended across restarts; the coordinator's output may go to the console instead). The
 // sites get the DP seed site_dp_seed_hex(config.seed, k), so runs with the same seed replay.
 // Not thread-safe; use it from the thread that created it (see child_process.h).
@@ -82,10 +84,11 @@ class ProcessFederation {
   void start_site(uint32_t k, const FlagOverrides& overrides = {});
   // Any party: build/bin/EXE with `args`, logging to log_file(name).
   void start(const std::string& name, const std::string& exe, std::vector<std::string> args);
-  // Starts every worker, waits until the coordinator has logged each of them as a registered
-  // worker (events.jsonl, since the coordinator was started), then starts every site: the first
-  // round never sees an empty worker directory. Throws std::runtime_error when the workers are
-  // not registered within `timeout` or the coordinator ends first.
+  // Starts every worker and waits until the coordinator has logged each of them as a registered
+  // worker (events.jsonl, since the coordinator was started). Throws std::runtime_error when they
+  // are not registered within `timeout` or the coordinator ends first.
+  void start_workers(std::chrono::milliseconds timeout);
+  // start_workers(), then every site: the first round never sees an empty worker directory.
   void start_parties(std::chrono::milliseconds timeout);
 
   // True while the party runs.

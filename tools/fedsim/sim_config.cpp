@@ -49,9 +49,9 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
                                          "sites' AdamW learning rate")(
       "batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
       "examples per micro-batch")(
-      "sample-rate", po::value(&c.sample_rate)->default_value(c.sample_rate, "0.12"),
+      "sample-rate", po::value(&c.sample_rate)->default_value(c.sample_rate, "0.04"),
       "Poisson sampling rate q")(
-      "noise-multiplier", po::value(&c.noise_multiplier)->default_value(c.noise_multiplier, "1"),
+      "noise-multiplier", po::value(&c.noise_multiplier)->default_value(c.noise_multiplier, "0.8"),
       "DP-SGD sigma")("clip-norm", po::value(&c.clip_norm)->default_value(c.clip_norm, "1"),
                       "DP-SGD per-example clip C")(
       "delta", po::value(&c.delta)->default_value(c.delta, "1e-05"), "DP delta")(

@@ -20,7 +20,7 @@ struct SimConfig {
 
   // The tiny model and the synthetic notes generated when missing.
   int64_t hidden = 64, layers = 2, heads = 4, kv_heads = 2, intermediate = 176, vocab = 512;
-  int64_t records = 300;  // notes per site, held-out ones included
+  int64_t records = 900;  // notes per site, held-out ones included
   double heldout_fraction = 0.1;
   int64_t seq_len = 64;
 
@@ -30,9 +30,9 @@ struct SimConfig {
   std::string targets = "q,v";
   uint32_t local_steps = 10;
   double lr = 1e-2;
-  uint32_t batch_size = 16;   // examples per micro-batch
-  double sample_rate = 0.12;  // Poisson rate q of DP-SGD
-  double noise_multiplier = 1.0;
+  uint32_t batch_size = 32;   // examples per micro-batch
+  double sample_rate = 0.04;  // Poisson rate q of DP-SGD
+  double noise_multiplier = 0.8;
   double clip_norm = 1.0;
   double delta = 1e-5;
   double epsilon_max = 8;  // every site's budget
