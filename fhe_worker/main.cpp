@@ -12,9 +12,9 @@
 #include "fhe_worker/error.h"
 #include "fhe_worker/options.h"
 #include "fhe_worker/registrar.h"
-#include "protocol/keys.h"
 #include "fhe_worker/worker.h"
 #include "fhe_worker/worker_model.h"
+#include "protocol/keys.h"
 
 int main(int argc, char** argv) {
   fhe_worker::CommandLine cl;
@@ -64,10 +64,10 @@ int main(int argc, char** argv) {
         if (!server.ok()) throw fhe_worker::Error(server.error().message);
         rc.coordinator_key = server.value();
       }
-      rc.site_id = o.worker.sender_id.empty() ? "fhe_worker@" + worker->endpoint()
-                                              : o.worker.sender_id;
-      rc.compute_endpoint = o.advertise.empty() ? fhe_worker::advertised_endpoint(worker->endpoint())
-                                                : o.advertise;
+      rc.site_id =
+          o.worker.sender_id.empty() ? "fhe_worker@" + worker->endpoint() : o.worker.sender_id;
+      rc.compute_endpoint =
+          o.advertise.empty() ? fhe_worker::advertised_endpoint(worker->endpoint()) : o.advertise;
       rc.public_key_z85 = worker->public_key_z85();
       rc.heartbeat_interval = std::chrono::milliseconds(500);
       rc.log = log;

@@ -40,17 +40,20 @@ std::vector<uint8_t> serialize_checkpoint(const Checkpoint& c) {
   }
   json buffers = json::array();
   for (const auto& b : c.strategy_state.buffers) buffers.push_back(b.size());
-  const json meta = {{"format", "fedlora-coordinator-checkpoint"},
-                     {"version", 1},
-                     {"round", c.round},
-                     {"drbg", c.drbg_state},
-                     {"tensors", tensors},
-                     {"adapter_values", c.global.values.size()},
-                     {"adapter_config", c.adapter_config},
-                     {"strategy", c.strategy},
-                     {"strategy_steps", c.strategy_state.steps},
-                     {"buffers", buffers},
-                     {"registry", json::parse(c.registry_json)}};
+  json meta = {{"format", "fedlora-coordinator-checkpoint"},
+               {"version", 1},
+               {"round", c.round},
+               {"drbg", c.drbg_state},
+               {"tensors", tensors},
+               {"adapter_values", c.global.values.size()},
+               {"adapter_config", c.adapter_config},
+               {"strategy", c.strategy},
+               {"strategy_steps", c.strategy_state.steps},
+               {"buffers", buffers},
+               {"registry", json::parse(c.registry_json)}};
+  if (!c.participant_accountant_json.empty()) {
+    meta["participant_accountant"] = json::parse(c.participant_accountant_json);
+  }
   const std::string text = meta.dump();
   std::vector<uint8_t> out(kMagic, kMagic + 8);
   put_u64(out, text.size());
@@ -101,6 +104,9 @@ protocol::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes) {
     std::vector<uint64_t> sizes{values};
     for (const auto& b : meta.at("buffers")) sizes.push_back(b.get<uint64_t>());
     c.registry_json = meta.at("registry").dump();
+    if (meta.contains("participant_accountant")) {
+      c.participant_accountant_json = meta.at("participant_accountant").dump();
+    }
     size_t pos = 16 + n;
     for (size_t k = 0; k < sizes.size(); ++k) {
       if (sizes[k] > (body - pos) / sizeof(float)) return bad("data shorter than announced");

@@ -60,6 +60,12 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     ("clip-norm", po::value(&c.plan.clip_norm)->default_value(c.plan.clip_norm),
      "per-example clipping norm C")
     ("delta", po::value(&c.plan.delta)->default_value(c.plan.delta), "DP delta of the plan")
+    ("participant-dp", po::bool_switch(&c.plan.participant_dp),
+     "participant-level DP: sites clip and noise their whole round delta (off by default)")
+    ("participant-clip", po::value(&c.plan.participant_clip),
+     "participant-level DP: L2 clip norm C_u of a site's round delta")
+    ("participant-sigma", po::value(&c.plan.participant_sigma),
+     "participant-level DP: noise multiplier sigma_u (noise std sigma_u * C_u per coordinate)")
     ("strategy", po::value(&c.strategy.name)->default_value(c.strategy.name),
      "fedavg | fedadam | fedyogi | fedadagrad")
     ("server-lr", po::value(&c.strategy.server_lr)->default_value(c.strategy.server_lr),
@@ -96,6 +102,10 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
   c.round_timeout = std::chrono::milliseconds(static_cast<int64_t>(round_timeout_s * 1000));
   c.wait_for_sites = std::chrono::milliseconds(static_cast<int64_t>(wait_for_sites_s * 1000));
   c.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
+  if (c.plan.participant_dp && !(c.plan.participant_clip > 0 && c.plan.participant_sigma > 0)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--participant-dp needs --participant-clip > 0 and --participant-sigma > 0");
+  }
   if (!c.insecure) {
     if (key_file.empty() || allow_dir.empty()) {
       return make_error(ErrorCode::kInvalidArgument,

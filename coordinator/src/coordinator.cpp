@@ -14,6 +14,7 @@
 #include "coordinator/event_log.h"
 #include "coordinator/peft.h"
 #include "coordinator/registry.h"
+#include "privacy/accountant.h"
 #include "protocol/coordinator_codec.h"
 #include "protocol/messages.h"
 #include "protocol/socket.h"
@@ -59,6 +60,16 @@ protocol::Status check_config(const CoordinatorConfig& c) {
   }
   if (!(p.clip_norm > 0) || !std::isfinite(p.clip_norm)) return bad("clip_norm must be > 0");
   if (!(p.delta > 0 && p.delta < 1)) return bad("delta must be in (0, 1)");
+  if (p.participant_dp) {
+    if (!(p.participant_clip > 0) || !std::isfinite(p.participant_clip)) {
+      return bad("participant_clip must be > 0 with participant-level DP");
+    }
+    if (!(p.participant_sigma > 0) || !std::isfinite(p.participant_sigma)) {
+      return bad("participant_sigma must be > 0 with participant-level DP");
+    }
+  } else if (!std::isfinite(p.participant_clip) || !std::isfinite(p.participant_sigma)) {
+    return bad("participant_clip and participant_sigma must be finite");
+  }
   if (!c.insecure && !c.key) return bad("CURVE needs the coordinator's key (or --insecure)");
   if (!c.insecure && !c.allow && c.zap == nullptr) {
     return bad("CURVE needs an allow-list of participant and worker keys");
@@ -92,6 +103,8 @@ struct Coordinator::Impl {
   std::unique_ptr<Strategy> strategy;
   uint32_t round = 1;
   privacy::Phase phase;
+  // Participant-level DP over the federation: one step per attempt that received deltas.
+  privacy::RdpAccountant participant_accountant;
 
   // The current attempt.
   bool collecting = false;
@@ -120,6 +133,7 @@ struct Coordinator::Impl {
   void reply_error(const std::string& peer, const protocol::Error& e);
   protocol::Status write_checkpoint_now();
   json epsilon_map();
+  double participant_epsilon() const;
 };
 
 protocol::Status Coordinator::Impl::init() {
@@ -154,6 +168,15 @@ protocol::Status Coordinator::Impl::init() {
     global = {std::move(c.value().global), std::move(c.value().adapter_config)};
     restored = std::move(c.value().strategy_state);
     round = c.value().round + 1;
+    if (!c.value().participant_accountant_json.empty()) {
+      try {
+        participant_accountant =
+            privacy::RdpAccountant::from_json(c.value().participant_accountant_json);
+      } catch (const std::exception& e) {
+        return make_error(ErrorCode::kInvalidArgument, checkpoint_path().string(),
+                          ": participant-level DP accountant: ", e.what());
+      }
+    }
     resumed = true;
   } else {
     auto p = load_peft(cfg.initial_adapter);
@@ -200,6 +223,10 @@ void Coordinator::Impl::reply_error(const std::string& peer, const protocol::Err
   if (auto s = send(peer, pc::Message{pc::ErrorReply{protocol::to_wire(e)}, {}}); !s) {
     log->warn("cannot send an error reply: {}", s.error().to_string());
   }
+}
+
+double Coordinator::Impl::participant_epsilon() const {
+  return participant_accountant.spent(cfg.plan.delta).epsilon;
 }
 
 json Coordinator::Impl::epsilon_map() {
@@ -410,7 +437,12 @@ protocol::Status Coordinator::Impl::write_checkpoint_now() {
                global.config_json,
                cfg.strategy.name,
                strategy->state(),
-               registry.to_json()};
+               registry.to_json(),
+               /*participant_accountant_json=*/{}};
+  // Written once the option has been used (a resumed run keeps what an earlier one spent).
+  if (cfg.plan.participant_dp || participant_accountant.total_steps() > 0) {
+    c.participant_accountant_json = participant_accountant.to_json();
+  }
   return write_checkpoint(checkpoint_path(), c);
 }
 
@@ -474,9 +506,17 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
     }
   }
   collecting = false;
+  const uint64_t received = acc->contributions();
+  if (cfg.plan.participant_dp && received > 0) {
+    // Every attempt whose (noised) deltas reached the coordinator is a release, even one that is
+    // then retried or stopped: one step of the subsampled Gaussian mechanism with the
+    // selection's rate. Counted conservatively; it reaches disk with the next checkpoint.
+    participant_accountant.add({.q = static_cast<double>(k) / static_cast<double>(n),
+                                .sigma = cfg.plan.participant_sigma,
+                                .steps = 1});
+  }
   if (stop.stop_requested()) return false;
   const double collect_s = seconds_since(t_collect);
-  const uint64_t received = acc->contributions();
   if (received < cfg.min_participants) {
     events->write("round_failed", {{"round", round},
                                    {"attempt", attempt},
@@ -529,21 +569,27 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
       {{"round", round}, {"path", checkpoint_path().string()}, {"seconds", checkpoint_s}});
 
   // log
-  events->write("round_finished", {{"round", round},
-                                   {"attempt", attempt},
-                                   {"sites", sites},
-                                   {"examples", examples},
-                                   {"train_loss", train},
-                                   {"heldout_loss", heldout},
-                                   {"epsilon", epsilon_map()},
-                                   {"bytes_up", bytes_up - up0},
-                                   {"bytes_down", bytes_down - down0},
-                                   {"duration_s", seconds_since(t0)},
-                                   {"collect_s", collect_s},
-                                   {"aggregate_s", aggregate_s},
-                                   {"checkpoint_s", checkpoint_s}});
+  json finished = {{"round", round},
+                   {"attempt", attempt},
+                   {"sites", sites},
+                   {"examples", examples},
+                   {"train_loss", train},
+                   {"heldout_loss", heldout},
+                   {"epsilon", epsilon_map()},
+                   {"bytes_up", bytes_up - up0},
+                   {"bytes_down", bytes_down - down0},
+                   {"duration_s", seconds_since(t0)},
+                   {"collect_s", collect_s},
+                   {"aggregate_s", aggregate_s},
+                   {"checkpoint_s", checkpoint_s}};
+  if (cfg.plan.participant_dp) finished["participant_epsilon"] = participant_epsilon();
+  events->write("round_finished", finished);
   log->info("round {} finished: {} sites, train loss {:.4f}, held-out loss {:.4f}, {:.2f} s", round,
             sites.size(), train, heldout, seconds_since(t0));
+  if (cfg.plan.participant_dp) {
+    log->info("round {}: participant-level epsilon {:.4f} at delta {} ({} releases)", round,
+              participant_epsilon(), cfg.plan.delta, participant_accountant.total_steps());
+  }
   for (auto& [id, seat] : seats) {
     if (!seat.uploaded) continue;
     if (SiteRecord* s = registry.find(id); s != nullptr && !s->peer.empty()) {
@@ -562,6 +608,13 @@ protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
                                 {"endpoint", server->endpoint()},
                                 {"min_participants", cfg.min_participants},
                                 {"fraction", cfg.fraction}});
+  if (cfg.plan.participant_dp) {
+    events->write("participant_dp", {{"clip", cfg.plan.participant_clip},
+                                     {"sigma", cfg.plan.participant_sigma},
+                                     {"delta", cfg.plan.delta},
+                                     {"epsilon", participant_epsilon()},
+                                     {"releases", participant_accountant.total_steps()}});
+  }
   std::string reason;
   bool started = false;
   auto waiting_since = Clock::now();
@@ -629,10 +682,12 @@ protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
   }
   const uint32_t last = round - 1;
   if (auto s = export_peft(cfg.run_dir / "adapter", global); !s) return s.error();
-  events->write("run_finished", {{"reason", reason},
-                                 {"last_round", last},
-                                 {"epsilon", epsilon_map()},
-                                 {"adapter", (cfg.run_dir / "adapter").string()}});
+  json finished = {{"reason", reason},
+                   {"last_round", last},
+                   {"epsilon", epsilon_map()},
+                   {"adapter", (cfg.run_dir / "adapter").string()}};
+  if (cfg.plan.participant_dp) finished["participant_epsilon"] = participant_epsilon();
+  events->write("run_finished", finished);
   log->info("run finished after round {}: {}", last, reason);
   for (const auto& [id, s] : registry.sites()) {
     if (s.alive && !s.peer.empty()) (void)send(s.peer, pc::Message{pc::Shutdown{reason}, {}});

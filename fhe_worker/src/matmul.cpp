@@ -42,12 +42,28 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
       return make_error(ErrorCode::kUnknownLayer, "projection ", protocol::projection_name(kind),
                         " is not served by this worker");
     }
+    if (r.layer >= model.layers_of(kind)) {
+      return make_error(ErrorCode::kUnknownLayer, "projection ", protocol::projection_name(kind),
+                        " has no layer ", r.layer, " (the LM head is served as layer 0)");
+    }
     const model::QuantizedWeight& w = model.weight(r.layer, kind);
     const auto expected = static_cast<uint64_t>(r.transpose ? w.rows : w.cols);
     if (r.rows != expected) {
       return make_error(ErrorCode::kShapeMismatch, "input has ", r.rows, " rows but ",
                         protocol::projection_name(kind), r.transpose ? "^T" : "", " of layer ",
                         r.layer, " takes ", expected);
+    }
+    // The noise budget depends only on the header and the weights' norms: refuse here, before
+    // the input is queued or unpacked (compute_batch checks it again against the GEMM).
+    const auto outputs = static_cast<uint64_t>(r.transpose ? w.cols : w.rows) * r.cols;
+    try {
+      fhe::check_product(p, r.log2_delta, model.bounds(r.layer, kind, r.transpose), outputs);
+    } catch (const fhe::Error& e) {
+      const bool vocab = kind == protocol::ProjectionKind::kLmHead && r.transpose;
+      return make_error(ErrorCode::kNoiseBudget, protocol::projection_name(kind),
+                        r.transpose ? "^T" : "", ": ", e.what(),
+                        vocab ? " (the inner dimension is the vocabulary, " : "",
+                        vocab ? std::to_string(w.rows) + "; compute it locally)" : "");
     }
   }
   const protocol::BlobDesc& d = input.desc;

@@ -100,8 +100,8 @@ void Registrar::run(std::stop_token stop) {
           config_.log->info("the coordinator ended its run");
         }
       } else if (Clock::now() - last_heard > config_.reconnect_after) {
-        config_.log->warn("coordinator {} silent for {} ms; registering again",
-                          config_.coordinator, config_.reconnect_after.count());
+        config_.log->warn("coordinator {} silent for {} ms; registering again", config_.coordinator,
+                          config_.reconnect_after.count());
         registered = false;
         last_heard = Clock::now();
       }

@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <zmq.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -58,6 +59,7 @@ struct Worker::State {
 
   std::atomic<uint64_t> received{0}, matmul_replies{0}, error_replies{0}, overloaded{0}, batches{0},
       batched_requests{0}, handshake_failures{0}, disconnects{0};
+  std::array<std::atomic<uint64_t>, 9> products{};  // by protocol::ProjectionKind value
 
   std::thread io;
   std::vector<std::thread> compute;
@@ -318,8 +320,15 @@ void Worker::State::run_io(std::promise<protocol::Result<std::string>>& bound) {
   // Give the last replies time to leave before the socket closes.
   server.socket().set(zmq::sockopt::linger, static_cast<int>(config.drain_linger.count()));
   zmq_socket_monitor(server.socket().handle(), nullptr, 0);
-  log->info("stopped: {} messages received, {} matmul replies ({} errors overall)", received.load(),
-            matmul_replies.load(), error_replies.load());
+  std::string served;
+  for (size_t k = 1; k < products.size(); ++k) {
+    if (k > 1) served += ", ";
+    served += protocol::projection_name(static_cast<protocol::ProjectionKind>(k));
+    served += ' ';
+    served += std::to_string(products[k].load());
+  }
+  log->info("stopped: {} messages received, {} matmul replies ({} errors overall); products: {}",
+            received.load(), matmul_replies.load(), error_replies.load(), served);
 }
 
 void Worker::State::run_compute() {
@@ -362,8 +371,20 @@ void Worker::State::run_compute() {
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     ++batches;
     if (batch.size() > 1) batched_requests += batch.size();
-    log->debug("batch of {} request(s) for layer {} ({}) computed in {:.1f} ms", batch.size(),
-               batch.front()->request.layer, batch.front()->request.transpose ? "W^T" : "W", ms);
+    std::string kinds;
+    for (const protocol::ProjectionKind kind : batch.front()->request.projections) {
+      if (!kinds.empty()) kinds += ',';
+      kinds += protocol::projection_name(kind);
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (carries_error(replies[i])) continue;
+      for (const protocol::ProjectionKind kind : batch[i]->request.projections) {
+        ++products[static_cast<size_t>(kind) % products.size()];
+      }
+    }
+    log->debug("batch of {} request(s) for {} of layer {} ({}) computed in {:.1f} ms", batch.size(),
+               kinds, batch.front()->request.layer, batch.front()->request.transpose ? "W^T" : "W",
+               ms);
     {
       std::lock_guard lock(out_mu);
       for (size_t i = 0; i < batch.size(); ++i) {
@@ -468,6 +489,7 @@ WorkerStats Worker::stats() const {
     st.queued = static_cast<uint32_t>(s.queue.size());
   }
   st.in_flight = s.in_flight.load();
+  for (size_t k = 0; k < st.products.size(); ++k) st.products[k] = s.products[k].load();
   return st;
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <sstream>
@@ -35,6 +36,9 @@ size_t kind_index(protocol::ProjectionKind kind) {
   }
   return static_cast<size_t>(it - kServedProjections.begin());
 }
+
+constexpr size_t kLmHeadIndex = kLayerProjections.size();  // in kServedProjections
+static_assert(kServedProjections[kLmHeadIndex] == protocol::ProjectionKind::kLmHead);
 
 // Largest row (transpose = false) or column L1 norm and squared L2 norm of a row-major matrix.
 void max_norms(const model::QuantizedWeight& w, bool transpose, uint64_t* l1, uint64_t* l2sq) {
@@ -107,6 +111,8 @@ model::ProjectionKind to_model_kind(protocol::ProjectionKind kind) {
       return model::ProjectionKind::kUp;
     case protocol::ProjectionKind::kDown:
       return model::ProjectionKind::kDown;
+    case protocol::ProjectionKind::kLmHead:
+      return model::ProjectionKind::kLmHead;
     default:
       break;
   }
@@ -147,29 +153,35 @@ WorkerModel::WorkerModel(const model::LlamaWeights& weights, WorkerModelOptions 
     info_.projections.push_back(p);
   }
   Sha256 sha;
+  // Quantizes one projection into a new slot, hashes it and adds its norms to its info entry.
+  const auto prepare = [&](size_t k, uint32_t layer) {
+    const protocol::ProjectionKind kind = kServedProjections[k];
+    const model::ProjectionId id{to_model_kind(kind), kind == protocol::ProjectionKind::kLmHead
+                                                          ? int64_t{0}
+                                                          : static_cast<int64_t>(layer)};
+    auto slot = std::make_unique<Slot>();
+    slot->weight = model::quantize_weight_rows(model::projection_weight(weights, id));
+    const model::QuantizedWeight& w = slot->weight;
+    sha.update(w.values.data(), w.values.size());
+    sha.update(w.scales.data(), w.scales.size() * sizeof(float));
+    slot->forward = make_gemm(options_.device, ctx_,
+                              GemmSpec{w.values.data(), static_cast<size_t>(w.rows),
+                                       static_cast<size_t>(w.cols), false, options_.threads});
+    protocol::ProjectionInfo& info = info_.projections[k];
+    info.rows = static_cast<uint64_t>(w.rows);
+    info.cols = static_cast<uint64_t>(w.cols);
+    protocol::LayerNorms norms;
+    norms.layer = layer;
+    max_norms(w, false, &norms.forward_l1, &norms.forward_l2_squared);
+    max_norms(w, true, &norms.transpose_l1, &norms.transpose_l2_squared);
+    info.norms.push_back(norms);
+    slots_.push_back(std::move(slot));
+  };
   try {
     for (uint32_t layer = 0; layer < layer_count_; ++layer) {
-      for (size_t k = 0; k < kServedProjections.size(); ++k) {
-        const model::ProjectionId id{to_model_kind(kServedProjections[k]), layer};
-        auto slot = std::make_unique<Slot>();
-        slot->weight = model::quantize_weight_rows(model::projection_weight(weights, id));
-        const model::QuantizedWeight& w = slot->weight;
-        sha.update(w.values.data(), w.values.size());
-        sha.update(w.scales.data(), w.scales.size() * sizeof(float));
-        slot->forward = make_gemm(options_.device, ctx_,
-                                  GemmSpec{w.values.data(), static_cast<size_t>(w.rows),
-                                           static_cast<size_t>(w.cols), false, options_.threads});
-        protocol::ProjectionInfo& info = info_.projections[k];
-        info.rows = static_cast<uint64_t>(w.rows);
-        info.cols = static_cast<uint64_t>(w.cols);
-        protocol::LayerNorms norms;
-        norms.layer = layer;
-        max_norms(w, false, &norms.forward_l1, &norms.forward_l2_squared);
-        max_norms(w, true, &norms.transpose_l1, &norms.transpose_l2_squared);
-        info.norms.push_back(norms);
-        slots_.push_back(std::move(slot));
-      }
+      for (size_t k = 0; k < kLayerProjections.size(); ++k) prepare(k, layer);
     }
+    prepare(kLmHeadIndex, 0);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -186,14 +198,35 @@ bool WorkerModel::serves(protocol::ProjectionKind kind) {
          kServedProjections.end();
 }
 
+uint32_t WorkerModel::layers_of(protocol::ProjectionKind kind) const {
+  return kind == protocol::ProjectionKind::kLmHead ? 1 : layer_count_;
+}
+
 const WorkerModel::Slot& WorkerModel::slot(uint32_t layer, protocol::ProjectionKind kind) const {
-  if (layer >= layer_count_) throw Error("layer " + std::to_string(layer) + " out of range");
-  return *slots_[layer * kServedProjections.size() + kind_index(kind)];
+  const size_t k = kind_index(kind);
+  if (layer >= layers_of(kind)) {
+    throw Error(std::string(protocol::projection_name(kind)) + " has no layer " +
+                std::to_string(layer));
+  }
+  if (k == kLmHeadIndex) return *slots_.back();
+  return *slots_[layer * kLayerProjections.size() + k];
 }
 
 const model::QuantizedWeight& WorkerModel::weight(uint32_t layer,
                                                   protocol::ProjectionKind kind) const {
   return slot(layer, kind).weight;
+}
+
+fhe::WeightBounds WorkerModel::bounds(uint32_t layer, protocol::ProjectionKind kind,
+                                      bool transpose) const {
+  const model::QuantizedWeight& w = slot(layer, kind).weight;  // checks kind and layer
+  const protocol::LayerNorms& n = info_.projections[kind_index(kind)].norms[layer];
+  fhe::WeightBounds b;
+  b.max_row_l1 = transpose ? n.transpose_l1 : n.forward_l1;
+  b.max_row_l2 =
+      std::sqrt(static_cast<double>(transpose ? n.transpose_l2_squared : n.forward_l2_squared));
+  b.inner_dim = static_cast<uint64_t>(transpose ? w.rows : w.cols);
+  return b;
 }
 
 const Gemm& WorkerModel::gemm(uint32_t layer, protocol::ProjectionKind kind, bool transpose) const {
@@ -212,15 +245,17 @@ const Gemm& WorkerModel::gemm(uint32_t layer, protocol::ProjectionKind kind, boo
 protocol::Message WorkerModel::info_message() const {
   protocol::Message m;
   for (size_t k = 0; k < kServedProjections.size(); ++k) {
+    const protocol::ProjectionKind kind = kServedProjections[k];
     const uint64_t rows = info_.projections[k].rows;
+    const uint32_t layers = layers_of(kind);
     std::vector<uint8_t> bytes;
-    bytes.reserve(layer_count_ * rows * sizeof(float));
-    for (uint32_t layer = 0; layer < layer_count_; ++layer) {
-      const auto& scales = slots_[layer * kServedProjections.size() + k]->weight.scales;
+    bytes.reserve(layers * rows * sizeof(float));
+    for (uint32_t layer = 0; layer < layers; ++layer) {
+      const auto& scales = slot(layer, kind).weight.scales;
       const auto* p = reinterpret_cast<const uint8_t*>(scales.data());
       bytes.insert(bytes.end(), p, p + scales.size() * sizeof(float));
     }
-    auto desc = protocol::BlobDesc::make(protocol::DType::kFloat32, 32, {layer_count_, rows});
+    auto desc = protocol::BlobDesc::make(protocol::DType::kFloat32, 32, {layers, rows});
     if (!desc) throw Error("scales blob: " + desc.error().message);
     auto blob = protocol::Blob::adopt(std::move(desc).value(), std::move(bytes));
     if (!blob) throw Error("scales blob: " + blob.error().message);

@@ -25,6 +25,7 @@
 #include "model/tokenizer.h"
 #include "model/trainer.h"
 #include "participant/adapter_tensors.h"
+#include "participant/delta_dp.h"
 #include "participant/remote_encrypted_backend.h"
 #include "participant/worker_directory.h"
 #include "participant/worker_pool.h"
@@ -68,8 +69,8 @@ privacy::Seed load_or_make_seed(const std::filesystem::path& file) {
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) throw std::runtime_error(tmp.string() + ": cannot create");
   hex += "\n";
-  const bool ok = ::write(fd, hex.data(), hex.size()) == static_cast<ssize_t>(hex.size()) &&
-                  ::fsync(fd) == 0;
+  const bool ok =
+      ::write(fd, hex.data(), hex.size()) == static_cast<ssize_t>(hex.size()) && ::fsync(fd) == 0;
   ::close(fd);
   OPENSSL_cleanse(hex.data(), hex.size());
   if (!ok) throw std::runtime_error(tmp.string() + ": write failed");
@@ -151,7 +152,8 @@ struct Agent::Impl {
   explicit Impl(AgentConfig c) : config(std::move(c)) {
     log = config.log ? config.log : console_logger(config.site_id);
     if (config.site_id.empty()) throw std::runtime_error("participant: a site id is required");
-    if (config.state_dir.empty()) throw std::runtime_error("participant: a state directory is required");
+    if (config.state_dir.empty())
+      throw std::runtime_error("participant: a state directory is required");
     if (config.backend != "remote" && config.backend != "encrypted" && config.backend != "float") {
       throw std::runtime_error("participant: backend must be remote, encrypted or float, got " +
                                config.backend);
@@ -165,7 +167,8 @@ struct Agent::Impl {
     std::filesystem::create_directories(config.state_dir);
     std::filesystem::permissions(config.state_dir, std::filesystem::perms::owner_all,
                                  std::filesystem::perm_options::replace);
-    weights = std::make_shared<const model::LlamaWeights>(model::load_llama_weights(config.model_dir));
+    weights =
+        std::make_shared<const model::LlamaWeights>(model::load_llama_weights(config.model_dir));
     const auto tokenizer = model::load_tokenizer(config.model_dir, weights->config.vocab_size);
     const std::vector<std::string> texts = read_texts(config.train_file);
     train.emplace(texts, *tokenizer, config.seq_len);
@@ -180,9 +183,10 @@ struct Agent::Impl {
     if (std::filesystem::exists(budget_file)) {
       budget.emplace(privacy::Budget::load(budget_file));
       if (budget->epsilon_max() != config.epsilon_max || budget->delta() != config.delta) {
-        log->warn("state budget (epsilon {} at delta {}) differs from the configured (epsilon {} "
-                  "at delta {}); the spent budget is kept and the configured limit applies",
-                  budget->epsilon_max(), budget->delta(), config.epsilon_max, config.delta);
+        log->warn(
+            "state budget (epsilon {} at delta {}) differs from the configured (epsilon {} "
+            "at delta {}); the spent budget is kept and the configured limit applies",
+            budget->epsilon_max(), budget->delta(), config.epsilon_max, config.delta);
         budget.emplace(config.epsilon_max, config.delta, budget->accountant());
       }
       log->info("resumed state: epsilon {:.4f} of {} spent at delta {}", budget->spent(),
@@ -243,7 +247,8 @@ struct Agent::Impl {
   }
 
   // Trains one round; returns the upload (and its values) or throws.
-  coord::DeltaUpload train_round(const coord::RoundInvitation& inv, std::span<const float> global_values,
+  coord::DeltaUpload train_round(const coord::RoundInvitation& inv,
+                                 std::span<const float> global_values,
                                  std::vector<float>& delta_values) {
     const coord::TrainingPlan& plan = inv.plan;
     const model::LlamaConfig& cfg = weights->config;
@@ -267,10 +272,11 @@ struct Agent::Impl {
     privacy::RandomSource sampling(seed, stream + 1);
     model::UrbgRandomBits<privacy::RandomSource> bits(sampling);
     model::PoissonBatchSampler sampler(train->size(), plan.sample_rate, bits);
-    model::DpSgdReducer dp({.clip = plan.clip_norm,
-                            .sigma = plan.noise_multiplier,
-                            .expected_batch = plan.sample_rate * static_cast<double>(train->size())},
-                           noise);
+    model::DpSgdReducer dp(
+        {.clip = plan.clip_norm,
+         .sigma = plan.noise_multiplier,
+         .expected_batch = plan.sample_rate * static_cast<double>(train->size())},
+        noise);
     trainer.set_batch_sampler(&sampler);
     trainer.set_gradient_reducer(&dp);
 
@@ -283,7 +289,8 @@ struct Agent::Impl {
                  plan.local_steps, r.loss, r.examples);
     }
     // Spent before anything leaves the site: a crash after this line never forgets it.
-    budget->commit({.q = plan.sample_rate, .sigma = plan.noise_multiplier,
+    budget->commit({.q = plan.sample_rate,
+                    .sigma = plan.noise_multiplier,
                     .steps = static_cast<int64_t>(plan.local_steps)});
     budget->save(budget_file);
 
@@ -304,11 +311,19 @@ struct Agent::Impl {
     up.delta = inv.adapter;
     up.delta.blob = 0;
     delta_values = values_for_table(inv.adapter, delta);
-    log->info("round {}: trained {} steps in {:.1f} s, train loss {:.4f}, held-out loss {:.4f}, "
-              "epsilon {:.3f} of {}",
-              inv.round, plan.local_steps,
-              std::chrono::duration<double>(Clock::now() - start).count(), up.train_loss,
-              up.heldout_loss, up.epsilon_spent, budget->epsilon_max());
+    std::string participant_dp = "off";
+    if (plan.participant_dp) {  // the whole delta as one vector, from its own seeded stream
+      const DeltaDpReport r = privatize_delta(
+          delta_values, {.clip = plan.participant_clip, .sigma = plan.participant_sigma}, seed,
+          delta_noise_stream(inv.round, inv.attempt));
+      participant_dp = fmt::format("delta norm {:.4g}{} clip {}, noise std {:.4g}", r.norm,
+                                   r.clipped ? " >" : " <=", plan.participant_clip, r.noise_std);
+    }
+    log->info(
+        "round {}: trained {} steps in {:.1f} s, train loss {:.4f}, held-out loss {:.4f}, "
+        "epsilon {:.3f} of {}, participant-level DP: {}",
+        inv.round, plan.local_steps, std::chrono::duration<double>(Clock::now() - start).count(),
+        up.train_loss, up.heldout_loss, up.epsilon_spent, budget->epsilon_max(), participant_dp);
     return up;
   }
 
@@ -371,8 +386,8 @@ struct Agent::Impl {
                   reply.value().next_round);
       }
       finish_training(*client, /*wait=*/false);
-      auto m = client->receive(std::min<std::chrono::milliseconds>(
-          config.heartbeat_interval, std::chrono::milliseconds(100)));
+      auto m = client->receive(std::min<std::chrono::milliseconds>(config.heartbeat_interval,
+                                                                   std::chrono::milliseconds(100)));
       if (Clock::now() - last_beat >= config.heartbeat_interval) {
         (void)client->heartbeat(config.site_id);
         last_beat = Clock::now();

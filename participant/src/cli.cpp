@@ -23,17 +23,16 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "participant: one site of a federation (registers with the coordinator, trains the global "
       "LoRA adapter on its own records with DP-SGD, every frozen projection encrypted on the "
       "fhe_workers, and uploads the delta)\n\nOptions");
-  options.add_options()("help,h", "this text")(
-      "config", po::value(&config_file), "INI file with any of these options (flags win)")(
+  options.add_options()("help,h", "this text")("config", po::value(&config_file),
+                                               "INI file with any of these options (flags win)")(
       "site-id", po::value(&c.site_id)->required(), "this site's name in the federation")(
       "coordinator", po::value(&c.coordinator)->default_value(c.coordinator),
       "the coordinator's endpoint")("coordinator-key", po::value(&coordinator_key),
                                     "the coordinator's public key file (.pub), for CURVE")(
       "key", po::value(&key_file),
       "this site's CURVE secret key file (PREFIX.key of `fedctl keygen`), used towards the "
-      "coordinator and the workers")(
-      "insecure", po::bool_switch(&c.insecure),
-      "no CURVE (loopback endpoints only; for local experiments)")(
+      "coordinator and the workers")("insecure", po::bool_switch(&c.insecure),
+                                     "no CURVE (loopback endpoints only; for local experiments)")(
       "model", po::value(&model_dir)->required(), "model directory (config.json + safetensors)")(
       "model-id", po::value(&c.model_id),
       "model id the workers serve (default: the model directory's name)")(
@@ -57,9 +56,9 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "remote (encrypted on the workers), encrypted (in process) or float (plaintext, "
       "debugging only)")("switch-modulus", po::bool_switch(&c.switch_modulus),
                          "ask workers for modulus-switched (smaller) replies")(
-      "heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms),
-      "heartbeat interval")("reconnect-ms", po::value(&reconnect_ms)->default_value(reconnect_ms),
-                            "register again after this long without a word from the coordinator")(
+      "heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms), "heartbeat interval")(
+      "reconnect-ms", po::value(&reconnect_ms)->default_value(reconnect_ms),
+      "register again after this long without a word from the coordinator")(
       "request-timeout-ms", po::value(&timeout_ms)->default_value(timeout_ms),
       "time a worker gets for one product before it is retried elsewhere")(
       "log-level", po::value(&outcome.log_level)->default_value("info"),

@@ -50,7 +50,8 @@ WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::Ll
     : pool_(std::move(pool)),
       config_(config),
       options_(std::move(options)),
-      ctx_(fhe::Context::create()) {
+      ctx_(fhe::Context::create()),
+      local_weights_(local_weights) {
   if (!pool_) throw Error("remote encrypted backend: no worker pool");
   Request request;
   request.body = protocol::ModelInfoRequest{options_.model_id};
@@ -84,11 +85,7 @@ WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::Ll
       if (id.kind != model::ProjectionKind::kLmHead) {
         throw Error(where + " has no " + kind_name(id.kind) + " projection");
       }
-      if (local_weights != nullptr) {  // otherwise it fails on use
-        local_ = std::make_unique<model::LocalEncryptedProducts>(
-            *local_weights, ctx_, std::vector<model::ProjectionKind>{id.kind});
-      }
-      continue;
+      continue;  // an older worker: local weights, or it fails on use
     }
     if (pi->rows != static_cast<uint64_t>(p.dims.d_out) ||
         pi->cols != static_cast<uint64_t>(p.dims.d_in)) {
@@ -96,7 +93,7 @@ WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::Ll
                   std::to_string(pi->cols) + ", the local config says " +
                   std::to_string(p.dims.d_out) + " x " + std::to_string(p.dims.d_in));
     }
-    // Scales: float32 [layers, rows], checked by the decoder; the LM head uses row 0.
+    // Scales: float32 [layers, rows] ([1, rows] for the LM head, layer 0), checked by the decoder.
     const protocol::Blob& blob = m.blobs[pi->scales_blob];
     const auto rows = static_cast<size_t>(pi->rows);
     p.scales.resize(rows);
@@ -128,7 +125,19 @@ const WorkerProducts::Projection& WorkerProducts::at(model::ProjectionId id) con
 }
 
 bool WorkerProducts::is_local(model::ProjectionId id) const {
-  return local_ && !projections_[model::projection_index(config_, id)].served;
+  return local_weights_ != nullptr && !projections_[model::projection_index(config_, id)].served;
+}
+
+bool WorkerProducts::workers_serve_lm_head() const {
+  return projections_[model::projection_index(config_, model::ProjectionId::lm_head())].served;
+}
+
+model::LocalEncryptedProducts& WorkerProducts::local() const {
+  if (!local_) {
+    local_ = std::make_unique<model::LocalEncryptedProducts>(
+        *local_weights_, ctx_, std::vector<model::ProjectionKind>{model::ProjectionKind::kLmHead});
+  }
+  return *local_;
 }
 
 model::ProjectionDims WorkerProducts::dims(model::ProjectionId id) const {
@@ -136,19 +145,23 @@ model::ProjectionDims WorkerProducts::dims(model::ProjectionId id) const {
 }
 
 std::span<const float> WorkerProducts::scales(model::ProjectionId id) const {
-  if (is_local(id)) return local_->scales(id);
+  if (is_local(id)) return local().scales(id);
   return at(id).scales;
 }
 
 fhe::WeightBounds WorkerProducts::bounds(model::ProjectionId id, bool transpose) {
-  if (is_local(id)) return local_->bounds(id, transpose);
+  if (is_local(id)) return local().bounds(id, transpose);
   const Projection& p = at(id);
   return transpose ? p.transposed : p.forward;
 }
 
 fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool transpose,
                                                const fhe::CiphertextMatrix& fresh) {
-  if (is_local(id)) return local_->multiply(id, transpose, fresh);
+  const bool lm_head = id.kind == model::ProjectionKind::kLmHead;
+  if (is_local(id) || (lm_head && lm_head_refused_[transpose] && local_weights_ != nullptr)) {
+    ++local_products_;
+    return local().multiply(id, transpose, fresh);
+  }
   const Projection& p = at(id);
   const uint64_t in_rows = static_cast<uint64_t>(transpose ? p.dims.d_out : p.dims.d_in);
   const uint64_t out_rows = static_cast<uint64_t>(transpose ? p.dims.d_in : p.dims.d_out);
@@ -159,8 +172,18 @@ fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool tran
   }
   RemoteProduct call{options_.model_id, static_cast<uint32_t>(id.layer), to_protocol(id.kind),
                      transpose, options_.switch_modulus};
-  fhe::CiphertextMatrix y = remote_product(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_);
-  return y;
+  try {
+    return remote_product(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_);
+  } catch (const RemoteProductError& e) {
+    // The LM head's inner dimension is the vocabulary when transposed: a worker may refuse it
+    // (noise budget, or a shape its GEMM cannot accumulate) where the local product works.
+    const bool typed = e.code() == protocol::ErrorCode::kNoiseBudget ||
+                       e.code() == protocol::ErrorCode::kShapeMismatch;
+    if (!lm_head || !typed || local_weights_ == nullptr) throw;
+    if (e.code() == protocol::ErrorCode::kShapeMismatch) lm_head_refused_[transpose] = true;
+  }
+  ++local_products_;
+  return local().multiply(id, transpose, fresh);
 }
 
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
@@ -193,7 +216,7 @@ fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
   Request request{body, {std::move(desc).value()}, {std::move(bytes)}};
 
   auto reply = pool.call(request);
-  if (!reply) throw Error(reply.error().to_string());
+  if (!reply) throw RemoteProductError(reply.error().code, reply.error().to_string());
   const protocol::Message& m = reply.value();
   const auto& results = std::get<std::vector<protocol::ResultPlanes>>(
       std::get<protocol::MatmulReply>(m.body).outcome);

@@ -78,6 +78,12 @@ struct TrainingPlan {
   delta @6 :Float64;
   deadlineUnixMs @7 :Int64;     # the upload must arrive before this
   seed @8 :UInt64;              # per-round, per-site seed
+  # Participant-level DP (an option; absent in older messages, which therefore read as off):
+  # the site clips its whole round delta to L2 norm participantClip (C_u) and adds
+  # N(0, participantSigma^2 C_u^2) to every coordinate before uploading it.
+  participantDp @9 :Bool;
+  participantClip @10 :Float64;   # C_u: finite, > 0 when participantDp
+  participantSigma @11 :Float64;  # sigma_u: finite, > 0 when participantDp
 }
 
 struct RoundInvitation {

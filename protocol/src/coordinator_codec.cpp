@@ -124,9 +124,10 @@ RoundInvitation read(cw::RoundInvitation::Reader r) {
   m.round = r.getRound();
   m.attempt = r.getAttempt();
   auto p = r.getPlan();
-  m.plan = {p.getLocalSteps(), p.getLearningRate(),    p.getBatchSize(),
-            p.getSampleRate(), p.getNoiseMultiplier(), p.getClipNorm(),
-            p.getDelta(),      p.getDeadlineUnixMs(),  p.getSeed()};
+  m.plan = {p.getLocalSteps(),    p.getLearningRate(),    p.getBatchSize(),
+            p.getSampleRate(),    p.getNoiseMultiplier(), p.getClipNorm(),
+            p.getDelta(),         p.getDeadlineUnixMs(),  p.getSeed(),
+            p.getParticipantDp(), p.getParticipantClip(), p.getParticipantSigma()};
   auto workers = r.getWorkers();
   if (workers.size() > kMaxWorkers) {
     refuse(make_error(kMalformed, "worker directory lists ", workers.size(), " workers"));
@@ -303,6 +304,9 @@ void write(cw::CoordEnvelope::Body::Builder b, const RoundInvitation& m) {
   p.setDelta(m.plan.delta);
   p.setDeadlineUnixMs(m.plan.deadline_unix_ms);
   p.setSeed(m.plan.seed);
+  p.setParticipantDp(m.plan.participant_dp);
+  p.setParticipantClip(m.plan.participant_clip);
+  p.setParticipantSigma(m.plan.participant_sigma);
   auto workers = w.initWorkers(m.workers.size());
   for (size_t i = 0; i < m.workers.size(); ++i) {
     workers[i].setEndpoint(text(m.workers[i].endpoint));

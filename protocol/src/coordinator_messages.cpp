@@ -214,6 +214,15 @@ Status check(const TrainingPlan& p) {
   if (!(p.noise_multiplier > 0)) return make_error(kMalformed, "noise multiplier must be > 0");
   if (!(p.clip_norm > 0)) return make_error(kMalformed, "clip norm must be > 0");
   if (!(p.delta > 0 && p.delta < 1)) return make_error(kMalformed, "delta must be in (0, 1)");
+  COORD_TRY(check_finite(p.participant_clip, "participant clip norm"));
+  COORD_TRY(check_finite(p.participant_sigma, "participant noise multiplier"));
+  if (p.participant_dp && !(p.participant_clip > 0)) {
+    return make_error(kMalformed, "participant clip norm must be > 0 with participant-level DP");
+  }
+  if (p.participant_dp && !(p.participant_sigma > 0)) {
+    return make_error(kMalformed,
+                      "participant noise multiplier must be > 0 with participant-level DP");
+  }
   return ok_status();
 }
 

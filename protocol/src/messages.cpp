@@ -172,14 +172,17 @@ Status check(const ModelInfo& m, BlobUse& use) {
     PROTOCOL_TRY(check_matrix_dims(p.rows, p.cols, "projection"));
     auto scales = use.take(p.scales_blob, "scales");
     if (!scales) return scales.error();
+    // The LM head is one matrix, served as layer 0: one row of scales, one norm entry.
+    const bool lm_head = p.kind == ProjectionKind::kLmHead;
+    const uint64_t layers = lm_head ? 1 : m.layer_count;
     const BlobDesc& d = *scales.value();
-    if (d.dtype != DType::kFloat32 || d.shape != std::vector<uint64_t>{m.layer_count, p.rows}) {
-      return make_error(kShape, "scales of ", projection_name(p.kind),
-                        " must be float32 [layers, rows] = [", m.layer_count, ", ", p.rows, "]");
+    if (d.dtype != DType::kFloat32 || d.shape != std::vector<uint64_t>{layers, p.rows}) {
+      return make_error(kShape, "scales of ", projection_name(p.kind), " must be float32 [",
+                        lm_head ? "1" : "layers", ", rows] = [", layers, ", ", p.rows, "]");
     }
-    if (p.norms.size() != m.layer_count) {
+    if (p.norms.size() != layers) {
       return make_error(kShape, "projection ", projection_name(p.kind), " has ", p.norms.size(),
-                        " norm entries for ", m.layer_count, " layers");
+                        " norm entries for ", layers, lm_head ? " layer" : " layers");
     }
     for (size_t i = 0; i < p.norms.size(); ++i) {
       if (p.norms[i].layer != i) {

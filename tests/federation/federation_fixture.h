@@ -54,6 +54,7 @@ inline fedsim::SimConfig tiny_config() {
   c.local_steps = 2;
   c.batch_size = 4;
   c.sample_rate = 0.1;
+  c.noise_multiplier = 1.0;  // the budget test sizes its limits for sigma 1
   c.min_participants = 2;
   c.round_timeout_s = 240;
   c.log_level = "info";

@@ -1,11 +1,15 @@
-// An in-process worker on tcp loopback: model info agrees with local quantization, and encrypted
-// products decrypt bit-exactly to the plaintext int8 products (forward, transposed, several
-// projections in one request, switched modulus, concurrent requests batched into one GEMM).
+// An in-process worker on tcp loopback: model info agrees with local quantization (the LM head
+// included, as layer 0), and encrypted products decrypt bit-exactly to the plaintext int8
+// products (forward, transposed, the LM head both ways, several projections in one request,
+// switched modulus, concurrent requests batched into one GEMM); a transposed LM head whose
+// vocabulary is too large for the noise bound gets a typed error.
 #include <openssl/evp.h>
 
 #include <cstring>
 
+#include "fhe/noise.h"
 #include "fhe/plane_gemm.h"
+#include "fhe_worker/error.h"
 #include "fhe_worker/matmul.h"
 #include "model/projection.h"
 #include "model/quantize.h"
@@ -16,6 +20,39 @@ namespace {
 using namespace worker_test;
 using protocol::ProjectionKind;
 
+model::QuantizedWeight local_weight(const model::LlamaWeights& weights, uint32_t layer,
+                                    ProjectionKind kind) {
+  return model::quantize_weight_rows(
+      model::projection_weight(weights, {fhe_worker::to_model_kind(kind), layer}));
+}
+
+// The largest row L1 and squared L2 norms of W (transpose = false) or of W^T.
+protocol::LayerNorms expected_norms(const model::QuantizedWeight& w, uint32_t layer) {
+  protocol::LayerNorms n;
+  n.layer = layer;
+  for (int64_t i = 0; i < w.rows; ++i) {
+    uint64_t a = 0, b = 0;
+    for (int64_t j = 0; j < w.cols; ++j) {
+      const int64_t v = w.values[i * w.cols + j];
+      a += std::abs(v);
+      b += v * v;
+    }
+    n.forward_l1 = std::max(n.forward_l1, a);
+    n.forward_l2_squared = std::max(n.forward_l2_squared, b);
+  }
+  for (int64_t j = 0; j < w.cols; ++j) {
+    uint64_t a = 0, b = 0;
+    for (int64_t i = 0; i < w.rows; ++i) {
+      const int64_t v = w.values[i * w.cols + j];
+      a += std::abs(v);
+      b += v * v;
+    }
+    n.transpose_l1 = std::max(n.transpose_l1, a);
+    n.transpose_l2_squared = std::max(n.transpose_l2_squared, b);
+  }
+  return n;
+}
+
 class WorkerMatmul : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -24,8 +61,7 @@ class WorkerMatmul : public ::testing::Test {
     f.start(dir);
   }
   model::QuantizedWeight local(uint32_t layer, ProjectionKind kind) const {
-    return model::quantize_weight_rows(
-        model::projection_weight(weights, {fhe_worker::to_model_kind(kind), layer}));
+    return local_weight(weights, layer, kind);
   }
   // Sends one request and returns the decrypted products, checking each against the plaintext.
   void check_exact(uint32_t layer, std::vector<ProjectionKind> kinds, bool transpose,
@@ -72,31 +108,36 @@ TEST_F(WorkerMatmul, ModelInfoAgreesWithLocalQuantization) {
   const auto& info = std::get<protocol::ModelInfo>(r->outcome);
   EXPECT_EQ(info.model_id, "tiny");  // the directory's name
   EXPECT_EQ(info.layer_count, 2u);
-  ASSERT_EQ(info.projections.size(), 7u);
+  ASSERT_EQ(info.projections.size(), 8u);  // q .. down, then lm_head
 
-  // The documented hash: per layer, per projection q..down, int8 weights then float32 scales.
+  // The documented hash: per layer, per projection q..down, int8 weights then float32 scales;
+  // then the LM head the same way.
   EVP_MD_CTX* sha = EVP_MD_CTX_new();
   ASSERT_EQ(EVP_DigestInit_ex(sha, EVP_sha256(), nullptr), 1);
+  const auto hash = [&](const model::QuantizedWeight& w) {
+    EVP_DigestUpdate(sha, w.values.data(), w.values.size());
+    EVP_DigestUpdate(sha, w.scales.data(), w.scales.size() * sizeof(float));
+  };
   for (uint32_t layer = 0; layer < 2; ++layer) {
-    for (const auto kind : fhe_worker::kServedProjections) {
-      const auto w = local(layer, kind);
-      EVP_DigestUpdate(sha, w.values.data(), w.values.size());
-      EVP_DigestUpdate(sha, w.scales.data(), w.scales.size() * sizeof(float));
-    }
+    for (const auto kind : fhe_worker::kLayerProjections) hash(local(layer, kind));
   }
+  hash(local(0, ProjectionKind::kLmHead));
   protocol::Hash want{};
   unsigned len = 0;
   EVP_DigestFinal_ex(sha, want.data(), &len);
   EVP_MD_CTX_free(sha);
   EXPECT_EQ(info.model_hash, want);
+  EXPECT_EQ(info.model_hash, f.model->hash());
 
   for (size_t k = 0; k < info.projections.size(); ++k) {
     const auto& p = info.projections[k];
     EXPECT_EQ(p.kind, fhe_worker::kServedProjections[k]);
+    const uint32_t layers = p.kind == ProjectionKind::kLmHead ? 1 : 2;
     ASSERT_LT(p.scales_blob, reply.blobs.size());
     const auto& blob = reply.blobs[p.scales_blob];
-    ASSERT_EQ(blob.desc.shape, (std::vector<uint64_t>{2, p.rows}));
-    for (uint32_t layer = 0; layer < 2; ++layer) {
+    ASSERT_EQ(blob.desc.shape, (std::vector<uint64_t>{layers, p.rows}));
+    ASSERT_EQ(p.norms.size(), layers);
+    for (uint32_t layer = 0; layer < layers; ++layer) {
       const auto w = local(layer, p.kind);
       EXPECT_EQ(p.rows, static_cast<uint64_t>(w.rows));
       EXPECT_EQ(p.cols, static_cast<uint64_t>(w.cols));
@@ -104,36 +145,15 @@ TEST_F(WorkerMatmul, ModelInfoAgreesWithLocalQuantization) {
       std::memcpy(scales.data(), blob.bytes().data() + layer * p.rows * sizeof(float),
                   p.rows * sizeof(float));
       EXPECT_EQ(scales, w.scales);
-      // Norms: rows of W and rows of W^T.
-      uint64_t f1 = 0, f2 = 0, t1 = 0, t2 = 0;
-      for (int64_t i = 0; i < w.rows; ++i) {
-        uint64_t a = 0, b = 0;
-        for (int64_t j = 0; j < w.cols; ++j) {
-          const int64_t v = w.values[i * w.cols + j];
-          a += std::abs(v);
-          b += v * v;
-        }
-        f1 = std::max(f1, a);
-        f2 = std::max(f2, b);
-      }
-      for (int64_t j = 0; j < w.cols; ++j) {
-        uint64_t a = 0, b = 0;
-        for (int64_t i = 0; i < w.rows; ++i) {
-          const int64_t v = w.values[i * w.cols + j];
-          a += std::abs(v);
-          b += v * v;
-        }
-        t1 = std::max(t1, a);
-        t2 = std::max(t2, b);
-      }
-      const auto& n = p.norms[layer];
-      EXPECT_EQ(n.layer, layer);
-      EXPECT_EQ(n.forward_l1, f1);
-      EXPECT_EQ(n.forward_l2_squared, f2);
-      EXPECT_EQ(n.transpose_l1, t1);
-      EXPECT_EQ(n.transpose_l2_squared, t2);
+      EXPECT_EQ(p.norms[layer], expected_norms(w, layer));  // rows of W and of W^T
     }
   }
+  // The LM head is the [vocab, hidden] lm_head.weight (this model does not tie it).
+  const auto& head = info.projections.back();
+  EXPECT_EQ(head.rows, 50u);
+  EXPECT_EQ(head.cols, 64u);
+  EXPECT_EQ(local(0, ProjectionKind::kLmHead).values,
+            model::quantize_weight_rows(weights.lm_head_weight).values);
 }
 
 TEST_F(WorkerMatmul, ForwardProductIsExact) {
@@ -144,6 +164,29 @@ TEST_F(WorkerMatmul, ForwardProductIsExact) {
 TEST_F(WorkerMatmul, TransposedProductIsExact) {
   check_exact(1, {ProjectionKind::kGate}, true, false, 4);
   check_exact(0, {ProjectionKind::kK}, true, false, 2);
+}
+
+TEST_F(WorkerMatmul, LmHeadProductsAreExactBothWays) {
+  check_exact(0, {ProjectionKind::kLmHead}, false, false, 5);
+  check_exact(0, {ProjectionKind::kLmHead}, true, false, 3);
+  check_exact(0, {ProjectionKind::kLmHead}, true, true, 4, true);
+  const auto stats = f.worker->stats();
+  EXPECT_EQ(stats.products[static_cast<size_t>(ProjectionKind::kLmHead)], 3u);
+  EXPECT_EQ(stats.products[static_cast<size_t>(ProjectionKind::kQ)], 0u);
+}
+
+TEST_F(WorkerMatmul, LmHeadIsLayerZeroOnly) {
+  const auto x = test_matrix(64, 2, 1);
+  auto request = fhe_worker::make_matmul_request(
+      *f.fhe_ctx, {7, "tiny", 1, {ProjectionKind::kLmHead}, false, false}, f.encrypt(x, 64, 2));
+  ASSERT_TRUE(request.ok()) << request.error().to_string();
+  auto client = f.client();
+  protocol::Message reply = round_trip(client, std::move(request).value());
+  auto products = fhe_worker::read_matmul_reply(*f.fhe_ctx, reply);
+  ASSERT_FALSE(products.ok());
+  EXPECT_EQ(products.error().code, protocol::ErrorCode::kUnknownLayer);
+  EXPECT_NE(products.error().message.find("lm_head"), std::string::npos)
+      << products.error().message;
 }
 
 TEST_F(WorkerMatmul, SeveralProjectionsShareOneInput) {
@@ -249,6 +292,88 @@ TEST_F(WorkerMatmul, ConcurrentClientsAreAllAnswered) {
   const auto stats = f.worker->stats();
   EXPECT_EQ(stats.matmul_replies, static_cast<uint64_t>(kClients * kEach));
   EXPECT_LE(stats.batches, static_cast<uint64_t>(kClients * kEach));
+}
+
+// A tied model serves embed_tokens as its LM head.
+TEST(WorkerModel, TiedModelServesTheEmbeddingsAsLmHead) {
+  TempDir tmp;
+  model::LlamaConfig c = tiny_config();
+  c.tie_word_embeddings = true;
+  model::write_random_llama(tmp.path() / "tied", c,
+                            model::RandomModelOptions{3, model::DType::kF32});
+  const auto weights = model::load_llama_weights(tmp.path() / "tied");
+  fhe_worker::WorkerModelOptions mo;
+  mo.model_id = "tied";
+  mo.device = fhe_worker::parse_device("cpu");
+  mo.threads = 1;
+  const fhe_worker::WorkerModel m(weights, mo);
+  EXPECT_EQ(m.weight(0, ProjectionKind::kLmHead).values,
+            model::quantize_weight_rows(weights.embed_tokens).values);
+  EXPECT_EQ(m.layers_of(ProjectionKind::kLmHead), 1u);
+  EXPECT_THROW(m.weight(1, ProjectionKind::kLmHead), fhe_worker::Error);
+}
+
+// A vocabulary whose columns are all +-127 after quantization: the transposed LM head's inner
+// dimension (16384) leaves no scale that meets both the message and the noise bound, so every
+// such request is refused with kNoiseBudget before its input is even looked at (the request
+// itself would be 16384 x 2048 coefficients, 200 MB, hence check_request directly). The forward
+// LM head and the layers are unaffected.
+TEST(WorkerModel, VocabularyTooLargeForTheTransposedNoiseBoundIsATypedError) {
+  TempDir tmp;
+  model::LlamaConfig c;
+  c.hidden_size = 8;
+  c.intermediate_size = 8;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 4;
+  c.vocab_size = 16384;
+  model::write_random_llama(tmp.path() / "big", c,
+                            model::RandomModelOptions{5, model::DType::kF32});
+  auto weights = model::load_llama_weights(tmp.path() / "big");
+  const auto signs = test_matrix(static_cast<size_t>(c.vocab_size), 8, 77);
+  for (int64_t i = 0; i < c.vocab_size; ++i) {
+    for (int64_t j = 0; j < 8; ++j) {
+      weights.lm_head_weight(i, j) = signs[static_cast<size_t>(i * 8 + j)] < 0 ? -0.5f : 0.5f;
+    }
+  }
+  fhe_worker::WorkerModelOptions mo;
+  mo.model_id = "big";
+  mo.device = fhe_worker::parse_device("cpu");
+  mo.threads = 1;
+  const fhe_worker::WorkerModel m(weights, mo);
+  const fhe::WeightBounds b = m.bounds(0, ProjectionKind::kLmHead, true);
+  EXPECT_EQ(b.max_row_l1, 127u * 16384u);
+  EXPECT_EQ(b.inner_dim, 16384u);
+  // The participant could not choose a scale for it either.
+  EXPECT_THROW(fhe::choose_log2_delta(m.context().params(), b, 8), fhe::Error);
+
+  const fhe::Params& p = m.context().params();
+  const auto request = [&](bool transpose, uint32_t log2_delta) {
+    protocol::MatmulRequest r;
+    r.request_id = 1;
+    r.model_id = "big";
+    r.projections = {ProjectionKind::kLmHead};
+    r.transpose = transpose;
+    r.params_id = p.id;
+    r.log2_delta = log2_delta;
+    r.rows = transpose ? 16384 : 8;
+    r.cols = 1;
+    return r;
+  };
+  // Only the description is read: no 200 MB of coefficients.
+  const protocol::Blob input{protocol::BlobDesc::planes(1, 16384, p.n, p.log2_q).value(), {}};
+  for (uint32_t d = 1; d < p.log2_q; ++d) {
+    const auto s = fhe_worker::check_request(m, request(true, d), input);
+    ASSERT_FALSE(s.ok()) << "log2 delta " << d;
+    EXPECT_EQ(s.error().code, protocol::ErrorCode::kNoiseBudget) << s.error().to_string();
+  }
+  const auto s = fhe_worker::check_request(m, request(true, 20), input);
+  EXPECT_NE(s.error().message.find("vocabulary"), std::string::npos) << s.error().message;
+
+  const protocol::Blob forward_input{protocol::BlobDesc::planes(1, 8, p.n, p.log2_q).value(), {}};
+  const uint32_t d = fhe::choose_log2_delta(p, m.bounds(0, ProjectionKind::kLmHead, false), 16384);
+  EXPECT_TRUE(fhe_worker::check_request(m, request(false, d), forward_input).ok());
 }
 
 }  // namespace

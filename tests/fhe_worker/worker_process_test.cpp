@@ -227,9 +227,46 @@ TEST(ExportInt8, EqualsQuantizeWeightRows) {
                             .c_str()),
             0);
   EXPECT_NE(std::system((std::string(FEDCTL_PATH) + " export-int8 --model " + dir.string() +
-                         " --layer 0 --proj lm_head --out " + (tmp / "x.npy") + " 2>/dev/null")
+                         " --layer 0 --proj lm_hat --out " + (tmp / "x.npy") + " 2>/dev/null")
                             .c_str()),
             0);
+  // A layer projection needs --layer; the LM head is layer 0 only.
+  EXPECT_NE(std::system((std::string(FEDCTL_PATH) + " export-int8 --model " + dir.string() +
+                         " --proj q --out " + (tmp / "x.npy") + " 2>/dev/null")
+                            .c_str()),
+            0);
+  EXPECT_NE(std::system((std::string(FEDCTL_PATH) + " export-int8 --model " + dir.string() +
+                         " --layer 1 --proj lm_head --out " + (tmp / "x.npy") + " 2>/dev/null")
+                            .c_str()),
+            0);
+}
+
+// The LM head exports as the worker serves it: the [vocab, hidden] matrix, quantized the same way.
+TEST(ExportInt8, LmHeadEqualsTheServedWeight) {
+  TempDir tmp;
+  const auto dir = write_tiny_model(tmp.path());
+  const auto weights = model::load_llama_weights(dir);
+  fhe_worker::WorkerModelOptions mo;
+  mo.model_id = "tiny";
+  mo.device = fhe_worker::parse_device("cpu");
+  mo.threads = 1;
+  const fhe_worker::WorkerModel served(weights, mo);
+  const auto& want = served.weight(0, protocol::ProjectionKind::kLmHead);
+  for (const std::string layer : {"", " --layer 0"}) {
+    const std::string cmd = std::string(FEDCTL_PATH) + " export-int8 --model " + dir.string() +
+                            layer + " --proj lm_head --out " + (tmp / "h.npy") + " --scales-out " +
+                            (tmp / "hs.npy") + " >/dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    size_t rows = 0, cols = 0;
+    EXPECT_EQ(fedtools::read_npy_int8(tmp / "h.npy", &rows, &cols), want.values);
+    EXPECT_EQ(rows, 50u);
+    EXPECT_EQ(cols, 64u);
+    const auto s = fedtools::read_npy(tmp / "hs.npy");
+    ASSERT_EQ(s.rows, 50u);
+    std::vector<float> scales(s.rows);
+    std::memcpy(scales.data(), s.data.data(), s.data.size());
+    EXPECT_EQ(scales, want.scales);
+  }
 }
 
 }  // namespace

@@ -182,7 +182,9 @@ TEST_F(WorkerRobustness, TypedErrorsForWrongRequests) {
   };
   expect(request(1, {0, "other", 0, {ProjectionKind::kQ}}), ErrorCode::kUnknownModel);
   expect(request(2, {0, "tiny", 2, {ProjectionKind::kQ}}), ErrorCode::kUnknownLayer);
-  expect(request(3, {0, "tiny", 0, {ProjectionKind::kLmHead}}), ErrorCode::kUnknownLayer);
+  // The LM head is served as layer 0 only; lm_head^T takes vocab (50) rows, not 64.
+  expect(request(3, {0, "tiny", 1, {ProjectionKind::kLmHead}}), ErrorCode::kUnknownLayer);
+  expect(request(3, {0, "tiny", 0, {ProjectionKind::kLmHead}, true}), ErrorCode::kShapeMismatch);
   // q takes 64 features, not 32; down takes 96; transposed k takes 32.
   expect(request(4, {0, "tiny", 0, {ProjectionKind::kQ}}, 32), ErrorCode::kShapeMismatch);
   expect(request(5, {0, "tiny", 0, {ProjectionKind::kDown}}, 64), ErrorCode::kShapeMismatch);

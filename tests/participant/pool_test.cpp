@@ -103,6 +103,93 @@ TEST_F(Pool, RemoteBackendEqualsInt8ForEveryProjectionBothWays) {
   EXPECT_GT(b->served(), 4);
 }
 
+// The LM head, listed by the workers, goes to them both ways (nothing is computed locally even
+// with local weights at hand), bit for bit Int8Backend.
+TEST_F(Pool, LmHeadGoesToTheWorkersWhenListed) {
+  auto pool = make_pool({a.get(), b.get()});
+  RemoteEncryptedBackend remote(pool, weights->config, {kModelId, false}, nullptr, weights.get());
+  EXPECT_TRUE(remote.worker_products().workers_serve_lm_head());
+  const auto id = model::ProjectionId::lm_head();
+  const auto x = random_activations(weights->config.hidden_size, 4, 31);
+  const auto g = random_activations(weights->config.vocab_size, 4, 32);
+  model::Int8Backend int8(*weights);
+  model::Activations y, y_want, dx, dx_want;
+  remote.forward(id, x, y);
+  int8.forward(id, x, y_want);
+  EXPECT_EQ(y, y_want);
+  remote.backward(id, g, dx);
+  int8.backward(id, g, dx_want);
+  EXPECT_EQ(dx, dx_want);
+  EXPECT_EQ(a->lm_head_requests(false) + b->lm_head_requests(false), 1);
+  EXPECT_EQ(a->lm_head_requests(true) + b->lm_head_requests(true), 1);
+  EXPECT_EQ(remote.worker_products().local_products(), 0u);
+}
+
+// Workers that refuse the transposed LM head (its inner dimension is the vocabulary) with a typed
+// error: the participant computes that product from its local weights, with the same result; a
+// shape refusal is remembered, a noise-budget one asked again. Without local weights the
+// refusal is the error.
+TEST_F(Pool, RefusedTransposedLmHeadIsComputedLocallyBitForBit) {
+  const auto id = model::ProjectionId::lm_head();
+  model::Int8Backend int8(*weights);
+  for (const auto code : {protocol::ErrorCode::kShapeMismatch, protocol::ErrorCode::kNoiseBudget}) {
+    a->set_refuse_transposed_lm_head(code);
+    b->set_refuse_transposed_lm_head(code);
+    const int asked = a->lm_head_requests(true) + b->lm_head_requests(true);
+    auto pool = make_pool({a.get(), b.get()});
+    RemoteEncryptedBackend remote(pool, weights->config, {kModelId, false}, nullptr, weights.get());
+    for (uint64_t seed = 40; seed < 42; ++seed) {
+      const auto g = random_activations(weights->config.vocab_size, 3, seed);
+      model::Activations dx, dx_want;
+      remote.backward(id, g, dx);
+      int8.backward(id, g, dx_want);
+      EXPECT_EQ(dx, dx_want) << protocol::error_code_name(code);
+    }
+    EXPECT_EQ(remote.worker_products().local_products(), 2u);
+    // A refusal is deterministic, so the pool does not try the other worker; a shape refusal is
+    // not asked again.
+    const int want = code == protocol::ErrorCode::kShapeMismatch ? 1 : 2;
+    EXPECT_EQ(a->lm_head_requests(true) + b->lm_head_requests(true) - asked, want);
+    // The forward LM head still goes to the workers.
+    const auto x = random_activations(weights->config.hidden_size, 3, 43);
+    model::Activations y, y_want;
+    remote.forward(id, x, y);
+    int8.forward(id, x, y_want);
+    EXPECT_EQ(y, y_want);
+    EXPECT_EQ(remote.worker_products().local_products(), 2u);
+
+    RemoteEncryptedBackend no_local(pool, weights->config, {kModelId, false});
+    model::Activations dx;
+    try {
+      no_local.backward(id, random_activations(weights->config.vocab_size, 3, 44), dx);
+      ADD_FAILURE() << "no error";
+    } catch (const model::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("vocabulary too large"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// Workers that do not list the LM head (from before it was served): computed from local
+// weights, or an error naming it without them.
+TEST_F(Pool, WorkersWithoutLmHeadLeaveItToLocalWeights) {
+  a->set_lists_lm_head(false);
+  b->set_lists_lm_head(false);
+  auto pool = make_pool({a.get(), b.get()});
+  RemoteEncryptedBackend remote(pool, weights->config, {kModelId, false}, nullptr, weights.get());
+  EXPECT_FALSE(remote.worker_products().workers_serve_lm_head());
+  const auto id = model::ProjectionId::lm_head();
+  const auto x = random_activations(weights->config.hidden_size, 4, 51);
+  model::Activations y, want;
+  remote.forward(id, x, y);
+  model::Int8Backend(*weights).forward(id, x, want);
+  EXPECT_EQ(y, want);
+  EXPECT_EQ(remote.worker_products().local_products(), 1u);
+  EXPECT_EQ(a->lm_head_requests(false) + b->lm_head_requests(false), 0);
+
+  RemoteEncryptedBackend no_local(pool, weights->config, {kModelId, false});
+  EXPECT_THROW(no_local.forward(id, x, y), model::Error);
+}
+
 TEST_F(Pool, HungWorkerIsMarkedDeadThenUsedAgainOnceItAnswers) {
   auto pool = make_pool({a.get(), b.get()});
   RemoteEncryptedBackend remote(pool, weights->config, {kModelId, false});

@@ -80,6 +80,17 @@ std::optional<protocol::Message> TestWorker::answer(const protocol::Message& m) 
                               protocol::Error{protocol::ErrorCode::kOverloaded, "busy"}},
         {}};
   }
+  if (r->projections[0] == protocol::ProjectionKind::kLmHead) {
+    ++lm_head_requests_[r->transpose];
+    const int refuse = refuse_lm_head_t_;
+    if (r->transpose && refuse != 0) {
+      return protocol::Message{
+          protocol::MatmulReply{r->request_id,
+                                protocol::Error{static_cast<protocol::ErrorCode>(refuse),
+                                                "lm_head^T: vocabulary too large"}},
+          {}};
+    }
+  }
   ++served_;
   return matmul(*r, m.blobs[r->input_blob]);
 }
@@ -91,6 +102,8 @@ protocol::Message TestWorker::model_info() const {
   info.layer_count = static_cast<uint32_t>(c.num_hidden_layers);
   protocol::Message m;
   for (const auto kind : kKinds) {
+    const bool lm_head = kind == model::ProjectionKind::kLmHead;
+    if (lm_head && !lists_lm_head_) continue;
     const auto dims = model::projection_dims(c, kind);
     protocol::ProjectionInfo p;
     p.kind = participant::to_protocol(kind);
@@ -98,8 +111,9 @@ protocol::Message TestWorker::model_info() const {
     p.cols = static_cast<uint64_t>(dims.d_in);
     p.scales_blob = static_cast<uint32_t>(m.blobs.size());
     std::vector<uint8_t> scales;
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-      const model::ProjectionId id{kind, kind == model::ProjectionKind::kLmHead ? 0 : l};
+    const uint32_t layers = lm_head ? 1 : info.layer_count;  // the LM head is layer 0 only
+    for (int64_t l = 0; l < layers; ++l) {
+      const model::ProjectionId id{kind, l};
       const auto s = products_->scales(id);
       const auto* bytes = reinterpret_cast<const uint8_t*>(s.data());
       scales.insert(scales.end(), bytes, bytes + s.size() * sizeof(float));
@@ -109,9 +123,9 @@ protocol::Message TestWorker::model_info() const {
                          t.max_row_l1,
                          static_cast<uint64_t>(std::llround(t.max_row_l2 * t.max_row_l2))});
     }
-    m.blobs.push_back(blob(
-        protocol::BlobDesc::make(protocol::DType::kFloat32, 32, {info.layer_count, p.rows}).value(),
-        std::move(scales)));
+    m.blobs.push_back(
+        blob(protocol::BlobDesc::make(protocol::DType::kFloat32, 32, {layers, p.rows}).value(),
+             std::move(scales)));
     info.projections.push_back(std::move(p));
   }
   m.body = protocol::ModelInfoReply{std::move(info)};

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -38,13 +39,14 @@ const std::string kWorker = FHE_WORKER_PATH;
 // One fhe_worker process; killed (SIGKILL) when destroyed.
 class WorkerProcess {
  public:
-  WorkerProcess(const tools_test::TempDir& dir, const std::string& name, const std::string& bind) {
+  WorkerProcess(const tools_test::TempDir& dir, const std::string& name, const std::string& bind,
+                const std::string& log_level = "warn") {
     const std::string port_file = dir / (name + ".port");
     std::filesystem::remove(port_file);
     const std::vector<std::string> args = {
         kWorker,       "--model",     dir / "tiny", "--model-id",   "tiny",        "--bind",
         bind,          "--port-file", port_file,    "--secret-key", dir / "w.key", "--allow",
-        dir / "allow", "--threads",   "1",          "--log-level",  "warn"};
+        dir / "allow", "--threads",   "1",          "--log-level",  log_level};
     const std::string log = dir / (name + ".log");
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -79,6 +81,16 @@ class WorkerProcess {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
+  }
+  // SIGTERM: the worker drains, logs its totals and exits; returns its exit status (-1 if it
+  // was not running or did not exit normally).
+  int stop() {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
   const std::string& endpoint() const { return endpoint_; }
 
@@ -237,7 +249,18 @@ TEST_F(WorkerProcesses, KeyNotInTheAllowListGetsAClearErrorNotAHang) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
 }
 
+// The count after "lm_head " in a worker's "stopped: ... products: q N, ..., lm_head N" line.
+long lm_head_products(const std::string& log) {
+  const std::string key = "lm_head ";
+  const size_t at = log.rfind(key);
+  if (at == std::string::npos || log.rfind("products:") == std::string::npos) return -1;
+  return std::strtol(log.c_str() + at + key.size(), nullptr, 10);
+}
+
 TEST_F(WorkerProcesses, FedctlTrainWithWorkersWritesTheInProcessAdapterBitForBit) {
+  // Workers that log their totals when stopped, to count the LM head products they served.
+  a = std::make_unique<WorkerProcess>(dir, "ta", "tcp://127.0.0.1:0", "info");
+  b = std::make_unique<WorkerProcess>(dir, "tb", "tcp://127.0.0.1:0", "info");
   ASSERT_EQ(run(kFedctl + " make-data --out " + dir / "data" +
                     " --sites 1 --records 12 --heldout-fraction 0.1 --mcq 2 --seed 2",
                 dir.path())
@@ -258,6 +281,16 @@ TEST_F(WorkerProcesses, FedctlTrainWithWorkersWritesTheInProcessAdapterBitForBit
   const std::string want = slurp(dir / "a_local" + file);
   ASSERT_FALSE(want.empty());
   EXPECT_TRUE(slurp(dir / "a_remote" + file) == want);
+  // The LM head went to the workers (forward and backward of every step), not to local weights.
+  const std::string a_endpoint = a->endpoint();
+  EXPECT_EQ(a->stop(), 0);
+  EXPECT_EQ(b->stop(), 0);
+  const long served_a = lm_head_products(slurp(dir / "ta.log"));
+  const long served_b = lm_head_products(slurp(dir / "tb.log"));
+  EXPECT_GE(served_a, 0) << slurp(dir / "ta.log");
+  EXPECT_GE(served_b, 0) << slurp(dir / "tb.log");
+  EXPECT_GE(served_a + served_b, 4) << slurp(dir / "ta.log") << slurp(dir / "tb.log");
+  a = std::make_unique<WorkerProcess>(dir, "ta2", a_endpoint);  // for the refused-key run
 
   // A refused key fails the run with one clear line, not a hang.
   const auto refused = run(common + " --workers " + a->endpoint() + " --client-key " +

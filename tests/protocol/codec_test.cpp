@@ -157,4 +157,78 @@ TEST(Codec, BlobDescriptionsCheckTheirArithmetic) {
   EXPECT_FALSE(protocol::packed_byte_length(~uint64_t{0}, 9, &out));
 }
 
+// The LM head is one matrix, listed as layer 0: validate() accepts exactly a [1, vocab] scales
+// blob and one norm entry (layer 0) for it, and still holds every other kind to [layers, rows].
+struct LmHeadShape {
+  uint64_t scale_rows = 1;  // first dimension of its scales blob
+  uint64_t vocab_in_blob = 300;
+  std::vector<uint32_t> norm_layers = {0};
+  uint64_t q_scale_rows = 3;
+};
+
+Message model_info_with_lm_head(const LmHeadShape& shape) {
+  protocol::ModelInfo info;
+  info.model_id = "llama";
+  info.layer_count = 3;
+  Message m;
+  const auto add = [&](protocol::ProjectionKind kind, uint64_t rows, uint64_t cols,
+                       uint64_t blob_rows, uint64_t blob_cols, std::vector<uint32_t> layers) {
+    protocol::ProjectionInfo p;
+    p.kind = kind;
+    p.rows = rows;
+    p.cols = cols;
+    p.scales_blob = static_cast<uint32_t>(m.blobs.size());
+    auto desc = protocol::BlobDesc::make(protocol::DType::kFloat32, 32, {blob_rows, blob_cols});
+    EXPECT_TRUE(desc.ok());
+    std::vector<uint8_t> bytes(desc.value().byte_length, 0);
+    m.blobs.push_back(protocol::Blob::adopt(std::move(desc).value(), std::move(bytes)).value());
+    for (const uint32_t l : layers) p.norms.push_back({l, 10, 20, 30, 40});
+    info.projections.push_back(std::move(p));
+  };
+  add(protocol::ProjectionKind::kQ, 8, 6, shape.q_scale_rows, 8, {0, 1, 2});
+  add(protocol::ProjectionKind::kLmHead, 300, 6, shape.scale_rows, shape.vocab_in_blob,
+      shape.norm_layers);
+  m.body = protocol::ModelInfoReply{std::move(info)};
+  return m;
+}
+
+protocol::Status validate(const Message& m) {
+  std::vector<protocol::BlobDesc> descs;
+  for (const auto& b : m.blobs) descs.push_back(b.desc);
+  return protocol::validate(m.body, descs);
+}
+
+TEST(Codec, ModelInfoListsTheLmHeadAsOneLayer) {
+  const Message good = model_info_with_lm_head({});
+  ASSERT_TRUE(validate(good).ok()) << validate(good).error().to_string();
+  const Message back = round_trip(good);
+  EXPECT_TRUE(same(back, good));
+  const auto& info =
+      std::get<protocol::ModelInfo>(std::get<protocol::ModelInfoReply>(back.body).outcome);
+  ASSERT_EQ(info.projections.size(), 2u);
+  EXPECT_EQ(info.projections[1].kind, protocol::ProjectionKind::kLmHead);
+  ASSERT_EQ(info.projections[1].norms.size(), 1u);
+  EXPECT_EQ(back.blobs[1].desc.shape, (std::vector<uint64_t>{1, 300}));
+
+  struct Bad {
+    const char* what;
+    LmHeadShape shape;
+    ErrorCode code;
+  };
+  const Bad bad[] = {
+      {"lm_head scales per layer", {3, 300, {0}, 3}, ErrorCode::kShapeMismatch},
+      {"lm_head norms per layer", {1, 300, {0, 1, 2}, 3}, ErrorCode::kShapeMismatch},
+      {"lm_head without norms", {1, 300, {}, 3}, ErrorCode::kShapeMismatch},
+      {"lm_head norm for layer 1", {1, 300, {1}, 3}, ErrorCode::kMalformedRequest},
+      {"lm_head scales of another vocabulary", {1, 299, {0}, 3}, ErrorCode::kShapeMismatch},
+      {"q with one row of scales", {1, 300, {0}, 1}, ErrorCode::kShapeMismatch},
+  };
+  for (const auto& b : bad) {
+    const auto s = validate(model_info_with_lm_head(b.shape));
+    ASSERT_FALSE(s.ok()) << b.what;
+    EXPECT_EQ(s.error().code, b.code) << b.what << ": " << s.error().to_string();
+    EXPECT_FALSE(protocol::encode(model_info_with_lm_head(b.shape)).ok()) << b.what;
+  }
+}
+
 }  // namespace

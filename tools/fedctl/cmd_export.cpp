@@ -1,11 +1,13 @@
 // fedctl export-int8: the exact int8 matrix (and scales) an fhe_worker multiplies by.
 //
 //   fedctl export-int8 --model DIR --layer 3 --proj q --out W.npy [--scales-out S.npy]
+//   fedctl export-int8 --model DIR --proj lm_head --out W.npy      (the LM head: layer 0 or none)
 //
 // W.npy is int8 [d_out, d_in]: the projection quantized per output channel with
 // model::quantize_weight_rows, as the worker does at start (scale = max|row| / 127, round half
 // away from zero, clamp to [-127, 127]). S.npy is float32 [d_out, 1]: the scales. Anyone can
-// then check a worker's result against W.npy times the plaintext.
+// then check a worker's result against W.npy times the plaintext. The LM head is lm_head.weight,
+// or embed_tokens when the model ties them ([vocab, hidden]).
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -24,16 +26,25 @@ int cmd_export_int8(int argc, char** argv) {
   int64_t layer = 0;
   po::options_description o("export-int8 options");
   o.add_options()("model", po::value(&model_dir)->required(), "model directory")(
-      "layer", po::value(&layer)->required(), "decoder layer (0-based)")(
-      "proj", po::value(&proj)->required(), "projection: q, k, v, o, gate, up or down")(
+      "layer", po::value(&layer), "decoder layer (0-based; required except for lm_head)")(
+      "proj", po::value(&proj)->required(), "projection: q, k, v, o, gate, up, down or lm_head")(
       "out", po::value(&out)->required(), "int8 .npy file to write [d_out, d_in]")(
       "scales-out", po::value(&scales_out), "float32 .npy file for the scales [d_out, 1]");
   return run_command(
-      "export-int8", "--model DIR --layer L --proj q|k|v|o|gate|up|down --out W.npy", o, argc, argv,
-      [&](const po::variables_map&) {
-        const model::ProjectionKind kind = model::parse_projection_module(proj);
+      "export-int8", "--model DIR [--layer L] --proj q|k|v|o|gate|up|down|lm_head --out W.npy", o,
+      argc, argv, [&](const po::variables_map& vm) {
+        const bool lm_head = proj == "lm_head";
+        const model::ProjectionKind kind =
+            lm_head ? model::ProjectionKind::kLmHead : model::parse_projection_module(proj);
+        if (lm_head && layer != 0) {
+          throw std::invalid_argument("--layer " + std::to_string(layer) +
+                                      ": the LM head is one matrix (layer 0)");
+        }
+        if (!lm_head && vm.count("layer") == 0) {
+          throw std::invalid_argument("--layer is required for --proj " + proj);
+        }
         const model::LlamaWeights weights = model::load_llama_weights(model_dir);
-        if (layer < 0 || layer >= weights.config.num_hidden_layers) {
+        if (!lm_head && (layer < 0 || layer >= weights.config.num_hidden_layers)) {
           throw std::invalid_argument("--layer " + std::to_string(layer) + " out of range (" +
                                       std::to_string(weights.config.num_hidden_layers) +
                                       " layers)");

@@ -26,8 +26,8 @@ int main(int argc, char** argv) {
                  "q %g, %u local steps; run directory %s\n",
                  config.rounds, config.sites, config.workers,
                  config.processes ? "processes (CURVE)" : "threads", config.backend.c_str(),
-                 config.noise_multiplier, config.clip_norm, config.sample_rate,
-                 config.local_steps, layout.run.c_str());
+                 config.noise_multiplier, config.clip_norm, config.sample_rate, config.local_steps,
+                 layout.run.c_str());
     fedsim::EventWatcher watcher(layout.run / "events.jsonl", stdout);
     int rc = 0;
     if (config.processes) {
@@ -43,8 +43,9 @@ int main(int argc, char** argv) {
     const auto rounds = watcher.rounds();
     if (rounds.size() >= 2) {
       std::printf("held-out loss %.4f -> %.4f over rounds %s..%s\n",
-                  rounds.front().value("heldout_loss", 0.0), rounds.back().value("heldout_loss", 0.0),
-                  rounds.front()["round"].dump().c_str(), rounds.back()["round"].dump().c_str());
+                  rounds.front().value("heldout_loss", 0.0),
+                  rounds.back().value("heldout_loss", 0.0), rounds.front()["round"].dump().c_str(),
+                  rounds.back()["round"].dump().c_str());
     }
     std::printf("dashboard log: %s\nadapter (PEFT): %s\n", (layout.run / "events.jsonl").c_str(),
                 (layout.run / "adapter").c_str());

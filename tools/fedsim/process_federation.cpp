@@ -127,7 +127,7 @@ fs::path ProcessFederation::log_file(const std::string& name) const {
 // clang-format off
 std::vector<std::string> ProcessFederation::coordinator_args() const {
   const coordinator::CoordinatorConfig cc = coordinator_config(config_, layout_);
-  return {"--endpoint", endpoint_,
+  std::vector<std::string> args = {"--endpoint", endpoint_,
           "--key", (layout_.keys / "coordinator.key").string(),
           "--allow-dir", (layout_.keys / "allow-coordinator").string(),
           "--run-dir", layout_.run.string(),
@@ -148,6 +148,12 @@ std::vector<std::string> ProcessFederation::coordinator_args() const {
           "--delta", num(cc.plan.delta),
           "--strategy", cc.strategy.name,
           "--server-lr", num(cc.strategy.server_lr)};
+  if (cc.plan.participant_dp) {
+    args.insert(args.end(), {"--participant-dp",
+                             "--participant-clip", num(cc.plan.participant_clip),
+                             "--participant-sigma", num(cc.plan.participant_sigma)});
+  }
+  return args;
 }
 
 std::vector<std::string> ProcessFederation::worker_args(uint32_t w) const {

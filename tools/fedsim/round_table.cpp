@@ -53,7 +53,9 @@ EventWatcher::EventWatcher(std::filesystem::path file, std::FILE* out)
   });
 }
 
-EventWatcher::~EventWatcher() { finish(); }
+EventWatcher::~EventWatcher() {
+  finish();
+}
 
 void EventWatcher::finish() {
   if (thread_.joinable()) {
@@ -90,7 +92,8 @@ void EventWatcher::poll() {
       std::fprintf(out_, "%s\n", table_row(e).c_str());
       rounds_.push_back(e);
     } else if (kind == "budget_exhausted") {
-      std::fprintf(out_, "       budget exhausted: %s\n", e.value("site", std::string("?")).c_str());
+      std::fprintf(out_, "       budget exhausted: %s\n",
+                   e.value("site", std::string("?")).c_str());
     }
     std::fflush(out_);
   }

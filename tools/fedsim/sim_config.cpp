@@ -57,6 +57,12 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "delta", po::value(&c.delta)->default_value(c.delta, "1e-05"), "DP delta")(
       "epsilon-max", po::value(&c.epsilon_max)->default_value(c.epsilon_max, "8"),
       "every site's privacy budget")(
+      "participant-dp", po::bool_switch(&c.participant_dp),
+      "participant-level DP: sites clip and noise their whole round delta (off by default)")(
+      "participant-clip", po::value(&c.participant_clip),
+      "participant-level DP: L2 clip norm C_u of a site's round delta")(
+      "participant-sigma", po::value(&c.participant_sigma),
+      "participant-level DP: noise multiplier sigma_u")(
       "strategy", po::value(&c.strategy)->default_value(c.strategy),
       "fedavg, fedadam, fedyogi or fedadagrad")(
       "server-lr", po::value(&c.server_lr)->default_value(c.server_lr, "1"),
@@ -89,6 +95,10 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
   }
   if (c.min_participants > c.sites) {
     c.min_participants = c.sites;
+  }
+  if (c.participant_dp && !(c.participant_clip > 0 && c.participant_sigma > 0)) {
+    throw std::invalid_argument(
+        "--participant-dp needs --participant-clip > 0 and --participant-sigma > 0");
   }
   if (c.backend != "remote" && c.backend != "encrypted" && c.backend != "float") {
     throw std::invalid_argument("--backend must be remote, encrypted or float");

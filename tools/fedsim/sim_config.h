@@ -36,6 +36,11 @@ struct SimConfig {
   double clip_norm = 1.0;
   double delta = 1e-5;
   double epsilon_max = 8;  // every site's budget
+  // Participant-level DP (off by default): sites clip their round delta to participant_clip and
+  // add N(0, (participant_sigma * participant_clip)^2) per coordinate.
+  bool participant_dp = false;
+  double participant_clip = 0;
+  double participant_sigma = 0;
 
   // Coordinator.
   std::string strategy = "fedavg";

@@ -48,6 +48,9 @@ coordinator::CoordinatorConfig coordinator_config(const SimConfig& c, const SimL
   cc.plan.noise_multiplier = c.noise_multiplier;
   cc.plan.clip_norm = c.clip_norm;
   cc.plan.delta = c.delta;
+  cc.plan.participant_dp = c.participant_dp;
+  cc.plan.participant_clip = c.participant_clip;
+  cc.plan.participant_sigma = c.participant_sigma;
   cc.strategy.name = c.strategy;
   cc.strategy.server_lr = c.server_lr;
   return cc;

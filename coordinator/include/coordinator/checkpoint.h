@@ -4,7 +4,8 @@
 // File RUN_DIR/checkpoints/latest.ckpt, replaced atomically after every round (temporary file,
 // fsync, rename, fsync of the directory). Layout: the 8 bytes "FLCKPT01", an 8-byte little-endian
 // length L, L bytes of JSON metadata (round, DRBG state, adapter tensor table, adapter config,
-// strategy name and step count, buffer lengths, registry), the float32 data (global adapter,
+// strategy name and step count, buffer lengths, registry, optionally the participant-level DP
+// accountant), the float32 data (global adapter,
 // then each optimizer buffer), and the SHA-256 of everything before it. A file that is
 // truncated, has trailing bytes, a bad digest or inconsistent metadata is refused.
 #pragma once
@@ -29,6 +30,9 @@ struct Checkpoint {
   std::string strategy;        // its name; a resumed run must use the same
   StrategyState strategy_state;
   std::string registry_json;  // Registry::to_json()
+  // privacy::RdpAccountant::to_json() of the participant-level DP accountant; "" when none was
+  // written (participant-level DP off, or a checkpoint older than the option: zero rounds spent).
+  std::string participant_accountant_json;
   bool operator==(const Checkpoint&) const = default;
 };
 

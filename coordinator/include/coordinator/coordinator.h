@@ -12,7 +12,8 @@
 // configure (RoundInvitation with the global adapter, the plan and the worker directory) ->
 // train (at the sites) -> collect until the deadline or until every selected site has answered
 // (deltas are accumulated as they arrive; late ones are logged and dropped) -> aggregate
-// (strategy.h) -> account (privacy::Budget of every site that accepted) -> checkpoint -> log.
+// (strategy.h) -> account (privacy::Budget of every site that accepted; with participant-level
+// DP on, also the federation's participant-level accountant) -> checkpoint -> log.
 // Fewer than min_participants deltas: the round is retried with a new selection, at most
 // max_attempts times. The run ends after `rounds` rounds, when no registered participant can
 // train within its budget, when too few sites show up within wait_for_sites, or on stop.
@@ -65,6 +66,11 @@ struct CoordinatorConfig {
   uint64_t seed = 1;
 
   // The training plan sent to the sites (deadline and per-site seed are filled per round).
+  // Participant-level DP (plan.participant_dp, off by default): every site clips its round delta
+  // to plan.participant_clip and adds N(0, participant_sigma^2 participant_clip^2) per
+  // coordinate; the coordinator accounts it over rounds (privacy::RdpAccountant, one step per
+  // attempt that received deltas, q = selected / eligible) and logs `participant_epsilon` at
+  // plan.delta in round_finished.
   protocol::coord::TrainingPlan plan{.local_steps = 10,
                                      .learning_rate = 1e-3,
                                      .batch_size = 8,

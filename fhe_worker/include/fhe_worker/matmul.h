@@ -26,7 +26,11 @@ struct MatmulJob {
 };
 
 // Typed refusals: kUnknownModel, kUnknownLayer (also for a projection this worker does not
-// serve), kMalformedRequest (another parameter set), kShapeMismatch (rows, ring degree, bits).
+// serve, and for the LM head at a layer other than 0), kMalformedRequest (another parameter set),
+// kShapeMismatch (rows, ring degree, bits), kNoiseBudget (the request's scale and token count do
+// not decrypt exactly with these weights' norms: for the transposed LM head, whose inner
+// dimension is the vocabulary, a large vocabulary may leave no scale at all; the participant then
+// computes that product locally).
 protocol::Status check_request(const WorkerModel& model, const protocol::MatmulRequest& request,
                                const protocol::Blob& input);
 

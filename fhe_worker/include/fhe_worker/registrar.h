@@ -22,9 +22,9 @@
 namespace fhe_worker {
 
 struct RegistrarConfig {
-  std::string coordinator;              // endpoint, e.g. tcp://10.0.0.1:5560
-  bool insecure = false;                // loopback only
-  std::optional<protocol::KeyPair> key; // CURVE: the worker's own key pair
+  std::string coordinator;               // endpoint, e.g. tcp://10.0.0.1:5560
+  bool insecure = false;                 // loopback only
+  std::optional<protocol::KeyPair> key;  // CURVE: the worker's own key pair
   std::optional<protocol::PublicKey> coordinator_key;
   std::string site_id;           // the worker's name in the registry
   std::string compute_endpoint;  // what participants connect to

@@ -18,6 +18,7 @@
 
 #include <spdlog/logger.h>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -53,6 +54,8 @@ struct WorkerStats {
   uint64_t handshake_failures = 0;  // refused CURVE handshakes (socket monitor)
   uint64_t disconnects = 0;         // peers that went away (socket monitor)
   uint32_t queued = 0, in_flight = 0;
+  // Products computed without error, by the protocol::ProjectionKind value (1 = q .. 8 = lm_head).
+  std::array<uint64_t, 9> products{};
 };
 
 // A console logger (stderr) named "fhe_worker", not registered globally.

@@ -3,11 +3,17 @@
 //
 // On construction it asks the pool for the model's info (ModelInfoRequest) once and checks it
 // against the local config: the model id, the layer count and the shape of every decoder
-// projection (the LM head is optional: a model whose workers do not list it fails only when
-// the LM head is used, unless local weights are given, below). The info gives what the participant
-// needs and the ciphertext does not carry: each projection's per output channel int8 scales (to
-// dequantize) and its largest row norms in both directions (to choose the encryption scale from the
-// real weights).
+// projection and of the LM head when the workers list it (an older worker does not: then the LM
+// head is computed from local weights, below, or fails on use without them). The info gives what
+// the participant needs and the ciphertext does not carry: each projection's per output channel
+// int8 scales (to dequantize) and its largest row norms in both directions (to choose the
+// encryption scale from the real weights).
+//
+// A worker may refuse the transposed LM head (its inner dimension is the vocabulary) with a typed
+// noiseBudget or shapeMismatch error; with local weights that product is then computed in this
+// process (model::LocalEncryptedProducts, the in-process EncryptedBackend's own products), with
+// the same exact result; a shapeMismatch refusal is remembered, so later products of that
+// direction stay local without asking again.
 //
 // multiply() sends the fresh ciphertext's c0 plane (packed to 48 bits) and seed as a
 // MatmulRequest and turns the reply into a product ciphertext, after checking its projection,
@@ -23,6 +29,7 @@
 
 #include "fhe/context.h"
 #include "model/encrypted_products.h"
+#include "model/error.h"
 #include "model/llama_config.h"
 #include "participant/worker_pool.h"
 #include "protocol/messages.h"
@@ -46,6 +53,18 @@ struct RemoteProduct {
   bool switch_modulus = false;
 };
 
+// A product no worker served: the pool's error (its code: the workers' typed refusal, or
+// kTransport / kTimeout when none could be reached) as a model::Error.
+class RemoteProductError : public model::Error {
+ public:
+  RemoteProductError(protocol::ErrorCode code, const std::string& message)
+      : model::Error(message), code_(code) {}
+  protocol::ErrorCode code() const { return code_; }
+
+ private:
+  protocol::ErrorCode code_;
+};
+
 // Ciphertext bytes of one product on the wire: the request's c0 plane, the reply's planes.
 struct WireBytes {
   uint64_t request = 0, reply = 0;
@@ -53,8 +72,9 @@ struct WireBytes {
 
 // Sends `fresh` (c0 packed to 48 bits, and its seed) through the pool and returns the product
 // ciphertext, checked: the projection, out_rows (unless 0), the token count, the scale, the bit
-// width and every coefficient's range. Throws model::Error for a request no worker served (the
-// pool's message), fhe::Error for a malformed ciphertext. Fills *bytes when given.
+// width and every coefficient's range. Throws RemoteProductError for a request no worker served
+// (the pool's message and code), model::Error for a reply that does not fit the request,
+// fhe::Error for a malformed ciphertext. Fills *bytes when given.
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
                                      const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
                                      uint64_t out_rows, WireBytes* bytes = nullptr);
@@ -62,9 +82,10 @@ fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
 class WorkerProducts : public model::EncryptedProducts {
  public:
   // Throws model::Error when no worker answers, or the info does not fit `config`. With
-  // `local_weights`, the projections the workers do not serve (fhe_worker serves no LM head)
-  // are computed in this process from those weights (model::LocalEncryptedProducts), with the
-  // same results; without, using one throws model::Error.
+  // `local_weights` (which must outlive this object), an LM head the workers do not list, or a
+  // transposed LM head product they refuse, is computed in this process from those weights
+  // (model::LocalEncryptedProducts, built on first use), with the same results; without, using
+  // an unlisted LM head throws model::Error and a refusal is passed on.
   WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::LlamaConfig& config,
                  RemoteOptions options, const model::LlamaWeights* local_weights = nullptr);
   ~WorkerProducts() override;
@@ -83,6 +104,12 @@ class WorkerProducts : public model::EncryptedProducts {
   uint64_t last_request_bytes() const { return last_bytes_.request; }
   uint64_t last_reply_bytes() const { return last_bytes_.reply; }
 
+  // True when the workers list the LM head (products go to them, unless refused).
+  bool workers_serve_lm_head() const;
+  // Products computed in this process so far: of an LM head the workers do not list, or that
+  // they refused.
+  uint64_t local_products() const { return local_products_; }
+
  private:
   struct Projection {
     bool served = false;
@@ -92,14 +119,18 @@ class WorkerProducts : public model::EncryptedProducts {
   };
   const Projection& at(model::ProjectionId id) const;
   bool is_local(model::ProjectionId id) const;
+  model::LocalEncryptedProducts& local() const;
 
   std::shared_ptr<WorkerPool> pool_;
   model::LlamaConfig config_;
   RemoteOptions options_;
   std::shared_ptr<const fhe::Context> ctx_;
   protocol::ModelInfo info_;
-  std::vector<Projection> projections_;                   // indexed by model::projection_index
-  std::unique_ptr<model::LocalEncryptedProducts> local_;  // the unserved ones, if any
+  std::vector<Projection> projections_;  // indexed by model::projection_index
+  const model::LlamaWeights* local_weights_ = nullptr;
+  mutable std::unique_ptr<model::LocalEncryptedProducts> local_;  // the LM head, on first use
+  bool lm_head_refused_[2] = {false, false};  // by transpose: the workers refused its shape
+  uint64_t local_products_ = 0;
   WireBytes last_bytes_;
 };
 

@@ -85,6 +85,11 @@ struct TrainingPlan {
   double delta = 0;             // (0, 1)
   int64_t deadline_unix_ms = 0;
   uint64_t seed = 0;
+  // Participant-level DP (off by default): the site clips its round delta to participant_clip
+  // and adds N(0, participant_sigma^2 participant_clip^2) per coordinate. Both finite; > 0 when on.
+  bool participant_dp = false;
+  double participant_clip = 0;   // C_u
+  double participant_sigma = 0;  // sigma_u
   bool operator==(const TrainingPlan&) const = default;
 };
 

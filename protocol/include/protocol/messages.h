@@ -43,11 +43,13 @@ struct LayerNorms {
   bool operator==(const LayerNorms&) const = default;
 };
 
+// The LM head (kLmHead), one matrix served as layer 0, has a float32 [1, rows] scales blob and one
+// norms entry (layer 0); every other kind has one per layer.
 struct ProjectionInfo {
   ProjectionKind kind = ProjectionKind::kQ;
   uint64_t rows = 0, cols = 0;    // W is rows x cols (d_out x d_in)
-  uint32_t scales_blob = 0;       // float32 [layer_count, rows]
-  std::vector<LayerNorms> norms;  // one per layer, in layer order
+  uint32_t scales_blob = 0;       // float32 [layer_count, rows] ([1, rows] for kLmHead)
+  std::vector<LayerNorms> norms;  // one per layer, in layer order (one for kLmHead)
   bool operator==(const ProjectionInfo&) const = default;
 };
 

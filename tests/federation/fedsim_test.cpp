@@ -1,0 +1,120 @@
+// fedsim as a user runs it (threads mode, the executable): a tiny federation runs to the end, the
+// round table it prints agrees with the dashboard log, every round_finished carries the losses
+// and each site's epsilon, and the exported adapter is a PEFT directory. Then the same run
+// directory resumed with more rounds continues where it stopped.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "round_table.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct CommandResult {
+  int status = -1;
+  std::string out;
+};
+
+// Runs a command line, capturing stdout (stderr goes to the test's own log).
+CommandResult run(const std::string& command) {
+  CommandResult r;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf{};
+  size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::vector<json> events(const fs::path& file, const std::string& name) {
+  std::vector<json> out;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    json e = json::parse(line);
+    if (e.value("event", "") == name) out.push_back(e);
+  }
+  return out;
+}
+
+std::vector<std::string> table_rows(const std::string& out) {
+  std::vector<std::string> rows;
+  std::istringstream in(out);
+  bool in_table = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line == fedsim::table_header()) {
+      in_table = true;
+      continue;
+    }
+    if (in_table && line.size() > 5 && line[4] >= '0' && line[4] <= '9') rows.push_back(line);
+  }
+  return rows;
+}
+
+TEST(Fedsim, RunsPrintsTheLogsTableAndResumes) {
+  const fs::path dir = fs::temp_directory_path() / ("fedsim_test_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const std::string base = std::string(FEDLORA_BIN_DIR) + "/fedsim --run-dir " + dir.string() +
+                           " --sites 2 --workers 1 --hidden 32 --layers 1 --heads 2 --kv-heads 1"
+                           " --intermediate 64 --vocab 300 --records 40 --seq-len 16"
+                           " --lora-rank 2 --local-steps 2 --batch-size 4 --sample-rate 0.1"
+                           " --seed 3 --log-level error";
+  const CommandResult first = run(base + " --rounds 2");
+  ASSERT_EQ(first.status, 0) << first.out;
+
+  const fs::path log = dir / "events.jsonl";
+  const std::vector<json> finished = events(log, "round_finished");
+  ASSERT_EQ(finished.size(), 2u);
+  const std::vector<std::string> rows = table_rows(first.out);
+  ASSERT_EQ(rows.size(), finished.size()) << first.out;
+  for (size_t i = 0; i < finished.size(); ++i) {
+    EXPECT_EQ(rows[i], fedsim::table_row(finished[i]));  // the table is the log, row for row
+    EXPECT_EQ(finished[i]["round"].get<int>(), static_cast<int>(i + 1));
+    EXPECT_TRUE(finished[i]["train_loss"].is_number());
+    EXPECT_TRUE(finished[i]["heldout_loss"].is_number());
+    ASSERT_TRUE(finished[i]["epsilon"].is_object());
+    EXPECT_EQ(finished[i]["epsilon"].size(), 2u);
+    for (const auto& [site, eps] : finished[i]["epsilon"].items()) {
+      EXPECT_GT(eps.get<double>(), 0) << site;
+    }
+  }
+  // Epsilon only grows.
+  for (const auto& [site, eps] : finished[1]["epsilon"].items()) {
+    EXPECT_GT(eps.get<double>(), finished[0]["epsilon"][site].get<double>());
+  }
+  const std::vector<json> end = events(log, "run_finished");
+  ASSERT_EQ(end.size(), 1u);
+  EXPECT_EQ(end[0].value("reason", ""), "completed");
+  EXPECT_TRUE(fs::exists(dir / "adapter" / "adapter_model.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "adapter" / "adapter_config.json"));
+  EXPECT_FALSE(fs::is_empty(dir / "checkpoints"));
+
+  // The same run directory with one more round resumes at round 3 and prints only that round.
+  const CommandResult second = run(base + " --rounds 3");
+  ASSERT_EQ(second.status, 0) << second.out;
+  const std::vector<json> all = events(log, "round_finished");
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[2]["round"].get<int>(), 3);
+  const std::vector<std::string> resumed = table_rows(second.out);
+  ASSERT_EQ(resumed.size(), 1u) << second.out;
+  EXPECT_EQ(resumed[0], fedsim::table_row(all[2]));
+
+  // A bad flag is refused with exit status 2.
+  EXPECT_EQ(run(std::string(FEDLORA_BIN_DIR) + "/fedsim --rounds 0 2>/dev/null").status, 2);
+  fs::remove_all(dir);
+}
+
+}  // namespace
