@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
-  clang clang-format
+  clang clang-format libclang-rt-dev
   libgtest-dev libgmock-dev
   libdnnl-dev
   libssl-dev libsodium-dev
