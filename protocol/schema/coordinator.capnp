@@ -1,5 +1,5 @@
 # Messages between the coordinator and the participants and workers that register with it
-# (DESIGN.md sections 3 and 6).
+# (docs/design.md §3 and §6).
 #
 # Framing is the worker protocol's (worker.capnp): one frame holding a `CoordEnvelope` followed by
 # exactly `CoordEnvelope.blobs.length` raw frames, each described by a BlobDesc that the receiver

@@ -1,4 +1,4 @@
-# Messages between participants and fhe_workers (DESIGN.md section 3).
+# Messages between participants and fhe_workers (docs/design.md §3).
 #
 # On the wire a message is one ZeroMQ frame holding an `Envelope` (a single-segment Cap'n Proto
 # message, unpacked) followed by exactly `Envelope.blobs.length` raw frames. Large tensors

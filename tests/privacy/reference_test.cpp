@@ -1,5 +1,5 @@
 // Agreement with Opacus's RDP accountant on the reference sample in
-// shared/reference/dp_opacus_sample.json (compute_rdp + get_privacy_spent with the default orders).
+// tests/privacy/reference/dp_opacus_sample.json (compute_rdp + get_privacy_spent with the default orders).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,7 +22,7 @@ bool load_reference(nlohmann::json* out) {
   std::ifstream in(kReferenceFile);
   if (!in) {
     ADD_FAILURE() << "Opacus reference file " << kReferenceFile
-                  << " is missing: the repository expects shared/reference/ beside it";
+                  << " is missing: it is part of the repository (tests/privacy/reference/)";
     return false;
   }
   try {

@@ -1,6 +1,6 @@
 // An adapter as the coordinator sees it: named float32 tensors in one flat array.
 //
-// The coordinator runs no model (DESIGN.md section 8: coordinator -> protocol, privacy only), so
+// The coordinator runs no model (docs/design.md §8: coordinator -> protocol, privacy only), so
 // a LoRA adapter is just this: a tensor table (name, shape, offset; protocol's TensorEntry,
 // which is also how it travels) and the values. Tensors are kept sorted by name and tile
 // `values` in that order, so two adapters with the same tensors have the same layout.

@@ -7,7 +7,7 @@
 //   ... participants connect to c.value()->endpoint() ...
 //   t.request_stop();                                          // run() returns within ~100 ms
 //
-// One round (DESIGN.md section 6): select (uniform random `fraction` of the eligible sites,
+// One round (docs/design.md §6): select (uniform random `fraction` of the eligible sites,
 // at least min_participants, skipping dead and budget-exhausted ones; AES-CTR DRBG) ->
 // configure (RoundInvitation with the global adapter, the plan and the worker directory) ->
 // train (at the sites) -> collect until the deadline or until every selected site has answered

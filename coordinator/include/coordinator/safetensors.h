@@ -1,7 +1,7 @@
 // A small, strict reader and writer of safetensors files holding float32 tensors only.
 //
 // Why not model/'s safetensors code: the coordinator may link only protocol and privacy
-// (DESIGN.md section 8); it holds no model, and adapters are plain named float32 tensors to it.
+// (docs/design.md §8); it holds no model, and adapters are plain named float32 tensors to it.
 // This file format is simple enough that a strict dedicated reader is smaller than the
 // dependency it would otherwise drag in.
 //

@@ -1,5 +1,5 @@
 // Registrar: keeps a worker registered with a coordinator, so that the coordinator can put it in
-// the worker directory of its round invitations (DESIGN.md sections 3 and 6).
+// the worker directory of its round invitations (docs/design.md §3 and §6).
 //
 // A thread of its own with its own DEALER (protocol::coord::CoordinatorClient): it sends
 // Register (role worker, the compute endpoint participants should connect to and the worker's

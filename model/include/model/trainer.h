@@ -1,4 +1,4 @@
-// LoRA fine-tuning of a frozen Llama model (DESIGN.md section 4): batches drawn from a training
+// LoRA fine-tuning of a frozen Llama model (docs/design.md §4): batches drawn from a training
 // set, forward pass, next-token cross-entropy and the exact backward pass through the model's
 // LinearBackend (float, int8 or encrypted), gradient accumulation, and AdamW with decoupled
 // weight decay on the LoRA parameters under a learning-rate schedule with warmup.

@@ -1,4 +1,4 @@
-// The participant agent: one hospital's end of a federation (DESIGN.md section 4).
+// The participant agent: one hospital's end of a federation (docs/design.md §4).
 //
 //   participant::Agent agent(config);        // loads the model, the data and the site's state
 //   std::jthread t([&](std::stop_token st) { agent.run(st); });

@@ -1,4 +1,4 @@
-// Participant-level DP of one round's adapter delta (DESIGN.md section 5, the option): the whole
+// Participant-level DP of one round's adapter delta (docs/design.md §5, the option): the whole
 // delta (every adapter tensor, flattened as one vector) is clipped to L2 norm C_u and
 // N(0, sigma_u^2 C_u^2) is added to every coordinate, so that the upload is a Gaussian mechanism
 // over the site's entire dataset. The coordinator accounts it across rounds.
