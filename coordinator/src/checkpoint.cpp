@@ -51,6 +51,7 @@ std::vector<uint8_t> serialize_checkpoint(const Checkpoint& c) {
                {"strategy_steps", c.strategy_state.steps},
                {"buffers", buffers},
                {"registry", json::parse(c.registry_json)}};
+  if (!c.run_id.empty()) meta["run_id"] = c.run_id;
   if (!c.participant_accountant_json.empty()) {
     meta["participant_accountant"] = json::parse(c.participant_accountant_json);
   }
@@ -104,6 +105,11 @@ protocol::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes) {
     std::vector<uint64_t> sizes{values};
     for (const auto& b : meta.at("buffers")) sizes.push_back(b.get<uint64_t>());
     c.registry_json = meta.at("registry").dump();
+    if (meta.contains("run_id")) {
+      c.run_id = meta.at("run_id").get<std::string>();
+      if (!protocol::coord::is_run_id(c.run_id))
+        return bad("run id is not 32 lowercase hex digits");
+    }
     if (meta.contains("participant_accountant")) {
       c.participant_accountant_json = meta.at("participant_accountant").dump();
     }

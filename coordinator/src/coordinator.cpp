@@ -102,6 +102,7 @@ struct Coordinator::Impl {
   PeftAdapter global;
   std::unique_ptr<Strategy> strategy;
   uint32_t round = 1;
+  std::string run_id;  // drawn when the run starts, kept in the checkpoint
   privacy::Phase phase;
   // Participant-level DP over the federation: one step per attempt that received deltas.
   privacy::RdpAccountant participant_accountant;
@@ -168,6 +169,7 @@ protocol::Status Coordinator::Impl::init() {
     global = {std::move(c.value().global), std::move(c.value().adapter_config)};
     restored = std::move(c.value().strategy_state);
     round = c.value().round + 1;
+    run_id = c.value().run_id;
     if (!c.value().participant_accountant_json.empty()) {
       try {
         participant_accountant =
@@ -183,12 +185,17 @@ protocol::Status Coordinator::Impl::init() {
     if (!p) return p.error();
     global = std::move(p).value();
   }
+  if (run_id.empty()) {  // a new run (or a checkpoint older than run ids)
+    auto id = new_run_id();
+    if (!id) return id.error();
+    run_id = std::move(id).value();
+  }
   auto st = make_strategy(cfg.strategy, global.adapter.values.size());
   if (!st) return st.error();
   strategy = std::move(st).value();
   if (resumed) {
     if (auto s = strategy->restore(std::move(restored)); !s) return s;
-    log->info("resuming from {} at round {}", checkpoint_path().string(), round);
+    log->info("resuming run {} from {} at round {}", run_id, checkpoint_path().string(), round);
   }
   phase = {cfg.plan.sample_rate, cfg.plan.noise_multiplier,
            static_cast<int64_t>(cfg.plan.local_steps)};
@@ -416,15 +423,14 @@ void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t b
   seat.heldout_loss = u.heldout_loss;
   seat.steps = u.steps;
   seat.epsilon_reported = u.epsilon_spent;
-  events->write("delta_received", {{"round", round},
-                                   {"attempt", attempt},
-                                   {"site", s.id},
-                                   {"examples", u.example_count},
-                                   {"train_loss", u.train_loss},
-                                   {"heldout_loss", u.heldout_loss},
-                                   {"steps", u.steps},
-                                   {"epsilon_reported", u.epsilon_spent},
-                                   {"bytes", bytes}});
+  json received = {{"round", round},   {"attempt", attempt},
+                   {"site", s.id},     {"examples", u.example_count},
+                   {"steps", u.steps}, {"epsilon_reported", u.epsilon_spent},
+                   {"bytes", bytes}};
+  // Losses are optional (NaN: not reported); only reported ones are logged.
+  if (pc::loss_reported(u.train_loss)) received["train_loss"] = u.train_loss;
+  if (pc::loss_reported(u.heldout_loss)) received["heldout_loss"] = u.heldout_loss;
+  events->write("delta_received", received);
   log->info("round {}: delta from {} ({} examples, train loss {:.4f}, held-out {:.4f})", round,
             s.id, u.example_count, u.train_loss, u.heldout_loss);
   ack(pc::UploadStatus::kAccepted);
@@ -438,7 +444,8 @@ protocol::Status Coordinator::Impl::write_checkpoint_now() {
                cfg.strategy.name,
                strategy->state(),
                registry.to_json(),
-               /*participant_accountant_json=*/{}};
+               /*participant_accountant_json=*/{},
+               run_id};
   // Written once the option has been used (a resumed run keeps what an earlier one spent).
   if (cfg.plan.participant_dp || participant_accountant.total_steps() > 0) {
     c.participant_accountant_json = participant_accountant.to_json();
@@ -488,7 +495,8 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
                                            {"dataset_size", s->dataset_size}});
     auto blob = pc::float_blob(global.adapter.values);
     if (!blob) return blob.error();
-    pc::Message m{pc::RoundInvitation{round, attempt, plan, workers, global.adapter.table()}, {}};
+    pc::Message m{
+        pc::RoundInvitation{round, attempt, plan, workers, global.adapter.table(), run_id}, {}};
     m.blobs.push_back(std::move(blob).value());
     if (auto st = send(s->peer, std::move(m)); !st) drop(s->id, "unreachable", st.error().message);
   }
@@ -535,13 +543,21 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
 
   // account: every site that accepted or uploaded may have trained.
   json sites = json::array();
-  double train = 0, heldout = 0;
+  // Example-weighted means over the sites that reported a loss (NaN when none did).
+  double train = 0, heldout = 0, train_w = 0, heldout_w = 0;
   uint64_t examples = 0;
   for (auto& [id, seat] : seats) {
     if (seat.uploaded) {
       sites.push_back(id);
-      train += seat.train_loss * static_cast<double>(seat.examples);
-      heldout += seat.heldout_loss * static_cast<double>(seat.examples);
+      const auto w = static_cast<double>(seat.examples);
+      if (pc::loss_reported(seat.train_loss)) {
+        train += seat.train_loss * w;
+        train_w += w;
+      }
+      if (pc::loss_reported(seat.heldout_loss)) {
+        heldout += seat.heldout_loss * w;
+        heldout_w += w;
+      }
       examples += seat.examples;
     }
     if (!seat.uploaded && !seat.accepted) continue;
@@ -557,8 +573,8 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
       s->budget.emplace(s->budget->epsilon_max(), s->budget->delta(), std::move(acc2));
     }
   }
-  train /= static_cast<double>(examples);
-  heldout /= static_cast<double>(examples);
+  train = train_w > 0 ? train / train_w : std::nan("");
+  heldout = heldout_w > 0 ? heldout / heldout_w : std::nan("");
 
   // checkpoint
   const auto t_ckpt = Clock::now();
@@ -573,8 +589,6 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
                    {"attempt", attempt},
                    {"sites", sites},
                    {"examples", examples},
-                   {"train_loss", train},
-                   {"heldout_loss", heldout},
                    {"epsilon", epsilon_map()},
                    {"bytes_up", bytes_up - up0},
                    {"bytes_down", bytes_down - down0},
@@ -582,6 +596,8 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
                    {"collect_s", collect_s},
                    {"aggregate_s", aggregate_s},
                    {"checkpoint_s", checkpoint_s}};
+  if (pc::loss_reported(train)) finished["train_loss"] = train;
+  if (pc::loss_reported(heldout)) finished["heldout_loss"] = heldout;
   if (cfg.plan.participant_dp) finished["participant_epsilon"] = participant_epsilon();
   events->write("round_finished", finished);
   log->info("round {} finished: {} sites, train loss {:.4f}, held-out loss {:.4f}, {:.2f} s", round,
@@ -603,6 +619,7 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
 
 protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
   events->write("run_started", {{"round", round},
+                                {"run_id", run_id},
                                 {"rounds", cfg.rounds},
                                 {"strategy", strategy->name()},
                                 {"endpoint", server->endpoint()},

@@ -1,6 +1,7 @@
 #include "coordinator/drbg.h"
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <charconv>
@@ -79,6 +80,20 @@ protocol::Result<Drbg> Drbg::from_state(std::string_view state) {
   auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), d.counter_);
   if (ec != std::errc() || ptr != rest.data() + rest.size()) return bad();
   return d;
+}
+
+protocol::Result<std::string> new_run_id() {
+  uint8_t bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) {
+    return protocol::make_error(protocol::ErrorCode::kInternal, "RAND_bytes failed");
+  }
+  constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (const uint8_t b : bytes) {
+    id.push_back(kHex[b >> 4]);
+    id.push_back(kHex[b & 15]);
+  }
+  return id;
 }
 
 }  // namespace coordinator

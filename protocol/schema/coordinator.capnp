@@ -23,7 +23,9 @@ enum Role {
 }
 
 # participant or worker -> coordinator, first message on a connection (and again after the
-# coordinator restarts). The site id is bound to the CURVE key that first registers it.
+# coordinator restarts). With a roster (docs/coordinator.md) the site id and role must be the
+# ones the roster binds to the sender's CURVE key; without one, to the key that first registers.
+# Site ids are 1..64 characters of [A-Za-z0-9._-] in every message that carries one.
 struct Register {
   version @0 :UInt16;
   role @1 :Role;
@@ -93,6 +95,11 @@ struct RoundInvitation {
   plan @3 :TrainingPlan;
   workers @4 :List(WorkerEntry);
   adapter @5 :Adapter;          # the global adapter
+  # The run this invitation belongs to: 32 lowercase hex characters that the coordinator draws
+  # from its CSPRNG when it starts a run (a run resumed from its checkpoint keeps it). A site
+  # charges its budget once per (runId, round, attempt). Receivers refuse an invitation without a
+  # well-formed one.
+  runId @6 :Text;
 }
 
 struct Accept {
@@ -108,6 +115,9 @@ enum DeclineReason {
   busy @2;
   noWorkers @3;
   other @4;
+  misconfigured @5;             # the attempt failed for a reason that will repeat (model
+                                # mismatch, key refused by a worker, shape error): the
+                                # coordinator excludes the site until it registers again
 }
 
 struct Decline {
@@ -126,6 +136,8 @@ struct DeltaUpload {
   siteId @3 :Text;
   delta @4 :Adapter;            # local adapter - global adapter, same tensor table
   exampleCount @5 :UInt64;
+  # Losses are optional: NaN means "not reported" (the default: an unnoised loss is a function of
+  # the private data); otherwise finite.
   trainLoss @6 :Float64;
   heldoutLoss @7 :Float64;
   steps @8 :UInt32;
@@ -151,8 +163,8 @@ struct RoundResult {
   version @0 :UInt16;
   round @1 :UInt32;
   sites @2 :UInt32;
-  trainLoss @3 :Float64;
-  heldoutLoss @4 :Float64;
+  trainLoss @3 :Float64;        # example-weighted mean of the reported losses; NaN when none
+  heldoutLoss @4 :Float64;      # was reported
 }
 
 struct Shutdown {

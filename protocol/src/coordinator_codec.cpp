@@ -138,6 +138,7 @@ RoundInvitation read(cw::RoundInvitation::Reader r) {
                     read_text(w.getPublicKey(), kCurveKeyZ85Chars + 8, "worker key")});
   }
   m.adapter = read_adapter(r.getAdapter());
+  m.run_id = read_text(r.getRunId(), kRunIdChars, "run id");
   return m;
 }
 
@@ -149,7 +150,7 @@ Accept read(cw::Accept::Reader r) {
 Decline read(cw::Decline::Reader r) {
   check_version(r.getVersion(), "decline");
   return {r.getRound(), r.getAttempt(), read_text(r.getSiteId(), kMaxIdBytes, "site id"),
-          read_enum<DeclineReason>(r.getReason(), 4, "decline reason"),
+          read_enum<DeclineReason>(r.getReason(), 5, "decline reason"),
           read_text(r.getDetail(), kMaxErrorBytes, "decline detail")};
 }
 
@@ -313,6 +314,7 @@ void write(cw::CoordEnvelope::Body::Builder b, const RoundInvitation& m) {
     workers[i].setPublicKey(text(m.workers[i].public_key));
   }
   write_adapter(w.initAdapter(), m.adapter);
+  w.setRunId(text(m.run_id));
 }
 
 void write(cw::CoordEnvelope::Body::Builder b, const Accept& m) {

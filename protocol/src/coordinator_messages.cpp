@@ -29,8 +29,28 @@ std::string_view decline_reason_name(DeclineReason reason) {
       return "no_workers";
     case DeclineReason::kOther:
       return "other";
+    case DeclineReason::kMisconfigured:
+      return "misconfigured";
   }
   return "unknown";
+}
+
+bool is_site_id(std::string_view id) {
+  if (id.empty() || id.size() > kMaxSiteIdBytes) return false;
+  for (const char c : id) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool is_run_id(std::string_view id) {
+  if (id.size() != kRunIdChars) return false;
+  for (const char c : id) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
 }
 
 std::string_view upload_status_name(UploadStatus status) {
@@ -97,6 +117,20 @@ Status check_text(const std::string& s, size_t max, bool allow_empty, std::strin
 
 Status check_id(const std::string& id, std::string_view what) {
   return check_text(id, kMaxIdBytes, false, what);
+}
+
+Status check_site_id(const std::string& id, std::string_view what) {
+  if (!is_site_id(id)) {
+    return make_error(kMalformed, what, " must be 1..", kMaxSiteIdBytes,
+                      " characters of [A-Za-z0-9._-] (", id.size(), " bytes given)");
+  }
+  return ok_status();
+}
+
+// NaN: not reported; anything else must be finite.
+Status check_loss(double v, std::string_view what) {
+  if (loss_reported(v) && !std::isfinite(v)) return make_error(kMalformed, what, " is infinite");
+  return ok_status();
 }
 
 Status check_finite(double v, std::string_view what) {
@@ -176,7 +210,7 @@ Status check(const Register& m, BlobUse&) {
   if (m.role != Role::kParticipant && m.role != Role::kWorker) {
     return make_error(kMalformed, "unknown role ", static_cast<unsigned>(m.role));
   }
-  COORD_TRY(check_id(m.site_id, "site id"));
+  COORD_TRY(check_site_id(m.site_id, "site id"));
   COORD_TRY(check_text(m.compute_endpoint, kMaxEndpointBytes, true, "compute endpoint"));
   COORD_TRY(check_key_text(m.public_key, "worker public key"));
   COORD_TRY(check_finite(m.epsilon_max, "epsilon_max"));
@@ -196,7 +230,7 @@ Status check(const RegisterReply& m, BlobUse&) {
 }
 
 Status check(const Heartbeat& m, BlobUse&) {
-  return check_id(m.site_id, "site id");
+  return check_site_id(m.site_id, "site id");
 }
 
 Status check(const TrainingPlan& p) {
@@ -228,6 +262,9 @@ Status check(const TrainingPlan& p) {
 
 Status check(const RoundInvitation& m, BlobUse& use) {
   if (m.attempt == 0) return make_error(kMalformed, "attempt is 0");
+  if (!is_run_id(m.run_id)) {
+    return make_error(kMalformed, "run id must be ", kRunIdChars, " lowercase hex characters");
+  }
   COORD_TRY(check(m.plan));
   if (m.workers.size() > kMaxWorkers) {
     return make_error(kMalformed, "worker directory lists ", m.workers.size(), " workers");
@@ -241,24 +278,24 @@ Status check(const RoundInvitation& m, BlobUse& use) {
 
 Status check(const Accept& m, BlobUse&) {
   if (m.attempt == 0) return make_error(kMalformed, "attempt is 0");
-  return check_id(m.site_id, "site id");
+  return check_site_id(m.site_id, "site id");
 }
 
 Status check(const Decline& m, BlobUse&) {
   if (m.attempt == 0) return make_error(kMalformed, "attempt is 0");
-  if (static_cast<uint8_t>(m.reason) < 1 || static_cast<uint8_t>(m.reason) > 4) {
+  if (static_cast<uint8_t>(m.reason) < 1 || static_cast<uint8_t>(m.reason) > 5) {
     return make_error(kMalformed, "unknown decline reason ", static_cast<unsigned>(m.reason));
   }
-  COORD_TRY(check_id(m.site_id, "site id"));
+  COORD_TRY(check_site_id(m.site_id, "site id"));
   return check_text(m.detail, kMaxErrorBytes, true, "decline detail");
 }
 
 Status check(const DeltaUpload& m, BlobUse& use) {
   if (m.attempt == 0) return make_error(kMalformed, "attempt is 0");
-  COORD_TRY(check_id(m.site_id, "site id"));
+  COORD_TRY(check_site_id(m.site_id, "site id"));
   if (m.example_count == 0) return make_error(kMalformed, "example count is 0");
-  COORD_TRY(check_finite(m.train_loss, "train loss"));
-  COORD_TRY(check_finite(m.heldout_loss, "held-out loss"));
+  COORD_TRY(check_loss(m.train_loss, "train loss"));
+  COORD_TRY(check_loss(m.heldout_loss, "held-out loss"));
   COORD_TRY(check_finite(m.epsilon_spent, "epsilon spent"));
   if (m.epsilon_spent < 0) return make_error(kMalformed, "epsilon spent is negative");
   return check(m.delta, use, "delta");
@@ -272,8 +309,8 @@ Status check(const UploadAck& m, BlobUse&) {
 }
 
 Status check(const RoundResult& m, BlobUse&) {
-  COORD_TRY(check_finite(m.train_loss, "train loss"));
-  return check_finite(m.heldout_loss, "held-out loss");
+  COORD_TRY(check_loss(m.train_loss, "train loss"));
+  return check_loss(m.heldout_loss, "held-out loss");
 }
 
 Status check(const Shutdown& m, BlobUse&) {

@@ -36,17 +36,23 @@ std::vector<Message> samples() {
                               2,
                               {10, 1e-3, 8, 0.02, 1.1, 1.0, 1e-5, 1700000000000, 99},
                               {{"tcp://10.0.0.2:6000", ""}},
-                              table()},
+                              table(),
+                              "0123456789abcdef0123456789abcdef"},
               {}};
   inv.blobs.push_back(floats(13));
   out.push_back(std::move(inv));
   out.push_back({Accept{4, 2, "site-1"}, {}});
   out.push_back({Decline{4, 2, "site-1", DeclineReason::kBudget, "would exceed 8"}, {}});
+  out.push_back({Decline{4, 2, "site-1", DeclineReason::kMisconfigured, "model mismatch"}, {}});
   Message up{DeltaUpload{4, 2, "site-1", table(), 77, 2.5, 2.7, 10, 1.25}, {}};
   up.blobs.push_back(floats(13, -1.0f));
   out.push_back(std::move(up));
+  Message quiet{DeltaUpload{4, 2, "site-1", table(), 77, NAN, NAN, 10, 1.25}, {}};  // no losses
+  quiet.blobs.push_back(floats(13, -1.0f));
+  out.push_back(std::move(quiet));
   out.push_back({UploadAck{4, 2, UploadStatus::kLate}, {}});
   out.push_back({RoundResult{4, 3, 2.5, 2.6}, {}});
+  out.push_back({RoundResult{4, 3, NAN, NAN}, {}});
   out.push_back({Shutdown{"completed"}, {}});
   out.push_back({ErrorReply{{ErrorCode::kShapeMismatch, "bad table"}}, {}});
   return out;
@@ -86,9 +92,12 @@ TEST(CoordinatorCodec, EncoderRefusesInvalidMessages) {
   EXPECT_FALSE(encode({Register{Role::kParticipant, "", 10, 1, 1e-5, "", ""}, {}}).ok());
   EXPECT_FALSE(encode({Register{Role::kWorker, "w", 0, 0, 0, "", ""}, {}}).ok());
   EXPECT_FALSE(encode({Register{Role::kWorker, "w", 0, 0, 0, "tcp://x:1", "notakey"}, {}}).ok());
-  Message nan{DeltaUpload{1, 1, "s", table(), 1, NAN, 0, 1, 0}, {}};
-  nan.blobs.push_back(floats(13));
-  EXPECT_FALSE(encode(std::move(nan)).ok());
+  Message inf{DeltaUpload{1, 1, "s", table(), 1, INFINITY, 0, 1, 0}, {}};  // NaN: not reported
+  inf.blobs.push_back(floats(13));
+  EXPECT_FALSE(encode(std::move(inf)).ok());
+  Message eps_nan{DeltaUpload{1, 1, "s", table(), 1, NAN, NAN, 1, NAN}, {}};  // epsilon is required
+  eps_nan.blobs.push_back(floats(13));
+  EXPECT_FALSE(encode(std::move(eps_nan)).ok());
   Message dup{DeltaUpload{1, 1, "s", table(), 1, 0, 0, 1, 0}, {}};
   std::get<DeltaUpload>(dup.body).delta.tensors[1].name = "a.lora_A.weight";
   dup.blobs.push_back(floats(13));
@@ -153,6 +162,91 @@ Result<Header> decode_built(Fill fill) {
   auto words = capnp::messageToFlatArray(b);
   auto bytes = words.asBytes();
   return decode_header({bytes.begin(), bytes.size()});
+}
+
+Message invitation(std::string run_id) {
+  Message inv{RoundInvitation{1,
+                              1,
+                              {10, 1e-3, 8, 0.02, 1.1, 1.0, 1e-5, 1700000000000, 99},
+                              {},
+                              table(),
+                              std::move(run_id)},
+              {}};
+  inv.blobs.push_back(floats(13));
+  return inv;
+}
+
+TEST(CoordinatorCodec, InvitationNeedsAWellFormedRunId) {
+  EXPECT_TRUE(encode(invitation("0123456789abcdef0123456789abcdef")).ok());
+  for (const char* bad :
+       {"", "0123456789abcdef0123456789abcde", "0123456789ABCDEF0123456789abcdef",
+        "0123456789abcdef0123456789abcdeg", "0123456789abcdef0123456789abcdef0"}) {
+    auto e = encode(invitation(bad));
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_EQ(e.error().code, ErrorCode::kMalformedRequest);
+    EXPECT_NE(e.error().message.find("run id"), std::string::npos) << e.error().message;
+  }
+  // A hostile or old sender that leaves it out: the decoder refuses the invitation.
+  auto missing = decode_built([](auto env) {
+    auto r = env.initBody().initRoundInvitation();
+    r.setVersion(kProtocolVersion);
+    r.setRound(1);
+    r.setAttempt(1);
+    auto p = r.initPlan();
+    p.setLocalSteps(1);
+    p.setLearningRate(1e-3);
+    p.setSampleRate(0.1);
+    p.setNoiseMultiplier(1);
+    p.setClipNorm(1);
+    p.setDelta(1e-5);
+    auto t = r.initAdapter().initTensors(1);
+    t[0].setName("x");
+    t[0].initShape(1).set(0, 1);
+    auto b = env.initBlobs(1);
+    b[0].setDtype(wire::DType::FLOAT32);
+    b[0].setBits(32);
+    b[0].initShape(1).set(0, 1);
+    b[0].setCount(1);
+    b[0].setByteLength(4);
+  });
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("run id"), std::string::npos) << missing.error().message;
+}
+
+TEST(CoordinatorCodec, SiteIdsAreASafeCharacterSet) {
+  EXPECT_TRUE(is_site_id("st-mary_2.a"));
+  EXPECT_TRUE(is_site_id(std::string(64, 'a')));
+  EXPECT_FALSE(is_site_id(std::string(65, 'a')));
+  EXPECT_FALSE(is_site_id(""));
+  const std::vector<std::string> bads = {"a b", "a/b", "caf\xc3\xa9", "x\xff", "a\"b", "a:b"};
+  for (const std::string& bad : bads) {
+    EXPECT_FALSE(is_site_id(bad)) << bad;
+    EXPECT_FALSE(encode({Register{Role::kParticipant, bad, 10, 1, 1e-5, "", ""}, {}}).ok()) << bad;
+    EXPECT_FALSE(encode({Heartbeat{bad, 1}, {}}).ok()) << bad;
+    EXPECT_FALSE(encode({Accept{1, 1, bad}, {}}).ok()) << bad;
+    EXPECT_FALSE(encode({Decline{1, 1, bad, DeclineReason::kBusy, ""}, {}}).ok()) << bad;
+  }
+  // The decoder applies the same rule to what a hostile peer writes by hand.
+  auto ff = decode_built([](auto env) {
+    auto h = env.initBody().initHeartbeat();
+    h.setVersion(kProtocolVersion);
+    h.setSiteId("site\xff");
+  });
+  ASSERT_FALSE(ff.ok());
+  EXPECT_EQ(ff.error().code, ErrorCode::kMalformedRequest);
+}
+
+TEST(CoordinatorCodec, DeclineReasonNames) {
+  EXPECT_EQ(decline_reason_name(DeclineReason::kMisconfigured), "misconfigured");
+  EXPECT_EQ(decline_reason_name(DeclineReason::kNoWorkers), "no_workers");
+  auto six = decode_built([](auto env) {
+    auto d = env.initBody().initDecline();
+    d.setVersion(kProtocolVersion);
+    d.setAttempt(1);
+    d.setSiteId("s");
+    d.setReason(static_cast<coordwire::DeclineReason>(6));
+  });
+  EXPECT_FALSE(six.ok());
 }
 
 TEST(CoordinatorCodec, DecoderRefusesBadFieldsAndVersions) {

@@ -32,7 +32,10 @@ namespace pc = protocol::coord;
 
 pc::Message invitation(const pc::TrainingPlan& plan) {
   pc::AdapterTable table{{{"a.lora_A.weight", {2, 3}, 0}, {"a.lora_B.weight", {3, 2}, 6}}, 0};
-  pc::Message m{pc::RoundInvitation{3, 1, plan, {{"tcp://10.0.0.2:6000", ""}}, table}, {}};
+  pc::Message m{
+      pc::RoundInvitation{
+          3, 1, plan, {{"tcp://10.0.0.2:6000", ""}}, table, "00112233445566778899aabbccddeeff"},
+      {}};
   m.blobs.push_back(pc::float_blob(std::vector<float>(12, 0.25f)).value());
   return m;
 }

@@ -3,11 +3,11 @@
 //
 // File RUN_DIR/checkpoints/latest.ckpt, replaced atomically after every round (temporary file,
 // fsync, rename, fsync of the directory). Layout: the 8 bytes "FLCKPT01", an 8-byte little-endian
-// length L, L bytes of JSON metadata (round, DRBG state, adapter tensor table, adapter config,
-// strategy name and step count, buffer lengths, registry, optionally the participant-level DP
-// accountant), the float32 data (global adapter,
-// then each optimizer buffer), and the SHA-256 of everything before it. A file that is
-// truncated, has trailing bytes, a bad digest or inconsistent metadata is refused.
+// length L, L bytes of JSON metadata (round, run id, DRBG state, adapter tensor table, adapter
+// config, strategy name and step count, buffer lengths, registry, optionally the participant-level
+// DP accountant), the float32 data (global adapter, then each optimizer buffer), and the SHA-256 of
+// everything before it. A file that is truncated, has trailing bytes, a bad digest or inconsistent
+// metadata is refused.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +33,9 @@ struct Checkpoint {
   // privacy::RdpAccountant::to_json() of the participant-level DP accountant; "" when none was
   // written (participant-level DP off, or a checkpoint older than the option: zero rounds spent).
   std::string participant_accountant_json;
+  // The run id (protocol::coord::is_run_id) drawn when the run started; "" in a checkpoint older
+  // than run ids (a resumed run then draws a new one).
+  std::string run_id;
   bool operator==(const Checkpoint&) const = default;
 };
 

@@ -36,4 +36,8 @@ class Drbg {
   uint64_t counter_ = 0;
 };
 
+// A fresh run id: 16 bytes from OpenSSL's CSPRNG (RAND_bytes) as 32 lowercase hex characters
+// (protocol::coord::is_run_id). kInternal when the CSPRNG fails.
+protocol::Result<std::string> new_run_id();
+
 }  // namespace coordinator

@@ -27,13 +27,37 @@ constexpr size_t kMaxAdapterTensors = 1u << 14;
 constexpr size_t kMaxEndpointBytes = 1024;
 constexpr size_t kMaxWorkers = 1024;
 constexpr size_t kMaxTensorRank = kMaxBlobRank;
+constexpr size_t kMaxSiteIdBytes = 64;  // site and worker ids: 1..64 of [A-Za-z0-9._-]
+constexpr size_t kRunIdChars = 32;      // a run id: 32 lowercase hex characters (128 bits)
+
+// True for 1..kMaxSiteIdBytes characters of [A-Za-z0-9._-] (an id that is safe in a file name,
+// a JSON string and a log line).
+bool is_site_id(std::string_view id);
+// True for exactly kRunIdChars characters of [0-9a-f].
+bool is_run_id(std::string_view id);
+// A loss field: NaN means "not reported"; a reported loss is finite.
+inline bool loss_reported(double loss) {
+  return loss == loss;
+}
+// Equality of two loss fields: equal values, or both not reported.
+inline bool same_loss(double a, double b) {
+  return a == b || (!loss_reported(a) && !loss_reported(b));
+}
 
 enum class Role : uint8_t { kParticipant = 1, kWorker = 2 };
-enum class DeclineReason : uint8_t { kBudget = 1, kBusy = 2, kNoWorkers = 3, kOther = 4 };
+// kMisconfigured: the attempt failed for a reason that will repeat (model mismatch, a key a
+// worker refuses, a shape error); the coordinator excludes the site until it registers again.
+enum class DeclineReason : uint8_t {
+  kBudget = 1,
+  kBusy = 2,
+  kNoWorkers = 3,
+  kOther = 4,
+  kMisconfigured = 5
+};
 enum class UploadStatus : uint8_t { kAccepted = 1, kLate = 2, kNotSelected = 3, kDuplicate = 4 };
 
 std::string_view role_name(Role role);                       // "participant", "worker"
-std::string_view decline_reason_name(DeclineReason reason);  // "budget", ...
+std::string_view decline_reason_name(DeclineReason reason);  // "budget", ..., "misconfigured"
 std::string_view upload_status_name(UploadStatus status);    // "accepted", "late", ...
 
 struct TensorEntry {
@@ -105,6 +129,7 @@ struct RoundInvitation {
   TrainingPlan plan;
   std::vector<WorkerEntry> workers;
   AdapterTable adapter;
+  std::string run_id;  // is_run_id(): 32 lowercase hex characters
   bool operator==(const RoundInvitation&) const = default;
 };
 
@@ -127,10 +152,16 @@ struct DeltaUpload {
   std::string site_id;
   AdapterTable delta;
   uint64_t example_count = 0;  // >= 1
+  // NaN: not reported (loss_reported()); otherwise finite.
   double train_loss = 0, heldout_loss = 0;
   uint32_t steps = 0;
   double epsilon_spent = 0;
-  bool operator==(const DeltaUpload&) const = default;
+  bool operator==(const DeltaUpload& o) const {  // unreported losses compare equal
+    return round == o.round && attempt == o.attempt && site_id == o.site_id && delta == o.delta &&
+           example_count == o.example_count && same_loss(train_loss, o.train_loss) &&
+           same_loss(heldout_loss, o.heldout_loss) && steps == o.steps &&
+           epsilon_spent == o.epsilon_spent;
+  }
 };
 
 struct UploadAck {
@@ -142,8 +173,11 @@ struct UploadAck {
 struct RoundResult {
   uint32_t round = 0;
   uint32_t sites = 0;
-  double train_loss = 0, heldout_loss = 0;
-  bool operator==(const RoundResult&) const = default;
+  double train_loss = 0, heldout_loss = 0;  // NaN when no site reported one
+  bool operator==(const RoundResult& o) const {
+    return round == o.round && sites == o.sites && same_loss(train_loss, o.train_loss) &&
+           same_loss(heldout_loss, o.heldout_loss);
+  }
 };
 
 struct Shutdown {
