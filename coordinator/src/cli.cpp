@@ -46,6 +46,8 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     ("start-after", po::value(&c.start_after)->default_value(c.start_after),
      "participants to wait for before the first round (0: min-participants)")
     ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the selection DRBG")
+    ("run-id", po::value(&c.run_id),
+     "32 hex digits: replay a run with this id (tests only; default: a fresh random id)")
     ("local-steps", po::value(&c.plan.local_steps)->default_value(c.plan.local_steps),
      "DP-SGD steps per round at each site")
     ("lr", po::value(&c.plan.learning_rate)->default_value(c.plan.learning_rate),

@@ -185,6 +185,13 @@ protocol::Status Coordinator::Impl::init() {
     if (!p) return p.error();
     global = std::move(p).value();
   }
+  if (run_id.empty() && !cfg.run_id.empty()) {  // a new run replaying a given id
+    if (!pc::is_run_id(cfg.run_id)) {
+      return make_error(ErrorCode::kInvalidArgument, "run id '", cfg.run_id,
+                        "' is not 32 lowercase hex digits");
+    }
+    run_id = cfg.run_id;
+  }
   if (run_id.empty()) {  // a new run (or a checkpoint older than run ids)
     auto id = new_run_id();
     if (!id) return id.error();

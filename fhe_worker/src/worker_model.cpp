@@ -1,8 +1,6 @@
 // Loading, quantizing and describing the model a worker serves.
 #include "fhe_worker/worker_model.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -13,11 +11,12 @@
 #include "fhe/params.h"
 #include "fhe_worker/error.h"
 #include "model/error.h"
+#include "model/model_hash.h"
 #include "model/projection.h"
 
 namespace fhe_worker {
 
-static_assert(std::endian::native == std::endian::little, "scales are hashed and sent as LE");
+static_assert(std::endian::native == std::endian::little, "scales are sent as LE");
 
 // One projection of one layer: its int8 weight and both products.
 struct WorkerModel::Slot {
@@ -56,32 +55,6 @@ void max_norms(const model::QuantizedWeight& w, bool transpose, uint64_t* l1, ui
   *l1 = *std::max_element(s1.begin(), s1.end());
   *l2sq = *std::max_element(s2.begin(), s2.end());
 }
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
-      throw Error("SHA-256 is not available");
-    }
-  }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void update(const void* data, size_t size) {
-    if (EVP_DigestUpdate(ctx_, data, size) != 1) throw Error("SHA-256 update failed");
-  }
-  protocol::Hash finish() {
-    protocol::Hash h{};
-    unsigned len = 0;
-    if (EVP_DigestFinal_ex(ctx_, h.data(), &len) != 1 || len != h.size()) {
-      throw Error("SHA-256 failed");
-    }
-    return h;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 std::string default_model_id(const std::filesystem::path& dir) {
   std::filesystem::path p = dir.lexically_normal();
@@ -152,7 +125,7 @@ WorkerModel::WorkerModel(const model::LlamaWeights& weights, WorkerModelOptions 
     p.scales_blob = static_cast<uint32_t>(k);
     info_.projections.push_back(p);
   }
-  Sha256 sha;
+  model::ModelHasher sha;  // the hash of model/model_hash.h, built as the projections load
   // Quantizes one projection into a new slot, hashes it and adds its norms to its info entry.
   const auto prepare = [&](size_t k, uint32_t layer) {
     const protocol::ProjectionKind kind = kServedProjections[k];
@@ -162,8 +135,7 @@ WorkerModel::WorkerModel(const model::LlamaWeights& weights, WorkerModelOptions 
     auto slot = std::make_unique<Slot>();
     slot->weight = model::quantize_weight_rows(model::projection_weight(weights, id));
     const model::QuantizedWeight& w = slot->weight;
-    sha.update(w.values.data(), w.values.size());
-    sha.update(w.scales.data(), w.scales.size() * sizeof(float));
+    sha.add(w);
     slot->forward = make_gemm(options_.device, ctx_,
                               GemmSpec{w.values.data(), static_cast<size_t>(w.rows),
                                        static_cast<size_t>(w.cols), false, options_.threads});
@@ -271,19 +243,10 @@ std::string WorkerModel::summary() const {
   for (const auto& p : info_.projections) {
     out << ", " << protocol::projection_name(p.kind) << " " << p.rows << "x" << p.cols;
   }
-  out << "; sha256 " << hash_hex(hash_) << "; device " << options_.device.name() << " ("
+  out << "; sha256 " << model::model_hash_hex(hash_) << "; device " << options_.device.name() << " ("
       << slots_.front()->forward->implementation() << ")";
   return out.str();
 }
 
-std::string hash_hex(const protocol::Hash& hash) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (const uint8_t b : hash) {
-    s += digits[b >> 4];
-    s += digits[b & 15];
-  }
-  return s;
-}
 
 }  // namespace fhe_worker

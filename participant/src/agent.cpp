@@ -10,22 +10,27 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <future>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <variant>
 
+#include "base/atomic_file.h"
+#include "base/dir_lock.h"
 #include "fhe/context.h"
 #include "fhe/secret_key.h"
 #include "model/dp_sgd_reducer.h"
 #include "model/linear_backends.h"
 #include "model/llama_model.h"
 #include "model/llama_weights.h"
+#include "model/model_hash.h"
 #include "model/tokenizer.h"
 #include "model/trainer.h"
 #include "participant/adapter_tensors.h"
 #include "participant/delta_dp.h"
+#include "participant/releases.h"
 #include "participant/remote_encrypted_backend.h"
 #include "participant/worker_directory.h"
 #include "participant/worker_pool.h"
@@ -65,16 +70,9 @@ privacy::Seed load_or_make_seed(const std::filesystem::path& file) {
     hex += digits[b >> 4];
     hex += digits[b & 15];
   }
-  const std::filesystem::path tmp = file.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd < 0) throw std::runtime_error(tmp.string() + ": cannot create");
   hex += "\n";
-  const bool ok =
-      ::write(fd, hex.data(), hex.size()) == static_cast<ssize_t>(hex.size()) && ::fsync(fd) == 0;
-  ::close(fd);
+  base::write_file_atomic(file, hex, 0600);
   OPENSSL_cleanse(hex.data(), hex.size());
-  if (!ok) throw std::runtime_error(tmp.string() + ": write failed");
-  std::filesystem::rename(tmp, file);
   return seed;
 }
 
@@ -95,6 +93,14 @@ double mean_finite(const std::vector<double>& v) {
   return n ? sum / n : std::nan("");
 }
 
+// A count rounded down to two significant decimal digits (57 -> 57, 1234 -> 1200): what the
+// coordinator learns of a site's dataset size, enough to weight its delta.
+uint64_t coarsen_count(uint64_t n) {
+  uint64_t unit = 1;
+  while (n / unit >= 100) unit *= 10;
+  return std::max<uint64_t>(1, n / unit * unit);
+}
+
 }  // namespace
 
 struct Agent::Impl {
@@ -107,6 +113,10 @@ struct Agent::Impl {
   privacy::Seed seed{};
   std::filesystem::path budget_file;
   std::filesystem::path key_file;
+  std::optional<base::DirLock> state_lock;
+  Digest site{};  // the site's part of every release context
+  std::optional<ReleaseLedger> ledger;
+  std::optional<model::ModelHash> own_model_hash;  // computed when workers are first used
 
   // The model with its backend, kept across rounds while the worker directory stays the same.
   std::unique_ptr<model::LlamaModel> llama;
@@ -115,39 +125,26 @@ struct Agent::Impl {
   mutable std::mutex stats_mutex;
   AgentStats stats;
 
-  // The round being trained in the background while run() keeps the coordinator connection
-  // alive (heartbeats), and what it will upload.
+  // The round being prepared, then trained, in the background while run() keeps the
+  // coordinator connection alive (heartbeats), and what it will upload. Preparing connects the
+  // invitation's workers and checks their model against this site's (which may take a request
+  // timeout when a worker does not answer); only then is the release charged and accepted.
   struct Training {
     coord::RoundInvitation invitation;
+    Release release;
     std::vector<float> global_values;
+    std::future<void> prepared;
+    bool started = false;  // accepted, charged and training: `result` is valid
     std::future<coord::DeltaUpload> result;
     std::vector<float> delta_values;
   };
   std::unique_ptr<Training> training;
 
-  // The last delta this site uploaded, with the invitation it answered. A coordinator restarted
-  // from its checkpoint replays the next round with the same round, attempt, global adapter and
-  // plan (only the deadline differs); the site then sends this identical delta again instead of
-  // training a second time: same result bit for bit (the DP streams are derived from round and
-  // attempt) and no extra privacy spent, since nothing new about the data is released.
-  struct Delivered {
-    coord::RoundInvitation invitation;
-    std::vector<float> global_values;
-    coord::DeltaUpload upload;
-    std::vector<float> delta_values;
-  };
-  std::optional<Delivered> delivered;
-
-  // Whether two invitations ask for the same training: round, attempt, plan (but the deadline)
-  // and global adapter (tensor table and values, bit for bit).
-  static bool same_training(const coord::RoundInvitation& a, std::span<const float> a_values,
-                            const coord::RoundInvitation& b, std::span<const float> b_values) {
-    coord::TrainingPlan pa = a.plan, pb = b.plan;
-    pa.deadline_unix_ms = pb.deadline_unix_ms = 0;
-    return a.round == b.round && a.attempt == b.attempt && pa == pb &&
-           a.adapter.tensors == b.adapter.tensors && a_values.size() == b_values.size() &&
-           std::memcmp(a_values.data(), b_values.data(), a_values.size() * sizeof(float)) == 0;
-  }
+  // The last delta this site uploaded (also in the state directory). A coordinator restarted
+  // from its checkpoint replays the round with the same run, round, attempt, global adapter and
+  // plan (only the deadline differs), i.e. the same release; the site then sends this identical
+  // delta again instead of training a second time: nothing new about the data is released.
+  std::optional<CachedDelta> delivered;
 
   explicit Impl(AgentConfig c) : config(std::move(c)) {
     log = config.log ? config.log : console_logger(config.site_id);
@@ -167,6 +164,7 @@ struct Agent::Impl {
     std::filesystem::create_directories(config.state_dir);
     std::filesystem::permissions(config.state_dir, std::filesystem::perms::owner_all,
                                  std::filesystem::perm_options::replace);
+    state_lock.emplace(base::DirLock::acquire(config.state_dir, "participant"));
     weights =
         std::make_shared<const model::LlamaWeights>(model::load_llama_weights(config.model_dir));
     const auto tokenizer = model::load_tokenizer(config.model_dir, weights->config.vocab_size);
@@ -196,6 +194,13 @@ struct Agent::Impl {
       budget->save(budget_file);
     }
     seed = config.dp_seed ? *config.dp_seed : load_or_make_seed(config.state_dir / "dp.seed");
+    site = site_digest(config.site_id, config.train_file, config.seq_len, config.lora);
+    ledger.emplace(ReleaseLedger::open(config.state_dir));
+    delivered = load_cached_delta(config.state_dir);
+    if (delivered) {
+      log->info("cached delta of round {} (attempt {}) kept for a replay", delivered->upload.round,
+                delivered->upload.attempt);
+    }
     key_file = config.state_dir / "rlwe.key";
     if (!std::filesystem::exists(key_file)) {
       fhe::SecretKey::generate(fhe::Context::create()).save(key_file.string());
@@ -231,9 +236,11 @@ struct Agent::Impl {
       auto pool = WorkerPool::connect(WorkerDirectory(std::move(entries)), options);
       if (!pool.ok()) throw std::runtime_error("worker pool: " + pool.error().message);
       std::shared_ptr<WorkerPool> shared(std::move(pool.value()));
+      if (!own_model_hash) own_model_hash = model::quantized_model_hash(*weights);
       RemoteOptions remote;
       remote.model_id = config.model_id;
       remote.switch_modulus = config.switch_modulus;
+      remote.model_hash = *own_model_hash;
       backend = std::make_unique<RemoteEncryptedBackend>(shared, weights->config, remote,
                                                          std::move(key), weights.get());
     } else if (config.backend == "encrypted") {
@@ -247,7 +254,7 @@ struct Agent::Impl {
   }
 
   // Trains one round; returns the upload (and its values) or throws.
-  coord::DeltaUpload train_round(const coord::RoundInvitation& inv,
+  coord::DeltaUpload train_round(const coord::RoundInvitation& inv, const Release& release,
                                  std::span<const float> global_values,
                                  std::vector<float>& delta_values) {
     const coord::TrainingPlan& plan = inv.plan;
@@ -266,10 +273,9 @@ struct Agent::Impl {
     model::LoraTrainer trainer(llama_model, *train, o);
     trainer.set_adapter(global);
 
-    // The DP streams of this round and attempt: replayable from the site's secret seed.
-    const uint64_t stream = (uint64_t{inv.round} << 20 | inv.attempt) * 2;
-    privacy::GaussianNoise noise(privacy::RandomSource(seed, stream));
-    privacy::RandomSource sampling(seed, stream + 1);
+    // The DP streams of this release (releases.h): never shared with another release.
+    privacy::GaussianNoise noise(privacy::RandomSource(release.key, kNoiseStream));
+    privacy::RandomSource sampling(release.key, kSamplingStream);
     model::UrbgRandomBits<privacy::RandomSource> bits(sampling);
     model::PoissonBatchSampler sampler(train->size(), plan.sample_rate, bits);
     model::DpSgdReducer dp(
@@ -288,20 +294,18 @@ struct Agent::Impl {
       log->debug("round {} step {}/{}: loss {:.4f}, {} examples", inv.round, r.step,
                  plan.local_steps, r.loss, r.examples);
     }
-    // Spent before anything leaves the site: a crash after this line never forgets it.
-    budget->commit({.q = plan.sample_rate,
-                    .sigma = plan.noise_multiplier,
-                    .steps = static_cast<int64_t>(plan.local_steps)});
-    budget->save(budget_file);
-
     coord::DeltaUpload up;
     up.round = inv.round;
     up.attempt = inv.attempt;
     up.site_id = config.site_id;
-    up.example_count = static_cast<uint64_t>(train->size());
+    up.example_count = coarsen_count(static_cast<uint64_t>(train->size()));
     up.steps = plan.local_steps;
-    up.train_loss = mean_finite(losses);
-    up.heldout_loss = heldout ? trainer.evaluate(*heldout, config.eval_batch).loss : up.train_loss;
+    const double train_loss = mean_finite(losses);
+    const double heldout_loss =
+        heldout ? trainer.evaluate(*heldout, config.eval_batch).loss : train_loss;
+    record_curve(inv, train_loss, heldout_loss);
+    up.train_loss = config.report_losses ? train_loss : std::nan("");
+    up.heldout_loss = config.report_losses ? heldout_loss : std::nan("");
     up.epsilon_spent = budget->spent();
     model::LoraParams delta = trainer.adapter();
     model::LoraParams minus = global;
@@ -314,8 +318,8 @@ struct Agent::Impl {
     std::string participant_dp = "off";
     if (plan.participant_dp) {  // the whole delta as one vector, from its own seeded stream
       const DeltaDpReport r = privatize_delta(
-          delta_values, {.clip = plan.participant_clip, .sigma = plan.participant_sigma}, seed,
-          delta_noise_stream(inv.round, inv.attempt));
+          delta_values, {.clip = plan.participant_clip, .sigma = plan.participant_sigma},
+          release.key, kDeltaNoiseStream);
       participant_dp = fmt::format("delta norm {:.4g}{} clip {}, noise std {:.4g}", r.norm,
                                    r.clipped ? " >" : " <=", plan.participant_clip, r.noise_std);
     }
@@ -323,8 +327,24 @@ struct Agent::Impl {
         "round {}: trained {} steps in {:.1f} s, train loss {:.4f}, held-out loss {:.4f}, "
         "epsilon {:.3f} of {}, participant-level DP: {}",
         inv.round, plan.local_steps, std::chrono::duration<double>(Clock::now() - start).count(),
-        up.train_loss, up.heldout_loss, up.epsilon_spent, budget->epsilon_max(), participant_dp);
+        train_loss, heldout_loss, up.epsilon_spent, budget->epsilon_max(), participant_dp);
     return up;
+  }
+
+  // Appends this round's own losses to STATE/curves.jsonl (the site's record; not sent unless
+  // report_losses).
+  void record_curve(const coord::RoundInvitation& inv, double train_loss, double heldout_loss) {
+    const auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+    const nlohmann::json line = {{"run_id", inv.run_id},
+                                 {"round", inv.round},
+                                 {"attempt", inv.attempt},
+                                 {"train_loss", num(train_loss)},
+                                 {"heldout_loss", num(heldout_loss)},
+                                 {"examples", train->size()},
+                                 {"heldout_examples", heldout ? heldout->size() : 0},
+                                 {"epsilon", budget->spent()}};
+    std::ofstream out(config.state_dir / "curves.jsonl", std::ios::app);
+    out << line.dump() << "\n";
   }
 
   std::optional<coord::CoordinatorClient> connect(zmq::context_t& ctx) {
@@ -342,7 +362,7 @@ struct Agent::Impl {
     coord::Register r;
     r.role = coord::Role::kParticipant;
     r.site_id = config.site_id;
-    r.dataset_size = static_cast<uint64_t>(train->size());
+    r.dataset_size = coarsen_count(static_cast<uint64_t>(train->size()));
     r.epsilon_max = config.epsilon_max;
     r.delta = config.delta;
     return r;
@@ -385,7 +405,7 @@ struct Agent::Impl {
         log->info("registered with {} (next round {})", config.coordinator,
                   reply.value().next_round);
       }
-      finish_training(*client, /*wait=*/false);
+      advance_training(*client);
       auto m = client->receive(std::min<std::chrono::milliseconds>(config.heartbeat_interval,
                                                                    std::chrono::milliseconds(100)));
       if (Clock::now() - last_beat >= config.heartbeat_interval) {
@@ -411,11 +431,12 @@ struct Agent::Impl {
         if (training) {
           auto values = coord::adapter_values(inv->adapter, msg);
           if (values.ok() &&
-              same_training(*inv, values.value(), training->invitation, training->global_values)) {
-            // A restarted coordinator replaying the round being trained: the delta follows.
-            log->info("round {} (attempt {}): invited again while training it; accepting",
-                      inv->round, inv->attempt);
-            (void)client->accept(*inv, config.site_id);
+              derive_release(seed, *inv, values.value(), site).id == training->release.id) {
+            // A restarted coordinator replaying the round being trained: the delta follows (and
+            // the answer, while it is still being prepared).
+            log->info("round {} (attempt {}): invited again while training it", inv->round,
+                      inv->attempt);
+            if (training->started) (void)client->accept(*inv, config.site_id);
             continue;
           }
           log->warn("round {}: invited while still training round {}; declining", inv->round,
@@ -428,11 +449,25 @@ struct Agent::Impl {
       } else if (auto* ack = std::get_if<coord::UploadAck>(&msg.body)) {
         log->info("round {}: upload {}", ack->round, coord::upload_status_name(ack->status));
       } else if (auto* result = std::get_if<coord::RoundResult>(&msg.body)) {
-        log->info("round {} finished: {} sites, train loss {:.4f}, held-out loss {:.4f}",
-                  result->round, result->sites, result->train_loss, result->heldout_loss);
+        if (std::isfinite(result->heldout_loss)) {
+          log->info("round {} finished: {} sites, train loss {:.4f}, held-out loss {:.4f}",
+                    result->round, result->sites, result->train_loss, result->heldout_loss);
+        } else {
+          log->info("round {} finished: {} sites", result->round, result->sites);
+        }
       } else if (auto* bye = std::get_if<coord::Shutdown>(&msg.body)) {
+        if (bye->reason == "stopped") {
+          // The coordinator's operator interrupted the run; a restarted coordinator resumes it
+          // and replays the interrupted round, for which this site keeps its delta.
+          log->info("the coordinator was stopped; waiting for it to come back");
+          registered = false;
+          continue;
+        }
         log->info("coordinator shut the run down: {}", bye->reason);
-        if (training) training->result.wait();
+        if (training) {
+          training->prepared.wait();
+          if (training->started) training->result.wait();
+        }
         training.reset();
         return 0;
       } else if (auto* err = std::get_if<coord::ErrorReply>(&msg.body)) {
@@ -452,25 +487,14 @@ struct Agent::Impl {
                            "global adapter: " + values.error().message);
       return;
     }
-    if (delivered &&
-        same_training(inv, values.value(), delivered->invitation, delivered->global_values)) {
-      // Already trained and paid for: send the identical delta again (see Delivered).
+    const Release release = derive_release(seed, inv, values.value(), site);
+    if (delivered && delivered->release_id == release.id) {
+      // Already trained and paid for: send the identical delta again (see CachedDelta).
       log->info("round {} (attempt {}): invited again; re-sending the delta already trained",
                 inv.round, inv.attempt);
       (void)client.accept(inv, config.site_id);
-      const protocol::Status sent = client.upload(delivered->upload, delivered->delta_values);
+      const protocol::Status sent = client.upload(delivered->upload, delivered->values);
       if (!sent.ok()) log->warn("round {}: upload failed: {}", inv.round, sent.error().message);
-      return;
-    }
-    const privacy::Phase phase{.q = plan.sample_rate,
-                               .sigma = plan.noise_multiplier,
-                               .steps = static_cast<int64_t>(plan.local_steps)};
-    std::string why;
-    if (budget->would_exceed(phase, &why)) {
-      log->warn("round {}: declining, budget: {}", inv.round, why);
-      (void)client.decline(inv, config.site_id, coord::DeclineReason::kBudget, why);
-      std::lock_guard lock(stats_mutex);
-      ++stats.rounds_declined;
       return;
     }
     if (config.backend == "remote" && inv.workers.empty()) {
@@ -478,40 +502,130 @@ struct Agent::Impl {
                            "the invitation lists no fhe_worker");
       return;
     }
+    // Everything that would fail the same way on every attempt is checked before budget is
+    // spent: the adapter against this site's LoRA configuration here, the workers' model against
+    // this site's checkpoint in the background (advance_training).
+    try {
+      model::LoraParams probe(weights->config, config.lora);
+      read_adapter_table(inv.adapter, values.value(), probe);
+    } catch (const model::Error& e) {
+      return decline_misconfigured(
+          client, inv, std::string(e.what()) + " (this site's LoRA rank, alpha and targets must "
+                                               "match the federation's adapter)");
+    }
+    if (ledger->find(release.id) == nullptr) {
+      std::string why;
+      if (budget->would_exceed(phase_of(plan), &why)) {
+        log->warn("round {}: declining, budget: {}", inv.round, why);
+        (void)client.decline(inv, config.site_id, coord::DeclineReason::kBudget, why);
+        std::lock_guard lock(stats_mutex);
+        ++stats.rounds_declined;
+        return;
+      }
+    }
+    training = std::make_unique<Training>();
+    training->invitation = inv;
+    training->release = release;
+    training->global_values = std::move(values.value());
+    Training* t = training.get();
+    t->prepared = std::async(std::launch::async, [this, t] { model_for(t->invitation.workers); });
+  }
+
+  static privacy::Phase phase_of(const coord::TrainingPlan& plan) {
+    return {.q = plan.sample_rate,
+            .sigma = plan.noise_multiplier,
+            .steps = static_cast<int64_t>(plan.local_steps)};
+  }
+
+  // Moves the background round on: once prepared, charges and accepts it and starts training;
+  // once trained, uploads it.
+  void advance_training(coord::CoordinatorClient& client) {
+    if (!training) return;
+    if (!training->started) {
+      if (training->prepared.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+      const coord::RoundInvitation& inv = training->invitation;
+      try {
+        training->prepared.get();
+      } catch (const ModelMismatchError& e) {
+        decline_misconfigured(client, inv, e.what());
+        training.reset();
+        return;
+      } catch (const std::exception& e) {
+        log->warn("round {}: declining: {}", inv.round, e.what());
+        (void)client.decline(inv, config.site_id, coord::DeclineReason::kOther, e.what());
+        training.reset();
+        return;
+      }
+      start_training(client);
+      return;
+    }
+    finish_training(client);
+  }
+
+  void start_training(coord::CoordinatorClient& client) {
+    Training* t = training.get();
+    const coord::RoundInvitation& inv = t->invitation;
+    const coord::TrainingPlan& plan = inv.plan;
+    if (ledger->find(t->release.id) != nullptr) {
+      log->info("round {} (attempt {}): release {} already paid for; training it again",
+                inv.round, inv.attempt, t->release.id.substr(0, 12));
+    } else {
+      // Charged before any noise is drawn (a crash never forgets it), and once per release.
+      budget->commit(phase_of(plan));
+      budget->save(budget_file);
+      ledger->add({t->release.id, inv.run_id, inv.round, inv.attempt, ""});
+      std::lock_guard lock(stats_mutex);
+      stats.epsilon_spent = budget->spent();
+    }
     (void)client.accept(inv, config.site_id);
     log->info("round {} (attempt {}): training {} steps, q {}, sigma {}, clip {}", inv.round,
               inv.attempt, plan.local_steps, plan.sample_rate, plan.noise_multiplier,
               plan.clip_norm);
-    training = std::make_unique<Training>();
-    training->invitation = inv;
-    training->global_values = std::move(values.value());
-    Training* t = training.get();
+    t->started = true;
     t->result = std::async(std::launch::async, [this, t] {
-      return train_round(t->invitation, t->global_values, t->delta_values);
+      return train_round(t->invitation, t->release, t->global_values, t->delta_values);
     });
   }
 
-  // Uploads the background round once it is done; false while it still runs.
-  bool finish_training(coord::CoordinatorClient& client, bool wait) {
-    if (!training) return true;
-    if (!wait && training->result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-      return false;
-    }
+  void decline_misconfigured(coord::CoordinatorClient& client, const coord::RoundInvitation& inv,
+                             const std::string& why) {
+    log->error("round {}: this site cannot train with this federation: {}", inv.round, why);
+    (void)client.decline(inv, config.site_id, coord::DeclineReason::kMisconfigured, why);
+  }
+
+  // Uploads the background round once it is trained.
+  void finish_training(coord::CoordinatorClient& client) {
+    if (training->result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
     const coord::RoundInvitation& inv = training->invitation;
     try {
       coord::DeltaUpload up = training->result.get();
-      delivered = Delivered{inv, std::move(training->global_values), up, training->delta_values};
-      const protocol::Status sent = client.upload(std::move(up), delivered->delta_values);
+      const std::string id = training->release.id;
+      if (!ledger->bind_delta(id, delta_sha256(training->delta_values))) {
+        // The same streams would serve two different deltas: their difference would cancel
+        // the noise. Nothing is sent.
+        log->error(
+            "round {}: refusing to send a second, different delta for release {} (the data, "
+            "model or workers changed since it was first trained); nothing was sent",
+            inv.round, id.substr(0, 12));
+        (void)client.decline(inv, config.site_id, coord::DeclineReason::kMisconfigured,
+                             "a different delta for a release already made");
+        training.reset();
+        return;
+      }
+      delivered = CachedDelta{id, up, std::move(training->delta_values)};
+      save_cached_delta(config.state_dir, *delivered);
+      const protocol::Status sent = client.upload(std::move(up), delivered->values);
       if (!sent.ok()) log->warn("round {}: upload failed: {}", inv.round, sent.error().message);
       std::lock_guard lock(stats_mutex);
       ++stats.rounds_trained;
       stats.epsilon_spent = budget->spent();
+    } catch (const ModelMismatchError& e) {
+      decline_misconfigured(client, inv, e.what());
     } catch (const std::exception& e) {
       log->error("round {}: training failed: {}", inv.round, e.what());
       (void)client.decline(inv, config.site_id, coord::DeclineReason::kOther, e.what());
     }
     training.reset();
-    return true;
   }
 };
 

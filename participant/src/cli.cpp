@@ -56,6 +56,9 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "remote (encrypted on the workers), encrypted (in process) or float (plaintext, "
       "debugging only)")("switch-modulus", po::bool_switch(&c.switch_modulus),
                          "ask workers for modulus-switched (smaller) replies")(
+      "report-losses", po::bool_switch(&c.report_losses),
+      "send this site's train and held-out loss (not DP-noised) to the coordinator with every "
+      "delta; by default they stay in STATE/curves.jsonl")(
       "heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms), "heartbeat interval")(
       "reconnect-ms", po::value(&reconnect_ms)->default_value(reconnect_ms),
       "register again after this long without a word from the coordinator")(

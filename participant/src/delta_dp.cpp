@@ -8,10 +8,6 @@
 
 namespace participant {
 
-uint64_t delta_noise_stream(uint32_t round, uint32_t attempt) {
-  return (uint64_t{1} << 63) | (uint64_t{round} << 20 | attempt);
-}
-
 DeltaDpReport privatize_delta(std::span<float> delta, const DeltaDpParams& params,
                               const privacy::Seed& seed, uint64_t stream) {
   if (!(params.clip > 0) || !std::isfinite(params.clip)) {

@@ -7,6 +7,7 @@
 #include "fhe/modswitch.h"
 #include "fhe/serialize.h"
 #include "model/error.h"
+#include "model/model_hash.h"
 
 namespace participant {
 namespace {
@@ -65,11 +66,19 @@ WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::Ll
   info_ = std::get<protocol::ModelInfo>(outcome);
   const std::string where = "remote encrypted backend: the workers' model '" + info_.model_id + "'";
   if (info_.model_id != options_.model_id) {
-    throw Error(where + " is not the model asked for, '" + options_.model_id + "'");
+    throw ModelMismatchError(where + " is not the model asked for, '" + options_.model_id + "'");
   }
   if (info_.layer_count != static_cast<uint64_t>(config_.num_hidden_layers)) {
-    throw Error(where + " has " + std::to_string(info_.layer_count) + " layers, the local config " +
-                std::to_string(config_.num_hidden_layers));
+    throw ModelMismatchError(where + " has " + std::to_string(info_.layer_count) +
+                             " layers, the local config " +
+                             std::to_string(config_.num_hidden_layers));
+  }
+  if (options_.model_hash && info_.model_hash != *options_.model_hash) {
+    throw ModelMismatchError(where + " has weights of hash " +
+                             model::model_hash_hex(info_.model_hash) +
+                             ", this site's model has " +
+                             model::model_hash_hex(*options_.model_hash) +
+                             ": the workers and this site do not hold the same checkpoint");
   }
   const auto ids = model::llama_projections(config_);
   projections_.resize(ids.size());
@@ -83,13 +92,13 @@ WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::Ll
     }
     if (pi == nullptr) {
       if (id.kind != model::ProjectionKind::kLmHead) {
-        throw Error(where + " has no " + kind_name(id.kind) + " projection");
+        throw ModelMismatchError(where + " has no " + kind_name(id.kind) + " projection");
       }
       continue;  // an older worker: local weights, or it fails on use
     }
     if (pi->rows != static_cast<uint64_t>(p.dims.d_out) ||
         pi->cols != static_cast<uint64_t>(p.dims.d_in)) {
-      throw Error(where + ": " + kind_name(id.kind) + " is " + std::to_string(pi->rows) + " x " +
+      throw ModelMismatchError(where + ": " + kind_name(id.kind) + " is " + std::to_string(pi->rows) + " x " +
                   std::to_string(pi->cols) + ", the local config says " +
                   std::to_string(p.dims.d_out) + " x " + std::to_string(p.dims.d_in));
     }

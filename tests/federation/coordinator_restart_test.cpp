@@ -20,11 +20,13 @@ fedsim::SimConfig restart_config() {
 }
 
 TEST_F(FederationTest, ACoordinatorKilledAfterACheckpointResumesBitExactly) {
+  // Both runs replay one run id: the sites' DP streams are keyed by it (releases.h).
+  const fedsim::FlagOverrides same_run = {{"--run-id", "5eed5eed5eed5eed5eed5eed5eed5eed"}};
   // The uninterrupted run.
   const fs::path reference_dir = fresh_run_dir("reference");
   {
     auto& fed = federation(restart_config(), reference_dir);
-    fed.start_coordinator();
+    fed.start_coordinator(same_run);
     fed.start_parties(kPatience);
     const auto rc = fed.wait_coordinator(kPatience);
     ASSERT_TRUE(rc.has_value());
@@ -41,7 +43,7 @@ TEST_F(FederationTest, ACoordinatorKilledAfterACheckpointResumesBitExactly) {
     fs::copy(reference_dir / part, run_dir / part, fs::copy_options::recursive);
   }
   auto& fed = federation(restart_config(), run_dir);
-  fed.start_coordinator();
+  fed.start_coordinator(same_run);
   fed.start_parties(kPatience);
   auto checkpointed = [](int round) {
     return [round](const std::vector<json>& ev) {

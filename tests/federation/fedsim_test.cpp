@@ -81,10 +81,16 @@ TEST(Fedsim, RunsPrintsTheLogsTableAndResumes) {
   const std::vector<std::string> rows = table_rows(first.out);
   ASSERT_EQ(rows.size(), finished.size()) << first.out;
   for (size_t i = 0; i < finished.size(); ++i) {
-    EXPECT_EQ(rows[i], fedsim::table_row(finished[i]));  // the table is the log, row for row
+    // The table is the log, row for row, with the losses from the sites' own records: the
+    // coordinator's log carries none (sites do not send unnoised losses).
+    const json row = fedsim::with_site_losses(finished[i], dir / "sites");
+    EXPECT_EQ(rows[i], fedsim::table_row(row));
     EXPECT_EQ(finished[i]["round"].get<int>(), static_cast<int>(i + 1));
-    EXPECT_TRUE(finished[i]["train_loss"].is_number());
-    EXPECT_TRUE(finished[i]["heldout_loss"].is_number());
+    EXPECT_FALSE(finished[i].value("train_loss", json()).is_number()) << finished[i].dump();
+    EXPECT_FALSE(finished[i].value("heldout_loss", json()).is_number()) << finished[i].dump();
+    EXPECT_TRUE(row["train_loss"].is_number());
+    EXPECT_TRUE(row["heldout_loss"].is_number());
+    EXPECT_EQ(row.value("losses_from", ""), "sites");
     ASSERT_TRUE(finished[i]["epsilon"].is_object());
     EXPECT_EQ(finished[i]["epsilon"].size(), 2u);
     for (const auto& [site, eps] : finished[i]["epsilon"].items()) {
@@ -110,7 +116,7 @@ TEST(Fedsim, RunsPrintsTheLogsTableAndResumes) {
   EXPECT_EQ(all[2]["round"].get<int>(), 3);
   const std::vector<std::string> resumed = table_rows(second.out);
   ASSERT_EQ(resumed.size(), 1u) << second.out;
-  EXPECT_EQ(resumed[0], fedsim::table_row(all[2]));
+  EXPECT_EQ(resumed[0], fedsim::table_row(fedsim::with_site_losses(all[2], dir / "sites")));
 
   // A bad flag is refused with exit status 2.
   EXPECT_EQ(run(std::string(FEDLORA_BIN_DIR) + "/fedsim --rounds 0 2>/dev/null").status, 2);

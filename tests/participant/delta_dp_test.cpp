@@ -1,5 +1,5 @@
 // Participant-level DP of a round's adapter delta (participant/delta_dp.h): clipping to C_u,
-// seeded replay, the noise's standard deviation, and the stream kept apart from DP-SGD's.
+// seeded replay and the noise's standard deviation (the keys of its stream: releases_test.cpp).
 #include "participant/delta_dp.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "participant/releases.h"
 #include "privacy/error.h"
 
 namespace participant {
@@ -38,7 +39,7 @@ TEST(DeltaDp, ClipsTheWholeDeltaToCWithSigmaZero) {
     ASSERT_GT(before, clip);
     const std::vector<float> original = v;
     const DeltaDpReport r =
-        privatize_delta(v, {.clip = clip, .sigma = 0}, test_seed(), delta_noise_stream(1, 1));
+        privatize_delta(v, {.clip = clip, .sigma = 0}, test_seed(), kDeltaNoiseStream);
     EXPECT_TRUE(r.clipped);
     EXPECT_NEAR(r.norm, before, 1e-9 * before);
     EXPECT_EQ(r.noise_std, 0.0);
@@ -59,17 +60,15 @@ TEST(DeltaDp, ClipsTheWholeDeltaToCWithSigmaZero) {
 
 TEST(DeltaDp, ASeededRoundReplaysBitForBit) {
   const std::vector<float> delta = ramp(4096, 0.01f);
-  auto run = [&](unsigned char seed_fill, uint32_t round, uint32_t attempt) {
+  auto run = [&](unsigned char seed_fill, uint64_t stream) {
     std::vector<float> v = delta;
-    privatize_delta(v, {.clip = 0.2, .sigma = 1.3}, test_seed(seed_fill),
-                    delta_noise_stream(round, attempt));
+    privatize_delta(v, {.clip = 0.2, .sigma = 1.3}, test_seed(seed_fill), stream);
     return v;
   };
-  const std::vector<float> a = run(7, 3, 1);
-  EXPECT_EQ(a, run(7, 3, 1));  // identical floats
-  EXPECT_NE(a, run(7, 3, 2));  // another attempt
-  EXPECT_NE(a, run(7, 4, 1));  // another round
-  EXPECT_NE(a, run(8, 3, 1));  // another site's seed
+  const std::vector<float> a = run(7, kDeltaNoiseStream);
+  EXPECT_EQ(a, run(7, kDeltaNoiseStream));  // identical floats
+  EXPECT_NE(a, run(7, kNoiseStream));       // another stream of the same key
+  EXPECT_NE(a, run(8, kDeltaNoiseStream));  // another release's key
   EXPECT_NE(a, delta);
 }
 
@@ -78,7 +77,7 @@ TEST(DeltaDp, NoiseHasStdSigmaTimesC) {
   const double clip = 0.25, sigma = 1.6, want = sigma * clip;
   std::vector<float> v(200000, 0.0f);
   const DeltaDpReport r =
-      privatize_delta(v, {.clip = clip, .sigma = sigma}, test_seed(), delta_noise_stream(2, 1));
+      privatize_delta(v, {.clip = clip, .sigma = sigma}, test_seed(), kDeltaNoiseStream);
   EXPECT_DOUBLE_EQ(r.noise_std, want);
   double sum = 0, sq = 0;
   for (const float x : v) {
@@ -91,20 +90,6 @@ TEST(DeltaDp, NoiseHasStdSigmaTimesC) {
   // Standard error of the std estimate: want / sqrt(2n) ~ 0.16%; the tolerance is 1%.
   EXPECT_NEAR(sd, want, 0.01 * want);
   EXPECT_NEAR(mean, 0.0, 5 * want / std::sqrt(n));
-}
-
-TEST(DeltaDp, StreamsNeverMeetTheDpSgdStreams) {
-  for (const uint32_t round : {1u, 7u, 1000u, 0xffffffffu}) {
-    for (const uint32_t attempt : {1u, 2u, 5u}) {
-      const uint64_t s = delta_noise_stream(round, attempt);
-      const uint64_t sgd = (uint64_t{round} << 20 | attempt) * 2;
-      EXPECT_NE(s, sgd);
-      EXPECT_NE(s, sgd + 1);
-      EXPECT_NE(s >> 63, 0u);
-      EXPECT_EQ(sgd >> 63, 0u);
-    }
-  }
-  EXPECT_NE(delta_noise_stream(1, 2), delta_noise_stream(2, 1));
 }
 
 TEST(DeltaDp, RefusesBadParametersAndLeavesTheDeltaAlone) {

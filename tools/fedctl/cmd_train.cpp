@@ -20,6 +20,7 @@
 #include "model/linear_backends.h"
 #include "model/llama_model.h"
 #include "model/llama_weights.h"
+#include "model/model_hash.h"
 #include "model/lora_peft.h"
 #include "model/peft_adapter.h"
 #include "model/trainer.h"
@@ -243,6 +244,7 @@ int cmd_train(int argc, char** argv) {
                                   .filename()
                                   .string();
           }
+          remote.model_hash = model::quantized_model_hash(*weights);  // refuse other weights
           backend = std::make_unique<participant::RemoteEncryptedBackend>(
               std::move(pool).value(), config, remote, nullptr, weights.get());
         } else {

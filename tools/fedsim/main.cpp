@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
                  config.processes ? "processes (CURVE)" : "threads", config.backend.c_str(),
                  config.noise_multiplier, config.clip_norm, config.sample_rate, config.local_steps,
                  layout.run.c_str());
-    fedsim::EventWatcher watcher(layout.run / "events.jsonl", stdout);
+    fedsim::EventWatcher watcher(layout.run / "events.jsonl", layout.sites, stdout);
     int rc = 0;
     if (config.processes) {
       char self[4096];

@@ -15,6 +15,37 @@ std::string number(const nlohmann::json& v, const char* format) {
 
 }  // namespace
 
+nlohmann::json with_site_losses(const nlohmann::json& e, const std::filesystem::path& sites_dir) {
+  if (e.value("heldout_loss", nlohmann::json()).is_number()) return e;
+  const auto round = e.value("round", nlohmann::json());
+  double train = 0, train_w = 0, heldout = 0, heldout_w = 0;
+  for (const auto& site : e.value("sites", nlohmann::json::array())) {
+    if (!site.is_string()) continue;
+    std::ifstream in(sites_dir / site.get<std::string>() / "curves.jsonl");
+    nlohmann::json last;
+    for (std::string line; std::getline(in, line);) {
+      const auto c = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (c.is_object() && c.value("round", nlohmann::json()) == round) last = c;
+    }
+    if (!last.is_object()) continue;
+    const auto add = [&](const char* field, const char* weight, double& sum, double& w) {
+      const auto v = last.value(field, nlohmann::json());
+      const double n = last.value(weight, 0.0);
+      if (v.is_number() && n > 0) {
+        sum += v.get<double>() * n;
+        w += n;
+      }
+    };
+    add("train_loss", "examples", train, train_w);
+    add("heldout_loss", "heldout_examples", heldout, heldout_w);
+  }
+  nlohmann::json out = e;
+  if (train_w > 0) out["train_loss"] = train / train_w;
+  if (heldout_w > 0) out["heldout_loss"] = heldout / heldout_w;
+  if (train_w > 0 || heldout_w > 0) out["losses_from"] = "sites";
+  return out;
+}
+
 std::string table_header() {
   char buf[256];
   std::snprintf(buf, sizeof buf, "%5s  %5s  %10s  %12s  %8s  %s", "round", "sites", "train_loss",
@@ -40,8 +71,9 @@ std::string table_row(const nlohmann::json& e) {
   return buf;
 }
 
-EventWatcher::EventWatcher(std::filesystem::path file, std::FILE* out)
-    : file_(std::move(file)), out_(out) {
+EventWatcher::EventWatcher(std::filesystem::path file, std::filesystem::path sites_dir,
+                           std::FILE* out)
+    : file_(std::move(file)), sites_dir_(std::move(sites_dir)), out_(out) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(file_, ec);
   offset_ = ec ? 0 : size;
@@ -85,12 +117,18 @@ void EventWatcher::poll() {
     if (!e.is_object()) continue;
     const std::string kind = e.value("event", "");
     if (kind == "round_finished") {
+      const nlohmann::json row = with_site_losses(e, sites_dir_);
       if (!header_printed_) {
+        if (row.value("losses_from", "") == "sites") {
+          std::fprintf(out_,
+                       "losses: each site's own record (STATE/curves.jsonl); the coordinator "
+                       "never sees them\n");
+        }
         std::fprintf(out_, "%s\n", table_header().c_str());
         header_printed_ = true;
       }
-      std::fprintf(out_, "%s\n", table_row(e).c_str());
-      rounds_.push_back(e);
+      std::fprintf(out_, "%s\n", table_row(row).c_str());
+      rounds_.push_back(row);
     } else if (kind == "budget_exhausted") {
       std::fprintf(out_, "       budget exhausted: %s\n",
                    e.value("site", std::string("?")).c_str());

@@ -1,5 +1,7 @@
 // The per-round table fedsim prints, read from the coordinator's dashboard log (events.jsonl),
-// so that the table and the log always agree.
+// so that the table and the log always agree. Sites do not send their losses to the coordinator
+// (they are not DP-noised); each keeps them in its own STATE/curves.jsonl, and fedsim, which
+// runs every site of the simulation, reads them from there for the loss columns.
 #pragma once
 
 #include <cstdio>
@@ -17,20 +19,29 @@ namespace fedsim {
 std::string table_header();
 std::string table_row(const nlohmann::json& round_finished);
 
+// The event with train_loss and heldout_loss filled in, when the coordinator's log has none,
+// from the curves of the round's sites under `sites_dir` (SITE/curves.jsonl; the last record of
+// that round per site), weighted by each site's example counts; "losses_from": "sites" marks
+// them. An event that carries losses (sites run with --report-losses) is returned as it is.
+nlohmann::json with_site_losses(const nlohmann::json& round_finished,
+                                const std::filesystem::path& sites_dir);
+
 // Follows an events.jsonl file as it grows and prints a row to `out` for every round_finished
 // line (and one line for budget_exhausted / run_finished events), from the offset the file had
 // when the watcher started (earlier rounds of a resumed run are not repeated).
 class EventWatcher {
  public:
-  EventWatcher(std::filesystem::path file, std::FILE* out);
+  // `sites_dir`: the sites' state directories, for with_site_losses.
+  EventWatcher(std::filesystem::path file, std::filesystem::path sites_dir, std::FILE* out);
   ~EventWatcher();  // stops after reading what is there
   // Reads what is left and stops.
   void finish();
-  std::vector<nlohmann::json> rounds() const;
+  std::vector<nlohmann::json> rounds() const;  // with_site_losses applied
 
  private:
   void poll();
   std::filesystem::path file_;
+  std::filesystem::path sites_dir_;
   std::FILE* out_;
   uint64_t offset_ = 0;
   std::string partial_;

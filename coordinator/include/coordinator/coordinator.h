@@ -64,6 +64,10 @@ struct CoordinatorConfig {
   // its sites; 0: start as soon as min_participants are eligible.
   uint32_t start_after = 0;
   uint64_t seed = 1;
+  // The run id sent in every invitation (32 lowercase hex digits). Empty: a fresh one from the
+  // CSPRNG when the run directory is new (a resumed run keeps its checkpoint's). Set it only to
+  // replay a run bit for bit (tests); two federations must never share one.
+  std::string run_id;
 
   // The training plan sent to the sites (deadline and per-site seed are filled per round).
   // Participant-level DP (plan.participant_dp, off by default): every site clips its round delta

@@ -7,7 +7,7 @@
 // scale) clamped to [-127, 127]. The LM head is served as layer 0 of kind lmHead: its ModelInfo
 // entry has a [1, vocab] scales blob and one LayerNorms entry.
 //
-// The model hash (ModelInfo.model_hash) is SHA-256 over, for layer = 0 .. L-1 and, inside each
+// The model hash (ModelInfo.model_hash, model/model_hash.h) is SHA-256 over, for layer = 0 .. L-1 and, inside each
 // layer, projection q, k, v, o, gate, up, down in that order, then the LM head: the int8 weights
 // row-major (d_out * d_in bytes) followed by the d_out float32 scales, little-endian. Anyone
 // holding the checkpoint can recompute it (`fedctl export-int8` writes the same matrices).
@@ -112,8 +112,5 @@ class WorkerModel {
   protocol::Hash hash_{};
   protocol::ModelInfo info_;
 };
-
-// "0123abcd..." (64 hex digits).
-std::string hash_hex(const protocol::Hash& hash);
 
 }  // namespace fhe_worker

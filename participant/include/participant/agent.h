@@ -3,24 +3,37 @@
 //   participant::Agent agent(config);        // loads the model, the data and the site's state
 //   std::jthread t([&](std::stop_token st) { agent.run(st); });
 //
-// It registers with the coordinator (site id, dataset size, privacy budget), then answers round
-// invitations: it checks the round's plan against its own budget (and declines, reason
-// "budget", when the planned steps would exceed it), trains the global adapter it was sent with
-// DP-SGD (Poisson sampling with rate q, per-example clipping to C, Gaussian noise sigma * C,
-// privacy::RdpAccountant) on its private records, every frozen projection encrypted and computed
-// by the fhe_workers of the invitation's directory, commits the spent budget to disk, and
-// uploads the delta (local adapter - global adapter) with its example count, train and held-out
-// loss and the epsilon spent so far.
+// It registers with the coordinator (site id, dataset size rounded down to two significant
+// digits, privacy budget), then answers round invitations. For each it derives the release the
+// invitation asks for (releases.h: the DP streams keyed by the site's secret seed and everything
+// the release depends on) and
+//   - re-sends the cached delta when it already sent this very release (a replayed round);
+//   - checks the adapter table against its LoRA configuration and, with remote workers, the
+//     workers' model (id, layers, shapes and the weights' hash against its own checkpoint),
+//     declining with reason "misconfigured" (naming both sides) before anything is spent;
+//   - checks the plan against its budget (declines, reason "budget", when it would exceed it);
+//   - charges the budget and records the release in its ledger, atomically, before it accepts
+//     (a release already charged, e.g. interrupted by a crash, is trained again at no charge);
+// then trains the global adapter with DP-SGD (Poisson sampling with rate q, per-example clipping
+// to C, Gaussian noise sigma * C) on its private records, every frozen projection encrypted and
+// computed by the fhe_workers of the invitation's directory, binds the delta's hash to the
+// release (a second, different delta for one release is refused and nothing is sent), caches
+// the delta and uploads it with its (coarsened) example count and the epsilon spent so far.
+// Losses stay on the site (STATE/curves.jsonl) unless report_losses is set.
 //
-// State directory (created if missing; a restart resumes from it):
-//   budget.json   the privacy budget and accountant (privacy::Budget, saved atomically before the
-//                 delta leaves the site, so a crash never forgets spent budget)
-//   rlwe.key      the RLWE secret key (mode 0600); generated on first start
-//   dp.seed       the secret seed of the DP noise and sampling streams (mode 0600); generated on
-//                 first start unless the config gives one. The streams of round r, attempt a are
-//                 derived from it, so a replayed round gives the same delta bit for bit.
+// State directory (created if missing, mode 0700, locked while the agent runs; a restart
+// resumes from it):
+//   budget.json     the privacy budget and accountant (privacy::Budget, saved atomically)
+//   releases.json   the ledger of releases paid for (releases.h)
+//   last_delta.*    the last delta sent, for a replayed round
+//   curves.jsonl    this site's own train and held-out loss per round (never sent by default)
+//   rlwe.key        the RLWE secret key (mode 0600); generated on first start
+//   dp.seed         the secret seed of the DP streams (mode 0600); generated on first start
+//                   unless the config gives one
 // It re-registers when the coordinator has been silent for `reconnect_after` or answers that
-// it does not know the site (a restarted coordinator), and exits run() on Shutdown or stop.
+// it does not know the site (a restarted coordinator). It exits run() on stop and on a Shutdown
+// that ends the run; a Shutdown with reason "stopped" (the coordinator's operator interrupted
+// it) keeps the site waiting for the coordinator to come back.
 #pragma once
 
 #include <spdlog/logger.h>
@@ -66,6 +79,10 @@ struct AgentConfig {
   // "encrypted" (in process), "float" (plaintext, for debugging only).
   std::string backend = "remote";
   bool switch_modulus = false;
+
+  // Send train and held-out losses to the coordinator with every delta. Off by default: they
+  // are not DP-noised, and the site keeps them in STATE/curves.jsonl either way.
+  bool report_losses = false;
 
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds reconnect_after{5000};

@@ -4,12 +4,13 @@
 // over the site's entire dataset. The coordinator accounts it across rounds.
 //
 //   const auto r = participant::privatize_delta(delta_values, {.clip = 0.1, .sigma = 1.0},
-//                                               seed, participant::delta_noise_stream(round, 1));
+//                                               release.key, participant::kDeltaNoiseStream);
 //   log("delta norm {} -> clipped to {}, noise std {}", r.norm, r.clip, r.noise_std);
 //
-// The noise comes from the seeded AES-256-CTR stream (seed, stream) of privacy::RandomSource, so
-// the same (seed, round, attempt) gives the same noised delta bit for bit. The stream number has
-// bit 63 set, which the DP-SGD streams of a round ((round << 20 | attempt) * 2 and + 1) never do.
+// The noise comes from the seeded AES-256-CTR stream (key, stream) of privacy::RandomSource:
+// the release's own key (releases.h) and its delta-noise stream, apart from the release's DP-SGD
+// sampling and noise streams, so the same release gives the same noised delta bit for bit and
+// no two releases share noise.
 #pragma once
 
 #include <cstdint>
@@ -29,9 +30,6 @@ struct DeltaDpReport {
   bool clipped = false;  // norm > clip: the delta was scaled down to norm clip
   double noise_std = 0;  // sigma * clip, per coordinate
 };
-
-// The RandomSource stream of round `round`, attempt `attempt`: 2^63 | (round << 20 | attempt).
-uint64_t delta_noise_stream(uint32_t round, uint32_t attempt);
 
 // Clips `delta` in place to L2 norm params.clip and adds the noise from (seed, stream). Throws
 // privacy::Error for invalid parameters or a non-finite delta entry (the delta is then

@@ -2,8 +2,9 @@
 // computed by the fhe_workers of a WorkerPool.
 //
 // On construction it asks the pool for the model's info (ModelInfoRequest) once and checks it
-// against the local config: the model id, the layer count and the shape of every decoder
-// projection and of the LM head when the workers list it (an older worker does not: then the LM
+// against the local config: the model id, the layer count, the shape of every decoder
+// projection and of the LM head when the workers list it, and the model hash when the options
+// carry the participant's own (ModelMismatchError names both hashes) (an older worker does not: then the LM
 // head is computed from local weights, below, or fails on use without them). The info gives what
 // the participant needs and the ciphertext does not carry: each projection's per output channel
 // int8 scales (to dequantize) and its largest row norms in both directions (to choose the
@@ -24,6 +25,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,16 @@ namespace participant {
 struct RemoteOptions {
   std::string model_id;         // as the workers serve it (fhe_worker --model-id)
   bool switch_modulus = false;  // ask for modulus-switched replies
+  // The hash of the participant's own model (model::quantized_model_hash): when set, workers
+  // that publish another model_hash are refused (same shapes, other weights included).
+  std::optional<protocol::Hash> model_hash = std::nullopt;
+};
+
+// The workers serve another model than the participant's (id, layer count, a shape, or the
+// weights' hash): a configuration error that every retry would repeat.
+class ModelMismatchError : public model::Error {
+ public:
+  using model::Error::Error;
 };
 
 // The protocol's name of a projection kind.
