@@ -6,6 +6,60 @@
 #include "model/error.h"
 
 namespace model {
+namespace {
+
+// log sum_i exp(r_i), with the largest element factored out.
+template <typename Row>
+double log_sum_exp(const Row& r) {
+  const double max = r.maxCoeff();
+  return max + std::log((r.array() - max).exp().sum());
+}
+
+void check_label(int32_t label, int64_t vocab, const char* where) {
+  if (label < 0 || label >= vocab) {
+    throw Error(std::string(where) + ": label " + std::to_string(label) + " outside [0, " +
+                std::to_string(vocab) + ")");
+  }
+}
+
+}  // namespace
+
+std::vector<int32_t> next_token_labels(const TokenBatch& batch, int64_t vocab) {
+  const auto tokens = batch.tokens();
+  std::vector<int32_t> labels(static_cast<size_t>(batch.total_tokens()), -1);
+  for (const SequenceSpan& span : batch.spans()) {
+    for (int64_t p = 0; p + 1 < span.length; ++p) {
+      const int32_t label = tokens[span.begin + p + 1];
+      check_label(label, vocab, "cross-entropy");
+      labels[static_cast<size_t>(span.begin + p)] = label;
+    }
+  }
+  return labels;
+}
+
+template <typename Scalar>
+void cross_entropy_columns(const ActivationsT<Scalar>& logits, std::span<const int32_t> labels,
+                           double dloss_per_position, ActivationsT<Scalar>* dlogits,
+                           double& total) {
+  if (logits.cols() != static_cast<int64_t>(labels.size())) {
+    throw Error("cross-entropy: " + std::to_string(logits.cols()) + " columns of logits for " +
+                std::to_string(labels.size()) + " labels");
+  }
+  if (dlogits) dlogits->setZero(logits.rows(), logits.cols());
+  for (int64_t j = 0; j < logits.cols(); ++j) {
+    const int32_t label = labels[static_cast<size_t>(j)];
+    if (label < 0) continue;
+    check_label(label, logits.rows(), "cross-entropy");
+    const auto r = logits.col(j).template cast<double>();
+    const double lse = log_sum_exp(r);
+    total += lse - r(label);
+    if (dlogits) {
+      Eigen::VectorXd d = (r.array() - lse).exp();
+      d(label) -= 1;
+      dlogits->col(j) = (d * dloss_per_position).template cast<Scalar>();
+    }
+  }
+}
 
 template <typename Scalar>
 double cross_entropy_forward(const std::type_identity_t<RowMatrixT<Scalar>>& logits,
@@ -27,8 +81,7 @@ double cross_entropy_forward(const std::type_identity_t<RowMatrixT<Scalar>>& log
                     std::to_string(logits.cols()) + ")");
       }
       const auto r = logits.row(row).template cast<double>();
-      const double max = r.maxCoeff();
-      lse(row) = max + std::log((r.array() - max).exp().sum());
+      lse(row) = log_sum_exp(r);
       total += lse(row) - r(label);
       ++predicted;
     }
@@ -70,6 +123,11 @@ void cross_entropy_backward(const std::type_identity_t<RowMatrixT<Scalar>>& logi
   }
 }
 
+template void cross_entropy_columns<float>(const ActivationsT<float>&, std::span<const int32_t>,
+                                           double, ActivationsT<float>*, double&);
+template void cross_entropy_columns<double>(const ActivationsT<double>&,
+                                            std::span<const int32_t>, double,
+                                            ActivationsT<double>*, double&);
 template double cross_entropy_forward<float>(const RowMatrixT<float>&, const TokenBatch&,
                                              CrossEntropyCache*);
 template double cross_entropy_forward<double>(const RowMatrixT<double>&, const TokenBatch&,

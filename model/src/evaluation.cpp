@@ -71,8 +71,7 @@ EvalResult evaluate_loss(LlamaModel& model, const TextDataset& data, const LoraP
     r.sequences += batch.sequence_count();
     const int64_t predicted = predicted_tokens(batch);
     if (predicted == 0) continue;
-    total += cross_entropy_forward(model.forward(batch, nullptr, lora), batch) *
-             static_cast<double>(predicted);
+    total += model.loss(batch, lora) * static_cast<double>(predicted);
     r.tokens += predicted;
   }
   if (r.tokens == 0) throw Error("evaluation: no example has two tokens to predict from");

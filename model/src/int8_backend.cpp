@@ -118,20 +118,28 @@ const QuantizedWeight& Int8Backend::weight(ProjectionId id) const {
   return weights_[projection_index(config_, id)];
 }
 
-void Int8Backend::forward(ProjectionId id, const Activations& x, Activations& y) {
-  const QuantizedWeight& w = weight(id);
+void int8_forward(ProjectionId id, const QuantizedWeight& w, const Activations& x,
+                  Activations& y) {
   check_input(id, w, x);
   const QuantizedTokens xq = quantize_tokens(x);
   const auto acc = int8_product(w, xq);
   dequantize_product(acc.data(), 1, acc.rows(), w.scales, xq.scales, y);
 }
 
-void Int8Backend::backward(ProjectionId id, const Activations& g, Activations& dx) {
-  const QuantizedWeight& w = weight(id);
+void int8_backward(ProjectionId id, const QuantizedWeight& w, const Activations& g,
+                   Activations& dx) {
   check_gradient(id, w, g);
   const QuantizedTokens gq = quantize_gradients(g, w.scales);
   const auto acc = int8_transposed_product(w, gq);
   dequantize_transposed_product(acc.data(), 1, acc.rows(), w.cols, gq.scales, dx);
+}
+
+void Int8Backend::forward(ProjectionId id, const Activations& x, Activations& y) {
+  int8_forward(id, weight(id), x, y);
+}
+
+void Int8Backend::backward(ProjectionId id, const Activations& g, Activations& dx) {
+  int8_backward(id, weight(id), g, dx);
 }
 
 }  // namespace model

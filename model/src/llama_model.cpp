@@ -1,7 +1,11 @@
 #include "model/llama_model.h"
 
+#include <algorithm>
+#include <span>
 #include <string>
+#include <vector>
 
+#include "model/cross_entropy.h"
 #include "model/embedding.h"
 #include "model/error.h"
 #include "model/rope.h"
@@ -20,24 +24,9 @@ template <typename Scalar>
 RowMatrixT<Scalar> LlamaModelT<Scalar>::forward(
     const TokenBatch& batch, std::type_identity_t<LlamaForwardCacheT<Scalar>>* cache,
     const std::type_identity_t<LoraParamsT<Scalar>>* lora) {
-  const LlamaConfig& config = weights_->config;
-  validate_token_batch(batch, config);
-  if (lora) lora->check_fits(config);
-  const RopeTable rope(config, batch.max_length());
-
-  ActivationsT<Scalar> x;
-  embedding_forward(weights_->embed_tokens, batch.tokens(), x);
-  if (cache) cache->layers.assign(static_cast<size_t>(config.num_hidden_layers), {});
-  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
-    decoder_layer_forward(layer, weights_->layers[layer], config, rope, batch, *backend_, x,
-                          cache ? &cache->layers[layer] : nullptr, lora);
-  }
-
   LlamaForwardCacheT<Scalar> local;
   LlamaForwardCacheT<Scalar>& c = cache ? *cache : local;
-  if (cache) c.final_input = x;
-  rms_norm_forward(x, weights_->norm.cast<Scalar>(), static_cast<Scalar>(config.rms_norm_eps),
-                   c.final_norm, &c.final_norm_stats);
+  hidden(batch, c, /*keep_layers=*/cache != nullptr, lora);
   // vocab x T: column t holds position t, the memory of a T x vocab row-major matrix.
   ActivationsT<Scalar> logits;
   backend_->forward(ProjectionId::lm_head(), c.final_norm, logits);
@@ -45,9 +34,71 @@ RowMatrixT<Scalar> LlamaModelT<Scalar>::forward(
 }
 
 template <typename Scalar>
+int64_t LlamaModelT<Scalar>::head_chunk(int64_t tokens) const {
+  const int64_t per_token = weights_->config.vocab_size * static_cast<int64_t>(sizeof(Scalar)) * 2;
+  return std::clamp<int64_t>(logits_budget_ / std::max<int64_t>(per_token, 1), 1,
+                             std::max<int64_t>(tokens, 1));
+}
+
+template <typename Scalar>
+void LlamaModelT<Scalar>::hidden(const TokenBatch& batch, LlamaForwardCacheT<Scalar>& c,
+                                 bool keep_layers,
+                                 const LoraParamsT<Scalar>* lora) {
+  const LlamaConfig& config = weights_->config;
+  validate_token_batch(batch, config);
+  if (lora) lora->check_fits(config);
+  const RopeTable rope(config, batch.max_length());
+
+  ActivationsT<Scalar> x;
+  embedding_forward(weights_->embed_tokens, batch.tokens(), x);
+  if (keep_layers) c.layers.assign(static_cast<size_t>(config.num_hidden_layers), {});
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    decoder_layer_forward(layer, weights_->layers[layer], config, rope, batch, *backend_, x,
+                          keep_layers ? &c.layers[layer] : nullptr, lora);
+  }
+  if (keep_layers) c.final_input = x;
+  rms_norm_forward(x, weights_->norm.cast<Scalar>(), static_cast<Scalar>(config.rms_norm_eps),
+                   c.final_norm, &c.final_norm_stats);
+}
+
+template <typename Scalar>
+double LlamaModelT<Scalar>::head_loss(const TokenBatch& batch, const ActivationsT<Scalar>& norm,
+                                      ActivationsT<Scalar>* d_norm) {
+  const std::vector<int32_t> labels = next_token_labels(batch, weights_->config.vocab_size);
+  int64_t predicted = 0;
+  for (const int32_t l : labels) predicted += l >= 0;
+  if (predicted == 0) throw Error("cross-entropy: no sequence of the batch has two tokens");
+  const int64_t tokens = norm.cols();
+  const int64_t chunk = head_chunk(tokens);
+  if (d_norm) d_norm->resize(norm.rows(), tokens);
+  const double per_position = 1.0 / static_cast<double>(predicted);
+  double total = 0;
+  ActivationsT<Scalar> x, logits, dlogits, dx;
+  for (int64_t t0 = 0; t0 < tokens; t0 += chunk) {
+    const int64_t n = std::min(chunk, tokens - t0);
+    const std::span<const int32_t> chunk_labels(labels.data() + t0, static_cast<size_t>(n));
+    if (n == tokens) {
+      backend_->forward(ProjectionId::lm_head(), norm, logits);
+    } else {
+      x = norm.middleCols(t0, n);
+      backend_->forward(ProjectionId::lm_head(), x, logits);
+    }
+    cross_entropy_columns<Scalar>(logits, chunk_labels, per_position,
+                                  d_norm ? &dlogits : nullptr, total);
+    if (d_norm) {
+      backend_->backward(ProjectionId::lm_head(), dlogits, dx);
+      d_norm->middleCols(t0, n) = dx;
+    }
+  }
+  return total / static_cast<double>(predicted);
+}
+
+template <typename Scalar>
 double LlamaModelT<Scalar>::loss(const TokenBatch& batch,
                                  const std::type_identity_t<LoraParamsT<Scalar>>* lora) {
-  return cross_entropy_forward<Scalar>(forward(batch, nullptr, lora), batch);
+  LlamaForwardCacheT<Scalar> c;
+  hidden(batch, c, /*keep_layers=*/false, lora);
+  return head_loss(batch, c.final_norm, nullptr);
 }
 
 template <typename Scalar>
@@ -67,18 +118,25 @@ LoraGradientsT<Scalar> LlamaModelT<Scalar>::backward(
                 std::to_string(dlogits.cols()) + ", the logits " + std::to_string(tokens) + " x " +
                 std::to_string(config.vocab_size));
   }
-  const RopeTable rope(config, batch.max_length());
+  // LM head: the logits are (W_head * final_norm)^T, so dL/dfinal_norm = W_head^T dlogits^T.
+  const ActivationsT<Scalar> dlogits_columns = dlogits.transpose();  // vocab x T
+  ActivationsT<Scalar> d_norm;
+  backend_->backward(ProjectionId::lm_head(), dlogits_columns, d_norm);
+  return backward_from_norm(batch, cache, d_norm, lora, per_example);
+}
 
+template <typename Scalar>
+LoraGradientsT<Scalar> LlamaModelT<Scalar>::backward_from_norm(
+    const TokenBatch& batch, const LlamaForwardCacheT<Scalar>& cache,
+    const ActivationsT<Scalar>& d_norm, const LoraParamsT<Scalar>& lora, bool per_example) {
+  const LlamaConfig& config = weights_->config;
+  const RopeTable rope(config, batch.max_length());
   LoraGradientsT<Scalar> grads;
   grads.batch = LoraParamsT<Scalar>(config, lora.config(), /*with_a=*/!lora.config().freeze_a);
   if (per_example) {
     grads.per_example.assign(static_cast<size_t>(batch.sequence_count()), grads.batch);
   }
-
-  // LM head: the logits are (W_head * final_norm)^T, so dL/dfinal_norm = W_head^T dlogits^T.
-  const ActivationsT<Scalar> dlogits_columns = dlogits.transpose();  // vocab x T
-  ActivationsT<Scalar> d_norm, dx;
-  backend_->backward(ProjectionId::lm_head(), dlogits_columns, d_norm);
+  ActivationsT<Scalar> dx;
   rms_norm_backward(cache.final_input, weights_->norm.cast<Scalar>(), cache.final_norm_stats,
                     d_norm, dx);
   for (int64_t layer = config.num_hidden_layers - 1; layer >= 0; --layer) {
@@ -93,14 +151,13 @@ template <typename Scalar>
 LoraStepT<Scalar> LlamaModelT<Scalar>::lora_step(
     const TokenBatch& batch, const std::type_identity_t<LoraParamsT<Scalar>>& lora,
     bool per_example) {
+  lora.check_fits(weights_->config);
   LlamaForwardCacheT<Scalar> cache;
-  const RowMatrixT<Scalar> logits = forward(batch, &cache, &lora);
-  CrossEntropyCache ce;
+  hidden(batch, cache, /*keep_layers=*/true, &lora);
   LoraStepT<Scalar> step;
-  step.loss = cross_entropy_forward<Scalar>(logits, batch, &ce);
-  RowMatrixT<Scalar> dlogits;
-  cross_entropy_backward<Scalar>(logits, batch, ce, 1.0, dlogits);
-  step.gradients = backward(batch, cache, dlogits, lora, per_example);
+  ActivationsT<Scalar> d_norm;
+  step.loss = head_loss(batch, cache.final_norm, &d_norm);
+  step.gradients = backward_from_norm(batch, cache, d_norm, lora, per_example);
   return step;
 }
 

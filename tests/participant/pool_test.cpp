@@ -109,6 +109,7 @@ TEST_F(Pool, LmHeadGoesToTheWorkersWhenListed) {
   auto pool = make_pool({a.get(), b.get()});
   RemoteEncryptedBackend remote(pool, weights->config, {kModelId, false}, nullptr, weights.get());
   EXPECT_TRUE(remote.worker_products().workers_serve_lm_head());
+  EXPECT_FALSE(remote.lm_head_local());  // a small vocabulary goes to the workers
   const auto id = model::ProjectionId::lm_head();
   const auto x = random_activations(weights->config.hidden_size, 4, 31);
   const auto g = random_activations(weights->config.vocab_size, 4, 32);
@@ -123,6 +124,56 @@ TEST_F(Pool, LmHeadGoesToTheWorkersWhenListed) {
   EXPECT_EQ(a->lm_head_requests(false) + b->lm_head_requests(false), 1);
   EXPECT_EQ(a->lm_head_requests(true) + b->lm_head_requests(true), 1);
   EXPECT_EQ(remote.worker_products().local_products(), 0u);
+}
+
+// A large vocabulary: the LM head runs in this process as the plaintext int8 product of the
+// participant's own weights (nothing is sent), still bit for bit Int8Backend; asked explicitly,
+// it goes to the workers instead.
+TEST_F(Pool, LargeVocabularyLmHeadRunsInProcessBitForBit) {
+  model::LlamaConfig big = training_test::tiny_config(1);
+  big.vocab_size = participant::kLocalLmHeadVocab;
+  const auto large = training_test::random_weights(big, 17);
+  TestWorker worker(large, kModelId);
+  const auto id = model::ProjectionId::lm_head();
+  const auto x = random_activations(big.hidden_size, 3, 41);
+  const auto g = random_activations(big.vocab_size, 3, 42);
+  model::Int8Backend int8(*large);
+  model::Activations y_want, dx_want;
+  int8.forward(id, x, y_want);
+  int8.backward(id, g, dx_want);
+  for (const auto placement :
+       {participant::LmHeadPlacement::kAuto, participant::LmHeadPlacement::kRemote}) {
+    participant::RemoteOptions options;
+    options.model_id = kModelId;
+    options.lm_head = placement;
+    participant::PoolOptions patient = fast_options();  // a 32768-row product takes a while
+    patient.heartbeat_interval = 500ms;
+    patient.max_missed_heartbeats = 60;
+    patient.request_timeout = 120000ms;
+    RemoteEncryptedBackend remote(make_pool({&worker}, patient), big, options, nullptr,
+                                  large.get());
+    const bool local = placement == participant::LmHeadPlacement::kAuto;
+    EXPECT_EQ(remote.lm_head_local(), local);
+    const int before = worker.lm_head_requests(false) + worker.lm_head_requests(true);
+    model::Activations y, dx;
+    remote.forward(id, x, y);
+    EXPECT_EQ(y, y_want);
+    if (local) {
+      remote.backward(id, g, dx);
+      EXPECT_EQ(dx, dx_want);
+    } else {
+      // On the workers the transposed head's inner dimension is the vocabulary: too wide for
+      // one encrypted product of these weights, which is why kAuto keeps it in process.
+      EXPECT_THROW(remote.backward(id, g, dx), model::Error);
+    }
+    EXPECT_EQ(worker.lm_head_requests(false) + worker.lm_head_requests(true) - before,
+              local ? 0 : 1);
+  }
+  // Without the weights at hand there is nothing to run in process.
+  participant::RemoteOptions local_only;
+  local_only.model_id = kModelId;
+  local_only.lm_head = participant::LmHeadPlacement::kLocal;
+  EXPECT_THROW(RemoteEncryptedBackend(make_pool({&worker}), big, local_only), model::Error);
 }
 
 // Workers that refuse the transposed LM head (its inner dimension is the vocabulary) with a typed

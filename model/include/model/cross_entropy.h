@@ -9,7 +9,10 @@
 // float logits convert) and double for gradient checks: cross_entropy_forward<double>(...).
 #pragma once
 
+#include <cstdint>
+#include <span>
 #include <type_traits>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -38,5 +41,25 @@ template <typename Scalar = float>
 void cross_entropy_backward(const std::type_identity_t<RowMatrixT<Scalar>>& logits,
                             const TokenBatch& batch, const CrossEntropyCache& cache, double dloss,
                             std::type_identity_t<RowMatrixT<Scalar>>& dlogits);
+
+// --- By columns, for a chunked LM head ------------------------------------------------------------
+// The same loss and gradient computed a few positions at a time, so that a large vocabulary never
+// needs the logits of a whole batch in memory (LlamaModel::lora_step and loss do this). Summed
+// in position order, the chunks give cross_entropy_forward's value and cross_entropy_backward's
+// dlogits exactly, for the same logits.
+
+// label[t] = the token after position t in its sequence, or -1 when position t predicts nothing
+// (the last position of a sequence). Throws model::Error for a label outside [0, vocab).
+std::vector<int32_t> next_token_labels(const TokenBatch& batch, int64_t vocab);
+
+// For logits of n consecutive positions as columns (vocab x n; column j is position t0 + j) and
+// those positions' labels: adds -log softmax[label] of every predicted position to `total`, in
+// position order (so that chunks taken in order sum exactly as one pass does), and when
+// `dlogits` is given fills it (vocab x n) with dloss_per_position * (softmax - onehot(label))
+// per predicted column, 0 elsewhere.
+template <typename Scalar = float>
+void cross_entropy_columns(const ActivationsT<Scalar>& logits, std::span<const int32_t> labels,
+                           double dloss_per_position, ActivationsT<Scalar>* dlogits,
+                           double& total);
 
 }  // namespace model

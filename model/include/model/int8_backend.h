@@ -36,6 +36,14 @@ class Int8Backend : public LinearBackend {
   std::vector<QuantizedWeight> weights_;  // indexed by projection_index
 };
 
+// One projection the way Int8Backend runs it (quantize per token, exact int8 product,
+// dequantize), for a caller that holds a single quantized weight: y = W x, dx = W^T g. Throw
+// model::Error naming `id` when the shapes disagree.
+void int8_forward(ProjectionId id, const QuantizedWeight& w, const Activations& x,
+                  Activations& y);
+void int8_backward(ProjectionId id, const QuantizedWeight& w, const Activations& g,
+                   Activations& dx);
+
 // The exact product acc = W * X of an int8 weight (row-major d_out x d_in) and int8 tokens
 // (column-major d_in x T), as a column-major d_out x T int64 matrix.
 Eigen::Matrix<int64_t, Eigen::Dynamic, Eigen::Dynamic> int8_product(const QuantizedWeight& w,

@@ -16,6 +16,7 @@
 // double precision, for gradient checks.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -70,7 +71,7 @@ class LlamaModelT {
                              const std::type_identity_t<LoraParamsT<Scalar>>* lora = nullptr);
 
   // Mean next-token cross-entropy over every predicted position of the batch
-  // (cross_entropy.h).
+  // (cross_entropy.h), the LM head computed a chunk of positions at a time (below).
   double loss(const TokenBatch& batch,
               const std::type_identity_t<LoraParamsT<Scalar>>* lora = nullptr);
 
@@ -86,14 +87,39 @@ class LlamaModelT {
                                   const std::type_identity_t<LoraParamsT<Scalar>>& lora,
                                   bool per_example = false);
 
-  // forward, cross-entropy and backward for one batch.
+  // forward, cross-entropy and backward for one batch. The LM head, the loss and its gradient
+  // run a chunk of positions at a time: the logits and their gradient of one chunk (vocab x
+  // chunk each) fit in logits_budget_bytes, so a 128256-token vocabulary over 2048 positions
+  // never holds 2 GB of logits. The chunks sum to the unchunked loss and gradients exactly when
+  // the backend's products are exact per position (int8, encrypted; float GEMMs may round the
+  // last bit differently for another column count).
   LoraStepT<Scalar> lora_step(const TokenBatch& batch,
                               const std::type_identity_t<LoraParamsT<Scalar>>& lora,
                               bool per_example = false);
 
+  // Bytes the logits and dlogits of one LM-head chunk may take (default 256 MiB; at least one
+  // position per chunk).
+  void set_logits_budget_bytes(int64_t bytes) { logits_budget_ = std::max<int64_t>(bytes, 1); }
+  // Positions per LM-head chunk for a batch of `tokens`.
+  int64_t head_chunk(int64_t tokens) const;
+
  private:
+  // Embeddings, every layer and the final norm: c.final_norm (and with keep_layers, everything
+  // the backward pass needs).
+  void hidden(const TokenBatch& batch, LlamaForwardCacheT<Scalar>& c, bool keep_layers,
+              const LoraParamsT<Scalar>* lora);
+  // The mean cross-entropy of the LM head over `norm` (H x T), chunk by chunk; with d_norm,
+  // also dL/d(final norm).
+  double head_loss(const TokenBatch& batch, const ActivationsT<Scalar>& norm,
+                   ActivationsT<Scalar>* d_norm);
+  LoraGradientsT<Scalar> backward_from_norm(const TokenBatch& batch,
+                                            const LlamaForwardCacheT<Scalar>& cache,
+                                            const ActivationsT<Scalar>& d_norm,
+                                            const LoraParamsT<Scalar>& lora, bool per_example);
+
   std::shared_ptr<const LlamaWeights> weights_;
   std::unique_ptr<LinearBackendT<Scalar>> backend_;
+  int64_t logits_budget_ = int64_t{256} << 20;
 };
 
 using LlamaModel = LlamaModelT<float>;

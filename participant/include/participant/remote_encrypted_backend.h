@@ -6,15 +6,21 @@
 // in-process EncryptedBackend and of Int8Backend, as long as the workers serve the same model
 // (the model info is checked against the local config: layer count and every shape).
 //
+// The LM head runs where options.lm_head says (worker_products.h): on the workers, or in this
+// process as the plaintext int8 product of the participant's own weights (int8_forward /
+// int8_backward), still bit for bit the int8 backend's.
+//
 // Throws model::Error when the workers cannot be reached or their model does not fit, and from
 // forward()/backward() when no worker can serve a product (the message names every worker and
 // why). Not thread-safe: one caller at a time.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "model/encrypted_backend.h"
+#include "model/quantize.h"
 #include "participant/worker_pool.h"
 #include "participant/worker_products.h"
 
@@ -31,8 +37,19 @@ class RemoteEncryptedBackend : public model::EncryptedBackend {
 
   std::string_view name() const override { return "remote-encrypted"; }
 
+  void forward(model::ProjectionId id, const model::Activations& x,
+               model::Activations& y) override;
+  void backward(model::ProjectionId id, const model::Activations& g,
+                model::Activations& dx) override;
+
+  // Whether the LM head runs in this process.
+  bool lm_head_local() const { return local_head_.has_value(); }
+
   WorkerProducts& worker_products() { return static_cast<WorkerProducts&>(products()); }
   WorkerPool& pool() { return worker_products().pool(); }
+
+ private:
+  std::optional<model::QuantizedWeight> local_head_;
 };
 
 }  // namespace participant

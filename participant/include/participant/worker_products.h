@@ -38,9 +38,21 @@
 
 namespace participant {
 
+// Where the LM head runs (RemoteEncryptedBackend). kAuto: in this process when the
+// participant holds the model's weights and the vocabulary has at least kLocalLmHeadVocab
+// tokens, on the workers otherwise. In this process it is the same int8 product without
+// encryption (the weights are public and the participant holds them: encrypting its own input
+// to itself would protect nothing), so the results stay bit for bit those of the int8 backend.
+// A large vocabulary on the workers costs 12 B per logit down (1.5 MB per token at 128256) and
+// a transposed product whose inner dimension is the vocabulary, which the noise bound may
+// refuse; in this process it costs one int8 GEMM of vocab x hidden per token each way.
+enum class LmHeadPlacement { kAuto, kLocal, kRemote };
+inline constexpr int64_t kLocalLmHeadVocab = 32768;
+
 struct RemoteOptions {
   std::string model_id;         // as the workers serve it (fhe_worker --model-id)
   bool switch_modulus = false;  // ask for modulus-switched replies
+  LmHeadPlacement lm_head = LmHeadPlacement::kAuto;
   // The hash of the participant's own model (model::quantized_model_hash): when set, workers
   // that publish another model_hash are refused (same shapes, other weights included).
   std::optional<protocol::Hash> model_hash = std::nullopt;
