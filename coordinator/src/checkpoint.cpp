@@ -55,7 +55,7 @@ std::vector<uint8_t> serialize_checkpoint(const Checkpoint& c) {
   if (!c.participant_accountant_json.empty()) {
     meta["participant_accountant"] = json::parse(c.participant_accountant_json);
   }
-  const std::string text = meta.dump();
+  const std::string text = meta.dump(-1, ' ', false, json::error_handler_t::replace);
   std::vector<uint8_t> out(kMagic, kMagic + 8);
   put_u64(out, text.size());
   out.insert(out.end(), text.begin(), text.end());

@@ -15,7 +15,7 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
   auto& c = r.config;
   double round_timeout_s = 120, wait_for_sites_s = 300;
   uint32_t heartbeat_ms = 1000;
-  std::string key_file, allow_dir, run_dir, initial_adapter, config_file;
+  std::string key_file, allow_dir, roster, run_dir, initial_adapter, config_file;
   po::options_description o("coordinator options (each also `name = value` in --config FILE)");
   // clang-format off
   o.add_options()
@@ -25,6 +25,9 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     ("insecure", po::bool_switch(&c.insecure), "no CurveZMQ (loopback endpoints only)")
     ("key", po::value(&key_file), "the coordinator's secret key file (fedctl keygen)")
     ("allow-dir", po::value(&allow_dir), "directory of *.pub keys of participants and workers")
+    ("roster", po::value(&roster),
+     "roster file binding each key to one site or worker id (docs/coordinator.md); reloaded on "
+     "SIGHUP and when it changes")
     ("run-dir", po::value(&run_dir), "run directory: events.jsonl, checkpoints/, adapter/")
     ("initial-adapter", po::value(&initial_adapter),
      "PEFT dir (adapter_model.safetensors + adapter_config.json) of the initial global adapter")
@@ -106,17 +109,23 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     return make_error(ErrorCode::kInvalidArgument,
                       "--participant-dp needs --participant-clip > 0 and --participant-sigma > 0");
   }
+  c.roster_file = roster;
   if (!c.insecure) {
-    if (key_file.empty() || allow_dir.empty()) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "CURVE needs --key and --allow-dir (or --insecure on loopback)");
+    if (key_file.empty() || (allow_dir.empty() && roster.empty())) {
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          "CURVE needs --key and --roster or --allow-dir (or --insecure on loopback)");
     }
     auto key = protocol::load_key_pair(key_file);
     if (!key) return make_error(ErrorCode::kInvalidArgument, key.error().message);
     c.key = std::move(key).value();
-    auto allow = protocol::AllowList::load_directory(allow_dir);
-    if (!allow) return make_error(ErrorCode::kInvalidArgument, allow.error().message);
-    c.allow = std::move(allow).value();
+    if (!allow_dir.empty()) {
+      auto allow = protocol::AllowList::load_directory(allow_dir);
+      if (!allow) return make_error(ErrorCode::kInvalidArgument, allow.error().message);
+      c.allow = std::move(allow).value();
+    }
+  } else if (!roster.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "--roster needs CURVE (not --insecure)");
   }
   return r;
 }

@@ -5,8 +5,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "coordinator/accumulator.h"
 #include "coordinator/checkpoint.h"
@@ -14,6 +16,7 @@
 #include "coordinator/event_log.h"
 #include "coordinator/peft.h"
 #include "coordinator/registry.h"
+#include "coordinator/roster.h"
 #include "privacy/accountant.h"
 #include "protocol/coordinator_codec.h"
 #include "protocol/messages.h"
@@ -71,8 +74,11 @@ protocol::Status check_config(const CoordinatorConfig& c) {
     return bad("participant_clip and participant_sigma must be finite");
   }
   if (!c.insecure && !c.key) return bad("CURVE needs the coordinator's key (or --insecure)");
-  if (!c.insecure && !c.allow && c.zap == nullptr) {
-    return bad("CURVE needs an allow-list of participant and worker keys");
+  if (!c.insecure && !c.allow && c.zap == nullptr && c.roster_file.empty()) {
+    return bad("CURVE needs a roster or an allow-list of participant and worker keys");
+  }
+  if (c.insecure && !c.roster_file.empty()) {
+    return bad("a roster binds CURVE keys: it needs CURVE (not --insecure)");
   }
   return protocol::ok_status();
 }
@@ -95,6 +101,22 @@ struct Coordinator::Impl {
   CoordinatorConfig cfg;
   std::shared_ptr<spdlog::logger> log;
   std::unique_ptr<protocol::ZapHandler> own_zap;  // destroyed after the server
+  // The roster (empty optional: none) and what the file looked like when it was read.
+  std::optional<Roster> roster;
+  std::filesystem::file_time_type roster_mtime{};
+  uintmax_t roster_size = 0;
+  Clock::time_point roster_polled{};
+  std::atomic<bool> roster_reload{false};
+  std::set<std::string> unlisted_logged;     // keys refused as not in the roster, logged once
+  std::map<std::string, uint64_t> refusals;  // per key: refusals so far (to bound log lines)
+
+  // True for the first 10 refusals of a key and every 1000th after (one key cannot flood the
+  // log or events.jsonl); at most 4096 keys are tracked, the rest always log.
+  bool should_log(const std::string& key) {
+    if (refusals.size() >= 4096 && !refusals.count(key)) return true;
+    const uint64_t n = ++refusals[key];
+    return n <= 10 || n % 1000 == 0;
+  }
   std::optional<protocol::Server> server;
   std::optional<EventLog> events;
   Registry registry;
@@ -128,6 +150,8 @@ struct Coordinator::Impl {
   void pump(Clock::time_point until);
   void handle(protocol::RawIncoming&& in);
   void handle_register(const pc::Register& r, const protocol::RawIncoming& in);
+  protocol::Status load_roster(bool initial);
+  void poll_roster();
   void handle_upload(SiteRecord& s, pc::Message&& m, uint64_t bytes);
   void drop(const std::string& id, const std::string& reason, const std::string& detail = "");
   protocol::Status send(const std::string& peer, pc::Message&& m);
@@ -200,11 +224,16 @@ protocol::Status Coordinator::Impl::init() {
   phase = {cfg.plan.sample_rate, cfg.plan.noise_multiplier,
            static_cast<int64_t>(cfg.plan.local_steps)};
 
+  if (!cfg.roster_file.empty()) {
+    if (auto s = load_roster(/*initial=*/true); !s) return s;
+  }
   const protocol::ZapHandler* zap = cfg.zap;
   if (!cfg.insecure && zap == nullptr) {
     auto logger = log;
+    const protocol::AllowList base = cfg.allow.value_or(protocol::AllowList{});
+    const protocol::AllowList allow = roster ? roster->allow_list(base) : base;
     auto z = protocol::ZapHandler::start(
-        ctx, *cfg.allow, [logger](std::string_view line) { logger->warn("refused: {}", line); });
+        ctx, allow, [logger](std::string_view line) { logger->warn("refused: {}", line); });
     if (!z) return z.error();
     own_zap = std::move(z).value();
     zap = own_zap.get();
@@ -273,7 +302,69 @@ void Coordinator::Impl::mark_exhausted() {
   }
 }
 
+protocol::Status Coordinator::Impl::load_roster(bool initial) {
+  std::error_code ec;
+  const auto mtime = std::filesystem::last_write_time(cfg.roster_file, ec);
+  const auto size = ec ? 0 : std::filesystem::file_size(cfg.roster_file, ec);
+  auto loaded = Roster::load(cfg.roster_file);
+  if (!loaded) {
+    if (initial) return loaded.error();
+    // Keep what we have; do not retry the same file until it changes again.
+    if (!ec) roster_mtime = mtime, roster_size = size;
+    log->error("roster {} refused, keeping the previous one: {}", cfg.roster_file.string(),
+               loaded.error().message);
+    events->write("roster_refused",
+                  {{"path", cfg.roster_file.string()}, {"error", loaded.error().message}});
+    return protocol::ok_status();
+  }
+  if (!ec) roster_mtime = mtime, roster_size = size;
+  roster = std::move(loaded).value();
+  unlisted_logged.clear();
+  if (own_zap)
+    own_zap->set_allow_list(roster->allow_list(cfg.allow.value_or(protocol::AllowList{})));
+  events->write("roster_loaded", {{"path", cfg.roster_file.string()}, {"entries", roster->size()}});
+  log->info("roster {}: {} entries", cfg.roster_file.string(), roster->size());
+  if (initial) return protocol::ok_status();
+  // Sites whose key, id, role or endpoint the new roster no longer allows are cut off: they must
+  // register again (and will be refused if still not allowed).
+  for (const auto& [id, site] : registry.sites()) {
+    if (site.peer.empty()) continue;
+    const RosterEntry* e = roster->find_key(site.auth_key);
+    std::string why;
+    if (e == nullptr) {
+      why = "its key is no longer in the roster";
+    } else if (e->id != id || e->role != site.role) {
+      why = "its key is now " + std::string(pc::role_name(e->role)) + " '" + e->id + "'";
+    } else if (site.role == pc::Role::kWorker &&
+               (e->endpoint != site.compute_endpoint || e->key != site.public_key)) {
+      why = "its roster endpoint or key changed";
+    }
+    if (why.empty()) continue;
+    SiteRecord* s = registry.find(id);
+    s->alive = false;
+    s->peer.clear();
+    log->warn("{} revoked by the roster: {}", id, why);
+    events->write("site_revoked", {{"site", id}, {"reason", why}});
+    if (collecting) drop(id, "revoked", why);
+  }
+  return protocol::ok_status();
+}
+
+void Coordinator::Impl::poll_roster() {
+  if (cfg.roster_file.empty()) return;
+  const bool asked = roster_reload.exchange(false);
+  if (!asked && Clock::now() - roster_polled < std::chrono::seconds(1)) return;
+  roster_polled = Clock::now();
+  std::error_code ec;
+  const auto mtime = std::filesystem::last_write_time(cfg.roster_file, ec);
+  const auto size = ec ? 0 : std::filesystem::file_size(cfg.roster_file, ec);
+  if (!asked && !ec && mtime == roster_mtime && size == roster_size) return;
+  if (ec && !asked) return;  // gone for a moment (an editor replacing it): keep the roster
+  (void)load_roster(/*initial=*/false);
+}
+
 void Coordinator::Impl::pump(Clock::time_point until) {
+  poll_roster();
   for (int i = 0; i < 256; ++i) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     const auto wait = i == 0 ? std::clamp(left, std::chrono::milliseconds(0), kPollSlice)
@@ -297,6 +388,15 @@ void Coordinator::Impl::pump(Clock::time_point until) {
 
 void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
   const auto now = Clock::now();
+  if (roster && roster->find_key(in.user_id) == nullptr) {
+    // Admitted by the allow-list but not in the roster: refused before decoding anything.
+    if (unlisted_logged.size() < 1024 && unlisted_logged.insert(in.user_id).second) {
+      log->warn("refused a message from key {}: not in the roster", in.user_id);
+      events->write("message_refused", {{"key", in.user_id}, {"error", "key not in the roster"}});
+    }
+    return reply_error(in.peer,
+                       make_error(ErrorCode::kUnauthorised, "this key is not in the roster"));
+  }
   if (!in.frames) {
     log->warn("malformed message: {}", in.frames.error().to_string());
     return reply_error(in.peer, in.frames.error());
@@ -306,10 +406,12 @@ void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
   auto decoded = pc::decode(std::move(in.frames).value());
   SiteRecord* site = registry.find_by_peer(in.peer);
   if (!decoded) {
-    log->warn("malformed message from {}: {}",
-              site ? site->id : std::string("an unregistered peer"), decoded.error().to_string());
-    if (site != nullptr) {
-      events->write("message_refused", {{"site", site->id}, {"error", decoded.error().message}});
+    if (should_log(in.user_id)) {
+      log->warn("malformed message from {}: {}",
+                site ? site->id : std::string("an unregistered peer"), decoded.error().to_string());
+      if (site != nullptr) {
+        events->write("message_refused", {{"site", site->id}, {"error", decoded.error().message}});
+      }
     }
     return reply_error(in.peer, decoded.error());
   }
@@ -317,6 +419,13 @@ void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
   if (const auto* r = std::get_if<pc::Register>(&m.body)) return handle_register(*r, in);
   if (site == nullptr) {
     return reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "register first"));
+  }
+  if (site->auth_key != in.user_id) {
+    // A connection that took over a routing id: it is not the key this site registered with.
+    log->warn("refused a message on {}'s connection from another key", site->id);
+    return reply_error(
+        in.peer, make_error(ErrorCode::kUnauthorised, "this connection's key is not the one '",
+                            site->id, "' registered with; register first"));
   }
   site->last_seen = now;
   if (!site->alive) {
@@ -352,14 +461,25 @@ void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
 }
 
 void Coordinator::Impl::handle_register(const pc::Register& r, const protocol::RawIncoming& in) {
-  auto s = registry.register_site(r, in.peer, in.user_id, Clock::now());
-  if (!s) {
-    log->warn("registration of '{}' refused: {}", r.site_id, s.error().message);
-    (void)send(
-        in.peer,
-        pc::Message{pc::RegisterReply{false, protocol::to_wire(s.error()).message, 0, round}, {}});
-    return;
+  auto refuse = [&](const protocol::Error& e) {
+    if (should_log(in.user_id)) {
+      log->warn("registration of {} '{}' refused: {}", pc::role_name(r.role), r.site_id, e.message);
+      events->write("registration_refused",
+                    {{"site", r.site_id}, {"role", pc::role_name(r.role)}, {"error", e.message}});
+    }
+    (void)send(in.peer,
+               pc::Message{pc::RegisterReply{false, protocol::to_wire(e).message, 0, round}, {}});
+  };
+  if (roster) {
+    if (auto st = check_register(*roster, in.user_id, r); !st) return refuse(st.error());
   }
+  if (r.role == pc::Role::kWorker && r.public_key.empty() && !cfg.insecure) {
+    return refuse(make_error(ErrorCode::kUnauthorised,
+                             "a worker must announce its CURVE key (an empty key is allowed only "
+                             "when the coordinator is insecure on loopback)"));
+  }
+  auto s = registry.register_site(r, in.peer, in.user_id, Clock::now(), roster.has_value());
+  if (!s) return refuse(s.error());
   events->write(
       "site_registered",
       {{"site", r.site_id}, {"role", pc::role_name(r.role)}, {"dataset_size", r.dataset_size}});
@@ -730,6 +850,10 @@ protocol::Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_
 
 const std::string& Coordinator::endpoint() const {
   return impl_->server->endpoint();
+}
+
+void Coordinator::reload_roster() {
+  impl_->roster_reload.store(true);
 }
 
 uint32_t Coordinator::next_round() const {

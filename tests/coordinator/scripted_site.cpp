@@ -27,6 +27,11 @@ std::vector<protocol::Error> ScriptedSite::errors() const {
   return errors_;
 }
 
+std::string ScriptedSite::refusal() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return refusal_;
+}
+
 std::vector<pc::WorkerEntry> ScriptedSite::workers() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return workers_;
@@ -34,15 +39,17 @@ std::vector<pc::WorkerEntry> ScriptedSite::workers() const {
 
 void ScriptedSite::upload(pc::CoordinatorClient& c, const pc::RoundInvitation& inv) {
   std::vector<float> delta(inv.adapter.total(), options_.delta_value);
-  pc::DeltaUpload u{inv.round,
-                    inv.attempt,
-                    options_.id,
-                    inv.adapter,
-                    options_.examples,
-                    options_.loss / inv.round,
-                    options_.loss / inv.round + 0.1,
-                    inv.plan.local_steps,
-                    0.5};
+  pc::DeltaUpload u{
+      inv.round,
+      inv.attempt,
+      options_.id,
+      inv.adapter,
+      options_.examples,
+      options_.train_loss_override != 0 ? options_.train_loss_override : options_.loss / inv.round,
+      options_.train_loss_override != 0 ? options_.train_loss_override
+                                        : options_.loss / inv.round + 0.1,
+      inv.plan.local_steps,
+      0.5};
   (void)c.upload(u, delta);
 }
 
@@ -116,16 +123,20 @@ void ScriptedSite::run() {
   const bool worker = options_.role == pc::Role::kWorker;
   const pc::Register reg{options_.role,
                          options_.id,
-                         worker ? 0u : 100u,
+                         worker ? 0u : options_.dataset_size,
                          worker ? 0.0 : options_.epsilon_max,
                          worker ? 0.0 : options_.delta,
                          options_.compute_endpoint,
-                         ""};
+                         options_.public_key};
   while (!stop_ && !registered_) {
     auto r = c.register_site(reg, 500ms);
     if (r.ok() && r.value().accepted) {
       registered_ = true;
-    } else if (r.ok()) {
+    } else if (r.ok() || r.error().code == protocol::ErrorCode::kUnauthorised) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        refusal_ = r.ok() ? r.value().reason : r.error().message;
+      }
       refused_ = true;
       return;
     }

@@ -37,7 +37,10 @@ struct SiteOptions {
   std::optional<protocol::KeyPair> key;       // CURVE
   std::optional<protocol::PublicKey> server;  // CURVE
   protocol::coord::Role role = protocol::coord::Role::kParticipant;
-  std::string compute_endpoint;  // workers
+  std::string compute_endpoint;    // workers
+  std::string public_key;          // workers: the key they announce
+  uint64_t dataset_size = 100;     // registered (participants)
+  double train_loss_override = 0;  // != 0: upload this train loss (NaN: not reported)
 };
 
 class ScriptedSite {
@@ -51,6 +54,8 @@ class ScriptedSite {
   int late_acks() const { return late_.load(); }
   bool registered() const { return registered_.load(); }
   bool refused() const { return refused_.load(); }
+  // The coordinator's reason when it refused the registration.
+  std::string refusal() const;
   bool shut_down() const { return shutdown_.load(); }
   // The worker directory of the last invitation.
   std::vector<protocol::coord::WorkerEntry> workers() const;
@@ -68,6 +73,7 @@ class ScriptedSite {
   std::atomic<int> invitations_{0}, accepted_{0}, late_{0};
   mutable std::mutex mutex_;
   std::vector<protocol::Error> errors_;
+  std::string refusal_;
   std::vector<protocol::coord::WorkerEntry> workers_;
   std::thread thread_;
 };

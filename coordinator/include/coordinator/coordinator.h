@@ -45,6 +45,12 @@ struct CoordinatorConfig {
   std::optional<protocol::KeyPair> key;       // CURVE: the coordinator's key pair
   std::optional<protocol::AllowList> allow;   // CURVE: admitted keys (a ZAP handler is started)
   const protocol::ZapHandler* zap = nullptr;  // CURVE: or the context's existing handler
+  // CURVE: the roster (roster.h) binding each key to one (id, role) and each worker to its
+  // endpoint; its keys are admitted too (with `allow`, if given, admitting more keys whose
+  // messages are then refused with an error naming the roster). Reloaded when the file changes
+  // (its mtime or size, polled every second) and on reload_roster(); a bad file is refused and
+  // the previous roster kept. Empty: no roster (an id is bound to the first key that uses it).
+  std::filesystem::path roster_file;
 
   // Files.
   std::filesystem::path run_dir;          // events.jsonl, checkpoints/, adapter/
@@ -106,6 +112,10 @@ class Coordinator {
   // run_finished, and sends Shutdown to the alive sites. Errors are I/O failures (a checkpoint
   // that cannot be written).
   protocol::Result<RunSummary> run(std::stop_token stop = {});
+
+  // Asks run() to reload the roster file at its next poll (thread-safe, async-signal-safe: an
+  // atomic flag). The executable calls it on SIGHUP.
+  void reload_roster();
 
  private:
   struct Impl;
