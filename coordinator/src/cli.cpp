@@ -13,7 +13,7 @@ using protocol::make_error;
 protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostream& out) {
   CliOutcome r;
   auto& c = r.config;
-  double round_timeout_s = 120, wait_for_sites_s = 300;
+  double round_timeout_s = 120, wait_for_sites_s = 300, handshake_timeout_s = 10;
   uint32_t heartbeat_ms = 1000;
   std::string key_file, allow_dir, roster, run_dir, initial_adapter, config_file;
   po::options_description o("coordinator options (each also `name = value` in --config FILE)");
@@ -28,6 +28,8 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     ("roster", po::value(&roster),
      "roster file binding each key to one site or worker id (docs/coordinator.md); reloaded on "
      "SIGHUP and when it changes")
+    ("handshake-timeout", po::value(&handshake_timeout_s)->default_value(handshake_timeout_s),
+     "seconds a connection may take to complete its CURVE handshake before it is closed")
     ("run-dir", po::value(&run_dir), "run directory: events.jsonl, checkpoints/, adapter/")
     ("initial-adapter", po::value(&initial_adapter),
      "PEFT dir (adapter_model.safetensors + adapter_config.json) of the initial global adapter")
@@ -49,6 +51,9 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     ("start-after", po::value(&c.start_after)->default_value(c.start_after),
      "participants to wait for before the first round (0: min-participants)")
     ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the selection DRBG")
+    ("max-example-weight",
+     po::value(&c.max_example_weight)->default_value(c.max_example_weight),
+     "FedAvg weight cap: a delta counts with at most this many examples (0: no cap)")
     ("local-steps", po::value(&c.plan.local_steps)->default_value(c.plan.local_steps),
      "DP-SGD steps per round at each site")
     ("lr", po::value(&c.plan.learning_rate)->default_value(c.plan.learning_rate),
@@ -69,6 +74,9 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
      "participant-level DP: L2 clip norm C_u of a site's round delta")
     ("participant-sigma", po::value(&c.plan.participant_sigma),
      "participant-level DP: noise multiplier sigma_u (noise std sigma_u * C_u per coordinate)")
+    ("participant-amplification", po::bool_switch(&c.participant_amplification),
+     "participant-level DP: account with amplification by subsampling (q = selected/eligible); "
+     "valid only against a party that does not learn the selection, never the coordinator")
     ("strategy", po::value(&c.strategy.name)->default_value(c.strategy.name),
      "fedavg | fedadam | fedyogi | fedadagrad")
     ("server-lr", po::value(&c.strategy.server_lr)->default_value(c.strategy.server_lr),
@@ -98,10 +106,13 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
   if (run_dir.empty()) return make_error(ErrorCode::kInvalidArgument, "--run-dir is required");
   c.run_dir = run_dir;
   c.initial_adapter = initial_adapter;
-  if (!(round_timeout_s > 0) || !(wait_for_sites_s > 0) || heartbeat_ms == 0) {
+  if (!(round_timeout_s > 0) || !(wait_for_sites_s > 0) || heartbeat_ms == 0 ||
+      !(handshake_timeout_s > 0) || handshake_timeout_s > 3600) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "--round-timeout, --wait-for-sites and --heartbeat-ms must be > 0");
+                      "--round-timeout, --wait-for-sites and --heartbeat-ms must be > 0, "
+                      "--handshake-timeout in (0, 3600]");
   }
+  c.handshake_timeout = std::chrono::milliseconds(static_cast<int64_t>(handshake_timeout_s * 1000));
   c.round_timeout = std::chrono::milliseconds(static_cast<int64_t>(round_timeout_s * 1000));
   c.wait_for_sites = std::chrono::milliseconds(static_cast<int64_t>(wait_for_sites_s * 1000));
   c.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);

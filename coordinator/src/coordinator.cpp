@@ -12,8 +12,10 @@
 
 #include "coordinator/accumulator.h"
 #include "coordinator/checkpoint.h"
+#include "coordinator/dir_lock.h"
 #include "coordinator/drbg.h"
 #include "coordinator/event_log.h"
+#include "coordinator/files.h"
 #include "coordinator/peft.h"
 #include "coordinator/registry.h"
 #include "coordinator/roster.h"
@@ -54,6 +56,7 @@ protocol::Status check_config(const CoordinatorConfig& c) {
     return bad("round_timeout, heartbeat_interval and wait_for_sites must be > 0");
   }
   if (c.missed_heartbeats == 0) return bad("missed_heartbeats must be >= 1");
+  if (c.handshake_timeout.count() <= 0) return bad("handshake_timeout must be > 0");
   const auto& p = c.plan;
   if (p.local_steps == 0) return bad("local_steps must be >= 1");
   if (!(p.learning_rate > 0) || !std::isfinite(p.learning_rate)) return bad("lr must be > 0");
@@ -89,7 +92,7 @@ struct Coordinator::Impl {
   struct Seat {  // a selected site in the current attempt
     bool accepted = false, uploaded = false, dropped = false;
     std::string drop_reason;
-    uint64_t examples = 0;
+    uint64_t examples = 0, weight = 0;
     double train_loss = 0, heldout_loss = 0, epsilon_reported = 0;
     uint32_t steps = 0;
   };
@@ -111,12 +114,15 @@ struct Coordinator::Impl {
   std::map<std::string, uint64_t> refusals;  // per key: refusals so far (to bound log lines)
 
   // True for the first 10 refusals of a key and every 1000th after (one key cannot flood the
-  // log or events.jsonl); at most 4096 keys are tracked, the rest always log.
+  // log or events.jsonl); at most 4096 keys are tracked, the rest share one count.
   bool should_log(const std::string& key) {
-    if (refusals.size() >= 4096 && !refusals.count(key)) return true;
-    const uint64_t n = ++refusals[key];
+    const std::string& k = refusals.size() >= 4096 && !refusals.count(key) ? kOverflow : key;
+    const uint64_t n = ++refusals[k];
     return n <= 10 || n % 1000 == 0;
   }
+  inline static const std::string kOverflow = "(more keys)";
+  std::optional<DirLock> run_lock;  // RUN/.lock, held while this coordinator lives
+  protocol::Limits limits;          // of the server socket and the decoder
   std::optional<protocol::Server> server;
   std::optional<EventLog> events;
   Registry registry;
@@ -154,9 +160,18 @@ struct Coordinator::Impl {
   void poll_roster();
   void handle_upload(SiteRecord& s, pc::Message&& m, uint64_t bytes);
   void drop(const std::string& id, const std::string& reason, const std::string& detail = "");
-  protocol::Status send(const std::string& peer, pc::Message&& m);
+  protocol::Status send(std::string peer, pc::Message&& m);
   void reply_error(const std::string& peer, const protocol::Error& e);
-  protocol::Status write_checkpoint_now();
+  // The checkpoint after round `completed`, the next round to start with `next_attempt`.
+  protocol::Status write_checkpoint_now(uint32_t completed, uint32_t next_attempt);
+  // Writes it, retrying with backoff (serving peers meanwhile) until it succeeds or `stop` is
+  // requested; failures are logged and written as checkpoint_failed (a bounded number per
+  // streak), the recovery as checkpoint_recovered.
+  protocol::Status checkpoint_with_retry(uint32_t completed, uint32_t next_attempt,
+                                         std::stop_token stop);
+  // Charges one phase to every site that accepted or uploaded in the current attempt.
+  void charge_attempt();
+  std::filesystem::path attempt_marker() const { return cfg.run_dir / "checkpoints" / "attempt"; }
   json epsilon_map();
   double participant_epsilon() const;
 };
@@ -171,6 +186,9 @@ protocol::Status Coordinator::Impl::init() {
   if (ec) {
     return make_error(ErrorCode::kIo, "cannot create ", cfg.run_dir.string(), ": ", ec.message());
   }
+  auto lock = DirLock::acquire(cfg.run_dir, "run directory");
+  if (!lock) return lock.error();
+  run_lock.emplace(std::move(lock).value());
   auto ev = EventLog::open(cfg.run_dir / "events.jsonl");
   if (!ev) return ev.error();
   events.emplace(std::move(ev).value());
@@ -193,6 +211,7 @@ protocol::Status Coordinator::Impl::init() {
     global = {std::move(c.value().global), std::move(c.value().adapter_config)};
     restored = std::move(c.value().strategy_state);
     round = c.value().round + 1;
+    attempt = c.value().next_attempt;
     run_id = c.value().run_id;
     if (!c.value().participant_accountant_json.empty()) {
       try {
@@ -208,6 +227,19 @@ protocol::Status Coordinator::Impl::init() {
     auto p = load_peft(cfg.initial_adapter);
     if (!p) return p.error();
     global = std::move(p).value();
+  }
+  // An attempt that was under way when an earlier process ended is never reused: the sites may
+  // have trained for (run, round, attempt) already.
+  if (auto marker = read_file(attempt_marker(), 64); marker && resumed) {
+    const std::string text(marker.value().begin(), marker.value().end());
+    unsigned r = 0, a = 0;
+    if (std::sscanf(text.c_str(), "%u %u", &r, &a) == 2 && r == round && a >= attempt) {
+      attempt = a + 1;
+      log->warn(
+          "round {} attempt {} was under way when the last coordinator stopped: resuming "
+          "with attempt {}",
+          r, a, attempt);
+    }
   }
   if (run_id.empty()) {  // a new run (or a checkpoint older than run ids)
     auto id = new_run_id();
@@ -238,7 +270,21 @@ protocol::Status Coordinator::Impl::init() {
     own_zap = std::move(z).value();
     zap = own_zap.get();
   }
-  protocol::ServerConfig sc{cfg.endpoint, cfg.insecure, cfg.key, zap, {}};
+  // Bounded memory and no blocking per peer: frames no larger than the adapter (or a header),
+  // one blob a message, few messages queued each way, sends that never wait (a peer that does
+  // not read is dropped, see send()), unauthenticated connections closed after the handshake
+  // timeout.
+  const uint64_t adapter_bytes = global.adapter.values.size() * sizeof(float);
+  limits.max_blobs = 1;
+  limits.max_blob_bytes = std::max<uint64_t>(adapter_bytes, 1);
+  limits.max_total_bytes = limits.max_header_bytes + limits.max_blob_bytes;
+  protocol::SocketOptions so;
+  so.limits = limits;
+  so.high_water_mark = 16;
+  so.receive_high_water_mark = 8;
+  so.send_timeout = std::chrono::milliseconds(0);
+  so.handshake_interval = cfg.handshake_timeout;
+  protocol::ServerConfig sc{cfg.endpoint, cfg.insecure, cfg.key, zap, so};
   auto srv = protocol::Server::bind(ctx, sc);
   if (!srv) return srv.error();
   server.emplace(std::move(srv).value());
@@ -248,17 +294,33 @@ protocol::Status Coordinator::Impl::init() {
   return protocol::ok_status();
 }
 
-protocol::Status Coordinator::Impl::send(const std::string& peer, pc::Message&& m) {
+protocol::Status Coordinator::Impl::send(std::string peer, pc::Message&& m) {
   auto frames = pc::encode(std::move(m));
   if (!frames) return frames.error();
-  for (const auto& f : frames.value()) bytes_down += f.size();
-  return server->send_frames(peer, std::move(frames).value());
+  uint64_t n = 0;
+  for (const auto& f : frames.value()) n += f.size();
+  auto st = server->send_frames(peer, std::move(frames).value());
+  if (st) {
+    bytes_down += n;
+    return st;
+  }
+  // The peer's queue is full (it does not read) or it is gone: sends never wait, so the other
+  // peers are not delayed; a registered site is dropped until it registers again.
+  if (SiteRecord* site = registry.find_by_peer(peer); site != nullptr) {
+    log->warn("{} is not reading or is gone ({}): dropped until it registers again", site->id,
+              st.error().message);
+    events->write("peer_dropped", {{"site", site->id}, {"reason", st.error().message}});
+    site->alive = false;
+    site->peer.clear();
+    if (collecting) drop(site->id, "unreachable", st.error().message);
+  } else if (should_log("send:" + peer)) {
+    log->warn("cannot send to an unregistered peer: {}", st.error().message);
+  }
+  return st;
 }
 
 void Coordinator::Impl::reply_error(const std::string& peer, const protocol::Error& e) {
-  if (auto s = send(peer, pc::Message{pc::ErrorReply{protocol::to_wire(e)}, {}}); !s) {
-    log->warn("cannot send an error reply: {}", s.error().to_string());
-  }
+  (void)send(peer, pc::Message{pc::ErrorReply{protocol::to_wire(e)}, {}});
 }
 
 double Coordinator::Impl::participant_epsilon() const {
@@ -292,6 +354,14 @@ void Coordinator::Impl::mark_exhausted() {
     std::string why;
     if (p->budget->would_exceed(phase, &why)) {
       p->exhausted = true;
+      if (p->unfundable()) {
+        events->write("budget_insufficient", {{"site", p->id},
+                                              {"epsilon_max", p->budget->epsilon_max()},
+                                              {"delta", p->budget->delta()},
+                                              {"detail", why}});
+        log->warn("{}: its privacy budget cannot fund one round ({}); never selected", p->id, why);
+        continue;
+      }
       events->write("budget_exhausted", {{"site", p->id},
                                          {"epsilon", p->budget->spent()},
                                          {"epsilon_max", p->budget->epsilon_max()},
@@ -403,8 +473,14 @@ void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
   }
   uint64_t bytes = 0;
   for (const auto& f : in.frames.value()) bytes += f.size();
-  auto decoded = pc::decode(std::move(in.frames).value());
   SiteRecord* site = registry.find_by_peer(in.peer);
+  if (site == nullptr && in.frames.value().size() > 1) {
+    // Only an invited site uploads: a blob from a peer that has not registered is not read.
+    if (should_log(in.user_id))
+      log->warn("refused a {}-byte upload from an unregistered peer", bytes);
+    return reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "register first"));
+  }
+  auto decoded = pc::decode(std::move(in.frames).value(), limits);
   if (!decoded) {
     if (should_log(in.user_id)) {
       log->warn("malformed message from {}: {}",
@@ -451,6 +527,13 @@ void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
       drop(site->id, "declined",
            std::string(pc::decline_reason_name(d->reason)) +
                (d->detail.empty() ? "" : ": " + d->detail));
+    }
+    if (d->reason == pc::DeclineReason::kMisconfigured && !site->misconfigured) {
+      // It would fail every attempt the same way: out until it registers again.
+      site->misconfigured = true;
+      log->warn("{} is misconfigured ({}): not selected until it registers again", site->id,
+                d->detail);
+      events->write("site_misconfigured", {{"site", site->id}, {"detail", d->detail}});
     }
   } else if (std::holds_alternative<pc::DeltaUpload>(m.body)) {
     handle_upload(*site, std::move(m), bytes);
@@ -526,26 +609,46 @@ void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t b
   if (seat.uploaded) return ack(pc::UploadStatus::kDuplicate);
   if (!global.adapter.same_layout(u.delta)) {
     log->warn("delta from {} refused: tensor table differs from the global adapter", s.id);
+    if (!s.misconfigured) {
+      s.misconfigured = true;  // it trains another model: every attempt would fail the same way
+      events->write("site_misconfigured",
+                    {{"site", s.id}, {"detail", "delta tensor table differs from the adapter's"}});
+    }
     return reply_error(s.peer, make_error(ErrorCode::kShapeMismatch,
                                           "the delta's tensor table differs from the global "
                                           "adapter's"));
   }
+  if (u.example_count > s.dataset_size) {
+    log->warn("delta from {} refused: {} examples, {} registered", s.id, u.example_count,
+              s.dataset_size);
+    return reply_error(s.peer,
+                       make_error(ErrorCode::kMalformedRequest, "example count ", u.example_count,
+                                  " exceeds the registered dataset size ", s.dataset_size));
+  }
+  const uint64_t weight = cfg.max_example_weight > 0
+                              ? std::min(u.example_count, cfg.max_example_weight)
+                              : u.example_count;
   auto values = pc::blob_floats(m.blobs[u.delta.blob]);
   if (!values) return reply_error(s.peer, values.error());
-  if (auto st = acc->add(values.value(), u.example_count); !st) {
+  if (auto st = acc->add(values.value(), weight); !st) {
     log->warn("delta from {} refused: {}", s.id, st.error().message);
     return reply_error(s.peer, st.error());
   }
   seat.uploaded = true;
   seat.dropped = false;
   seat.examples = u.example_count;
+  seat.weight = weight;
   seat.train_loss = u.train_loss;
   seat.heldout_loss = u.heldout_loss;
   seat.steps = u.steps;
   seat.epsilon_reported = u.epsilon_spent;
-  json received = {{"round", round},   {"attempt", attempt},
-                   {"site", s.id},     {"examples", u.example_count},
-                   {"steps", u.steps}, {"epsilon_reported", u.epsilon_spent},
+  json received = {{"round", round},
+                   {"attempt", attempt},
+                   {"site", s.id},
+                   {"examples", u.example_count},
+                   {"weight", weight},
+                   {"steps", u.steps},
+                   {"epsilon_reported", u.epsilon_spent},
                    {"bytes", bytes}};
   // Losses are optional (NaN: not reported); only reported ones are logged.
   if (pc::loss_reported(u.train_loss)) received["train_loss"] = u.train_loss;
@@ -556,8 +659,9 @@ void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t b
   ack(pc::UploadStatus::kAccepted);
 }
 
-protocol::Status Coordinator::Impl::write_checkpoint_now() {
-  Checkpoint c{round,
+protocol::Status Coordinator::Impl::write_checkpoint_now(uint32_t completed,
+                                                         uint32_t next_attempt) {
+  Checkpoint c{completed,
                drbg.state(),
                global.adapter,
                global.config_json,
@@ -565,12 +669,59 @@ protocol::Status Coordinator::Impl::write_checkpoint_now() {
                strategy->state(),
                registry.to_json(),
                /*participant_accountant_json=*/{},
-               run_id};
+               run_id,
+               next_attempt};
   // Written once the option has been used (a resumed run keeps what an earlier one spent).
   if (cfg.plan.participant_dp || participant_accountant.total_steps() > 0) {
     c.participant_accountant_json = participant_accountant.to_json();
   }
   return write_checkpoint(checkpoint_path(), c);
+}
+
+protocol::Status Coordinator::Impl::checkpoint_with_retry(uint32_t completed, uint32_t next_attempt,
+                                                          std::stop_token stop) {
+  uint32_t failures = 0;
+  std::chrono::milliseconds backoff{100};
+  for (;;) {
+    auto st = write_checkpoint_now(completed, next_attempt);
+    if (st) {
+      if (failures > 0) {
+        log->info("checkpoint written after {} failed tries", failures);
+        events->write("checkpoint_recovered", {{"round", round}, {"failures", failures}});
+      }
+      return st;
+    }
+    ++failures;
+    if (failures <= 3 || failures % 50 == 0) {
+      log->error("cannot write the checkpoint (try {}), retrying in {} ms: {}", failures,
+                 backoff.count(), st.error().message);
+      events->write("checkpoint_failed", {{"round", round},
+                                          {"failures", failures},
+                                          {"error", st.error().message},
+                                          {"retry_in_s", backoff.count() / 1000.0}});
+    }
+    if (stop.stop_requested()) return st;
+    const auto until = Clock::now() + backoff;
+    while (!stop.stop_requested() && Clock::now() < until) pump(until);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(10));
+  }
+}
+
+void Coordinator::Impl::charge_attempt() {
+  for (auto& [id, seat] : seats) {
+    if (!seat.uploaded && !seat.accepted) continue;
+    SiteRecord* s = registry.find(id);
+    if (s == nullptr || !s->budget) continue;
+    try {
+      s->budget->commit(phase);
+    } catch (const std::exception& e) {
+      // The site trained although the figures say it could not: record the phase anyway.
+      log->error("{}: {}", id, e.what());
+      auto acc2 = s->budget->accountant();
+      acc2.add(phase);
+      s->budget.emplace(s->budget->epsilon_max(), s->budget->delta(), std::move(acc2));
+    }
+  }
 }
 
 protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> eligible,
@@ -601,6 +752,13 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
                                   {"selected", ids},
                                   {"deadline_unix_ms", deadline_ms}});
   log->info("round {} attempt {}: {} of {} eligible sites selected", round, attempt, k, n);
+  // Marks the attempt as under way: a coordinator restarted before its checkpoint never invites
+  // to the same (run, round, attempt) again.
+  if (auto st = write_file_atomic(attempt_marker(),
+                                  std::to_string(round) + " " + std::to_string(attempt) + "\n");
+      !st) {
+    log->warn("cannot write {}: {}", attempt_marker().string(), st.error().message);
+  }
 
   // configure
   const auto workers = registry.worker_directory();
@@ -635,23 +793,35 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
   }
   collecting = false;
   const uint64_t received = acc->contributions();
+  // account: every site that accepted or uploaded may have trained, and charged its own budget
+  // for this attempt; so does the coordinator, whatever happens to the attempt next.
+  charge_attempt();
   if (cfg.plan.participant_dp && received > 0) {
     // Every attempt whose (noised) deltas reached the coordinator is a release, even one that is
-    // then retried or stopped: one step of the subsampled Gaussian mechanism with the
-    // selection's rate. Counted conservatively; it reaches disk with the next checkpoint.
-    participant_accountant.add({.q = static_cast<double>(k) / static_cast<double>(n),
-                                .sigma = cfg.plan.participant_sigma,
-                                .steps = 1});
+    // then retried or stopped: one step of the Gaussian mechanism. Without amplification by
+    // subsampling (q = 1): the coordinator chose the sample and sees each delta.
+    const double q =
+        cfg.participant_amplification ? static_cast<double>(k) / static_cast<double>(n) : 1.0;
+    participant_accountant.add({.q = q, .sigma = cfg.plan.participant_sigma, .steps = 1});
   }
-  if (stop.stop_requested()) return false;
+  if (stop.stop_requested()) {
+    // Keep the charges of this attempt (best effort: the process is stopping).
+    if (auto st = write_checkpoint_now(round - 1, attempt + 1); !st) {
+      log->error("cannot write the checkpoint on stop: {}", st.error().message);
+    }
+    return false;
+  }
   const double collect_s = seconds_since(t_collect);
   if (received < cfg.min_participants) {
     events->write("round_failed", {{"round", round},
                                    {"attempt", attempt},
                                    {"received", received},
-                                   {"needed", cfg.min_participants}});
+                                   {"needed", cfg.min_participants},
+                                   {"epsilon", epsilon_map()}});
     log->warn("round {} attempt {}: {} deltas, {} needed; retrying with a new selection", round,
               attempt, received, cfg.min_participants);
+    // The attempt's charges and the DRBG state reach disk before the next selection.
+    if (auto st = checkpoint_with_retry(round - 1, attempt + 1, stop); !st) return st.error();
     return false;
   }
 
@@ -661,7 +831,6 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
   strategy->apply(global.adapter.values, mean);
   const double aggregate_s = seconds_since(t_agg);
 
-  // account: every site that accepted or uploaded may have trained.
   json sites = json::array();
   // Example-weighted means over the sites that reported a loss (NaN when none did).
   double train = 0, heldout = 0, train_w = 0, heldout_w = 0;
@@ -680,25 +849,13 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
       }
       examples += seat.examples;
     }
-    if (!seat.uploaded && !seat.accepted) continue;
-    SiteRecord* s = registry.find(id);
-    if (s == nullptr || !s->budget) continue;
-    try {
-      s->budget->commit(phase);
-    } catch (const std::exception& e) {
-      // The site trained although the figures say it could not: record the phase anyway.
-      log->error("{}: {}", id, e.what());
-      auto acc2 = s->budget->accountant();
-      acc2.add(phase);
-      s->budget.emplace(s->budget->epsilon_max(), s->budget->delta(), std::move(acc2));
-    }
   }
   train = train_w > 0 ? train / train_w : std::nan("");
   heldout = heldout_w > 0 ? heldout / heldout_w : std::nan("");
 
   // checkpoint
   const auto t_ckpt = Clock::now();
-  if (auto st = write_checkpoint_now(); !st) return st.error();
+  if (auto st = checkpoint_with_retry(round, 1, stop); !st) return st.error();
   const double checkpoint_s = seconds_since(t_ckpt);
   events->write(
       "checkpoint_written",
@@ -769,11 +926,12 @@ protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
     size_t can_train = 0, exhausted = 0;
     for (auto* p : registry.participants()) {
       if (p->exhausted) {
-        ++exhausted;
+        // A site that could never fund a round (a tiny stated budget) does not end the run.
+        if (!p->unfundable()) ++exhausted;
         continue;
       }
       ++can_train;
-      if (p->alive && !p->peer.empty()) eligible.push_back(p);
+      if (p->alive && !p->peer.empty() && !p->misconfigured) eligible.push_back(p);
     }
     if (exhausted > 0 && can_train < cfg.min_participants) {
       reason = "budget_exhausted";

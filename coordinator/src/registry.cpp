@@ -53,6 +53,7 @@ protocol::Result<SiteRecord*> Registry::register_site(const protocol::coord::Reg
   s.alive = true;
   s.budget = std::move(budget);
   s.exhausted = keep_exhausted;
+  s.misconfigured = false;
   return &s;
 }
 

@@ -29,6 +29,12 @@ struct SiteRecord {
   bool alive = false;
   std::optional<privacy::Budget> budget;  // participants
   bool exhausted = false;                 // budget_exhausted has been logged
+  // Declined `misconfigured` or sent a delta of the wrong layout: not eligible until it
+  // registers again (not kept in checkpoints).
+  bool misconfigured = false;
+  // The budget cannot fund one round of the plan (and nothing was spent): never eligible, and
+  // not a reason to end the run.
+  bool unfundable() const { return exhausted && budget && budget->accountant().total_steps() == 0; }
 };
 
 class Registry {
