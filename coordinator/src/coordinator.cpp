@@ -15,7 +15,6 @@
 #include "coordinator/dir_lock.h"
 #include "coordinator/drbg.h"
 #include "coordinator/event_log.h"
-#include "coordinator/files.h"
 #include "coordinator/peft.h"
 #include "coordinator/registry.h"
 #include "coordinator/roster.h"
@@ -171,7 +170,6 @@ struct Coordinator::Impl {
                                          std::stop_token stop);
   // Charges one phase to every site that accepted or uploaded in the current attempt.
   void charge_attempt();
-  std::filesystem::path attempt_marker() const { return cfg.run_dir / "checkpoints" / "attempt"; }
   json epsilon_map();
   double participant_epsilon() const;
 };
@@ -227,19 +225,6 @@ protocol::Status Coordinator::Impl::init() {
     auto p = load_peft(cfg.initial_adapter);
     if (!p) return p.error();
     global = std::move(p).value();
-  }
-  // An attempt that was under way when an earlier process ended is never reused: the sites may
-  // have trained for (run, round, attempt) already.
-  if (auto marker = read_file(attempt_marker(), 64); marker && resumed) {
-    const std::string text(marker.value().begin(), marker.value().end());
-    unsigned r = 0, a = 0;
-    if (std::sscanf(text.c_str(), "%u %u", &r, &a) == 2 && r == round && a >= attempt) {
-      attempt = a + 1;
-      log->warn(
-          "round {} attempt {} was under way when the last coordinator stopped: resuming "
-          "with attempt {}",
-          r, a, attempt);
-    }
   }
   if (run_id.empty()) {  // a new run (or a checkpoint older than run ids)
     auto id = new_run_id();
@@ -752,13 +737,6 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
                                   {"selected", ids},
                                   {"deadline_unix_ms", deadline_ms}});
   log->info("round {} attempt {}: {} of {} eligible sites selected", round, attempt, k, n);
-  // Marks the attempt as under way: a coordinator restarted before its checkpoint never invites
-  // to the same (run, round, attempt) again.
-  if (auto st = write_file_atomic(attempt_marker(),
-                                  std::to_string(round) + " " + std::to_string(attempt) + "\n");
-      !st) {
-    log->warn("cannot write {}: {}", attempt_marker().string(), st.error().message);
-  }
 
   // configure
   const auto workers = registry.worker_directory();
