@@ -27,6 +27,11 @@ std::vector<protocol::Error> ScriptedSite::errors() const {
   return errors_;
 }
 
+std::vector<std::string> ScriptedSite::run_ids() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return run_ids_;
+}
+
 std::string ScriptedSite::refusal() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return refusal_;
@@ -59,6 +64,7 @@ void ScriptedSite::on_invitation(pc::CoordinatorClient& c, const pc::Message& m)
   {
     std::lock_guard<std::mutex> lock(mutex_);
     workers_ = inv.workers;
+    run_ids_.push_back(inv.run_id);
   }
   auto values = pc::adapter_values(inv.adapter, m);
   if (!values || values.value().size() != inv.adapter.total()) return;
@@ -70,6 +76,12 @@ void ScriptedSite::on_invitation(pc::CoordinatorClient& c, const pc::Message& m)
       break;
     case Script::kDecline:
       (void)c.decline(inv, options_.id, pc::DeclineReason::kBudget, "scripted");
+      return;
+    case Script::kMisconfigured:
+      (void)c.accept(inv, options_.id);
+      ++accepts_;
+      (void)c.decline(inv, options_.id, pc::DeclineReason::kMisconfigured,
+                      "model mismatch (scripted)");
       return;
     case Script::kLateFirst: {
       if (n > 1) break;
@@ -104,6 +116,7 @@ void ScriptedSite::on_invitation(pc::CoordinatorClient& c, const pc::Message& m)
       break;
   }
   (void)c.accept(inv, options_.id);
+  ++accepts_;
   upload(c, inv);
 }
 

@@ -24,6 +24,7 @@ enum class Script {
   kLateFirst,       // upload after the deadline of the first invitation, then normally
   kMalformedFirst,  // on the first invitation send broken uploads, then a good one
   kDecline,         // decline every invitation (budget)
+  kMisconfigured,   // accept every invitation, then decline it `misconfigured`
 };
 
 struct SiteOptions {
@@ -50,6 +51,8 @@ class ScriptedSite {
 
   void stop();
   int invitations() const { return invitations_.load(); }
+  int accepts() const { return accepts_.load(); }  // attempts this site accepted (and charged)
+  std::vector<std::string> run_ids() const;       // of every invitation
   int uploads_accepted() const { return accepted_.load(); }
   int late_acks() const { return late_.load(); }
   bool registered() const { return registered_.load(); }
@@ -70,7 +73,8 @@ class ScriptedSite {
   std::string endpoint_;
   SiteOptions options_;
   std::atomic<bool> stop_{false}, registered_{false}, refused_{false}, shutdown_{false};
-  std::atomic<int> invitations_{0}, accepted_{0}, late_{0};
+  std::atomic<int> invitations_{0}, accepted_{0}, late_{0}, accepts_{0};
+  std::vector<std::string> run_ids_;
   mutable std::mutex mutex_;
   std::vector<protocol::Error> errors_;
   std::string refusal_;
