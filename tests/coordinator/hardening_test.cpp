@@ -454,6 +454,56 @@ TEST(ProcessHardening, LargeFramesFromAnAllowedKeyThatNeverRegistersStayBounded)
   report_memory("4 MiB frames from an unregistered key", c);
 }
 
+TEST(ProcessHardening, SighupReloadsTheRosterAndItsKeysAreAdmitted) {
+  TempDir dir;
+  const fs::path run = dir.path() / "run";
+  auto server = protocol::KeyPair::generate().value();
+  ASSERT_TRUE(protocol::write_key_pair(server, (dir.path() / "server").string(), false).ok());
+  std::map<std::string, protocol::KeyPair> keys;
+  for (const char* name : {"a", "b", "c"})
+    keys.emplace(name, protocol::KeyPair::generate().value());
+  const fs::path file = dir.path() / "roster.txt";
+  auto write_roster = [&](const char* second) {
+    std::ofstream(file) << "site a " << keys.at("a").public_key.z85() << "\nsite " << second << " "
+                        << keys.at(second).public_key.z85() << "\n";
+  };
+  write_roster("b");
+  CoordinatorProcess c(
+      plus(base_args(dir.path()), {"--key", (dir.path() / "server.key").string(), "--roster",
+                                   file.string(), "--rounds", "1", "--start-after", "2"}),
+      dir.path() / "coordinator.log");
+  const std::string ep = endpoint_of(run);
+  ASSERT_FALSE(ep.empty()) << c.log_text();
+  // c's key is in no roster yet: the ZAP handler refuses its handshake.
+  const auto mtime = fs::last_write_time(file);
+  write_roster("c");  // same size; the old mtime restored below, so only SIGHUP can tell
+  fs::last_write_time(file, mtime);
+  std::this_thread::sleep_for(1500ms);  // a poll or two: no reload
+  EXPECT_EQ(events_of(events_so_far(run / "events.jsonl"), "roster_loaded").size(), 1u);
+  ::kill(c.pid(), SIGHUP);
+  ASSERT_TRUE(wait_for(
+      [&] { return events_of(events_so_far(run / "events.jsonl"), "roster_loaded").size() == 2; }));
+  zmq::context_t ctx;
+  auto site_of = [&](const std::string& id) {
+    SiteOptions o = site(id);
+    o.key = keys.at(id);
+    o.server = server.public_key;
+    return o;
+  };
+  ScriptedSite a(ctx, ep, site_of("a"));
+  ScriptedSite cs(ctx, ep, site_of("c"));  // admitted by the reloaded roster
+  const auto rc = c.wait(60s);
+  ASSERT_TRUE(rc.has_value());
+  EXPECT_EQ(*rc, 0) << c.log_text();
+  EXPECT_TRUE(cs.registered());
+  const auto all = coordinator_test::read_events(run / "events.jsonl");
+  const auto finished = events_of(all, "round_finished");
+  ASSERT_EQ(finished.size(), 1u);
+  EXPECT_EQ(finished[0]["sites"].get<std::vector<std::string>>(),
+            (std::vector<std::string>{"a", "c"}));
+  report_memory("roster reload on SIGHUP", c);
+}
+
 TEST(ProcessHardening, ASecondCoordinatorOnTheSameRunDirectoryExits) {
   TempDir dir;
   const fs::path run = dir.path() / "run";
