@@ -4,7 +4,9 @@
 //   - a Register with a tiny budget and one with a site id of invalid bytes;
 //   - 1,000 idle TCP connections (raw sockets that connect and say nothing), with the
 //     coordinator's descriptor limit below that, and a registered peer that never reads;
-//   - 4 MiB frames and many smaller uploads from an allowed key that never registers;
+//   - allowed keys that claim another id or role, a foreign endpoint or an empty worker key,
+//     or that the roster does not list; 4 MiB frames and many smaller uploads from an allowed
+//     key that never registers;
 //   - a second coordinator on the same run directory;
 //   - a checkpoint that cannot be written for a while.
 #include <arpa/inet.h>
@@ -384,22 +386,32 @@ TEST(ProcessHardening, IdleConnectionsAndAPeerThatNeverReadsDoNotStopTheRun) {
   report_memory("1000 idle connections, a peer that never reads", c);
 }
 
-TEST(ProcessHardening, LargeFramesFromAnAllowedKeyThatNeverRegistersStayBounded) {
+TEST(ProcessHardening, AllowedKeysThatAttackAreRefusedAndMemoryStaysBounded) {
   TempDir dir;
   const fs::path run = dir.path() / "run";
   auto server = protocol::KeyPair::generate().value();
   ASSERT_TRUE(protocol::write_key_pair(server, (dir.path() / "server").string(), false).ok());
   std::map<std::string, protocol::KeyPair> keys;
   std::ofstream roster(dir.path() / "roster.txt");
-  for (const char* name : {"a", "b", "lurker"}) {
+  for (const char* name : {"a", "b", "lurker", "mallory", "w1", "stranger"}) {
     keys.emplace(name, protocol::KeyPair::generate().value());
+  }
+  for (const char* name : {"a", "b", "lurker", "mallory"}) {
     roster << "site " << name << " " << keys.at(name).public_key.z85() << "\n";
   }
+  roster << "worker w1 " << keys.at("w1").public_key.z85() << " tcp://127.0.0.1:6001\n";
   roster.close();
+  // The allow-list admits one more key, which the roster does not list.
+  fs::create_directories(dir.path() / "allow");
+  ASSERT_TRUE(protocol::write_key_pair(keys.at("stranger"),
+                                       (dir.path() / "allow" / "stranger").string(), false)
+                  .ok());
+  fs::remove(dir.path() / "allow" / "stranger.key");
   CoordinatorProcess c(
       plus(base_args(dir.path()),
            {"--key", (dir.path() / "server.key").string(), "--roster",
-            (dir.path() / "roster.txt").string(), "--rounds", "2", "--start-after", "2"}),
+            (dir.path() / "roster.txt").string(), "--allow-dir", (dir.path() / "allow").string(),
+            "--rounds", "2", "--start-after", "2"}),
       dir.path() / "coordinator.log");
   const std::string ep = endpoint_of(run);
   ASSERT_FALSE(ep.empty()) << c.log_text();
@@ -434,24 +446,67 @@ TEST(ProcessHardening, LargeFramesFromAnAllowedKeyThatNeverRegistersStayBounded)
     std::this_thread::sleep_for(500ms);
     c.sample();
   }
-  auto site_of = [&](const std::string& id) {
+  auto as = [&](const std::string& key, const std::string& id) {
     SiteOptions o = site(id);
-    o.key = keys.at(id);
+    o.key = keys.at(key);
     o.server = server.public_key;
     return o;
   };
+  auto worker_as = [&](const std::string& key, const std::string& id, const std::string& ep) {
+    SiteOptions o = as(key, id);
+    o.role = pc::Role::kWorker;
+    o.compute_endpoint = ep;
+    o.public_key = keys.at(key).public_key.z85();
+    return o;
+  };
+  // The identity attacks, before the real sites come.
+  auto keyless = worker_as("w1", "w1", "tcp://127.0.0.1:6001");
+  keyless.public_key = "";
+  std::vector<std::unique_ptr<ScriptedSite>> attackers;
+  for (const auto& o :
+       {as("stranger", "c"),                                      // not in the roster
+        as("mallory", "a"),                                       // another site's id
+        worker_as("mallory", "mallory", "tcp://127.0.0.1:6009"),  // a site as worker
+        worker_as("w1", "w1", "tcp://10.6.6.6:6001"),             // a foreign endpoint
+        keyless}) {                                               // an empty key
+    attackers.push_back(std::make_unique<ScriptedSite>(ctx, ep, o));
+  }
+  ASSERT_TRUE(wait_for([&] {
+    return std::all_of(attackers.begin(), attackers.end(),
+                       [](const auto& s) { return s->refused(); });
+  }));
+  const std::vector<std::string> want = {
+      "this key is not in the roster",
+      "this key is participant 'mallory' (roster line 4), it may not register as 'a'",
+      "this key is participant 'mallory' (roster line 4), it may not register as a worker",
+      "worker 'w1' may announce only tcp://127.0.0.1:6001 (roster line 5)",
+      "worker 'w1' must announce its roster key (roster line 5), not an empty one"};
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_NE(attackers[i]->refusal().find(want[i]), std::string::npos) << attackers[i]->refusal();
+    if (i > 0) {
+      EXPECT_NE(c.log_text().find(want[i]), std::string::npos) << want[i];  // one log line each
+    }
+  }
+  EXPECT_NE(c.log_text().find("refused a message from key " + keys.at("stranger").public_key.z85() +
+                              ": not in the roster"),
+            std::string::npos);
+  for (auto& s : attackers) s->stop();
   {
-    ScriptedSite a(ctx, ep, site_of("a"));
-    ScriptedSite b(ctx, ep, site_of("b"));
+    ScriptedSite a(ctx, ep, as("a", "a"));
+    ScriptedSite b(ctx, ep, as("b", "b"));
     const auto rc = c.wait(60s);
     ASSERT_TRUE(rc.has_value());
     EXPECT_EQ(*rc, 0) << c.log_text();
+    EXPECT_EQ(a.uploads_accepted(), 2);
   }
   std::printf("coordinator VmRSS %.1f MiB before the large frames\n", before_kb / 1024.0);
   const auto all = coordinator_test::read_events(run / "events.jsonl");
   EXPECT_EQ(events_of(all, "round_finished").size(), 2u);
   EXPECT_NE(c.log_text().find("upload from an unregistered peer"), std::string::npos);
-  report_memory("4 MiB frames from an unregistered key", c);
+  std::set<std::string> registered;
+  for (const auto& e : events_of(all, "site_registered")) registered.insert(e["site"]);
+  EXPECT_EQ(registered, (std::set<std::string>{"a", "b"}));
+  report_memory("identity attacks, 4 MiB frames from an unregistered key", c);
 }
 
 TEST(ProcessHardening, SighupReloadsTheRosterAndItsKeysAreAdmitted) {
