@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "coordinator.capnp.h"
+#include "coordinator/dir_lock.h"
 #include "protocol/coordinator_codec.h"
 #include "protocol/keys.h"
 #include "protocol/socket.h"
@@ -582,6 +583,26 @@ TEST(ProcessHardening, ASecondCoordinatorOnTheSameRunDirectoryExits) {
   ASSERT_FALSE(endpoint_of(run, 2).empty()) << third.log_text();  // the second never started
   ::kill(third.pid(), SIGTERM);
   EXPECT_EQ(third.wait(30s), std::optional<int>(0)) << third.log_text();
+}
+
+TEST(DirLock, OneHolderAtATimeAndReleasedWithIt) {
+  TempDir dir;
+  std::optional<DirLock> first;
+  {
+    auto a = DirLock::acquire(dir.path(), "state directory");
+    ASSERT_TRUE(a.ok()) << a.error().to_string();
+    first.emplace(std::move(a).value());
+  }
+  auto b = DirLock::acquire(dir.path(), "state directory");  // a second open file: refused
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.error().message.find("state directory " + dir.path().string() +
+                                   " is in use by another process (pid " +
+                                   std::to_string(::getpid()) + ")"),
+            std::string::npos)
+      << b.error().message;
+  first.reset();
+  EXPECT_TRUE(DirLock::acquire(dir.path()).ok());
+  EXPECT_FALSE(DirLock::acquire(dir.path() / "missing").ok());
 }
 
 TEST(ProcessHardening, ACheckpointThatCannotBeWrittenIsRetriedUntilTheDiskRecovers) {
