@@ -15,6 +15,7 @@
 #include "coordinator/dir_lock.h"
 #include "coordinator/drbg.h"
 #include "coordinator/event_log.h"
+#include "coordinator/files.h"
 #include "coordinator/peft.h"
 #include "coordinator/registry.h"
 #include "coordinator/roster.h"
@@ -226,10 +227,27 @@ protocol::Status Coordinator::Impl::init() {
     if (!p) return p.error();
     global = std::move(p).value();
   }
+  // The run id: the checkpoint's; else RUN/run_id (a run stopped before its first checkpoint
+  // is the same run); else drawn now and written there.
+  const auto id_file = cfg.run_dir / "run_id";
+  if (run_id.empty() && std::filesystem::exists(id_file)) {
+    auto bytes = read_file(id_file, 64);
+    if (!bytes) return bytes.error();
+    std::string text(bytes.value().begin(), bytes.value().end());
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    if (!pc::is_run_id(text)) {
+      return make_error(ErrorCode::kInvalidArgument, id_file.string(),
+                        " does not hold a run id (32 lowercase hex characters)");
+    }
+    run_id = text;
+  }
   if (run_id.empty()) {  // a new run (or a checkpoint older than run ids)
     auto id = new_run_id();
     if (!id) return id.error();
     run_id = std::move(id).value();
+  }
+  if (!std::filesystem::exists(id_file)) {
+    if (auto s = write_file_atomic(id_file, run_id + "\n"); !s) return s;
   }
   auto st = make_strategy(cfg.strategy, global.adapter.values.size());
   if (!st) return st.error();

@@ -5,6 +5,7 @@
 // FedAvg weights are capped and bounded by the registered dataset size, losses are optional,
 // and the run id is drawn once per run and kept across a restart.
 #include <cmath>
+#include <fstream>
 #include <thread>
 
 #include "coordinator/checkpoint.h"
@@ -261,6 +262,24 @@ TEST(Accounting, TheRunIdIsDrawnOnceAndKeptAcrossARestart) {
   const auto both = events_of(second.events, "run_started");
   ASSERT_EQ(both.size(), 2u);
   EXPECT_EQ(both[1]["run_id"], id);  // resumed: the same run
+  // RUN/run_id holds it from the start: a run stopped before its first checkpoint keeps it too.
+  std::ifstream in(cfg.run_dir / "run_id");
+  std::string stored;
+  in >> stored;
+  EXPECT_EQ(stored, id);
+  TempDir early;
+  auto early_cfg = config(early.path());
+  {
+    zmq::context_t ctx;
+    auto c = Coordinator::create(ctx, early_cfg);  // no round, no checkpoint
+    ASSERT_TRUE(c.ok());
+  }
+  std::ifstream in2(early_cfg.run_dir / "run_id");
+  std::string early_id;
+  in2 >> early_id;
+  EXPECT_TRUE(protocol::coord::is_run_id(early_id));
+  auto resumed_early = run(early_cfg, {site("a"), site("b")});
+  EXPECT_EQ(events_of(resumed_early.events, "run_started")[0]["run_id"], early_id);
   // Another run directory is another run.
   TempDir other;
   auto fresh = run(config(other.path()), {site("a"), site("b")});
