@@ -1,5 +1,6 @@
 // coordinator: the federation's round scheduler (see coordinator/coordinator.h and
-// docs/coordinator.md). Thin: parses flags, runs the library until done or SIGINT/SIGTERM.
+// docs/coordinator.md). Thin: parses flags, runs the library until done or SIGINT/SIGTERM;
+// SIGHUP reloads the roster.
 //   coordinator --config configs/coordinator.ini --run-dir runs/r1 --initial-adapter adapter0
 #include <signal.h>
 
@@ -18,11 +19,13 @@ int main(int argc, char** argv) {
   }
   if (parsed.value().help) return 0;
 
-  // SIGINT/SIGTERM are taken by a waiting thread (no handler state): it requests the stop.
+  // SIGINT/SIGTERM/SIGHUP are taken by a waiting thread (no handler state): SIGHUP asks for a
+  // roster reload, the others request the stop.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   zmq::context_t context;
@@ -32,10 +35,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::stop_source stop;
-  std::thread waiter([&signals, &stop] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    stop.request_stop();
+  coordinator::Coordinator* running = c.value().get();
+  std::thread waiter([&signals, &stop, running] {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        running->reload_roster();
+        continue;
+      }
+      stop.request_stop();
+      return;
+    }
   });
   auto summary = c.value()->run(stop.get_token());
   // Release the waiter: send ourselves a signal it is waiting for (blocked in this thread).

@@ -52,10 +52,11 @@ std::vector<uint8_t> serialize_checkpoint(const Checkpoint& c) {
                {"buffers", buffers},
                {"registry", json::parse(c.registry_json)}};
   if (!c.run_id.empty()) meta["run_id"] = c.run_id;
+  if (c.next_attempt != 1) meta["next_attempt"] = c.next_attempt;
   if (!c.participant_accountant_json.empty()) {
     meta["participant_accountant"] = json::parse(c.participant_accountant_json);
   }
-  const std::string text = meta.dump();
+  const std::string text = meta.dump(-1, ' ', false, json::error_handler_t::replace);
   std::vector<uint8_t> out(kMagic, kMagic + 8);
   put_u64(out, text.size());
   out.insert(out.end(), text.begin(), text.end());
@@ -109,6 +110,10 @@ protocol::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes) {
       c.run_id = meta.at("run_id").get<std::string>();
       if (!protocol::coord::is_run_id(c.run_id))
         return bad("run id is not 32 lowercase hex digits");
+    }
+    if (meta.contains("next_attempt")) {
+      c.next_attempt = meta.at("next_attempt").get<uint32_t>();
+      if (c.next_attempt == 0) return bad("next attempt is 0");
     }
     if (meta.contains("participant_accountant")) {
       c.participant_accountant_json = meta.at("participant_accountant").dump();

@@ -13,9 +13,9 @@ using protocol::make_error;
 protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostream& out) {
   CliOutcome r;
   auto& c = r.config;
-  double round_timeout_s = 120, wait_for_sites_s = 300;
+  double round_timeout_s = 120, wait_for_sites_s = 300, handshake_timeout_s = 10;
   uint32_t heartbeat_ms = 1000;
-  std::string key_file, allow_dir, run_dir, initial_adapter, config_file;
+  std::string key_file, allow_dir, roster, run_dir, initial_adapter, config_file;
   po::options_description o("coordinator options (each also `name = value` in --config FILE)");
   // clang-format off
   o.add_options()
@@ -25,6 +25,11 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     ("insecure", po::bool_switch(&c.insecure), "no CurveZMQ (loopback endpoints only)")
     ("key", po::value(&key_file), "the coordinator's secret key file (fedctl keygen)")
     ("allow-dir", po::value(&allow_dir), "directory of *.pub keys of participants and workers")
+    ("roster", po::value(&roster),
+     "roster file binding each key to one site or worker id (docs/coordinator.md); reloaded on "
+     "SIGHUP and when it changes")
+    ("handshake-timeout", po::value(&handshake_timeout_s)->default_value(handshake_timeout_s),
+     "seconds a connection may take to complete its CURVE handshake before it is closed")
     ("run-dir", po::value(&run_dir), "run directory: events.jsonl, checkpoints/, adapter/")
     ("initial-adapter", po::value(&initial_adapter),
      "PEFT dir (adapter_model.safetensors + adapter_config.json) of the initial global adapter")
@@ -48,6 +53,9 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the selection DRBG")
     ("run-id", po::value(&c.run_id),
      "32 hex digits: replay a run with this id (tests only; default: a fresh random id)")
+    ("max-example-weight",
+     po::value(&c.max_example_weight)->default_value(c.max_example_weight),
+     "FedAvg weight cap: a delta counts with at most this many examples (0: no cap)")
     ("local-steps", po::value(&c.plan.local_steps)->default_value(c.plan.local_steps),
      "DP-SGD steps per round at each site")
     ("lr", po::value(&c.plan.learning_rate)->default_value(c.plan.learning_rate),
@@ -68,6 +76,9 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
      "participant-level DP: L2 clip norm C_u of a site's round delta")
     ("participant-sigma", po::value(&c.plan.participant_sigma),
      "participant-level DP: noise multiplier sigma_u (noise std sigma_u * C_u per coordinate)")
+    ("participant-amplification", po::bool_switch(&c.participant_amplification),
+     "participant-level DP: account with amplification by subsampling (q = selected/eligible); "
+     "valid only against a party that does not learn the selection, never the coordinator")
     ("strategy", po::value(&c.strategy.name)->default_value(c.strategy.name),
      "fedavg | fedadam | fedyogi | fedadagrad")
     ("server-lr", po::value(&c.strategy.server_lr)->default_value(c.strategy.server_lr),
@@ -97,10 +108,13 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
   if (run_dir.empty()) return make_error(ErrorCode::kInvalidArgument, "--run-dir is required");
   c.run_dir = run_dir;
   c.initial_adapter = initial_adapter;
-  if (!(round_timeout_s > 0) || !(wait_for_sites_s > 0) || heartbeat_ms == 0) {
+  if (!(round_timeout_s > 0) || !(wait_for_sites_s > 0) || heartbeat_ms == 0 ||
+      !(handshake_timeout_s > 0) || handshake_timeout_s > 3600) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "--round-timeout, --wait-for-sites and --heartbeat-ms must be > 0");
+                      "--round-timeout, --wait-for-sites and --heartbeat-ms must be > 0, "
+                      "--handshake-timeout in (0, 3600]");
   }
+  c.handshake_timeout = std::chrono::milliseconds(static_cast<int64_t>(handshake_timeout_s * 1000));
   c.round_timeout = std::chrono::milliseconds(static_cast<int64_t>(round_timeout_s * 1000));
   c.wait_for_sites = std::chrono::milliseconds(static_cast<int64_t>(wait_for_sites_s * 1000));
   c.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
@@ -108,17 +122,23 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     return make_error(ErrorCode::kInvalidArgument,
                       "--participant-dp needs --participant-clip > 0 and --participant-sigma > 0");
   }
+  c.roster_file = roster;
   if (!c.insecure) {
-    if (key_file.empty() || allow_dir.empty()) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "CURVE needs --key and --allow-dir (or --insecure on loopback)");
+    if (key_file.empty() || (allow_dir.empty() && roster.empty())) {
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          "CURVE needs --key and --roster or --allow-dir (or --insecure on loopback)");
     }
     auto key = protocol::load_key_pair(key_file);
     if (!key) return make_error(ErrorCode::kInvalidArgument, key.error().message);
     c.key = std::move(key).value();
-    auto allow = protocol::AllowList::load_directory(allow_dir);
-    if (!allow) return make_error(ErrorCode::kInvalidArgument, allow.error().message);
-    c.allow = std::move(allow).value();
+    if (!allow_dir.empty()) {
+      auto allow = protocol::AllowList::load_directory(allow_dir);
+      if (!allow) return make_error(ErrorCode::kInvalidArgument, allow.error().message);
+      c.allow = std::move(allow).value();
+    }
+  } else if (!roster.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "--roster needs CURVE (not --insecure)");
   }
   return r;
 }

@@ -1,19 +1,25 @@
 // The round engine (see coordinator.h for the state machine).
+#include "base/dir_lock.h"
+#include "base/error.h"
 #include "coordinator/coordinator.h"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "coordinator/accumulator.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/drbg.h"
 #include "coordinator/event_log.h"
+#include "coordinator/files.h"
 #include "coordinator/peft.h"
 #include "coordinator/registry.h"
+#include "coordinator/roster.h"
 #include "privacy/accountant.h"
 #include "protocol/coordinator_codec.h"
 #include "protocol/messages.h"
@@ -51,6 +57,7 @@ protocol::Status check_config(const CoordinatorConfig& c) {
     return bad("round_timeout, heartbeat_interval and wait_for_sites must be > 0");
   }
   if (c.missed_heartbeats == 0) return bad("missed_heartbeats must be >= 1");
+  if (c.handshake_timeout.count() <= 0) return bad("handshake_timeout must be > 0");
   const auto& p = c.plan;
   if (p.local_steps == 0) return bad("local_steps must be >= 1");
   if (!(p.learning_rate > 0) || !std::isfinite(p.learning_rate)) return bad("lr must be > 0");
@@ -71,8 +78,11 @@ protocol::Status check_config(const CoordinatorConfig& c) {
     return bad("participant_clip and participant_sigma must be finite");
   }
   if (!c.insecure && !c.key) return bad("CURVE needs the coordinator's key (or --insecure)");
-  if (!c.insecure && !c.allow && c.zap == nullptr) {
-    return bad("CURVE needs an allow-list of participant and worker keys");
+  if (!c.insecure && !c.allow && c.zap == nullptr && c.roster_file.empty()) {
+    return bad("CURVE needs a roster or an allow-list of participant and worker keys");
+  }
+  if (c.insecure && !c.roster_file.empty()) {
+    return bad("a roster binds CURVE keys: it needs CURVE (not --insecure)");
   }
   return protocol::ok_status();
 }
@@ -83,7 +93,7 @@ struct Coordinator::Impl {
   struct Seat {  // a selected site in the current attempt
     bool accepted = false, uploaded = false, dropped = false;
     std::string drop_reason;
-    uint64_t examples = 0;
+    uint64_t examples = 0, weight = 0;
     double train_loss = 0, heldout_loss = 0, epsilon_reported = 0;
     uint32_t steps = 0;
   };
@@ -95,6 +105,25 @@ struct Coordinator::Impl {
   CoordinatorConfig cfg;
   std::shared_ptr<spdlog::logger> log;
   std::unique_ptr<protocol::ZapHandler> own_zap;  // destroyed after the server
+  // The roster (empty optional: none) and what the file looked like when it was read.
+  std::optional<Roster> roster;
+  std::filesystem::file_time_type roster_mtime{};
+  uintmax_t roster_size = 0;
+  Clock::time_point roster_polled{};
+  std::atomic<bool> roster_reload{false};
+  std::set<std::string> unlisted_logged;     // keys refused as not in the roster, logged once
+  std::map<std::string, uint64_t> refusals;  // per key: refusals so far (to bound log lines)
+
+  // True for the first 10 refusals of a key and every 1000th after (one key cannot flood the
+  // log or events.jsonl); at most 4096 keys are tracked, the rest share one count.
+  bool should_log(const std::string& key) {
+    const std::string& k = refusals.size() >= 4096 && !refusals.count(key) ? kOverflow : key;
+    const uint64_t n = ++refusals[k];
+    return n <= 10 || n % 1000 == 0;
+  }
+  inline static const std::string kOverflow = "(more keys)";
+  std::optional<base::DirLock> run_lock;  // RUN/.lock, held while this coordinator lives
+  protocol::Limits limits;          // of the server socket and the decoder
   std::optional<protocol::Server> server;
   std::optional<EventLog> events;
   Registry registry;
@@ -128,11 +157,21 @@ struct Coordinator::Impl {
   void pump(Clock::time_point until);
   void handle(protocol::RawIncoming&& in);
   void handle_register(const pc::Register& r, const protocol::RawIncoming& in);
+  protocol::Status load_roster(bool initial);
+  void poll_roster();
   void handle_upload(SiteRecord& s, pc::Message&& m, uint64_t bytes);
   void drop(const std::string& id, const std::string& reason, const std::string& detail = "");
-  protocol::Status send(const std::string& peer, pc::Message&& m);
+  protocol::Status send(std::string peer, pc::Message&& m);
   void reply_error(const std::string& peer, const protocol::Error& e);
-  protocol::Status write_checkpoint_now();
+  // The checkpoint after round `completed`, the next round to start with `next_attempt`.
+  protocol::Status write_checkpoint_now(uint32_t completed, uint32_t next_attempt);
+  // Writes it, retrying with backoff (serving peers meanwhile) until it succeeds or `stop` is
+  // requested; failures are logged and written as checkpoint_failed (a bounded number per
+  // streak), the recovery as checkpoint_recovered.
+  protocol::Status checkpoint_with_retry(uint32_t completed, uint32_t next_attempt,
+                                         std::stop_token stop);
+  // Charges one phase to every site that accepted or uploaded in the current attempt.
+  void charge_attempt();
   json epsilon_map();
   double participant_epsilon() const;
 };
@@ -146,6 +185,11 @@ protocol::Status Coordinator::Impl::init() {
   std::filesystem::create_directories(cfg.run_dir / "checkpoints", ec);
   if (ec) {
     return make_error(ErrorCode::kIo, "cannot create ", cfg.run_dir.string(), ": ", ec.message());
+  }
+  try {
+    run_lock.emplace(base::DirLock::acquire(cfg.run_dir, "coordinator"));
+  } catch (const base::IoError& e) {
+    return make_error(ErrorCode::kInvalidArgument, "run directory ", e.what());
   }
   auto ev = EventLog::open(cfg.run_dir / "events.jsonl");
   if (!ev) return ev.error();
@@ -169,6 +213,7 @@ protocol::Status Coordinator::Impl::init() {
     global = {std::move(c.value().global), std::move(c.value().adapter_config)};
     restored = std::move(c.value().strategy_state);
     round = c.value().round + 1;
+    attempt = c.value().next_attempt;
     run_id = c.value().run_id;
     if (!c.value().participant_accountant_json.empty()) {
       try {
@@ -185,6 +230,20 @@ protocol::Status Coordinator::Impl::init() {
     if (!p) return p.error();
     global = std::move(p).value();
   }
+  // The run id: the checkpoint's; else RUN/run_id (a run stopped before its first checkpoint
+  // is the same run); else the configured one (replays); else drawn now and written there.
+  const auto id_file = cfg.run_dir / "run_id";
+  if (run_id.empty() && std::filesystem::exists(id_file)) {
+    auto bytes = read_file(id_file, 64);
+    if (!bytes) return bytes.error();
+    std::string text(bytes.value().begin(), bytes.value().end());
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    if (!pc::is_run_id(text)) {
+      return make_error(ErrorCode::kInvalidArgument, id_file.string(),
+                        " does not hold a run id (32 lowercase hex characters)");
+    }
+    run_id = text;
+  }
   if (run_id.empty() && !cfg.run_id.empty()) {  // a new run replaying a given id
     if (!pc::is_run_id(cfg.run_id)) {
       return make_error(ErrorCode::kInvalidArgument, "run id '", cfg.run_id,
@@ -197,6 +256,9 @@ protocol::Status Coordinator::Impl::init() {
     if (!id) return id.error();
     run_id = std::move(id).value();
   }
+  if (!std::filesystem::exists(id_file)) {
+    if (auto s = write_file_atomic(id_file, run_id + "\n"); !s) return s;
+  }
   auto st = make_strategy(cfg.strategy, global.adapter.values.size());
   if (!st) return st.error();
   strategy = std::move(st).value();
@@ -207,16 +269,35 @@ protocol::Status Coordinator::Impl::init() {
   phase = {cfg.plan.sample_rate, cfg.plan.noise_multiplier,
            static_cast<int64_t>(cfg.plan.local_steps)};
 
+  if (!cfg.roster_file.empty()) {
+    if (auto s = load_roster(/*initial=*/true); !s) return s;
+  }
   const protocol::ZapHandler* zap = cfg.zap;
   if (!cfg.insecure && zap == nullptr) {
     auto logger = log;
+    const protocol::AllowList base = cfg.allow.value_or(protocol::AllowList{});
+    const protocol::AllowList allow = roster ? roster->allow_list(base) : base;
     auto z = protocol::ZapHandler::start(
-        ctx, *cfg.allow, [logger](std::string_view line) { logger->warn("refused: {}", line); });
+        ctx, allow, [logger](std::string_view line) { logger->warn("refused: {}", line); });
     if (!z) return z.error();
     own_zap = std::move(z).value();
     zap = own_zap.get();
   }
-  protocol::ServerConfig sc{cfg.endpoint, cfg.insecure, cfg.key, zap, {}};
+  // Bounded memory and no blocking per peer: frames no larger than the adapter (or a header),
+  // one blob a message, few messages queued each way, sends that never wait (a peer that does
+  // not read is dropped, see send()), unauthenticated connections closed after the handshake
+  // timeout.
+  const uint64_t adapter_bytes = global.adapter.values.size() * sizeof(float);
+  limits.max_blobs = 1;
+  limits.max_blob_bytes = std::max<uint64_t>(adapter_bytes, 1);
+  limits.max_total_bytes = limits.max_header_bytes + limits.max_blob_bytes;
+  protocol::SocketOptions so;
+  so.limits = limits;
+  so.high_water_mark = 16;
+  so.receive_high_water_mark = 8;
+  so.send_timeout = std::chrono::milliseconds(0);
+  so.handshake_interval = cfg.handshake_timeout;
+  protocol::ServerConfig sc{cfg.endpoint, cfg.insecure, cfg.key, zap, so};
   auto srv = protocol::Server::bind(ctx, sc);
   if (!srv) return srv.error();
   server.emplace(std::move(srv).value());
@@ -226,17 +307,33 @@ protocol::Status Coordinator::Impl::init() {
   return protocol::ok_status();
 }
 
-protocol::Status Coordinator::Impl::send(const std::string& peer, pc::Message&& m) {
+protocol::Status Coordinator::Impl::send(std::string peer, pc::Message&& m) {
   auto frames = pc::encode(std::move(m));
   if (!frames) return frames.error();
-  for (const auto& f : frames.value()) bytes_down += f.size();
-  return server->send_frames(peer, std::move(frames).value());
+  uint64_t n = 0;
+  for (const auto& f : frames.value()) n += f.size();
+  auto st = server->send_frames(peer, std::move(frames).value());
+  if (st) {
+    bytes_down += n;
+    return st;
+  }
+  // The peer's queue is full (it does not read) or it is gone: sends never wait, so the other
+  // peers are not delayed; a registered site is dropped until it registers again.
+  if (SiteRecord* site = registry.find_by_peer(peer); site != nullptr) {
+    log->warn("{} is not reading or is gone ({}): dropped until it registers again", site->id,
+              st.error().message);
+    events->write("peer_dropped", {{"site", site->id}, {"reason", st.error().message}});
+    site->alive = false;
+    site->peer.clear();
+    if (collecting) drop(site->id, "unreachable", st.error().message);
+  } else if (should_log("send:" + peer)) {
+    log->warn("cannot send to an unregistered peer: {}", st.error().message);
+  }
+  return st;
 }
 
 void Coordinator::Impl::reply_error(const std::string& peer, const protocol::Error& e) {
-  if (auto s = send(peer, pc::Message{pc::ErrorReply{protocol::to_wire(e)}, {}}); !s) {
-    log->warn("cannot send an error reply: {}", s.error().to_string());
-  }
+  (void)send(peer, pc::Message{pc::ErrorReply{protocol::to_wire(e)}, {}});
 }
 
 double Coordinator::Impl::participant_epsilon() const {
@@ -270,6 +367,14 @@ void Coordinator::Impl::mark_exhausted() {
     std::string why;
     if (p->budget->would_exceed(phase, &why)) {
       p->exhausted = true;
+      if (p->unfundable()) {
+        events->write("budget_insufficient", {{"site", p->id},
+                                              {"epsilon_max", p->budget->epsilon_max()},
+                                              {"delta", p->budget->delta()},
+                                              {"detail", why}});
+        log->warn("{}: its privacy budget cannot fund one round ({}); never selected", p->id, why);
+        continue;
+      }
       events->write("budget_exhausted", {{"site", p->id},
                                          {"epsilon", p->budget->spent()},
                                          {"epsilon_max", p->budget->epsilon_max()},
@@ -280,7 +385,69 @@ void Coordinator::Impl::mark_exhausted() {
   }
 }
 
+protocol::Status Coordinator::Impl::load_roster(bool initial) {
+  std::error_code ec;
+  const auto mtime = std::filesystem::last_write_time(cfg.roster_file, ec);
+  const auto size = ec ? 0 : std::filesystem::file_size(cfg.roster_file, ec);
+  auto loaded = Roster::load(cfg.roster_file);
+  if (!loaded) {
+    if (initial) return loaded.error();
+    // Keep what we have; do not retry the same file until it changes again.
+    if (!ec) roster_mtime = mtime, roster_size = size;
+    log->error("roster {} refused, keeping the previous one: {}", cfg.roster_file.string(),
+               loaded.error().message);
+    events->write("roster_refused",
+                  {{"path", cfg.roster_file.string()}, {"error", loaded.error().message}});
+    return protocol::ok_status();
+  }
+  if (!ec) roster_mtime = mtime, roster_size = size;
+  roster = std::move(loaded).value();
+  unlisted_logged.clear();
+  if (own_zap)
+    own_zap->set_allow_list(roster->allow_list(cfg.allow.value_or(protocol::AllowList{})));
+  events->write("roster_loaded", {{"path", cfg.roster_file.string()}, {"entries", roster->size()}});
+  log->info("roster {}: {} entries", cfg.roster_file.string(), roster->size());
+  if (initial) return protocol::ok_status();
+  // Sites whose key, id, role or endpoint the new roster no longer allows are cut off: they must
+  // register again (and will be refused if still not allowed).
+  for (const auto& [id, site] : registry.sites()) {
+    if (site.peer.empty()) continue;
+    const RosterEntry* e = roster->find_key(site.auth_key);
+    std::string why;
+    if (e == nullptr) {
+      why = "its key is no longer in the roster";
+    } else if (e->id != id || e->role != site.role) {
+      why = "its key is now " + std::string(pc::role_name(e->role)) + " '" + e->id + "'";
+    } else if (site.role == pc::Role::kWorker &&
+               (e->endpoint != site.compute_endpoint || e->key != site.public_key)) {
+      why = "its roster endpoint or key changed";
+    }
+    if (why.empty()) continue;
+    SiteRecord* s = registry.find(id);
+    s->alive = false;
+    s->peer.clear();
+    log->warn("{} revoked by the roster: {}", id, why);
+    events->write("site_revoked", {{"site", id}, {"reason", why}});
+    if (collecting) drop(id, "revoked", why);
+  }
+  return protocol::ok_status();
+}
+
+void Coordinator::Impl::poll_roster() {
+  if (cfg.roster_file.empty()) return;
+  const bool asked = roster_reload.exchange(false);
+  if (!asked && Clock::now() - roster_polled < std::chrono::seconds(1)) return;
+  roster_polled = Clock::now();
+  std::error_code ec;
+  const auto mtime = std::filesystem::last_write_time(cfg.roster_file, ec);
+  const auto size = ec ? 0 : std::filesystem::file_size(cfg.roster_file, ec);
+  if (!asked && !ec && mtime == roster_mtime && size == roster_size) return;
+  if (ec && !asked) return;  // gone for a moment (an editor replacing it): keep the roster
+  (void)load_roster(/*initial=*/false);
+}
+
 void Coordinator::Impl::pump(Clock::time_point until) {
+  poll_roster();
   for (int i = 0; i < 256; ++i) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     const auto wait = i == 0 ? std::clamp(left, std::chrono::milliseconds(0), kPollSlice)
@@ -304,19 +471,36 @@ void Coordinator::Impl::pump(Clock::time_point until) {
 
 void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
   const auto now = Clock::now();
+  if (roster && roster->find_key(in.user_id) == nullptr) {
+    // Admitted by the allow-list but not in the roster: refused before decoding anything.
+    if (unlisted_logged.size() < 1024 && unlisted_logged.insert(in.user_id).second) {
+      log->warn("refused a message from key {}: not in the roster", in.user_id);
+      events->write("message_refused", {{"key", in.user_id}, {"error", "key not in the roster"}});
+    }
+    return reply_error(in.peer,
+                       make_error(ErrorCode::kUnauthorised, "this key is not in the roster"));
+  }
   if (!in.frames) {
     log->warn("malformed message: {}", in.frames.error().to_string());
     return reply_error(in.peer, in.frames.error());
   }
   uint64_t bytes = 0;
   for (const auto& f : in.frames.value()) bytes += f.size();
-  auto decoded = pc::decode(std::move(in.frames).value());
   SiteRecord* site = registry.find_by_peer(in.peer);
+  if (site == nullptr && in.frames.value().size() > 1) {
+    // Only an invited site uploads: a blob from a peer that has not registered is not read.
+    if (should_log(in.user_id))
+      log->warn("refused a {}-byte upload from an unregistered peer", bytes);
+    return reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "register first"));
+  }
+  auto decoded = pc::decode(std::move(in.frames).value(), limits);
   if (!decoded) {
-    log->warn("malformed message from {}: {}",
-              site ? site->id : std::string("an unregistered peer"), decoded.error().to_string());
-    if (site != nullptr) {
-      events->write("message_refused", {{"site", site->id}, {"error", decoded.error().message}});
+    if (should_log(in.user_id)) {
+      log->warn("malformed message from {}: {}",
+                site ? site->id : std::string("an unregistered peer"), decoded.error().to_string());
+      if (site != nullptr) {
+        events->write("message_refused", {{"site", site->id}, {"error", decoded.error().message}});
+      }
     }
     return reply_error(in.peer, decoded.error());
   }
@@ -324,6 +508,13 @@ void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
   if (const auto* r = std::get_if<pc::Register>(&m.body)) return handle_register(*r, in);
   if (site == nullptr) {
     return reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "register first"));
+  }
+  if (site->auth_key != in.user_id) {
+    // A connection that took over a routing id: it is not the key this site registered with.
+    log->warn("refused a message on {}'s connection from another key", site->id);
+    return reply_error(
+        in.peer, make_error(ErrorCode::kUnauthorised, "this connection's key is not the one '",
+                            site->id, "' registered with; register first"));
   }
   site->last_seen = now;
   if (!site->alive) {
@@ -350,6 +541,13 @@ void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
            std::string(pc::decline_reason_name(d->reason)) +
                (d->detail.empty() ? "" : ": " + d->detail));
     }
+    if (d->reason == pc::DeclineReason::kMisconfigured && !site->misconfigured) {
+      // It would fail every attempt the same way: out until it registers again.
+      site->misconfigured = true;
+      log->warn("{} is misconfigured ({}): not selected until it registers again", site->id,
+                d->detail);
+      events->write("site_misconfigured", {{"site", site->id}, {"detail", d->detail}});
+    }
   } else if (std::holds_alternative<pc::DeltaUpload>(m.body)) {
     handle_upload(*site, std::move(m), bytes);
   } else {
@@ -359,14 +557,25 @@ void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
 }
 
 void Coordinator::Impl::handle_register(const pc::Register& r, const protocol::RawIncoming& in) {
-  auto s = registry.register_site(r, in.peer, in.user_id, Clock::now());
-  if (!s) {
-    log->warn("registration of '{}' refused: {}", r.site_id, s.error().message);
-    (void)send(
-        in.peer,
-        pc::Message{pc::RegisterReply{false, protocol::to_wire(s.error()).message, 0, round}, {}});
-    return;
+  auto refuse = [&](const protocol::Error& e) {
+    if (should_log(in.user_id)) {
+      log->warn("registration of {} '{}' refused: {}", pc::role_name(r.role), r.site_id, e.message);
+      events->write("registration_refused",
+                    {{"site", r.site_id}, {"role", pc::role_name(r.role)}, {"error", e.message}});
+    }
+    (void)send(in.peer,
+               pc::Message{pc::RegisterReply{false, protocol::to_wire(e).message, 0, round}, {}});
+  };
+  if (roster) {
+    if (auto st = check_register(*roster, in.user_id, r); !st) return refuse(st.error());
   }
+  if (r.role == pc::Role::kWorker && r.public_key.empty() && !cfg.insecure) {
+    return refuse(make_error(ErrorCode::kUnauthorised,
+                             "a worker must announce its CURVE key (an empty key is allowed only "
+                             "when the coordinator is insecure on loopback)"));
+  }
+  auto s = registry.register_site(r, in.peer, in.user_id, Clock::now(), roster.has_value());
+  if (!s) return refuse(s.error());
   events->write(
       "site_registered",
       {{"site", r.site_id}, {"role", pc::role_name(r.role)}, {"dataset_size", r.dataset_size}});
@@ -413,26 +622,46 @@ void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t b
   if (seat.uploaded) return ack(pc::UploadStatus::kDuplicate);
   if (!global.adapter.same_layout(u.delta)) {
     log->warn("delta from {} refused: tensor table differs from the global adapter", s.id);
+    if (!s.misconfigured) {
+      s.misconfigured = true;  // it trains another model: every attempt would fail the same way
+      events->write("site_misconfigured",
+                    {{"site", s.id}, {"detail", "delta tensor table differs from the adapter's"}});
+    }
     return reply_error(s.peer, make_error(ErrorCode::kShapeMismatch,
                                           "the delta's tensor table differs from the global "
                                           "adapter's"));
   }
+  if (u.example_count > s.dataset_size) {
+    log->warn("delta from {} refused: {} examples, {} registered", s.id, u.example_count,
+              s.dataset_size);
+    return reply_error(s.peer,
+                       make_error(ErrorCode::kMalformedRequest, "example count ", u.example_count,
+                                  " exceeds the registered dataset size ", s.dataset_size));
+  }
+  const uint64_t weight = cfg.max_example_weight > 0
+                              ? std::min(u.example_count, cfg.max_example_weight)
+                              : u.example_count;
   auto values = pc::blob_floats(m.blobs[u.delta.blob]);
   if (!values) return reply_error(s.peer, values.error());
-  if (auto st = acc->add(values.value(), u.example_count); !st) {
+  if (auto st = acc->add(values.value(), weight); !st) {
     log->warn("delta from {} refused: {}", s.id, st.error().message);
     return reply_error(s.peer, st.error());
   }
   seat.uploaded = true;
   seat.dropped = false;
   seat.examples = u.example_count;
+  seat.weight = weight;
   seat.train_loss = u.train_loss;
   seat.heldout_loss = u.heldout_loss;
   seat.steps = u.steps;
   seat.epsilon_reported = u.epsilon_spent;
-  json received = {{"round", round},   {"attempt", attempt},
-                   {"site", s.id},     {"examples", u.example_count},
-                   {"steps", u.steps}, {"epsilon_reported", u.epsilon_spent},
+  json received = {{"round", round},
+                   {"attempt", attempt},
+                   {"site", s.id},
+                   {"examples", u.example_count},
+                   {"weight", weight},
+                   {"steps", u.steps},
+                   {"epsilon_reported", u.epsilon_spent},
                    {"bytes", bytes}};
   // Losses are optional (NaN: not reported); only reported ones are logged.
   if (pc::loss_reported(u.train_loss)) received["train_loss"] = u.train_loss;
@@ -443,8 +672,9 @@ void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t b
   ack(pc::UploadStatus::kAccepted);
 }
 
-protocol::Status Coordinator::Impl::write_checkpoint_now() {
-  Checkpoint c{round,
+protocol::Status Coordinator::Impl::write_checkpoint_now(uint32_t completed,
+                                                         uint32_t next_attempt) {
+  Checkpoint c{completed,
                drbg.state(),
                global.adapter,
                global.config_json,
@@ -452,12 +682,59 @@ protocol::Status Coordinator::Impl::write_checkpoint_now() {
                strategy->state(),
                registry.to_json(),
                /*participant_accountant_json=*/{},
-               run_id};
+               run_id,
+               next_attempt};
   // Written once the option has been used (a resumed run keeps what an earlier one spent).
   if (cfg.plan.participant_dp || participant_accountant.total_steps() > 0) {
     c.participant_accountant_json = participant_accountant.to_json();
   }
   return write_checkpoint(checkpoint_path(), c);
+}
+
+protocol::Status Coordinator::Impl::checkpoint_with_retry(uint32_t completed, uint32_t next_attempt,
+                                                          std::stop_token stop) {
+  uint32_t failures = 0;
+  std::chrono::milliseconds backoff{100};
+  for (;;) {
+    auto st = write_checkpoint_now(completed, next_attempt);
+    if (st) {
+      if (failures > 0) {
+        log->info("checkpoint written after {} failed tries", failures);
+        events->write("checkpoint_recovered", {{"round", round}, {"failures", failures}});
+      }
+      return st;
+    }
+    ++failures;
+    if (failures <= 3 || failures % 50 == 0) {
+      log->error("cannot write the checkpoint (try {}), retrying in {} ms: {}", failures,
+                 backoff.count(), st.error().message);
+      events->write("checkpoint_failed", {{"round", round},
+                                          {"failures", failures},
+                                          {"error", st.error().message},
+                                          {"retry_in_s", backoff.count() / 1000.0}});
+    }
+    if (stop.stop_requested()) return st;
+    const auto until = Clock::now() + backoff;
+    while (!stop.stop_requested() && Clock::now() < until) pump(until);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(10));
+  }
+}
+
+void Coordinator::Impl::charge_attempt() {
+  for (auto& [id, seat] : seats) {
+    if (!seat.uploaded && !seat.accepted) continue;
+    SiteRecord* s = registry.find(id);
+    if (s == nullptr || !s->budget) continue;
+    try {
+      s->budget->commit(phase);
+    } catch (const std::exception& e) {
+      // The site trained although the figures say it could not: record the phase anyway.
+      log->error("{}: {}", id, e.what());
+      auto acc2 = s->budget->accountant();
+      acc2.add(phase);
+      s->budget.emplace(s->budget->epsilon_max(), s->budget->delta(), std::move(acc2));
+    }
+  }
 }
 
 protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> eligible,
@@ -522,23 +799,35 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
   }
   collecting = false;
   const uint64_t received = acc->contributions();
+  // account: every site that accepted or uploaded may have trained, and charged its own budget
+  // for this attempt; so does the coordinator, whatever happens to the attempt next.
+  charge_attempt();
   if (cfg.plan.participant_dp && received > 0) {
     // Every attempt whose (noised) deltas reached the coordinator is a release, even one that is
-    // then retried or stopped: one step of the subsampled Gaussian mechanism with the
-    // selection's rate. Counted conservatively; it reaches disk with the next checkpoint.
-    participant_accountant.add({.q = static_cast<double>(k) / static_cast<double>(n),
-                                .sigma = cfg.plan.participant_sigma,
-                                .steps = 1});
+    // then retried or stopped: one step of the Gaussian mechanism. Without amplification by
+    // subsampling (q = 1): the coordinator chose the sample and sees each delta.
+    const double q =
+        cfg.participant_amplification ? static_cast<double>(k) / static_cast<double>(n) : 1.0;
+    participant_accountant.add({.q = q, .sigma = cfg.plan.participant_sigma, .steps = 1});
   }
-  if (stop.stop_requested()) return false;
+  if (stop.stop_requested()) {
+    // Keep the charges of this attempt (best effort: the process is stopping).
+    if (auto st = write_checkpoint_now(round - 1, attempt + 1); !st) {
+      log->error("cannot write the checkpoint on stop: {}", st.error().message);
+    }
+    return false;
+  }
   const double collect_s = seconds_since(t_collect);
   if (received < cfg.min_participants) {
     events->write("round_failed", {{"round", round},
                                    {"attempt", attempt},
                                    {"received", received},
-                                   {"needed", cfg.min_participants}});
+                                   {"needed", cfg.min_participants},
+                                   {"epsilon", epsilon_map()}});
     log->warn("round {} attempt {}: {} deltas, {} needed; retrying with a new selection", round,
               attempt, received, cfg.min_participants);
+    // The attempt's charges and the DRBG state reach disk before the next selection.
+    if (auto st = checkpoint_with_retry(round - 1, attempt + 1, stop); !st) return st.error();
     return false;
   }
 
@@ -548,7 +837,6 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
   strategy->apply(global.adapter.values, mean);
   const double aggregate_s = seconds_since(t_agg);
 
-  // account: every site that accepted or uploaded may have trained.
   json sites = json::array();
   // Example-weighted means over the sites that reported a loss (NaN when none did).
   double train = 0, heldout = 0, train_w = 0, heldout_w = 0;
@@ -567,25 +855,13 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
       }
       examples += seat.examples;
     }
-    if (!seat.uploaded && !seat.accepted) continue;
-    SiteRecord* s = registry.find(id);
-    if (s == nullptr || !s->budget) continue;
-    try {
-      s->budget->commit(phase);
-    } catch (const std::exception& e) {
-      // The site trained although the figures say it could not: record the phase anyway.
-      log->error("{}: {}", id, e.what());
-      auto acc2 = s->budget->accountant();
-      acc2.add(phase);
-      s->budget.emplace(s->budget->epsilon_max(), s->budget->delta(), std::move(acc2));
-    }
   }
   train = train_w > 0 ? train / train_w : std::nan("");
   heldout = heldout_w > 0 ? heldout / heldout_w : std::nan("");
 
   // checkpoint
   const auto t_ckpt = Clock::now();
-  if (auto st = write_checkpoint_now(); !st) return st.error();
+  if (auto st = checkpoint_with_retry(round, 1, stop); !st) return st.error();
   const double checkpoint_s = seconds_since(t_ckpt);
   events->write(
       "checkpoint_written",
@@ -656,11 +932,12 @@ protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
     size_t can_train = 0, exhausted = 0;
     for (auto* p : registry.participants()) {
       if (p->exhausted) {
-        ++exhausted;
+        // A site that could never fund a round (a tiny stated budget) does not end the run.
+        if (!p->unfundable()) ++exhausted;
         continue;
       }
       ++can_train;
-      if (p->alive && !p->peer.empty()) eligible.push_back(p);
+      if (p->alive && !p->peer.empty() && !p->misconfigured) eligible.push_back(p);
     }
     if (exhausted > 0 && can_train < cfg.min_participants) {
       reason = "budget_exhausted";
@@ -737,6 +1014,10 @@ protocol::Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_
 
 const std::string& Coordinator::endpoint() const {
   return impl_->server->endpoint();
+}
+
+void Coordinator::reload_roster() {
+  impl_->roster_reload.store(true);
 }
 
 uint32_t Coordinator::next_round() const {

@@ -1,21 +1,15 @@
 #include "coordinator/files.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <fstream>
+
+#include "base/atomic_file.h"
+#include "base/error.h"
 
 namespace coordinator {
 namespace {
 
 using protocol::ErrorCode;
 using protocol::make_error;
-
-protocol::Error io_error(std::string_view what, const std::filesystem::path& file) {
-  return make_error(ErrorCode::kIo, what, " ", file.string(), ": ", std::strerror(errno));
-}
 
 }  // namespace
 
@@ -40,42 +34,11 @@ protocol::Result<std::vector<uint8_t>> read_file(const std::filesystem::path& fi
 
 protocol::Status write_file_atomic(const std::filesystem::path& file,
                                    std::span<const uint8_t> bytes) {
-  const auto dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-  const auto tmp = std::filesystem::path(file.string() + ".tmp");
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error("cannot create", tmp);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      auto e = io_error("cannot write", tmp);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return e;
-    }
-    done += static_cast<size_t>(n);
+  try {
+    base::write_file_atomic(file, bytes);
+  } catch (const base::IoError& e) {
+    return make_error(ErrorCode::kIo, e.what());
   }
-  if (::fsync(fd) != 0) {
-    auto e = io_error("cannot fsync", tmp);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  if (::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    return io_error("cannot close", tmp);
-  }
-  if (::rename(tmp.c_str(), file.c_str()) != 0) {
-    auto e = io_error("cannot rename onto", file);
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return io_error("cannot open directory", dir);
-  const int rc = ::fsync(dfd);
-  ::close(dfd);
-  if (rc != 0) return io_error("cannot fsync directory", dir);
   return protocol::ok_status();
 }
 

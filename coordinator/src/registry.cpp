@@ -11,11 +11,11 @@ using protocol::coord::Role;
 protocol::Result<SiteRecord*> Registry::register_site(const protocol::coord::Register& r,
                                                       const std::string& peer,
                                                       const std::string& auth_key,
-                                                      Clock::time_point now) {
+                                                      Clock::time_point now, bool key_checked) {
   auto it = sites_.find(r.site_id);
   if (it != sites_.end()) {
     SiteRecord& s = it->second;
-    if (!s.auth_key.empty() && s.auth_key != auth_key) {
+    if (!key_checked && !s.auth_key.empty() && s.auth_key != auth_key) {
       return make_error(ErrorCode::kUnauthorised, "site '", r.site_id, "' is bound to another key");
     }
     if (s.role != r.role) {
@@ -53,6 +53,7 @@ protocol::Result<SiteRecord*> Registry::register_site(const protocol::coord::Reg
   s.alive = true;
   s.budget = std::move(budget);
   s.exhausted = keep_exhausted;
+  s.misconfigured = false;
   return &s;
 }
 
@@ -109,7 +110,10 @@ std::string Registry::to_json() const {
     if (s.budget) j["budget"] = nlohmann::json::parse(s.budget->to_json());
     sites.push_back(std::move(j));
   }
-  return nlohmann::json{{"sites", sites}}.dump();
+  // Ids are a safe character set and endpoints printable ASCII (coordinator_messages.h); replace
+  // rather than throw all the same, so no peer text can stop a checkpoint.
+  return nlohmann::json{{"sites", sites}}.dump(-1, ' ', false,
+                                               nlohmann::json::error_handler_t::replace);
 }
 
 protocol::Result<Registry> Registry::from_json(const std::string& text) {

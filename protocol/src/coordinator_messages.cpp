@@ -127,6 +127,17 @@ Status check_site_id(const std::string& id, std::string_view what) {
   return ok_status();
 }
 
+// An endpoint: printable ASCII without blanks (it reaches logs, events and checkpoints).
+Status check_endpoint(const std::string& s, bool allow_empty, std::string_view what) {
+  COORD_TRY(check_text(s, kMaxEndpointBytes, allow_empty, what));
+  for (const char c : s) {
+    if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
+      return make_error(kMalformed, what, " must be printable ASCII without blanks");
+    }
+  }
+  return ok_status();
+}
+
 // NaN: not reported; anything else must be finite.
 Status check_loss(double v, std::string_view what) {
   if (loss_reported(v) && !std::isfinite(v)) return make_error(kMalformed, what, " is infinite");
@@ -211,7 +222,7 @@ Status check(const Register& m, BlobUse&) {
     return make_error(kMalformed, "unknown role ", static_cast<unsigned>(m.role));
   }
   COORD_TRY(check_site_id(m.site_id, "site id"));
-  COORD_TRY(check_text(m.compute_endpoint, kMaxEndpointBytes, true, "compute endpoint"));
+  COORD_TRY(check_endpoint(m.compute_endpoint, true, "compute endpoint"));
   COORD_TRY(check_key_text(m.public_key, "worker public key"));
   COORD_TRY(check_finite(m.epsilon_max, "epsilon_max"));
   COORD_TRY(check_finite(m.delta, "delta"));
@@ -270,7 +281,7 @@ Status check(const RoundInvitation& m, BlobUse& use) {
     return make_error(kMalformed, "worker directory lists ", m.workers.size(), " workers");
   }
   for (const auto& w : m.workers) {
-    COORD_TRY(check_text(w.endpoint, kMaxEndpointBytes, false, "worker endpoint"));
+    COORD_TRY(check_endpoint(w.endpoint, false, "worker endpoint"));
     COORD_TRY(check_key_text(w.public_key, "worker public key"));
   }
   return check(m.adapter, use, "global adapter");

@@ -34,9 +34,13 @@ void apply_options(zmq::socket_t& s, const SocketOptions& o) {
   const auto frame_limit = std::max<uint64_t>(o.limits.max_header_bytes, o.limits.max_blob_bytes);
   s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(frame_limit));
   s.set(zmq::sockopt::sndhwm, o.high_water_mark);
-  s.set(zmq::sockopt::rcvhwm, o.high_water_mark);
+  s.set(zmq::sockopt::rcvhwm,
+        o.receive_high_water_mark > 0 ? o.receive_high_water_mark : o.high_water_mark);
   s.set(zmq::sockopt::sndtimeo, static_cast<int>(o.send_timeout.count()));
   s.set(zmq::sockopt::linger, 0);
+  if (o.handshake_interval.count() > 0) {
+    s.set(zmq::sockopt::handshake_ivl, static_cast<int>(o.handshake_interval.count()));
+  }
 }
 
 void set_curve_keys(zmq::socket_t& s, const KeyPair& key) {

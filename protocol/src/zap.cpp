@@ -73,6 +73,11 @@ ZapHandler::~ZapHandler() {
   if (thread_.joinable()) thread_.join();
 }
 
+void ZapHandler::set_allow_list(AllowList allow) {
+  std::lock_guard<std::mutex> lock(allow_mutex_);
+  allow_ = std::move(allow);
+}
+
 void ZapHandler::run() {
   // Polls with a short timeout so that the destructor's stop flag is seen promptly.
   while (!stop_.load()) {
@@ -108,7 +113,12 @@ void ZapHandler::answer(std::vector<zmq::message_t>& request) {
   } else {
     PublicKey key;
     std::memcpy(key.bytes.data(), request[6].data(), kCurveKeyBytes);
-    if (allow_.contains(key)) {
+    bool allowed = false;
+    {
+      std::lock_guard<std::mutex> lock(allow_mutex_);
+      allowed = allow_.contains(key);
+    }
+    if (allowed) {
       status = "200";
       text = "OK";
       user_id = key.z85();

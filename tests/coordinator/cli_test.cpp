@@ -58,6 +58,28 @@ TEST(Cli, RefusesBadInput) {
   EXPECT_TRUE(help.value().help);
 }
 
+TEST(Cli, TheHardeningFlags) {
+  auto r = parse({"--run-dir", "x", "--insecure", "--handshake-timeout", "2.5",
+                  "--max-example-weight", "500", "--participant-amplification"});
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r.value().config.handshake_timeout, 2500ms);
+  EXPECT_EQ(r.value().config.max_example_weight, 500u);
+  EXPECT_TRUE(r.value().config.participant_amplification);
+  auto d = parse({"--run-dir", "x", "--insecure"});
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d.value().config.participant_amplification);  // q = 1 unless asked
+  EXPECT_EQ(d.value().config.max_example_weight, 0u);
+  EXPECT_FALSE(parse({"--run-dir", "x", "--insecure", "--handshake-timeout", "0"}).ok());
+  // A roster binds CURVE keys: it cannot go with --insecure.
+  auto insecure_roster = parse({"--run-dir", "x", "--insecure", "--roster", "r.txt"});
+  ASSERT_FALSE(insecure_roster.ok());
+  EXPECT_NE(insecure_roster.error().message.find("--roster needs CURVE"), std::string::npos);
+  // --roster is enough for CURVE (no --allow-dir needed): only the key file is missing here.
+  auto curve = parse({"--run-dir", "x", "--roster", "r.txt", "--key", "/nonexistent.key"});
+  ASSERT_FALSE(curve.ok());
+  EXPECT_EQ(curve.error().message.find("--allow-dir"), std::string::npos) << curve.error().message;
+}
+
 int run_process(const std::vector<std::string>& args, pid_t* pid_out = nullptr) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));

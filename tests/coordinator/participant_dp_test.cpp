@@ -170,7 +170,10 @@ CoordinatorConfig dp_config(const std::filesystem::path& dir, uint32_t rounds) {
   c.run_dir = dir / "run";
   c.initial_adapter = coordinator_test::write_peft(dir / "init", coordinator_test::small_adapter());
   c.rounds = rounds;
-  c.fraction = 0.5;  // 2 of 4 sites: q = 0.5
+  c.fraction = 0.5;  // 2 of 4 sites: q = 0.5 with amplification
+  // These tests check the accountant's arithmetic with the subsampled rate; the default (q = 1,
+  // no amplification: the coordinator knows the sample) is RoundsAreNotAmplifiedByDefault's.
+  c.participant_amplification = true;
   c.min_participants = 2;
   c.round_timeout = 1500ms;
   c.heartbeat_interval = 100ms;
@@ -300,6 +303,24 @@ TEST(ParticipantDpRounds, OffByDefaultAndOldCheckpointsLoadAsZeroSpent) {
   EXPECT_NEAR(on[1].at("participant_epsilon").get<double>(),
               privacy::epsilon_for({.q = 0.5, .sigma = 1.2, .steps = 1}, cfg.plan.delta).epsilon,
               1e-12);
+}
+
+TEST(ParticipantDpRounds, RoundsAreNotAmplifiedByDefault) {
+  TempDir dir;
+  auto cfg = dp_config(dir.path(), 2);
+  cfg.participant_amplification = false;  // the default
+  EXPECT_FALSE(CoordinatorConfig{}.participant_amplification);
+  const auto events = run_four_sites(cfg);
+  const auto logged = logged_epsilons(events);
+  ASSERT_EQ(logged.size(), 2u);
+  // Two releases of the Gaussian mechanism with q = 1 although only half the sites were
+  // selected: the guarantee holds against the coordinator, which chose them.
+  const double unamplified =
+      privacy::epsilon_for({.q = 1.0, .sigma = 1.2, .steps = 2}, cfg.plan.delta).epsilon;
+  EXPECT_NEAR(logged[1], unamplified, 1e-12 * unamplified);
+  EXPECT_GT(logged[1],
+            privacy::epsilon_for({.q = 0.5, .sigma = 1.2, .steps = 2}, cfg.plan.delta).epsilon);
+  for (const auto& s : events_of(events, "round_started")) EXPECT_EQ(s["selected"].size(), 2u);
 }
 
 TEST(ParticipantDpRounds, ABadConfigIsRefused) {

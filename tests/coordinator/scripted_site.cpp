@@ -27,6 +27,16 @@ std::vector<protocol::Error> ScriptedSite::errors() const {
   return errors_;
 }
 
+std::vector<std::string> ScriptedSite::run_ids() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return run_ids_;
+}
+
+std::string ScriptedSite::refusal() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return refusal_;
+}
+
 std::vector<pc::WorkerEntry> ScriptedSite::workers() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return workers_;
@@ -34,15 +44,17 @@ std::vector<pc::WorkerEntry> ScriptedSite::workers() const {
 
 void ScriptedSite::upload(pc::CoordinatorClient& c, const pc::RoundInvitation& inv) {
   std::vector<float> delta(inv.adapter.total(), options_.delta_value);
-  pc::DeltaUpload u{inv.round,
-                    inv.attempt,
-                    options_.id,
-                    inv.adapter,
-                    options_.examples,
-                    options_.loss / inv.round,
-                    options_.loss / inv.round + 0.1,
-                    inv.plan.local_steps,
-                    0.5};
+  pc::DeltaUpload u{
+      inv.round,
+      inv.attempt,
+      options_.id,
+      inv.adapter,
+      options_.examples,
+      options_.train_loss_override != 0 ? options_.train_loss_override : options_.loss / inv.round,
+      options_.train_loss_override != 0 ? options_.train_loss_override
+                                        : options_.loss / inv.round + 0.1,
+      inv.plan.local_steps,
+      0.5};
   (void)c.upload(u, delta);
 }
 
@@ -52,6 +64,7 @@ void ScriptedSite::on_invitation(pc::CoordinatorClient& c, const pc::Message& m)
   {
     std::lock_guard<std::mutex> lock(mutex_);
     workers_ = inv.workers;
+    run_ids_.push_back(inv.run_id);
   }
   auto values = pc::adapter_values(inv.adapter, m);
   if (!values || values.value().size() != inv.adapter.total()) return;
@@ -63,6 +76,12 @@ void ScriptedSite::on_invitation(pc::CoordinatorClient& c, const pc::Message& m)
       break;
     case Script::kDecline:
       (void)c.decline(inv, options_.id, pc::DeclineReason::kBudget, "scripted");
+      return;
+    case Script::kMisconfigured:
+      (void)c.accept(inv, options_.id);
+      ++accepts_;
+      (void)c.decline(inv, options_.id, pc::DeclineReason::kMisconfigured,
+                      "model mismatch (scripted)");
       return;
     case Script::kLateFirst: {
       if (n > 1) break;
@@ -97,6 +116,7 @@ void ScriptedSite::on_invitation(pc::CoordinatorClient& c, const pc::Message& m)
       break;
   }
   (void)c.accept(inv, options_.id);
+  ++accepts_;
   upload(c, inv);
 }
 
@@ -116,16 +136,20 @@ void ScriptedSite::run() {
   const bool worker = options_.role == pc::Role::kWorker;
   const pc::Register reg{options_.role,
                          options_.id,
-                         worker ? 0u : 100u,
+                         worker ? 0u : options_.dataset_size,
                          worker ? 0.0 : options_.epsilon_max,
                          worker ? 0.0 : options_.delta,
                          options_.compute_endpoint,
-                         ""};
+                         options_.public_key};
   while (!stop_ && !registered_) {
     auto r = c.register_site(reg, 500ms);
     if (r.ok() && r.value().accepted) {
       registered_ = true;
-    } else if (r.ok()) {
+    } else if (r.ok() || r.error().code == protocol::ErrorCode::kUnauthorised) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        refusal_ = r.ok() ? r.value().reason : r.error().message;
+      }
       refused_ = true;
       return;
     }

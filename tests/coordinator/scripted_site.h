@@ -24,6 +24,7 @@ enum class Script {
   kLateFirst,       // upload after the deadline of the first invitation, then normally
   kMalformedFirst,  // on the first invitation send broken uploads, then a good one
   kDecline,         // decline every invitation (budget)
+  kMisconfigured,   // accept every invitation, then decline it `misconfigured`
 };
 
 struct SiteOptions {
@@ -37,7 +38,10 @@ struct SiteOptions {
   std::optional<protocol::KeyPair> key;       // CURVE
   std::optional<protocol::PublicKey> server;  // CURVE
   protocol::coord::Role role = protocol::coord::Role::kParticipant;
-  std::string compute_endpoint;  // workers
+  std::string compute_endpoint;    // workers
+  std::string public_key;          // workers: the key they announce
+  uint64_t dataset_size = 100;     // registered (participants)
+  double train_loss_override = 0;  // != 0: upload this train loss (NaN: not reported)
 };
 
 class ScriptedSite {
@@ -47,10 +51,14 @@ class ScriptedSite {
 
   void stop();
   int invitations() const { return invitations_.load(); }
+  int accepts() const { return accepts_.load(); }  // attempts this site accepted (and charged)
+  std::vector<std::string> run_ids() const;       // of every invitation
   int uploads_accepted() const { return accepted_.load(); }
   int late_acks() const { return late_.load(); }
   bool registered() const { return registered_.load(); }
   bool refused() const { return refused_.load(); }
+  // The coordinator's reason when it refused the registration.
+  std::string refusal() const;
   bool shut_down() const { return shutdown_.load(); }
   // The worker directory of the last invitation.
   std::vector<protocol::coord::WorkerEntry> workers() const;
@@ -65,9 +73,11 @@ class ScriptedSite {
   std::string endpoint_;
   SiteOptions options_;
   std::atomic<bool> stop_{false}, registered_{false}, refused_{false}, shutdown_{false};
-  std::atomic<int> invitations_{0}, accepted_{0}, late_{0};
+  std::atomic<int> invitations_{0}, accepted_{0}, late_{0}, accepts_{0};
+  std::vector<std::string> run_ids_;
   mutable std::mutex mutex_;
   std::vector<protocol::Error> errors_;
+  std::string refusal_;
   std::vector<protocol::coord::WorkerEntry> workers_;
   std::thread thread_;
 };

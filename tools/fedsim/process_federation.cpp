@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <stdexcept>
 
 #include "event_file.h"
@@ -51,6 +52,12 @@ void allow(const fs::path& dir, const fs::path& prefix) {
   fs::create_directories(dir);
   fs::copy_file(prefix.string() + ".pub", dir / (prefix.filename().string() + ".pub"),
                 fs::copy_options::overwrite_existing);
+}
+
+std::string public_key_of(const fs::path& prefix) {
+  auto key = protocol::load_public_key(prefix.string() + ".pub");
+  if (!key) throw std::runtime_error(key.error().message);
+  return key.value().z85();
 }
 
 std::string num(double v) {
@@ -100,10 +107,16 @@ void ProcessFederation::prepare_keys() {
   fs::create_directories(layout_.keys);
   fs::create_directories(layout_.logs);
   ensure_keys(layout_.keys / "coordinator");
+  std::ofstream(roster_file(), std::ios::trunc)
+      << "# written by fedsim: the key of every party and the endpoint of every worker\n";
+  worker_endpoints_.clear();
   for (uint32_t w = 0; w < config_.workers; ++w) {
     const fs::path p = layout_.keys / worker_name(w);
     ensure_keys(p);
     allow(layout_.keys / "allow-coordinator", p);
+    worker_endpoints_.push_back(loopback_endpoint());
+    add_to_roster("worker " + worker_name(w) + " " + public_key_of(p) + " " +
+                  worker_endpoints_.back());
   }
   for (uint32_t k = 0; k < config_.sites; ++k) make_key(layout_.site_id(k), /*allowed=*/true);
   endpoint_ = loopback_endpoint();
@@ -115,8 +128,16 @@ fs::path ProcessFederation::make_key(const std::string& name, bool allowed) {
   if (allowed) {
     allow(layout_.keys / "allow-coordinator", p);
     allow(layout_.keys / "allow-workers", p);
+    add_to_roster("site " + name + " " + public_key_of(p));
   }
   return p;
+}
+
+void ProcessFederation::add_to_roster(const std::string& line) {
+  // Appended and flushed in one write; the coordinator reloads the file when it changes.
+  std::ofstream out(roster_file(), std::ios::app);
+  out << line << "\n";
+  if (!out.flush()) throw std::runtime_error("cannot write " + roster_file().string());
 }
 
 fs::path ProcessFederation::log_file(const std::string& name) const {
@@ -130,6 +151,7 @@ std::vector<std::string> ProcessFederation::coordinator_args() const {
   std::vector<std::string> args = {"--endpoint", endpoint_,
           "--key", (layout_.keys / "coordinator.key").string(),
           "--allow-dir", (layout_.keys / "allow-coordinator").string(),
+          "--roster", roster_file().string(),
           "--run-dir", layout_.run.string(),
           "--initial-adapter", layout_.initial_adapter.string(),
           "--rounds", std::to_string(cc.rounds),
@@ -160,7 +182,7 @@ std::vector<std::string> ProcessFederation::worker_args(uint32_t w) const {
   const std::string name = worker_name(w);
   return {"--model", layout_.model.string(),
           "--model-id", "model",
-          "--bind", loopback_endpoint(),
+          "--bind", w < worker_endpoints_.size() ? worker_endpoints_[w] : loopback_endpoint(),
           "--secret-key", (layout_.keys / (name + ".key")).string(),
           "--allow", (layout_.keys / "allow-workers").string(),
           "--threads", "1",

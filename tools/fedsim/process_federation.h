@@ -1,7 +1,8 @@
 // A federation of real processes on loopback: the coordinator, W fhe_workers and S participant
 // sites, each its own executable (build/bin/coordinator, fhe_worker, participant) talking
-// CurveZMQ with keys and allow-lists made under RUN/keys. `fedsim --processes` runs one from
-// start to end; the federation tests drive one to crash and restart its parties.
+// CurveZMQ with keys, allow-lists and the coordinator's roster made under RUN/keys. `fedsim
+// --processes` runs one from start to end; the federation tests drive one to crash and restart its
+// parties.
 //
 //   fedsim::ProcessFederation fed(config, layout, bin_dir);
 //   fed.prepare_keys();
@@ -60,12 +61,15 @@ class ProcessFederation {
   ProcessFederation& operator=(const ProcessFederation&) = delete;
 
   // Makes the CURVE key pairs of every party (kept when they exist: a resumed run keeps its
-  // keys), the coordinator's allow-list (workers and sites) and the workers' (sites), and picks
-  // a free loopback port for the coordinator.
+  // keys), the coordinator's allow-list (workers and sites) and the workers' (sites), picks a
+  // free loopback port for the coordinator and one for each worker, and writes the
+  // coordinator's roster RUN/keys/roster.txt (docs/coordinator.md): `site site-K KEY` and
+  // `worker worker-W KEY ENDPOINT` for every party.
   void prepare_keys();
   // A key pair RUN/keys/NAME.{key,pub}, allowed by the coordinator when `allowed` (and by the
-  // workers when `allowed`): for a test's extra parties.
+  // workers, and listed in the roster as site NAME): for a test's extra parties.
   std::filesystem::path make_key(const std::string& name, bool allowed);
+  std::filesystem::path roster_file() const { return layout_.keys / "roster.txt"; }
 
   const std::string& endpoint() const { return endpoint_; }
   std::filesystem::path events_file() const { return layout_.run / "events.jsonl"; }
@@ -120,7 +124,10 @@ class ProcessFederation {
   SimLayout layout_;
   std::filesystem::path bin_;
   ProcessFederationOptions options_;
+  void add_to_roster(const std::string& line);
+
   std::string endpoint_;
+  std::vector<std::string> worker_endpoints_;  // chosen by prepare_keys(), listed in the roster
   uint64_t coordinator_offset_ = 0;
   std::map<std::string, Party> parties_;
 };

@@ -1,7 +1,7 @@
 // fedsim --processes: the coordinator, the workers and the sites as separate processes on
-// loopback TCP, every connection under CurveZMQ with keys and allow-lists made in RUN/keys
-// (process_federation.h). The workers are registered before the sites start, so that the first
-// round never finds an empty worker directory.
+// loopback TCP, every connection under CurveZMQ with keys, allow-lists and the coordinator's
+// roster made in RUN/keys (process_federation.h). The workers are registered before the sites
+// start, so that the first round never finds an empty worker directory.
 #include <signal.h>
 
 #include <csignal>

@@ -36,6 +36,9 @@ struct Checkpoint {
   // The run id (protocol::coord::is_run_id) drawn when the run started; "" in a checkpoint older
   // than run ids (a resumed run then draws a new one).
   std::string run_id;
+  // The attempt the next round starts with: 1 after a completed round, n + 1 after failed
+  // attempt n of round `round + 1` (whose charges the registry holds).
+  uint32_t next_attempt = 1;
   bool operator==(const Checkpoint&) const = default;
 };
 

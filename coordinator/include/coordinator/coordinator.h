@@ -8,15 +8,24 @@
 //   t.request_stop();                                          // run() returns within ~100 ms
 //
 // One round (docs/design.md §6): select (uniform random `fraction` of the eligible sites,
-// at least min_participants, skipping dead and budget-exhausted ones; AES-CTR DRBG) ->
+// at least min_participants, skipping dead, budget-exhausted and misconfigured ones (a site that
+// declined `misconfigured` or sent a delta of the wrong layout, until it registers again);
+// an attempt starts only when min_participants sites are eligible; AES-CTR DRBG) ->
 // configure (RoundInvitation with the global adapter, the plan and the worker directory) ->
 // train (at the sites) -> collect until the deadline or until every selected site has answered
 // (deltas are accumulated as they arrive; late ones are logged and dropped) -> aggregate
-// (strategy.h) -> account (privacy::Budget of every site that accepted; with participant-level
-// DP on, also the federation's participant-level accountant) -> checkpoint -> log.
-// Fewer than min_participants deltas: the round is retried with a new selection, at most
-// max_attempts times. The run ends after `rounds` rounds, when no registered participant can
-// train within its budget, when too few sites show up within wait_for_sites, or on stop.
+// (strategy.h) -> account -> checkpoint -> log.
+// Accounting: every site that accepted or uploaded in an attempt is charged one phase for that
+// attempt (privacy::Budget), whether the attempt then completes or fails, which is what the site
+// itself charges when it accepts; with participant-level DP on, every attempt that received a
+// delta is also a step of the federation's participant-level accountant.
+// Fewer than min_participants deltas: the attempt's charges are checkpointed and the round is
+// retried with a new selection, at most max_attempts times. The run ends after `rounds` rounds,
+// when the sites that have trained and the others can no longer fund min_participants,
+// when too few sites show up within wait_for_sites, or on stop. A site whose budget cannot fund
+// one round is never eligible and never ends the run by itself.
+// A checkpoint that cannot be written is retried with backoff while peers are served
+// (checkpoint_failed in events.jsonl); the run directory is locked (base/dir_lock.h).
 // Nothing here is global: every coordinator has its own socket, logger and files.
 #pragma once
 
@@ -45,6 +54,15 @@ struct CoordinatorConfig {
   std::optional<protocol::KeyPair> key;       // CURVE: the coordinator's key pair
   std::optional<protocol::AllowList> allow;   // CURVE: admitted keys (a ZAP handler is started)
   const protocol::ZapHandler* zap = nullptr;  // CURVE: or the context's existing handler
+  // CURVE: the roster (roster.h) binding each key to one (id, role) and each worker to its
+  // endpoint; its keys are admitted too (with `allow`, if given, admitting more keys whose
+  // messages are then refused with an error naming the roster). Reloaded when the file changes
+  // (its mtime or size, polled every second) and on reload_roster(); a bad file is refused and
+  // the previous roster kept. Empty: no roster (an id is bound to the first key that uses it).
+  std::filesystem::path roster_file;
+  // A connection that has not finished its handshake within this is closed (ZMQ_HANDSHAKE_IVL):
+  // idle unauthenticated TCP connections cannot pile up.
+  std::chrono::milliseconds handshake_timeout{10000};
 
   // Files.
   std::filesystem::path run_dir;          // events.jsonl, checkpoints/, adapter/
@@ -68,13 +86,19 @@ struct CoordinatorConfig {
   // CSPRNG when the run directory is new (a resumed run keeps its checkpoint's). Set it only to
   // replay a run bit for bit (tests); two federations must never share one.
   std::string run_id;
+  // FedAvg weight: a delta counts with min(example count, max_example_weight) examples (0: no
+  // cap). An upload claiming more examples than the site registered is refused either way.
+  uint64_t max_example_weight = 0;
 
   // The training plan sent to the sites (deadline and per-site seed are filled per round).
   // Participant-level DP (plan.participant_dp, off by default): every site clips its round delta
   // to plan.participant_clip and adds N(0, participant_sigma^2 participant_clip^2) per
   // coordinate; the coordinator accounts it over rounds (privacy::RdpAccountant, one step per
-  // attempt that received deltas, q = selected / eligible) and logs `participant_epsilon` at
-  // plan.delta in round_finished.
+  // attempt that received deltas) and logs `participant_epsilon` at plan.delta in
+  // round_finished. The sampling rate of that accountant is 1 (no amplification by
+  // subsampling): the guarantee must hold against the coordinator, which chooses the sample
+  // and sees every delta. participant_amplification = true uses q = selected / eligible, a
+  // figure valid only against a party that does not learn the selection (docs/coordinator.md).
   protocol::coord::TrainingPlan plan{.local_steps = 10,
                                      .learning_rate = 1e-3,
                                      .batch_size = 8,
@@ -82,6 +106,7 @@ struct CoordinatorConfig {
                                      .noise_multiplier = 1.0,
                                      .clip_norm = 1.0,
                                      .delta = 1e-5};
+  bool participant_amplification = false;
 
   StrategyConfig strategy;
 };
@@ -110,6 +135,10 @@ class Coordinator {
   // run_finished, and sends Shutdown to the alive sites. Errors are I/O failures (a checkpoint
   // that cannot be written).
   protocol::Result<RunSummary> run(std::stop_token stop = {});
+
+  // Asks run() to reload the roster file at its next poll (thread-safe, async-signal-safe: an
+  // atomic flag). The executable calls it on SIGHUP.
+  void reload_roster();
 
  private:
   struct Impl;

@@ -15,8 +15,8 @@ namespace coordinator {
 protocol::Result<std::vector<uint8_t>> read_file(const std::filesystem::path& file,
                                                  uint64_t max_bytes = uint64_t{1} << 34);
 
-// Replaces `file` atomically: writes FILE.tmp in the same directory, fsyncs it, renames it over
-// `file`, fsyncs the directory. On failure the previous file is left intact.
+// Replaces `file` atomically (base::write_file_atomic: FILE.tmp, fsync, rename, fsync of the
+// directory); kIo naming the file on failure, the previous file left intact.
 protocol::Status write_file_atomic(const std::filesystem::path& file,
                                    std::span<const uint8_t> bytes);
 protocol::Status write_file_atomic(const std::filesystem::path& file, const std::string& text);

@@ -1,7 +1,7 @@
 // The sites the coordinator knows: participants (with their privacy budget) and workers (which
-// form the worker directory), with liveness. A site id is bound to the CURVE key that first
-// registered it; another key claiming it is refused. Sites restored from a checkpoint are known
-// but not alive until they register again.
+// form the worker directory), with liveness. Without a roster (roster.h) a site id is bound to
+// the CURVE key that first registered it; another key claiming it is refused. Sites restored from a
+// checkpoint are known but not alive until they register again.
 #pragma once
 
 #include <chrono>
@@ -29,17 +29,24 @@ struct SiteRecord {
   bool alive = false;
   std::optional<privacy::Budget> budget;  // participants
   bool exhausted = false;                 // budget_exhausted has been logged
+  // Declined `misconfigured` or sent a delta of the wrong layout: not eligible until it
+  // registers again (not kept in checkpoints).
+  bool misconfigured = false;
+  // The budget cannot fund one round of the plan (and nothing was spent): never eligible, and
+  // not a reason to end the run.
+  bool unfundable() const { return exhausted && budget && budget->accountant().total_steps() == 0; }
 };
 
 class Registry {
  public:
   // Registers (or re-registers) a site from `peer` authenticated as `auth_key`. A participant
   // registering again keeps its spent budget (the limit it states now applies). Refuses
-  // (kUnauthorised) an id bound to another key or a role change; kInvalidArgument for a budget
-  // privacy::Budget refuses.
+  // (kUnauthorised) an id bound to another key (unless `key_checked`: the caller has checked
+  // the key against the roster, which may have rotated it) or a role change; kInvalidArgument
+  // for a budget privacy::Budget refuses.
   protocol::Result<SiteRecord*> register_site(const protocol::coord::Register& request,
                                               const std::string& peer, const std::string& auth_key,
-                                              Clock::time_point now);
+                                              Clock::time_point now, bool key_checked = false);
 
   SiteRecord* find(const std::string& id);
   SiteRecord* find_by_peer(const std::string& peer);

@@ -32,7 +32,13 @@ namespace protocol {
 struct SocketOptions {
   Limits limits;
   int high_water_mark = 64;  // messages queued each way per peer
+  // How long a send waits for room in a full peer queue; 0: never (kTransport at once), so one
+  // peer that does not read cannot delay the sender's other peers.
   std::chrono::milliseconds send_timeout{5000};
+  int receive_high_water_mark = 0;  // > 0: inbound messages queued per peer (else the above)
+  // > 0: ZMQ_HANDSHAKE_IVL, a connection that has not completed its (CURVE) handshake within
+  // this is closed (ZeroMQ's default is 30 s); bounds idle unauthenticated connections.
+  std::chrono::milliseconds handshake_interval{0};
 };
 
 struct ServerConfig {

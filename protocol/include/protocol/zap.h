@@ -13,6 +13,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -60,6 +61,10 @@ class ZapHandler {
   ZapHandler& operator=(const ZapHandler&) = delete;
 
   const zmq::context_t& context() const { return *context_; }
+  // Replaces the allow-list (thread-safe): later handshakes are decided by the new one;
+  // connections already admitted stay open (the coordinator's roster check refuses their
+  // messages when their key is gone).
+  void set_allow_list(AllowList allow);
   uint64_t accepted() const { return accepted_.load(); }
   uint64_t refused() const { return refused_.load(); }
 
@@ -70,7 +75,8 @@ class ZapHandler {
 
   zmq::context_t* context_;
   zmq::socket_t socket_;  // used only by the thread once it runs
-  AllowList allow_;
+  std::mutex allow_mutex_;
+  AllowList allow_;  // guarded by allow_mutex_
   LogSink log_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> accepted_{0}, refused_{0};
