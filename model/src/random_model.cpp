@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "model/checkpoint_writer.h"
 #include "model/error.h"
 #include "model/llama_layout.h"
-#include "model/safetensors_writer.h"
 #include "model/tensor_store.h"
 
 namespace model {
@@ -71,27 +71,30 @@ void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& con
   config.torch_dtype = std::string(torch_dtype_name(options.dtype));
   validate_llama_config(config, "random model config");
 
+  const auto layout = llama_tensor_layout(config);
+  std::vector<TensorSpec> specs;
+  for (const auto& t : layout) specs.push_back({t.name, options.dtype, t.shape});
+  const bool sharded = plan_shards(specs, options.max_shard_bytes).size() > 1;
+
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir.string() + ": cannot create directory: " + ec.message());
-  if (std::filesystem::exists(dir / kShardIndexFile, ec)) {
+  if (!sharded && std::filesystem::exists(dir / kShardIndexFile, ec)) {
     throw Error(dir.string() + ": already holds a sharded checkpoint (" + kShardIndexFile + ")");
   }
-
-  const auto layout = llama_tensor_layout(config);
-  std::vector<std::vector<float>> values(layout.size());
-  std::vector<TensorToWrite> tensors;
-  Gaussian gauss(options.seed);
-  for (size_t i = 0; i < layout.size(); ++i) {
-    int64_t n = 1;
-    for (int64_t d : layout[i].shape) n *= d;
-    values[i].resize(static_cast<size_t>(n));
-    const bool norm = is_norm(layout[i]);
-    for (float& v : values[i])
-      v = norm ? 1.0f + kNormNoiseStd * gauss.next() : kWeightStd * gauss.next();
-    tensors.push_back({layout[i].name, options.dtype, layout[i].shape, values[i]});
+  if (sharded && std::filesystem::exists(dir / kSingleCheckpointFile, ec)) {
+    throw Error(dir.string() + ": already holds a one-file checkpoint (" + kSingleCheckpointFile +
+                ")");
   }
-  write_safetensors(dir / kSingleCheckpointFile, tensors, {{"format", "pt"}});
+
+  // One generator over the tensors in layout order, so the values do not depend on sharding.
+  Gaussian gauss(options.seed);
+  const auto fill = [&](size_t tensor, std::span<float> chunk) {
+    const bool norm = is_norm(layout[tensor]);
+    for (float& v : chunk)
+      v = norm ? 1.0f + kNormNoiseStd * gauss.next() : kWeightStd * gauss.next();
+  };
+  write_checkpoint(dir, specs, fill, options.max_shard_bytes);
   write_text(dir / kConfigFile, llama_config_to_json(config).dump(2) + "\n");
 }
 
