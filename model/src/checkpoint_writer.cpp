@@ -89,9 +89,25 @@ std::vector<std::vector<size_t>> plan_shards(std::span<const TensorSpec> tensors
 
 void write_checkpoint(const std::filesystem::path& dir, std::span<const TensorSpec> tensors,
                       const ChunkFiller& fill, uint64_t max_shard_bytes,
+                      std::span<const size_t> shard_order,
                       const std::map<std::string, std::string>& metadata) {
   if (max_shard_bytes == 0) throw Error(dir.string() + ": max shard size must be positive");
-  const auto shards = plan_shards(tensors, max_shard_bytes);
+  std::vector<size_t> order(shard_order.begin(), shard_order.end());
+  if (order.empty()) {
+    for (size_t i = 0; i < tensors.size(); ++i) order.push_back(i);
+  }
+  std::vector<bool> seen(tensors.size(), false);
+  for (size_t i : order) {
+    if (i >= tensors.size() || seen[i]) throw Error(dir.string() + ": bad shard order");
+    seen[i] = true;
+  }
+  if (order.size() != tensors.size()) throw Error(dir.string() + ": bad shard order");
+  std::vector<TensorSpec> ordered;
+  for (size_t i : order) ordered.push_back(tensors[i]);
+  auto shards = plan_shards(ordered, max_shard_bytes);
+  for (auto& shard : shards) {
+    for (size_t& t : shard) t = order[t];  // back to indices into `tensors`
+  }
   const bool single = shards.size() <= 1;
 
   // Every shard's writer is open while the tensors are produced in order: a tensor over the

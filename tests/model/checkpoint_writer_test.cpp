@@ -120,7 +120,9 @@ TEST(CheckpointWriter, ShardedRandomModelHoldsTheSameValuesAsOneFile) {
       EXPECT_EQ(index["weight_map"][t.name], f) << t.name;
       shard_bytes += t.byte_size();
     }
-    if (r.tensors().size() > 1) EXPECT_LE(shard_bytes, 4000u);  // else a tensor over the limit
+    if (r.tensors().size() > 1) {  // else one tensor over the limit
+      EXPECT_LE(shard_bytes, 4000u);
+    }
     sum += shard_bytes;
   }
   EXPECT_EQ(index["metadata"]["total_size"].get<uint64_t>(), sum);

@@ -47,11 +47,15 @@ using ChunkFiller = std::function<void(size_t tensor, std::span<float> chunk)>;
 inline constexpr size_t kWriteChunkValues = size_t{1} << 20;
 
 // Writes the checkpoint of `tensors` into `dir` (which must exist), asking `fill` for the
-// values chunk by chunk; every shard carries the safetensors metadata `metadata`. Files go
-// through temporary names renamed into place; the index (when there is one) comes last.
-// Throws model::Error for an invalid tensor, a zero max_shard_bytes, or an I/O failure.
+// values chunk by chunk, tensor by tensor in the order of `tensors`. Shards are planned over
+// the tensors in `shard_order` (indices into `tensors`; empty: their own order), which for a
+// transformers model is its state_dict order. Every shard carries the safetensors metadata
+// `metadata`. Files go through temporary names renamed into place; the index (when there is
+// one) comes last. Throws model::Error for an invalid tensor, a shard_order that is not a
+// permutation, a zero max_shard_bytes, or an I/O failure.
 void write_checkpoint(const std::filesystem::path& dir, std::span<const TensorSpec> tensors,
                       const ChunkFiller& fill, uint64_t max_shard_bytes,
+                      std::span<const size_t> shard_order = {},
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
 }  // namespace model
