@@ -139,4 +139,18 @@ TEST(CheckpointWriter, ShardedRandomModelHoldsTheSameValuesAsOneFile) {
   EXPECT_THROW(model::write_random_llama(dir / "many", c, {3, DType::kBF16}), model::Error);
 }
 
+TEST(TensorStore, ReleasedPagesReadBackTheSameValues) {
+  TempDir dir;
+  auto c = model_test::tiny_llama_config();
+  c.vocab_size = 4096;  // an embedding of 256 KiB in f32: many whole pages
+  model::write_random_llama(dir.path(), c, {9, DType::kF32});
+  const auto store = model::TensorStore::open(dir.path());
+  const auto before = store.read_f32("model.embed_tokens.weight");
+  store.release("model.embed_tokens.weight");
+  EXPECT_EQ(store.read_f32("model.embed_tokens.weight"), before);
+  store.release("model.norm.weight");  // smaller than a page: nothing to drop, still fine
+  EXPECT_EQ(store.read_f32("model.norm.weight").size(), 16u);
+  EXPECT_THROW(store.release("no.such.tensor"), model::Error);
+}
+
 }  // namespace
