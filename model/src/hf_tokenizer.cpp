@@ -361,7 +361,10 @@ HfTokenizer::HfTokenizer(const std::filesystem::path& path) : path_(path) {
   id_to_token_.assign(static_cast<size_t>(vocab_size_), "");
   special_.assign(static_cast<size_t>(vocab_size_), false);
   for (const auto& [id, token] : by_id) id_to_token_[id] = token;
-  for (const AddedToken& a : added_) special_[a.id] = a.special;
+  for (const AddedToken& a : added_) {
+    special_[a.id] = a.special;
+    starts_added_[static_cast<unsigned char>(a.content[0])] = true;
+  }
   std::stable_sort(added_.begin(), added_.end(), [](const AddedToken& a, const AddedToken& b) {
     return a.content.size() > b.content.size();
   });
@@ -514,6 +517,10 @@ std::vector<int32_t> HfTokenizer::encode(std::string_view text) const {
   size_t plain = 0;  // start of the text not yet encoded
   for (size_t i = 0; i < text.size();) {
     const AddedToken* hit = nullptr;
+    if (!starts_added_[static_cast<unsigned char>(text[i])]) {
+      ++i;
+      continue;
+    }
     for (const AddedToken& a : added_) {  // longest first
       if (text.compare(i, a.content.size(), a.content) == 0) {
         hit = &a;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -129,6 +130,36 @@ TEST(HfTokenizer, SpecialTokensDecodeToNothingOthersToTheirText) {
   // Any byte string round-trips, even invalid UTF-8.
   const std::string bytes("\xff\xfe ok \xc3", 7);
   EXPECT_EQ(tok.decode(tok.encode(bytes)), bytes);
+}
+
+TEST(HfTokenizer, AnyTextRoundTripsAndLongRunsStayOnePiece) {
+  TempDir dir;
+  const model::HfTokenizer tok(fixture_dir(dir) / "tokenizer.json");
+  std::mt19937 rng(7);
+  const std::string alphabet[] = {
+      "a",          "Z",  " ",     "  ",  "\n", "\r\n",     "\t",           "7",
+      "42",         "'s", "'",     ".",   "!?", "\xc3\xa9", "\xe6\x82\xa3", "\xf0\x9f\x98\x80",
+      "<|eot_id|>", "<|", "[MRN]", "\xff"};
+  for (int round = 0; round < 200; ++round) {
+    std::string text;
+    const int n = static_cast<int>(rng() % 40);
+    for (int k = 0; k < n; ++k) text += alphabet[rng() % std::size(alphabet)];
+    const auto ids = tok.encode(text);
+    for (int32_t id : ids) ASSERT_LT(id, tok.vocab_size());
+    // Special tokens decode to nothing: compare with them taken out of the text.
+    std::string plain = text;
+    for (size_t at; (at = plain.find("<|eot_id|>")) != std::string::npos;) plain.erase(at, 10);
+    EXPECT_EQ(tok.decode(ids), plain) << text;
+    std::string joined;
+    for (std::string_view p : model::llama3_pretokenize(text)) joined += p;
+    EXPECT_EQ(joined, text);
+  }
+  // 100 000 spaces before a word: one piece of 99 999 spaces, then " x".
+  const std::string spaces(100000, ' ');
+  const auto pieces = model::llama3_pretokenize(spaces + "x");
+  ASSERT_EQ(pieces.size(), 2u);
+  EXPECT_EQ(pieces[0].size(), 99999u);
+  EXPECT_EQ(tok.decode(tok.encode(spaces + "x")), spaces + "x");
 }
 
 // A tokenizer.json over the letters a, b, c, d (plus whatever `vocab` adds) and `merges`.

@@ -20,6 +20,7 @@
 // become unk_token, or are dropped when there is none (as tokenizers does).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -76,6 +77,7 @@ class HfTokenizer : public Tokenizer {
   std::vector<bool> special_;                         // special added tokens, by id
   std::unordered_map<uint64_t, MergeResult> merges_;  // (left id << 32 | right id) -> result
   std::vector<AddedToken> added_;                     // longest first
+  std::array<bool, 256> starts_added_{};              // first bytes of added tokens
   bool split_ = false;                                // the Llama-3 Split pre-tokenizer
   bool ignore_merges_ = false;
   int32_t unk_id_ = -1;
