@@ -246,6 +246,12 @@ HfTokenizer::HfTokenizer(const std::filesystem::path& path) : path_(path) {
   const json j = read_json(path);
   if (!j.is_object()) fail(path, "not a JSON object");
 
+  // model type first: the most telling refusal for another kind of tokenizer
+  const auto m = j.find("model");
+  if (m == j.end() || !m->is_object()) fail(path, "no \"model\" object");
+  if (type_of(*m) != "BPE" && !(m->find("type") == m->end() && m->contains("merges"))) {
+    fail(path, "model type " + type_of(*m) + " is not supported (only BPE)");
+  }
   // normalizer
   if (!is_null_or_absent(j, "normalizer")) {
     fail(path, "normalizer " + type_of(j["normalizer"]) + " is not supported (only null)");
@@ -296,12 +302,6 @@ HfTokenizer::HfTokenizer(const std::filesystem::path& path) : path_(path) {
     fail(path, "decoder " + type_of(j["decoder"]) + " is not supported (only ByteLevel)");
   }
 
-  // model
-  const auto m = j.find("model");
-  if (m == j.end() || !m->is_object()) fail(path, "no \"model\" object");
-  if (type_of(*m) != "BPE" && !(m->find("type") == m->end() && m->contains("merges"))) {
-    fail(path, "model type " + type_of(*m) + " is not supported (only BPE)");
-  }
   if (!is_null_or_absent(*m, "dropout")) fail(path, "BPE dropout is not supported");
   if (truthy(*m, "byte_fallback")) fail(path, "BPE byte_fallback is not supported");
   if (truthy(*m, "fuse_unk")) fail(path, "BPE fuse_unk is not supported");

@@ -308,7 +308,7 @@ TEST(FedctlTokenize, RefusesBadInput) {
                  "outside the vocabulary");
   model_test::write_file(m / "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\"}}");
   expect_refusal(fedctl(dir, "tokenize --model " + m.string() + " --text hi"), "tokenize",
-                 "tokenizer.json");
+                 "tokenizer.json: model type WordPiece is not supported (only BPE)");
 }
 
 }  // namespace
