@@ -185,6 +185,20 @@ LlamaConfig parse_llama_config(const json& j, std::string_view source) {
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", source, false);
   c.torch_dtype = get_string(j, "torch_dtype", source);
   c.rope_scaling = parse_rope_scaling(j, source);
+  if (field(j, "bos_token_id") != nullptr) {
+    c.bos_token_id = get_int(j, "bos_token_id", source, std::nullopt);
+  }
+  if (const json* eos = field(j, "eos_token_id")) {
+    if (eos->is_array()) {
+      if (eos->size() > 64) fail(source, "\"eos_token_id\" lists more than 64 ids");
+      for (const json& e : *eos) {
+        if (!e.is_number_integer()) fail(source, "\"eos_token_id\" holds a non-integer");
+        c.eos_token_id.push_back(e.get<int64_t>());
+      }
+    } else {
+      c.eos_token_id.push_back(get_int(j, "eos_token_id", source, std::nullopt));
+    }
+  }
   validate_llama_config(c, source);
   return c;
 }
@@ -222,6 +236,9 @@ json llama_config_to_json(const LlamaConfig& c) {
       {"rope_scaling", nullptr},
   };
   if (!c.torch_dtype.empty()) j["torch_dtype"] = c.torch_dtype;
+  if (c.bos_token_id) j["bos_token_id"] = *c.bos_token_id;
+  if (c.eos_token_id.size() == 1) j["eos_token_id"] = c.eos_token_id[0];
+  if (c.eos_token_id.size() > 1) j["eos_token_id"] = c.eos_token_id;
   if (c.rope_scaling) {
     json r = {{"rope_type", c.rope_scaling->rope_type}, {"factor", c.rope_scaling->factor}};
     if (c.rope_scaling->rope_type == "llama3") {

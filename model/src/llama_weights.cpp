@@ -11,12 +11,14 @@ namespace {
 Matrix read_matrix(const TensorStore& store, const std::string& name, int64_t rows, int64_t cols) {
   Matrix m(rows, cols);
   store.read_f32(name, {rows, cols}, std::span<float>(m.data(), static_cast<size_t>(m.size())));
+  store.release(name);  // the float32 copy is what stays: keep RSS near the f32 weights
   return m;
 }
 
 Vector read_vector(const TensorStore& store, const std::string& name, int64_t size) {
   Vector v(size);
   store.read_f32(name, {size}, std::span<float>(v.data(), static_cast<size_t>(v.size())));
+  store.release(name);
   return v;
 }
 

@@ -1,5 +1,7 @@
 #include "model/random_model.h"
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <fstream>
 #include <numbers>
@@ -7,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "model/checkpoint_writer.h"
 #include "model/error.h"
 #include "model/llama_layout.h"
-#include "model/safetensors_writer.h"
 #include "model/tensor_store.h"
 
 namespace model {
@@ -43,6 +45,34 @@ class Gaussian {
   bool have_spare_ = false;
 };
 
+// The tensors in transformers' state_dict order (module registration order of
+// LlamaForCausalLM: embed_tokens; per layer q, k, v, o, gate, up, down, input_layernorm,
+// post_attention_layernorm; norm; lm_head), the order in which transformers fills shards.
+std::vector<size_t> state_dict_order(const std::vector<ExpectedTensor>& layout) {
+  static const char* const kLayerOrder[] = {
+      "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+      "self_attn.o_proj.weight", "mlp.gate_proj.weight",    "mlp.up_proj.weight",
+      "mlp.down_proj.weight",    "input_layernorm.weight",  "post_attention_layernorm.weight"};
+  const auto key = [](const std::string& name) -> std::pair<int64_t, int> {
+    if (name == "model.embed_tokens.weight") return {-1, 0};
+    if (name == "model.norm.weight") return {INT64_MAX, 0};
+    if (name == "lm_head.weight") return {INT64_MAX, 1};
+    const std::string prefix = "model.layers.";
+    const size_t dot = name.find('.', prefix.size());
+    const int64_t layer = std::stoll(name.substr(prefix.size(), dot - prefix.size()));
+    const std::string suffix = name.substr(dot + 1);
+    for (int k = 0; k < 9; ++k) {
+      if (suffix == kLayerOrder[k]) return {layer, k};
+    }
+    return {layer, 9};
+  };
+  std::vector<size_t> order(layout.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return key(layout[a].name) < key(layout[b].name); });
+  return order;
+}
+
 bool is_norm(const ExpectedTensor& t) {
   return t.shape.size() == 1;
 }
@@ -71,27 +101,31 @@ void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& con
   config.torch_dtype = std::string(torch_dtype_name(options.dtype));
   validate_llama_config(config, "random model config");
 
+  const auto layout = llama_tensor_layout(config);
+  std::vector<TensorSpec> specs;
+  for (const auto& t : layout) specs.push_back({t.name, options.dtype, t.shape});
+  const bool sharded = plan_shards(specs, options.max_shard_bytes).size() > 1;  // any order
+  const std::vector<size_t> shard_order = state_dict_order(layout);
+
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir.string() + ": cannot create directory: " + ec.message());
-  if (std::filesystem::exists(dir / kShardIndexFile, ec)) {
+  if (!sharded && std::filesystem::exists(dir / kShardIndexFile, ec)) {
     throw Error(dir.string() + ": already holds a sharded checkpoint (" + kShardIndexFile + ")");
   }
-
-  const auto layout = llama_tensor_layout(config);
-  std::vector<std::vector<float>> values(layout.size());
-  std::vector<TensorToWrite> tensors;
-  Gaussian gauss(options.seed);
-  for (size_t i = 0; i < layout.size(); ++i) {
-    int64_t n = 1;
-    for (int64_t d : layout[i].shape) n *= d;
-    values[i].resize(static_cast<size_t>(n));
-    const bool norm = is_norm(layout[i]);
-    for (float& v : values[i])
-      v = norm ? 1.0f + kNormNoiseStd * gauss.next() : kWeightStd * gauss.next();
-    tensors.push_back({layout[i].name, options.dtype, layout[i].shape, values[i]});
+  if (sharded && std::filesystem::exists(dir / kSingleCheckpointFile, ec)) {
+    throw Error(dir.string() + ": already holds a one-file checkpoint (" + kSingleCheckpointFile +
+                ")");
   }
-  write_safetensors(dir / kSingleCheckpointFile, tensors, {{"format", "pt"}});
+
+  // One generator over the tensors in layout order, so the values do not depend on sharding.
+  Gaussian gauss(options.seed);
+  const auto fill = [&](size_t tensor, std::span<float> chunk) {
+    const bool norm = is_norm(layout[tensor]);
+    for (float& v : chunk)
+      v = norm ? 1.0f + kNormNoiseStd * gauss.next() : kWeightStd * gauss.next();
+  };
+  write_checkpoint(dir, specs, fill, options.max_shard_bytes, shard_order);
   write_text(dir / kConfigFile, llama_config_to_json(config).dump(2) + "\n");
 }
 

@@ -89,6 +89,11 @@ void SafetensorsReader::read_f32(const TensorInfo& info, std::span<float> out) c
   }
 }
 
+void SafetensorsReader::release(const TensorInfo& info) const {
+  file_.release(static_cast<size_t>(data_start_ + info.begin),
+                static_cast<size_t>(info.byte_size()));
+}
+
 std::vector<float> SafetensorsReader::read_f32(std::string_view name) const {
   const TensorInfo& t = info(name);
   std::vector<float> out(static_cast<size_t>(t.numel()));

@@ -150,6 +150,11 @@ void TensorStore::read_f32(std::string_view name, const std::vector<int64_t>& ex
   e.file->read_f32(*e.info, out);
 }
 
+void TensorStore::release(std::string_view name) const {
+  const Entry& e = entry(name);
+  e.file->release(*e.info);
+}
+
 std::vector<float> TensorStore::read_f32(std::string_view name) const {
   const Entry& e = entry(name);
   std::vector<float> out(static_cast<size_t>(e.info->numel()));

@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "model/error.h"
+#include "model/llama_presets.h"
 
 namespace {
 
@@ -50,6 +51,41 @@ TEST(Rope, Llama3ScalingKeepsHighSlowsLowAndBlendsTheBand) {
   const double smooth = (256 / (2 * std::numbers::pi / f1) - 1) / (4 - 1);
   EXPECT_NEAR(f[1], (1 - smooth) * f1 / 8 + smooth * f1, 1e-15);
   EXPECT_NEAR(f[2], f2 / 8, 1e-18);
+}
+
+// The Llama-3.2-1B and 3.1-8B presets against transformers' _compute_llama3_parameters written
+// out here per band: wavelengths under old_context / high_freq_factor kept, over
+// old_context / low_freq_factor divided by factor, and between them blended with
+// smooth = (old_context / wavelength - low) / (high - low).
+TEST(Rope, Llama3PresetsMatchTransformersPerBand) {
+  for (const char* name : {"llama-3.2-1b", "llama-3.1-8b"}) {
+    const auto c = *model::llama_preset(name);
+    const double factor = std::string(name) == "llama-3.2-1b" ? 32.0 : 8.0;
+    const auto f = model::rope_inv_freq(c);
+    ASSERT_EQ(f.size(), static_cast<size_t>(c.head_dim / 2));
+    int kept = 0, scaled = 0, blended = 0;
+    for (size_t i = 0; i < f.size(); ++i) {
+      const double base =
+          std::pow(500000.0, -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim));
+      const double wavelength = 2 * std::numbers::pi / base;
+      double want;
+      if (wavelength < 8192.0 / 4.0) {
+        want = base, ++kept;
+      } else if (wavelength > 8192.0 / 1.0) {
+        want = base / factor, ++scaled;
+      } else {
+        const double smooth = (8192.0 / wavelength - 1.0) / (4.0 - 1.0);
+        want = (1 - smooth) * base / factor + smooth * base, ++blended;
+      }
+      EXPECT_NEAR(f[i], want, 1e-15 * base) << name << " " << i;
+    }
+    // All three bands occur (head_dim 64 and 128 over theta 500000 and old context 8192).
+    EXPECT_GT(kept, 0) << name;
+    EXPECT_GT(scaled, 0) << name;
+    EXPECT_GT(blended, 0) << name;
+    EXPECT_DOUBLE_EQ(f[0], 1.0);
+    EXPECT_NEAR(f.back(), std::pow(500000.0, -(c.head_dim - 2.0) / c.head_dim) / factor, 1e-20);
+  }
 }
 
 TEST(Rope, RotatesHalvesAsHuggingFace) {

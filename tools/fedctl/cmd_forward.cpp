@@ -85,7 +85,8 @@ int cmd_forward(int argc, char** argv) {
                         "model directory (config.json + safetensors checkpoint)")(
       "tokens", po::value(&tokens_flag), "token ids separated by spaces, e.g. \"1 15 27\"")(
       "text", po::value(&text),
-      "text to tokenize with the model's tokenizer (tokenizer.model, else bytes); BOS is "
+      "text to tokenize with the model's tokenizer (tokenizer.model, tokenizer.json, else bytes); "
+      "BOS is "
       "prepended as Llama does")(
       "backend", po::value(&backend_flag)->default_value("float"),
       "how the frozen projections run: float, int8 (the exact int8 product of a worker) or "

@@ -9,9 +9,11 @@
 #include <string>
 
 #include "cli.h"
+#include "model/checkpoint_writer.h"
 #include "model/dtype.h"
 #include "model/llama_config.h"
 #include "model/llama_layout.h"
+#include "model/llama_presets.h"
 #include "model/random_model.h"
 #include "model/tensor_store.h"
 #include "model/tokenizer.h"
@@ -54,7 +56,7 @@ std::string projection_dtype(const model::TensorStore& store, const model::Llama
 }  // namespace
 
 int cmd_make_model(int argc, char** argv) {
-  std::string out, dtype_flag;
+  std::string out, dtype_flag, preset, shard_size;
   int64_t hidden = 0, layers = 0, heads = 0, intermediate = 0, vocab = 0, max_pos = 0;
   uint64_t seed = 0;
   double rope_theta = 0;
@@ -62,23 +64,69 @@ int cmd_make_model(int argc, char** argv) {
   po::options_description options("make-model options");
   options.add_options()("out", po::value(&out)->required(),
                         "model directory to write (created if missing)")(
-      "hidden", po::value(&hidden)->required(), "hidden_size")(
-      "layers", po::value(&layers)->required(), "num_hidden_layers")(
-      "heads", po::value(&heads)->required(), "num_attention_heads")(
-      "kv-heads", po::value<int64_t>(), "num_key_value_heads (default: --heads)")(
-      "intermediate", po::value(&intermediate)->required(), "intermediate_size")(
-      "vocab", po::value(&vocab)->required(), "vocab_size")(
+      "preset", po::value(&preset),
+      "the config of a published checkpoint: llama-3.2-1b, llama-3.2-3b or llama-3.1-8b "
+      "(then only --layers and --vocab may change it)")("hidden", po::value(&hidden),
+                                                        "hidden_size")(
+      "layers", po::value(&layers), "num_hidden_layers (with --preset: cut the depth)")(
+      "heads", po::value(&heads), "num_attention_heads")("kv-heads", po::value<int64_t>(),
+                                                         "num_key_value_heads (default: --heads)")(
+      "intermediate", po::value(&intermediate), "intermediate_size")(
+      "vocab", po::value(&vocab), "vocab_size (with --preset: a smaller test vocabulary)")(
       "seed", po::value(&seed)->default_value(0), "seed of the weight generator")(
-      "dtype", po::value(&dtype_flag)->default_value("f32"), "stored dtype: f32, bf16 or f16")(
+      "dtype", po::value(&dtype_flag),
+      "stored dtype: f32, bf16 or f16 (default: bf16 with --preset, else f32)")(
+      "max-shard-size", po::value(&shard_size)->default_value("5GB"),
+      "largest shard, as transformers' max_shard_size (5GB = 5e9 bytes, also MB, KB, GiB, "
+      "MiB, KiB or bytes); a model that fits is one model.safetensors")(
       "tied", po::bool_switch(&tied), "tie lm_head to the token embeddings")(
       "rope-theta", po::value(&rope_theta)->default_value(10000.0), "rope_theta")(
       "head-dim", po::value<int64_t>(), "head_dim (default: hidden / heads)")(
       "max-pos", po::value(&max_pos)->default_value(2048), "max_position_embeddings");
   return run_command(
       "make-model",
-      "--out DIR --hidden H --layers L --heads A [--kv-heads K] --intermediate I --vocab V "
-      "[options]",
+      "--out DIR (--preset NAME [--layers L] [--vocab V] | --hidden H --layers L --heads A "
+      "[--kv-heads K] --intermediate I --vocab V) [options]",
       options, argc, argv, [&](const po::variables_map& vm) {
+        model::RandomModelOptions opts;
+        opts.seed = seed;
+        opts.max_shard_bytes = model::parse_shard_size(shard_size);
+        model::LlamaConfig config;
+        if (vm.count("preset")) {
+          const auto found = model::llama_preset(preset);
+          if (!found) {
+            std::string known;
+            for (const auto& n : model::llama_preset_names())
+              known += (known.empty() ? "" : ", ") + n;
+            throw std::invalid_argument("unknown preset '" + preset + "' (known: " + known + ")");
+          }
+          for (const char* flag : {"hidden", "heads", "kv-heads", "intermediate", "tied",
+                                   "rope-theta", "head-dim", "max-pos"}) {
+            if (vm.count(flag) && !vm[flag].defaulted()) {
+              throw std::invalid_argument(std::string("--") + flag +
+                                          " cannot change a --preset (only --layers and --vocab)");
+            }
+          }
+          if (tied) throw std::invalid_argument("--tied cannot change a --preset");
+          config = *found;
+          if (vm.count("layers")) {
+            require_positive(layers, "--layers");
+            config.num_hidden_layers = layers;
+          }
+          if (vm.count("vocab")) {
+            require_positive(vocab, "--vocab");
+            config.vocab_size = vocab;
+          }
+          opts.dtype = parse_dtype_flag(dtype_flag.empty() ? "bf16" : dtype_flag);
+          model::write_random_llama(out, config, opts);
+          return 0;
+        }
+        for (const char* flag : {"hidden", "layers", "heads", "intermediate", "vocab"}) {
+          if (!vm.count(flag)) {
+            throw std::invalid_argument(std::string("--") + flag +
+                                        " is required (or give --preset)");
+          }
+        }
         const std::optional<int64_t> kv_heads = optional_flag(vm, "kv-heads");
         const std::optional<int64_t> head_dim = optional_flag(vm, "head-dim");
         require_positive(hidden, "--hidden");
@@ -100,7 +148,6 @@ int cmd_make_model(int argc, char** argv) {
                                       " does not divide --heads " + std::to_string(heads));
         }
 
-        model::LlamaConfig config;
         config.hidden_size = hidden;
         config.intermediate_size = intermediate;
         config.num_hidden_layers = layers;
@@ -112,7 +159,8 @@ int cmd_make_model(int argc, char** argv) {
         config.rms_norm_eps = 1e-5;
         config.rope_theta = rope_theta;
         config.tie_word_embeddings = tied;
-        model::write_random_llama(out, config, {seed, parse_dtype_flag(dtype_flag)});
+        opts.dtype = parse_dtype_flag(dtype_flag.empty() ? "f32" : dtype_flag);
+        model::write_random_llama(out, config, opts);
         return 0;
       });
 }
@@ -140,8 +188,6 @@ int cmd_model_info(int argc, char** argv) {
       projections[p.name] = {{"shape", {p.d_out, p.d_in}},
                              {"dtype", projection_dtype(store, config, p.suffix)}};
     }
-    const bool has_sp =
-        std::filesystem::exists(std::filesystem::path(dir) / model::kSentencePieceModelFile);
     const nlohmann::json info = {
         {"model", dir},
         {"config", model::llama_config_to_json(config)},
@@ -149,7 +195,7 @@ int cmd_model_info(int argc, char** argv) {
         {"tensor_count", store.names().size()},
         {"dtypes", dtype_counts},
         {"projections", projections},
-        {"tokenizer", has_sp ? "sentencepiece" : "byte"},
+        {"tokenizer", model::tokenizer_kind(dir)},
     };
     std::cout << info.dump(2) << "\n";
     return 0;

@@ -15,6 +15,7 @@ int cmd_fhe_demo(int argc, char** argv);
 int cmd_keygen(int argc, char** argv);
 int cmd_make_model(int argc, char** argv);
 int cmd_model_info(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
 int cmd_forward(int argc, char** argv);
 int cmd_privacy(int argc, char** argv);
 int cmd_make_data(int argc, char** argv);
@@ -42,10 +43,12 @@ const fedctl::Command kCommands[] = {
      fedctl::cmd_fhe_demo},
     {"keygen", "make a CurveZMQ key pair (PREFIX.key, PREFIX.pub) for the network sockets",
      fedctl::cmd_keygen},
-    {"make-model", "write a small random Llama model (config.json + model.safetensors)",
+    {"make-model", "write a random Llama model: small, or a published config (--preset), sharded",
      fedctl::cmd_make_model},
     {"model-info", "print a model's config, parameter count and projection shapes as JSON",
      fedctl::cmd_model_info},
+    {"tokenize", "encode text to ids (or decode ids) with a model's tokenizer, as JSON",
+     fedctl::cmd_tokenize},
     {"forward", "print the logits of a token sequence (float, int8 or encrypted projections)",
      fedctl::cmd_forward},
     {"privacy", "differential-privacy accounting: epsilon and sigma", fedctl::cmd_privacy},

@@ -9,6 +9,7 @@
 //   rope_scaling             default none; "linear" and "llama3" are understood
 //   tie_word_embeddings      default false (lm_head shares model.embed_tokens)
 //   max_position_embeddings  default 2048
+//   bos_token_id, eos_token_id  default none (eos may be one id or a list, as instruct models have)
 // Features this library does not implement (attention/MLP biases, an activation other than
 // SiLU, other rope scaling types) are refused rather than silently ignored.
 #pragma once
@@ -19,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace model {
 
@@ -51,6 +53,8 @@ struct LlamaConfig {
   bool tie_word_embeddings = false;
   std::string torch_dtype;  // "float32", "float16", "bfloat16" or empty
   std::optional<RopeScaling> rope_scaling;
+  std::optional<int64_t> bos_token_id;
+  std::vector<int64_t> eos_token_id;  // empty: none; one id is written as a number, more as a list
 
   // Rows of q_proj (heads * head_dim) and of k_proj / v_proj (kv_heads * head_dim).
   int64_t q_dim() const { return num_attention_heads * head_dim; }

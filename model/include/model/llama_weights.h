@@ -42,7 +42,10 @@ struct LlamaWeights {
   }
 };
 
-// Loads every weight after check_llama_checkpoint (see llama_layout.h) has passed.
+// Loads every weight after check_llama_checkpoint (see llama_layout.h) has passed. Every tensor
+// is converted to float32 up front (a bf16 checkpoint takes twice its file size in memory); the
+// mapped pages of each tensor are released once it is converted, so the peak RSS is the float32
+// weights plus about one tensor, not the float32 weights plus the whole mapped file.
 LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& config);
 // Loads config.json and the checkpoint of a model directory.
 LlamaWeights load_llama_weights(const std::filesystem::path& dir);

@@ -23,6 +23,11 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::filesystem::path& path() const { return path_; }
 
+  // Drops this process's resident pages of bytes [offset, offset + length) (the whole pages
+  // inside it), so that they stop counting in its RSS; a later access reads them back from the
+  // page cache or the file. Contents never change. Out-of-range parts are ignored.
+  void release(size_t offset, size_t length) const noexcept;
+
  private:
   void unmap() noexcept;
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 
+#include "model/checkpoint_writer.h"
 #include "model/dtype.h"
 #include "model/llama_config.h"
 
@@ -16,12 +17,16 @@ namespace model {
 struct RandomModelOptions {
   uint64_t seed = 0;
   DType dtype = DType::kF32;  // F32, F16 or BF16
+  // Shards of at most this many bytes (see checkpoint_writer.h); one shard is model.safetensors.
+  uint64_t max_shard_bytes = kDefaultMaxShardBytes;
 };
 
-// Writes `dir`/config.json and `dir`/model.safetensors (creating `dir` if needed; the same
-// seed and config give byte-identical files). config.torch_dtype is set from options.dtype.
-// Throws model::Error for an invalid config, a non-float dtype, a directory that already holds
-// a sharded checkpoint, or an I/O failure.
+// Writes `dir`/config.json and the checkpoint: model.safetensors, or shards and their index
+// when the model is bigger than options.max_shard_bytes (creating `dir` if needed; the same
+// seed, config and shard size give byte-identical files). Values are generated and written
+// chunk by chunk, so writing an 8B model holds a few MiB. config.torch_dtype is set from
+// options.dtype. Throws model::Error for an invalid config, a non-float dtype, a directory that
+// already holds a checkpoint of the other layout (sharded vs one file), or an I/O failure.
 void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& config,
                         const RandomModelOptions& options);
 

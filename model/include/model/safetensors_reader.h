@@ -44,6 +44,9 @@ class SafetensorsReader {
   // Throws model::Error for a dtype other than F32/F16/BF16 or a wrong `out` size.
   void read_f32(const TensorInfo& info, std::span<float> out) const;
   std::vector<float> read_f32(std::string_view name) const;
+  // Drops the resident pages of the tensor's bytes from this process (MappedFile::release):
+  // for a reader that has converted a tensor and will not read it again soon.
+  void release(const TensorInfo& info) const;
 
  private:
   MappedFile file_;

@@ -52,6 +52,10 @@ class TensorStore {
   // Reads the tensor as float32, whatever its shape.
   std::vector<float> read_f32(std::string_view name) const;
 
+  // Drops the tensor's mapped pages from this process's RSS (SafetensorsReader::release); a
+  // later read maps them in again. Throws model::Error if there is no such tensor.
+  void release(std::string_view name) const;
+
   // Throws model::Error unless the tensor exists with exactly `expected_shape` and a float dtype.
   void check(std::string_view name, const std::vector<int64_t>& expected_shape) const;
 

@@ -1,8 +1,9 @@
 // Text <-> token ids.
 //
-// Two implementations: SentencePieceTokenizer (the model directory's tokenizer.model, as Llama
-// 1/2 and their derivatives ship it) and ByteTokenizer (one token per byte, numbered as
-// SentencePiece's byte fallback numbers them). load_tokenizer picks one for a model directory.
+// Three implementations: SentencePieceTokenizer (the model directory's tokenizer.model, as Llama
+// 1/2 and their derivatives ship it), HfTokenizer (a Hugging Face tokenizer.json with byte-level
+// BPE, as Llama 3 ships it) and ByteTokenizer (one token per byte, numbered as SentencePiece's
+// byte fallback numbers them). load_tokenizer picks one for a model directory.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,7 @@
 namespace model {
 
 inline constexpr char kSentencePieceModelFile[] = "tokenizer.model";
+inline constexpr char kHfTokenizerFile[] = "tokenizer.json";
 
 class Tokenizer {
  public:
@@ -34,9 +36,15 @@ class Tokenizer {
 };
 
 // The tokenizer of the model directory `dir` for a model with `model_vocab_size` embedding
-// rows: SentencePiece when `dir` holds tokenizer.model, else the byte tokenizer. Throws
-// model::Error when the tokenizer's ids do not fit the model's vocabulary or the file is bad.
+// rows: SentencePiece when `dir` holds tokenizer.model (Llama 1/2 directories also carry a
+// tokenizer.json; the SentencePiece model is the exact one), else HfTokenizer when it holds
+// tokenizer.json, else the byte tokenizer. Throws model::Error when the tokenizer's ids do not
+// fit the model's vocabulary, or the file is unreadable or uses a feature that is not
+// implemented (never a silent fallback to bytes).
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& dir,
                                           int64_t model_vocab_size);
+
+// Which tokenizer load_tokenizer picks for `dir`: "sentencepiece", "tokenizer.json" or "byte".
+const char* tokenizer_kind(const std::filesystem::path& dir);
 
 }  // namespace model
