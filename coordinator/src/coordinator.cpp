@@ -798,24 +798,24 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
     }
   }
   collecting = false;
+  if (stop.stop_requested()) {
+    // Stopped mid-attempt: nothing of it is kept. A restarted coordinator replays this very
+    // attempt from the last checkpoint (same run, round, attempt, plan and adapter), which every
+    // site recognises as the same release: it re-sends the delta it made, or trains it again,
+    // without paying twice; the coordinator charges it when it accepts the replay.
+    return false;
+  }
   const uint64_t received = acc->contributions();
   // account: every site that accepted or uploaded may have trained, and charged its own budget
   // for this attempt; so does the coordinator, whatever happens to the attempt next.
   charge_attempt();
   if (cfg.plan.participant_dp && received > 0) {
     // Every attempt whose (noised) deltas reached the coordinator is a release, even one that is
-    // then retried or stopped: one step of the Gaussian mechanism. Without amplification by
+    // then retried: one step of the Gaussian mechanism. Without amplification by
     // subsampling (q = 1): the coordinator chose the sample and sees each delta.
     const double q =
         cfg.participant_amplification ? static_cast<double>(k) / static_cast<double>(n) : 1.0;
     participant_accountant.add({.q = q, .sigma = cfg.plan.participant_sigma, .steps = 1});
-  }
-  if (stop.stop_requested()) {
-    // Keep the charges of this attempt (best effort: the process is stopping).
-    if (auto st = write_checkpoint_now(round - 1, attempt + 1); !st) {
-      log->error("cannot write the checkpoint on stop: {}", st.error().message);
-    }
-    return false;
   }
   const double collect_s = seconds_since(t_collect);
   if (received < cfg.min_participants) {
