@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "fhe_worker/matmul.h"
+#include "fhe_worker/options.h"
 #include "model/quantize.h"
 #include "worker_process_util.h"
 
@@ -146,6 +147,30 @@ TEST(WorkerLimits, QueuedBytesAreBounded) {
   const auto st = f.worker->stats();
   EXPECT_EQ(st.queued_bytes, 0u);
   EXPECT_EQ(st.too_large, 2u);
+}
+
+// The limits are flags (and INI keys), listed by --help; zero is refused at start.
+TEST(WorkerLimits, FlagsAreDocumentedAndChecked) {
+  TempDir tmp;
+  const auto dir = write_tiny_model(tmp.path());
+  const auto parsed = fhe_worker::parse_command_line(
+      7, std::vector<const char*>{"fhe_worker", "--model", "m", "--insecure", "--max-output-values",
+                                  "1000", "--max-queued-bytes=5000", nullptr}
+             .data());
+  EXPECT_EQ(parsed.options.worker.max_output_values, 1000u);
+  EXPECT_EQ(parsed.options.worker.max_queued_bytes, 5000u);
+  EXPECT_EQ(parsed.options.worker.max_input_values, uint64_t{1} << 26);
+  const char* help_argv[] = {"fhe_worker", "--help", nullptr};
+  const std::string text = fhe_worker::parse_command_line(2, help_argv).help_text;
+  for (const char* flag : {"--max-input-values", "--max-output-values", "--max-queued-bytes"}) {
+    EXPECT_NE(text.find(flag), std::string::npos) << flag;
+  }
+  Process zero({FHE_WORKER_PATH, "--model", dir.string(), "--bind", "tcp://127.0.0.1:0",
+                "--insecure", "--max-queued-bytes", "0"},
+               tmp / "zero.log");
+  EXPECT_EQ(zero.wait(30s), 2);
+  EXPECT_NE(slurp(tmp / "zero.log").find("--max-queued-bytes"), std::string::npos)
+      << slurp(tmp / "zero.log");
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // The coordinator's checkpoint (coordinator/checkpoint.h). The input is parsed twice: as it is
 // (magic, length, digest checks), and with its SHA-256 appended, so that the fuzzer reaches the
 // JSON metadata and the data behind a valid digest. An accepted checkpoint must serialize to
-// bytes that parse to a checkpoint serializing to the same bytes; a refusal is a one-line typed error.
+// bytes that parse to a checkpoint serializing to the same bytes; a refusal is a one-line typed
+// error.
 #include <openssl/sha.h>
 
 #include <vector>

@@ -2,8 +2,8 @@
 // and every crash input added there since. A finding aborts the test binary.
 //
 // The seeds were written by this file too:
-//   FEDLORA_WRITE_FUZZ_SEEDS=tests/fuzz/corpus build/bin/fuzz_corpus_tests \
-//       --gtest_filter=FuzzCorpus.WriteSeeds
+//   FEDLORA_WRITE_FUZZ_SEEDS=tests/fuzz/corpus build/bin/fuzz_corpus_tests
+//       --gtest_filter=FuzzCorpus.WriteSeeds   (one command line)
 // (SeedsAreAccepted checks that the valid ones still parse.)
 #include <gtest/gtest.h>
 
@@ -127,12 +127,10 @@ TEST(FuzzCorpus, SeedsAreAccepted) {
   EXPECT_NO_THROW(privacy::Budget::from_json(read_file(kCorpus / "budget/spent.json")));
   auto ctx = fhe::Context::create();
   const std::string ct = read_file(kCorpus / "ciphertext/fresh_2x1.ct");
-  EXPECT_NO_THROW(
-      fhe::deserialize(*ctx, reinterpret_cast<const uint8_t*>(ct.data()), ct.size()));
+  EXPECT_NO_THROW(fhe::deserialize(*ctx, reinterpret_cast<const uint8_t*>(ct.data()), ct.size()));
   const std::string ck = read_file(kCorpus / "checkpoint/fedadam.ckpt");
-  EXPECT_TRUE(coordinator::parse_checkpoint(
-                  {reinterpret_cast<const uint8_t*>(ck.data()), ck.size()})
-                  .ok());
+  EXPECT_TRUE(
+      coordinator::parse_checkpoint({reinterpret_cast<const uint8_t*>(ck.data()), ck.size()}).ok());
   const std::string peft = read_file(kCorpus / "peft_adapter/q_v_r1");
   const size_t sep = peft.find("\n--\n");
   ASSERT_NE(sep, std::string::npos);

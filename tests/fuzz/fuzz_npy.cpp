@@ -10,7 +10,9 @@ int one_input(const uint8_t* data, size_t size) {
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   try {
     const auto h = fedtools::parse_npy_header(bytes, size, "fuzz.npy");
-    const size_t es = h.type == fedtools::NpyType::kInt8 ? 1 : h.type == fedtools::NpyType::kInt64 ? 8 : 4;
+    const size_t es = h.type == fedtools::NpyType::kInt8    ? 1
+                      : h.type == fedtools::NpyType::kInt64 ? 8
+                                                            : 4;
     if (h.data_offset > size || size - h.data_offset != h.rows * h.cols * es) {
       fuzz::finding("header accepted with a payload that does not match its shape");
     }

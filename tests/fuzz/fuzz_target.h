@@ -48,8 +48,8 @@ inline void expect_one_line(std::string_view message) {
 #define FEDLORA_FUZZ_TARGET(name, body) \
   static const bool fuzz_registered_##name = ::fuzz::register_target(#name, body);
 #else
-#define FEDLORA_FUZZ_TARGET(name, body)                                         \
-  extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {     \
-    return body(data, size);                                                    \
+#define FEDLORA_FUZZ_TARGET(name, body)                                     \
+  extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) { \
+    return body(data, size);                                                \
   }
 #endif
