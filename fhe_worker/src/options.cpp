@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "fhe_worker/error.h"
+#include "protocol/option_error.h"
 
 namespace fhe_worker {
 
@@ -82,7 +83,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw Error(e.what());
+    throw Error(protocol::option_error_message(e));
   }
   if (o.model_dir.empty()) throw Error("--model is required");
   o.model.device = parse_device(device);
