@@ -158,8 +158,8 @@ void Worker::State::flush(protocol::Server& server) {
     ready.swap(outgoing);
   }
   for (auto& r : ready) {
+    queued_bytes -= r.bytes;  // the reply's frames are handed to the socket now
     send(server, r.peer, std::move(r.message));
-    queued_bytes -= r.bytes;  // the reply's frames now belong to the socket
   }
 }
 
@@ -443,8 +443,7 @@ std::unique_ptr<Worker> Worker::start(std::shared_ptr<const WorkerModel> model,
   const uint64_t max_input_bytes = (config.max_input_values / 8 + 1) * params.log2_q;
   const uint64_t frame_limit =
       max_input_bytes > (uint64_t{1} << 40) ? UINT64_MAX : 2 * max_input_bytes + (1u << 20);
-  config.socket.limits.max_blob_bytes =
-      std::min(config.socket.limits.max_blob_bytes, frame_limit);
+  config.socket.limits.max_blob_bytes = std::min(config.socket.limits.max_blob_bytes, frame_limit);
   auto state = std::make_unique<State>();
   state->model = std::move(model);
   state->log = config.log ? config.log : make_console_logger();

@@ -100,43 +100,54 @@ TEST(WorkerLimits, QueuedBytesAreBounded) {
   // 8 + 6 bytes per output value.
   const uint64_t one_block = 64 * p.n * p.log2_q / 8 + 16 * 64 * p.n + 14 * 2 * 64 * p.n;
   fhe_worker::WorkerConfig config;
-  config.max_queued_bytes = one_block + one_block / 2;
-  config.max_input_values = 3 * 64 * p.n;
+  config.max_queued_bytes = 3 * one_block + one_block / 2;
+  config.max_input_values = 4 * 64 * p.n;
   f.start(dir, config);
   auto client = f.client();
   const auto q = model::quantize_weight_rows(model::load_llama_weights(dir).layers[0].q_proj);
 
-  // Over the input limit: 4 blocks.
-  const auto x4 = test_matrix(64, 3 * p.n + 1, 1);
+  // Over the input limit: 5 blocks.
+  const auto x5 = test_matrix(64, 4 * p.n + 1, 1);
   auto e = reply_error(round_trip(
-      client, request(*f.fhe_ctx, 1, "tiny", ProjectionKind::kQ, f.encrypt(x4, 64, 3 * p.n + 1))));
+      client, request(*f.fhe_ctx, 1, "tiny", ProjectionKind::kQ, f.encrypt(x5, 64, 4 * p.n + 1))));
   EXPECT_EQ(e.code, ErrorCode::kShapeMismatch);
   EXPECT_NE(e.message.find("--max-input-values"), std::string::npos) << e.message;
-  // Two blocks need more than the whole queue may hold.
-  const auto x2 = test_matrix(64, p.n + 1, 2);
+  // Four blocks need more than the whole queue may hold.
+  const auto x4 = test_matrix(64, 3 * p.n + 1, 2);
   e = reply_error(round_trip(
-      client, request(*f.fhe_ctx, 2, "tiny", ProjectionKind::kQ, f.encrypt(x2, 64, p.n + 1))));
+      client, request(*f.fhe_ctx, 2, "tiny", ProjectionKind::kQ, f.encrypt(x4, 64, 3 * p.n + 1))));
   EXPECT_EQ(e.code, ErrorCode::kShapeMismatch);
   EXPECT_NE(e.message.find("--max-queued-bytes"), std::string::npos) << e.message;
 
-  // A burst of one-block requests: the first is held until its reply is sent, so the others
-  // that arrive meanwhile are `overloaded`; every answered one is exact.
+  // A three-block request, then a burst of one-block ones (all packed before the first is
+  // sent): the first holds its bytes until its reply is sent, so one-block requests that arrive
+  // while it computes are `overloaded`; every answered request is exact.
   constexpr int kBurst = 8;
-  const auto x1 = test_matrix(64, 100, 3);
+  const size_t big_tokens = 3 * p.n;
+  const auto x3 = test_matrix(64, big_tokens, 3);
+  const auto x1 = test_matrix(64, 100, 4);
   const auto ct1 = f.encrypt(x1, 64, 100);
-  for (int i = 0; i < kBurst; ++i) {
-    ASSERT_TRUE(client.send(request(*f.fhe_ctx, 10 + i, "tiny", ProjectionKind::kQ, ct1)).ok());
+  std::vector<protocol::Message> burst;
+  burst.push_back(
+      request(*f.fhe_ctx, 10, "tiny", ProjectionKind::kQ, f.encrypt(x3, 64, big_tokens)));
+  for (int i = 1; i <= kBurst; ++i) {
+    burst.push_back(request(*f.fhe_ctx, 10 + i, "tiny", ProjectionKind::kQ, ct1));
   }
+  for (auto& m : burst) ASSERT_TRUE(client.send(std::move(m)).ok());
   int exact = 0, overloaded = 0;
   fhe::Decryptor dec(f.key);
-  for (int i = 0; i < kBurst; ++i) {
+  for (int i = 0; i <= kBurst; ++i) {
     auto r = client.receive(30s);
     ASSERT_TRUE(r.ok()) << r.error().to_string();
+    const auto id = std::get<protocol::MatmulReply>(r.value().body).request_id;
     auto y = fhe_worker::read_matmul_reply(*f.fhe_ctx, r.value());
     if (y.ok()) {
-      EXPECT_EQ(dec.decrypt(y.value()[0]), plain_product(q, x1, 100, false));
+      EXPECT_EQ(dec.decrypt(y.value()[0]), id == 10 ? plain_product(q, x3, big_tokens, false)
+                                                    : plain_product(q, x1, 100, false))
+          << id;
       ++exact;
     } else {
+      EXPECT_NE(id, 10u) << "the first request fits the empty queue";
       EXPECT_EQ(y.error().code, ErrorCode::kOverloaded) << y.error().to_string();
       EXPECT_NE(y.error().message.find("--max-queued-bytes"), std::string::npos);
       ++overloaded;
