@@ -4,6 +4,8 @@
 
 #include <fstream>
 
+#include "protocol/option_error.h"
+
 namespace coordinator {
 
 namespace po = boost::program_options;
@@ -102,6 +104,8 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
       po::store(po::parse_config_file(in, o), vm);
     }
     po::notify(vm);
+  } catch (const po::error& e) {
+    return make_error(ErrorCode::kInvalidArgument, protocol::option_error_message(e));
   } catch (const std::exception& e) {
     return make_error(ErrorCode::kInvalidArgument, e.what());
   }

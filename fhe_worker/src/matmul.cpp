@@ -23,7 +23,7 @@ protocol::Message matmul_error(uint64_t request_id, protocol::Error error) {
 }
 
 protocol::Status check_request(const WorkerModel& model, const protocol::MatmulRequest& r,
-                               const protocol::Blob& input) {
+                               const protocol::Blob& input, const RequestLimits& limits) {
   if (r.model_id != model.model_id()) {
     return make_error(ErrorCode::kUnknownModel, "this worker serves model '", model.model_id(),
                       "', not '", r.model_id, "'");
@@ -53,6 +53,31 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
                         protocol::projection_name(kind), r.transpose ? "^T" : "", " of layer ",
                         r.layer, " takes ", expected);
     }
+  }
+  // The sizes follow from the header and the served shapes alone: refuse an over-large request
+  // here, before it is queued and before anything is allocated for it.
+  const RequestSize size = request_size(model, r, input);
+  const uint64_t slots = fhe::CiphertextMatrix::blocks_for(r.cols, p.n) * p.n;
+  if (size.input_values > limits.max_input_values) {
+    return make_error(ErrorCode::kShapeMismatch, "request too large: its input is ", r.rows,
+                      " rows x ", slots, " token slots = ", size.input_values,
+                      " values, over this worker's limit of ", limits.max_input_values,
+                      " (--max-input-values); send fewer tokens per request");
+  }
+  if (size.output_values > limits.max_output_values) {
+    return make_error(ErrorCode::kShapeMismatch, "request too large: its output is ",
+                      size.output_values / (2 * slots), " rows x ", slots,
+                      " token slots x 2 planes (over its projections) = ", size.output_values,
+                      " values, over this worker's limit of ", limits.max_output_values,
+                      " (--max-output-values); send fewer tokens or projections per request");
+  }
+  if (size.bytes > limits.max_request_bytes) {
+    return make_error(ErrorCode::kShapeMismatch, "request too large: it needs about ", size.bytes,
+                      " bytes, over this worker's limit of ", limits.max_request_bytes,
+                      " queued bytes (--max-queued-bytes)");
+  }
+  for (const protocol::ProjectionKind kind : r.projections) {
+    const model::QuantizedWeight& w = model.weight(r.layer, kind);
     // The noise budget depends only on the header and the weights' norms: refuse here, before
     // the input is queued or unpacked (compute_batch checks it again against the GEMM).
     const auto outputs = static_cast<uint64_t>(r.transpose ? w.cols : w.rows) * r.cols;
@@ -72,6 +97,22 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
                       " and ", p.log2_q, "-bit coefficients");
   }
   return protocol::ok_status();
+}
+
+RequestSize request_size(const WorkerModel& model, const protocol::MatmulRequest& r,
+                         const protocol::Blob& input) {
+  const fhe::Params& p = model.context().params();
+  // rows <= kMaxRows, cols <= kMaxCols and the served dimensions keep every product below 2^60.
+  const uint64_t slots = fhe::CiphertextMatrix::blocks_for(r.cols, p.n) * p.n;
+  RequestSize s;
+  s.input_values = r.rows * slots;
+  for (const protocol::ProjectionKind kind : r.projections) {
+    const model::QuantizedWeight& w = model.weight(r.layer, kind);
+    s.output_values += 2 * static_cast<uint64_t>(r.transpose ? w.cols : w.rows) * slots;
+  }
+  const uint64_t packed = (p.log2_q + 7) / 8;
+  s.bytes = input.bytes().size() + 16 * s.input_values + (8 + packed) * s.output_values;
+  return s;
 }
 
 bool same_batch(const protocol::MatmulRequest& a, const protocol::MatmulRequest& b) {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "fhe_worker/error.h"
+#include "protocol/option_error.h"
 
 namespace fhe_worker {
 
@@ -22,6 +23,10 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   int threads = 0;
   unsigned compute_threads = 1;
   size_t max_queue = 64;
+  const WorkerConfig defaults;
+  uint64_t max_input_values = defaults.max_input_values;
+  uint64_t max_output_values = defaults.max_output_values;
+  uint64_t max_queued_bytes = defaults.max_queued_bytes;
   po::options_description file_options("fhe_worker options (also as INI keys in --config)");
   file_options.add_options()("model", po::value(&o.model_dir), "model directory (required)")(
       "model-id", po::value(&o.model.model_id), "model id (default: the directory's name)")(
@@ -35,8 +40,16 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       "allow", po::value(&o.worker.allow_dir), "directory of allowed client .pub files")(
       "insecure", po::bool_switch(&o.worker.insecure), "no CURVE (loopback endpoints only)")(
       "max-queue", po::value(&max_queue)->default_value(64),
-      "queued requests before overloaded replies")("id", po::value(&o.worker.sender_id),
-                                                   "heartbeat sender id")(
+      "queued requests before overloaded replies")(
+      "max-input-values", po::value(&max_input_values)->default_value(max_input_values),
+      "per request: rows x token slots of the input (slots = tokens rounded up to the ring "
+      "degree); larger requests get a too-large error")(
+      "max-output-values", po::value(&max_output_values)->default_value(max_output_values),
+      "per request: output rows x token slots x 2 planes, over its projections (8 bytes each in "
+      "memory); larger requests get a too-large error")(
+      "max-queued-bytes", po::value(&max_queued_bytes)->default_value(max_queued_bytes),
+      "estimated bytes of all queued and in-flight requests; past it, overloaded replies")(
+      "id", po::value(&o.worker.sender_id), "heartbeat sender id")(
       "log-level", po::value(&o.log_level)->default_value("info"),
       "trace | debug | info | warn | error | critical | off")(
       "port-file", po::value(&o.port_file), "write the bound endpoint to FILE once listening")(
@@ -70,7 +83,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw Error(e.what());
+    throw Error(protocol::option_error_message(e));
   }
   if (o.model_dir.empty()) throw Error("--model is required");
   o.model.device = parse_device(device);
@@ -81,6 +94,12 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   o.worker.compute_threads = compute_threads;
   if (max_queue == 0) throw Error("--max-queue must be at least 1");
   o.worker.max_queue = max_queue;
+  if (max_input_values == 0 || max_output_values == 0 || max_queued_bytes == 0) {
+    throw Error("--max-input-values, --max-output-values and --max-queued-bytes must be positive");
+  }
+  o.worker.max_input_values = max_input_values;
+  o.worker.max_output_values = max_output_values;
+  o.worker.max_queued_bytes = max_queued_bytes;
   if (o.log_level != "off" && spdlog::level::from_str(o.log_level) == spdlog::level::off) {
     throw Error("--log-level must be trace, debug, info, warn, error, critical or off, got '" +
                 o.log_level + "'");

@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "fhe/params.h"
 #include "fhe_worker/error.h"
 #include "fhe_worker/matmul.h"
 #include "protocol/zap.h"
@@ -52,13 +54,22 @@ struct Worker::State {
   std::deque<std::unique_ptr<MatmulJob>> queue;
   bool exit = false;
   std::atomic<uint32_t> in_flight{0};
+  // Estimated bytes of the queued and in-flight requests and of their replies not yet sent
+  // (RequestSize::bytes, added when a request is queued, taken off when its reply is sent).
+  std::atomic<uint64_t> queued_bytes{0};
+  RequestLimits limits;
 
-  // Replies on their way back to the I/O thread.
+  // Replies on their way back to the I/O thread, with the bytes their requests were counted for.
+  struct Outgoing {
+    std::string peer;
+    protocol::Message message;
+    uint64_t bytes = 0;
+  };
   std::mutex out_mu;
-  std::vector<std::pair<std::string, protocol::Message>> outgoing;
+  std::vector<Outgoing> outgoing;
 
   std::atomic<uint64_t> received{0}, matmul_replies{0}, error_replies{0}, overloaded{0}, batches{0},
-      batched_requests{0}, handshake_failures{0}, disconnects{0};
+      batched_requests{0}, handshake_failures{0}, disconnects{0}, too_large{0};
   std::array<std::atomic<uint64_t>, 9> products{};  // by protocol::ProjectionKind value
 
   std::thread io;
@@ -141,12 +152,15 @@ void Worker::State::send(protocol::Server& server, const std::string& peer,
 }
 
 void Worker::State::flush(protocol::Server& server) {
-  std::vector<std::pair<std::string, protocol::Message>> ready;
+  std::vector<Outgoing> ready;
   {
     std::lock_guard lock(out_mu);
     ready.swap(outgoing);
   }
-  for (auto& [peer, message] : ready) send(server, peer, std::move(message));
+  for (auto& r : ready) {
+    queued_bytes -= r.bytes;  // the reply's frames are handed to the socket now
+    send(server, r.peer, std::move(r.message));
+  }
 }
 
 void Worker::State::enqueue(protocol::Server& server, const std::string& peer,
@@ -159,20 +173,36 @@ void Worker::State::enqueue(protocol::Server& server, const std::string& peer,
                 matmul_error(id, make_error(ErrorCode::kOverloaded, "worker is shutting down")));
   }
   protocol::Blob& input = message.blobs.at(request.input_blob);
-  if (const auto s = check_request(*model, request, input); !s) {
+  if (const auto s = check_request(*model, request, input, limits); !s) {
+    if (s.error().message.starts_with("request too large")) ++too_large;
     log->info("request {} refused: {}", id, s.error().to_string());
     return send(server, peer, matmul_error(id, s.error()));
   }
+  const uint64_t bytes = request_size(*model, request, input).bytes;
   auto job = std::make_unique<MatmulJob>(MatmulJob{peer, std::move(request), std::move(input)});
+  job->bytes = bytes;
+  uint64_t held = 0;
   {
     std::lock_guard lock(mu);
-    if (queue.size() < config.max_queue) {
+    held = queued_bytes.load();
+    if (queue.size() < config.max_queue && held + bytes <= config.max_queued_bytes) {
+      queued_bytes += bytes;
       queue.push_back(std::move(job));
       cv.notify_one();
       return;
     }
   }
   ++overloaded;
+  if (held + bytes > config.max_queued_bytes) {
+    log->warn("request {} refused: {} bytes queued, {} more would pass --max-queued-bytes {}", id,
+              held, bytes, config.max_queued_bytes);
+    return send(
+        server, peer,
+        matmul_error(id, make_error(ErrorCode::kOverloaded, "queued requests hold ", held,
+                                    " bytes; this one needs about ", bytes,
+                                    ", over this worker's limit of ", config.max_queued_bytes,
+                                    " (--max-queued-bytes); retry later or elsewhere")));
+  }
   log->warn("request {} refused: queue full ({} requests)", id, config.max_queue);
   send(server, peer,
        matmul_error(id, make_error(ErrorCode::kOverloaded, "queue full (", config.max_queue,
@@ -388,7 +418,7 @@ void Worker::State::run_compute() {
     {
       std::lock_guard lock(out_mu);
       for (size_t i = 0; i < batch.size(); ++i) {
-        outgoing.emplace_back(std::move(batch[i]->peer), std::move(replies[i]));
+        outgoing.push_back({std::move(batch[i]->peer), std::move(replies[i]), batch[i]->bytes});
       }
     }
     in_flight -= static_cast<uint32_t>(batch.size());
@@ -403,11 +433,24 @@ std::unique_ptr<Worker> Worker::start(std::shared_ptr<const WorkerModel> model,
   if (!model) throw Error("no model to serve");
   if (config.compute_threads == 0) throw Error("compute threads must be at least 1");
   if (config.max_queue == 0) throw Error("max queue must be at least 1");
+  if (config.max_input_values == 0 || config.max_output_values == 0 ||
+      config.max_queued_bytes == 0) {
+    throw Error("request limits must be at least 1");
+  }
+  // A frame of more than twice the largest input allowed is dropped by ZeroMQ before it is
+  // buffered (and that connection with it); smaller over-large inputs get the typed refusal.
+  const fhe::Params& params = model->context().params();
+  const uint64_t max_input_bytes = (config.max_input_values / 8 + 1) * params.log2_q;
+  const uint64_t frame_limit =
+      max_input_bytes > (uint64_t{1} << 40) ? UINT64_MAX : 2 * max_input_bytes + (1u << 20);
+  config.socket.limits.max_blob_bytes = std::min(config.socket.limits.max_blob_bytes, frame_limit);
   auto state = std::make_unique<State>();
   state->model = std::move(model);
   state->log = config.log ? config.log : make_console_logger();
   state->config = std::move(config);
   State& s = *state;
+  s.limits = RequestLimits{s.config.max_input_values, s.config.max_output_values,
+                           s.config.max_queued_bytes};
   if (!s.config.insecure) {
     if (s.config.secret_key_file.empty() || s.config.allow_dir.empty()) {
       throw Error("a CURVE worker needs --secret-key and --allow (or --insecure on loopback)");
@@ -440,8 +483,11 @@ std::unique_ptr<Worker> Worker::start(std::shared_ptr<const WorkerModel> model,
   for (unsigned i = 0; i < s.config.compute_threads; ++i) {
     s.compute.emplace_back([&s] { s.run_compute(); });
   }
-  s.log->info("listening on {} ({} compute thread(s), queue {})", endpoint.value(),
-              s.config.compute_threads, s.config.max_queue);
+  s.log->info(
+      "listening on {} ({} compute thread(s), queue {} requests / {} bytes; per request at most "
+      "{} input and {} output values)",
+      endpoint.value(), s.config.compute_threads, s.config.max_queue, s.config.max_queued_bytes,
+      s.config.max_input_values, s.config.max_output_values);
   return std::unique_ptr<Worker>(new Worker(std::move(state)));
 }
 
@@ -489,6 +535,8 @@ WorkerStats Worker::stats() const {
     st.queued = static_cast<uint32_t>(s.queue.size());
   }
   st.in_flight = s.in_flight.load();
+  st.queued_bytes = s.queued_bytes.load();
+  st.too_large = s.too_large.load();
   for (size_t k = 0; k < st.products.size(); ++k) st.products[k] = s.products[k].load();
   return st;
 }

@@ -8,6 +8,7 @@
 #include "model/lora_config.h"
 #include "privacy/random_source.h"
 #include "protocol/keys.h"
+#include "protocol/option_error.h"
 
 namespace participant {
 namespace po = boost::program_options;
@@ -67,19 +68,24 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "log-level", po::value(&outcome.log_level)->default_value("info"),
       "trace, debug, info, warn, error");
   po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, options), vm);
-  if (vm.count("help")) {
-    out << options << "\n";
-    outcome.help = true;
-    return outcome;
+  // Boost's own what() can loop forever on a name or value holding a %placeholder%.
+  try {
+    po::store(po::parse_command_line(argc, argv, options), vm);
+    if (vm.count("help")) {
+      out << options << "\n";
+      outcome.help = true;
+      return outcome;
+    }
+    if (vm.count("config")) {
+      const std::string file = vm["config"].as<std::string>();
+      std::ifstream in(file);
+      if (!in) throw std::invalid_argument(file + ": cannot read the config file");
+      po::store(po::parse_config_file(in, options), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw std::invalid_argument(protocol::option_error_message(e));
   }
-  if (vm.count("config")) {
-    const std::string file = vm["config"].as<std::string>();
-    std::ifstream in(file);
-    if (!in) throw std::invalid_argument(file + ": cannot read the config file");
-    po::store(po::parse_config_file(in, options), vm);
-  }
-  po::notify(vm);
   c.model_dir = model_dir;
   c.train_file = data;
   c.heldout_file = eval;

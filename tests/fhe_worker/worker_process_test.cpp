@@ -13,69 +13,12 @@
 
 #include "common/npy.h"
 #include "model/quantize.h"
-#include "worker_test_util.h"
-
-extern char** environ;
+#include "worker_process_util.h"
 
 namespace {
 
 using namespace worker_test;
 using protocol::ProjectionKind;
-
-// A child process; killed (SIGKILL) if still running at destruction.
-class Process {
- public:
-  explicit Process(std::vector<std::string> args, const std::string& log_file) {
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 2, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    EXPECT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  ~Process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  void signal(int sig) { ::kill(pid_, sig); }
-  // The exit status, or -1 when it died of a signal or did not end within `timeout`.
-  int wait(std::chrono::milliseconds timeout) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < end) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Waits for the port file and returns the endpoint in it.
-std::string wait_for_port(const std::string& path, std::chrono::milliseconds timeout = 30s) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < end) {
-    std::string s = slurp(path);
-    if (!s.empty() && s.back() == '\n') return s.substr(0, s.size() - 1);
-    std::this_thread::sleep_for(20ms);
-  }
-  return "";
-}
 
 protocol::Client connect(zmq::context_t& ctx, const std::string& endpoint) {
   protocol::ClientConfig c;

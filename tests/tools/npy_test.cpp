@@ -86,4 +86,62 @@ TEST(Npy, RefusesMalformedFiles) {
   EXPECT_THROW(fedtools::read_npy_int8(dir / "missing.npy", &r, &c), fedtools::NpyError);
 }
 
+// A .npy file whose header dictionary is padded with spaces to `header_len` bytes (format 1.0
+// when it fits 16 bits, 2.0 otherwise; `declared` overrides the length field).
+std::string padded_npy(size_t header_len, size_t declared = 0) {
+  std::string header = "{'descr': '|i1', 'fortran_order': False, 'shape': (1, 2), }";
+  header.append(header_len - header.size() - 1, ' ');
+  header += '\n';
+  const size_t len = declared ? declared : header.size();
+  std::string file =
+      len < 65536 ? std::string("\x93NUMPY\x01\x00", 8) : std::string("\x93NUMPY\x02\x00", 8);
+  file += static_cast<char>(len & 0xff);
+  file += static_cast<char>((len >> 8) & 0xff);
+  if (len >= 65536) {
+    file += static_cast<char>((len >> 16) & 0xff);
+    file += static_cast<char>((len >> 24) & 0xff);
+  }
+  return file + header + std::string("\x01\xfe", 2);
+}
+
+// A 65 KB header used to crash the reader (a backtracking regex recursed once per character):
+// now any header over kMaxHeaderBytes is refused with a message naming the limit, and one at the
+// limit is read.
+TEST(Npy, BoundsTheHeaderLength) {
+  TempDir dir;
+  std::ofstream(dir / "at.npy", std::ios::binary) << padded_npy(fedtools::kMaxHeaderBytes);
+  size_t r = 0, c = 0;
+  EXPECT_EQ(fedtools::read_npy_int8(dir / "at.npy", &r, &c), (std::vector<int8_t>{1, -2}));
+  for (const size_t len : {fedtools::kMaxHeaderBytes + 1, size_t{65535}}) {
+    std::ofstream(dir / "big.npy", std::ios::binary) << padded_npy(len);
+    try {
+      fedtools::read_npy_int8(dir / "big.npy", &r, &c);
+      ADD_FAILURE() << "a header of " << len << " bytes was accepted";
+    } catch (const fedtools::NpyError& e) {
+      EXPECT_NE(std::string(e.what()).find("exceeds the 10000-byte limit"), std::string::npos)
+          << e.what();
+    }
+  }
+  // Format 2.0 declares a 32-bit length: 4 GiB - 1 is refused before anything is allocated.
+  std::ofstream(dir / "v2.npy", std::ios::binary) << padded_npy(128, 0xffffffffu);
+  EXPECT_THROW(fedtools::read_npy_int8(dir / "v2.npy", &r, &c), fedtools::NpyError);
+}
+
+// fedctl on such a file: one line on stderr and exit status 2, as for any bad input.
+TEST(Npy, FedctlRefusesAHugeHeaderWithExitStatus2) {
+  TempDir dir;
+  std::ofstream(dir / "x.npy", std::ios::binary) << padded_npy(65535);
+  ASSERT_EQ(
+      tools_test::run(std::string(FEDCTL_PATH) + " fhe-keygen --out " + dir / "sk", dir.path())
+          .status,
+      0);
+  const auto r = tools_test::run(std::string(FEDCTL_PATH) + " fhe-encrypt --key " + dir / "sk" +
+                                     " --in " + dir / "x.npy" + " --out " + dir / "x.ct",
+                                 dir.path());
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(r.err.starts_with("fedctl fhe-encrypt: ")) << r.err;
+  EXPECT_NE(r.err.find("exceeds the 10000-byte limit"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+}
+
 }  // namespace

@@ -1,8 +1,10 @@
 #include "npy.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <regex>
+#include <optional>
+#include <string_view>
 
 namespace fedtools {
 
@@ -32,58 +34,90 @@ const char* descr(NpyType t) {
   return "";
 }
 
+// The value of `'key': ...` in a .npy header dictionary: with open != 0, the text between `open`
+// and the next `close` after the colon; with open == 0, the rest of the header after the colon
+// and its spaces. No regular expressions: the header is untrusted and a backtracking matcher
+// recurses once per character (a 64 KiB header overflowed the stack).
+std::optional<std::string> header_value(std::string_view header, std::string_view key, char open,
+                                        char close) {
+  const std::string quoted = "'" + std::string(key) + "'";
+  size_t pos = header.find(quoted);
+  if (pos == std::string_view::npos) return std::nullopt;
+  pos += quoted.size();
+  auto skip_spaces = [&] {
+    while (pos < header.size() && (header[pos] == ' ' || header[pos] == '\t')) ++pos;
+  };
+  skip_spaces();
+  if (pos >= header.size() || header[pos] != ':') return std::nullopt;
+  ++pos;
+  skip_spaces();
+  if (open == 0) return std::string(header.substr(pos));
+  if (pos >= header.size() || header[pos] != open) return std::nullopt;
+  const size_t end = header.find(close, pos + 1);
+  if (end == std::string_view::npos) return std::nullopt;
+  return std::string(header.substr(pos + 1, end - pos - 1));
+}
+
+// At most 32 characters of untrusted text, anything but printable ASCII as '?', for a message.
+std::string printable(const std::string& s) {
+  std::string out = s.substr(0, 32);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return s.size() > 32 ? out + "..." : out;
+}
+
 }  // namespace
 
-NpyArray read_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw NpyError("cannot open " + path);
-  const auto size = static_cast<size_t>(in.tellg());
-  in.seekg(0);
-  auto fail = [&](const std::string& why) { return NpyError(path + ": " + why); };
-  if (size < 10) throw fail("not a .npy file (too short)");
-  uint8_t pre[12] = {};
-  in.read(reinterpret_cast<char*>(pre), 10);
-  if (std::memcmp(pre, "\x93NUMPY", 6) != 0) throw fail("not a .npy file (bad magic)");
-  const int major = pre[6];
+NpyHeader parse_npy_header(std::string_view bytes, uint64_t file_size, const std::string& name) {
+  auto fail = [&](const std::string& why) { return NpyError(name + ": " + why); };
+  if (file_size < 10 || bytes.size() < 10) throw fail("not a .npy file (too short)");
+  const auto byte = [&](size_t i) { return static_cast<size_t>(static_cast<uint8_t>(bytes[i])); };
+  if (bytes.substr(0, 6) != std::string_view("\x93NUMPY", 6)) {
+    throw fail("not a .npy file (bad magic)");
+  }
+  const size_t major = byte(6);
   size_t header_len = 0, prefix = 10;
   if (major == 1) {
-    header_len = pre[8] | (size_t{pre[9]} << 8);
+    header_len = byte(8) | (byte(9) << 8);
   } else if (major == 2 || major == 3) {
-    in.read(reinterpret_cast<char*>(pre + 10), 2);
-    header_len = pre[8] | (size_t{pre[9]} << 8) | (size_t{pre[10]} << 16) | (size_t{pre[11]} << 24);
+    if (bytes.size() < 12) throw fail("truncated .npy header");
+    header_len = byte(8) | (byte(9) << 8) | (byte(10) << 16) | (byte(11) << 24);
     prefix = 12;
   } else {
     throw fail("unsupported .npy version " + std::to_string(major));
   }
-  if (header_len > 65536 || prefix + header_len > size) throw fail("truncated .npy header");
-  std::string header(header_len, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(header_len));
-  if (!in) throw fail("truncated .npy header");
-
-  std::smatch m;
-  NpyArray a;
-  if (!std::regex_search(header, m, std::regex(R"('descr'\s*:\s*'([^']*)')"))) {
-    throw fail("malformed .npy header (no descr)");
+  if (header_len > kMaxHeaderBytes) {
+    throw fail(".npy header of " + std::to_string(header_len) + " bytes exceeds the " +
+               std::to_string(kMaxHeaderBytes) + "-byte limit");
   }
-  const std::string d = m[1];
-  if (d == "|i1" || d == "<i1" || d == "i1") {
+  if (prefix + header_len > file_size || prefix + header_len > bytes.size()) {
+    throw fail("truncated .npy header");
+  }
+  const std::string_view header = bytes.substr(prefix, header_len);
+
+  NpyHeader a;
+  const auto d = header_value(header, "descr", '\'', '\'');
+  if (!d) throw fail("malformed .npy header (no descr)");
+  if (*d == "|i1" || *d == "<i1" || *d == "i1") {
     a.type = NpyType::kInt8;
-  } else if (d == "<i8") {
+  } else if (*d == "<i8") {
     a.type = NpyType::kInt64;
-  } else if (d == "<f4") {
+  } else if (*d == "<f4") {
     a.type = NpyType::kFloat32;
   } else {
-    throw fail("unsupported dtype '" + d + "'");
+    throw fail("unsupported dtype '" + printable(*d) + "'");
   }
-  if (!std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*(True|False))"))) {
-    throw fail("malformed .npy header (no fortran_order)");
+  const auto fortran = header_value(header, "fortran_order", 0, 0);
+  if (!fortran) throw fail("malformed .npy header (no fortran_order)");
+  if (fortran->starts_with("True")) {
+    throw fail("Fortran-order arrays are not supported; save with C order");
   }
-  if (m[1] == "True") throw fail("Fortran-order arrays are not supported; save with C order");
-  if (!std::regex_search(header, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) {
-    throw fail("malformed .npy header (no shape)");
-  }
+  if (!fortran->starts_with("False")) throw fail("malformed .npy header (no fortran_order)");
+  const auto shape_value = header_value(header, "shape", '(', ')');
+  if (!shape_value) throw fail("malformed .npy header (no shape)");
   std::vector<uint64_t> dims;
-  const std::string shape = m[1];
+  const std::string& shape = *shape_value;
   size_t pos = 0;
   while (pos < shape.size()) {
     const size_t comma = shape.find(',', pos);
@@ -97,7 +131,7 @@ NpyArray read_npy(const std::string& path) {
     }
     item = item.substr(b, e - b + 1);
     if (item.size() > 12 || item.find_first_not_of("0123456789") != std::string::npos) {
-      throw fail("malformed or too large shape dimension '" + item + "'");
+      throw fail("malformed or too large shape dimension '" + printable(item) + "'");
     }
     dims.push_back(std::stoull(item));
   }
@@ -106,17 +140,37 @@ NpyArray read_npy(const std::string& path) {
     throw fail("expected a 2-D array, got " + std::to_string(dims.size()) + "-D");
   a.rows = dims[0];
   a.cols = dims[1];
+  a.data_offset = prefix + header_len;
   const size_t es = elem_size(a.type);
-  const size_t remaining = size - prefix - header_len;
+  const uint64_t remaining = file_size - a.data_offset;
   if (a.rows != 0 && a.cols > (size_t{1} << 40) / a.rows) throw fail("shape too large");
   const size_t want = a.rows * a.cols * es;
   if (remaining != want) {
     throw fail("data length " + std::to_string(remaining) + " does not match shape (" +
                std::to_string(a.rows) + ", " + std::to_string(a.cols) + ")");
   }
-  a.data.resize(want);
-  in.read(reinterpret_cast<char*>(a.data.data()), static_cast<std::streamsize>(want));
-  if (!in) throw fail("truncated data");
+  return a;
+}
+
+NpyArray read_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw NpyError("cannot open " + path);
+  const auto size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  // The header lies within the first 12 + kMaxHeaderBytes bytes; nothing beyond them is read
+  // before the header has been checked against the file's size.
+  std::string head(static_cast<size_t>(std::min<uint64_t>(size, 12 + kMaxHeaderBytes)), '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  if (!in) throw NpyError(path + ": cannot read");
+  const NpyHeader h = parse_npy_header(head, size, path);
+  NpyArray a;
+  a.type = h.type;
+  a.rows = h.rows;
+  a.cols = h.cols;
+  a.data.resize(static_cast<size_t>(size - h.data_offset));
+  in.seekg(static_cast<std::streamoff>(h.data_offset));
+  in.read(reinterpret_cast<char*>(a.data.data()), static_cast<std::streamsize>(a.data.size()));
+  if (!in) throw NpyError(path + ": truncated data");
   return a;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace fedtools {
@@ -22,9 +23,26 @@ struct NpyArray {
   std::vector<uint8_t> data;  // raw little-endian payload, rows * cols * element size bytes
 };
 
+// The longest header read_npy accepts (NumPy's own default max_header_size); the header of a
+// 2-D array of a supported dtype is under 128 bytes.
+constexpr size_t kMaxHeaderBytes = 10000;
+
+// What the header of a .npy file says, checked against the file's size.
+struct NpyHeader {
+  NpyType type = NpyType::kInt8;
+  size_t rows = 0, cols = 0;
+  size_t data_offset = 0;  // where the payload starts; file size - data_offset = its length
+};
+
+// Parses the magic, version and header dictionary at the start of `bytes` (the first bytes of a
+// file of `file_size` bytes; 12 + kMaxHeaderBytes of them are always enough). Throws NpyError
+// starting with `name` for everything read_npy refuses. No allocation depends on the input
+// beyond the header's own bounded length.
+NpyHeader parse_npy_header(std::string_view bytes, uint64_t file_size, const std::string& name);
+
 // Reads a 2-D array (a 1-D array of length k reads as k x 1). Throws NpyError naming the file
-// for a missing file, bad magic, malformed header, Fortran order, an unsupported dtype, or a
-// payload whose length does not match the shape.
+// for a missing file, bad magic, a header over kMaxHeaderBytes or malformed, Fortran order, an
+// unsupported dtype, or a payload whose length does not match the shape.
 NpyArray read_npy(const std::string& path);
 
 // Reads and requires dtype int8.

@@ -9,6 +9,8 @@
 #include <iostream>
 #include <string>
 
+#include "protocol/option_error.h"
+
 namespace fedctl {
 
 namespace po = boost::program_options;
@@ -29,7 +31,8 @@ inline int run_command(const char* name, const char* synopsis, po::options_descr
     po::notify(vm);
     return body(vm);
   } catch (const std::exception& e) {
-    std::string msg = e.what();
+    const auto* option_error = dynamic_cast<const po::error*>(&e);
+    std::string msg = option_error ? protocol::option_error_message(*option_error) : e.what();
     for (auto& c : msg) {
       if (c == '\n') c = ' ';
     }

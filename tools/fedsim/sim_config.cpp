@@ -7,6 +7,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "protocol/option_error.h"
+
 namespace fedsim {
 namespace po = boost::program_options;
 
@@ -78,18 +80,23 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "log-level", po::value(&c.log_level)->default_value(c.log_level),
       "log level of the sites and workers");
   po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, options), vm);
-  if (vm.count("help")) {
-    out << options << "\n";
-    return false;
+  // Boost's own what() can loop forever on a name or value holding a %placeholder%.
+  try {
+    po::store(po::parse_command_line(argc, argv, options), vm);
+    if (vm.count("help")) {
+      out << options << "\n";
+      return false;
+    }
+    if (vm.count("config")) {
+      const std::string file = vm["config"].as<std::string>();
+      std::ifstream in(file);
+      if (!in) throw std::invalid_argument(file + ": cannot read the config file");
+      po::store(po::parse_config_file(in, options), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw std::invalid_argument(protocol::option_error_message(e));
   }
-  if (vm.count("config")) {
-    const std::string file = vm["config"].as<std::string>();
-    std::ifstream in(file);
-    if (!in) throw std::invalid_argument(file + ": cannot read the config file");
-    po::store(po::parse_config_file(in, options), vm);
-  }
-  po::notify(vm);
   if (c.rounds < 1 || c.sites < 1 || c.workers < 1) {
     throw std::invalid_argument("--rounds, --sites and --workers must be at least 1");
   }

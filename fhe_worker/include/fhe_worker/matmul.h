@@ -8,6 +8,7 @@
 // failure of one never fails another.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
@@ -23,16 +24,38 @@ struct MatmulJob {
   std::string peer;
   protocol::MatmulRequest request;
   protocol::Blob input;
+  uint64_t bytes = 0;  // RequestSize::bytes, counted against WorkerConfig::max_queued_bytes
 };
+
+// Bounds on what one request may make the worker allocate (WorkerConfig; docs/worker.md,
+// "Request limits"). Values are ring coefficients: a matrix of `rows` rows over `cols` tokens
+// takes rows x ceil(cols / n) x n of them per plane.
+struct RequestLimits {
+  uint64_t max_input_values = UINT64_MAX;   // rows x token slots of the input (one plane)
+  uint64_t max_output_values = UINT64_MAX;  // d_out x token slots x 2 planes, over projections
+  uint64_t max_request_bytes = UINT64_MAX;  // RequestSize::bytes
+};
+
+// What a request holds while it is queued and computed: its coefficient counts and an estimate
+// of the bytes (the input frame, the unpacked input and its expanded mask, the product planes
+// and their packed reply frames).
+struct RequestSize {
+  uint64_t input_values = 0, output_values = 0, bytes = 0;
+};
+
+// The size of a request whose layer and projections check_request has accepted.
+RequestSize request_size(const WorkerModel& model, const protocol::MatmulRequest& request,
+                         const protocol::Blob& input);
 
 // Typed refusals: kUnknownModel, kUnknownLayer (also for a projection this worker does not
 // serve, and for the LM head at a layer other than 0), kMalformedRequest (another parameter set),
 // kShapeMismatch (rows, ring degree, bits), kNoiseBudget (the request's scale and token count do
 // not decrypt exactly with these weights' norms: for the transposed LM head, whose inner
 // dimension is the vocabulary, a large vocabulary may leave no scale at all; the participant then
-// computes that product locally).
+// computes that product locally), kShapeMismatch for a request over `limits` (checked before
+// the noise budget; the message names the limit's flag). Nothing is allocated for the request.
 protocol::Status check_request(const WorkerModel& model, const protocol::MatmulRequest& request,
-                               const protocol::Blob& input);
+                               const protocol::Blob& input, const RequestLimits& limits = {});
 
 // Requests that may share GEMMs: the same layer, projections and direction.
 bool same_batch(const protocol::MatmulRequest& a, const protocol::MatmulRequest& b);

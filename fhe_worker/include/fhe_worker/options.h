@@ -11,6 +11,9 @@
 //   --allow DIR          directory of the allowed clients' .pub files
 //   --insecure           no CURVE; refused unless --bind is a loopback endpoint
 //   --max-queue N        queued requests before `overloaded` replies
+//   --max-input-values N   per request: input rows x token slots (default 2^26)
+//   --max-output-values N  per request: output rows x token slots x 2 planes (default 2^27)
+//   --max-queued-bytes N   estimated bytes of queued + in-flight requests (default 4 GiB)
 //   --id NAME            sender id in heartbeats (default: fhe_worker@<bound endpoint>)
 //   --log-level L        trace | debug | info | warn | error | critical | off
 //   --port-file FILE     written with the bound endpoint once listening

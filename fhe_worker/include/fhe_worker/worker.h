@@ -3,7 +3,9 @@
 // Threads:
 //   - the I/O thread owns every socket (the ROUTER, its monitor, nothing else). It answers
 //     ModelInfoRequest and Heartbeat itself, refuses bad requests with typed errors, and queues
-//     valid MatmulRequests; when the queue holds max_queue requests it answers `overloaded`.
+//     valid MatmulRequests; when the queue holds max_queue requests, or the queued and in-flight
+//     requests hold max_queued_bytes, it answers `overloaded`; a request over a request limit
+//     (max_input_values, max_output_values, max_queued_bytes alone) gets a typed refusal.
 //   - compute threads take a request from the queue together with the queued requests for the
 //     same (layer, projections, direction), up to max_batch_blocks ciphertext blocks, and run
 //     them as one GEMM per projection (compute_batch). Replies go back to the I/O thread through
@@ -38,7 +40,17 @@ struct WorkerConfig {
   size_t max_queue = 64;                   // queued MatmulRequests before `overloaded`
   unsigned compute_threads = 1;            // requests computed at once
   size_t max_batch_blocks = 8;             // ciphertext blocks one batched GEMM may take
-  std::string sender_id;                   // heartbeat sender id; empty: "fhe_worker@<endpoint>"
+  // Request limits (docs/worker.md): a request over one of them gets a kShapeMismatch reply that
+  // names the limit, before anything is allocated for it. Values are ring coefficients (a
+  // rows x tokens matrix takes rows x ceil(tokens / n) x n per plane).
+  uint64_t max_input_values = uint64_t{1} << 26;   // rows x token slots of one request's input
+  uint64_t max_output_values = uint64_t{1} << 27;  // d_out x token slots x 2 planes, per request
+  // Estimated bytes of every queued and in-flight request together (matmul.h RequestSize),
+  // counted until its reply has been handed to the socket: a request that would pass it waits
+  // out as `overloaded`; one that alone exceeds it is refused as too large. The socket also drops
+  // any frame over twice the input limit's packed bytes before buffering it.
+  uint64_t max_queued_bytes = uint64_t{4} << 30;
+  std::string sender_id;  // heartbeat sender id; empty: "fhe_worker@<endpoint>"
   protocol::SocketOptions socket;
   std::chrono::milliseconds drain_linger{2000};  // time to deliver the last replies at exit
   std::shared_ptr<spdlog::logger> log;           // null: a console logger "fhe_worker"
@@ -54,6 +66,8 @@ struct WorkerStats {
   uint64_t handshake_failures = 0;  // refused CURVE handshakes (socket monitor)
   uint64_t disconnects = 0;         // peers that went away (socket monitor)
   uint32_t queued = 0, in_flight = 0;
+  uint64_t queued_bytes = 0;  // estimated bytes held by queued and in-flight requests
+  uint64_t too_large = 0;     // requests refused for a request limit
   // Products computed without error, by the protocol::ProjectionKind value (1 = q .. 8 = lm_head).
   std::array<uint64_t, 9> products{};
 };
