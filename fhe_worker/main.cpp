@@ -64,8 +64,8 @@ int main(int argc, char** argv) {
         if (!server.ok()) throw fhe_worker::Error(server.error().message);
         rc.coordinator_key = server.value();
       }
-      rc.site_id =
-          o.worker.sender_id.empty() ? "fhe_worker@" + worker->endpoint() : o.worker.sender_id;
+      rc.site_id = o.worker.sender_id.empty() ? fhe_worker::default_worker_id(worker->endpoint())
+                                              : o.worker.sender_id;
       rc.compute_endpoint =
           o.advertise.empty() ? fhe_worker::advertised_endpoint(worker->endpoint()) : o.advertise;
       rc.public_key_z85 = worker->public_key_z85();

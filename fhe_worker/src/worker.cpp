@@ -479,7 +479,8 @@ std::unique_ptr<Worker> Worker::start(std::shared_ptr<const WorkerModel> model,
     s.io.join();
     throw Error(endpoint.error().message);
   }
-  s.sender_id = s.config.sender_id.empty() ? "fhe_worker@" + endpoint.value() : s.config.sender_id;
+  s.sender_id =
+      s.config.sender_id.empty() ? default_worker_id(endpoint.value()) : s.config.sender_id;
   for (unsigned i = 0; i < s.config.compute_threads; ++i) {
     s.compute.emplace_back([&s] { s.run_compute(); });
   }
@@ -539,6 +540,17 @@ WorkerStats Worker::stats() const {
   st.too_large = s.too_large.load();
   for (size_t k = 0; k < st.products.size(); ++k) st.products[k] = s.products[k].load();
   return st;
+}
+
+std::string default_worker_id(std::string_view endpoint) {
+  std::string id = "worker-";
+  for (const char c : endpoint) {
+    const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-';
+    id += safe ? c : '-';
+  }
+  if (id.size() > 64) id.resize(64);
+  return id;
 }
 
 }  // namespace fhe_worker

@@ -12,6 +12,7 @@
 #include "fhe_worker/error.h"
 #include "fhe_worker/matmul.h"
 #include "model/projection.h"
+#include "protocol/coordinator_messages.h"
 #include "model/quantize.h"
 #include "worker_test_util.h"
 
@@ -203,6 +204,14 @@ TEST_F(WorkerMatmul, MoreTokensThanOneBlock) {
   check_exact(0, {ProjectionKind::kV}, false, true, 2048 + 9, true);
 }
 
+// The default id is one the coordinator accepts (it refuses any other character set or length).
+TEST(WorkerId, TheDefaultIsASafeId) {
+  EXPECT_EQ(fhe_worker::default_worker_id("tcp://10.0.0.5:5555"), "worker-tcp---10.0.0.5-5555");
+  const std::string long_id = fhe_worker::default_worker_id("ipc:///" + std::string(200, 'x'));
+  EXPECT_EQ(long_id.size(), 64u);
+  EXPECT_TRUE(protocol::coord::is_site_id(long_id));
+}
+
 TEST_F(WorkerMatmul, HeartbeatReportsLoad) {
   auto client = f.client();
   protocol::Heartbeat ping;
@@ -210,7 +219,8 @@ TEST_F(WorkerMatmul, HeartbeatReportsLoad) {
   protocol::Message reply = round_trip(client, protocol::Message{ping, {}});
   const auto* h = std::get_if<protocol::Heartbeat>(&reply.body);
   ASSERT_NE(h, nullptr) << protocol::body_name(reply.body);
-  EXPECT_EQ(h->sender_id, "fhe_worker@" + f.worker->endpoint());
+  EXPECT_EQ(h->sender_id, fhe_worker::default_worker_id(f.worker->endpoint()));
+  EXPECT_TRUE(protocol::coord::is_site_id(h->sender_id)) << h->sender_id;
   EXPECT_EQ(h->capacity, 1u);
   EXPECT_EQ(h->queued, 0u);
   EXPECT_GT(h->timestamp_nanos, 0);

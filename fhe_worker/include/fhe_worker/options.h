@@ -14,7 +14,7 @@
 //   --max-input-values N   per request: input rows x token slots (default 2^26)
 //   --max-output-values N  per request: output rows x token slots x 2 planes (default 2^27)
 //   --max-queued-bytes N   estimated bytes of queued + in-flight requests (default 4 GiB)
-//   --id NAME            sender id in heartbeats (default: fhe_worker@<bound endpoint>)
+//   --id NAME            sender id in heartbeats (default: worker-<bound endpoint>, unsafe characters as -)
 //   --log-level L        trace | debug | info | warn | error | critical | off
 //   --port-file FILE     written with the bound endpoint once listening
 //   --coordinator EP     register with this coordinator (and heartbeat) so that it lists this

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "fhe_worker/worker_model.h"
 #include "protocol/socket.h"
@@ -50,7 +51,7 @@ struct WorkerConfig {
   // out as `overloaded`; one that alone exceeds it is refused as too large. The socket also drops
   // any frame over twice the input limit's packed bytes before buffering it.
   uint64_t max_queued_bytes = uint64_t{4} << 30;
-  std::string sender_id;  // heartbeat sender id; empty: "fhe_worker@<endpoint>"
+  std::string sender_id;  // heartbeat sender id; empty: default_worker_id(bound endpoint)
   protocol::SocketOptions socket;
   std::chrono::milliseconds drain_linger{2000};  // time to deliver the last replies at exit
   std::shared_ptr<spdlog::logger> log;           // null: a console logger "fhe_worker"
@@ -103,5 +104,10 @@ class Worker {
   explicit Worker(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
 };
+
+// The id a worker uses when none is given: "worker-" and its endpoint with every character
+// outside [A-Za-z0-9._-] replaced by '-' (tcp://10.0.0.5:5555 -> "worker-tcp---10.0.0.5-5555"),
+// cut to the 64 characters an id may have (protocol::coord::is_site_id).
+std::string default_worker_id(std::string_view endpoint);
 
 }  // namespace fhe_worker
