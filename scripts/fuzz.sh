@@ -2,11 +2,11 @@
 # Builds every libFuzzer target with clang (cmake --preset fuzz: libraries instrumented for
 # coverage and ASan, in build-fuzz/) and runs each for a bounded time:
 #   bash scripts/fuzz.sh [SECONDS]
-# SECONDS is the total fuzzing time, split evenly across the 8 targets (default 240, i.e. 30 s
+# SECONDS is the total fuzzing time, split evenly across the 10 targets (default 240, i.e. 24 s
 # each; at least 1 s each). CI runs `bash scripts/fuzz.sh 120`.
 #   protocol_fuzz_decode  worker and coordinator messages (tests/protocol)
 #   fuzz_npy fuzz_safetensors fuzz_ciphertext fuzz_checkpoint fuzz_ini fuzz_peft_adapter
-#   fuzz_budget           the file parsers (tests/fuzz/README.md)
+#   fuzz_budget fuzz_roster fuzz_tokenizer_json   the file parsers (tests/fuzz/README.md)
 # Each target starts from its checked-in seeds (tests/fuzz/corpus/NAME, read only) and keeps
 # what it finds in build-fuzz/corpus/TARGET. A crash, leak, timeout or out-of-memory input is
 # written to build-fuzz/crashes/ and fails the script: fix the parser, then add the input to
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-240}"
 targets=(protocol_fuzz_decode fuzz_npy fuzz_safetensors fuzz_ciphertext fuzz_checkpoint fuzz_ini
-  fuzz_peft_adapter fuzz_budget)
+  fuzz_peft_adapter fuzz_budget fuzz_roster fuzz_tokenizer_json)
 each=$((seconds / ${#targets[@]}))
 ((each >= 1)) || each=1
 

@@ -97,6 +97,13 @@ TEST(Fedsim, RunsPrintsTheLogsTableAndResumes) {
       EXPECT_GT(eps.get<double>(), 0) << site;
     }
   }
+  // No per-site loss reaches the coordinator's log by default: not with the deltas either.
+  const std::vector<json> received = events(log, "delta_received");
+  ASSERT_FALSE(received.empty());
+  for (const json& e : received) {
+    EXPECT_FALSE(e.contains("train_loss")) << e.dump();
+    EXPECT_FALSE(e.contains("heldout_loss")) << e.dump();
+  }
   // Epsilon only grows.
   for (const auto& [site, eps] : finished[1]["epsilon"].items()) {
     EXPECT_GT(eps.get<double>(), finished[0]["epsilon"][site].get<double>());

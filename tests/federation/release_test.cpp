@@ -147,6 +147,19 @@ TEST_F(ReleaseTest, ASiteWithOtherWeightsOfTheSameShapesIsRefusedBeforeTraining)
                           ? read_json(run / "sites" / "site-1" / "releases.json")
                           : json{{"releases", json::array()}};
   EXPECT_TRUE(ledger["releases"].empty());
+  // The coordinator's figure for every site equals the site's own: the healthy ones paid for
+  // the one attempt they trained, the refused one for nothing.
+  json finished;
+  for (const auto& e : ev) {
+    if (e.value("event", "") == "run_finished") finished = e;
+  }
+  ASSERT_TRUE(finished.is_object()) << slurp(fed.events_file());
+  for (const char* site : {"site-0", "site-2"}) {
+    const double own = epsilon_spent(run / "sites" / site);
+    EXPECT_GT(own, 0) << site;
+    EXPECT_NEAR(finished["epsilon"][site].get<double>(), own, 1e-9 * own) << site;
+  }
+  EXPECT_EQ(finished["epsilon"].value("site-1", 0.0), 0.0) << finished.dump();
 }
 
 // The coordinator's operator interrupts it (SIGINT) while the sites train round 2 and starts it

@@ -16,11 +16,13 @@
 #include "coordinator/checkpoint.h"
 #include "coordinator/drbg.h"
 #include "coordinator/registry.h"
+#include "coordinator/roster.h"
 #include "fhe/encryptor.h"
 #include "fhe/secret_key.h"
 #include "fhe/serialize.h"
 #include "fuzz_files.h"
 #include "fuzz_target.h"
+#include "model/hf_tokenizer.h"
 #include "model/peft_adapter.h"
 #include "privacy/budget.h"
 
@@ -38,7 +40,7 @@ std::string read_file(const fs::path& p) {
 
 TEST(FuzzCorpus, EveryTargetRunsOverItsCorpus) {
   const auto& targets = fuzz::registry();
-  EXPECT_EQ(targets.size(), 7u);
+  EXPECT_EQ(targets.size(), 9u);
   for (const auto& [name, body] : targets) {
     const fs::path dir = kCorpus / name;
     ASSERT_TRUE(fs::is_directory(dir)) << dir;
@@ -137,6 +139,13 @@ TEST(FuzzCorpus, SeedsAreAccepted) {
   fuzz::write_scratch(model::kPeftConfigFile, peft.substr(0, sep));
   fuzz::write_scratch(model::kPeftWeightsFile, peft.substr(sep + 4));
   EXPECT_NO_THROW(model::read_peft_adapter(fuzz::scratch_dir()));
+  const auto roster = coordinator::Roster::parse(
+      read_file(kCorpus / "roster/two_sites_one_worker.txt"), "roster.txt");
+  ASSERT_TRUE(roster.ok()) << roster.error().message;
+  EXPECT_EQ(roster.value().size(), 3u);
+  const model::HfTokenizer tok(kCorpus / "tokenizer_json/tiny_bpe.json");
+  EXPECT_EQ(tok.decode(tok.encode("the heat")), "the heat");
+  EXPECT_EQ(tok.encode(" the").size(), 1u);  // " t" + "he" -> " the": the merges apply
 }
 
 }  // namespace
