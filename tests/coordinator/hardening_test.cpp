@@ -208,7 +208,21 @@ SiteOptions site(const std::string& id) {
   return o;
 }
 
-constexpr uint64_t kBoundKb = 150 * 1024;  // every test: the coordinator stays under 150 MiB
+// Every test: the coordinator stays under 150 MiB (it measures 13-15 MiB). AddressSanitizer keeps
+// freed blocks in a quarantine of up to 256 MiB and pads every allocation, so under ASan the
+// bound is 1 GiB (the 1,000 connections reach about 510 MiB there).
+#if defined(__SANITIZE_ADDRESS__)
+#define FEDLORA_TEST_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FEDLORA_TEST_UNDER_ASAN 1
+#endif
+#endif
+#ifdef FEDLORA_TEST_UNDER_ASAN
+constexpr uint64_t kBoundKb = 1024 * 1024;
+#else
+constexpr uint64_t kBoundKb = 150 * 1024;
+#endif
 
 void report_memory(const char* test, CoordinatorProcess& c) {
   std::printf("[%s] coordinator VmHWM %.1f MiB (bound %.0f MiB)\n", test, c.hwm_kb() / 1024.0,
