@@ -667,8 +667,13 @@ void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t b
   if (pc::loss_reported(u.train_loss)) received["train_loss"] = u.train_loss;
   if (pc::loss_reported(u.heldout_loss)) received["heldout_loss"] = u.heldout_loss;
   events->write("delta_received", received);
-  log->info("round {}: delta from {} ({} examples, train loss {:.4f}, held-out {:.4f})", round,
-            s.id, u.example_count, u.train_loss, u.heldout_loss);
+  if (pc::loss_reported(u.heldout_loss)) {
+    log->info("round {}: delta from {} ({} examples, train loss {:.4f}, held-out {:.4f})", round,
+              s.id, u.example_count, u.train_loss, u.heldout_loss);
+  } else {
+    log->info("round {}: delta from {} ({} examples; its losses stay at the site)", round, s.id,
+              u.example_count);
+  }
   ack(pc::UploadStatus::kAccepted);
 }
 
@@ -883,8 +888,12 @@ protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> e
   if (pc::loss_reported(heldout)) finished["heldout_loss"] = heldout;
   if (cfg.plan.participant_dp) finished["participant_epsilon"] = participant_epsilon();
   events->write("round_finished", finished);
-  log->info("round {} finished: {} sites, train loss {:.4f}, held-out loss {:.4f}, {:.2f} s", round,
-            sites.size(), train, heldout, seconds_since(t0));
+  if (pc::loss_reported(heldout)) {
+    log->info("round {} finished: {} sites, train loss {:.4f}, held-out loss {:.4f}, {:.2f} s",
+              round, sites.size(), train, heldout, seconds_since(t0));
+  } else {
+    log->info("round {} finished: {} sites, {:.2f} s", round, sites.size(), seconds_since(t0));
+  }
   if (cfg.plan.participant_dp) {
     log->info("round {}: participant-level epsilon {:.4f} at delta {} ({} releases)", round,
               participant_epsilon(), cfg.plan.delta, participant_accountant.total_steps());
