@@ -46,6 +46,11 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
       return make_error(ErrorCode::kUnknownLayer, "projection ", protocol::projection_name(kind),
                         " has no layer ", r.layer, " (the LM head is served as layer 0)");
     }
+    if (!model.holds(r.layer, kind)) {
+      return make_error(ErrorCode::kUnknownLayer, "this worker holds ", model.holdings(),
+                        " of model '", model.model_id(), "', not ", protocol::projection_name(kind),
+                        " of layer ", r.layer, ": send it to a worker that holds that layer");
+    }
     const model::QuantizedWeight& w = model.weight(r.layer, kind);
     const auto expected = static_cast<uint64_t>(r.transpose ? w.rows : w.cols);
     if (r.rows != expected) {

@@ -27,9 +27,16 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   uint64_t max_input_values = defaults.max_input_values;
   uint64_t max_output_values = defaults.max_output_values;
   uint64_t max_queued_bytes = defaults.max_queued_bytes;
+  std::string layers;
+  bool lm_head = false;
   po::options_description file_options("fhe_worker options (also as INI keys in --config)");
   file_options.add_options()("model", po::value(&o.model_dir), "model directory (required)")(
       "model-id", po::value(&o.model.model_id), "model id (default: the directory's name)")(
+      "layers", po::value(&layers),
+      "serve only these decoder layers: A-B (0-based, both included) or one layer; the pool "
+      "of a participant must cover every layer (default: all)")(
+      "lm-head", po::value(&lm_head),
+      "serve the LM head: true | false (default: true without --layers, false with it)")(
       "bind", po::value(&o.worker.bind)->default_value("tcp://*:5555"),
       "endpoint to bind: tcp://*:PORT; port 0 or * picks a free port")(
       "device", po::value(&device)->default_value("auto"), "auto | cpu | cuda[:N]")(
@@ -82,10 +89,12 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       po::store(po::parse_config_file(in, file_options), vm);
     }
     po::notify(vm);
+    if (vm.count("lm-head")) o.model.lm_head = lm_head;
   } catch (const po::error& e) {
     throw Error(protocol::option_error_message(e));
   }
   if (o.model_dir.empty()) throw Error("--model is required");
+  if (!layers.empty()) o.model.layers = parse_layer_range(layers);
   o.model.device = parse_device(device);
   if (threads < 0) throw Error("--threads must be 0 or positive");
   o.model.threads = threads;

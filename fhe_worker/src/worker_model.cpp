@@ -8,11 +8,14 @@
 #include <memory>
 #include <sstream>
 
+#include "base/model_id.h"
 #include "fhe/params.h"
 #include "fhe_worker/error.h"
 #include "model/error.h"
+#include "model/llama_layout.h"
 #include "model/model_hash.h"
 #include "model/projection.h"
+#include "model/quantized_checkpoint.h"
 
 namespace fhe_worker {
 
@@ -21,6 +24,7 @@ static_assert(std::endian::native == std::endian::little, "scales are sent as LE
 // One projection of one layer: its int8 weight and both products.
 struct WorkerModel::Slot {
   model::QuantizedWeight weight;
+  protocol::LayerNorms norms;  // as ModelInfo lists them
   std::unique_ptr<Gemm> forward;
   mutable std::once_flag transposed_once;
   mutable std::unique_ptr<Gemm> transposed;
@@ -56,16 +60,6 @@ void max_norms(const model::QuantizedWeight& w, bool transpose, uint64_t* l1, ui
   *l2sq = *std::max_element(s2.begin(), s2.end());
 }
 
-std::string default_model_id(const std::filesystem::path& dir) {
-  std::filesystem::path p = dir.lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();
-  std::string name = p.filename().string();
-  if (name.empty() || name == "." || name == "..") {
-    name = std::filesystem::absolute(dir).lexically_normal().filename().string();
-  }
-  return name.empty() ? "model" : name;
-}
-
 }  // namespace
 
 model::ProjectionKind to_model_kind(protocol::ProjectionKind kind) {
@@ -92,12 +86,35 @@ model::ProjectionKind to_model_kind(protocol::ProjectionKind kind) {
   throw Error("projection " + std::string(protocol::projection_name(kind)) + " is not served");
 }
 
+LayerRange parse_layer_range(const std::string& text) {
+  const auto number = [&](const std::string& part) -> uint32_t {
+    if (part.empty() || part.size() > 6 ||
+        part.find_first_not_of("0123456789") != std::string::npos) {
+      throw Error("--layers '" + text + "': expected a layer (3) or a range of layers (0-7)");
+    }
+    return static_cast<uint32_t>(std::stoul(part));
+  };
+  const size_t dash = text.find('-');
+  LayerRange r;
+  r.first = number(text.substr(0, dash));
+  r.last = dash == std::string::npos ? r.first : number(text.substr(dash + 1));
+  if (r.last < r.first) {
+    throw Error("--layers '" + text + "': the range ends before it starts");
+  }
+  return r;
+}
+
 std::unique_ptr<WorkerModel> WorkerModel::load(const std::filesystem::path& dir,
                                                WorkerModelOptions options) {
-  if (options.model_id.empty()) options.model_id = default_model_id(dir);
+  if (options.model_id.empty()) options.model_id = base::default_model_id(dir);
   try {
-    const model::LlamaWeights weights = model::load_llama_weights(dir);
-    return std::make_unique<WorkerModel>(weights, std::move(options));
+    const model::LlamaConfig config = model::load_llama_config(dir);
+    const model::TensorStore store = model::TensorStore::open(dir);
+    model::check_llama_checkpoint(store, config);
+    const WeightSource source = [&](model::ProjectionId id) {
+      return model::quantize_checkpoint_projection(store, config, id);
+    };
+    return std::make_unique<WorkerModel>(config, source, std::move(options));
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -106,48 +123,66 @@ std::unique_ptr<WorkerModel> WorkerModel::load(const std::filesystem::path& dir,
 }
 
 WorkerModel::WorkerModel(const model::LlamaWeights& weights, WorkerModelOptions options)
+    : WorkerModel(
+          weights.config,
+          [&](model::ProjectionId id) {
+            return model::quantize_weight_rows(model::projection_weight(weights, id));
+          },
+          std::move(options)) {}
+
+WorkerModel::WorkerModel(const model::LlamaConfig& config, const WeightSource& source,
+                         WorkerModelOptions options)
     : options_(std::move(options)), model_id_(options_.model_id) {
   if (model_id_.empty() || model_id_.size() > protocol::kMaxIdBytes) {
     throw Error("model id must have 1.." + std::to_string(protocol::kMaxIdBytes) + " bytes");
   }
-  const int64_t layers = weights.config.num_hidden_layers;
+  const int64_t layers = config.num_hidden_layers;
   if (layers <= 0 || layers > static_cast<int64_t>(protocol::kMaxLayers)) {
     throw Error("model has " + std::to_string(layers) + " layers (1.." +
                 std::to_string(protocol::kMaxLayers) + " served)");
   }
   layer_count_ = static_cast<uint32_t>(layers);
+  layers_ = options_.layers.value_or(LayerRange{0, layer_count_ - 1});
+  if (layers_.first > layers_.last || layers_.last >= layer_count_) {
+    throw Error("--layers " + std::to_string(layers_.first) + "-" + std::to_string(layers_.last) +
+                ": model '" + model_id_ + "' has layers 0-" + std::to_string(layer_count_ - 1));
+  }
+  lm_head_ = options_.lm_head.value_or(!options_.layers.has_value());
   ctx_ = fhe::Context::create();
   info_.model_id = model_id_;
   info_.layer_count = layer_count_;
-  for (size_t k = 0; k < kServedProjections.size(); ++k) {
-    protocol::ProjectionInfo p;
-    p.kind = kServedProjections[k];
-    p.scales_blob = static_cast<uint32_t>(k);
-    info_.projections.push_back(p);
-  }
+  std::vector<protocol::ProjectionInfo> infos(kServedProjections.size());
+  for (size_t k = 0; k < kServedProjections.size(); ++k) infos[k].kind = kServedProjections[k];
+  slots_.resize(static_cast<size_t>(layer_count_) * kLayerProjections.size() + 1);
   model::ModelHasher sha;  // the hash of model/model_hash.h, built as the projections load
-  // Quantizes one projection into a new slot, hashes it and adds its norms to its info entry.
+  // Quantizes one projection, hashes it and, when held, keeps it in its slot and adds its norms
+  // to its info entry.
   const auto prepare = [&](size_t k, uint32_t layer) {
     const protocol::ProjectionKind kind = kServedProjections[k];
     const model::ProjectionId id{to_model_kind(kind), kind == protocol::ProjectionKind::kLmHead
                                                           ? int64_t{0}
                                                           : static_cast<int64_t>(layer)};
-    auto slot = std::make_unique<Slot>();
-    slot->weight = model::quantize_weight_rows(model::projection_weight(weights, id));
-    const model::QuantizedWeight& w = slot->weight;
+    model::QuantizedWeight w = source(id);
     sha.add(w);
-    slot->forward = make_gemm(options_.device, ctx_,
-                              GemmSpec{w.values.data(), static_cast<size_t>(w.rows),
-                                       static_cast<size_t>(w.cols), false, options_.threads});
-    protocol::ProjectionInfo& info = info_.projections[k];
+    protocol::ProjectionInfo& info = infos[k];
     info.rows = static_cast<uint64_t>(w.rows);
     info.cols = static_cast<uint64_t>(w.cols);
+    if (!holds(layer, kind)) return;  // hashed, not kept
+    auto slot = std::make_unique<Slot>();
+    slot->weight = std::move(w);
+    const model::QuantizedWeight& held = slot->weight;
+    slot->forward = make_gemm(options_.device, ctx_,
+                              GemmSpec{held.values.data(), static_cast<size_t>(held.rows),
+                                       static_cast<size_t>(held.cols), false, options_.threads});
     protocol::LayerNorms norms;
     norms.layer = layer;
-    max_norms(w, false, &norms.forward_l1, &norms.forward_l2_squared);
-    max_norms(w, true, &norms.transpose_l1, &norms.transpose_l2_squared);
+    max_norms(held, false, &norms.forward_l1, &norms.forward_l2_squared);
+    max_norms(held, true, &norms.transpose_l1, &norms.transpose_l2_squared);
     info.norms.push_back(norms);
-    slots_.push_back(std::move(slot));
+    slot->norms = norms;
+    const size_t index =
+        k == kLmHeadIndex ? slots_.size() - 1 : layer * kLayerProjections.size() + k;
+    slots_[index] = std::move(slot);
   };
   try {
     for (uint32_t layer = 0; layer < layer_count_; ++layer) {
@@ -158,6 +193,12 @@ WorkerModel::WorkerModel(const model::LlamaWeights& weights, WorkerModelOptions 
     throw;
   } catch (const std::exception& e) {
     throw Error(std::string("cannot prepare the model: ") + e.what());
+  }
+  // ModelInfo lists the kinds held, each with its scales blob (blob index = list position).
+  for (auto& info : infos) {
+    if (info.norms.empty()) continue;
+    info.scales_blob = static_cast<uint32_t>(info_.projections.size());
+    info_.projections.push_back(std::move(info));
   }
   hash_ = sha.finish();
   info_.model_hash = hash_;
@@ -174,10 +215,29 @@ uint32_t WorkerModel::layers_of(protocol::ProjectionKind kind) const {
   return kind == protocol::ProjectionKind::kLmHead ? 1 : layer_count_;
 }
 
+bool WorkerModel::holds(uint32_t layer, protocol::ProjectionKind kind) const {
+  if (kind == protocol::ProjectionKind::kLmHead) return lm_head_ && layer == 0;
+  return serves(kind) && layer >= layers_.first && layer <= layers_.last;
+}
+
+std::string WorkerModel::holdings() const {
+  std::string text = layers_.first == 0 && layers_.last + 1 == layer_count_
+                         ? "every layer (0-" + std::to_string(layer_count_ - 1) + ")"
+                     : layers_.first == layers_.last ? "layer " + std::to_string(layers_.first)
+                                                     : "layers " + std::to_string(layers_.first) +
+                                                           "-" + std::to_string(layers_.last);
+  return text + (lm_head_ ? " and the LM head" : ", not the LM head");
+}
+
 const WorkerModel::Slot& WorkerModel::slot(uint32_t layer, protocol::ProjectionKind kind) const {
   const size_t k = kind_index(kind);
   if (layer >= layers_of(kind)) {
     throw Error(std::string(protocol::projection_name(kind)) + " has no layer " +
+                std::to_string(layer));
+  }
+  if (!holds(layer, kind)) {
+    throw Error("this worker holds " + holdings() + " of model '" + model_id_ + "', not " +
+                std::string(protocol::projection_name(kind)) + " of layer " +
                 std::to_string(layer));
   }
   if (k == kLmHeadIndex) return *slots_.back();
@@ -191,8 +251,9 @@ const model::QuantizedWeight& WorkerModel::weight(uint32_t layer,
 
 fhe::WeightBounds WorkerModel::bounds(uint32_t layer, protocol::ProjectionKind kind,
                                       bool transpose) const {
-  const model::QuantizedWeight& w = slot(layer, kind).weight;  // checks kind and layer
-  const protocol::LayerNorms& n = info_.projections[kind_index(kind)].norms[layer];
+  const Slot& s = slot(layer, kind);  // checks kind and layer
+  const model::QuantizedWeight& w = s.weight;
+  const protocol::LayerNorms& n = s.norms;
   fhe::WeightBounds b;
   b.max_row_l1 = transpose ? n.transpose_l1 : n.forward_l1;
   b.max_row_l2 =
@@ -216,18 +277,16 @@ const Gemm& WorkerModel::gemm(uint32_t layer, protocol::ProjectionKind kind, boo
 
 protocol::Message WorkerModel::info_message() const {
   protocol::Message m;
-  for (size_t k = 0; k < kServedProjections.size(); ++k) {
-    const protocol::ProjectionKind kind = kServedProjections[k];
-    const uint64_t rows = info_.projections[k].rows;
-    const uint32_t layers = layers_of(kind);
+  for (const protocol::ProjectionInfo& p : info_.projections) {  // in scales-blob order
     std::vector<uint8_t> bytes;
-    bytes.reserve(layers * rows * sizeof(float));
-    for (uint32_t layer = 0; layer < layers; ++layer) {
-      const auto& scales = slot(layer, kind).weight.scales;
-      const auto* p = reinterpret_cast<const uint8_t*>(scales.data());
-      bytes.insert(bytes.end(), p, p + scales.size() * sizeof(float));
+    bytes.reserve(p.norms.size() * p.rows * sizeof(float));
+    for (const protocol::LayerNorms& n : p.norms) {
+      const auto& scales = slot(n.layer, p.kind).weight.scales;
+      const auto* b = reinterpret_cast<const uint8_t*>(scales.data());
+      bytes.insert(bytes.end(), b, b + scales.size() * sizeof(float));
     }
-    auto desc = protocol::BlobDesc::make(protocol::DType::kFloat32, 32, {layers, rows});
+    auto desc = protocol::BlobDesc::make(protocol::DType::kFloat32, 32,
+                                         {static_cast<uint64_t>(p.norms.size()), p.rows});
     if (!desc) throw Error("scales blob: " + desc.error().message);
     auto blob = protocol::Blob::adopt(std::move(desc).value(), std::move(bytes));
     if (!blob) throw Error("scales blob: " + blob.error().message);
@@ -239,14 +298,17 @@ protocol::Message WorkerModel::info_message() const {
 
 std::string WorkerModel::summary() const {
   std::ostringstream out;
-  out << "model '" << model_id_ << "': " << layer_count_ << " layers";
+  out << "model '" << model_id_ << "': " << layer_count_ << " layers, serving " << holdings();
   for (const auto& p : info_.projections) {
     out << ", " << protocol::projection_name(p.kind) << " " << p.rows << "x" << p.cols;
   }
-  out << "; sha256 " << model::model_hash_hex(hash_) << "; device " << options_.device.name() << " ("
-      << slots_.front()->forward->implementation() << ")";
+  const Gemm* any = nullptr;
+  for (const auto& slot : slots_) {
+    if (slot && !any) any = slot->forward.get();
+  }
+  out << "; sha256 " << model::model_hash_hex(hash_) << "; device " << options_.device.name()
+      << " (" << (any ? any->implementation() : "none") << ")";
   return out.str();
 }
-
 
 }  // namespace fhe_worker

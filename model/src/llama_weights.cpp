@@ -24,7 +24,8 @@ Vector read_vector(const TensorStore& store, const std::string& name, int64_t si
 
 }  // namespace
 
-LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& config) {
+LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& config,
+                                WeightLoadOptions options) {
   check_llama_checkpoint(store, config);
   const int64_t h = config.hidden_size;
   LlamaWeights w;
@@ -34,6 +35,7 @@ LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& con
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
     LlamaLayerWeights lw;
     const auto proj = [&](size_t p) {
+      if (!options.decoder_projections) return Matrix();
       return read_matrix(store, llama_layer_tensor_name(layer, projections[p].suffix),
                          projections[p].d_out, projections[p].d_in);
     };
@@ -57,9 +59,13 @@ LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& con
   return w;
 }
 
-LlamaWeights load_llama_weights(const std::filesystem::path& dir) {
+LlamaWeights load_llama_weights(const std::filesystem::path& dir, WeightLoadOptions options) {
   const LlamaConfig config = load_llama_config(dir);
-  return load_llama_weights(TensorStore::open(dir), config);
+  return load_llama_weights(TensorStore::open(dir), config, options);
+}
+
+bool has_decoder_projections(const LlamaWeights& weights) {
+  return weights.layers.empty() || weights.layers.front().q_proj.size() > 0;
 }
 
 }  // namespace model

@@ -6,6 +6,7 @@
 
 #include "model/error.h"
 #include "model/projection.h"
+#include "model/quantized_checkpoint.h"
 
 namespace model {
 
@@ -48,6 +49,14 @@ ModelHash quantized_model_hash(const LlamaWeights& weights) {
   // llama_projections lists every layer's q, k, v, o, gate, up, down, then the LM head.
   for (const ProjectionId id : llama_projections(weights.config)) {
     h.add(quantize_weight_rows(projection_weight(weights, id)));
+  }
+  return h.finish();
+}
+
+ModelHash quantized_model_hash(const TensorStore& store, const LlamaConfig& config) {
+  ModelHasher h;
+  for (const ProjectionId id : llama_projections(config)) {
+    h.add(quantize_checkpoint_projection(store, config, id));
   }
   return h.finish();
 }

@@ -82,11 +82,10 @@ ProjectionDims projection_dims(const LlamaConfig& config, ProjectionKind kind) {
   throw Error("projection_dims: unknown projection kind");
 }
 
-const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id) {
-  check_layer(weights.config, id);
-  if (id.kind == ProjectionKind::kLmHead) return weights.lm_head();
-  const LlamaLayerWeights& l = weights.layers.at(static_cast<size_t>(id.layer));
-  switch (id.kind) {
+namespace {
+
+const Matrix& layer_weight(const LlamaLayerWeights& l, ProjectionKind kind) {
+  switch (kind) {
     case ProjectionKind::kQ:
       return l.q_proj;
     case ProjectionKind::kK:
@@ -100,11 +99,24 @@ const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id) {
     case ProjectionKind::kUp:
       return l.up_proj;
     case ProjectionKind::kDown:
-      return l.down_proj;
     case ProjectionKind::kLmHead:
       break;
   }
-  return weights.lm_head();
+  return l.down_proj;
+}
+
+}  // namespace
+
+const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id) {
+  check_layer(weights.config, id);
+  if (id.kind == ProjectionKind::kLmHead) return weights.lm_head();
+  const Matrix& w = layer_weight(weights.layers.at(static_cast<size_t>(id.layer)), id.kind);
+  if (w.size() == 0) {
+    throw Error("projection " + projection_name(id) +
+                " is not in memory: the weights were loaded without their decoder projections "
+                "(they run on the FHE workers)");
+  }
+  return w;
 }
 
 }  // namespace model

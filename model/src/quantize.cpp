@@ -30,14 +30,31 @@ QuantizedWeight quantize_weight_rows(const Matrix& w) {
   q.cols = w.cols();
   q.values.resize(static_cast<size_t>(w.size()));
   q.scales.resize(static_cast<size_t>(w.rows()));
-  for (int64_t i = 0; i < w.rows(); ++i) {
-    const std::span<const float> row(w.data() + i * w.cols(), static_cast<size_t>(w.cols()));
+  quantize_weight_rows_into(std::span<const float>(w.data(), static_cast<size_t>(w.size())), 0,
+                            w.rows(), q);
+  return q;
+}
+
+void quantize_weight_rows_into(std::span<const float> values, int64_t row_begin, int64_t rows,
+                               QuantizedWeight& q) {
+  const int64_t cols = q.cols;
+  if (row_begin < 0 || rows < 0 || row_begin + rows > q.rows ||
+      static_cast<int64_t>(values.size()) != rows * cols ||
+      static_cast<int64_t>(q.values.size()) != q.rows * q.cols ||
+      static_cast<int64_t>(q.scales.size()) != q.rows) {
+    throw Error("quantize_weight_rows_into: " + std::to_string(rows) + " rows at " +
+                std::to_string(row_begin) + " do not fit a " + std::to_string(q.rows) + " x " +
+                std::to_string(q.cols) + " weight");
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::span<const float> row =
+        values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols));
     const float scale = int8_scale(row);
-    q.scales[i] = scale;
-    int8_t* out = q.values.data() + i * w.cols();
+    const int64_t i = row_begin + r;
+    q.scales[static_cast<size_t>(i)] = scale;
+    int8_t* out = q.values.data() + i * cols;
     for (size_t j = 0; j < row.size(); ++j) out[j] = quantize_int8(row[j], scale);
   }
-  return q;
 }
 
 QuantizedTokens quantize_tokens(const Activations& x) {

@@ -67,21 +67,32 @@ std::span<const std::byte> SafetensorsReader::raw(const TensorInfo& info) const 
 }
 
 void SafetensorsReader::read_f32(const TensorInfo& info, std::span<float> out) const {
-  const std::string where = path().string() + ": tensor '" + info.name + "': ";
   if (static_cast<int64_t>(out.size()) != info.numel()) {
-    throw Error(where + "destination holds " + std::to_string(out.size()) + " values, tensor " +
+    throw Error(path().string() + ": tensor '" + info.name + "': destination holds " +
+                std::to_string(out.size()) + " values, tensor " + std::to_string(info.numel()));
+  }
+  read_f32(info, 0, out);
+}
+
+void SafetensorsReader::read_f32(const TensorInfo& info, int64_t begin,
+                                 std::span<float> out) const {
+  const std::string where = path().string() + ": tensor '" + info.name + "': ";
+  const auto count = static_cast<int64_t>(out.size());
+  if (begin < 0 || begin > info.numel() || count > info.numel() - begin) {
+    throw Error(where + "elements [" + std::to_string(begin) + ", " +
+                std::to_string(begin + count) + ") are outside its " +
                 std::to_string(info.numel()));
   }
-  const std::byte* src = raw(info).data();
+  const std::byte* base = raw(info).data();
   switch (info.dtype) {
     case DType::kF32:
-      if (!out.empty()) std::memcpy(out.data(), src, out.size() * sizeof(float));
+      if (!out.empty()) std::memcpy(out.data(), base + 4 * begin, out.size() * sizeof(float));
       return;
     case DType::kF16:
-      convert_u16(src, out, f16_to_f32);
+      convert_u16(base + 2 * begin, out, f16_to_f32);
       return;
     case DType::kBF16:
-      convert_u16(src, out, bf16_to_f32);
+      convert_u16(base + 2 * begin, out, bf16_to_f32);
       return;
     default:
       throw Error(where + "dtype " + std::string(dtype_name(info.dtype)) +
@@ -92,6 +103,15 @@ void SafetensorsReader::read_f32(const TensorInfo& info, std::span<float> out) c
 void SafetensorsReader::release(const TensorInfo& info) const {
   file_.release(static_cast<size_t>(data_start_ + info.begin),
                 static_cast<size_t>(info.byte_size()));
+}
+
+void SafetensorsReader::release(const TensorInfo& info, int64_t begin, int64_t count) const {
+  if (begin < 0 || count <= 0 || begin >= info.numel()) return;
+  count = std::min(count, info.numel() - begin);
+  const auto width = static_cast<uint64_t>(info.byte_size() / std::max<int64_t>(info.numel(), 1));
+  file_.release(
+      static_cast<size_t>(data_start_ + info.begin + width * static_cast<uint64_t>(begin)),
+      static_cast<size_t>(width * static_cast<uint64_t>(count)));
 }
 
 std::vector<float> SafetensorsReader::read_f32(std::string_view name) const {

@@ -150,6 +150,31 @@ void TensorStore::read_f32(std::string_view name, const std::vector<int64_t>& ex
   e.file->read_f32(*e.info, out);
 }
 
+void TensorStore::read_f32_rows(std::string_view name, const std::vector<int64_t>& expected_shape,
+                                int64_t row_begin, int64_t row_count, std::span<float> out) const {
+  check(name, expected_shape);
+  const Entry& e = entry(name);
+  const std::string where = e.file->path().string() + ": tensor '" + std::string(name) + "': ";
+  if (expected_shape.size() != 2) throw Error(where + "a row read needs a 2-D tensor");
+  const int64_t rows = expected_shape[0], cols = expected_shape[1];
+  if (row_begin < 0 || row_count < 0 || row_begin > rows || row_count > rows - row_begin) {
+    throw Error(where + "rows [" + std::to_string(row_begin) + ", " +
+                std::to_string(row_begin + row_count) + ") are outside its " +
+                std::to_string(rows));
+  }
+  if (static_cast<int64_t>(out.size()) != row_count * cols) {
+    throw Error(where + "destination holds " + std::to_string(out.size()) + " values, " +
+                std::to_string(row_count) + " rows hold " + std::to_string(row_count * cols));
+  }
+  e.file->read_f32(*e.info, row_begin * cols, out);
+}
+
+void TensorStore::release_rows(std::string_view name, int64_t row_begin, int64_t row_count) const {
+  const Entry& e = entry(name);
+  const int64_t cols = e.info->shape.size() == 2 ? e.info->shape[1] : 1;
+  e.file->release(*e.info, row_begin * cols, row_count * cols);
+}
+
 void TensorStore::release(std::string_view name) const {
   const Entry& e = entry(name);
   e.file->release(*e.info);

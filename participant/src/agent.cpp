@@ -10,15 +10,16 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <future>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <variant>
 
 #include "base/atomic_file.h"
 #include "base/dir_lock.h"
+#include "base/model_id.h"
 #include "fhe/context.h"
 #include "fhe/secret_key.h"
 #include "model/dp_sgd_reducer.h"
@@ -155,18 +156,17 @@ struct Agent::Impl {
       throw std::runtime_error("participant: backend must be remote, encrypted or float, got " +
                                config.backend);
     }
-    if (config.model_id.empty()) {
-      config.model_id = std::filesystem::absolute(config.model_dir).lexically_normal().filename();
-      if (config.model_id.empty()) {
-        config.model_id = std::filesystem::absolute(config.model_dir).parent_path().filename();
-      }
-    }
+    if (config.model_id.empty()) config.model_id = base::default_model_id(config.model_dir);
     std::filesystem::create_directories(config.state_dir);
     std::filesystem::permissions(config.state_dir, std::filesystem::perms::owner_all,
                                  std::filesystem::perm_options::replace);
     state_lock.emplace(base::DirLock::acquire(config.state_dir, "participant"));
-    weights =
-        std::make_shared<const model::LlamaWeights>(model::load_llama_weights(config.model_dir));
+    // Offloaded decoder projections are never read into memory here (the workers hold them):
+    // only the embeddings, the norms and the LM head.
+    model::WeightLoadOptions load;
+    load.decoder_projections = config.backend != "remote";
+    weights = std::make_shared<const model::LlamaWeights>(
+        model::load_llama_weights(config.model_dir, load));
     const auto tokenizer = model::load_tokenizer(config.model_dir, weights->config.vocab_size);
     const std::vector<std::string> texts = read_texts(config.train_file);
     train.emplace(texts, *tokenizer, config.seq_len);
@@ -236,7 +236,10 @@ struct Agent::Impl {
       auto pool = WorkerPool::connect(WorkerDirectory(std::move(entries)), options);
       if (!pool.ok()) throw std::runtime_error("worker pool: " + pool.error().message);
       std::shared_ptr<WorkerPool> shared(std::move(pool.value()));
-      if (!own_model_hash) own_model_hash = model::quantized_model_hash(*weights);
+      if (!own_model_hash) {  // from the files: the projections are not in memory
+        own_model_hash = model::quantized_model_hash(model::TensorStore::open(config.model_dir),
+                                                     weights->config);
+      }
       RemoteOptions remote;
       remote.model_id = config.model_id;
       remote.switch_modulus = config.switch_modulus;
@@ -334,7 +337,9 @@ struct Agent::Impl {
   // Appends this round's own losses to STATE/curves.jsonl (the site's record; not sent unless
   // report_losses).
   void record_curve(const coord::RoundInvitation& inv, double train_loss, double heldout_loss) {
-    const auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+    const auto num = [](double v) {
+      return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
+    };
     const nlohmann::json line = {{"run_id", inv.run_id},
                                  {"round", inv.round},
                                  {"attempt", inv.attempt},
@@ -509,9 +514,10 @@ struct Agent::Impl {
       model::LoraParams probe(weights->config, config.lora);
       read_adapter_table(inv.adapter, values.value(), probe);
     } catch (const model::Error& e) {
-      return decline_misconfigured(
-          client, inv, std::string(e.what()) + " (this site's LoRA rank, alpha and targets must "
-                                               "match the federation's adapter)");
+      return decline_misconfigured(client, inv,
+                                   std::string(e.what()) +
+                                       " (this site's LoRA rank, alpha and targets must "
+                                       "match the federation's adapter)");
     }
     if (ledger->find(release.id) == nullptr) {
       std::string why;
@@ -567,8 +573,8 @@ struct Agent::Impl {
     const coord::RoundInvitation& inv = t->invitation;
     const coord::TrainingPlan& plan = inv.plan;
     if (ledger->find(t->release.id) != nullptr) {
-      log->info("round {} (attempt {}): release {} already paid for; training it again",
-                inv.round, inv.attempt, t->release.id.substr(0, 12));
+      log->info("round {} (attempt {}): release {} already paid for; training it again", inv.round,
+                inv.attempt, t->release.id.substr(0, 12));
     } else {
       // Charged before any noise is drawn (a crash never forgets it), and once per release.
       budget->commit(phase_of(plan));

@@ -140,6 +140,10 @@ size_t WorkerPool::size() const {
   return workers_.size();
 }
 
+const std::string& WorkerPool::endpoint(size_t index) const {
+  return workers_.at(index)->where.endpoint;
+}
+
 std::vector<WorkerStatus> WorkerPool::status() const {
   std::vector<WorkerStatus> out;
   for (const auto& w : workers_) out.push_back(w->status);
@@ -293,12 +297,19 @@ std::optional<size_t> WorkerPool::pick(const std::vector<bool>& tried) const {
   return best;
 }
 
-std::string WorkerPool::no_worker_message() const {
-  std::string text = "no fhe_worker could serve the request:";
+std::string WorkerPool::no_worker_message(const std::vector<bool>& eligible) const {
+  const bool some = std::find(eligible.begin(), eligible.end(), false) != eligible.end();
+  std::string text = some ? "no fhe_worker could serve the request (of the workers holding its "
+                            "layer):"
+                          : "no fhe_worker could serve the request:";
+  bool first = true;
   for (size_t i = 0; i < workers_.size(); ++i) {
+    if (!eligible.empty() && !eligible[i]) continue;
     const Worker& w = *workers_[i];
-    text += (i ? "; " : " ") + w.where.endpoint + " (" + std::string(health_name(w.status.health)) +
+    text += (first ? " " : "; ") + w.where.endpoint + " (" +
+            std::string(health_name(w.status.health)) +
             "): " + (w.status.last_error.empty() ? "not tried" : w.status.last_error);
+    first = false;
   }
   return text;
 }
@@ -313,13 +324,21 @@ void WorkerPool::pump(std::chrono::milliseconds duration) {
   } while (Clock::now() < end);
 }
 
-protocol::Result<protocol::Message> WorkerPool::call(const Request& request) {
+protocol::Result<protocol::Message> WorkerPool::call(const Request& request,
+                                                     const std::vector<bool>& eligible,
+                                                     size_t* answered_by) {
   if (request.blob_descs.size() != request.blob_bytes.size()) {
     return make_error(ErrorCode::kInvalidArgument, "request has ", request.blob_descs.size(),
                       " blob descriptions for ", request.blob_bytes.size(), " blobs");
   }
+  if (!eligible.empty() && eligible.size() != workers_.size()) {
+    return make_error(ErrorCode::kInvalidArgument, "eligibility for ", eligible.size(),
+                      " workers in a pool of ", workers_.size());
+  }
   maintain();
+  // A worker that may not serve this request counts as tried already.
   std::vector<bool> tried(workers_.size(), false);
+  for (size_t i = 0; i < eligible.size(); ++i) tried[i] = !eligible[i];
   std::optional<ErrorCode> common_code;
   bool mixed_codes = false;
   auto failed_with = [&](Worker& w, ErrorCode code, const std::string& why) {
@@ -331,12 +350,13 @@ protocol::Result<protocol::Message> WorkerPool::call(const Request& request) {
     const std::optional<size_t> picked = pick(tried);
     if (!picked) {
       for (size_t i = 0; i < workers_.size(); ++i) {
+        if (!eligible.empty() && !eligible[i]) continue;
         const ErrorCode c = workers_[i]->last_code;
         if (common_code && *common_code != c) mixed_codes = true;
         common_code = c;
       }
       return make_error(mixed_codes || !common_code ? ErrorCode::kTransport : *common_code,
-                        no_worker_message());
+                        no_worker_message(eligible));
     }
     const size_t index = *picked;
     tried[index] = true;
@@ -357,6 +377,14 @@ protocol::Result<protocol::Message> WorkerPool::call(const Request& request) {
       if (!protocol::is_wire_code(s.error().code) && s.error().code != ErrorCode::kTransport) {
         return s.error();  // our own request is bad: no worker would take it
       }
+      // No connection yet: a refused CURVE handshake may be why, and its monitor event may
+      // still be on its way. Give it the send timeout again so the error says so.
+      const auto grace = Clock::now() + options_.send_timeout;
+      while (!w.handshaken && w.generation == generation && Clock::now() < grace) {
+        poll_once(std::chrono::milliseconds(20),
+                  [](size_t, protocol::Result<protocol::Message>&&) {});
+      }
+      if (w.generation != generation) continue;  // marked dead: mark_dead said why
       failed_with(w, ErrorCode::kTransport, "send failed: " + s.error().message);
       continue;
     }
@@ -396,6 +424,7 @@ protocol::Result<protocol::Message> WorkerPool::call(const Request& request) {
       return protocol::Error{error->code, w.where.endpoint + ": " + error->message};
     }
     ++w.status.served;
+    if (answered_by != nullptr) *answered_by = index;
     return std::move(*answer);
   }
 }

@@ -22,6 +22,14 @@ std::string kind_name(model::ProjectionKind kind) {
   return model::projection_module_name(kind);
 }
 
+model::ProjectionKind to_model_kind(protocol::ProjectionKind kind) {
+  for (int k = 0; k <= static_cast<int>(model::ProjectionKind::kLmHead); ++k) {
+    const auto candidate = static_cast<model::ProjectionKind>(k);
+    if (to_protocol(candidate) == kind) return candidate;
+  }
+  throw Error("a worker lists an unknown projection kind");
+}
+
 }  // namespace
 
 protocol::ProjectionKind to_protocol(model::ProjectionKind kind) {
@@ -54,72 +62,145 @@ WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::Ll
       ctx_(fhe::Context::create()),
       local_weights_(local_weights) {
   if (!pool_) throw Error("remote encrypted backend: no worker pool");
+  const auto ids = model::llama_projections(config_);
+  projections_.resize(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    projections_[i].dims = model::projection_dims(config_, ids[i].kind);
+    projections_[i].holders.assign(pool_->size(), false);
+  }
+  // Every worker's ModelInfo: a layer-sharded pool holds the model in parts. The first
+  // request goes to any worker (a refusal every worker would repeat, such as an unknown key,
+  // comes back at once), then each other worker is asked in turn.
   Request request;
   request.body = protocol::ModelInfoRequest{options_.model_id};
-  auto reply = pool_->call(request);
+  size_t first = 0;
+  auto reply = pool_->call(request, {}, &first);
   if (!reply) {
     throw Error("remote encrypted backend: model info of '" + options_.model_id +
                 "': " + reply.error().to_string());
   }
-  const protocol::Message& m = reply.value();
+  add_worker_info(first, reply.value());
+  std::string silent;  // the workers that gave no info, and why
+  for (size_t w = 0; w < pool_->size(); ++w) {
+    if (w == first) continue;
+    std::vector<bool> only(pool_->size(), false);
+    only[w] = true;
+    auto other = pool_->call(request, only);
+    if (!other) {
+      silent += (silent.empty() ? "" : "; ") + other.error().to_string();
+      continue;
+    }
+    add_worker_info(w, other.value());
+  }
+  // Every decoder projection must be served by some worker; the LM head may stay local.
+  std::vector<bool> uncovered(static_cast<size_t>(config_.num_hidden_layers), false);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!projections_[i].served && ids[i].kind != model::ProjectionKind::kLmHead) {
+      uncovered[static_cast<size_t>(ids[i].layer)] = true;
+    }
+  }
+  std::string missing;  // "layers 2-3, 7"
+  for (size_t l = 0; l < uncovered.size(); ++l) {
+    if (!uncovered[l] || (l > 0 && uncovered[l - 1])) continue;
+    size_t last = l;
+    while (last + 1 < uncovered.size() && uncovered[last + 1]) ++last;
+    missing += missing.empty() ? "layers " : ", ";
+    missing += std::to_string(l);
+    if (last > l) {
+      missing += '-';
+      missing += std::to_string(last);
+    }
+  }
+  if (!missing.empty()) {
+    std::string held;
+    for (const auto& [endpoint, what] : holdings_) held += "; " + endpoint + " holds " + what;
+    const std::string text = "remote encrypted backend: the worker pool does not cover " + missing +
+                             " of model '" + options_.model_id + "'" + held +
+                             (silent.empty() ? "" : "; no info from: " + silent);
+    // Only when every worker answered is this the pool's configuration, not an outage.
+    if (silent.empty()) throw ModelMismatchError(text);
+    throw Error(text);
+  }
+}
+
+void WorkerProducts::add_worker_info(size_t worker, const protocol::Message& m) {
   const auto& outcome = std::get<protocol::ModelInfoReply>(m.body).outcome;
-  info_ = std::get<protocol::ModelInfo>(outcome);
-  const std::string where = "remote encrypted backend: the workers' model '" + info_.model_id + "'";
-  if (info_.model_id != options_.model_id) {
+  const auto& info = std::get<protocol::ModelInfo>(outcome);
+  const std::string where = "remote encrypted backend: worker " + pool_->endpoint(worker) +
+                            "'s model '" + info.model_id + "'";
+  if (info.model_id != options_.model_id) {
     throw ModelMismatchError(where + " is not the model asked for, '" + options_.model_id + "'");
   }
-  if (info_.layer_count != static_cast<uint64_t>(config_.num_hidden_layers)) {
-    throw ModelMismatchError(where + " has " + std::to_string(info_.layer_count) +
+  if (info.layer_count != static_cast<uint64_t>(config_.num_hidden_layers)) {
+    throw ModelMismatchError(where + " has " + std::to_string(info.layer_count) +
                              " layers, the local config " +
                              std::to_string(config_.num_hidden_layers));
   }
-  if (options_.model_hash && info_.model_hash != *options_.model_hash) {
+  if (options_.model_hash && info.model_hash != *options_.model_hash) {
     throw ModelMismatchError(where + " has weights of hash " +
-                             model::model_hash_hex(info_.model_hash) +
-                             ", this site's model has " +
+                             model::model_hash_hex(info.model_hash) + ", this site's model has " +
                              model::model_hash_hex(*options_.model_hash) +
                              ": the workers and this site do not hold the same checkpoint");
   }
-  const auto ids = model::llama_projections(config_);
-  projections_.resize(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const model::ProjectionId id = ids[i];
-    Projection& p = projections_[i];
-    p.dims = model::projection_dims(config_, id.kind);
-    const protocol::ProjectionInfo* pi = nullptr;
-    for (const auto& candidate : info_.projections) {
-      if (candidate.kind == to_protocol(id.kind)) pi = &candidate;
-    }
-    if (pi == nullptr) {
-      if (id.kind != model::ProjectionKind::kLmHead) {
-        throw ModelMismatchError(where + " has no " + kind_name(id.kind) + " projection");
-      }
-      continue;  // an older worker: local weights, or it fails on use
-    }
-    if (pi->rows != static_cast<uint64_t>(p.dims.d_out) ||
-        pi->cols != static_cast<uint64_t>(p.dims.d_in)) {
-      throw ModelMismatchError(where + ": " + kind_name(id.kind) + " is " + std::to_string(pi->rows) + " x " +
-                  std::to_string(pi->cols) + ", the local config says " +
-                  std::to_string(p.dims.d_out) + " x " + std::to_string(p.dims.d_in));
-    }
-    // Scales: float32 [layers, rows] ([1, rows] for the LM head, layer 0), checked by the decoder.
-    const protocol::Blob& blob = m.blobs[pi->scales_blob];
-    const auto rows = static_cast<size_t>(pi->rows);
-    p.scales.resize(rows);
-    std::memcpy(p.scales.data(), blob.bytes().data() + static_cast<size_t>(id.layer) * rows * 4,
-                rows * sizeof(float));
-    for (const float s : p.scales) {
-      if (!std::isfinite(s) || s <= 0) {
-        throw Error(where + ": " + model::projection_name(id) +
-                    " has a scale that is not a finite"
-                    " positive number");
-      }
-    }
-    const protocol::LayerNorms& n = pi->norms[static_cast<size_t>(id.layer)];
-    p.forward = make_bounds(n.forward_l1, n.forward_l2_squared, pi->cols);
-    p.transposed = make_bounds(n.transpose_l1, n.transpose_l2_squared, pi->rows);
-    p.served = true;
+  if (info_.model_id.empty()) {
+    info_ = info;  // the first answer stands for the pool (id, layer count, hash)
+  } else if (info.model_hash != info_.model_hash) {
+    throw ModelMismatchError(where + " has weights of hash " +
+                             model::model_hash_hex(info.model_hash) + ", another worker " +
+                             model::model_hash_hex(info_.model_hash));
   }
+  std::string held;
+  for (const protocol::ProjectionInfo& pi : info.projections) {
+    const model::ProjectionKind kind = to_model_kind(pi.kind);
+    const model::ProjectionDims dims = model::projection_dims(config_, kind);
+    if (pi.rows != static_cast<uint64_t>(dims.d_out) ||
+        pi.cols != static_cast<uint64_t>(dims.d_in)) {
+      throw ModelMismatchError(where + ": " + kind_name(kind) + " is " + std::to_string(pi.rows) +
+                               " x " + std::to_string(pi.cols) + ", the local config says " +
+                               std::to_string(dims.d_out) + " x " + std::to_string(dims.d_in));
+    }
+    // Scales: float32 [norm entries, rows], row j for layer norms[j].layer (checked by the
+    // decoder, which also checked that the layers increase and stay inside the model).
+    const protocol::Blob& blob = m.blobs[pi.scales_blob];
+    const auto rows = static_cast<size_t>(pi.rows);
+    for (size_t j = 0; j < pi.norms.size(); ++j) {
+      const protocol::LayerNorms& n = pi.norms[j];
+      const model::ProjectionId id{kind, static_cast<int64_t>(n.layer)};
+      Projection& p = projections_[model::projection_index(config_, id)];
+      std::vector<float> scales(rows);
+      std::memcpy(scales.data(), blob.bytes().data() + j * rows * sizeof(float),
+                  rows * sizeof(float));
+      for (const float v : scales) {
+        if (!std::isfinite(v) || v <= 0) {
+          throw Error(where + ": " + model::projection_name(id) +
+                      " has a scale that is not a finite positive number");
+        }
+      }
+      const fhe::WeightBounds forward = make_bounds(n.forward_l1, n.forward_l2_squared, pi.cols);
+      const fhe::WeightBounds transposed =
+          make_bounds(n.transpose_l1, n.transpose_l2_squared, pi.rows);
+      if (!p.served) {
+        p.scales = std::move(scales);
+        p.forward = forward;
+        p.transposed = transposed;
+        p.served = true;
+      } else if (p.scales != scales || p.forward.max_row_l1 != forward.max_row_l1 ||
+                 p.transposed.max_row_l1 != transposed.max_row_l1) {
+        throw ModelMismatchError(where + ": " + model::projection_name(id) +
+                                 " differs from another worker's");
+      }
+      p.holders[worker] = true;
+    }
+    if (kind == model::ProjectionKind::kLmHead) {
+      held += std::string(held.empty() ? "" : ", ") + "the LM head";
+    } else if (kind == model::ProjectionKind::kQ && !pi.norms.empty()) {
+      const uint32_t first = pi.norms.front().layer, last = pi.norms.back().layer;
+      held += std::string(held.empty() ? "" : ", ") +
+              (first == last ? "layer " + std::to_string(first)
+                             : "layers " + std::to_string(first) + "-" + std::to_string(last));
+    }
+  }
+  holdings_.emplace_back(pool_->endpoint(worker), held.empty() ? "nothing" : held);
 }
 
 WorkerProducts::~WorkerProducts() = default;
@@ -180,7 +261,7 @@ fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool tran
                 std::to_string(in_rows));
   }
   RemoteProduct call{options_.model_id, static_cast<uint32_t>(id.layer), to_protocol(id.kind),
-                     transpose, options_.switch_modulus};
+                     transpose,         options_.switch_modulus,         p.holders};
   try {
     return remote_product(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_);
   } catch (const RemoteProductError& e) {
@@ -224,7 +305,7 @@ fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
   body.input_blob = 0;
   Request request{body, {std::move(desc).value()}, {std::move(bytes)}};
 
-  auto reply = pool.call(request);
+  auto reply = pool.call(request, call.eligible);
   if (!reply) throw RemoteProductError(reply.error().code, reply.error().to_string());
   const protocol::Message& m = reply.value();
   const auto& results = std::get<std::vector<protocol::ResultPlanes>>(

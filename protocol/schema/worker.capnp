@@ -83,11 +83,13 @@ struct LayerNorms {
 }
 
 # One projection kind of the model (the same shape in every layer). W is rows x cols (d_out x
-# d_in). `scalesBlob` is the index of a float32 blob of shape [layerCount, rows]: the per output
-# channel scale of each layer's int8 weights. `norms` has one entry per layer, in layer order.
-# The LM head (lmHead, rows = vocabulary) is one matrix, served as layer 0: its scales blob is
-# [1, rows] and `norms` has one entry (layer 0). A worker that does not list it leaves the LM
-# head to the participant's local weights.
+# d_in). `norms` has one entry per layer this worker holds, in increasing layer order: every
+# layer, or the range of a layer-sharded worker (fhe_worker --layers A-B). `scalesBlob` is the
+# index of a float32 blob of shape [norms entries, rows]: row i holds the per output channel
+# scales of layer norms[i].layer's int8 weights. The LM head (lmHead, rows = vocabulary) is one
+# matrix, served as layer 0: its scales blob is [1, rows] and `norms` has one entry (layer 0).
+# A worker lists only the kinds it holds: one that does not list the LM head leaves it to
+# other workers or to the participant's local weights.
 struct ProjectionInfo {
   kind @0 :ProjectionKind;
   rows @1 :UInt64;

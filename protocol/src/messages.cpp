@@ -172,22 +172,27 @@ Status check(const ModelInfo& m, BlobUse& use) {
     PROTOCOL_TRY(check_matrix_dims(p.rows, p.cols, "projection"));
     auto scales = use.take(p.scales_blob, "scales");
     if (!scales) return scales.error();
-    // The LM head is one matrix, served as layer 0: one row of scales, one norm entry.
+    // The LM head is one matrix, served as layer 0: one row of scales, one norm entry. A
+    // decoder projection has one norm entry per layer the worker holds (all of them, or a
+    // range of a layer-sharded worker), in increasing layer order, and one row of scales each.
     const bool lm_head = p.kind == ProjectionKind::kLmHead;
-    const uint64_t layers = lm_head ? 1 : m.layer_count;
-    const BlobDesc& d = *scales.value();
-    if (d.dtype != DType::kFloat32 || d.shape != std::vector<uint64_t>{layers, p.rows}) {
-      return make_error(kShape, "scales of ", projection_name(p.kind), " must be float32 [",
-                        lm_head ? "1" : "layers", ", rows] = [", layers, ", ", p.rows, "]");
-    }
-    if (p.norms.size() != layers) {
+    const uint64_t max_layers = lm_head ? 1 : m.layer_count;
+    if (p.norms.empty() || p.norms.size() > max_layers) {
       return make_error(kShape, "projection ", projection_name(p.kind), " has ", p.norms.size(),
-                        " norm entries for ", layers, lm_head ? " layer" : " layers");
+                        " norm entries (1..", max_layers, lm_head ? " for the LM head)" : ")");
     }
     for (size_t i = 0; i < p.norms.size(); ++i) {
-      if (p.norms[i].layer != i) {
-        return make_error(kMalformed, "norm entry ", i, " is for layer ", p.norms[i].layer);
+      if (p.norms[i].layer >= max_layers || (i > 0 && p.norms[i].layer <= p.norms[i - 1].layer)) {
+        return make_error(kMalformed, "norm entry ", i, " of ", projection_name(p.kind),
+                          " is for layer ", p.norms[i].layer,
+                          " (layers must increase and stay below ", max_layers, ")");
       }
+    }
+    const uint64_t layers = p.norms.size();
+    const BlobDesc& d = *scales.value();
+    if (d.dtype != DType::kFloat32 || d.shape != std::vector<uint64_t>{layers, p.rows}) {
+      return make_error(kShape, "scales of ", projection_name(p.kind),
+                        " must be float32 [norm entries, rows] = [", layers, ", ", p.rows, "]");
     }
   }
   return ok_status();

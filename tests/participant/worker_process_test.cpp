@@ -40,13 +40,14 @@ const std::string kWorker = FHE_WORKER_PATH;
 class WorkerProcess {
  public:
   WorkerProcess(const tools_test::TempDir& dir, const std::string& name, const std::string& bind,
-                const std::string& log_level = "warn") {
+                const std::string& log_level = "warn", const std::vector<std::string>& extra = {}) {
     const std::string port_file = dir / (name + ".port");
     std::filesystem::remove(port_file);
-    const std::vector<std::string> args = {
+    std::vector<std::string> args = {
         kWorker,       "--model",     dir / "tiny", "--model-id",   "tiny",        "--bind",
         bind,          "--port-file", port_file,    "--secret-key", dir / "w.key", "--allow",
         dir / "allow", "--threads",   "1",          "--log-level",  log_level};
+    args.insert(args.end(), extra.begin(), extra.end());
     const std::string log = dir / (name + ".log");
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -120,8 +121,12 @@ class WorkerProcesses : public ::testing::Test {
   }
 
   std::shared_ptr<WorkerPool> pool(const std::string& client = "site") {
+    return pool_of(a->endpoint() + "," + b->endpoint(), client);
+  }
+  std::shared_ptr<WorkerPool> pool_of(const std::string& endpoints,
+                                      const std::string& client = "site") {
     participant::PoolFlags flags;
-    flags.workers = a->endpoint() + "," + b->endpoint();
+    flags.workers = endpoints;
     flags.client_key = dir / (client + ".key");
     flags.server_key = dir / "w.pub";
     participant::PoolOptions o;
@@ -298,6 +303,108 @@ TEST_F(WorkerProcesses, FedctlTrainWithWorkersWritesTheInProcessAdapterBitForBit
                            dir.path());
   EXPECT_EQ(refused.status, 2);
   EXPECT_NE(refused.err.find("allow-list"), std::string::npos) << refused.err;
+}
+
+// A layer-sharded pool: no worker holds the whole model. Training through it writes the
+// in-process adapter bit for bit; a pool that misses a layer is refused naming it; a worker
+// asked for a layer it does not hold refuses with unknownLayer and keeps serving.
+TEST_F(WorkerProcesses, ALayerShardedPoolTrainsTheSameAdapterBitForBit) {
+  a = std::make_unique<WorkerProcess>(dir, "s0", "tcp://127.0.0.1:0", "warn",
+                                      std::vector<std::string>{"--layers", "0"});
+  b = std::make_unique<WorkerProcess>(
+      dir, "s1", "tcp://127.0.0.1:0", "warn",
+      std::vector<std::string>{"--layers", "1", "--lm-head", "true"});
+  ASSERT_EQ(run(kFedctl + " make-data --out " + dir / "data" +
+                    " --sites 1 --records 12 --heldout-fraction 0.1 --mcq 2 --seed 2",
+                dir.path())
+                .status,
+            0);
+  const std::string common = kFedctl + " train --model " + dir / "tiny" + " --data " +
+                             dir / "data/site0.jsonl" +
+                             " --seq-len 16 --batch 2 --steps 2 --seed 3 --targets q,v,down";
+  const auto local = run(common + " --backend encrypted --out " + dir / "a_local", dir.path());
+  ASSERT_EQ(local.status, 0) << local.err;
+  const std::string keys = " --client-key " + dir / "site.key" + " --server-key " + dir / "w.pub";
+  const auto remote = run(common + " --workers " + a->endpoint() + "," + b->endpoint() + keys +
+                              " --out " + dir / "a_sharded",
+                          dir.path());
+  ASSERT_EQ(remote.status, 0) << remote.err;
+  const std::string file = "/adapter_model.safetensors";
+  const std::string want = slurp(dir / "a_local" + file);
+  ASSERT_FALSE(want.empty());
+  EXPECT_TRUE(slurp(dir / "a_sharded" + file) == want);
+
+  // Layer 1 missing: refused before any step, naming the layer and what the pool holds.
+  const auto uncovered = run(common + " --workers " + a->endpoint() + keys, dir.path());
+  EXPECT_EQ(uncovered.status, 2);
+  EXPECT_NE(uncovered.err.find("does not cover layers 1"), std::string::npos) << uncovered.err;
+  EXPECT_NE(uncovered.err.find("holds layer 0"), std::string::npos) << uncovered.err;
+
+  // Asked directly for a layer it does not hold, a worker refuses and keeps serving.
+  auto p = pool_of(a->endpoint());
+  auto ctx = fhe::Context::create();
+  const auto key = fhe::SecretKey::generate(ctx);
+  fhe::Encryptor enc(key);
+  const auto x = random_int8(32 * 3, 8);
+  const auto ct = enc.encrypt(x.data(), 32, 3, fhe::worst_case_bounds(32));
+  try {
+    participant::remote_product(*p, *ctx, {"tiny", 1, protocol::ProjectionKind::kQ, false, false},
+                                ct, 0);
+    ADD_FAILURE() << "a layer the worker does not hold was computed";
+  } catch (const participant::RemoteProductError& e) {
+    EXPECT_EQ(e.code(), protocol::ErrorCode::kUnknownLayer);
+    EXPECT_NE(std::string(e.what()).find("holds layer 0"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(participant::remote_product(
+      *p, *ctx, {"tiny", 0, protocol::ProjectionKind::kQ, false, false}, ct, 0));
+}
+
+TEST_F(WorkerProcesses, KillingOneOfTwoWorkersHoldingTheSameLayersStillFinishes) {
+  // Layer 0 on one worker; layer 1 and the LM head on two, one of which dies mid-stream.
+  a = std::make_unique<WorkerProcess>(dir, "k0", "tcp://127.0.0.1:0", "warn",
+                                      std::vector<std::string>{"--layers", "0"});
+  b = std::make_unique<WorkerProcess>(
+      dir, "k1", "tcp://127.0.0.1:0", "warn",
+      std::vector<std::string>{"--layers", "1", "--lm-head", "true"});
+  auto c = std::make_unique<WorkerProcess>(
+      dir, "k1b", "tcp://127.0.0.1:0", "warn",
+      std::vector<std::string>{"--layers", "1", "--lm-head", "true"});
+  auto p = pool_of(a->endpoint() + "," + b->endpoint() + "," + c->endpoint());
+  participant::RemoteEncryptedBackend remote(p, weights->config, {"tiny", false}, nullptr,
+                                             weights.get());
+  model::Int8Backend int8(*weights);
+  std::mt19937_64 rng(4);  // test data only
+  std::normal_distribution<float> gauss(0, 1);
+  int exact = 0, total = 0;
+  const auto stream = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      const model::ProjectionId id{i % 2 ? model::ProjectionKind::kUp : model::ProjectionKind::kQ,
+                                   i % 3 == 0 ? 0 : 1};
+      model::Activations x(weights->config.hidden_size, 200);
+      for (int64_t k = 0; k < x.size(); ++k) x.data()[k] = gauss(rng);
+      model::Activations y, want;
+      remote.forward(id, x, y);
+      int8.forward(id, x, want);
+      exact += y == want;
+      ++total;
+    }
+  };
+  stream(6);
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    std::this_thread::sleep_for(50ms);
+    b->kill();
+    killed = true;
+  });
+  stream(24);
+  killer.join();
+  ASSERT_TRUE(killed);
+  stream(4);
+  EXPECT_EQ(exact, total);
+  const auto status = p->status();
+  EXPECT_EQ(status[1].health, WorkerHealth::kDead) << status[1].last_error;
+  EXPECT_GT(status[0].served, 0u);  // layer 0 went to its only holder
+  EXPECT_GT(status[2].served, 0u);  // layer 1 went on to the survivor
 }
 
 TEST_F(WorkerProcesses, FedctlFheMatmulRemoteEqualsLocal) {

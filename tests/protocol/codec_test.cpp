@@ -231,4 +231,37 @@ TEST(Codec, ModelInfoListsTheLmHeadAsOneLayer) {
   }
 }
 
+// A layer-sharded worker lists only the layers it holds: increasing, inside the model, with one
+// row of scales per listed layer.
+TEST(Codec, ModelInfoOfALayerShardListsItsLayersOnly) {
+  protocol::ModelInfo info;
+  info.model_id = "llama";
+  info.layer_count = 4;
+  const auto message = [&](std::vector<uint32_t> layers, uint64_t blob_rows) {
+    protocol::ModelInfo i = info;
+    protocol::ProjectionInfo p;
+    p.kind = protocol::ProjectionKind::kQ;
+    p.rows = 8;
+    p.cols = 6;
+    p.scales_blob = 0;
+    for (const uint32_t l : layers) p.norms.push_back({l, 10, 20, 30, 40});
+    i.projections.push_back(p);
+    Message m;
+    auto desc = protocol::BlobDesc::make(protocol::DType::kFloat32, 32, {blob_rows, 8});
+    EXPECT_TRUE(desc.ok());
+    std::vector<uint8_t> bytes(desc.value().byte_length, 0);
+    m.blobs.push_back(protocol::Blob::adopt(std::move(desc).value(), std::move(bytes)).value());
+    m.body = protocol::ModelInfoReply{std::move(i)};
+    return m;
+  };
+  const Message shard = message({1, 2}, 2);
+  ASSERT_TRUE(validate(shard).ok()) << validate(shard).error().to_string();
+  EXPECT_TRUE(same(round_trip(shard), shard));
+  EXPECT_FALSE(validate(message({2, 1}, 2)).ok());  // not increasing
+  EXPECT_FALSE(validate(message({1, 1}, 2)).ok());  // twice
+  EXPECT_FALSE(validate(message({3, 4}, 2)).ok());  // past the model
+  EXPECT_FALSE(validate(message({1, 2}, 4)).ok());  // scales for other layers
+  EXPECT_FALSE(validate(message({}, 1)).ok());      // nothing held
+}
+
 }  // namespace

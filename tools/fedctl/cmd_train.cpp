@@ -15,13 +15,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "base/model_id.h"
 #include "cli.h"
 #include "model/evaluation.h"
 #include "model/linear_backends.h"
 #include "model/llama_model.h"
 #include "model/llama_weights.h"
-#include "model/model_hash.h"
 #include "model/lora_peft.h"
+#include "model/model_hash.h"
 #include "model/peft_adapter.h"
 #include "model/trainer.h"
 #include "participant/pool_flags.h"
@@ -198,8 +199,12 @@ int cmd_train(int argc, char** argv) {
         o.seed = seed;
         const model::BackendKind kind = model::parse_backend_kind(backend_flag);
 
+        const bool remote_pool = !pool_flags.workers.empty() || !pool_flags.workers_file.empty();
+        // Through workers the decoder projections stay on them: never read into memory here.
+        model::WeightLoadOptions load;
+        load.decoder_projections = !remote_pool;
         auto weights =
-            std::make_shared<const model::LlamaWeights>(model::load_llama_weights(model_dir));
+            std::make_shared<const model::LlamaWeights>(model::load_llama_weights(model_dir, load));
         const model::LlamaConfig& config = weights->config;
         check_seq_len(seq_len, config);
         const auto tokenizer = model::load_tokenizer(model_dir, config.vocab_size);
@@ -223,7 +228,7 @@ int cmd_train(int argc, char** argv) {
         }
 
         std::unique_ptr<model::LinearBackend> backend;
-        if (!pool_flags.workers.empty() || !pool_flags.workers_file.empty()) {
+        if (remote_pool) {
           if (vm["backend"].defaulted()) {
             backend_flag = "encrypted";
           } else if (kind != model::BackendKind::kEncrypted) {
@@ -233,18 +238,10 @@ int cmd_train(int argc, char** argv) {
           auto pool = participant::connect_pool(pool_flags);
           if (!pool) throw std::runtime_error(pool.error().to_string());
           participant::RemoteOptions remote;
-          remote.model_id =
-              model_id.empty()
-                  ? std::filesystem::path(model_dir).lexically_normal().filename().string()
-                  : model_id;
-          if (remote.model_id.empty()) {  // "dir/"
-            remote.model_id = std::filesystem::path(model_dir)
-                                  .lexically_normal()
-                                  .parent_path()
-                                  .filename()
-                                  .string();
-          }
-          remote.model_hash = model::quantized_model_hash(*weights);  // refuse other weights
+          remote.model_id = model_id.empty() ? base::default_model_id(model_dir) : model_id;
+          // Refuse workers holding other weights; hashed from the files, one tensor at a time.
+          remote.model_hash =
+              model::quantized_model_hash(model::TensorStore::open(model_dir), config);
           backend = std::make_unique<participant::RemoteEncryptedBackend>(
               std::move(pool).value(), config, remote, nullptr, weights.get());
         } else {

@@ -3,6 +3,8 @@
 //
 //   --model DIR          the Hugging Face model directory (config.json + *.safetensors)
 //   --model-id ID        the id clients ask for (default: the directory's name)
+//   --layers A-B         serve only decoder layers A..B (a layer-sharded pool); default all
+//   --lm-head BOOL       serve the LM head (default: true without --layers, false with it)
 //   --bind ENDPOINT      tcp://*:PORT; tcp://127.0.0.1:0 or :* picks a free port
 //   --device D           auto | cpu | cuda[:N]
 //   --threads N          threads per product (0: all cores)
@@ -14,7 +16,8 @@
 //   --max-input-values N   per request: input rows x token slots (default 2^26)
 //   --max-output-values N  per request: output rows x token slots x 2 planes (default 2^27)
 //   --max-queued-bytes N   estimated bytes of queued + in-flight requests (default 4 GiB)
-//   --id NAME            sender id in heartbeats (default: worker-<bound endpoint>, unsafe characters as -)
+//   --id NAME            sender id in heartbeats (default: worker-<bound endpoint>, unsafe
+//   characters as -)
 //   --log-level L        trace | debug | info | warn | error | critical | off
 //   --port-file FILE     written with the bound endpoint once listening
 //   --coordinator EP     register with this coordinator (and heartbeat) so that it lists this

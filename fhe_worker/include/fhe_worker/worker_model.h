@@ -7,10 +7,18 @@
 // scale) clamped to [-127, 127]. The LM head is served as layer 0 of kind lmHead: its ModelInfo
 // entry has a [1, vocab] scales blob and one LayerNorms entry.
 //
-// The model hash (ModelInfo.model_hash, model/model_hash.h) is SHA-256 over, for layer = 0 .. L-1 and, inside each
-// layer, projection q, k, v, o, gate, up, down in that order, then the LM head: the int8 weights
-// row-major (d_out * d_in bytes) followed by the d_out float32 scales, little-endian. Anyone
-// holding the checkpoint can recompute it (`fedctl export-int8` writes the same matrices).
+// load() reads the checkpoint one tensor and one slice of rows at a time
+// (model/quantized_checkpoint.h): the float32 weights are never in memory, so the worker's peak
+// is its int8 weights plus one slice. A layer-sharded worker (options.layers) keeps only the
+// projections of its layers (and the LM head when options.lm_head): it still reads and
+// quantizes every other tensor once, to compute the whole model's hash, and drops it. Requests
+// for a layer it does not hold are refused with unknownLayer, naming the layers it holds.
+//
+// The model hash (ModelInfo.model_hash, model/model_hash.h) is SHA-256 over, for layer = 0 .. L-1
+// and, inside each layer, projection q, k, v, o, gate, up, down in that order, then the LM head:
+// the int8 weights row-major (d_out * d_in bytes) followed by the d_out float32 scales,
+// little-endian. Anyone holding the checkpoint can recompute it (`fedctl export-int8` writes the
+// same matrices).
 //
 // Forward GEMMs (W * C) are built at load time; transposed ones (W^T * C) on first use, safely
 // from several threads. Everything else is immutable after construction.
@@ -19,8 +27,10 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -51,11 +61,27 @@ inline constexpr std::array<protocol::ProjectionKind, 8> kServedProjections = {
 // The model library's name for a served projection kind (throws Error for an unknown one).
 model::ProjectionKind to_model_kind(protocol::ProjectionKind kind);
 
+// Decoder layers [first, last], both included.
+struct LayerRange {
+  uint32_t first = 0, last = 0;
+  bool operator==(const LayerRange&) const = default;
+};
+
+// "3" or "0-7" (0-based, both ends included). Throws Error naming the text for anything else.
+LayerRange parse_layer_range(const std::string& text);
+
 struct WorkerModelOptions {
-  std::string model_id;  // empty: the model directory's name
+  std::string model_id;  // empty: the model directory's name (base::default_model_id)
   Device device;
   int threads = 0;  // threads per product; 0: all
+  // The decoder layers served; all when unset. Must lie inside the model.
+  std::optional<LayerRange> layers;
+  // Whether the LM head is served; unset: when every layer is (no `layers`).
+  std::optional<bool> lm_head;
 };
+
+// The int8 weight of one projection, quantized by whoever holds the float weights.
+using WeightSource = std::function<model::QuantizedWeight(model::ProjectionId)>;
 
 class WorkerModel {
  public:
@@ -64,6 +90,10 @@ class WorkerModel {
                                            WorkerModelOptions options);
   // From weights in memory (options.model_id must not be empty).
   WorkerModel(const model::LlamaWeights& weights, WorkerModelOptions options);
+  // From `source`, asked once for every projection in the hash order (every layer's q .. down,
+  // then the LM head); the ones this worker does not serve are hashed and dropped.
+  WorkerModel(const model::LlamaConfig& config, const WeightSource& source,
+              WorkerModelOptions options);
   ~WorkerModel();
   WorkerModel(const WorkerModel&) = delete;
   WorkerModel& operator=(const WorkerModel&) = delete;
@@ -79,8 +109,12 @@ class WorkerModel {
   static bool serves(protocol::ProjectionKind kind);
   // The layers a served projection kind has: layer_count(), or 1 for the LM head (layer 0).
   uint32_t layers_of(protocol::ProjectionKind kind) const;
+  // True when this worker holds `kind` of `layer` (its layer range, or the LM head).
+  bool holds(uint32_t layer, protocol::ProjectionKind kind) const;
+  // "layers 0-7 and the LM head", "every layer, not the LM head", ...: what this worker holds.
+  std::string holdings() const;
 
-  // The int8 weight and scales of a served projection; layer < layers_of(kind).
+  // The int8 weight and scales of a projection this worker holds (throws Error otherwise).
   const model::QuantizedWeight& weight(uint32_t layer, protocol::ProjectionKind kind) const;
   // The row norms of W (transpose = false) or W^T as ModelInfo reports them (no GEMM is built):
   // what the noise budget of a product depends on.
@@ -107,7 +141,9 @@ class WorkerModel {
   std::string model_id_;
   std::shared_ptr<const fhe::Context> ctx_;
   uint32_t layer_count_ = 0;
-  // Layer-major in kLayerProjections order, then the LM head.
+  LayerRange layers_;    // held decoder layers
+  bool lm_head_ = true;  // the LM head is held
+  // Layer-major in kLayerProjections order, then the LM head; null where not held.
   std::vector<std::unique_ptr<Slot>> slots_;
   protocol::Hash hash_{};
   protocol::ModelInfo info_;

@@ -42,12 +42,25 @@ struct LlamaWeights {
   }
 };
 
-// Loads every weight after check_llama_checkpoint (see llama_layout.h) has passed. Every tensor
-// is converted to float32 up front (a bf16 checkpoint takes twice its file size in memory); the
-// mapped pages of each tensor are released once it is converted, so the peak RSS is the float32
-// weights plus about one tensor, not the float32 weights plus the whole mapped file.
-LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& config);
+// What load_llama_weights reads. A participant whose projections run on FHE workers needs the
+// embeddings, the norms and the LM head, never the decoder layers' projections (most of the
+// model: 3.9 GB of float32 in Llama-3.2-1B): with decoder_projections = false their matrices
+// stay empty (0 x 0), projection_weight() refuses them, and the model hash comes from the files
+// (quantized_model_hash(store, config)).
+struct WeightLoadOptions {
+  bool decoder_projections = true;
+};
+
+// Loads the weights after check_llama_checkpoint (see llama_layout.h) has passed. Every tensor
+// read is converted to float32 up front (a bf16 checkpoint takes twice its file size in memory);
+// the mapped pages of each tensor are released once it is converted, so the peak RSS is the
+// float32 weights plus about one tensor, not the float32 weights plus the whole mapped file.
+LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& config,
+                                WeightLoadOptions options = {});
 // Loads config.json and the checkpoint of a model directory.
-LlamaWeights load_llama_weights(const std::filesystem::path& dir);
+LlamaWeights load_llama_weights(const std::filesystem::path& dir, WeightLoadOptions options = {});
+
+// False when the weights were loaded without their decoder projections.
+bool has_decoder_projections(const LlamaWeights& weights);
 
 }  // namespace model

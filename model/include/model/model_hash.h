@@ -8,10 +8,10 @@
 // by the d_out float32 scales, little-endian. Two models whose int8 projections differ anywhere
 // (other weights of the same shapes included) have different hashes.
 //
-//   model::ModelHasher h;                         // incremental, for a loader that quantizes anyway
-//   for (...) h.add(quantized);                   // in the order above
-//   model::ModelHash hash = h.finish();
-//   model::ModelHash same = model::quantized_model_hash(weights);   // quantizes one at a time
+//   model::ModelHasher h;                         // incremental, for a loader that quantizes
+//   anyway for (...) h.add(quantized);                   // in the order above model::ModelHash
+//   hash = h.finish(); model::ModelHash same = model::quantized_model_hash(weights);   // quantizes
+//   one at a time
 #pragma once
 
 #include <array>
@@ -21,6 +21,7 @@
 
 #include "model/llama_weights.h"
 #include "model/quantize.h"
+#include "model/tensor_store.h"
 
 namespace model {
 
@@ -45,6 +46,9 @@ class ModelHasher {
 // Quantizes every projection of `weights` in the hash order (one at a time, so the extra memory
 // is one int8 projection) and returns the hash.
 ModelHash quantized_model_hash(const LlamaWeights& weights);
+// The same hash read straight from a checkpoint (quantized_checkpoint.h): one tensor and one
+// slice of rows at a time, so a participant that offloads its projections never holds them.
+ModelHash quantized_model_hash(const TensorStore& store, const LlamaConfig& config);
 
 // 64 lowercase hex digits.
 std::string model_hash_hex(const ModelHash& hash);

@@ -44,6 +44,11 @@ struct QuantizedWeight {
   std::vector<float> scales;   // one per row
 };
 QuantizedWeight quantize_weight_rows(const Matrix& w);
+// Quantizes `rows` consecutive rows of `cols` values (row-major `values`) into rows
+// [row_begin, row_begin + rows) of `q`, which must already have q.rows x q.cols storage: the
+// one row rule quantize_weight_rows applies, for a reader that never holds all of W.
+void quantize_weight_rows_into(std::span<const float> values, int64_t row_begin, int64_t rows,
+                               QuantizedWeight& q);
 
 // Activations quantized per token.
 struct QuantizedTokens {

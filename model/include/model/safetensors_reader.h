@@ -44,9 +44,15 @@ class SafetensorsReader {
   // Throws model::Error for a dtype other than F32/F16/BF16 or a wrong `out` size.
   void read_f32(const TensorInfo& info, std::span<float> out) const;
   std::vector<float> read_f32(std::string_view name) const;
+  // Converts elements [begin, begin + out.size()) of the tensor (row-major order) to float32:
+  // a slice of rows, for a reader that never holds the whole tensor in float32. Throws
+  // model::Error for a range past the tensor's end or a dtype as above.
+  void read_f32(const TensorInfo& info, int64_t begin, std::span<float> out) const;
   // Drops the resident pages of the tensor's bytes from this process (MappedFile::release):
   // for a reader that has converted a tensor and will not read it again soon.
   void release(const TensorInfo& info) const;
+  // The same for elements [begin, begin + count) (whole pages inside that range only).
+  void release(const TensorInfo& info, int64_t begin, int64_t count) const;
 
  private:
   MappedFile file_;

@@ -52,6 +52,15 @@ class TensorStore {
   // Reads the tensor as float32, whatever its shape.
   std::vector<float> read_f32(std::string_view name) const;
 
+  // Rows [row_begin, row_begin + row_count) of a 2-D tensor whose shape must be
+  // `expected_shape` ({rows, cols}), as float32 row-major into `out` (row_count * cols values):
+  // a reader that quantizes row by row never holds the tensor in float32. Throws model::Error
+  // naming file and tensor for a wrong shape, a row range outside it or a wrong `out` size.
+  void read_f32_rows(std::string_view name, const std::vector<int64_t>& expected_shape,
+                     int64_t row_begin, int64_t row_count, std::span<float> out) const;
+  // Drops the mapped pages of those rows (whole pages only), as release() does for the tensor.
+  void release_rows(std::string_view name, int64_t row_begin, int64_t row_count) const;
+
   // Drops the tensor's mapped pages from this process's RSS (SafetensorsReader::release); a
   // later read maps them in again. Throws model::Error if there is no such tensor.
   void release(std::string_view name) const;

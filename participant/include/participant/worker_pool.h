@@ -82,13 +82,20 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   // Sends `request` and returns the answer (MatmulReply, ModelInfoReply), or an error as above.
-  protocol::Result<protocol::Message> call(const Request& request);
+  // With `eligible` (one flag per worker, in directory order) only the workers it marks are
+  // tried, and retried: those holding the request's layer in a layer-sharded pool, or one
+  // worker alone. `answered_by`, when given, receives the index of the worker that answered.
+  protocol::Result<protocol::Message> call(const Request& request,
+                                           const std::vector<bool>& eligible = {},
+                                           size_t* answered_by = nullptr);
 
   // Exchanges heartbeats and probes for `duration`, without a request.
   void pump(std::chrono::milliseconds duration);
 
   std::vector<WorkerStatus> status() const;
   size_t size() const;
+  // The endpoint of worker `index` (directory order).
+  const std::string& endpoint(size_t index) const;
 
  private:
   struct Worker;
@@ -102,7 +109,7 @@ class WorkerPool {
   template <typename OnMessage>
   void poll_once(std::chrono::milliseconds timeout, OnMessage&& on_message);
   std::optional<size_t> pick(const std::vector<bool>& tried) const;
-  std::string no_worker_message() const;
+  std::string no_worker_message(const std::vector<bool>& eligible) const;
 
   zmq::context_t context_;  // declared first: destroyed after every socket
   PoolOptions options_;

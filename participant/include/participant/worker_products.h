@@ -1,11 +1,17 @@
 // WorkerProducts: the worker's half of every encrypted projection (model::EncryptedProducts),
 // computed by the fhe_workers of a WorkerPool.
 //
-// On construction it asks the pool for the model's info (ModelInfoRequest) once and checks it
-// against the local config: the model id, the layer count, the shape of every decoder
-// projection and of the LM head when the workers list it, and the model hash when the options
-// carry the participant's own (ModelMismatchError names both hashes) (an older worker does not: then the LM
-// head is computed from local weights, below, or fails on use without them). The info gives what
+// On construction it asks every worker of the pool for the model's info (ModelInfoRequest) and
+// checks each against the local config: the model id, the layer count, the shape of every
+// projection it lists, and the model hash when the options carry the participant's own
+// (ModelMismatchError names both hashes). A layer-sharded pool (fhe_worker --layers) has workers
+// that each list some layers: every request then goes only to the workers holding its layer,
+// and is retried among them. The pool must cover every decoder projection of every layer
+// (ModelMismatchError names what is missing and what each worker holds; a plain model::Error
+// when some worker did not answer, which may be an outage); workers must agree where they
+// overlap. A worker that gave no info at construction is not used by this object. When no
+// worker lists the LM head it is computed from local weights, below, or fails on use without
+// them. The info gives what
 // the participant needs and the ciphertext does not carry: each projection's per output channel
 // int8 scales (to dequantize) and its largest row norms in both directions (to choose the
 // encryption scale from the real weights).
@@ -75,6 +81,7 @@ struct RemoteProduct {
   protocol::ProjectionKind kind = protocol::ProjectionKind::kQ;
   bool transpose = false;
   bool switch_modulus = false;
+  std::vector<bool> eligible = {};  // the pool's workers that hold this layer (empty: all)
 };
 
 // A product no worker served: the pool's error (its code: the workers' typed refusal, or
@@ -137,10 +144,14 @@ class WorkerProducts : public model::EncryptedProducts {
  private:
   struct Projection {
     bool served = false;
+    std::vector<bool> holders;  // per pool worker: it listed this projection
     model::ProjectionDims dims;
     std::vector<float> scales;
     fhe::WeightBounds forward, transposed;
   };
+  // Checks one worker's ModelInfo against the config, the options and the other workers'
+  // and records what it holds. Throws ModelMismatchError or model::Error.
+  void add_worker_info(size_t worker, const protocol::Message& reply);
   const Projection& at(model::ProjectionId id) const;
   bool is_local(model::ProjectionId id) const;
   model::LocalEncryptedProducts& local() const;
@@ -149,8 +160,9 @@ class WorkerProducts : public model::EncryptedProducts {
   model::LlamaConfig config_;
   RemoteOptions options_;
   std::shared_ptr<const fhe::Context> ctx_;
-  protocol::ModelInfo info_;
-  std::vector<Projection> projections_;  // indexed by model::projection_index
+  protocol::ModelInfo info_;                                   // the first worker's that answered
+  std::vector<std::pair<std::string, std::string>> holdings_;  // endpoint, what it holds
+  std::vector<Projection> projections_;                        // indexed by model::projection_index
   const model::LlamaWeights* local_weights_ = nullptr;
   mutable std::unique_ptr<model::LocalEncryptedProducts> local_;  // the LM head, on first use
   bool lm_head_refused_[2] = {false, false};  // by transpose: the workers refused its shape
