@@ -5,6 +5,10 @@
 //                seed expansion of c1, digit split, oneDNN u8 x s8 GEMMs, recombination)
 //   int8_gemm_s  oneDNN s8 x s8 -> s32 matmul of the plaintext, weights pre-packed
 //   fp32_gemm_s  oneDNN f32 matmul of the plaintext, weights pre-packed
+//   borrowed_gemm_s, borrowed_t_gemm_s, packed_t_gemm_s  W * Enc(X) with the weights read in
+//                place (PlaneGemmOptions::borrow_weights, as fhe_worker holds them: one int8 copy
+//                for both directions) and W^T * Enc(G) borrowed and packed; their products
+//                must equal the packed ones word for word (borrowed_identical)
 // and the participant's encryption and decryption. It prints one JSON object per line; ratios are
 // ratios of medians, and each *_spread is [min, max] over the runs.
 //
@@ -104,6 +108,9 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
   fhe::Encryptor enc(key);
   fhe::Decryptor dec(key);
   fhe::PlaneGemm gemm(ctx, w.data(), d_out, d_in, false);
+  fhe::PlaneGemm borrowed(ctx, w.data(), d_out, d_in, false, {.borrow_weights = true});
+  fhe::PlaneGemm packed_t(ctx, w.data(), d_out, d_in, true);
+  fhe::PlaneGemm borrowed_t(ctx, w.data(), d_out, d_in, true, {.borrow_weights = true});
   PlainGemm i8(memory::data_type::s8, memory::data_type::s8, memory::data_type::s32, d_out, d_in, t,
                w.data(), xt.data());
   PlainGemm f32(memory::data_type::f32, memory::data_type::f32, memory::data_type::f32, d_out, d_in,
@@ -113,6 +120,15 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
 
   fhe::CiphertextMatrix ct = enc.encrypt(x.data(), d_in, t, bounds, d_out * t);
   fhe::CiphertextMatrix prod = gemm.multiply(ct);  // warm-up
+  fhe::CiphertextMatrix prod_b = borrowed.multiply(ct);
+  std::vector<int8_t> g_t(d_out * t);
+  for (auto& v : g_t) v = static_cast<int8_t>(static_cast<int>(g() % 256) - 128);
+  const auto bounds_t = packed_t.bounds();
+  fhe::CiphertextMatrix ct_t = enc.encrypt(g_t.data(), d_out, t, bounds_t, d_in * t);
+  fhe::CiphertextMatrix prod_t = packed_t.multiply(ct_t), prod_bt = borrowed_t.multiply(ct_t);
+  bool borrowed_identical = prod_b.c0 == prod.c0 && prod_b.c1 == prod.c1 &&
+                            prod_bt.c0 == prod_t.c0 && prod_bt.c1 == prod_t.c1;
+  std::vector<double> tb, tbt, tpt;
   i8.run();
   f32.run();
   std::vector<double> te, ti, tf, tenc, tdec, ratio_i8, ratio_f32;
@@ -122,6 +138,10 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
     // A participant encrypts layer after layer into the same buffers.
     tenc.push_back(time_once([&] { enc.encrypt_into(x.data(), d_in, t, log2_delta, ct); }));
     te.push_back(time_once([&] { gemm.multiply_into(ct, prod); }));
+    tb.push_back(time_once([&] { borrowed.multiply_into(ct, prod_b); }));
+    tpt.push_back(time_once([&] { packed_t.multiply_into(ct_t, prod_t); }));
+    tbt.push_back(time_once([&] { borrowed_t.multiply_into(ct_t, prod_bt); }));
+    borrowed_identical = borrowed_identical && prod_b.c0 == prod.c0 && prod_bt.c1 == prod_t.c1;
     ti.push_back(time_once([&] { i8.run(); }));
     tf.push_back(time_once([&] { f32.run(); }));
     tdec.push_back(time_once([&] { dec.decrypt_into(prod, y.data()); }));
@@ -173,11 +193,18 @@ void run_shape(size_t d_out, size_t d_in, size_t t, int threads, int reps) {
       "\"bytes_up_per_value\": %.3f, \"bytes_down_per_value\": %.3f, \"bit_exact\": %s, "
       "\"switched_bits\": %u, \"bytes_down_switched_per_value\": %.3f, \"switch_s\": %.5f, "
       "\"decrypt_switched_ns_per_value\": %.2f, \"switched_bit_exact\": %s, "
+      "\"borrowed_gemm_s\": %.5f, \"borrowed_gemm_spread\": [%.5f, %.5f], "
+      "\"packed_t_gemm_s\": %.5f, \"borrowed_t_gemm_s\": %.5f, \"borrowed_t_gemm_spread\": "
+      "[%.5f, %.5f], \"borrowed_over_packed\": %.3f, \"borrowed_t_over_packed_t\": %.3f, "
+      "\"borrowed_identical\": %s, \"borrowed_impl\": \"%s\", "
       "\"planes\": %d, \"ntt\": \"%s\", \"gemm_impl\": \"%s\", \"int8_impl\": \"%s\"}\n",
       d_out, d_in, t, threads, reps, se.median, se.min, se.max, si.median, si.min, si.max,
       sf.median, sf.min, sf.max, se.median / si.median, ri.min, ri.max, se.median / sf.median,
       rf.min, rf.max, enc_ns, dec_ns, up, down, exact ? "true" : "false", switch_bits, down_sw,
-      stats(tsw).median, dec_sw_ns, switched_exact ? "true" : "false", gemm.planes(),
+      stats(tsw).median, dec_sw_ns, switched_exact ? "true" : "false", stats(tb).median,
+      stats(tb).min, stats(tb).max, stats(tpt).median, stats(tbt).median, stats(tbt).min,
+      stats(tbt).max, stats(tb).median / se.median, stats(tbt).median / stats(tpt).median,
+      borrowed_identical ? "true" : "false", borrowed.implementation(), gemm.planes(),
       fhe::to_string(ctx->ntt().path()), gemm.implementation(), i8.impl().c_str());
   std::fflush(stdout);
 }

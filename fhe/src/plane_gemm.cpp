@@ -117,17 +117,22 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
   const memory::dim m = static_cast<memory::dim>(planes_ * chunk_);
   const memory::dim k = static_cast<memory::dim>(in_), nn = static_cast<memory::dim>(out_);
   memory::desc src_md({m, k}, memory::data_type::u8, memory::format_tag::ab);
-  memory::desc w_any({k, nn}, memory::data_type::s8, memory::format_tag::any);
   memory::desc dst_md({m, nn}, memory::data_type::s32, memory::format_tag::ab);
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  impl_->pd =
-      dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, w_any, dst_md), attr, impl_->eng);
-  impl_->prim = dnnl::matmul(impl_->pd);
-  impl_->impl_name = impl_->pd.impl_info_str();
   // weights(k, n) = M[n][k]: W^T for W*C ("ba" over W's buffer), W itself for W^T*C ("ab").
   memory::desc w_plain({k, nn}, memory::data_type::s8,
                        transpose ? memory::format_tag::ab : memory::format_tag::ba);
+  memory::desc w_any({k, nn}, memory::data_type::s8, memory::format_tag::any);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  impl_->pd = dnnl::matmul::primitive_desc(
+      dnnl::matmul::desc(src_md, opts.borrow_weights ? w_plain : w_any, dst_md), attr, impl_->eng);
+  impl_->prim = dnnl::matmul(impl_->pd);
+  impl_->impl_name = impl_->pd.impl_info_str();
+  if (opts.borrow_weights) {
+    // oneDNN reads the caller's buffer in place (it never writes weights).
+    impl_->packed_w = memory(w_plain, impl_->eng, const_cast<int8_t*>(w));
+    return;
+  }
   std::vector<int8_t> copy(w, w + d_out * d_in);
   memory w_mem(w_plain, impl_->eng, copy.data());
   impl_->packed_w = memory(impl_->pd.weights_desc(), impl_->eng);

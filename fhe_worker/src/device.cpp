@@ -29,7 +29,7 @@ class CpuGemm final : public Gemm {
   CpuGemm(std::shared_ptr<const fhe::Context> ctx, const GemmSpec& spec)
       : ctx_(ctx),
         gemm_(std::move(ctx), spec.w, spec.d_out, spec.d_in, spec.transpose,
-              fhe::PlaneGemmOptions{.threads = spec.threads}),
+              fhe::PlaneGemmOptions{.threads = spec.threads, .borrow_weights = spec.borrow}),
         threads_(spec.threads) {}
 
   size_t in_dim() const override { return gemm_.in_dim(); }

@@ -171,9 +171,10 @@ WorkerModel::WorkerModel(const model::LlamaConfig& config, const WeightSource& s
     auto slot = std::make_unique<Slot>();
     slot->weight = std::move(w);
     const model::QuantizedWeight& held = slot->weight;
-    slot->forward = make_gemm(options_.device, ctx_,
-                              GemmSpec{held.values.data(), static_cast<size_t>(held.rows),
-                                       static_cast<size_t>(held.cols), false, options_.threads});
+    slot->forward = make_gemm(
+        options_.device, ctx_,
+        GemmSpec{held.values.data(), static_cast<size_t>(held.rows), static_cast<size_t>(held.cols),
+                 false, options_.threads, !options_.packed_weights});
     protocol::LayerNorms norms;
     norms.layer = layer;
     max_norms(held, false, &norms.forward_l1, &norms.forward_l2_squared);
@@ -268,9 +269,10 @@ const Gemm& WorkerModel::gemm(uint32_t layer, protocol::ProjectionKind kind, boo
   // A throwing call leaves the flag unset, so a later request tries again (and fails the same).
   std::call_once(s.transposed_once, [&] {
     const model::QuantizedWeight& w = s.weight;
-    s.transposed = make_gemm(options_.device, ctx_,
-                             GemmSpec{w.values.data(), static_cast<size_t>(w.rows),
-                                      static_cast<size_t>(w.cols), true, options_.threads});
+    s.transposed = make_gemm(
+        options_.device, ctx_,
+        GemmSpec{w.values.data(), static_cast<size_t>(w.rows), static_cast<size_t>(w.cols), true,
+                 options_.threads, !options_.packed_weights});
   });
   return *s.transposed;
 }

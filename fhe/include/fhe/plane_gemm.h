@@ -26,13 +26,19 @@ struct PlaneGemmOptions {
   int digit_bits = 0;       // 0: automatic (8 with VNNI/AMX, else 7); 7 or 8 to force
   size_t chunk_tokens = 0;  // tokens per oneDNN call; 0: automatic
   int threads = 0;          // 0: all OpenMP threads
+  // Use the caller's row-major matrix in place instead of a packed copy: it must stay alive
+  // and unchanged while this object exists. One int8 buffer can then serve both W*C and W^T*C
+  // (a worker holds its weights once instead of three times); oneDNN reads the plain layout,
+  // which bench_fhe measures against the packed one.
+  bool borrow_weights = false;
 };
 
 class PlaneGemm {
  public:
-  // w: row-major d_out x d_in int8 matrix (copied). transpose = false computes W*C (C has d_in
-  // rows), transpose = true computes W^T*C (C has d_out rows). Throws Error for empty shapes or
-  // an inner dimension whose int32 accumulation could overflow.
+  // w: row-major d_out x d_in int8 matrix (copied and packed, unless opts.borrow_weights).
+  // transpose = false computes W*C (C has d_in rows), transpose = true computes W^T*C (C has d_out
+  // rows). Throws Error for empty shapes or an inner dimension whose int32 accumulation could
+  // overflow.
   PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out, size_t d_in,
             bool transpose, PlaneGemmOptions opts = {});
   ~PlaneGemm();

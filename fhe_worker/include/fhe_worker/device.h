@@ -62,10 +62,13 @@ class Gemm {
 };
 
 struct GemmSpec {
-  const int8_t* w = nullptr;  // row-major d_out x d_in, copied
+  const int8_t* w = nullptr;  // row-major d_out x d_in, copied (unless `borrow`)
   size_t d_out = 0, d_in = 0;
   bool transpose = false;  // M = W^T
   int threads = 0;         // threads per product; 0: all
+  // The CPU product reads `w` in place (it must outlive the product; fhe::PlaneGemmOptions::
+  // borrow_weights) instead of a packed copy; the CUDA product copies to the device anyway.
+  bool borrow = false;
 };
 
 // Builds the product of `spec` on `device`. Throws fhe_worker::Error for a device this build

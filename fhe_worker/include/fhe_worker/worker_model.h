@@ -9,10 +9,11 @@
 //
 // load() reads the checkpoint one tensor and one slice of rows at a time
 // (model/quantized_checkpoint.h): the float32 weights are never in memory, so the worker's peak
-// is its int8 weights plus one slice. A layer-sharded worker (options.layers) keeps only the
-// projections of its layers (and the LM head when options.lm_head): it still reads and
-// quantizes every other tensor once, to compute the whole model's hash, and drops it. Requests
-// for a layer it does not hold are refused with unknownLayer, naming the layers it holds.
+// is its int8 weights plus one slice (with options.packed_weights, plus the packed copies). A
+// layer-sharded worker (options.layers) keeps only the projections of its layers (and the LM head
+// when options.lm_head): it still reads and quantizes every other tensor once, to compute the whole
+// model's hash, and drops it. Requests for a layer it does not hold are refused with unknownLayer,
+// naming the layers it holds.
 //
 // The model hash (ModelInfo.model_hash, model/model_hash.h) is SHA-256 over, for layer = 0 .. L-1
 // and, inside each layer, projection q, k, v, o, gate, up, down in that order, then the LM head:
@@ -78,6 +79,11 @@ struct WorkerModelOptions {
   std::optional<LayerRange> layers;
   // Whether the LM head is served; unset: when every layer is (no `layers`).
   std::optional<bool> lm_head;
+  // false (default): each projection's int8 weight is held once, row-major, and both products
+  // (W*C and W^T*C) read it in place: the worker's memory is its int8 weights. true: each
+  // product keeps oneDNN's packed copy as well (faster CPU products, bench_fhe
+  // borrowed_over_packed; up to three copies once the transposed products are built).
+  bool packed_weights = false;
 };
 
 // The int8 weight of one projection, quantized by whoever holds the float weights.
