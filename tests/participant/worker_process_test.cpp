@@ -266,7 +266,7 @@ TEST_F(WorkerProcesses, MalformedStackedRequestsGetClearErrors) {
     } catch (const participant::RemoteProductError& e) {
       return std::make_pair(e.code(), std::string(e.what()));
     }
-    return std::make_pair(protocol::ErrorCode::kUnset, std::string("served"));
+    return std::make_pair(protocol::ErrorCode::kInternal, std::string("served, not refused"));
   };
   auto [code, message] = refused(call, rows - 1);
   EXPECT_EQ(code, protocol::ErrorCode::kShapeMismatch) << message;
