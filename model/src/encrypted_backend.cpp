@@ -74,6 +74,7 @@ std::vector<int64_t> EncryptedBackend::stacked_product(std::span<const Projectio
   const auto t = static_cast<size_t>(tokens);
   const uint64_t outputs = static_cast<uint64_t>(d_in) * t;
   const auto fits = [&](std::span<const ProjectionId> run) {
+    if (stacked_refused_ && run.size() > 1) return false;
     try {
       fhe::choose_log2_delta(params, products_->stacked_bounds(run), outputs);
       return true;
@@ -96,9 +97,14 @@ std::vector<int64_t> EncryptedBackend::stacked_product(std::span<const Projectio
         encryptor_->encrypt(rows + row * tokens, static_cast<size_t>(features), t,
                             products_->stacked_bounds(run), outputs);
     const auto start = std::chrono::steady_clock::now();
-    const fhe::CiphertextMatrix y = run.size() == 1
-                                        ? products_->multiply(run[0], /*transpose=*/true, ct)
-                                        : products_->multiply_stacked(run, ct);
+    fhe::CiphertextMatrix y;
+    try {
+      y = run.size() == 1 ? products_->multiply(run[0], /*transpose=*/true, ct)
+                          : products_->multiply_stacked(run, ct);
+    } catch (const StackedProductRefused&) {
+      stacked_refused_ = true;  // the same run again, one projection at a time
+      continue;
+    }
     server_seconds_ +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::vector<int64_t> part = decrypt(y, d_in, tokens);

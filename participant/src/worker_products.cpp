@@ -237,7 +237,15 @@ fhe::CiphertextMatrix WorkerProducts::multiply_stacked(std::span<const model::Pr
   call.group = group_call(ids, /*transpose=*/true, fresh, out_rows);
   call.stacked = true;
   out_rows.resize(1);  // one result: the sum
-  return std::move(remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_).front());
+  try {
+    return std::move(remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_).front());
+  } catch (const RemoteProductError& e) {
+    // A worker whose device does not stack (or an older one) refuses the shape: the backend
+    // then sends the parts one at a time, with the same result.
+    if (e.code() == protocol::ErrorCode::kShapeMismatch)
+      throw model::StackedProductRefused(e.what());
+    throw;
+  }
 }
 
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,

@@ -208,9 +208,11 @@ class InflatedProducts : public model::EncryptedProducts {
   fhe::CiphertextMatrix multiply_stacked(std::span<const ProjectionId> ids,
                                          const fhe::CiphertextMatrix& fresh) override {
     ++stacked;
+    if (refuse_stacking) throw model::StackedProductRefused("this device does not stack");
     return local_.multiply_stacked(ids, fresh);
   }
   double factor = 1;
+  bool refuse_stacking = false;
   int single = 0, stacked = 0;
 
  private:
@@ -255,6 +257,27 @@ TEST(EncryptedGroup, SplitsAStackTheNoiseBoundRefusesAndStaysExact) {
   EXPECT_TRUE(bit_identical(group_backward(int8, ids, gs), group_backward(encrypted, ids, gs)));
   EXPECT_EQ(products.stacked, 1);
   EXPECT_EQ(products.single, 0);
+}
+
+TEST(EncryptedGroup, ProductsThatRefuseToStackGetThePartsOneByOne) {
+  const model::LlamaConfig c = training_test::tiny_config(1);
+  const auto weights = training_test::random_weights(c, 35, 0.05f);
+  const auto ctx = fhe::Context::create();
+  auto owned = std::make_unique<InflatedProducts>(*weights, ctx);
+  InflatedProducts& products = *owned;
+  products.refuse_stacking = true;
+  model::EncryptedBackend encrypted(
+      c, std::move(owned), std::make_unique<fhe::SecretKey>(fhe::SecretKey::generate(ctx)));
+  model::Int8Backend int8(*weights);
+  const std::vector<ProjectionId> ids = qkv(0);
+  const std::vector<Activations> gs = gradients(c, ids, 5, 36);
+  EXPECT_TRUE(bit_identical(group_backward(int8, ids, gs), group_backward(encrypted, ids, gs)));
+  EXPECT_EQ(products.stacked, 1);  // asked once, refused
+  EXPECT_EQ(products.single, 3);
+  // Remembered: the next group goes one by one without asking again.
+  EXPECT_TRUE(bit_identical(group_backward(int8, ids, gs), group_backward(encrypted, ids, gs)));
+  EXPECT_EQ(products.stacked, 1);
+  EXPECT_EQ(products.single, 6);
 }
 
 }  // namespace

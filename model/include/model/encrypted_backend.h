@@ -24,7 +24,8 @@
 // When the noise bound refuses the stacked inner dimension (gate + up of a wide model), the
 // stack is split into runs of consecutive projections that fit (at worst one per projection),
 // each encrypted and decrypted on its own, and their exact int64 accumulators are summed: the
-// same result.
+// same result. Products that refuse to stack (StackedProductRefused) are split the same way, from
+// then on.
 //
 // Not thread-safe: one caller at a time.
 #pragma once
@@ -96,6 +97,7 @@ class EncryptedBackend : public LinearBackend {
   std::unique_ptr<fhe::Decryptor> decryptor_;
   std::unique_ptr<EncryptedProducts> products_;
   double server_seconds_ = 0;
+  bool stacked_refused_ = false;  // the products cannot stack: one projection per product
 };
 
 }  // namespace model

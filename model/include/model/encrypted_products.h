@@ -20,10 +20,18 @@
 #include "fhe/ciphertext.h"
 #include "fhe/noise.h"
 #include "fhe/plane_gemm.h"
+#include "model/error.h"
 #include "model/llama_weights.h"
 #include "model/projection.h"
 
 namespace model {
+
+// Thrown by EncryptedProducts::multiply_stacked when the products cannot be stacked at all (a
+// worker device without stacked products): the caller then sends the parts one at a time.
+class StackedProductRefused : public Error {
+ public:
+  using Error::Error;
+};
 
 class EncryptedProducts {
  public:
@@ -49,7 +57,7 @@ class EncryptedProducts {
                                                             const fhe::CiphertextMatrix& fresh);
   // sum_j W_j^T C_j of one fresh ciphertext whose rows are C_0, C_1, ... (d_out_j rows each)
   // stacked in the order of `ids` (all with the same d_in): ONE product ciphertext of d_in rows.
-  // Its scale must fit stacked_bounds(ids). Throws like multiply().
+  // Its scale must fit stacked_bounds(ids). Throws like multiply(), or StackedProductRefused.
   virtual fhe::CiphertextMatrix multiply_stacked(std::span<const ProjectionId> ids,
                                                  const fhe::CiphertextMatrix& fresh) = 0;
 
