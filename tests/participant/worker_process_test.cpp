@@ -206,7 +206,7 @@ TEST_F(WorkerProcesses, ProjectionGroupsEqualTheInt8GroupsBitForBit) {
       std::normal_distribution<float> gauss(0, 1);
       for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = gauss(g);
       using K = model::ProjectionKind;
-      for (const std::vector<model::ProjectionId> ids :
+      for (const std::vector<model::ProjectionId>& ids :
            {std::vector<model::ProjectionId>{{K::kQ, 1}, {K::kK, 1}, {K::kV, 1}},
             std::vector<model::ProjectionId>{{K::kGate, 0}, {K::kUp, 0}}}) {
         const std::string what = model::projection_name(ids[0]) + " T=" + std::to_string(tokens) +
