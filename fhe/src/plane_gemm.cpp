@@ -185,25 +185,43 @@ CiphertextMatrix PlaneGemm::multiply(const CiphertextMatrix& ct) const {
 }
 
 void PlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const {
-  const Context& ctx = *ctx_;
-  validate(ctx, ct);
-  if (ct.kind != CtKind::kFresh) throw Error("only fresh ciphertexts can be multiplied");
   if (ct.rows != in_) {
     throw Error("ciphertext has " + std::to_string(ct.rows) + " rows but the matrix expects " +
                 std::to_string(in_));
   }
+  multiply_rows_into(ct, 0, out);
+}
+
+void PlaneGemm::multiply_rows_into(const CiphertextMatrix& ct, size_t row_begin,
+                                   CiphertextMatrix& out) const {
+  const Context& ctx = *ctx_;
+  validate(ctx, ct);
+  if (ct.kind != CtKind::kFresh) throw Error("only fresh ciphertexts can be multiplied");
+  if (row_begin > ct.rows || ct.rows - row_begin < in_) {
+    throw Error("ciphertext rows [" + std::to_string(row_begin) + ", " +
+                std::to_string(row_begin + in_) + ") are not inside its " +
+                std::to_string(ct.rows) + " rows");
+  }
   check_product(ctx.params(), ct.log2_delta, bounds_, out_ * ct.cols);
-  const size_t n = ctx.n(), blocks = ct.blocks(n);
+  const size_t n = ctx.n(), blocks = ct.blocks(n), rows = ct.rows;
   out.params_id = ct.params_id;
   out.kind = CtKind::kProduct;
   out.rows = out_;
   out.cols = ct.cols;
   out.log2_delta = ct.log2_delta;
+  out.log2_modulus = 0;
   out.seed = ct.seed;
   out.c0.resize(blocks * out_ * n);
   out.c1.resize(blocks * out_ * n);
-  multiply_blocks(ct.c0.data(), out.c0.data(), blocks);
-  // c1: expand a_hat block by block (rows of all blocks are independent streams).
+  if (rows == in_) {
+    multiply_blocks(ct.c0.data(), out.c0.data(), blocks);
+  } else {
+    for (size_t b = 0; b < blocks; ++b) {
+      multiply_blocks(ct.c0.data() + (b * rows + row_begin) * n, out.c0.data() + b * out_ * n, 1);
+    }
+  }
+  // c1: expand a_hat block by block (rows of all blocks are independent streams), each row at its
+  // place in the whole matrix.
   auto buffer = impl_->take(in_ * n);
   std::vector<uint64_t>& a_hat = *buffer;
   for (size_t b = 0; b < blocks; ++b) {
@@ -212,7 +230,7 @@ void PlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out)
       SeedExpander ex(ct.seed, n, ctx.q());
 #pragma omp for schedule(static)
       for (int64_t j = 0; j < static_cast<int64_t>(in_); ++j) {
-        ex.expand_row(b * in_ + static_cast<uint64_t>(j),
+        ex.expand_row(b * rows + row_begin + static_cast<uint64_t>(j),
                       a_hat.data() + static_cast<size_t>(j) * n);
       }
     }

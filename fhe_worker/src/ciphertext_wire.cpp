@@ -65,6 +65,7 @@ protocol::Result<protocol::Message> make_matmul_request(const fhe::Context& ctx,
   r.rows = fresh.rows;
   r.cols = fresh.cols;
   r.switch_modulus = call.switch_modulus;
+  r.stacked = call.stacked;
   r.input_blob = 0;
   protocol::Message m;
   m.body = std::move(r);

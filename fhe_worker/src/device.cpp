@@ -45,6 +45,11 @@ class CpuGemm final : public Gemm {
     gemm_.multiply_into(ct, out);
   }
 
+  void multiply_rows_into(const fhe::CiphertextMatrix& ct, size_t row_begin,
+                          fhe::CiphertextMatrix& out) const override {
+    gemm_.multiply_rows_into(ct, row_begin, out);
+  }
+
   void multiply_batch(std::span<const fhe::CiphertextMatrix* const> ins,
                       std::span<fhe::CiphertextMatrix* const> outs) const override {
     if (ins.size() != outs.size()) throw fhe::Error("multiply_batch: inputs and outputs differ");
@@ -170,6 +175,11 @@ bool cuda_available() {
 #else
   return false;
 #endif
+}
+
+void Gemm::multiply_rows_into(const fhe::CiphertextMatrix&, size_t, fhe::CiphertextMatrix&) const {
+  throw fhe::Error("stacked products are not implemented by " + implementation() +
+                   "; send one request per projection");
 }
 
 void Gemm::multiply_batch(std::span<const fhe::CiphertextMatrix* const> ins,

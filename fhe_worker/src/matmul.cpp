@@ -3,11 +3,15 @@
 
 #include <exception>
 #include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "fhe/encryptor.h"
+#include "fhe/modswitch.h"
 #include "fhe/noise.h"
 #include "fhe/params.h"
+#include "fhe/stacked_product.h"
 #include "fhe_worker/ciphertext_wire.h"
 
 namespace fhe_worker {
@@ -53,10 +57,35 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
     }
     const model::QuantizedWeight& w = model.weight(r.layer, kind);
     const auto expected = static_cast<uint64_t>(r.transpose ? w.rows : w.cols);
-    if (r.rows != expected) {
+    if (!r.stacked && r.rows != expected) {
       return make_error(ErrorCode::kShapeMismatch, "input has ", r.rows, " rows but ",
                         protocol::projection_name(kind), r.transpose ? "^T" : "", " of layer ",
                         r.layer, " takes ", expected);
+    }
+  }
+  if (r.stacked) {
+    if (!r.transpose) {
+      return make_error(ErrorCode::kMalformedRequest,
+                        "a stacked request must be transposed (it sums W_j^T X_j)");
+    }
+    const model::QuantizedWeight& first = model.weight(r.layer, r.projections.front());
+    uint64_t sum = 0;
+    std::string names;
+    for (const protocol::ProjectionKind kind : r.projections) {
+      const model::QuantizedWeight& w = model.weight(r.layer, kind);
+      if (w.cols != first.cols) {
+        return make_error(ErrorCode::kShapeMismatch, "stacked projections ",
+                          protocol::projection_name(r.projections.front()), " and ",
+                          protocol::projection_name(kind), " take ", first.cols, " and ", w.cols,
+                          " features: only projections of one input can be stacked");
+      }
+      sum += static_cast<uint64_t>(w.rows);
+      names += (names.empty() ? "" : "+") + std::string(protocol::projection_name(kind));
+    }
+    if (r.rows != sum) {
+      return make_error(ErrorCode::kShapeMismatch, "stacked input has ", r.rows, " rows but ",
+                        names, " of layer ", r.layer, " have ", sum,
+                        " output rows together (the sum of their d_out)");
     }
   }
   // The sizes follow from the header and the served shapes alone: refuse an over-large request
@@ -80,6 +109,16 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
     return make_error(ErrorCode::kShapeMismatch, "request too large: it needs about ", size.bytes,
                       " bytes, over this worker's limit of ", limits.max_request_bytes,
                       " queued bytes (--max-queued-bytes)");
+  }
+  if (r.stacked) {
+    const uint64_t outputs =
+        static_cast<uint64_t>(model.weight(r.layer, r.projections[0]).cols) * r.cols;
+    try {
+      fhe::check_product(p, r.log2_delta, stacked_bounds(model, r), outputs);
+    } catch (const fhe::Error& e) {
+      return make_error(ErrorCode::kNoiseBudget, "stacked product of ", r.projections.size(),
+                        " projections (inner dimension ", r.rows, "): ", e.what());
+    }
   }
   for (const protocol::ProjectionKind kind : r.projections) {
     const model::QuantizedWeight& w = model.weight(r.layer, kind);
@@ -114,15 +153,25 @@ RequestSize request_size(const WorkerModel& model, const protocol::MatmulRequest
   for (const protocol::ProjectionKind kind : r.projections) {
     const model::QuantizedWeight& w = model.weight(r.layer, kind);
     s.output_values += 2 * static_cast<uint64_t>(r.transpose ? w.cols : w.rows) * slots;
+    if (r.stacked) break;  // one result, the sum
   }
   const uint64_t packed = (p.log2_q + 7) / 8;
   s.bytes = input.bytes().size() + 16 * s.input_values + (8 + packed) * s.output_values;
+  if (r.stacked && r.projections.size() > 1) s.bytes += 8 * s.output_values;  // a part's product
   return s;
 }
 
 bool same_batch(const protocol::MatmulRequest& a, const protocol::MatmulRequest& b) {
   return a.model_id == b.model_id && a.layer == b.layer && a.transpose == b.transpose &&
-         a.projections == b.projections;
+         a.stacked == b.stacked && a.projections == b.projections;
+}
+
+fhe::WeightBounds stacked_bounds(const WorkerModel& model, const protocol::MatmulRequest& r) {
+  std::vector<fhe::WeightBounds> parts;
+  for (const protocol::ProjectionKind kind : r.projections) {
+    parts.push_back(model.bounds(r.layer, kind, /*transpose=*/true));
+  }
+  return fhe::stacked_bounds(parts);
 }
 
 size_t input_blocks(const WorkerModel& model, const protocol::MatmulRequest& request) {
@@ -165,6 +214,14 @@ protocol::Result<fhe::CiphertextMatrix> unpack_input(const WorkerModel& model,
       return make_error(ErrorCode::kNoiseBudget, protocol::projection_name(kind), ": ", e.what());
     }
   }
+  if (r.stacked) {
+    try {
+      fhe::check_product(ctx.params(), r.log2_delta, stacked_bounds(model, r),
+                         model.gemm(r.layer, r.projections[0], true).out_dim() * r.cols);
+    } catch (const std::exception& e) {
+      return make_error(ErrorCode::kNoiseBudget, "stacked product: ", e.what());
+    }
+  }
   return ct;
 }
 
@@ -190,43 +247,73 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
     std::vector<std::vector<protocol::ResultPlanes>> results(jobs.size());
     std::vector<std::vector<protocol::Blob>> blobs(jobs.size());
     try {
-      for (const protocol::ProjectionKind kind : first.projections) {
-        const Gemm& gemm = model.gemm(first.layer, kind, first.transpose);
-        std::vector<const fhe::CiphertextMatrix*> ins;
-        std::vector<fhe::CiphertextMatrix> products(live.size());
-        std::vector<fhe::CiphertextMatrix*> outs;
-        for (size_t k = 0; k < live.size(); ++k) {
-          ins.push_back(&inputs[live[k]]);
-          outs.push_back(&products[k]);
-        }
-        gemm.multiply_batch(ins, outs);
-        for (size_t k = 0; k < live.size(); ++k) {
-          const size_t i = live[k];
-          fhe::CiphertextMatrix& y = products[k];
-          uint32_t bits = ctx.params().log2_q;
-          protocol::PlaneKind plane = protocol::PlaneKind::kProduct;
-          if (jobs[i]->request.switch_modulus) {
-            if (const uint32_t b = gemm.switch_reply(ctx, y); b != 0) {
-              bits = b;
-              plane = protocol::PlaneKind::kSwitched;
-            }
+      // Appends product y (of `kind`, or of the stack when `stacked`) to job i's reply,
+      // modulus-switched where asked.
+      const auto add_result = [&](size_t i, protocol::ProjectionKind kind, const Gemm& gemm,
+                                  fhe::CiphertextMatrix& y, bool stacked) {
+        uint32_t bits = ctx.params().log2_q;
+        protocol::PlaneKind plane = protocol::PlaneKind::kProduct;
+        if (jobs[i]->request.switch_modulus) {
+          uint32_t b = 0;
+          if (stacked) {
+            b = fhe::choose_switch_bits(ctx.params(), y.log2_delta,
+                                        stacked_bounds(model, jobs[i]->request), y.rows * y.cols);
+            if (b != 0) fhe::switch_modulus(ctx, y, b);
+          } else {
+            b = gemm.switch_reply(ctx, y);
           }
-          auto c0 = pack_planes(y.c0, y.rows, y.cols, ctx.n(), bits);
-          auto c1 = pack_planes(y.c1, y.rows, y.cols, ctx.n(), bits);
-          if (!c0 || !c1) throw fhe::Error((c0 ? c1 : c0).error().message);
-          protocol::ResultPlanes r;
-          r.projection = kind;
-          r.rows = y.rows;
-          r.cols = y.cols;
-          r.kind = plane;
-          r.bits = bits;
-          r.log2_delta = y.log2_delta;
-          r.log2_modulus = plane == protocol::PlaneKind::kSwitched ? bits : 0;
-          r.c0_blob = static_cast<uint32_t>(blobs[i].size());
-          r.c1_blob = r.c0_blob + 1;
-          blobs[i].push_back(std::move(c0).value());
-          blobs[i].push_back(std::move(c1).value());
-          results[i].push_back(r);
+          if (b != 0) {
+            bits = b;
+            plane = protocol::PlaneKind::kSwitched;
+          }
+        }
+        auto c0 = pack_planes(y.c0, y.rows, y.cols, ctx.n(), bits);
+        auto c1 = pack_planes(y.c1, y.rows, y.cols, ctx.n(), bits);
+        if (!c0 || !c1) throw fhe::Error((c0 ? c1 : c0).error().message);
+        protocol::ResultPlanes r;
+        r.projection = kind;
+        r.rows = y.rows;
+        r.cols = y.cols;
+        r.kind = plane;
+        r.bits = bits;
+        r.log2_delta = y.log2_delta;
+        r.log2_modulus = plane == protocol::PlaneKind::kSwitched ? bits : 0;
+        r.c0_blob = static_cast<uint32_t>(blobs[i].size());
+        r.c1_blob = r.c0_blob + 1;
+        blobs[i].push_back(std::move(c0).value());
+        blobs[i].push_back(std::move(c1).value());
+        results[i].push_back(r);
+      };
+      if (first.stacked) {
+        // One product per request: each part's rows by its W_j^T, added mod q.
+        std::vector<const Gemm*> parts;
+        for (const protocol::ProjectionKind kind : first.projections) {
+          parts.push_back(&model.gemm(first.layer, kind, /*transpose=*/true));
+        }
+        for (const size_t i : live) {
+          fhe::CiphertextMatrix acc, part;
+          size_t at = 0;
+          for (size_t j = 0; j < parts.size(); ++j) {
+            parts[j]->multiply_rows_into(inputs[i], at, j == 0 ? acc : part);
+            if (j > 0) fhe::add_product_into(ctx, acc, part);
+            at += parts[j]->in_dim();
+          }
+          add_result(i, first.projections.front(), *parts[0], acc, /*stacked=*/true);
+        }
+      } else {
+        for (const protocol::ProjectionKind kind : first.projections) {
+          const Gemm& gemm = model.gemm(first.layer, kind, first.transpose);
+          std::vector<const fhe::CiphertextMatrix*> ins;
+          std::vector<fhe::CiphertextMatrix> products(live.size());
+          std::vector<fhe::CiphertextMatrix*> outs;
+          for (size_t k = 0; k < live.size(); ++k) {
+            ins.push_back(&inputs[live[k]]);
+            outs.push_back(&products[k]);
+          }
+          gemm.multiply_batch(ins, outs);
+          for (size_t k = 0; k < live.size(); ++k) {
+            add_result(live[k], kind, gemm, products[k], /*stacked=*/false);
+          }
         }
       }
       for (const size_t i : live) {

@@ -1,6 +1,8 @@
 #include "model/decoder_layer.h"
 
+#include <span>
 #include <string>
+#include <vector>
 
 #include "model/error.h"
 #include "model/lora_branch.h"
@@ -8,6 +10,10 @@
 
 namespace model {
 namespace {
+
+// The projections that share an input: one group of the backend each (linear_backend.h).
+constexpr ProjectionKind kQkv[] = {ProjectionKind::kQ, ProjectionKind::kK, ProjectionKind::kV};
+constexpr ProjectionKind kGateUp[] = {ProjectionKind::kGate, ProjectionKind::kUp};
 
 AttentionShape attention_shape(const LlamaConfig& config) {
   return {config.num_attention_heads, config.num_key_value_heads, config.head_dim};
@@ -30,25 +36,37 @@ void decoder_layer_forward(int64_t layer, const LlamaLayerWeights& w, const Llam
   DecoderLayerCacheT<Scalar>& c = cache ? *cache : local;
   const auto eps = static_cast<Scalar>(config.rms_norm_eps);
   const auto scaling = static_cast<Scalar>(lora ? lora->config().scaling() : 0.0);
-  // out = W in (+ s B A in).
-  const auto project = [&](ProjectionKind kind, const ActivationsT<Scalar>& in,
-                           ActivationsT<Scalar>& out) {
-    const ProjectionId id{kind, layer};
-    backend.forward(id, in, out);
+  // The adapter's branch of `kind` on top of out = W in: out += s B A in.
+  const auto adapt = [&](ProjectionKind kind, const ActivationsT<Scalar>& in,
+                         ActivationsT<Scalar>& out) {
     ActivationsT<Scalar>& ax = c.lora_ax[static_cast<size_t>(kind)];
-    if (const LoraPairT<Scalar>* pair = adapter(lora, id)) {
+    if (const LoraPairT<Scalar>* pair = adapter(lora, ProjectionId{kind, layer})) {
       lora_forward(*pair, scaling, in, out, ax);
     } else {
       ax.resize(0, 0);
     }
   };
+  // out = W in (+ s B A in).
+  const auto project = [&](ProjectionKind kind, const ActivationsT<Scalar>& in,
+                           ActivationsT<Scalar>& out) {
+    backend.forward(ProjectionId{kind, layer}, in, out);
+    adapt(kind, in, out);
+  };
+  // The same for projections that share their input, as one group of the backend.
+  const auto project_group = [&](std::span<const ProjectionKind> kinds,
+                                 const ActivationsT<Scalar>& in,
+                                 std::span<ActivationsT<Scalar>* const> outs) {
+    std::vector<ProjectionId> ids;
+    for (const ProjectionKind kind : kinds) ids.push_back({kind, layer});
+    backend.forward_group(ids, in, outs);
+    for (size_t j = 0; j < kinds.size(); ++j) adapt(kinds[j], in, *outs[j]);
+  };
 
   // Attention block.
   if (cache) c.input = x;
   rms_norm_forward(x, w.input_layernorm.cast<Scalar>(), eps, c.attn_norm, &c.attn_norm_stats);
-  project(ProjectionKind::kQ, c.attn_norm, c.q);
-  project(ProjectionKind::kK, c.attn_norm, c.k);
-  project(ProjectionKind::kV, c.attn_norm, c.v);
+  ActivationsT<Scalar>* const qkv[] = {&c.q, &c.k, &c.v};
+  project_group(kQkv, c.attn_norm, qkv);
   rope_forward(rope, batch, config.head_dim, c.q);
   rope_forward(rope, batch, config.head_dim, c.k);
   attention_forward(c.q, c.k, c.v, batch, attention_shape(config), c.attn_out,
@@ -61,8 +79,8 @@ void decoder_layer_forward(int64_t layer, const LlamaLayerWeights& w, const Llam
   if (cache) c.mid = x;
   rms_norm_forward(x, w.post_attention_layernorm.cast<Scalar>(), eps, c.mlp_norm,
                    &c.mlp_norm_stats);
-  project(ProjectionKind::kGate, c.mlp_norm, c.gate);
-  project(ProjectionKind::kUp, c.mlp_norm, c.up);
+  ActivationsT<Scalar>* const gate_up[] = {&c.gate, &c.up};
+  project_group(kGateUp, c.mlp_norm, gate_up);
   swiglu_forward(c.gate, c.up, c.act);
   project(ProjectionKind::kDown, c.act, projected);
   x += projected;
@@ -94,54 +112,62 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
   }
   const auto scaling = static_cast<Scalar>(lora ? lora->config().scaling() : 0.0);
 
-  // out = W^T g (+ s A^T B^T g), and the adapter's weight gradients; `accumulate` adds into out.
-  const auto project_back = [&](ProjectionKind kind, const ActivationsT<Scalar>& in,
-                                const ActivationsT<Scalar>& g, ActivationsT<Scalar>& out,
-                                bool accumulate) {
+  // The adapter's share of `kind` on top of out = W^T g: out += s A^T B^T g, and its weight
+  // gradients.
+  const auto adapt_back = [&](ProjectionKind kind, const ActivationsT<Scalar>& in,
+                              const ActivationsT<Scalar>& g, ActivationsT<Scalar>& out) {
     const ProjectionId id{kind, layer};
-    ActivationsT<Scalar> part;
-    backend.backward(id, g, part);
-    if (const LoraPairT<Scalar>* pair = adapter(lora, id)) {
-      const ActivationsT<Scalar>& ax = c.lora_ax[static_cast<size_t>(kind)];
-      if (ax.cols() != tokens) {
-        throw Error("decoder layer backward: the forward pass ran without the adapter of " +
-                    projection_name(id));
-      }
-      lora_input_backward(*pair, scaling, g, part);
-      lora_weight_backward(*pair, scaling, in, ax, g, 0, tokens, grads->batch.at(id));
-      for (size_t s = 0; s < grads->per_example.size(); ++s) {
-        const SequenceSpan span = batch.spans()[s];
-        lora_weight_backward(*pair, scaling, in, ax, g, span.begin, span.length,
-                             grads->per_example[s].at(id));
-      }
+    const LoraPairT<Scalar>* pair = adapter(lora, id);
+    if (pair == nullptr) return;
+    const ActivationsT<Scalar>& ax = c.lora_ax[static_cast<size_t>(kind)];
+    if (ax.cols() != tokens) {
+      throw Error("decoder layer backward: the forward pass ran without the adapter of " +
+                  projection_name(id));
     }
-    if (accumulate) {
-      out += part;
-    } else {
-      out = std::move(part);
+    lora_input_backward(*pair, scaling, g, out);
+    lora_weight_backward(*pair, scaling, in, ax, g, 0, tokens, grads->batch.at(id));
+    for (size_t s = 0; s < grads->per_example.size(); ++s) {
+      const SequenceSpan span = batch.spans()[s];
+      lora_weight_backward(*pair, scaling, in, ax, g, span.begin, span.length,
+                           grads->per_example[s].at(id));
     }
   };
+  // out = W^T g (+ s A^T B^T g).
+  const auto project_back = [&](ProjectionKind kind, const ActivationsT<Scalar>& in,
+                                const ActivationsT<Scalar>& g, ActivationsT<Scalar>& out) {
+    backend.backward(ProjectionId{kind, layer}, g, out);
+    adapt_back(kind, in, g, out);
+  };
+  // out = sum_j W_j^T g_j (+ s A_j^T B_j^T g_j) for projections that share their input `in`, the
+  // frozen part as one group of the backend.
+  const auto project_back_group =
+      [&](std::span<const ProjectionKind> kinds, const ActivationsT<Scalar>& in,
+          std::span<const ActivationsT<Scalar>* const> gs, ActivationsT<Scalar>& out) {
+        std::vector<ProjectionId> ids;
+        for (const ProjectionKind kind : kinds) ids.push_back({kind, layer});
+        backend.backward_group(ids, gs, out);
+        for (size_t j = 0; j < kinds.size(); ++j) adapt_back(kinds[j], in, *gs[j], out);
+      };
 
   // MLP block: y = h + down(act), act = silu(gate(m)) * up(m), m = norm(h).
   ActivationsT<Scalar> d_act, d_gate, d_up, d_norm, d_res;
-  project_back(ProjectionKind::kDown, c.act, dx, d_act, false);
+  project_back(ProjectionKind::kDown, c.act, dx, d_act);
   swiglu_backward(c.gate, c.up, d_act, d_gate, d_up);
-  project_back(ProjectionKind::kGate, c.mlp_norm, d_gate, d_norm, false);
-  project_back(ProjectionKind::kUp, c.mlp_norm, d_up, d_norm, true);
+  const ActivationsT<Scalar>* const d_gate_up[] = {&d_gate, &d_up};
+  project_back_group(kGateUp, c.mlp_norm, d_gate_up, d_norm);
   rms_norm_backward(c.mid, w.post_attention_layernorm.cast<Scalar>(), c.mlp_norm_stats, d_norm,
                     d_res);
   dx += d_res;  // dL/dh
 
   // Attention block: h = x + o(attention(rope(q(n)), rope(k(n)), v(n))), n = norm(x).
   ActivationsT<Scalar> d_attn, dq, dk, dv;
-  project_back(ProjectionKind::kO, c.attn_out, dx, d_attn, false);
+  project_back(ProjectionKind::kO, c.attn_out, dx, d_attn);
   attention_backward(c.q, c.k, c.v, batch, attention_shape(config), c.attention, d_attn, dq, dk,
                      dv);
   rope_backward(rope, batch, config.head_dim, dq);
   rope_backward(rope, batch, config.head_dim, dk);
-  project_back(ProjectionKind::kQ, c.attn_norm, dq, d_norm, false);
-  project_back(ProjectionKind::kK, c.attn_norm, dk, d_norm, true);
-  project_back(ProjectionKind::kV, c.attn_norm, dv, d_norm, true);
+  const ActivationsT<Scalar>* const d_qkv[] = {&dq, &dk, &dv};
+  project_back_group(kQkv, c.attn_norm, d_qkv, d_norm);
   rms_norm_backward(c.input, w.input_layernorm.cast<Scalar>(), c.attn_norm_stats, d_norm, d_res);
   dx += d_res;  // dL/dx
 }

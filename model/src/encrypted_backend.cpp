@@ -1,10 +1,12 @@
 #include "model/encrypted_backend.h"
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 
 #include "fhe/context.h"
 #include "fhe/encryptor.h"
+#include "fhe/noise.h"
 #include "fhe/params.h"
 #include "fhe/secret_key.h"
 #include "model/error.h"
@@ -42,6 +44,15 @@ EncryptedBackend::EncryptedBackend(const LlamaConfig& config,
 
 EncryptedBackend::~EncryptedBackend() = default;
 
+std::vector<int64_t> EncryptedBackend::decrypt(const fhe::CiphertextMatrix& y, int64_t out_features,
+                                               int64_t tokens) {
+  if (y.rows != static_cast<uint64_t>(out_features) || y.cols != static_cast<uint64_t>(tokens)) {
+    throw Error("the product has shape " + std::to_string(y.rows) + " x " + std::to_string(y.cols) +
+                ", expected " + std::to_string(out_features) + " x " + std::to_string(tokens));
+  }
+  return decryptor_->decrypt(y);
+}
+
 std::vector<int64_t> EncryptedBackend::product(ProjectionId id, bool transpose,
                                                const std::vector<int8_t>& rows, int64_t features,
                                                int64_t out_features, int64_t tokens) {
@@ -53,11 +64,59 @@ std::vector<int64_t> EncryptedBackend::product(ProjectionId id, bool transpose,
   const fhe::CiphertextMatrix y = products_->multiply(id, transpose, ct);
   server_seconds_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (y.rows != static_cast<uint64_t>(out_features) || y.cols != ct.cols) {
-    throw Error("the product has shape " + std::to_string(y.rows) + " x " + std::to_string(y.cols) +
-                ", expected " + std::to_string(out_features) + " x " + std::to_string(ct.cols));
+  return decrypt(y, out_features, tokens);
+}
+
+std::vector<int64_t> EncryptedBackend::stacked_product(std::span<const ProjectionId> ids,
+                                                       const int8_t* rows, int64_t d_in,
+                                                       int64_t tokens) {
+  const fhe::Params& params = key_->context().params();
+  const auto t = static_cast<size_t>(tokens);
+  const uint64_t outputs = static_cast<uint64_t>(d_in) * t;
+  const auto fits = [&](std::span<const ProjectionId> run) {
+    if (stacked_refused_ && run.size() > 1) return false;
+    try {
+      fhe::choose_log2_delta(params, products_->stacked_bounds(run), outputs);
+      return true;
+    } catch (const fhe::Error&) {
+      return false;
+    }
+  };
+  std::vector<int64_t> acc;
+  size_t begin = 0;
+  int64_t row = 0;  // first row of the run in `rows`
+  while (begin < ids.size()) {
+    // The longest run from `begin` that fits (a single projection always goes: if it does not
+    // fit, the encryptor's error names the bound).
+    size_t end = ids.size();
+    while (end > begin + 1 && !fits(ids.subspan(begin, end - begin))) --end;
+    const std::span<const ProjectionId> run = ids.subspan(begin, end - begin);
+    int64_t features = 0;
+    for (const ProjectionId id : run) features += products_->dims(id).d_out;
+    const fhe::CiphertextMatrix ct =
+        encryptor_->encrypt(rows + row * tokens, static_cast<size_t>(features), t,
+                            products_->stacked_bounds(run), outputs);
+    const auto start = std::chrono::steady_clock::now();
+    fhe::CiphertextMatrix y;
+    try {
+      y = run.size() == 1 ? products_->multiply(run[0], /*transpose=*/true, ct)
+                          : products_->multiply_stacked(run, ct);
+    } catch (const StackedProductRefused&) {
+      stacked_refused_ = true;  // the same run again, one projection at a time
+      continue;
+    }
+    server_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::vector<int64_t> part = decrypt(y, d_in, tokens);
+    if (acc.empty()) {
+      acc = std::move(part);
+    } else {
+      for (size_t i = 0; i < acc.size(); ++i) acc[i] += part[i];  // exact partial sums
+    }
+    row += features;
+    begin = end;
   }
-  return decryptor_->decrypt(y);
+  return acc;
 }
 
 void EncryptedBackend::forward(ProjectionId id, const Activations& x, Activations& y) {
@@ -93,6 +152,76 @@ void EncryptedBackend::backward(ProjectionId id, const Activations& g, Activatio
   }
   // acc is row-major d_in x T.
   dequantize_transposed_product(acc.data(), g.cols(), 1, d_in, gq.scales, dx);
+}
+
+void EncryptedBackend::forward_group(std::span<const ProjectionId> ids, const Activations& x,
+                                     std::span<Activations* const> ys) {
+  check_group(ids.size(), ys.size());
+  // One scale for every product of the one ciphertext: the largest norms, every output counted.
+  fhe::WeightBounds bounds{0, 0, static_cast<uint64_t>(x.rows())};
+  uint64_t outputs = 0;
+  for (const ProjectionId id : ids) {
+    const auto [d_out, d_in] = products_->dims(id);
+    if (x.rows() != d_in) {
+      throw Error("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
+                  " features, the weight takes " + std::to_string(d_in));
+    }
+    const fhe::WeightBounds b = products_->bounds(id, /*transpose=*/false);
+    bounds.max_row_l1 = std::max(bounds.max_row_l1, b.max_row_l1);
+    bounds.max_row_l2 = std::max(bounds.max_row_l2, b.max_row_l2);
+    outputs += static_cast<uint64_t>(d_out) * static_cast<uint64_t>(x.cols());
+  }
+  const QuantizedTokens xq = quantize_tokens(x);
+  try {
+    const std::vector<int8_t> rows = feature_rows(xq);
+    const fhe::CiphertextMatrix ct = encryptor_->encrypt(
+        rows.data(), static_cast<size_t>(x.rows()), static_cast<size_t>(x.cols()), bounds, outputs);
+    const auto start = std::chrono::steady_clock::now();
+    const std::vector<fhe::CiphertextMatrix> products = products_->multiply_group(ids, ct);
+    server_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (products.size() != ids.size()) {
+      throw Error(std::to_string(products.size()) + " products for " + std::to_string(ids.size()) +
+                  " projections");
+    }
+    for (size_t j = 0; j < ids.size(); ++j) {
+      const std::vector<int64_t> acc =
+          decrypt(products[j], products_->dims(ids[j]).d_out, x.cols());
+      // acc is row-major d_out x T.
+      dequantize_product(acc.data(), x.cols(), 1, products_->scales(ids[j]), xq.scales, *ys[j]);
+    }
+  } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
+    throw Error("encrypted backend: projection group from " + projection_name(ids[0]) + ": " +
+                e.what());
+  }
+}
+
+void EncryptedBackend::backward_group(std::span<const ProjectionId> ids,
+                                      std::span<const Activations* const> gs, Activations& dx) {
+  check_group(ids.size(), gs.size());
+  const int64_t d_in = products_->dims(ids[0]).d_in;
+  std::vector<std::span<const float>> scales;
+  for (size_t j = 0; j < ids.size(); ++j) {
+    const auto [d_out, in] = products_->dims(ids[j]);
+    if (gs[j]->rows() != d_out || in != d_in) {
+      throw Error("projection " + projection_name(ids[j]) + ": output gradient has " +
+                  std::to_string(gs[j]->rows()) + " features, the weight gives " +
+                  std::to_string(d_out) + " (and takes " + std::to_string(in) + ", the group " +
+                  std::to_string(d_in) + ")");
+    }
+    scales.push_back(products_->scales(ids[j]));
+  }
+  const QuantizedTokens gq = quantize_stacked_gradients(gs, scales);
+  std::vector<int64_t> acc;
+  try {
+    const std::vector<int8_t> rows = feature_rows(gq);
+    acc = stacked_product(ids, rows.data(), d_in, gq.tokens);
+  } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
+    throw Error("encrypted backend: backward of projection group from " + projection_name(ids[0]) +
+                ": " + e.what());
+  }
+  // acc is row-major d_in x T.
+  dequantize_transposed_product(acc.data(), gq.tokens, 1, d_in, gq.scales, dx);
 }
 
 }  // namespace model

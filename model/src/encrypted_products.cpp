@@ -3,10 +3,24 @@
 #include <algorithm>
 #include <string>
 
+#include "fhe/stacked_product.h"
 #include "model/error.h"
 #include "model/quantize.h"
 
 namespace model {
+
+std::vector<fhe::CiphertextMatrix> EncryptedProducts::multiply_group(
+    std::span<const ProjectionId> ids, const fhe::CiphertextMatrix& fresh) {
+  std::vector<fhe::CiphertextMatrix> out;
+  for (const ProjectionId id : ids) out.push_back(multiply(id, /*transpose=*/false, fresh));
+  return out;
+}
+
+fhe::WeightBounds EncryptedProducts::stacked_bounds(std::span<const ProjectionId> ids) {
+  std::vector<fhe::WeightBounds> parts;
+  for (const ProjectionId id : ids) parts.push_back(bounds(id, /*transpose=*/true));
+  return fhe::stacked_bounds(parts);
+}
 
 // One projection: the int8 weight inside a PlaneGemm per direction, and its scales.
 struct LocalEncryptedProducts::Projection {
@@ -73,6 +87,13 @@ fhe::WeightBounds LocalEncryptedProducts::bounds(ProjectionId id, bool transpose
 fhe::CiphertextMatrix LocalEncryptedProducts::multiply(ProjectionId id, bool transpose,
                                                        const fhe::CiphertextMatrix& fresh) {
   return gemm(id, transpose).multiply(fresh);
+}
+
+fhe::CiphertextMatrix LocalEncryptedProducts::multiply_stacked(std::span<const ProjectionId> ids,
+                                                               const fhe::CiphertextMatrix& fresh) {
+  std::vector<const fhe::PlaneGemm*> parts;
+  for (const ProjectionId id : ids) parts.push_back(&gemm(id, /*transpose=*/true));
+  return fhe::stacked_multiply(parts, fresh);
 }
 
 }  // namespace model

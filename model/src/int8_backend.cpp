@@ -118,8 +118,7 @@ const QuantizedWeight& Int8Backend::weight(ProjectionId id) const {
   return weights_[projection_index(config_, id)];
 }
 
-void int8_forward(ProjectionId id, const QuantizedWeight& w, const Activations& x,
-                  Activations& y) {
+void int8_forward(ProjectionId id, const QuantizedWeight& w, const Activations& x, Activations& y) {
   check_input(id, w, x);
   const QuantizedTokens xq = quantize_tokens(x);
   const auto acc = int8_product(w, xq);
@@ -134,12 +133,65 @@ void int8_backward(ProjectionId id, const QuantizedWeight& w, const Activations&
   dequantize_transposed_product(acc.data(), 1, acc.rows(), w.cols, gq.scales, dx);
 }
 
+void int8_backward_group(std::span<const ProjectionId> ids,
+                         std::span<const QuantizedWeight* const> ws,
+                         std::span<const Activations* const> gs, Activations& dx) {
+  if (ids.empty() || ws.size() != ids.size() || gs.size() != ids.size()) {
+    throw Error("int8 projection group: " + std::to_string(ids.size()) + " projections, " +
+                std::to_string(ws.size()) + " weights and " + std::to_string(gs.size()) +
+                " gradients");
+  }
+  std::vector<std::span<const float>> scales;
+  for (size_t j = 0; j < ids.size(); ++j) {
+    check_gradient(ids[j], *ws[j], *gs[j]);
+    if (ws[j]->cols != ws[0]->cols) {
+      throw Error("int8 projection group: " + projection_name(ids[j]) + " takes " +
+                  std::to_string(ws[j]->cols) + " features, " + projection_name(ids[0]) + " " +
+                  std::to_string(ws[0]->cols));
+    }
+    scales.push_back(ws[j]->scales);
+  }
+  const QuantizedTokens gq = quantize_stacked_gradients(gs, scales);
+  Int64Matrix acc;
+  int64_t at = 0;
+  for (size_t j = 0; j < ids.size(); ++j) {
+    const auto part = int8_transposed_product(*ws[j], token_rows(gq, at, ws[j]->rows));
+    at += ws[j]->rows;
+    if (j == 0) {
+      acc = part;
+    } else {
+      acc += part;  // exact: int64
+    }
+  }
+  dequantize_transposed_product(acc.data(), 1, acc.rows(), ws[0]->cols, gq.scales, dx);
+}
+
 void Int8Backend::forward(ProjectionId id, const Activations& x, Activations& y) {
   int8_forward(id, weight(id), x, y);
 }
 
 void Int8Backend::backward(ProjectionId id, const Activations& g, Activations& dx) {
   int8_backward(id, weight(id), g, dx);
+}
+
+void Int8Backend::forward_group(std::span<const ProjectionId> ids, const Activations& x,
+                                std::span<Activations* const> ys) {
+  check_group(ids.size(), ys.size());
+  for (const ProjectionId id : ids) check_input(id, weight(id), x);
+  const QuantizedTokens xq = quantize_tokens(x);  // once for the group
+  for (size_t j = 0; j < ids.size(); ++j) {
+    const QuantizedWeight& w = weight(ids[j]);
+    const auto acc = int8_product(w, xq);
+    dequantize_product(acc.data(), 1, acc.rows(), w.scales, xq.scales, *ys[j]);
+  }
+}
+
+void Int8Backend::backward_group(std::span<const ProjectionId> ids,
+                                 std::span<const Activations* const> gs, Activations& dx) {
+  check_group(ids.size(), gs.size());
+  std::vector<const QuantizedWeight*> ws;
+  for (const ProjectionId id : ids) ws.push_back(&weight(id));
+  int8_backward_group(ids, ws, gs, dx);
 }
 
 }  // namespace model

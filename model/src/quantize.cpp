@@ -115,6 +115,52 @@ QuantizedTokens quantize_gradients(const Activations& g, std::span<const float> 
   return quantize_tokens(folded);
 }
 
+QuantizedTokens quantize_stacked_gradients(std::span<const Activations* const> gs,
+                                           std::span<const std::span<const float>> w_scales) {
+  if (gs.empty() || gs.size() != w_scales.size()) {
+    throw Error("int8 gradient quantization: " + std::to_string(gs.size()) + " gradients and " +
+                std::to_string(w_scales.size()) + " scale vectors");
+  }
+  int64_t rows = 0;
+  const int64_t tokens = gs[0]->cols();
+  for (size_t j = 0; j < gs.size(); ++j) {
+    if (static_cast<int64_t>(w_scales[j].size()) != gs[j]->rows()) {
+      throw Error("int8 gradient quantization: " + std::to_string(w_scales[j].size()) +
+                  " weight scales for gradients of " + std::to_string(gs[j]->rows()) + " outputs");
+    }
+    if (gs[j]->cols() != tokens) {
+      throw Error("int8 gradient quantization: stacked gradients of " +
+                  std::to_string(gs[j]->cols()) + " and " + std::to_string(tokens) + " tokens");
+    }
+    rows += gs[j]->rows();
+  }
+  Activations folded(rows, tokens);
+  int64_t at = 0;
+  for (size_t j = 0; j < gs.size(); ++j) {
+    const Eigen::Map<const Eigen::VectorXf> s(w_scales[j].data(), gs[j]->rows());
+    folded.middleRows(at, gs[j]->rows()) = s.asDiagonal() * *gs[j];  // as quantize_gradients
+    at += gs[j]->rows();
+  }
+  return quantize_tokens(folded);
+}
+
+QuantizedTokens token_rows(const QuantizedTokens& q, int64_t begin, int64_t count) {
+  if (begin < 0 || count < 0 || begin + count > q.features) {
+    throw Error("int8 token rows [" + std::to_string(begin) + ", " + std::to_string(begin + count) +
+                ") out of " + std::to_string(q.features));
+  }
+  QuantizedTokens out;
+  out.features = count;
+  out.tokens = q.tokens;
+  out.scales = q.scales;
+  out.values.resize(static_cast<size_t>(count * q.tokens));
+  for (int64_t t = 0; t < q.tokens; ++t) {
+    const int8_t* from = q.values.data() + t * q.features + begin;
+    std::copy(from, from + count, out.values.begin() + t * count);
+  }
+  return out;
+}
+
 void dequantize_transposed_product(const int64_t* acc, int64_t row_stride, int64_t col_stride,
                                    int64_t rows, std::span<const float> g_scales, Activations& dx) {
   const auto cols = static_cast<int64_t>(g_scales.size());

@@ -261,7 +261,8 @@ fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool tran
                 std::to_string(in_rows));
   }
   RemoteProduct call{options_.model_id, static_cast<uint32_t>(id.layer), to_protocol(id.kind),
-                     transpose,         options_.switch_modulus,         p.holders};
+                     transpose, options_.switch_modulus};
+  call.eligible = p.holders;
   try {
     return remote_product(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_);
   } catch (const RemoteProductError& e) {
@@ -276,9 +277,85 @@ fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool tran
   return local().multiply(id, transpose, fresh);
 }
 
+// The request of a group of projections sharing one input: the protocol kinds, and each
+// part's dims, checked against `in_rows` (the ciphertext's rows).
+std::vector<protocol::ProjectionKind> WorkerProducts::group_call(
+    std::span<const model::ProjectionId> ids, bool transpose, const fhe::CiphertextMatrix& fresh,
+    std::vector<uint64_t>& out_rows) const {
+  std::vector<protocol::ProjectionKind> kinds;
+  uint64_t in_rows = 0;
+  for (const model::ProjectionId id : ids) {
+    if (id.kind == model::ProjectionKind::kLmHead || id.layer != ids[0].layer) {
+      throw Error("a projection group is of one decoder layer, not " + model::projection_name(id));
+    }
+    const Projection& p = at(id);
+    kinds.push_back(to_protocol(id.kind));
+    out_rows.push_back(static_cast<uint64_t>(transpose ? p.dims.d_in : p.dims.d_out));
+    in_rows = transpose ? in_rows + static_cast<uint64_t>(p.dims.d_out)
+                        : static_cast<uint64_t>(p.dims.d_in);
+  }
+  if (fresh.rows != in_rows) {
+    throw Error("the ciphertext has " + std::to_string(fresh.rows) + " rows, the group from " +
+                model::projection_name(ids[0]) + (transpose ? "^T" : "") + " takes " +
+                std::to_string(in_rows));
+  }
+  return kinds;
+}
+
+std::vector<bool> WorkerProducts::group_holders(std::span<const model::ProjectionId> ids) const {
+  std::vector<bool> holders = at(ids[0]).holders;
+  for (const model::ProjectionId id : ids) {
+    const std::vector<bool>& h = at(id).holders;
+    for (size_t w = 0; w < holders.size(); ++w) holders[w] = holders[w] && h[w];
+  }
+  return holders;
+}
+
+std::vector<fhe::CiphertextMatrix> WorkerProducts::multiply_group(
+    std::span<const model::ProjectionId> ids, const fhe::CiphertextMatrix& fresh) {
+  std::vector<uint64_t> out_rows;
+  RemoteProduct call{options_.model_id, static_cast<uint32_t>(ids[0].layer),
+                     to_protocol(ids[0].kind), /*transpose=*/false, options_.switch_modulus};
+  call.group = group_call(ids, /*transpose=*/false, fresh, out_rows);
+  call.eligible = group_holders(ids);
+  return remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_);
+}
+
+fhe::CiphertextMatrix WorkerProducts::multiply_stacked(std::span<const model::ProjectionId> ids,
+                                                       const fhe::CiphertextMatrix& fresh) {
+  std::vector<uint64_t> out_rows;
+  RemoteProduct call{options_.model_id, static_cast<uint32_t>(ids[0].layer),
+                     to_protocol(ids[0].kind), /*transpose=*/true, options_.switch_modulus};
+  call.group = group_call(ids, /*transpose=*/true, fresh, out_rows);
+  call.eligible = group_holders(ids);
+  call.stacked = true;
+  out_rows.resize(1);  // one result: the sum
+  try {
+    return std::move(remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_).front());
+  } catch (const RemoteProductError& e) {
+    // A worker whose device does not stack (or an older one) refuses the shape: the backend
+    // then sends the parts one at a time, with the same result.
+    if (e.code() == protocol::ErrorCode::kShapeMismatch)
+      throw model::StackedProductRefused(e.what());
+    throw;
+  }
+}
+
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
                                      const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
                                      uint64_t out_rows, WireBytes* bytes_out) {
+  RemoteProduct single = call;
+  single.group.clear();
+  single.stacked = false;
+  const uint64_t rows[] = {out_rows};
+  return std::move(remote_products(pool, ctx, single, fresh, rows, bytes_out).front());
+}
+
+std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::Context& ctx,
+                                                   const RemoteProduct& call,
+                                                   const fhe::CiphertextMatrix& fresh,
+                                                   std::span<const uint64_t> out_rows,
+                                                   WireBytes* bytes_out) {
   const fhe::Params& params = ctx.params();
   fhe::validate(ctx, fresh, /*check_range=*/false);
   if (fresh.kind != fhe::CtKind::kFresh) throw Error("only fresh ciphertexts can be sent");
@@ -294,7 +371,14 @@ fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
   protocol::MatmulRequest body;
   body.model_id = call.model_id;
   body.layer = call.layer;
-  body.projections = {call.kind};
+  body.projections =
+      call.group.empty() ? std::vector<protocol::ProjectionKind>{call.kind} : call.group;
+  body.stacked = call.stacked;
+  const size_t expected = call.stacked ? 1 : body.projections.size();
+  if (out_rows.size() != expected) {
+    throw Error("remote product: " + std::to_string(out_rows.size()) + " result shapes for " +
+                std::to_string(expected) + " results");
+  }
   body.transpose = call.transpose;
   body.params_id = fresh.params_id;
   body.seed = fresh.seed;
@@ -310,46 +394,56 @@ fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
   const protocol::Message& m = reply.value();
   const auto& results = std::get<std::vector<protocol::ResultPlanes>>(
       std::get<protocol::MatmulReply>(m.body).outcome);
-  if (results.size() != 1 || results[0].projection != call.kind) {
-    throw Error("the worker answered with other projections than asked for");
+  if (results.size() != expected) {
+    throw Error("the worker answered with " + std::to_string(results.size()) + " products, " +
+                std::to_string(expected) + " asked for");
   }
-  const protocol::ResultPlanes& r = results[0];
-  if ((out_rows != 0 && r.rows != out_rows) || r.cols != fresh.cols ||
-      r.log2_delta != fresh.log2_delta) {
-    throw Error("the worker's product is " + std::to_string(r.rows) + " x " +
-                std::to_string(r.cols) + " at scale 2^" + std::to_string(r.log2_delta) +
-                ", expected " + (out_rows ? std::to_string(out_rows) : std::string("?")) + " x " +
-                std::to_string(fresh.cols) + " at 2^" + std::to_string(fresh.log2_delta));
+  std::vector<fhe::CiphertextMatrix> out;
+  uint64_t reply_bytes = 0;
+  for (size_t j = 0; j < results.size(); ++j) {
+    const protocol::ResultPlanes& r = results[j];
+    if (r.projection != body.projections[j]) {
+      throw Error("the worker answered with other projections than asked for");
+    }
+    if ((out_rows[j] != 0 && r.rows != out_rows[j]) || r.cols != fresh.cols ||
+        r.log2_delta != fresh.log2_delta) {
+      throw Error("the worker's product is " + std::to_string(r.rows) + " x " +
+                  std::to_string(r.cols) + " at scale 2^" + std::to_string(r.log2_delta) +
+                  ", expected " + (out_rows[j] ? std::to_string(out_rows[j]) : std::string("?")) +
+                  " x " + std::to_string(fresh.cols) + " at 2^" + std::to_string(fresh.log2_delta));
+    }
+    if (r.kind == protocol::PlaneKind::kProduct && r.bits != params.log2_q) {
+      throw Error("the worker's product has " + std::to_string(r.bits) + "-bit coefficients");
+    }
+    if (r.kind == protocol::PlaneKind::kSwitched &&
+        (!call.switch_modulus || r.bits < fhe::kMinSwitchBits || r.bits > fhe::kMaxSwitchBits)) {
+      throw Error("the worker's reply is switched to 2^" + std::to_string(r.bits) +
+                  (call.switch_modulus ? ", out of range" : " unasked"));
+    }
+    fhe::CiphertextMatrix y;
+    y.params_id = fresh.params_id;
+    y.kind =
+        r.kind == protocol::PlaneKind::kSwitched ? fhe::CtKind::kSwitched : fhe::CtKind::kProduct;
+    y.rows = r.rows;
+    y.cols = r.cols;
+    y.log2_delta = r.log2_delta;
+    y.log2_modulus = r.log2_modulus;
+    y.seed = fresh.seed;
+    const size_t count = static_cast<size_t>(blocks * r.rows * n);
+    y.c0.resize(count);
+    y.c1.resize(count);
+    // The decoder checked each blob's shape and exact byte length against r.
+    fhe::unpack_coefficients(m.blobs[r.c0_blob].bytes().data(), count, r.bits, y.c0.data());
+    fhe::unpack_coefficients(m.blobs[r.c1_blob].bytes().data(), count, r.bits, y.c1.data());
+    reply_bytes += m.blobs[r.c0_blob].bytes().size() + m.blobs[r.c1_blob].bytes().size();
+    fhe::validate(ctx, y);  // every coefficient below its modulus
+    out.push_back(std::move(y));
   }
-  if (r.kind == protocol::PlaneKind::kProduct && r.bits != params.log2_q) {
-    throw Error("the worker's product has " + std::to_string(r.bits) + "-bit coefficients");
-  }
-  if (r.kind == protocol::PlaneKind::kSwitched &&
-      (!call.switch_modulus || r.bits < fhe::kMinSwitchBits || r.bits > fhe::kMaxSwitchBits)) {
-    throw Error("the worker's reply is switched to 2^" + std::to_string(r.bits) +
-                (call.switch_modulus ? ", out of range" : " unasked"));
-  }
-  fhe::CiphertextMatrix y;
-  y.params_id = fresh.params_id;
-  y.kind =
-      r.kind == protocol::PlaneKind::kSwitched ? fhe::CtKind::kSwitched : fhe::CtKind::kProduct;
-  y.rows = r.rows;
-  y.cols = r.cols;
-  y.log2_delta = r.log2_delta;
-  y.log2_modulus = r.log2_modulus;
-  y.seed = fresh.seed;
-  const size_t count = static_cast<size_t>(blocks * r.rows * n);
-  y.c0.resize(count);
-  y.c1.resize(count);
-  // The decoder checked each blob's shape and exact byte length against r.
-  fhe::unpack_coefficients(m.blobs[r.c0_blob].bytes().data(), count, r.bits, y.c0.data());
-  fhe::unpack_coefficients(m.blobs[r.c1_blob].bytes().data(), count, r.bits, y.c1.data());
   if (bytes_out != nullptr) {
     bytes_out->request = request_bytes;
-    bytes_out->reply = m.blobs[r.c0_blob].bytes().size() + m.blobs[r.c1_blob].bytes().size();
+    bytes_out->reply = reply_bytes;
   }
-  fhe::validate(ctx, y);  // every coefficient below its modulus
-  return y;
+  return out;
 }
 
 }  // namespace participant

@@ -119,6 +119,14 @@ struct ModelInfoReply {
 # share the one input. The input is a fresh ciphertext matrix (fhe/ciphertext.h): its c0 plane
 # travels as blob `inputBlob`, packedUnsigned of shape [blocks, rows, n] with
 # blocks = ceil(cols / n); c1 = a is expanded by the worker from `seed`.
+#
+# `stacked` (with `transpose` and one or more projections; the input gradients of projections
+# that share an input, e.g. q, k, v): the input's rows are the concatenation of the listed
+# projections' d_out rows, in list order, and the reply is ONE ResultPlanes (its `projection`
+# the first listed) holding the sum of Wⱼᵀ·Xⱼ over the projections, Xⱼ the input's rows of
+# projection j: the stacked matrix's transposed product, decrypted once. Its noise budget is
+# checked with the stacked bounds (L1 and L2² of the stacked matrix's columns bounded by the
+# sums of the parts' largest).
 struct MatmulRequest {
   version @0 :UInt16;
   requestId @1 :UInt64;
@@ -133,6 +141,7 @@ struct MatmulRequest {
   cols @10 :UInt64;      # tokens T
   switchModulus @11 :Bool;
   inputBlob @12 :UInt32;
+  stacked @13 :Bool;
 }
 
 enum PlaneKind {
@@ -159,7 +168,7 @@ struct MatmulReply {
   version @0 :UInt16;
   requestId @1 :UInt64;
   union {
-    results @2 :List(ResultPlanes);  # in the order of the request's projections
+    results @2 :List(ResultPlanes);  # in the order of the request's projections (one if stacked)
     error @3 :Error;
   }
 }

@@ -124,6 +124,7 @@ MatmulRequest read(wire::MatmulRequest::Reader r) {
   m.cols = r.getCols();
   m.switch_modulus = r.getSwitchModulus();
   m.input_blob = r.getInputBlob();
+  m.stacked = r.getStacked();
   return m;
 }
 

@@ -65,6 +65,7 @@ void write(wire::Envelope::Body::Builder b, const MatmulRequest& m) {
   w.setCols(m.cols);
   w.setSwitchModulus(m.switch_modulus);
   w.setInputBlob(m.input_blob);
+  w.setStacked(m.stacked);
 }
 
 void write(wire::Envelope::Body::Builder b, const MatmulReply& m) {

@@ -2,11 +2,13 @@
 // oneDNN digit-plane GEMM (what a worker does), decrypt, and compare with the int64 product.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <tuple>
 
 #include "fhe/encryptor.h"
 #include "fhe/plane_gemm.h"
+#include "fhe/stacked_product.h"
 #include "test_util.h"
 
 namespace {
@@ -102,6 +104,50 @@ TEST(PlaneGemm, MatchesTheReferenceWordForWordWithBothDigitWidths) {
   const auto ref2 = fhe::reference_multiply(*ctx(), w.data(), d_out, d_in, true, ct2);
   EXPECT_EQ(out2.c0, ref2.c0);
   EXPECT_EQ(out2.c1, ref2.c1);
+}
+
+// The stacked product of three parts (rows 40, 25, 35 of one ciphertext, past one block) is the
+// product of the stacked matrix [W_0; W_1; W_2]^T word for word, and decrypts to its plaintext.
+TEST(StackedProduct, EqualsTheStackedMatrixWordForWord) {
+  const size_t d_in = 30, t = 2049;
+  const std::vector<size_t> rows = {40, 25, 35};
+  std::vector<std::vector<int8_t>> ws;
+  std::vector<int8_t> stacked;
+  std::vector<std::unique_ptr<fhe::PlaneGemm>> gemms;
+  std::vector<const fhe::PlaneGemm*> parts;
+  size_t total = 0;
+  for (size_t j = 0; j < rows.size(); ++j) {
+    ws.push_back(random_int8(rows[j] * d_in, 20 + j));
+    stacked.insert(stacked.end(), ws[j].begin(), ws[j].end());
+    gemms.push_back(std::make_unique<fhe::PlaneGemm>(ctx(), ws[j].data(), rows[j], d_in, true));
+    parts.push_back(gemms.back().get());
+    total += rows[j];
+  }
+  std::vector<fhe::WeightBounds> bounds;
+  for (const auto* g : parts) bounds.push_back(g->bounds());
+  const fhe::WeightBounds b = fhe::stacked_bounds(bounds);
+  const fhe::WeightBounds exact = fhe::measure_bounds(stacked.data(), total, d_in, true);
+  EXPECT_EQ(b.inner_dim, total);
+  EXPECT_GE(b.max_row_l1, exact.max_row_l1);
+  EXPECT_GE(b.max_row_l2, exact.max_row_l2);
+
+  const auto key = fhe::SecretKey::generate(ctx());
+  const auto x = random_int8(total * t, 24);
+  const auto ct = fhe::Encryptor(key).encrypt(x.data(), total, t, b, d_in * t);
+  const auto out = fhe::stacked_multiply(parts, ct);
+  const auto ref = fhe::reference_multiply(*ctx(), stacked.data(), total, d_in, true, ct);
+  EXPECT_EQ(out.rows, d_in);
+  EXPECT_EQ(out.c0, ref.c0);
+  EXPECT_EQ(out.c1, ref.c1);
+  EXPECT_EQ(fhe::Decryptor(key).decrypt(out), plain_product(stacked, total, d_in, true, x, t));
+
+  // Refusals: rows that are not the parts' sum, parts of different widths.
+  const auto short_ct = fhe::Encryptor(key).encrypt(x.data(), total - 1, 3, b, d_in * 3);
+  EXPECT_THROW(fhe::stacked_multiply(parts, short_ct), fhe::Error);
+  const auto other = random_int8(5 * (d_in + 1), 25);
+  fhe::PlaneGemm wide(ctx(), other.data(), 5, d_in + 1, true);
+  const std::vector<const fhe::PlaneGemm*> mixed = {parts[0], &wide};
+  EXPECT_THROW(fhe::stacked_multiply(mixed, ct), fhe::Error);
 }
 
 TEST(PlaneGemm, WideOutputAndSeveralThreadsStayExact) {

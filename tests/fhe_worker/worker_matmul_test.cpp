@@ -12,8 +12,8 @@
 #include "fhe_worker/error.h"
 #include "fhe_worker/matmul.h"
 #include "model/projection.h"
-#include "protocol/coordinator_messages.h"
 #include "model/quantize.h"
+#include "protocol/coordinator_messages.h"
 #include "worker_test_util.h"
 
 namespace {
@@ -202,6 +202,110 @@ TEST_F(WorkerMatmul, SwitchedModulusIsExact) {
 
 TEST_F(WorkerMatmul, MoreTokensThanOneBlock) {
   check_exact(0, {ProjectionKind::kV}, false, true, 2048 + 9, true);
+}
+
+// A stacked request (transposed, the input the projections' d_out rows stacked) gets ONE result:
+// sum_j W_j^T X_j, X_j the rows of projection j, checked against the plaintext int8 products.
+class WorkerStacked : public WorkerMatmul {
+ protected:
+  // Sends the stacked request and returns its reply.
+  protocol::Message send_stacked(uint32_t layer, const std::vector<ProjectionKind>& kinds,
+                                 size_t rows, size_t tokens, bool transpose, bool switch_modulus,
+                                 uint64_t id) {
+    const auto x = test_matrix(rows, tokens, static_cast<uint32_t>(layer * 11 + tokens));
+    fhe_worker::MatmulCall call{id, "tiny", layer, kinds, transpose, switch_modulus};
+    call.stacked = true;
+    auto request = fhe_worker::make_matmul_request(*f.fhe_ctx, call, f.encrypt(x, rows, tokens));
+    EXPECT_TRUE(request.ok()) << request.error().to_string();
+    auto client = f.client();
+    return round_trip(client, std::move(request).value());
+  }
+
+  void check_stacked(uint32_t layer, const std::vector<ProjectionKind>& kinds, size_t tokens,
+                     bool switch_modulus) {
+    size_t rows = 0;
+    for (const ProjectionKind kind : kinds) rows += static_cast<size_t>(local(layer, kind).rows);
+    const auto x = test_matrix(rows, tokens, static_cast<uint32_t>(layer * 11 + tokens));
+    const protocol::Message reply =
+        send_stacked(layer, kinds, rows, tokens, /*transpose=*/true, switch_modulus, 9);
+    auto products = fhe_worker::read_matmul_reply(*f.fhe_ctx, reply);
+    ASSERT_TRUE(products.ok()) << products.error().to_string();
+    ASSERT_EQ(products.value().size(), 1u);
+    const auto& y = products.value()[0];
+    EXPECT_EQ(std::get<std::vector<protocol::ResultPlanes>>(
+                  std::get<protocol::MatmulReply>(reply.body).outcome)[0]
+                  .projection,
+              kinds.front());
+    EXPECT_EQ(y.kind, switch_modulus ? fhe::CtKind::kSwitched : fhe::CtKind::kProduct);
+    const auto got = fhe::Decryptor(f.key).decrypt(y);
+    // The plaintext: each part's rows of x by its W^T, summed in int64.
+    std::vector<int64_t> want;
+    size_t at = 0;
+    for (const ProjectionKind kind : kinds) {
+      const model::QuantizedWeight w = local(layer, kind);
+      const std::vector<int8_t> part(
+          x.begin() + static_cast<std::ptrdiff_t>(at * tokens),
+          x.begin() + static_cast<std::ptrdiff_t>((at + w.rows) * tokens));
+      const auto p = plain_product(w, part, tokens, /*transpose=*/true);
+      if (want.empty()) {
+        want = p;
+      } else {
+        for (size_t i = 0; i < want.size(); ++i) want[i] += p[i];
+      }
+      at += static_cast<size_t>(w.rows);
+    }
+    EXPECT_EQ(got, want) << kinds.size() << " stacked projections of layer " << layer;
+  }
+
+  // The typed refusal of a stacked request (and that the worker still answers the next one).
+  protocol::Error refusal(uint32_t layer, const std::vector<ProjectionKind>& kinds, size_t rows,
+                          bool transpose) {
+    const protocol::Message reply = send_stacked(layer, kinds, rows, 3, transpose, false, 5);
+    auto products = fhe_worker::read_matmul_reply(*f.fhe_ctx, reply);
+    EXPECT_FALSE(products.ok());
+    if (products.ok()) return {};
+    EXPECT_EQ(std::get<protocol::MatmulReply>(reply.body).request_id, 5u);
+    return products.error();
+  }
+};
+
+TEST_F(WorkerStacked, QkvAndGateUpSumToTheStackedInt8Product) {
+  check_stacked(1, {ProjectionKind::kQ, ProjectionKind::kK, ProjectionKind::kV}, 6, false);
+  check_stacked(0, {ProjectionKind::kGate, ProjectionKind::kUp}, 4, true);
+  check_stacked(0, {ProjectionKind::kK}, 3, false);  // a stack of one is the plain W^T X
+}
+
+TEST_F(WorkerStacked, MoreTokensThanOneBlock) {
+  // Past one block every part's mask rows sit at (block * all rows + offset): a wrong offset
+  // would not decrypt.
+  check_stacked(1, {ProjectionKind::kV, ProjectionKind::kQ}, 2048 + 5, false);
+}
+
+TEST_F(WorkerStacked, MalformedRequestsGetTypedErrorsAndTheWorkerKeepsServing) {
+  const std::vector<ProjectionKind> qkv{ProjectionKind::kQ, ProjectionKind::kK, ProjectionKind::kV};
+  const size_t sum =
+      static_cast<size_t>(local(0, ProjectionKind::kQ).rows + local(0, ProjectionKind::kK).rows +
+                          local(0, ProjectionKind::kV).rows);
+  protocol::Error e = refusal(0, qkv, sum - 1, /*transpose=*/true);
+  EXPECT_EQ(e.code, protocol::ErrorCode::kShapeMismatch);
+  EXPECT_NE(e.message.find("sum of their d_out"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find(std::to_string(sum)), std::string::npos) << e.message;
+  // The rows of one projection are not the stack of three.
+  e = refusal(0, qkv, static_cast<size_t>(local(0, ProjectionKind::kQ).rows), true);
+  EXPECT_EQ(e.code, protocol::ErrorCode::kShapeMismatch);
+  e = refusal(0, qkv, 64, /*transpose=*/false);
+  EXPECT_EQ(e.code, protocol::ErrorCode::kMalformedRequest);
+  EXPECT_NE(e.message.find("transposed"), std::string::npos) << e.message;
+  // Projections of different inputs (q takes the hidden state, down the MLP activations).
+  e = refusal(
+      0, {ProjectionKind::kQ, ProjectionKind::kDown},
+      static_cast<size_t>(local(0, ProjectionKind::kQ).rows + local(0, ProjectionKind::kDown).rows),
+      true);
+  EXPECT_EQ(e.code, protocol::ErrorCode::kShapeMismatch);
+  EXPECT_NE(e.message.find("one input"), std::string::npos) << e.message;
+  // And the next request is served.
+  check_stacked(0, qkv, 2, false);
+  check_exact(0, {ProjectionKind::kQ}, false, false, 3);
 }
 
 // The default id is one the coordinator accepts (it refuses any other character set or length).

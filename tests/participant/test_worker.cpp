@@ -144,41 +144,59 @@ protocol::Message TestWorker::matmul(const protocol::MatmulRequest& r,
   fresh.seed = r.seed;
   fresh.c0.resize(fresh.blocks(n) * r.rows * n);
   fhe::unpack_coefficients(input.bytes().data(), fresh.c0.size(), input.desc.bits, fresh.c0.data());
-  model::ProjectionKind kind = model::ProjectionKind::kQ;
-  for (const auto k : kKinds) {
-    if (participant::to_protocol(k) == r.projections[0]) kind = k;
+  // Every listed projection; a stacked request has one result, the sum (worker.capnp).
+  std::vector<model::ProjectionId> ids;
+  for (const protocol::ProjectionKind p : r.projections) {
+    model::ProjectionKind kind = model::ProjectionKind::kQ;
+    for (const auto k : kKinds) {
+      if (participant::to_protocol(k) == p) kind = k;
+    }
+    ids.push_back({kind, static_cast<int64_t>(r.layer)});
   }
-  const model::ProjectionId id{kind, static_cast<int64_t>(r.layer)};
   protocol::Message m;
-  fhe::CiphertextMatrix y;
+  std::vector<fhe::CiphertextMatrix> ys;
   try {
-    y = products_->multiply(id, r.transpose, fresh);
+    if (r.stacked) {
+      ys.push_back(products_->multiply_stacked(ids, fresh));
+    } else {
+      for (const model::ProjectionId id : ids)
+        ys.push_back(products_->multiply(id, r.transpose, fresh));
+    }
   } catch (const std::exception& e) {
     m.body = protocol::MatmulReply{r.request_id,
                                    protocol::Error{protocol::ErrorCode::kShapeMismatch, e.what()}};
     return m;
   }
-  uint32_t bits = ctx_->params().log2_q;
-  protocol::ResultPlanes planes{
-      r.projections[0], y.rows, y.cols, protocol::PlaneKind::kProduct, bits, y.log2_delta, 0, 0, 1};
-  if (r.switch_modulus) {
-    const uint32_t b = fhe::choose_switch_bits(ctx_->params(), y.log2_delta,
-                                               products_->bounds(id, r.transpose), y.rows * y.cols);
-    if (b != 0) {
-      fhe::switch_modulus(*ctx_, y, b);
-      bits = b;
-      planes.kind = protocol::PlaneKind::kSwitched;
-      planes.bits = b;
-      planes.log2_modulus = b;
+  std::vector<protocol::ResultPlanes> results;
+  for (size_t k = 0; k < ys.size(); ++k) {
+    fhe::CiphertextMatrix& y = ys[k];
+    uint32_t bits = ctx_->params().log2_q;
+    const auto c0_blob = static_cast<uint32_t>(m.blobs.size());
+    protocol::ResultPlanes planes{
+        r.projections[k], y.rows,     y.cols, protocol::PlaneKind::kProduct, bits, y.log2_delta, 0,
+        c0_blob,          c0_blob + 1};
+    if (r.switch_modulus) {
+      const fhe::WeightBounds bounds =
+          r.stacked ? products_->stacked_bounds(ids) : products_->bounds(ids[k], r.transpose);
+      const uint32_t b =
+          fhe::choose_switch_bits(ctx_->params(), y.log2_delta, bounds, y.rows * y.cols);
+      if (b != 0) {
+        fhe::switch_modulus(*ctx_, y, b);
+        bits = b;
+        planes.kind = protocol::PlaneKind::kSwitched;
+        planes.bits = b;
+        planes.log2_modulus = b;
+      }
     }
+    for (const auto* plane : {&y.c0, &y.c1}) {
+      auto desc = protocol::BlobDesc::planes(y.blocks(n), y.rows, n, bits).value();
+      std::vector<uint8_t> bytes(desc.byte_length);
+      fhe::pack_coefficients(plane->data(), plane->size(), bits, bytes.data());
+      m.blobs.push_back(blob(std::move(desc), std::move(bytes)));
+    }
+    results.push_back(planes);
   }
-  for (const auto* plane : {&y.c0, &y.c1}) {
-    auto desc = protocol::BlobDesc::planes(y.blocks(n), y.rows, n, bits).value();
-    std::vector<uint8_t> bytes(desc.byte_length);
-    fhe::pack_coefficients(plane->data(), plane->size(), bits, bytes.data());
-    m.blobs.push_back(blob(std::move(desc), std::move(bytes)));
-  }
-  m.body = protocol::MatmulReply{r.request_id, std::vector<protocol::ResultPlanes>{planes}};
+  m.body = protocol::MatmulReply{r.request_id, std::move(results)};
   return m;
 }
 

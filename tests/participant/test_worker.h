@@ -1,6 +1,7 @@
 // An in-process stand-in for fhe_worker, for the pool's unit tests: a real protocol::Server on
 // loopback TCP, on its own thread, answering heartbeats, model info and matmul requests with
-// the real encrypted products of a model (model::LocalEncryptedProducts). It lists the LM head
+// the real encrypted products of a model (model::LocalEncryptedProducts): every listed
+// projection of a request, or the one summed product of a stacked one. It lists the LM head
 // as fhe_worker does (layer 0, [1, vocab] scales). Switches make it go silent (a hung worker),
 // answer "overloaded", leave the LM head out of its model info (an older worker), or refuse the
 // transposed LM head with a typed error (a vocabulary too large for it).

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -188,6 +189,104 @@ TEST_F(WorkerProcesses, ProductsDecryptToThePlaintextInt8ProductBitForBit) {
       EXPECT_EQ(wrong, 0u) << "transpose " << transpose << " switched " << switched;
     }
   }
+}
+
+// Fused projections through real workers: q, k, v (and gate, up) forward as one request each,
+// their backward as ONE stacked request whose one product is the sum: bit for bit the int8
+// backend's groups, also past one ciphertext block and with switched replies.
+TEST_F(WorkerProcesses, ProjectionGroupsEqualTheInt8GroupsBitForBit) {
+  const auto served = [](WorkerPool& pool) {
+    uint64_t n = 0;
+    for (const auto& w : pool.status()) n += w.served;
+    return n;
+  };
+  model::Int8Backend int8(*weights);
+  const model::LlamaConfig& c = weights->config;
+  for (const bool switched : {false, true}) {
+    participant::RemoteOptions options{"tiny", switched};
+    participant::RemoteEncryptedBackend remote(pool(), c, options, nullptr, weights.get());
+    for (const int64_t tokens : {int64_t{7}, int64_t{2050}}) {
+      model::Activations x(c.hidden_size, tokens);
+      std::mt19937_64 g(static_cast<uint64_t>(tokens) + switched);
+      std::normal_distribution<float> gauss(0, 1);
+      for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = gauss(g);
+      using K = model::ProjectionKind;
+      for (const std::vector<model::ProjectionId>& ids :
+           {std::vector<model::ProjectionId>{{K::kQ, 1}, {K::kK, 1}, {K::kV, 1}},
+            std::vector<model::ProjectionId>{{K::kGate, 0}, {K::kUp, 0}}}) {
+        const std::string what = model::projection_name(ids[0]) + " T=" + std::to_string(tokens) +
+                                 (switched ? " switched" : "");
+        std::vector<model::Activations> ya(ids.size()), yb(ids.size());
+        std::vector<model::Activations*> pa, pb;
+        std::vector<model::Activations> gs;
+        std::vector<const model::Activations*> pg;
+        for (size_t j = 0; j < ids.size(); ++j) {
+          pa.push_back(&ya[j]);
+          pb.push_back(&yb[j]);
+          gs.emplace_back(model::projection_dims(c, ids[j].kind).d_out, tokens);
+          for (int64_t i = 0; i < gs[j].size(); ++i) gs[j].data()[i] = 0.01f * gauss(g);
+        }
+        for (const auto& gj : gs) pg.push_back(&gj);
+        int8.forward_group(ids, x, pa);
+        const uint64_t before = served(remote.pool());
+        remote.forward_group(ids, x, pb);
+        EXPECT_EQ(served(remote.pool()), before + 1) << what;
+        for (size_t j = 0; j < ids.size(); ++j) {
+          ASSERT_EQ(ya[j].size(), yb[j].size());
+          EXPECT_EQ(std::memcmp(ya[j].data(), yb[j].data(), sizeof(float) * ya[j].size()), 0)
+              << what << " forward " << j;
+        }
+        model::Activations da, db;
+        int8.backward_group(ids, pg, da);
+        remote.backward_group(ids, pg, db);
+        EXPECT_EQ(served(remote.pool()), before + 2) << what << ": one stacked request";
+        ASSERT_EQ(da.size(), db.size());
+        EXPECT_GT(da.cwiseAbs().maxCoeff(), 0);
+        EXPECT_EQ(std::memcmp(da.data(), db.data(), sizeof(float) * da.size()), 0)
+            << what << " backward";
+      }
+    }
+  }
+}
+
+// A malformed stacked request reaches a real worker, gets a typed error, and the worker serves
+// the next request.
+TEST_F(WorkerProcesses, MalformedStackedRequestsGetClearErrors) {
+  auto p = pool();
+  auto ctx = fhe::Context::create();
+  const auto key = fhe::SecretKey::generate(ctx);
+  fhe::Encryptor enc(key);
+  const model::LlamaConfig& c = weights->config;
+  const auto rows = static_cast<size_t>(c.q_dim() + 2 * c.kv_dim());
+  participant::RemoteProduct call{"tiny", 0, protocol::ProjectionKind::kQ, true, false};
+  call.group = {protocol::ProjectionKind::kQ, protocol::ProjectionKind::kK,
+                protocol::ProjectionKind::kV};
+  call.stacked = true;
+  const uint64_t out[] = {static_cast<uint64_t>(c.hidden_size)};
+  const auto refused = [&](const participant::RemoteProduct& r, size_t in) {
+    const auto x = random_int8(in * 3, 7);
+    const auto ct = enc.encrypt(x.data(), in, 3, fhe::worst_case_bounds(in));
+    try {
+      participant::remote_products(*p, *ctx, r, ct, out);
+    } catch (const participant::RemoteProductError& e) {
+      return std::make_pair(e.code(), std::string(e.what()));
+    }
+    return std::make_pair(protocol::ErrorCode::kInternal, std::string("served, not refused"));
+  };
+  auto [code, message] = refused(call, rows - 1);
+  EXPECT_EQ(code, protocol::ErrorCode::kShapeMismatch) << message;
+  EXPECT_NE(message.find("sum of their d_out"), std::string::npos) << message;
+  participant::RemoteProduct forward = call;
+  forward.transpose = false;
+  std::tie(code, message) = refused(forward, static_cast<size_t>(c.hidden_size));
+  EXPECT_EQ(code, protocol::ErrorCode::kMalformedRequest) << message;
+  EXPECT_NE(message.find("transposed"), std::string::npos) << message;
+  // The workers still answer: the well-formed stacked request decrypts.
+  const auto x = random_int8(rows * 3, 8);
+  const auto ct = enc.encrypt(x.data(), rows, 3, fhe::worst_case_bounds(rows));
+  const auto y = participant::remote_products(*p, *ctx, call, ct, out);
+  ASSERT_EQ(y.size(), 1u);
+  EXPECT_EQ(y[0].rows, static_cast<uint64_t>(c.hidden_size));
 }
 
 TEST_F(WorkerProcesses, KillNineMidStreamLosesNothingAndARestartedWorkerIsUsedAgain) {

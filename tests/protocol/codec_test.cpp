@@ -31,6 +31,17 @@ TEST(Codec, EveryMessageRoundTripsExactly) {
   }
 }
 
+TEST(Codec, StackedFlagRoundTrips) {
+  Message m = protocol_test::matmul_request(11, 5, 3, 2048);
+  auto& r = std::get<protocol::MatmulRequest>(m.body);
+  EXPECT_FALSE(r.stacked);  // the default
+  r.transpose = true;
+  r.stacked = true;
+  const Message back = round_trip(m);
+  EXPECT_TRUE(std::get<protocol::MatmulRequest>(back.body).stacked);
+  EXPECT_TRUE(same(back, m));
+}
+
 TEST(Codec, RoundTripKeepsEveryField) {
   const Message m = protocol_test::matmul_request(0xfedcba9876543210ull, 5, 4097, 2048);
   const Message back = round_trip(m);

@@ -52,12 +52,21 @@ class PlaneGemm {
   size_t chunk_tokens() const { return chunk_; }
   const WeightBounds& bounds() const { return bounds_; }
   const char* implementation() const;  // oneDNN's implementation name
+  const Context& context() const { return *ctx_; }
 
   // The product ciphertext of a fresh ciphertext. Validates the input (shape, parameter set,
   // coefficient range) and the noise budget of this product (check_product) first; throws Error.
   CiphertextMatrix multiply(const CiphertextMatrix& ct) const;
   // Same, reusing out's storage (no allocation when the shape is unchanged).
   void multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const;
+
+  // The product of rows [row_begin, row_begin + in_dim()) of a fresh ciphertext with any number
+  // of rows (a part of a stacked input, fhe/stacked_product.h): the same as multiply_into of
+  // those rows encrypted alone, except that their mask rows are expanded from the seed at their
+  // place in the whole matrix. Validates the input, the row range and this part's noise budget;
+  // throws Error.
+  void multiply_rows_into(const CiphertextMatrix& ct, size_t row_begin,
+                          CiphertextMatrix& out) const;
 
   // Modulus-switches a product of this matrix (kind kProduct) in place to the smallest reply
   // modulus 2^b that still decrypts exactly (modswitch.h) and returns b, or returns 0 and leaves

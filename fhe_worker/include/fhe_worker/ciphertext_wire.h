@@ -33,6 +33,7 @@ struct MatmulCall {
   std::vector<protocol::ProjectionKind> projections;
   bool transpose = false;
   bool switch_modulus = false;
+  bool stacked = false;  // transposed, the rows the projections' d_out stacked: one summed result
 };
 
 // The MatmulRequest of a fresh ciphertext: its c0 plane (log2 q bits per coefficient), seed,

@@ -50,6 +50,13 @@ class Gemm {
   // The product of one fresh ciphertext (validated, noise budget checked).
   virtual void multiply_into(const fhe::CiphertextMatrix& ct, fhe::CiphertextMatrix& out) const = 0;
 
+  // The product of rows [row_begin, row_begin + in_dim()) of a fresh ciphertext with more rows
+  // (one part of a stacked input, fhe/stacked_product.h), its noise budget checked for this part
+  // alone (the caller checks the stacked one). The default refuses (fhe::Error): the CPU
+  // implementation has it, the CUDA one does not yet.
+  virtual void multiply_rows_into(const fhe::CiphertextMatrix& ct, size_t row_begin,
+                                  fhe::CiphertextMatrix& out) const;
+
   // The products of several fresh ciphertexts (outs[i] of ins[i]). An implementation may run
   // them as one GEMM over their concatenated row-blocks; the default calls multiply_into for
   // each. Every input is validated before any work starts.

@@ -3,7 +3,8 @@
 // check_request runs on the I/O thread before a request is queued and costs nothing (model id,
 // layer, projections, parameter set, shapes). compute_batch runs on a compute thread: it unpacks
 // every input into a fresh fhe::CiphertextMatrix, checks its coefficients and noise budget, runs
-// the products (one GEMM per projection over the inputs of every request in the batch), switches
+// the products (one GEMM per projection over the inputs of every request in the batch; for a
+// stacked request each part's rows by its W_j^T, summed mod q into one product), switches
 // the modulus where asked, and packs the result planes. Each request gets its own reply: a
 // failure of one never fails another.
 #pragma once
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "fhe/noise.h"
 #include "fhe_worker/worker_model.h"
 #include "protocol/messages.h"
 #include "protocol/result.h"
@@ -53,11 +55,18 @@ RequestSize request_size(const WorkerModel& model, const protocol::MatmulRequest
 // not decrypt exactly with these weights' norms: for the transposed LM head, whose inner
 // dimension is the vocabulary, a large vocabulary may leave no scale at all; the participant then
 // computes that product locally), kShapeMismatch for a request over `limits` (checked before
-// the noise budget; the message names the limit's flag). Nothing is allocated for the request.
+// the noise budget; the message names the limit's flag). A stacked request (worker.capnp) is
+// refused with kMalformedRequest unless transposed, kShapeMismatch unless its rows are the sum of
+// its projections' d_out and they share d_in, kNoiseBudget when the stacked product does not
+// decrypt exactly. Nothing is allocated for the request.
 protocol::Status check_request(const WorkerModel& model, const protocol::MatmulRequest& request,
                                const protocol::Blob& input, const RequestLimits& limits = {});
 
-// Requests that may share GEMMs: the same layer, projections and direction.
+// The bounds of a stacked request's product (fhe::stacked_bounds of its projections' transposed
+// bounds): what its noise budget and reply modulus are checked with.
+fhe::WeightBounds stacked_bounds(const WorkerModel& model, const protocol::MatmulRequest& request);
+
+// Requests that may share GEMMs: the same layer, projections, direction and stacking.
 bool same_batch(const protocol::MatmulRequest& a, const protocol::MatmulRequest& b);
 
 // Blocks of n tokens in a request's input (its batching weight).

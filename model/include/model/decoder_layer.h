@@ -3,7 +3,9 @@
 //       n = input_layernorm(x)
 //   y = h + down_proj(silu(gate_proj(m)) * up_proj(m)),  m = post_attention_layernorm(h)
 // Every projection goes through the LinearBackend (forward W x, backward W^T g); a projection
-// targeted by a LoRA adapter adds its low-rank branch (lora_branch.h), computed here.
+// targeted by a LoRA adapter adds its low-rank branch (lora_branch.h), computed here. q, k, v
+// (one input) and gate, up (one input) go to the backend as groups (forward_group, and
+// backward_group for the sum of their input gradients), the adapters' shares added after it.
 //
 // The backward pass is exact through every op: the residuals pass dL/dy on unchanged, and each
 // block chains the backward of its norm, projections, RoPE, attention and SwiGLU (their

@@ -15,10 +15,23 @@
 // decrypted accumulators dequantize with dequantize_transposed_product: bit for bit
 // Int8Backend::backward.
 //
+// Groups (linear_backend.h): forward_group() quantizes and encrypts the shared input once (its
+// scale chosen for the largest row norms of the group) and has EncryptedProducts::multiply_group
+// form every product of that one ciphertext; the results equal separate forward() calls bit for
+// bit. backward_group() quantizes the gradients as Int8Backend::backward_group does (stacked,
+// one scale per token: quantize_stacked_gradients), encrypts the stack once and gets ONE product
+// sum_j W_j^T C_j (multiply_stacked), decrypted once: bit for bit Int8Backend::backward_group.
+// When the noise bound refuses the stacked inner dimension (gate + up of a wide model), the
+// stack is split into runs of consecutive projections that fit (at worst one per projection),
+// each encrypted and decrypted on its own, and their exact int64 accumulators are summed: the
+// same result. Products that refuse to stack (StackedProductRefused) are split the same way, from
+// then on.
+//
 // Not thread-safe: one caller at a time.
 #pragma once
 
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "fhe/secret_key.h"
@@ -50,6 +63,10 @@ class EncryptedBackend : public LinearBackend {
   // Throw model::Error naming the projection when the fhe library or the products refuse.
   void forward(ProjectionId id, const Activations& x, Activations& y) override;
   void backward(ProjectionId id, const Activations& g, Activations& dx) override;
+  void forward_group(std::span<const ProjectionId> ids, const Activations& x,
+                     std::span<Activations* const> ys) override;
+  void backward_group(std::span<const ProjectionId> ids, std::span<const Activations* const> gs,
+                      Activations& dx) override;
   std::string_view name() const override { return "encrypted"; }
 
   // Seconds spent inside the worker's products (EncryptedProducts::multiply, forward and
@@ -66,6 +83,13 @@ class EncryptedBackend : public LinearBackend {
   // Encrypts `rows` (row-major features x T), has it multiplied, decrypts (row-major out x T).
   std::vector<int64_t> product(ProjectionId id, bool transpose, const std::vector<int8_t>& rows,
                                int64_t features, int64_t out_features, int64_t tokens);
+  // Decrypts a product after checking its shape (out_features x tokens).
+  std::vector<int64_t> decrypt(const fhe::CiphertextMatrix& y, int64_t out_features,
+                               int64_t tokens);
+  // The stacked transposed product of ids (rows: features x T, row-major, the parts' rows in
+  // order) as exact accumulators (row-major d_in x T), split into runs that fit the noise bound.
+  std::vector<int64_t> stacked_product(std::span<const ProjectionId> ids, const int8_t* rows,
+                                       int64_t d_in, int64_t tokens);
 
   LlamaConfig config_;
   std::unique_ptr<fhe::SecretKey> key_;
@@ -73,6 +97,7 @@ class EncryptedBackend : public LinearBackend {
   std::unique_ptr<fhe::Decryptor> decryptor_;
   std::unique_ptr<EncryptedProducts> products_;
   double server_seconds_ = 0;
+  bool stacked_refused_ = false;  // the products cannot stack: one projection per product
 };
 
 }  // namespace model

@@ -4,7 +4,10 @@
 // (quantize, encrypt, decrypt, dequantize) and asks an EncryptedProducts for the rest: the shape
 // of the projection, the per output channel scales of its int8 weight (to dequantize), the row
 // norms of W or W^T (to choose the encryption scale), and the homomorphic product itself,
-// W * C or W^T * C of a fresh ciphertext. Implementations:
+// W * C or W^T * C of a fresh ciphertext, and the products of a group of projections that share
+// their input (q, k, v; gate, up): several products of one fresh ciphertext forward, and in the
+// backward pass ONE product sum_j W_j^T C_j of the stacked gradients (fhe/stacked_product.h).
+// Implementations:
 //   LocalEncryptedProducts  fhe::PlaneGemm in this process (below)
 //   participant::WorkerProducts  requests to a pool of fhe_worker processes (participant/)
 // No method ever sees the secret key: a product needs only public data and the ciphertext.
@@ -17,10 +20,18 @@
 #include "fhe/ciphertext.h"
 #include "fhe/noise.h"
 #include "fhe/plane_gemm.h"
+#include "model/error.h"
 #include "model/llama_weights.h"
 #include "model/projection.h"
 
 namespace model {
+
+// Thrown by EncryptedProducts::multiply_stacked when the products cannot be stacked at all (a
+// worker device without stacked products): the caller then sends the parts one at a time.
+class StackedProductRefused : public Error {
+ public:
+  using Error::Error;
+};
 
 class EncryptedProducts {
  public:
@@ -38,6 +49,21 @@ class EncryptedProducts {
   // fhe::Error naming the failure.
   virtual fhe::CiphertextMatrix multiply(ProjectionId id, bool transpose,
                                          const fhe::CiphertextMatrix& fresh) = 0;
+
+  // W_j * C for every projection of `ids` (all with the same d_in), of one fresh ciphertext C:
+  // one product per projection, in order. The default calls multiply() for each. Throws like
+  // multiply().
+  virtual std::vector<fhe::CiphertextMatrix> multiply_group(std::span<const ProjectionId> ids,
+                                                            const fhe::CiphertextMatrix& fresh);
+  // sum_j W_j^T C_j of one fresh ciphertext whose rows are C_0, C_1, ... (d_out_j rows each)
+  // stacked in the order of `ids` (all with the same d_in): ONE product ciphertext of d_in rows.
+  // Its scale must fit stacked_bounds(ids). Throws like multiply(), or StackedProductRefused.
+  virtual fhe::CiphertextMatrix multiply_stacked(std::span<const ProjectionId> ids,
+                                                 const fhe::CiphertextMatrix& fresh) = 0;
+
+  // The row norms the stacked product's ciphertext meets: fhe::stacked_bounds of the parts'
+  // bounds(id, true).
+  fhe::WeightBounds stacked_bounds(std::span<const ProjectionId> ids);
 };
 
 // The products in process: every projection of `weights` quantized per output channel
@@ -58,6 +84,10 @@ class LocalEncryptedProducts : public EncryptedProducts {
   fhe::WeightBounds bounds(ProjectionId id, bool transpose) override;
   fhe::CiphertextMatrix multiply(ProjectionId id, bool transpose,
                                  const fhe::CiphertextMatrix& fresh) override;
+  // Each part's transposed PlaneGemm over its rows of `fresh`, the products added mod q
+  // (fhe::stacked_multiply).
+  fhe::CiphertextMatrix multiply_stacked(std::span<const ProjectionId> ids,
+                                         const fhe::CiphertextMatrix& fresh) override;
 
  private:
   struct Projection;

@@ -8,8 +8,15 @@
 //   Int8Backend       the exact int8 products a worker computes, in plaintext (int8_backend.h)
 //   EncryptedBackend  the same products through RLWE encryption (encrypted_backend.h)
 // A remote backend (requests to FHE workers) comes with the protocol.
+//
+// Groups: a decoder layer's q, k and v projections read the same input, and so do gate and up;
+// in the backward pass their input gradients are summed. forward_group() and backward_group()
+// hand such a group to the backend at once, so that a backend with a per-call cost (the
+// encrypted ones: one encryption per input, one decryption per result) pays it once per group.
+// The defaults loop over forward() and backward().
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -39,8 +46,46 @@ class LinearBackendT {
                 projection_name(id) + ")");
   }
 
+  // ys[j] = W_j * x for every projection ids[j] (all with the same d_in); ys.size() ==
+  // ids.size() and every ys[j] is distinct from x. A backend's group results equal its separate
+  // forward() results bit for bit. Throws model::Error like forward().
+  virtual void forward_group(std::span<const ProjectionId> ids, const ActivationsT<Scalar>& x,
+                             std::span<ActivationsT<Scalar>* const> ys) {
+    check_group(ids.size(), ys.size());
+    for (size_t j = 0; j < ids.size(); ++j) forward(ids[j], x, *ys[j]);
+  }
+
+  // dx = sum_j W_j^T * gs[j] for the projections ids[j] (all with the same d_in; gs[j] is
+  // d_out_j x T), resized to d_in x T. The default sums the backward() results in float, in
+  // list order; an int8 backend instead treats the group as one stacked matrix (int8_backend.h),
+  // which rounds once. Throws model::Error like backward().
+  virtual void backward_group(std::span<const ProjectionId> ids,
+                              std::span<const ActivationsT<Scalar>* const> gs,
+                              ActivationsT<Scalar>& dx) {
+    check_group(ids.size(), gs.size());
+    backward(ids[0], *gs[0], dx);
+    ActivationsT<Scalar> part;
+    for (size_t j = 1; j < ids.size(); ++j) {
+      backward(ids[j], *gs[j], part);
+      if (part.rows() != dx.rows() || part.cols() != dx.cols()) {
+        throw Error("projection group: " + projection_name(ids[j]) +
+                    " has another input width than " + projection_name(ids[0]));
+      }
+      dx += part;
+    }
+  }
+
   // "float", "double", "int8", "encrypted".
   virtual std::string_view name() const = 0;
+
+ protected:
+  // Throws model::Error for an empty group or one with as many projections as tensors.
+  static void check_group(size_t ids, size_t tensors) {
+    if (ids == 0 || ids != tensors) {
+      throw Error("projection group: " + std::to_string(ids) + " projections for " +
+                  std::to_string(tensors) + " tensors");
+    }
+  }
 };
 
 using LinearBackend = LinearBackendT<float>;

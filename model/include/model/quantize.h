@@ -74,6 +74,19 @@ void dequantize_product(const int64_t* acc, int64_t row_stride, int64_t col_stri
 // Throws model::Error for a non-finite gradient or a wrong number of scales.
 QuantizedTokens quantize_gradients(const Activations& g, std::span<const float> w_scales);
 
+// The gradients of a group of projections that share one input (q, k, v), as ONE stacked matrix
+// W = [W_0; W_1; ...] sees them: the rows of gs[j] (d_out_j x T, folded with w_scales[j]) are
+// stacked in list order into G' (sum of d_out_j rows) and quantized per token with one scale per
+// token over the whole stack. dx = sum_j W_j^T G_j ~ Wq^T * G'q then dequantizes with
+// dequantize_transposed_product like a single projection. Throws model::Error as above, or for
+// gradients of different token counts.
+QuantizedTokens quantize_stacked_gradients(std::span<const Activations* const> gs,
+                                           std::span<const std::span<const float>> w_scales);
+
+// Rows [begin, begin + count) of every token of q, as their own QuantizedTokens (the token
+// scales are copied unchanged).
+QuantizedTokens token_rows(const QuantizedTokens& q, int64_t begin, int64_t count);
+
 // dx (rows x T) from the exact accumulators of Wq^T * G'q: element (j, t) of acc sits at
 // acc[j * row_stride + t * col_stride]; g_scales holds one scale per token.
 void dequantize_transposed_product(const int64_t* acc, int64_t row_stride, int64_t col_stride,

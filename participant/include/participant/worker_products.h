@@ -27,11 +27,13 @@
 // shape, scale, bit width and that every coefficient is below its modulus. With
 // switch_modulus, workers round their replies to the smallest modulus that still decrypts
 // exactly (a smaller reply, one more NTT per row on each side); the decrypted results are the
-// same. Nothing here holds or sends the secret key.
+// same. A group of projections (multiply_group, multiply_stacked) is ONE request listing them
+// all, stacked for the backward sum. Nothing here holds or sends the secret key.
 #pragma once
 
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -81,6 +83,11 @@ struct RemoteProduct {
   protocol::ProjectionKind kind = protocol::ProjectionKind::kQ;
   bool transpose = false;
   bool switch_modulus = false;
+  // A group of projections sharing the input (remote_products): when not empty, the request
+  // lists these instead of `kind`. With `stacked` (and transpose) the input's rows are their
+  // d_out stacked in this order and the one result is the sum of their transposed products.
+  std::vector<protocol::ProjectionKind> group = {};
+  bool stacked = false;
   std::vector<bool> eligible = {};  // the pool's workers that hold this layer (empty: all)
 };
 
@@ -110,6 +117,15 @@ fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
                                      const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
                                      uint64_t out_rows, WireBytes* bytes = nullptr);
 
+// The same for a call with a group: ONE request, and its products in order, each checked like
+// remote_product's (result j of projection group[j], or of group[0] when stacked, with
+// out_rows[j] rows unless 0): one per projection forward, one (the sum) when stacked.
+std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::Context& ctx,
+                                                   const RemoteProduct& call,
+                                                   const fhe::CiphertextMatrix& fresh,
+                                                   std::span<const uint64_t> out_rows,
+                                                   WireBytes* bytes = nullptr);
+
 class WorkerProducts : public model::EncryptedProducts {
  public:
   // Throws model::Error when no worker answers, or the info does not fit `config`. With
@@ -127,6 +143,11 @@ class WorkerProducts : public model::EncryptedProducts {
   // Throws model::Error for a refused or failed request, fhe::Error for a malformed product.
   fhe::CiphertextMatrix multiply(model::ProjectionId id, bool transpose,
                                  const fhe::CiphertextMatrix& fresh) override;
+  // One request for the whole group (the LM head is never part of one).
+  std::vector<fhe::CiphertextMatrix> multiply_group(std::span<const model::ProjectionId> ids,
+                                                    const fhe::CiphertextMatrix& fresh) override;
+  fhe::CiphertextMatrix multiply_stacked(std::span<const model::ProjectionId> ids,
+                                         const fhe::CiphertextMatrix& fresh) override;
 
   const protocol::ModelInfo& model_info() const { return info_; }
   WorkerPool& pool() { return *pool_; }
@@ -152,7 +173,13 @@ class WorkerProducts : public model::EncryptedProducts {
   // Checks one worker's ModelInfo against the config, the options and the other workers'
   // and records what it holds. Throws ModelMismatchError or model::Error.
   void add_worker_info(size_t worker, const protocol::Message& reply);
+  // The workers holding every projection of `ids` (one layer's).
+  std::vector<bool> group_holders(std::span<const model::ProjectionId> ids) const;
   const Projection& at(model::ProjectionId id) const;
+  std::vector<protocol::ProjectionKind> group_call(std::span<const model::ProjectionId> ids,
+                                                   bool transpose,
+                                                   const fhe::CiphertextMatrix& fresh,
+                                                   std::vector<uint64_t>& out_rows) const;
   bool is_local(model::ProjectionId id) const;
   model::LocalEncryptedProducts& local() const;
 

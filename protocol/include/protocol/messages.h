@@ -78,6 +78,9 @@ struct MatmulRequest {
   uint64_t rows = 0, cols = 0;  // of the input
   bool switch_modulus = false;
   uint32_t input_blob = 0;  // c0: packedUnsigned [ceil(cols / n), rows, n]
+  // With transpose: the rows are the projections' d_out stacked in list order, and the reply
+  // is ONE ResultPlanes, the sum of their transposed products (worker.capnp).
+  bool stacked = false;
   bool operator==(const MatmulRequest&) const = default;
 };
 
