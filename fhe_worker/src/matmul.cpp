@@ -1,6 +1,8 @@
 // Checking and computing matmul requests.
 #include "fhe_worker/matmul.h"
 
+#include <algorithm>
+#include <chrono>
 #include <exception>
 #include <optional>
 #include <utility>
@@ -8,6 +10,7 @@
 #include "fhe/encryptor.h"
 #include "fhe/noise.h"
 #include "fhe/params.h"
+#include "fhe/plane_gemm.h"
 #include "fhe_worker/ciphertext_wire.h"
 
 namespace fhe_worker {
@@ -165,14 +168,33 @@ protocol::Result<fhe::CiphertextMatrix> unpack_input(const WorkerModel& model,
 
 }  // namespace
 
+namespace {
+
+uint64_t nanos_since(std::chrono::steady_clock::time_point start) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count());
+}
+
+}  // namespace
+
 std::vector<protocol::Message> compute_batch(const WorkerModel& model,
                                              std::span<const MatmulJob* const> jobs) {
   const fhe::Context& ctx = model.context();
+  const auto batch_start = std::chrono::steady_clock::now();
   std::vector<std::optional<protocol::Message>> replies(jobs.size());
   std::vector<fhe::CiphertextMatrix> inputs(jobs.size());
+  std::vector<protocol::MatmulTimings> timings(jobs.size());
   std::vector<size_t> live;  // jobs whose input is usable
   for (size_t i = 0; i < jobs.size(); ++i) {
+    if (jobs[i]->accepted != std::chrono::steady_clock::time_point{}) {
+      timings[i].queue_ns = static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(batch_start - jobs[i]->accepted)
+              .count());
+    }
+    const auto unpack_start = std::chrono::steady_clock::now();
     auto ct = unpack_input(model, *jobs[i]);
+    timings[i].unpack_ns = nanos_since(unpack_start);
     if (!ct) {
       replies[i] = matmul_error(jobs[i]->request.request_id, ct.error());
     } else {
@@ -194,20 +216,34 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
           ins.push_back(&inputs[live[k]]);
           outs.push_back(&products[k]);
         }
-        gemm.multiply_batch(ins, outs);
+        fhe::GemmPhases phases;
+        {
+          const fhe::ScopedGemmPhases scope(&phases);
+          gemm.multiply_batch(ins, outs);
+        }
+        for (const size_t i : live) {
+          timings[i].seed_expansion_ns += phases.seed_expansion_ns;
+          timings[i].gemm_ns += phases.gemm_ns;
+          timings[i].recombine_ns +=
+              phases.recombine_cpu_ns.load() / static_cast<uint64_t>(std::max(phases.threads, 1));
+        }
         for (size_t k = 0; k < live.size(); ++k) {
           const size_t i = live[k];
           fhe::CiphertextMatrix& y = products[k];
           uint32_t bits = ctx.params().log2_q;
           protocol::PlaneKind plane = protocol::PlaneKind::kProduct;
           if (jobs[i]->request.switch_modulus) {
+            const auto switch_start = std::chrono::steady_clock::now();
             if (const uint32_t b = gemm.switch_reply(ctx, y); b != 0) {
               bits = b;
               plane = protocol::PlaneKind::kSwitched;
             }
+            timings[i].switch_ns += nanos_since(switch_start);
           }
+          const auto pack_start = std::chrono::steady_clock::now();
           auto c0 = pack_planes(y.c0, y.rows, y.cols, ctx.n(), bits);
           auto c1 = pack_planes(y.c1, y.rows, y.cols, ctx.n(), bits);
+          timings[i].pack_ns += nanos_since(pack_start);
           if (!c0 || !c1) throw fhe::Error((c0 ? c1 : c0).error().message);
           protocol::ResultPlanes r;
           r.projection = kind;
@@ -228,6 +264,8 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
         protocol::MatmulReply reply;
         reply.request_id = jobs[i]->request.request_id;
         reply.outcome = std::move(results[i]);
+        reply.has_timings = true;
+        reply.timings = timings[i];
         replies[i] = protocol::Message{std::move(reply), std::move(blobs[i])};
       }
     } catch (const std::exception& e) {

@@ -1,5 +1,6 @@
 #include "participant/worker_products.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -182,7 +183,7 @@ fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool tran
   RemoteProduct call{options_.model_id, static_cast<uint32_t>(id.layer), to_protocol(id.kind),
                      transpose, options_.switch_modulus};
   try {
-    return remote_product(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_);
+    return remote_product(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_, stats_);
   } catch (const RemoteProductError& e) {
     // The LM head's inner dimension is the vocabulary when transposed: a worker may refuse it
     // (noise budget, or a shape its GEMM cannot accumulate) where the local product works.
@@ -197,7 +198,13 @@ fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool tran
 
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
                                      const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
-                                     uint64_t out_rows, WireBytes* bytes_out) {
+                                     uint64_t out_rows, WireBytes* bytes_out, RemoteStats* stats) {
+  using Clock = std::chrono::steady_clock;
+  const auto nanos = [](Clock::time_point a, Clock::time_point b) {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
+  };
+  const auto pack_start = Clock::now();
   const fhe::Params& params = ctx.params();
   fhe::validate(ctx, fresh, /*check_range=*/false);
   if (fresh.kind != fhe::CtKind::kFresh) throw Error("only fresh ciphertexts can be sent");
@@ -224,7 +231,9 @@ fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
   body.input_blob = 0;
   Request request{body, {std::move(desc).value()}, {std::move(bytes)}};
 
+  const auto call_start = Clock::now();
   auto reply = pool.call(request);
+  const auto call_done = Clock::now();
   if (!reply) throw RemoteProductError(reply.error().code, reply.error().to_string());
   const protocol::Message& m = reply.value();
   const auto& results = std::get<std::vector<protocol::ResultPlanes>>(
@@ -268,6 +277,26 @@ fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
     bytes_out->reply = m.blobs[r.c0_blob].bytes().size() + m.blobs[r.c1_blob].bytes().size();
   }
   fhe::validate(ctx, y);  // every coefficient below its modulus
+  if (stats != nullptr) {
+    const auto& mr = std::get<protocol::MatmulReply>(m.body);
+    ++stats->requests;
+    stats->request_bytes += request_bytes;
+    stats->reply_bytes += m.blobs[r.c0_blob].bytes().size() + m.blobs[r.c1_blob].bytes().size();
+    stats->pack_ns += nanos(pack_start, call_start);
+    stats->call_ns += nanos(call_start, call_done);
+    stats->unpack_ns += nanos(call_done, Clock::now());
+    if (mr.has_timings) {
+      ++stats->worker_reports;
+      protocol::MatmulTimings& w = stats->worker;
+      w.queue_ns += mr.timings.queue_ns;
+      w.unpack_ns += mr.timings.unpack_ns;
+      w.seed_expansion_ns += mr.timings.seed_expansion_ns;
+      w.gemm_ns += mr.timings.gemm_ns;
+      w.recombine_ns += mr.timings.recombine_ns;
+      w.switch_ns += mr.timings.switch_ns;
+      w.pack_ns += mr.timings.pack_ns;
+    }
+  }
   return y;
 }
 

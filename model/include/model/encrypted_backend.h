@@ -33,6 +33,14 @@ class Encryptor;
 
 namespace model {
 
+// Where the participant's time of its encrypted products goes, for benchmarks: wall-clock
+// nanoseconds summed over every forward and backward since the sink was set. multiply_ns is
+// the EncryptedProducts' call (in process: the PlaneGemm; remote: the whole round trip).
+struct ProductTimings {
+  uint64_t quantize_ns = 0, encrypt_ns = 0, multiply_ns = 0, decrypt_ns = 0, dequantize_ns = 0;
+  uint64_t products = 0;
+};
+
 class EncryptedBackend : public LinearBackend {
  public:
   // In process: quantizes every projection of `weights` into LocalEncryptedProducts. Encrypts
@@ -59,6 +67,9 @@ class EncryptedBackend : public LinearBackend {
   double server_seconds() const { return server_seconds_; }
   void reset_server_seconds() { server_seconds_ = 0; }
 
+  // Adds each product's phases to *sink (null: none, the default). Results do not change.
+  void set_timings(ProductTimings* sink) { timings_ = sink; }
+
   const LlamaConfig& config() const { return config_; }
   EncryptedProducts& products() { return *products_; }
 
@@ -73,6 +84,7 @@ class EncryptedBackend : public LinearBackend {
   std::unique_ptr<fhe::Decryptor> decryptor_;
   std::unique_ptr<EncryptedProducts> products_;
   double server_seconds_ = 0;
+  ProductTimings* timings_ = nullptr;
 };
 
 }  // namespace model
