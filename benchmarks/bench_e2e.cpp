@@ -29,8 +29,11 @@
 // it), so its peak RSS in the remote modes is not the remote-only participant's: rss_above_start
 // is the growth over the RSS at the mode's start.
 //
-// Defaults (llama-3.2-1b, 1 layer, vocab 32000, 2048 tokens, 5 runs) take about 5 minutes on a
-// 2-core machine. The acceptance shapes are run by flags, e.g.
+// Defaults: llama-3.2-1b, 1 layer, vocab 32000, 2048 tokens, 5 runs. Each alternation costs
+// about 6 remote-sized projection passes of the layer (bench_worker: ~1.6 s per 2048 x 2048
+// projection on 2 shared cores), so the default run takes well over 5 minutes there (it did not
+// finish in 15 minutes on a loaded 2-core machine); --runs 1 --vocab 4096 is a quick check.
+// The acceptance shapes are run by flags, e.g.
 //   bench_e2e --layers 16 --vocab 128256            (the whole 1B shape)
 //   bench_e2e --preset llama-3.1-8b --layers 2      (hidden 4096, cut depth)
 #include <fcntl.h>
@@ -101,7 +104,8 @@ void usage() {
       "  --rank R              LoRA rank (default 8)\n"
       "  --runs R              alternating runs per mode (default 5; at least 1)\n"
       "  --workers-threads N   fhe_worker --threads (default 0: all cores)\n"
-      "The defaults take about 5 minutes on a 2-core machine. Acceptance shapes: --layers 16\n"
+      "The defaults take well over 5 minutes on 2 cores (--runs 1 --vocab 4096: a quick check).\n"
+      "Acceptance shapes: --layers 16\n"
       "--vocab 0 (Llama-3.2-1B), --preset llama-3.1-8b --layers 2 (hidden 4096).\n");
 }
 

@@ -269,7 +269,9 @@ TEST_F(WorkerMatmul, BatchedRequestsAreExact) {
     const auto& first = std::get<protocol::MatmulReply>(replies[0].body).timings;
     EXPECT_EQ(reply.timings.gemm_ns, first.gemm_ns) << i;
     EXPECT_EQ(reply.timings.seed_expansion_ns, first.seed_expansion_ns) << i;
-    if (i != 2) EXPECT_EQ(reply.timings.switch_ns, 0u) << i;  // only request 2 asked to switch
+    if (i != 2) {
+      EXPECT_EQ(reply.timings.switch_ns, 0u) << i;  // only request 2 asked to switch
+    }
   }
   EXPECT_FALSE(std::get<protocol::MatmulReply>(replies[3].body).has_timings);
   auto y = fhe_worker::read_matmul_reply(*f.fhe_ctx, replies[3]);

@@ -104,7 +104,7 @@ struct MatmulReply {
   uint64_t request_id = 0;
   std::variant<std::vector<ResultPlanes>, Error> outcome;
   bool has_timings = false;
-  MatmulTimings timings;
+  MatmulTimings timings{};
   bool operator==(const MatmulReply&) const = default;
 };
 
