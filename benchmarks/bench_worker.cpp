@@ -11,10 +11,22 @@
 //   local            the in-process EncryptedBackend::forward (LocalEncryptedProducts)
 // and prints one JSON object per line: per variant the median seconds with [min, max] spread,
 // tokens per second, and the ciphertext bytes on the wire per activation value up (request
-// c0 plane / (d_in * T)) and down (reply c0 + c1 planes / (d_out * T)); the last line holds
-// remote / local time ratios. Both ends share this machine's cores, so the remote figures
-// include the worker competing with the client for them.
+// c0 plane / (d_in * T)) and down (reply c0 + c1 planes / (d_out * T)); then remote / local
+// time ratios. Both ends share this machine's cores, so the remote figures include the worker
+// competing with the client for them.
+//
+// Then the breakdown of the remote variant (one line per phase, median seconds over the runs
+// with [min, max]): on the client quantize, encrypt, pack (c0 to 48 bits), unpack (reply planes
+// from their bits, range-checked), decrypt, dequantize (model::ProductTimings,
+// participant::RemoteStats); on the worker, as it reports them in MatmulReply.timings, queue,
+// unpack, seed_expansion, gemm (digit split, oneDNN, recombination), of which recombine,
+// switch and reply pack; and transport = the pool's round trip less the worker's phases (send,
+// ZeroMQ, the reply's transfer and decoding: not measured apart). The summary line holds
+// remote time / sum of the measured parts (all but transport) and the client's encrypt and
+// decrypt nanoseconds per value per core (threads x time / values; values = d_in x T for
+// encrypt, d_out x T for decrypt).
 #include <fcntl.h>
+#include <omp.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -206,11 +218,55 @@ int main(int argc, char** argv) {
     std::vector<Variant> variants = {
         {"remote", &remote, {}}, {"remote_switched", &switched, {}}, {"local", &local, {}}};
     for (auto& v : variants) v.backend->forward(id, x, y);  // warm-up: transposes, connections
+    // Per run, the remote variant's phases (seconds), in the order of `phase_names`.
+    const std::vector<std::string> phase_names = {
+        "client_quantize", "client_encrypt",        "client_pack", "worker_queue",
+        "worker_unpack",   "worker_seed_expansion", "worker_gemm", "worker_recombine_of_gemm",
+        "worker_switch",   "worker_reply_pack",     "transport",   "client_unpack",
+        "client_decrypt",  "client_dequantize"};
+    std::vector<std::vector<double>> phases(phase_names.size());
+    std::vector<double> parts_sum;
     for (int r = 0; r < o.runs; ++r) {
       for (auto& v : variants) {
+        model::ProductTimings pt;
+        participant::RemoteStats rs;
+        const bool breakdown = v.backend == &remote;
+        if (breakdown) {
+          remote.set_timings(&pt);
+          remote.worker_products().set_stats(&rs);
+        }
         const auto start = Clock::now();
         v.backend->forward(id, x, y);
         v.seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+        if (!breakdown) continue;
+        remote.set_timings(nullptr);
+        remote.worker_products().set_stats(nullptr);
+        const protocol::MatmulTimings& w = rs.worker;
+        const uint64_t worker_ns =
+            w.queue_ns + w.unpack_ns + w.seed_expansion_ns + w.gemm_ns + w.switch_ns + w.pack_ns;
+        const std::vector<uint64_t> ns = {pt.quantize_ns,
+                                          pt.encrypt_ns,
+                                          rs.pack_ns,
+                                          w.queue_ns,
+                                          w.unpack_ns,
+                                          w.seed_expansion_ns,
+                                          w.gemm_ns,
+                                          w.recombine_ns,
+                                          w.switch_ns,
+                                          w.pack_ns,
+                                          rs.call_ns > worker_ns ? rs.call_ns - worker_ns : 0,
+                                          rs.unpack_ns,
+                                          pt.decrypt_ns,
+                                          pt.dequantize_ns};
+        double sum = 0;
+        for (size_t k = 0; k < ns.size(); ++k) {
+          phases[k].push_back(1e-9 * static_cast<double>(ns[k]));
+          const bool part =
+              phase_names[k] != "transport" && phase_names[k] != "worker_recombine_of_gemm";
+          if (part) sum += 1e-9 * static_cast<double>(ns[k]);
+        }
+        if (rs.worker_reports == 0) fail("the worker sent no timings (an older fhe_worker?)");
+        parts_sum.push_back(sum);
       }
     }
     const double values = static_cast<double>(o.d) * static_cast<double>(o.tokens);
@@ -236,6 +292,28 @@ int main(int argc, char** argv) {
         "{\"ratio_remote_vs_local\": %.3f, \"ratio_remote_switched_vs_local\": %.3f, "
         "\"plaintext_bytes_per_value\": 1}\n",
         s[0].median / s[2].median, s[1].median / s[2].median);
+    for (size_t k = 0; k < phase_names.size(); ++k) {
+      const Stats t = stats(phases[k]);
+      std::printf(
+          "{\"breakdown\": \"remote\", \"phase\": \"%s\", \"seconds\": %.4f, \"min\": %.4f, "
+          "\"max\": %.4f, \"share_of_remote\": %.3f}\n",
+          phase_names[k].c_str(), t.median, t.min, t.max, t.median / s[0].median);
+    }
+    const int cores = omp_get_max_threads();
+    const auto per_value_core = [&](size_t phase) {
+      return 1e9 * stats(phases[phase]).median * cores / values;
+    };
+    const double enc = per_value_core(1), dec = per_value_core(12);
+    const Stats sum = stats(parts_sum);
+    std::printf(
+        "{\"breakdown\": \"summary\", \"remote_seconds\": %.4f, \"sum_of_parts_seconds\": %.4f, "
+        "\"sum_of_parts_spread\": [%.4f, %.4f], \"remote_over_sum_of_parts\": %.3f, "
+        "\"target_remote_over_sum_of_parts\": 1.3, \"cores\": %d, "
+        "\"client_encrypt_ns_per_value_core\": %.3f, \"client_decrypt_ns_per_value_core\": %.3f, "
+        "\"client_encrypt_plus_decrypt_ns_per_value_core\": %.3f, "
+        "\"target_encrypt_plus_decrypt_ns_per_value_core\": 5}\n",
+        s[0].median, sum.median, sum.min, sum.max, s[0].median / sum.median, cores, enc, dec,
+        enc + dec);
   } catch (const std::exception& e) {
     worker.reset();
     std::filesystem::remove_all(dir);

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
@@ -147,7 +148,33 @@ const char* PlaneGemm::implementation() const {
   return impl_->impl_name.c_str();
 }
 
+namespace {
+
+thread_local GemmPhases* tls_phases = nullptr;
+
+uint64_t nanos_since(std::chrono::steady_clock::time_point start) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count());
+}
+
+}  // namespace
+
+ScopedGemmPhases::ScopedGemmPhases(GemmPhases* sink) : previous_(tls_phases) {
+  tls_phases = sink;
+}
+
+ScopedGemmPhases::~ScopedGemmPhases() {
+  tls_phases = previous_;
+}
+
+GemmPhases* current_gemm_phases() {
+  return tls_phases;
+}
+
 void PlaneGemm::multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) const {
+  GemmPhases* const phases = tls_phases;  // the OpenMP threads below do not see it
+  const auto started = std::chrono::steady_clock::now();
   const size_t n = ctx_->n();
   const size_t chunks_per_block = n / chunk_;
   const int64_t tasks = static_cast<int64_t>(count * chunks_per_block);
@@ -172,10 +199,15 @@ void PlaneGemm::multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) co
                               {DNNL_ARG_DST, d_mem},
                               {DNNL_ARG_SCRATCHPAD, s_mem}});
       s.wait();
+      const auto recombine_start =
+          phases ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
       impl_->kernels.recombine(dst.data(), out_, chunk_, bits_, planes_, y + blk * out_ * n, n, t0,
                                ctx_->q());
+      if (phases) phases->recombine_cpu_ns += nanos_since(recombine_start);
     }
+    if (phases && omp_get_thread_num() == 0) phases->threads = omp_get_num_threads();
   }
+  if (phases) phases->gemm_ns += nanos_since(started);
 }
 
 CiphertextMatrix PlaneGemm::multiply(const CiphertextMatrix& ct) const {
@@ -224,7 +256,9 @@ void PlaneGemm::multiply_rows_into(const CiphertextMatrix& ct, size_t row_begin,
   // place in the whole matrix.
   auto buffer = impl_->take(in_ * n);
   std::vector<uint64_t>& a_hat = *buffer;
+  GemmPhases* const phases = tls_phases;
   for (size_t b = 0; b < blocks; ++b) {
+    const auto expand_start = std::chrono::steady_clock::now();
 #pragma omp parallel num_threads(threads_)
     {
       SeedExpander ex(ct.seed, n, ctx.q());
@@ -234,6 +268,7 @@ void PlaneGemm::multiply_rows_into(const CiphertextMatrix& ct, size_t row_begin,
                       a_hat.data() + static_cast<size_t>(j) * n);
       }
     }
+    if (phases) phases->seed_expansion_ns += nanos_since(expand_start);
     multiply_blocks(a_hat.data(), out.c1.data() + b * out_ * n, 1);
   }
   impl_->give(std::move(buffer));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,7 @@ class CpuGemm final : public Gemm {
       std::copy(ct->c0.begin(), ct->c0.end(), c.begin() + static_cast<std::ptrdiff_t>(at));
       at += ct->c0.size();
     }
+    const auto expand_start = std::chrono::steady_clock::now();
     for (const fhe::CiphertextMatrix* ct : ins) {
       const size_t b_count = ct->blocks(n);
       uint64_t* base = c.data() + at;
@@ -87,6 +89,12 @@ class CpuGemm final : public Gemm {
         }
       }
       at += b_count * in * n;
+    }
+    if (fhe::GemmPhases* phases = fhe::current_gemm_phases()) {
+      phases->seed_expansion_ns +=
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now() - expand_start)
+                                    .count());
     }
     gemm_.multiply_blocks(c.data(), y.data(), 2 * blocks);
     size_t y0 = 0, y1 = blocks * out * n;

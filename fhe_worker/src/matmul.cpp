@@ -1,6 +1,8 @@
 // Checking and computing matmul requests.
 #include "fhe_worker/matmul.h"
 
+#include <algorithm>
+#include <chrono>
 #include <exception>
 #include <optional>
 #include <string>
@@ -11,6 +13,7 @@
 #include "fhe/modswitch.h"
 #include "fhe/noise.h"
 #include "fhe/params.h"
+#include "fhe/plane_gemm.h"
 #include "fhe/stacked_product.h"
 #include "fhe_worker/ciphertext_wire.h"
 
@@ -227,14 +230,33 @@ protocol::Result<fhe::CiphertextMatrix> unpack_input(const WorkerModel& model,
 
 }  // namespace
 
+namespace {
+
+uint64_t nanos_since(std::chrono::steady_clock::time_point start) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count());
+}
+
+}  // namespace
+
 std::vector<protocol::Message> compute_batch(const WorkerModel& model,
                                              std::span<const MatmulJob* const> jobs) {
   const fhe::Context& ctx = model.context();
+  const auto batch_start = std::chrono::steady_clock::now();
   std::vector<std::optional<protocol::Message>> replies(jobs.size());
   std::vector<fhe::CiphertextMatrix> inputs(jobs.size());
+  std::vector<protocol::MatmulTimings> timings(jobs.size());
   std::vector<size_t> live;  // jobs whose input is usable
   for (size_t i = 0; i < jobs.size(); ++i) {
+    if (jobs[i]->accepted != std::chrono::steady_clock::time_point{}) {
+      timings[i].queue_ns = static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(batch_start - jobs[i]->accepted)
+              .count());
+    }
+    const auto unpack_start = std::chrono::steady_clock::now();
     auto ct = unpack_input(model, *jobs[i]);
+    timings[i].unpack_ns = nanos_since(unpack_start);
     if (!ct) {
       replies[i] = matmul_error(jobs[i]->request.request_id, ct.error());
     } else {
@@ -247,6 +269,13 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
     std::vector<std::vector<protocol::ResultPlanes>> results(jobs.size());
     std::vector<std::vector<protocol::Blob>> blobs(jobs.size());
     try {
+      // Adds the GEMM phases of one product to job i's timings.
+      const auto add_phases = [&](size_t i, const fhe::GemmPhases& phases) {
+        timings[i].seed_expansion_ns += phases.seed_expansion_ns;
+        timings[i].gemm_ns += phases.gemm_ns;
+        timings[i].recombine_ns +=
+            phases.recombine_cpu_ns.load() / static_cast<uint64_t>(std::max(phases.threads, 1));
+      };
       // Appends product y (of `kind`, or of the stack when `stacked`) to job i's reply,
       // modulus-switched where asked.
       const auto add_result = [&](size_t i, protocol::ProjectionKind kind, const Gemm& gemm,
@@ -254,6 +283,7 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
         uint32_t bits = ctx.params().log2_q;
         protocol::PlaneKind plane = protocol::PlaneKind::kProduct;
         if (jobs[i]->request.switch_modulus) {
+          const auto switch_start = std::chrono::steady_clock::now();
           uint32_t b = 0;
           if (stacked) {
             b = fhe::choose_switch_bits(ctx.params(), y.log2_delta,
@@ -266,9 +296,12 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
             bits = b;
             plane = protocol::PlaneKind::kSwitched;
           }
+          timings[i].switch_ns += nanos_since(switch_start);
         }
+        const auto pack_start = std::chrono::steady_clock::now();
         auto c0 = pack_planes(y.c0, y.rows, y.cols, ctx.n(), bits);
         auto c1 = pack_planes(y.c1, y.rows, y.cols, ctx.n(), bits);
+        timings[i].pack_ns += nanos_since(pack_start);
         if (!c0 || !c1) throw fhe::Error((c0 ? c1 : c0).error().message);
         protocol::ResultPlanes r;
         r.projection = kind;
@@ -293,11 +326,16 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
         for (const size_t i : live) {
           fhe::CiphertextMatrix acc, part;
           size_t at = 0;
-          for (size_t j = 0; j < parts.size(); ++j) {
-            parts[j]->multiply_rows_into(inputs[i], at, j == 0 ? acc : part);
-            if (j > 0) fhe::add_product_into(ctx, acc, part);
-            at += parts[j]->in_dim();
+          fhe::GemmPhases phases;
+          {
+            const fhe::ScopedGemmPhases scope(&phases);
+            for (size_t j = 0; j < parts.size(); ++j) {
+              parts[j]->multiply_rows_into(inputs[i], at, j == 0 ? acc : part);
+              if (j > 0) fhe::add_product_into(ctx, acc, part);
+              at += parts[j]->in_dim();
+            }
           }
+          add_phases(i, phases);
           add_result(i, first.projections.front(), *parts[0], acc, /*stacked=*/true);
         }
       } else {
@@ -310,7 +348,12 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
             ins.push_back(&inputs[live[k]]);
             outs.push_back(&products[k]);
           }
-          gemm.multiply_batch(ins, outs);
+          fhe::GemmPhases phases;
+          {
+            const fhe::ScopedGemmPhases scope(&phases);
+            gemm.multiply_batch(ins, outs);
+          }
+          for (const size_t i : live) add_phases(i, phases);
           for (size_t k = 0; k < live.size(); ++k) {
             add_result(live[k], kind, gemm, products[k], /*stacked=*/false);
           }
@@ -320,6 +363,8 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
         protocol::MatmulReply reply;
         reply.request_id = jobs[i]->request.request_id;
         reply.outcome = std::move(results[i]);
+        reply.has_timings = true;
+        reply.timings = timings[i];
         replies[i] = protocol::Message{std::move(reply), std::move(blobs[i])};
       }
     } catch (const std::exception& e) {

@@ -181,6 +181,7 @@ void Worker::State::enqueue(protocol::Server& server, const std::string& peer,
   const uint64_t bytes = request_size(*model, request, input).bytes;
   auto job = std::make_unique<MatmulJob>(MatmulJob{peer, std::move(request), std::move(input)});
   job->bytes = bytes;
+  job->accepted = std::chrono::steady_clock::now();
   uint64_t held = 0;
   {
     std::lock_guard lock(mu);

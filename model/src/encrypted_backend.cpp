@@ -24,6 +24,11 @@ std::unique_ptr<fhe::SecretKey> key_or_fresh(std::unique_ptr<fhe::SecretKey> key
   }
 }
 
+uint64_t nanos_between(std::chrono::steady_clock::time_point a,
+                       std::chrono::steady_clock::time_point b) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
+}
+
 }  // namespace
 
 EncryptedBackend::EncryptedBackend(const LlamaWeights& weights, std::unique_ptr<fhe::SecretKey> key)
@@ -50,20 +55,42 @@ std::vector<int64_t> EncryptedBackend::decrypt(const fhe::CiphertextMatrix& y, i
     throw Error("the product has shape " + std::to_string(y.rows) + " x " + std::to_string(y.cols) +
                 ", expected " + std::to_string(out_features) + " x " + std::to_string(tokens));
   }
-  return decryptor_->decrypt(y);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<int64_t> acc = decryptor_->decrypt(y);
+  if (timings_ != nullptr) {
+    timings_->decrypt_ns += nanos_between(start, std::chrono::steady_clock::now());
+    ++timings_->products;
+  }
+  return acc;
+}
+
+fhe::CiphertextMatrix EncryptedBackend::encrypt_timed(const int8_t* rows, size_t features,
+                                                      size_t tokens, const fhe::WeightBounds& bounds,
+                                                      uint64_t outputs) {
+  const auto start = std::chrono::steady_clock::now();
+  fhe::CiphertextMatrix ct = encryptor_->encrypt(rows, features, tokens, bounds, outputs);
+  if (timings_ != nullptr) {
+    timings_->encrypt_ns += nanos_between(start, std::chrono::steady_clock::now());
+  }
+  return ct;
+}
+
+void EncryptedBackend::count_multiply(std::chrono::steady_clock::time_point start) {
+  const auto done = std::chrono::steady_clock::now();
+  server_seconds_ += std::chrono::duration<double>(done - start).count();
+  if (timings_ != nullptr) timings_->multiply_ns += nanos_between(start, done);
 }
 
 std::vector<int64_t> EncryptedBackend::product(ProjectionId id, bool transpose,
                                                const std::vector<int8_t>& rows, int64_t features,
                                                int64_t out_features, int64_t tokens) {
   const auto t = static_cast<size_t>(tokens);
-  const fhe::CiphertextMatrix ct = encryptor_->encrypt(rows.data(), static_cast<size_t>(features),
+  const fhe::CiphertextMatrix ct = encrypt_timed(rows.data(), static_cast<size_t>(features),
                                                        t, products_->bounds(id, transpose),
                                                        static_cast<uint64_t>(out_features) * t);
   const auto start = std::chrono::steady_clock::now();
   const fhe::CiphertextMatrix y = products_->multiply(id, transpose, ct);
-  server_seconds_ +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  count_multiply(start);
   return decrypt(y, out_features, tokens);
 }
 
@@ -94,7 +121,7 @@ std::vector<int64_t> EncryptedBackend::stacked_product(std::span<const Projectio
     int64_t features = 0;
     for (const ProjectionId id : run) features += products_->dims(id).d_out;
     const fhe::CiphertextMatrix ct =
-        encryptor_->encrypt(rows + row * tokens, static_cast<size_t>(features), t,
+        encrypt_timed(rows + row * tokens, static_cast<size_t>(features), t,
                             products_->stacked_bounds(run), outputs);
     const auto start = std::chrono::steady_clock::now();
     fhe::CiphertextMatrix y;
@@ -105,8 +132,7 @@ std::vector<int64_t> EncryptedBackend::stacked_product(std::span<const Projectio
       stacked_refused_ = true;  // the same run again, one projection at a time
       continue;
     }
-    server_seconds_ +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    count_multiply(start);
     std::vector<int64_t> part = decrypt(y, d_in, tokens);
     if (acc.empty()) {
       acc = std::move(part);
@@ -125,15 +151,23 @@ void EncryptedBackend::forward(ProjectionId id, const Activations& x, Activation
     throw Error("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
                 " features, the weight takes " + std::to_string(d_in));
   }
+  auto phase = std::chrono::steady_clock::now();
   const QuantizedTokens xq = quantize_tokens(x);
+  const std::vector<int8_t> rows = feature_rows(xq);
+  if (timings_ != nullptr)
+    timings_->quantize_ns += nanos_between(phase, std::chrono::steady_clock::now());
   std::vector<int64_t> acc;
   try {
-    acc = product(id, /*transpose=*/false, feature_rows(xq), d_in, d_out, x.cols());
+    acc = product(id, /*transpose=*/false, rows, d_in, d_out, x.cols());
   } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
     throw Error("encrypted backend: projection " + projection_name(id) + ": " + e.what());
   }
   // acc is row-major d_out x T.
+  phase = std::chrono::steady_clock::now();
   dequantize_product(acc.data(), x.cols(), 1, products_->scales(id), xq.scales, y);
+  if (timings_ != nullptr) {
+    timings_->dequantize_ns += nanos_between(phase, std::chrono::steady_clock::now());
+  }
 }
 
 void EncryptedBackend::backward(ProjectionId id, const Activations& g, Activations& dx) {
@@ -142,16 +176,24 @@ void EncryptedBackend::backward(ProjectionId id, const Activations& g, Activatio
     throw Error("projection " + projection_name(id) + ": output gradient has " +
                 std::to_string(g.rows()) + " features, the weight gives " + std::to_string(d_out));
   }
+  auto phase = std::chrono::steady_clock::now();
   const QuantizedTokens gq = quantize_gradients(g, products_->scales(id));
+  const std::vector<int8_t> rows = feature_rows(gq);
+  if (timings_ != nullptr)
+    timings_->quantize_ns += nanos_between(phase, std::chrono::steady_clock::now());
   std::vector<int64_t> acc;
   try {
-    acc = product(id, /*transpose=*/true, feature_rows(gq), d_out, d_in, g.cols());
+    acc = product(id, /*transpose=*/true, rows, d_out, d_in, g.cols());
   } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
     throw Error("encrypted backend: backward of projection " + projection_name(id) + ": " +
                 e.what());
   }
   // acc is row-major d_in x T.
+  phase = std::chrono::steady_clock::now();
   dequantize_transposed_product(acc.data(), g.cols(), 1, d_in, gq.scales, dx);
+  if (timings_ != nullptr) {
+    timings_->dequantize_ns += nanos_between(phase, std::chrono::steady_clock::now());
+  }
 }
 
 void EncryptedBackend::forward_group(std::span<const ProjectionId> ids, const Activations& x,
@@ -174,12 +216,11 @@ void EncryptedBackend::forward_group(std::span<const ProjectionId> ids, const Ac
   const QuantizedTokens xq = quantize_tokens(x);
   try {
     const std::vector<int8_t> rows = feature_rows(xq);
-    const fhe::CiphertextMatrix ct = encryptor_->encrypt(
+    const fhe::CiphertextMatrix ct = encrypt_timed(
         rows.data(), static_cast<size_t>(x.rows()), static_cast<size_t>(x.cols()), bounds, outputs);
     const auto start = std::chrono::steady_clock::now();
     const std::vector<fhe::CiphertextMatrix> products = products_->multiply_group(ids, ct);
-    server_seconds_ +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    count_multiply(start);
     if (products.size() != ids.size()) {
       throw Error(std::to_string(products.size()) + " products for " + std::to_string(ids.size()) +
                   " projections");

@@ -1,5 +1,6 @@
 #include "participant/worker_products.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -264,7 +265,7 @@ fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool tran
                      transpose, options_.switch_modulus};
   call.eligible = p.holders;
   try {
-    return remote_product(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_);
+    return remote_product(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_, stats_);
   } catch (const RemoteProductError& e) {
     // The LM head's inner dimension is the vocabulary when transposed: a worker may refuse it
     // (noise budget, or a shape its GEMM cannot accumulate) where the local product works.
@@ -318,7 +319,7 @@ std::vector<fhe::CiphertextMatrix> WorkerProducts::multiply_group(
                      to_protocol(ids[0].kind), /*transpose=*/false, options_.switch_modulus};
   call.group = group_call(ids, /*transpose=*/false, fresh, out_rows);
   call.eligible = group_holders(ids);
-  return remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_);
+  return remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_, stats_);
 }
 
 fhe::CiphertextMatrix WorkerProducts::multiply_stacked(std::span<const model::ProjectionId> ids,
@@ -331,7 +332,7 @@ fhe::CiphertextMatrix WorkerProducts::multiply_stacked(std::span<const model::Pr
   call.stacked = true;
   out_rows.resize(1);  // one result: the sum
   try {
-    return std::move(remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_).front());
+    return std::move(remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_, stats_).front());
   } catch (const RemoteProductError& e) {
     // A worker whose device does not stack (or an older one) refuses the shape: the backend
     // then sends the parts one at a time, with the same result.
@@ -343,19 +344,25 @@ fhe::CiphertextMatrix WorkerProducts::multiply_stacked(std::span<const model::Pr
 
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
                                      const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
-                                     uint64_t out_rows, WireBytes* bytes_out) {
+                                     uint64_t out_rows, WireBytes* bytes_out, RemoteStats* stats) {
   RemoteProduct single = call;
   single.group.clear();
   single.stacked = false;
   const uint64_t rows[] = {out_rows};
-  return std::move(remote_products(pool, ctx, single, fresh, rows, bytes_out).front());
+  return std::move(remote_products(pool, ctx, single, fresh, rows, bytes_out, stats).front());
 }
 
 std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::Context& ctx,
                                                    const RemoteProduct& call,
                                                    const fhe::CiphertextMatrix& fresh,
                                                    std::span<const uint64_t> out_rows,
-                                                   WireBytes* bytes_out) {
+                                                   WireBytes* bytes_out, RemoteStats* stats) {
+  using Clock = std::chrono::steady_clock;
+  const auto nanos = [](Clock::time_point a, Clock::time_point b) {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
+  };
+  const auto pack_start = Clock::now();
   const fhe::Params& params = ctx.params();
   fhe::validate(ctx, fresh, /*check_range=*/false);
   if (fresh.kind != fhe::CtKind::kFresh) throw Error("only fresh ciphertexts can be sent");
@@ -389,7 +396,9 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   body.input_blob = 0;
   Request request{body, {std::move(desc).value()}, {std::move(bytes)}};
 
+  const auto call_start = Clock::now();
   auto reply = pool.call(request, call.eligible);
+  const auto call_done = Clock::now();
   if (!reply) throw RemoteProductError(reply.error().code, reply.error().to_string());
   const protocol::Message& m = reply.value();
   const auto& results = std::get<std::vector<protocol::ResultPlanes>>(
@@ -442,6 +451,26 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   if (bytes_out != nullptr) {
     bytes_out->request = request_bytes;
     bytes_out->reply = reply_bytes;
+  }
+  if (stats != nullptr) {
+    const auto& mr = std::get<protocol::MatmulReply>(m.body);
+    ++stats->requests;
+    stats->request_bytes += request_bytes;
+    stats->reply_bytes += reply_bytes;
+    stats->pack_ns += nanos(pack_start, call_start);
+    stats->call_ns += nanos(call_start, call_done);
+    stats->unpack_ns += nanos(call_done, Clock::now());
+    if (mr.has_timings) {
+      ++stats->worker_reports;
+      protocol::MatmulTimings& w = stats->worker;
+      w.queue_ns += mr.timings.queue_ns;
+      w.unpack_ns += mr.timings.unpack_ns;
+      w.seed_expansion_ns += mr.timings.seed_expansion_ns;
+      w.gemm_ns += mr.timings.gemm_ns;
+      w.recombine_ns += mr.timings.recombine_ns;
+      w.switch_ns += mr.timings.switch_ns;
+      w.pack_ns += mr.timings.pack_ns;
+    }
   }
   return out;
 }

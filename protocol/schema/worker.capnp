@@ -171,6 +171,19 @@ struct MatmulReply {
     results @2 :List(ResultPlanes);  # in the order of the request's projections (one if stacked)
     error @3 :Error;
   }
+  timings @4 :MatmulTimings;  # optional (absent from older workers): where the worker's time went
+}
+
+# Wall-clock nanoseconds a worker spent on one request, for benchmarks (bench_worker). Phases
+# shared by a batch of requests are the batch's. Informational only: nothing decides on them.
+struct MatmulTimings {
+  queueNanos @0 :UInt64;          # queued, from acceptance to the start of its batch
+  unpackNanos @1 :UInt64;         # input plane unpacked from 48 bits and range-checked
+  seedExpansionNanos @2 :UInt64;  # the c1 rows (A_hat) expanded from the seed
+  gemmNanos @3 :UInt64;           # the plane GEMMs, digit split and recombination included
+  recombineNanos @4 :UInt64;      # of gemmNanos: recombination (CPU time / threads)
+  switchNanos @5 :UInt64;         # modulus switching of the reply (switchModulus only)
+  packNanos @6 :UInt64;           # reply planes packed to `bits` bits
 }
 
 # --- Liveness and load ----------------------------------------------------------------------------

@@ -132,6 +132,13 @@ MatmulReply read(wire::MatmulReply::Reader r) {
   check_version(r.getVersion(), "matmulReply");
   MatmulReply m;
   m.request_id = r.getRequestId();
+  if (r.hasTimings()) {
+    const auto t = r.getTimings();
+    m.has_timings = true;
+    m.timings = {t.getQueueNanos(), t.getUnpackNanos(),    t.getSeedExpansionNanos(),
+                 t.getGemmNanos(),  t.getRecombineNanos(), t.getSwitchNanos(),
+                 t.getPackNanos()};
+  }
   if (r.isError()) {
     m.outcome = read_error(r.getError());
     return m;

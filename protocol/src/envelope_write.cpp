@@ -72,6 +72,16 @@ void write(wire::Envelope::Body::Builder b, const MatmulReply& m) {
   auto w = b.initMatmulReply();
   w.setVersion(kProtocolVersion);
   w.setRequestId(m.request_id);
+  if (m.has_timings) {
+    auto t = w.initTimings();
+    t.setQueueNanos(m.timings.queue_ns);
+    t.setUnpackNanos(m.timings.unpack_ns);
+    t.setSeedExpansionNanos(m.timings.seed_expansion_ns);
+    t.setGemmNanos(m.timings.gemm_ns);
+    t.setRecombineNanos(m.timings.recombine_ns);
+    t.setSwitchNanos(m.timings.switch_ns);
+    t.setPackNanos(m.timings.pack_ns);
+  }
   if (const auto* e = std::get_if<Error>(&m.outcome)) return write_error(w.initError(), *e);
   const auto& results = std::get<std::vector<ResultPlanes>>(m.outcome);
   auto list = w.initResults(results.size());

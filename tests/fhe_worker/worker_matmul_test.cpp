@@ -367,7 +367,17 @@ TEST_F(WorkerMatmul, BatchedRequestsAreExact) {
     auto y = fhe_worker::read_matmul_reply(*f.fhe_ctx, replies[i]);
     ASSERT_TRUE(y.ok()) << y.error().to_string();
     EXPECT_EQ(dec.decrypt(y.value()[0]), plain_product(w, xs[i], tokens[i], false)) << i;
+    // Each answer reports where the worker's time went; the GEMM phases are the batch's.
+    const auto& reply = std::get<protocol::MatmulReply>(replies[i].body);
+    ASSERT_TRUE(reply.has_timings) << i;
+    const auto& first = std::get<protocol::MatmulReply>(replies[0].body).timings;
+    EXPECT_EQ(reply.timings.gemm_ns, first.gemm_ns) << i;
+    EXPECT_EQ(reply.timings.seed_expansion_ns, first.seed_expansion_ns) << i;
+    if (i != 2) {
+      EXPECT_EQ(reply.timings.switch_ns, 0u) << i;  // only request 2 asked to switch
+    }
   }
+  EXPECT_FALSE(std::get<protocol::MatmulReply>(replies[3].body).has_timings);
   auto y = fhe_worker::read_matmul_reply(*f.fhe_ctx, replies[3]);
   ASSERT_FALSE(y.ok());
   EXPECT_EQ(y.error().code, protocol::ErrorCode::kMalformedRequest);

@@ -276,3 +276,19 @@ TEST(Codec, ModelInfoOfALayerShardListsItsLayersOnly) {
 }
 
 }  // namespace
+
+TEST(Codec, MatmulTimingsRoundTripAndAreOptional) {
+  Message m = protocol_test::matmul_reply(4, 2, 70, 64, false);
+  auto& reply = std::get<protocol::MatmulReply>(m.body);
+  reply.has_timings = true;
+  reply.timings = {1, 2, 3, 4, 5, 6, 7};
+  const Message back = round_trip(m);
+  const auto& r = std::get<protocol::MatmulReply>(back.body);
+  ASSERT_TRUE(r.has_timings);
+  EXPECT_EQ(r.timings, (protocol::MatmulTimings{1, 2, 3, 4, 5, 6, 7}));
+
+  // A reply without them (as an older worker sends) decodes with none.
+  const Message plain = round_trip(protocol_test::matmul_reply(5, 2, 70, 64, false));
+  EXPECT_FALSE(std::get<protocol::MatmulReply>(plain.body).has_timings);
+  EXPECT_EQ(std::get<protocol::MatmulReply>(plain.body).timings, protocol::MatmulTimings{});
+}

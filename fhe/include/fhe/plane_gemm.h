@@ -11,6 +11,7 @@
 // Thread safety: multiply() may be called from several threads at once.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -86,6 +87,32 @@ class PlaneGemm {
   WeightBounds bounds_;
   std::unique_ptr<Impl> impl_;
 };
+
+// Where the time of the products goes, for benchmarks (fhe_worker's MatmulTimings): while a
+// ScopedGemmPhases is alive on a thread, the PlaneGemm products that thread calls add their
+// phases here. Wall-clock nanoseconds, except recombine_cpu_ns: the recombination's CPU time
+// summed over the threads (divide by `threads` for its share of gemm_ns). Two clock reads per
+// phase and per recombined chunk; nothing is timed without a sink.
+struct GemmPhases {
+  uint64_t seed_expansion_ns = 0;  // A_hat rows expanded from the seed
+  uint64_t gemm_ns = 0;            // multiply_blocks: digit split, oneDNN, recombination
+  std::atomic<uint64_t> recombine_cpu_ns{0};
+  int threads = 1;  // threads of the last multiply_blocks
+};
+
+class ScopedGemmPhases {
+ public:
+  explicit ScopedGemmPhases(GemmPhases* sink);
+  ~ScopedGemmPhases();
+  ScopedGemmPhases(const ScopedGemmPhases&) = delete;
+  ScopedGemmPhases& operator=(const ScopedGemmPhases&) = delete;
+
+ private:
+  GemmPhases* previous_;
+};
+
+// This thread's sink, or null.
+GemmPhases* current_gemm_phases();
 
 // True when oneDNN will run u8 x s8 GEMMs without 16-bit intermediate saturation (VNNI or AMX).
 bool cpu_has_int8_dot_product();

@@ -5,10 +5,13 @@
 // every input into a fresh fhe::CiphertextMatrix, checks its coefficients and noise budget, runs
 // the products (one GEMM per projection over the inputs of every request in the batch; for a
 // stacked request each part's rows by its W_j^T, summed mod q into one product), switches
-// the modulus where asked, and packs the result planes. Each request gets its own reply: a
+// the modulus where asked, and packs the result planes. Every successful reply carries its
+// MatmulTimings (queue, unpack, seed expansion, GEMM, recombination, switch, pack; the GEMM
+// phases are the batch's). Each request gets its own reply: a
 // failure of one never fails another.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -27,6 +30,7 @@ struct MatmulJob {
   protocol::MatmulRequest request;
   protocol::Blob input;
   uint64_t bytes = 0;  // RequestSize::bytes, counted against WorkerConfig::max_queued_bytes
+  std::chrono::steady_clock::time_point accepted{};  // when queued: the reply's queue time
 };
 
 // Bounds on what one request may make the worker allocate (WorkerConfig; docs/worker.md,

@@ -30,6 +30,7 @@
 // Not thread-safe: one caller at a time.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <span>
 #include <vector>
@@ -45,6 +46,14 @@ class Encryptor;
 }  // namespace fhe
 
 namespace model {
+
+// Where the participant's time of its encrypted products goes, for benchmarks: wall-clock
+// nanoseconds summed over every forward and backward since the sink was set. multiply_ns is
+// the EncryptedProducts' call (in process: the PlaneGemm; remote: the whole round trip).
+struct ProductTimings {
+  uint64_t quantize_ns = 0, encrypt_ns = 0, multiply_ns = 0, decrypt_ns = 0, dequantize_ns = 0;
+  uint64_t products = 0;
+};
 
 class EncryptedBackend : public LinearBackend {
  public:
@@ -76,6 +85,9 @@ class EncryptedBackend : public LinearBackend {
   double server_seconds() const { return server_seconds_; }
   void reset_server_seconds() { server_seconds_ = 0; }
 
+  // Adds each product's phases to *sink (null: none, the default). Results do not change.
+  void set_timings(ProductTimings* sink) { timings_ = sink; }
+
   const LlamaConfig& config() const { return config_; }
   EncryptedProducts& products() { return *products_; }
 
@@ -84,6 +96,11 @@ class EncryptedBackend : public LinearBackend {
   std::vector<int64_t> product(ProjectionId id, bool transpose, const std::vector<int8_t>& rows,
                                int64_t features, int64_t out_features, int64_t tokens);
   // Decrypts a product after checking its shape (out_features x tokens).
+  // Encrypts and records the time in timings_ (when set).
+  fhe::CiphertextMatrix encrypt_timed(const int8_t* rows, size_t features, size_t tokens,
+                                      const fhe::WeightBounds& bounds, uint64_t outputs);
+  // Adds the time since `start` to server_seconds_ (and timings_->multiply_ns).
+  void count_multiply(std::chrono::steady_clock::time_point start);
   std::vector<int64_t> decrypt(const fhe::CiphertextMatrix& y, int64_t out_features,
                                int64_t tokens);
   // The stacked transposed product of ids (rows: features x T, row-major, the parts' rows in
@@ -98,6 +115,7 @@ class EncryptedBackend : public LinearBackend {
   std::unique_ptr<EncryptedProducts> products_;
   double server_seconds_ = 0;
   bool stacked_refused_ = false;  // the products cannot stack: one projection per product
+  ProductTimings* timings_ = nullptr;
 };
 
 }  // namespace model

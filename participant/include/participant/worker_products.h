@@ -108,6 +108,18 @@ struct WireBytes {
   uint64_t request = 0, reply = 0;
 };
 
+// Where the time and bytes of remote products go, for benchmarks: summed over every request
+// since the sink was set (WorkerProducts::set_stats). Wall-clock nanoseconds on this side:
+// pack_ns (c0 packed to 48 bits), call_ns (the pool's round trip: send, the worker's part,
+// the reply's transfer and decoding), unpack_ns (reply planes unpacked and range-checked);
+// `worker` sums the MatmulTimings the workers report (zero from a worker that sends none).
+struct RemoteStats {
+  uint64_t requests = 0, request_bytes = 0, reply_bytes = 0;
+  uint64_t pack_ns = 0, call_ns = 0, unpack_ns = 0;
+  uint64_t worker_reports = 0;  // replies that carried timings
+  protocol::MatmulTimings worker;
+};
+
 // Sends `fresh` (c0 packed to 48 bits, and its seed) through the pool and returns the product
 // ciphertext, checked: the projection, out_rows (unless 0), the token count, the scale, the bit
 // width and every coefficient's range. Throws RemoteProductError for a request no worker served
@@ -115,7 +127,8 @@ struct WireBytes {
 // fhe::Error for a malformed ciphertext. Fills *bytes when given.
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
                                      const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
-                                     uint64_t out_rows, WireBytes* bytes = nullptr);
+                                     uint64_t out_rows, WireBytes* bytes = nullptr,
+                                     RemoteStats* stats = nullptr);
 
 // The same for a call with a group: ONE request, and its products in order, each checked like
 // remote_product's (result j of projection group[j], or of group[0] when stacked, with
@@ -124,7 +137,8 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
                                                    const RemoteProduct& call,
                                                    const fhe::CiphertextMatrix& fresh,
                                                    std::span<const uint64_t> out_rows,
-                                                   WireBytes* bytes = nullptr);
+                                                   WireBytes* bytes = nullptr,
+                                                   RemoteStats* stats = nullptr);
 
 class WorkerProducts : public model::EncryptedProducts {
  public:
@@ -155,6 +169,8 @@ class WorkerProducts : public model::EncryptedProducts {
   // Bytes of the last remote request's input plane and of its reply's planes.
   uint64_t last_request_bytes() const { return last_bytes_.request; }
   uint64_t last_reply_bytes() const { return last_bytes_.reply; }
+  // Adds every remote product's bytes and phases to *sink (null: none, the default).
+  void set_stats(RemoteStats* sink) { stats_ = sink; }
 
   // True when the workers list the LM head (products go to them, unless refused).
   bool workers_serve_lm_head() const;
@@ -195,6 +211,7 @@ class WorkerProducts : public model::EncryptedProducts {
   bool lm_head_refused_[2] = {false, false};  // by transpose: the workers refused its shape
   uint64_t local_products_ = 0;
   WireBytes last_bytes_;
+  RemoteStats* stats_ = nullptr;
 };
 
 }  // namespace participant

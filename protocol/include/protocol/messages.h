@@ -95,9 +95,19 @@ struct ResultPlanes {
   bool operator==(const ResultPlanes&) const = default;
 };
 
+// Where a worker's time went on one request (schema/worker.capnp, MatmulTimings), in wall-clock
+// nanoseconds. Informational: a reply without it (an older worker) decodes with has_timings false.
+struct MatmulTimings {
+  uint64_t queue_ns = 0, unpack_ns = 0, seed_expansion_ns = 0, gemm_ns = 0, recombine_ns = 0,
+           switch_ns = 0, pack_ns = 0;
+  bool operator==(const MatmulTimings&) const = default;
+};
+
 struct MatmulReply {
   uint64_t request_id = 0;
   std::variant<std::vector<ResultPlanes>, Error> outcome;
+  bool has_timings = false;
+  MatmulTimings timings{};
   bool operator==(const MatmulReply&) const = default;
 };
 
