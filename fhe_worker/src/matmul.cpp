@@ -83,7 +83,8 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
                           " features: only projections of one input can be stacked");
       }
       sum += static_cast<uint64_t>(w.rows);
-      names += (names.empty() ? "" : "+") + std::string(protocol::projection_name(kind));
+      if (!names.empty()) names += '+';
+      names += protocol::projection_name(kind);
     }
     if (r.rows != sum) {
       return make_error(ErrorCode::kShapeMismatch, "stacked input has ", r.rows, " rows but ",
