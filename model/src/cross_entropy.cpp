@@ -125,9 +125,8 @@ void cross_entropy_backward(const std::type_identity_t<RowMatrixT<Scalar>>& logi
 
 template void cross_entropy_columns<float>(const ActivationsT<float>&, std::span<const int32_t>,
                                            double, ActivationsT<float>*, double&);
-template void cross_entropy_columns<double>(const ActivationsT<double>&,
-                                            std::span<const int32_t>, double,
-                                            ActivationsT<double>*, double&);
+template void cross_entropy_columns<double>(const ActivationsT<double>&, std::span<const int32_t>,
+                                            double, ActivationsT<double>*, double&);
 template double cross_entropy_forward<float>(const RowMatrixT<float>&, const TokenBatch&,
                                              CrossEntropyCache*);
 template double cross_entropy_forward<double>(const RowMatrixT<double>&, const TokenBatch&,

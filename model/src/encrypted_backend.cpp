@@ -65,7 +65,8 @@ std::vector<int64_t> EncryptedBackend::decrypt(const fhe::CiphertextMatrix& y, i
 }
 
 fhe::CiphertextMatrix EncryptedBackend::encrypt_timed(const int8_t* rows, size_t features,
-                                                      size_t tokens, const fhe::WeightBounds& bounds,
+                                                      size_t tokens,
+                                                      const fhe::WeightBounds& bounds,
                                                       uint64_t outputs) {
   const auto start = std::chrono::steady_clock::now();
   fhe::CiphertextMatrix ct = encryptor_->encrypt(rows, features, tokens, bounds, outputs);
@@ -85,9 +86,9 @@ std::vector<int64_t> EncryptedBackend::product(ProjectionId id, bool transpose,
                                                const std::vector<int8_t>& rows, int64_t features,
                                                int64_t out_features, int64_t tokens) {
   const auto t = static_cast<size_t>(tokens);
-  const fhe::CiphertextMatrix ct = encrypt_timed(rows.data(), static_cast<size_t>(features),
-                                                       t, products_->bounds(id, transpose),
-                                                       static_cast<uint64_t>(out_features) * t);
+  const fhe::CiphertextMatrix ct =
+      encrypt_timed(rows.data(), static_cast<size_t>(features), t, products_->bounds(id, transpose),
+                    static_cast<uint64_t>(out_features) * t);
   const auto start = std::chrono::steady_clock::now();
   const fhe::CiphertextMatrix y = products_->multiply(id, transpose, ct);
   count_multiply(start);
@@ -122,7 +123,7 @@ std::vector<int64_t> EncryptedBackend::stacked_product(std::span<const Projectio
     for (const ProjectionId id : run) features += products_->dims(id).d_out;
     const fhe::CiphertextMatrix ct =
         encrypt_timed(rows + row * tokens, static_cast<size_t>(features), t,
-                            products_->stacked_bounds(run), outputs);
+                      products_->stacked_bounds(run), outputs);
     const auto start = std::chrono::steady_clock::now();
     fhe::CiphertextMatrix y;
     try {
@@ -216,8 +217,8 @@ void EncryptedBackend::forward_group(std::span<const ProjectionId> ids, const Ac
   const QuantizedTokens xq = quantize_tokens(x);
   try {
     const std::vector<int8_t> rows = feature_rows(xq);
-    const fhe::CiphertextMatrix ct = encrypt_timed(
-        rows.data(), static_cast<size_t>(x.rows()), static_cast<size_t>(x.cols()), bounds, outputs);
+    const fhe::CiphertextMatrix ct = encrypt_timed(rows.data(), static_cast<size_t>(x.rows()),
+                                                   static_cast<size_t>(x.cols()), bounds, outputs);
     const auto start = std::chrono::steady_clock::now();
     const std::vector<fhe::CiphertextMatrix> products = products_->multiply_group(ids, ct);
     count_multiply(start);

@@ -6,6 +6,7 @@
 #include "fhe/stacked_product.h"
 #include "model/error.h"
 #include "model/quantize.h"
+#include "model/quantized_checkpoint.h"
 
 namespace model {
 
@@ -40,7 +41,7 @@ LocalEncryptedProducts::LocalEncryptedProducts(const LlamaWeights& weights,
         projections_.push_back(nullptr);
         continue;
       }
-      QuantizedWeight q = quantize_weight_rows(projection_weight(weights, id));
+      QuantizedWeight q = quantized_projection(weights, id);  // from memory or the files
       auto p = std::make_unique<Projection>();
       p->gemm = std::make_unique<fhe::PlaneGemm>(ctx_, q.values.data(), static_cast<size_t>(q.rows),
                                                  static_cast<size_t>(q.cols), /*transpose=*/false);

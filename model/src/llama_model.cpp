@@ -42,15 +42,14 @@ int64_t LlamaModelT<Scalar>::head_chunk(int64_t tokens) const {
 
 template <typename Scalar>
 void LlamaModelT<Scalar>::hidden(const TokenBatch& batch, LlamaForwardCacheT<Scalar>& c,
-                                 bool keep_layers,
-                                 const LoraParamsT<Scalar>* lora) {
+                                 bool keep_layers, const LoraParamsT<Scalar>* lora) {
   const LlamaConfig& config = weights_->config;
   validate_token_batch(batch, config);
   if (lora) lora->check_fits(config);
   const RopeTable rope(config, batch.max_length());
 
   ActivationsT<Scalar> x;
-  embedding_forward(weights_->embed_tokens, batch.tokens(), x);
+  embedding_forward(*weights_, batch.tokens(), x);
   if (keep_layers) c.layers.assign(static_cast<size_t>(config.num_hidden_layers), {});
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
     decoder_layer_forward(layer, weights_->layers[layer], config, rope, batch, *backend_, x,
@@ -83,8 +82,8 @@ double LlamaModelT<Scalar>::head_loss(const TokenBatch& batch, const Activations
       x = norm.middleCols(t0, n);
       backend_->forward(ProjectionId::lm_head(), x, logits);
     }
-    cross_entropy_columns<Scalar>(logits, chunk_labels, per_position,
-                                  d_norm ? &dlogits : nullptr, total);
+    cross_entropy_columns<Scalar>(logits, chunk_labels, per_position, d_norm ? &dlogits : nullptr,
+                                  total);
     if (d_norm) {
       backend_->backward(ProjectionId::lm_head(), dlogits, dx);
       d_norm->middleCols(t0, n) = dx;

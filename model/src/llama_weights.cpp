@@ -30,7 +30,9 @@ LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& con
   const int64_t h = config.hidden_size;
   LlamaWeights w;
   w.config = config;
-  w.embed_tokens = read_matrix(store, "model.embed_tokens.weight", config.vocab_size, h);
+  if (options.embeddings) {
+    w.embed_tokens = read_matrix(store, "model.embed_tokens.weight", config.vocab_size, h);
+  }
   const auto projections = llama_projection_shapes(config);
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
     LlamaLayerWeights lw;
@@ -53,7 +55,7 @@ LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& con
     w.layers.push_back(std::move(lw));
   }
   w.norm = read_vector(store, "model.norm.weight", h);
-  if (!config.tie_word_embeddings) {
+  if (!config.tie_word_embeddings && options.embeddings) {
     w.lm_head_weight = read_matrix(store, "lm_head.weight", config.vocab_size, h);
   }
   return w;
@@ -61,7 +63,10 @@ LlamaWeights load_llama_weights(const TensorStore& store, const LlamaConfig& con
 
 LlamaWeights load_llama_weights(const std::filesystem::path& dir, WeightLoadOptions options) {
   const LlamaConfig config = load_llama_config(dir);
-  return load_llama_weights(TensorStore::open(dir), config, options);
+  auto store = std::make_shared<const TensorStore>(TensorStore::open(dir));
+  LlamaWeights w = load_llama_weights(*store, config, options);
+  if (!options.embeddings) w.store = std::move(store);
+  return w;
 }
 
 bool has_decoder_projections(const LlamaWeights& weights) {

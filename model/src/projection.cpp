@@ -109,7 +109,14 @@ const Matrix& layer_weight(const LlamaLayerWeights& l, ProjectionKind kind) {
 
 const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id) {
   check_layer(weights.config, id);
-  if (id.kind == ProjectionKind::kLmHead) return weights.lm_head();
+  if (id.kind == ProjectionKind::kLmHead) {
+    if (weights.lm_head().size() == 0) {
+      throw Error(
+          "the LM head is not in memory: the weights were loaded without their "
+          "embedding tables (quantize it from the files: quantized_projection)");
+    }
+    return weights.lm_head();
+  }
   const Matrix& w = layer_weight(weights.layers.at(static_cast<size_t>(id.layer)), id.kind);
   if (w.size() == 0) {
     throw Error("projection " + projection_name(id) +

@@ -48,4 +48,11 @@ QuantizedWeight quantize_checkpoint_projection(const TensorStore& store, const L
                                     dims.d_in);
 }
 
+QuantizedWeight quantized_projection(const LlamaWeights& weights, ProjectionId id) {
+  const bool in_memory = id.kind == ProjectionKind::kLmHead ? weights.lm_head().size() > 0
+                                                            : has_decoder_projections(weights);
+  if (in_memory || !weights.store) return quantize_weight_rows(projection_weight(weights, id));
+  return quantize_checkpoint_projection(*weights.store, weights.config, id);
+}
+
 }  // namespace model

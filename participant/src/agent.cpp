@@ -161,10 +161,12 @@ struct Agent::Impl {
     std::filesystem::permissions(config.state_dir, std::filesystem::perms::owner_all,
                                  std::filesystem::perm_options::replace);
     state_lock.emplace(base::DirLock::acquire(config.state_dir, "participant"));
-    // Offloaded decoder projections are never read into memory here (the workers hold them):
-    // only the embeddings, the norms and the LM head.
+    // Offloaded, the decoder projections are never read into memory here (the workers hold
+    // them), nor the embedding tables (lookups read the mapped checkpoint; the LM head is
+    // quantized from the files): only the norms.
     model::WeightLoadOptions load;
     load.decoder_projections = config.backend != "remote";
+    load.embeddings = config.backend != "remote";
     weights = std::make_shared<const model::LlamaWeights>(
         model::load_llama_weights(config.model_dir, load));
     const auto tokenizer = model::load_tokenizer(config.model_dir, weights->config.vocab_size);

@@ -212,7 +212,9 @@ void save_cached_delta(const std::filesystem::path& state_dir, const CachedDelta
   for (const coord::TensorEntry& t : u.delta.tensors) {
     tensors.push_back({{"name", t.name}, {"shape", t.shape}, {"offset", t.offset}});
   }
-  const auto finite_or_null = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  const auto finite_or_null = [](double v) {
+    return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
+  };
   const nlohmann::json meta = {{"version", 1},
                                {"release_id", d.release_id},
                                {"round", u.round},
@@ -266,13 +268,16 @@ std::optional<CachedDelta> load_cached_delta(const std::filesystem::path& state_
                                  t.at("offset").get<uint64_t>()});
     }
     const auto count = j.at("values").get<uint64_t>();
-    if (count != u.delta.total() || std::filesystem::file_size(values_file) != count * sizeof(float)) {
+    if (count != u.delta.total() ||
+        std::filesystem::file_size(values_file) != count * sizeof(float)) {
       return std::nullopt;
     }
     d.values.resize(count);
     std::ifstream v(values_file, std::ios::binary);
-    v.read(reinterpret_cast<char*>(d.values.data()), static_cast<std::streamsize>(count * sizeof(float)));
-    if (!v || delta_sha256(d.values) != j.at("values_sha256").get<std::string>()) return std::nullopt;
+    v.read(reinterpret_cast<char*>(d.values.data()),
+           static_cast<std::streamsize>(count * sizeof(float)));
+    if (!v || delta_sha256(d.values) != j.at("values_sha256").get<std::string>())
+      return std::nullopt;
     return d;
   } catch (const std::exception&) {
     return std::nullopt;

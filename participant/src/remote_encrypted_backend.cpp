@@ -3,6 +3,7 @@
 #include "model/error.h"
 #include "model/int8_backend.h"
 #include "model/projection.h"
+#include "model/quantized_checkpoint.h"
 
 namespace participant {
 namespace {
@@ -31,12 +32,11 @@ RemoteEncryptedBackend::RemoteEncryptedBackend(std::shared_ptr<WorkerPool> pool,
                                                std::unique_ptr<fhe::SecretKey> key,
                                                const model::LlamaWeights* local_weights)
     : model::EncryptedBackend(
-          config,
-          std::make_unique<WorkerProducts>(std::move(pool), config, options, local_weights),
+          config, std::make_unique<WorkerProducts>(std::move(pool), config, options, local_weights),
           std::move(key)) {
   if (head_in_process(options, config, local_weights)) {
-    local_head_ = model::quantize_weight_rows(
-        model::projection_weight(*local_weights, model::ProjectionId::lm_head()));
+    // From memory, or from the files when the participant did not load the embeddings.
+    local_head_ = model::quantized_projection(*local_weights, model::ProjectionId::lm_head());
   }
 }
 

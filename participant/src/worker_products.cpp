@@ -332,7 +332,8 @@ fhe::CiphertextMatrix WorkerProducts::multiply_stacked(std::span<const model::Pr
   call.stacked = true;
   out_rows.resize(1);  // one result: the sum
   try {
-    return std::move(remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_, stats_).front());
+    return std::move(
+        remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_, stats_).front());
   } catch (const RemoteProductError& e) {
     // A worker whose device does not stack (or an older one) refuses the shape: the backend
     // then sends the parts one at a time, with the same result.

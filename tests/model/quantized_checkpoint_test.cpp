@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "model/embedding.h"
 #include "model/error.h"
 #include "model/llama_weights.h"
 #include "model/model_hash.h"
@@ -114,6 +115,38 @@ TEST(QuantizedCheckpoint, WeightsWithoutDecoderProjectionsKeepEverythingElse) {
     ADD_FAILURE() << "an unloaded projection was handed out";
   } catch (const model::Error& e) {
     EXPECT_NE(std::string(e.what()).find("layers.1.gate_proj"), std::string::npos) << e.what();
+  }
+}
+
+TEST(QuantizedCheckpoint, WithoutEmbeddingTablesLookupsAndTheLmHeadComeFromTheFiles) {
+  for (const bool tied : {true, false}) {
+    TempDir dir;
+    model::LlamaConfig config = config_for_test();
+    config.tie_word_embeddings = tied;
+    model::RandomModelOptions options;
+    options.seed = 3;
+    options.dtype = model::DType::kBF16;
+    model::write_random_llama(dir.path(), config, options);
+    const model::LlamaWeights full = model::load_llama_weights(dir.path());
+    model::WeightLoadOptions load;
+    load.decoder_projections = false;
+    load.embeddings = false;
+    const model::LlamaWeights lean = model::load_llama_weights(dir.path(), load);
+    EXPECT_EQ(lean.embed_tokens.size(), 0);
+    EXPECT_EQ(lean.lm_head_weight.size(), 0);
+    ASSERT_NE(lean.store, nullptr);
+    const std::vector<int32_t> tokens = {0, 7, 299, 7, 42};
+    model::Activations from_file, from_memory;
+    model::embedding_forward(lean, tokens, from_file);
+    model::embedding_forward(full, tokens, from_memory);
+    EXPECT_EQ(from_file, from_memory) << "tied " << tied;
+    for (const model::ProjectionId id :
+         {model::ProjectionId::lm_head(), model::ProjectionId{model::ProjectionKind::kUp, 1}}) {
+      EXPECT_TRUE(
+          same(model::quantized_projection(lean, id), model::quantized_projection(full, id)))
+          << model::projection_name(id) << " tied " << tied;
+    }
+    EXPECT_THROW(model::projection_weight(lean, model::ProjectionId::lm_head()), model::Error);
   }
 }
 

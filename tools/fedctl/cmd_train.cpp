@@ -200,9 +200,11 @@ int cmd_train(int argc, char** argv) {
         const model::BackendKind kind = model::parse_backend_kind(backend_flag);
 
         const bool remote_pool = !pool_flags.workers.empty() || !pool_flags.workers_file.empty();
-        // Through workers the decoder projections stay on them: never read into memory here.
+        // Through workers the decoder projections stay on them and the embedding tables in the
+        // mapped files: never read into memory here.
         model::WeightLoadOptions load;
         load.decoder_projections = !remote_pool;
+        load.embeddings = !remote_pool;
         auto weights =
             std::make_shared<const model::LlamaWeights>(model::load_llama_weights(model_dir, load));
         const model::LlamaConfig& config = weights->config;

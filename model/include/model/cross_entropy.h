@@ -42,11 +42,11 @@ void cross_entropy_backward(const std::type_identity_t<RowMatrixT<Scalar>>& logi
                             const TokenBatch& batch, const CrossEntropyCache& cache, double dloss,
                             std::type_identity_t<RowMatrixT<Scalar>>& dlogits);
 
-// --- By columns, for a chunked LM head ------------------------------------------------------------
-// The same loss and gradient computed a few positions at a time, so that a large vocabulary never
-// needs the logits of a whole batch in memory (LlamaModel::lora_step and loss do this). Summed
-// in position order, the chunks give cross_entropy_forward's value and cross_entropy_backward's
-// dlogits exactly, for the same logits.
+// --- By columns, for a chunked LM head
+// ------------------------------------------------------------ The same loss and gradient computed
+// a few positions at a time, so that a large vocabulary never needs the logits of a whole batch in
+// memory (LlamaModel::lora_step and loss do this). Summed in position order, the chunks give
+// cross_entropy_forward's value and cross_entropy_backward's dlogits exactly, for the same logits.
 
 // label[t] = the token after position t in its sequence, or -1 when position t predicts nothing
 // (the last position of a sequence). Throws model::Error for a label outside [0, vocab).
@@ -59,7 +59,6 @@ std::vector<int32_t> next_token_labels(const TokenBatch& batch, int64_t vocab);
 // per predicted column, 0 elsewhere.
 template <typename Scalar = float>
 void cross_entropy_columns(const ActivationsT<Scalar>& logits, std::span<const int32_t> labels,
-                           double dloss_per_position, ActivationsT<Scalar>* dlogits,
-                           double& total);
+                           double dloss_per_position, ActivationsT<Scalar>* dlogits, double& total);
 
 }  // namespace model

@@ -19,4 +19,11 @@ template <typename Scalar>
 void embedding_forward(const Matrix& table, std::span<const int32_t> tokens,
                        ActivationsT<Scalar>& x);
 
+// The same from the model's weights: from embed_tokens, or, when it was not loaded
+// (WeightLoadOptions::embeddings = false), row by row from the mapped checkpoint, converted to
+// float32 exactly as loading would (the same values bit for bit).
+template <typename Scalar>
+void embedding_forward(const LlamaWeights& weights, std::span<const int32_t> tokens,
+                       ActivationsT<Scalar>& x);
+
 }  // namespace model

@@ -7,6 +7,7 @@
 
 #include <Eigen/Core>
 #include <filesystem>
+#include <memory>
 #include <vector>
 
 #include "model/llama_config.h"
@@ -35,6 +36,9 @@ struct LlamaWeights {
   std::vector<LlamaLayerWeights> layers;
   Vector norm;            // [H]
   Matrix lm_head_weight;  // [V, H]; empty when config.tie_word_embeddings
+  // The open checkpoint, kept when the embedding tables were not loaded
+  // (WeightLoadOptions::embeddings = false): lookups and the LM head's quantization read it.
+  std::shared_ptr<const TensorStore> store;
 
   // The output projection: lm_head_weight, or embed_tokens when the embeddings are tied.
   const Matrix& lm_head() const {
@@ -47,8 +51,13 @@ struct LlamaWeights {
 // model: 3.9 GB of float32 in Llama-3.2-1B): with decoder_projections = false their matrices
 // stay empty (0 x 0), projection_weight() refuses them, and the model hash comes from the files
 // (quantized_model_hash(store, config)).
+// With embeddings = false neither embed_tokens nor lm_head_weight is read (for Llama-3.2-1B a
+// 1 GB float32 table, for Llama-3.1-8B two of 2 GB): embedding lookups read their rows from the
+// mapped checkpoint (embedding_forward(weights, ...)) and the LM head is quantized straight
+// from the files (quantized_projection in quantized_checkpoint.h).
 struct WeightLoadOptions {
   bool decoder_projections = true;
+  bool embeddings = true;
 };
 
 // Loads the weights after check_llama_checkpoint (see llama_layout.h) has passed. Every tensor

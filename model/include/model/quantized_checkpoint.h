@@ -12,6 +12,7 @@
 #include <string>
 
 #include "model/llama_config.h"
+#include "model/llama_weights.h"
 #include "model/projection.h"
 #include "model/quantize.h"
 #include "model/tensor_store.h"
@@ -35,5 +36,10 @@ QuantizedWeight quantize_checkpoint_tensor(const TensorStore& store, const std::
 // `id`'s weight quantized per output channel (the shape from `config`).
 QuantizedWeight quantize_checkpoint_projection(const TensorStore& store, const LlamaConfig& config,
                                                ProjectionId id);
+
+// `id`'s weight quantized per output channel from wherever `weights` holds it: the float32
+// matrix in memory, or the files of weights.store when it was not loaded (WeightLoadOptions).
+// Throws model::Error when it is in neither.
+QuantizedWeight quantized_projection(const LlamaWeights& weights, ProjectionId id);
 
 }  // namespace model
