@@ -50,6 +50,21 @@ bool cpu_has_int8_dot_product() {
          isa == dnnl::cpu_isa::avx512_core_amx || isa == dnnl::cpu_isa::avx2_vnni;
 }
 
+namespace {
+
+// Reusable a_hat buffers: one per multiply() call in flight anywhere in the process.
+struct ScratchBuffers {
+  std::mutex mutex;
+  std::vector<std::unique_ptr<std::vector<uint64_t>>> free;
+};
+
+ScratchBuffers& scratch_buffers() {
+  static ScratchBuffers* buffers = new ScratchBuffers;  // never destroyed: used until exit
+  return *buffers;
+}
+
+}  // namespace
+
 struct PlaneGemm::Impl {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::matmul::primitive_desc pd;
@@ -57,26 +72,28 @@ struct PlaneGemm::Impl {
   memory packed_w;
   detail::PlaneKernels kernels;
   std::string impl_name;
-  // Reusable buffers for the expanded a_hat block, one per concurrent multiply() call.
-  std::mutex pool_mutex;
-  std::vector<std::unique_ptr<std::vector<uint64_t>>> pool;
-
-  std::unique_ptr<std::vector<uint64_t>> take(size_t size) {
+  // The expanded a_hat block of one multiply() call comes from scratch_buffers(), shared by
+  // every PlaneGemm of the process: a worker holds hundreds of products (7 per layer and
+  // direction), and a buffer kept per product (in_dim x n words, 32-128 MiB at Llama-3.2-1B
+  // widths) would hold gigabytes that only the concurrent calls need.
+  static std::unique_ptr<std::vector<uint64_t>> take(size_t size) {
+    ScratchBuffers& s = scratch_buffers();
     std::unique_ptr<std::vector<uint64_t>> b;
     {
-      std::lock_guard<std::mutex> lock(pool_mutex);
-      if (!pool.empty()) {
-        b = std::move(pool.back());
-        pool.pop_back();
+      std::lock_guard<std::mutex> lock(s.mutex);
+      if (!s.free.empty()) {
+        b = std::move(s.free.back());
+        s.free.pop_back();
       }
     }
     if (!b) b = std::make_unique<std::vector<uint64_t>>();
     b->resize(size);
     return b;
   }
-  void give(std::unique_ptr<std::vector<uint64_t>> b) {
-    std::lock_guard<std::mutex> lock(pool_mutex);
-    pool.push_back(std::move(b));
+  static void give(std::unique_ptr<std::vector<uint64_t>> b) {
+    ScratchBuffers& s = scratch_buffers();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.free.push_back(std::move(b));
   }
 };
 

@@ -1,5 +1,7 @@
 #include "fhe/serialize.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -33,10 +35,15 @@ T get(const uint8_t* p) {
 
 }  // namespace
 
-void pack_coefficients(const uint64_t* v, size_t count, uint32_t bits, uint8_t* out) {
+namespace {
+
+// Serial packing of values [begin, end) into the little-endian bit stream at `out`; `begin` is a
+// multiple of 8, so the range starts on a byte boundary (8 values of `bits` bits fill `bits`
+// bytes exactly). Flushes a partial last byte only when `end` is the stream's end.
+void pack_range(const uint64_t* v, size_t begin, size_t end, uint32_t bits, uint8_t* out) {
   if (bits % 8 == 0) {
     const uint32_t bytes = bits / 8;
-    for (size_t i = 0; i < count; ++i) {
+    for (size_t i = begin; i < end; ++i) {
       uint64_t x = v[i];
       for (uint32_t b = 0; b < bytes; ++b) {
         out[i * bytes + b] = static_cast<uint8_t>(x);
@@ -45,12 +52,12 @@ void pack_coefficients(const uint64_t* v, size_t count, uint32_t bits, uint8_t* 
     }
     return;
   }
-  // Little-endian bit stream: value i occupies bits [i * bits, (i + 1) * bits). After each flush
-  // fewer than 8 bits wait in acc, so bits <= 56 always fit.
+  // Value i occupies bits [i * bits, (i + 1) * bits). After each flush fewer than 8 bits wait in
+  // acc, so bits <= 56 always fit.
   uint64_t acc = 0;
   uint32_t filled = 0;
-  size_t o = 0;
-  for (size_t i = 0; i < count; ++i) {
+  size_t o = begin / 8 * bits;
+  for (size_t i = begin; i < end; ++i) {
     acc |= v[i] << filled;
     filled += bits;
     while (filled >= 8) {
@@ -62,10 +69,10 @@ void pack_coefficients(const uint64_t* v, size_t count, uint32_t bits, uint8_t* 
   if (filled > 0) out[o] = static_cast<uint8_t>(acc);
 }
 
-void unpack_coefficients(const uint8_t* in, size_t count, uint32_t bits, uint64_t* v) {
+void unpack_range(const uint8_t* in, size_t begin, size_t end, uint32_t bits, uint64_t* v) {
   if (bits % 8 == 0) {
     const uint32_t bytes = bits / 8;
-    for (size_t i = 0; i < count; ++i) {
+    for (size_t i = begin; i < end; ++i) {
       uint64_t x = 0;
       for (uint32_t b = bytes; b-- > 0;) x = (x << 8) | in[i * bytes + b];
       v[i] = x;
@@ -73,15 +80,44 @@ void unpack_coefficients(const uint8_t* in, size_t count, uint32_t bits, uint64_
     return;
   }
   const uint64_t mask = (uint64_t{1} << bits) - 1;
-  for (size_t i = 0; i < count; ++i) {
+  for (size_t i = begin; i < end; ++i) {
     const size_t bit = i * bits, byte = bit / 8;
     const uint32_t shift = bit % 8;
-    // bits + shift <= 36 + 7 < 64: at most 6 bytes are needed.
+    // bits + shift <= 56 + 7 < 64: at most 8 bytes are needed.
     uint64_t x = 0;
     const size_t need = (shift + bits + 7) / 8;
     for (size_t b = need; b-- > 0;) x = (x << 8) | in[byte + b];
     v[i] = (x >> shift) & mask;
   }
+}
+
+// Below this many values one thread packs or unpacks: a small plane is not worth the fork.
+constexpr size_t kParallelValues = size_t{1} << 16;
+
+// Runs f(begin, end) over [0, count) in ranges whose starts are multiples of 8, on every
+// OpenMP thread for a large count: each range is byte-aligned in the stream, so the ranges write
+// disjoint bytes and the result is the serial one byte for byte.
+template <typename F>
+void for_aligned_ranges(size_t count, F&& f) {
+  const int threads = count < kParallelValues ? 1 : omp_get_max_threads();
+  if (threads <= 1) return f(size_t{0}, count);
+  const size_t per = (count / static_cast<size_t>(threads) + 7) / 8 * 8;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int t = 0; t < threads; ++t) {
+    const size_t begin = std::min(count, static_cast<size_t>(t) * per);
+    const size_t end = std::min(count, begin + per);
+    if (begin < end) f(begin, end);
+  }
+}
+
+}  // namespace
+
+void pack_coefficients(const uint64_t* v, size_t count, uint32_t bits, uint8_t* out) {
+  for_aligned_ranges(count, [&](size_t b, size_t e) { pack_range(v, b, e, bits, out); });
+}
+
+void unpack_coefficients(const uint8_t* in, size_t count, uint32_t bits, uint64_t* v) {
+  for_aligned_ranges(count, [&](size_t b, size_t e) { unpack_range(in, b, e, bits, v); });
 }
 
 std::vector<uint8_t> serialize(const Context& ctx, const CiphertextMatrix& ct) {

@@ -34,6 +34,35 @@ TEST(PackCoefficients, RoundTripsEveryWidth) {
   }
 }
 
+// Planes big enough to be packed by several threads (ranges aligned to 8 values): the stream
+// equals a bit-by-bit reference, and unpacks to the values.
+TEST(PackCoefficients, LargePlanesPackBitForBitLikeTheReference) {
+  for (const uint32_t bits : {7u, 33u, 35u, 36u, 48u, 56u}) {
+    std::vector<uint64_t> v(200003);
+    uint64_t s = 0x243F6A8885A308D3ull ^ bits;
+    for (auto& x : v) {
+      s ^= s << 13;
+      s ^= s >> 7;
+      s ^= s << 17;
+      x = s & ((uint64_t{1} << bits) - 1);
+    }
+    std::vector<uint8_t> want((v.size() * bits + 7) / 8, 0);
+    for (size_t i = 0; i < v.size(); ++i) {
+      for (uint32_t b = 0; b < bits; ++b) {
+        const size_t bit = i * bits + b;
+        if ((v[i] >> b) & 1)
+          want[bit / 8] = static_cast<uint8_t>(want[bit / 8] | (1u << (bit % 8)));
+      }
+    }
+    std::vector<uint8_t> packed(want.size(), 0xCD);
+    fhe::pack_coefficients(v.data(), v.size(), bits, packed.data());
+    EXPECT_TRUE(packed == want) << "bits=" << bits;
+    std::vector<uint64_t> back(v.size());
+    fhe::unpack_coefficients(packed.data(), v.size(), bits, back.data());
+    EXPECT_TRUE(back == v) << "bits=" << bits;
+  }
+}
+
 TEST(ModSwitch, ChoosesFewBitsForRealisticWeightsAndRefusesHopelessOnes) {
   const auto& p = fhe::Params::P48();
   const auto worst = fhe::worst_case_bounds(2048);
