@@ -67,6 +67,7 @@
 #include "model/random_model.h"
 #include "participant/remote_encrypted_backend.h"
 #include "protocol/keys.h"
+#include "worker_process.h"
 
 namespace {
 
@@ -204,71 +205,18 @@ bool reset_peak_rss() {
 
 // ---- workers ------------------------------------------------------------------------------------
 
-class Worker {
+// One CURVE fhe_worker named `name` serving the benchmark model (its key pair and the allowed
+// client keys are in `dir`).
+class Worker : public bench::WorkerProcess {
  public:
-  Worker(const Options& o, const fs::path& dir, const std::string& name) {
-    const std::string port_file = (dir / (name + ".port")).string(),
-                      log = (dir / (name + ".log")).string();
-    const std::vector<std::string> args = {o.worker,
-                                           "--model",
-                                           (dir / "model").string(),
-                                           "--model-id",
-                                           "bench",
-                                           "--bind",
-                                           "tcp://127.0.0.1:0",
-                                           "--port-file",
-                                           port_file,
-                                           "--secret-key",
-                                           (dir / (name + ".key")).string(),
-                                           "--allow",
-                                           (dir / "allow").string(),
-                                           "--threads",
-                                           std::to_string(o.worker_threads),
-                                           "--id",
-                                           name,
-                                           "--log-level",
-                                           "warn"};
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    for (int i = 0; i < 30000; ++i) {  // up to 10 minutes: loading quantizes the model
-      std::ifstream in(port_file);
-      const std::string text((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
-      if (!text.empty() && text.back() == '\n') {
-        endpoint_ = text.substr(0, text.size() - 1);
-        return;
-      }
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    throw std::runtime_error("fhe_worker did not start (see " + log + ")");
-  }
-  ~Worker() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  Worker(const Worker&) = delete;
-  Worker& operator=(const Worker&) = delete;
-  const std::string& endpoint() const { return endpoint_; }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string endpoint_;
+  Worker(const Options& o, const fs::path& dir, const std::string& name)
+      : bench::WorkerProcess(
+            {o.worker, "--model", (dir / "model").string(), "--model-id", "bench", "--bind",
+             "tcp://127.0.0.1:0", "--port-file", (dir / (name + ".port")).string(),
+             "--secret-key", (dir / (name + ".key")).string(), "--allow", (dir / "allow").string(),
+             "--threads", std::to_string(o.worker_threads), "--id", name, "--log-level", "warn"},
+            (dir / (name + ".port")).string(), (dir / (name + ".log")).string(),
+            std::chrono::seconds(600)) {}
 };
 
 protocol::KeyPair write_keys(const fs::path& prefix) {

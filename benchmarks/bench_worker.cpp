@@ -47,6 +47,7 @@
 #include "model/encrypted_backend.h"
 #include "model/random_model.h"
 #include "participant/remote_encrypted_backend.h"
+#include "worker_process.h"
 
 namespace {
 
@@ -114,58 +115,16 @@ Options parse(int argc, char** argv) {
 }
 
 // The fhe_worker child process; SIGKILLed at exit.
-class Worker {
+// The fhe_worker serving the benchmark model (insecure, loopback, every core).
+class Worker : public bench::WorkerProcess {
  public:
-  Worker(const Options& o, const std::filesystem::path& dir) {
-    const std::string port_file = (dir / "port").string(), model = (dir / "model").string(),
-                      log = (dir / "worker.log").string();
-    const std::vector<std::string> args = {o.worker,
-                                           "--model",
-                                           model,
-                                           "--model-id",
-                                           o.model_id,
-                                           "--bind",
-                                           "tcp://127.0.0.1:0",
-                                           "--port-file",
-                                           port_file,
-                                           "--insecure",
-                                           "--threads",
-                                           "0",
-                                           "--log-level",
-                                           "warn"};
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    for (int i = 0; i < 6000; ++i) {  // up to 2 minutes: loading quantizes the model
-      std::ifstream in(port_file);
-      const std::string text((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
-      if (!text.empty() && text.back() == '\n') {
-        endpoint_ = text.substr(0, text.size() - 1);
-        return;
-      }
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    fail("fhe_worker did not start (see " + log + ")");
-  }
-  ~Worker() {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  const std::string& endpoint() const { return endpoint_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string endpoint_;
+  Worker(const Options& o, const std::filesystem::path& dir)
+      : bench::WorkerProcess({o.worker, "--model", (dir / "model").string(), "--model-id",
+                              o.model_id, "--bind", "tcp://127.0.0.1:0", "--port-file",
+                              (dir / "port").string(), "--insecure", "--threads", "0",
+                              "--log-level", "warn"},
+                             (dir / "port").string(), (dir / "worker.log").string(),
+                             std::chrono::seconds(120)) {}
 };
 
 }  // namespace
