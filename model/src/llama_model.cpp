@@ -42,7 +42,8 @@ int64_t LlamaModelT<Scalar>::head_chunk(int64_t tokens) const {
 
 template <typename Scalar>
 void LlamaModelT<Scalar>::hidden(const TokenBatch& batch, LlamaForwardCacheT<Scalar>& c,
-                                 bool keep_layers, const LoraParamsT<Scalar>* lora) {
+                                 bool keep_layers, const LoraParamsT<Scalar>* lora,
+                                 bool inputs_only) {
   const LlamaConfig& config = weights_->config;
   validate_token_batch(batch, config);
   if (lora) lora->check_fits(config);
@@ -51,9 +52,12 @@ void LlamaModelT<Scalar>::hidden(const TokenBatch& batch, LlamaForwardCacheT<Sca
   ActivationsT<Scalar> x;
   embedding_forward(*weights_, batch.tokens(), x);
   if (keep_layers) c.layers.assign(static_cast<size_t>(config.num_hidden_layers), {});
+  inputs_only = inputs_only && keep_layers;
+  c.inputs_only = inputs_only;
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    if (inputs_only) c.layers[layer].input = x;
     decoder_layer_forward(layer, weights_->layers[layer], config, rope, batch, *backend_, x,
-                          keep_layers ? &c.layers[layer] : nullptr, lora);
+                          keep_layers && !inputs_only ? &c.layers[layer] : nullptr, lora);
   }
   if (keep_layers) c.final_input = x;
   rms_norm_forward(x, weights_->norm.cast<Scalar>(), static_cast<Scalar>(config.rms_norm_eps),
@@ -138,9 +142,22 @@ LoraGradientsT<Scalar> LlamaModelT<Scalar>::backward_from_norm(
   ActivationsT<Scalar> dx;
   rms_norm_backward(cache.final_input, weights_->norm.cast<Scalar>(), cache.final_norm_stats,
                     d_norm, dx);
+  DecoderLayerCacheT<Scalar> recomputed;  // one layer's activations at a time (inputs_only)
   for (int64_t layer = config.num_hidden_layers - 1; layer >= 0; --layer) {
-    decoder_layer_backward(layer, weights_->layers[layer], config, rope, batch, *backend_,
-                           cache.layers[layer], dx, &lora, &grads);
+    const LlamaLayerWeights& w = weights_->layers[layer];
+    if (!cache.inputs_only) {
+      decoder_layer_backward(layer, w, config, rope, batch, *backend_, cache.layers[layer], dx,
+                             &lora, &grads);
+      continue;
+    }
+    const ActivationsT<Scalar>& input = cache.layers[layer].input;
+    if (input.cols() != batch.total_tokens() || input.rows() != config.hidden_size) {
+      throw Error("LlamaModel backward: the cache holds no input of layer " +
+                  std::to_string(layer) + " for this batch");
+    }
+    ActivationsT<Scalar> x = input;
+    decoder_layer_forward(layer, w, config, rope, batch, *backend_, x, &recomputed, &lora);
+    decoder_layer_backward(layer, w, config, rope, batch, *backend_, recomputed, dx, &lora, &grads);
   }
   // dx is now dL/d(embeddings): the embeddings are frozen, so the pass ends here.
   return grads;
@@ -152,7 +169,7 @@ LoraStepT<Scalar> LlamaModelT<Scalar>::lora_step(
     bool per_example) {
   lora.check_fits(weights_->config);
   LlamaForwardCacheT<Scalar> cache;
-  hidden(batch, cache, /*keep_layers=*/true, &lora);
+  hidden(batch, cache, /*keep_layers=*/true, &lora, /*inputs_only=*/recompute_);
   LoraStepT<Scalar> step;
   ActivationsT<Scalar> d_norm;
   step.loss = head_loss(batch, cache.final_norm, &d_norm);

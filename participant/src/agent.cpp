@@ -254,6 +254,7 @@ struct Agent::Impl {
       backend = model::make_linear_backend(model::BackendKind::kFloat, weights);
     }
     llama = std::make_unique<model::LlamaModel>(weights, std::move(backend));
+    llama->set_recompute_activations(config.recompute_activations);
     llama_workers = workers;
     return *llama;
   }

@@ -57,6 +57,9 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "remote (encrypted on the workers), encrypted (in process) or float (plaintext, "
       "debugging only)")("switch-modulus", po::bool_switch(&c.switch_modulus),
                          "ask workers for modulus-switched (smaller) replies")(
+      "recompute-activations", po::bool_switch(&c.recompute_activations),
+      "keep one decoder layer's activations at a time: each layer's forward runs again in the "
+      "backward pass (the same gradients; one more forward pass per step)")(
       "report-losses", po::bool_switch(&c.report_losses),
       "send this site's train and held-out loss (not DP-noised) to the coordinator with every "
       "delta; by default they stay in STATE/curves.jsonl")(

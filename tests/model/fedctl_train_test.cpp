@@ -125,6 +125,21 @@ TEST_F(FedctlTrain, EncryptedTrainsTheInt8AdapterBitForBit) {
   EXPECT_LT(log_int8.back()["train_loss"].get<double>(), log_int8.front()["train_loss"]);
 }
 
+TEST_F(FedctlTrain, RecomputedActivationsTrainTheSameAdapter) {
+  // The encrypted backend with activations recomputed in the backward pass: the adapter of the
+  // int8 backend that keeps every activation, byte for byte.
+  const std::string args = "--steps 4 --targets q,k,v,o,gate,up,down --lora-rank 4";
+  const Result keep = train(args + " --backend int8 --out " + path("a_keep"));
+  ASSERT_EQ(keep.status, 0) << keep.err;
+  const Result again =
+      train(args + " --backend encrypted --recompute-activations --out " + path("a_recompute"));
+  ASSERT_EQ(again.status, 0) << again.err;
+  const std::string weights = model::kPeftWeightsFile;
+  const std::string want = model_test::read_file(path("a_keep/" + weights));
+  ASSERT_GT(want.size(), 1000u);
+  EXPECT_EQ(model_test::read_file(path("a_recompute/" + weights)), want);
+}
+
 TEST_F(FedctlTrain, WritesPeftFilesTheLogAndAReproducibleAdapter) {
   const Result r = train("--steps 10 --eval " + path("data/site0.heldout.jsonl") +
                          " --eval-every 5 --lora-rank 4 --lora-alpha 8 --targets q,v,down"

@@ -104,7 +104,7 @@ int cmd_train(int argc, char** argv) {
           eval_batch = 0;
   double alpha = 0, lr = 0, weight_decay = 0;
   uint64_t seed = 0;
-  bool freeze_a = false;
+  bool freeze_a = false, recompute = false;
   DpFlags dp_flags;
   po::options_description options("train options");
   options.add_options()("model", po::value(&model_dir)->required(),
@@ -136,6 +136,9 @@ int cmd_train(int argc, char** argv) {
       "eval-every", po::value(&eval_every)->default_value(0),
       "evaluate the held-out set every K steps (0: only before the first and after the last)")(
       "eval-batch", po::value(&eval_batch)->default_value(8), "examples per evaluation batch")(
+      "recompute-activations", po::bool_switch(&recompute),
+      "keep one decoder layer's activations at a time: each layer's forward runs again in the "
+      "backward pass (the same adapter bit for bit; one more forward pass per step)")(
       "out", po::value(&out), "write the adapter here in PEFT layout")(
       "log-json", po::value(&log_json),
       "write one JSON object per step: step, train_loss, lr, tokens_per_s, and heldout_loss and "
@@ -250,6 +253,7 @@ int cmd_train(int argc, char** argv) {
           backend = model::make_linear_backend(kind, weights);
         }
         model::LlamaModel llama(weights, std::move(backend));
+        llama.set_recompute_activations(recompute);
         model::LoraTrainer trainer(llama, train, o);
         if (dp) dp->attach(trainer);
         Progress progress(steps);

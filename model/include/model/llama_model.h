@@ -40,6 +40,10 @@ struct LlamaForwardCacheT {
   ActivationsT<Scalar> final_input;  // output of the last layer (H x T)
   RmsNormCacheT<Scalar> final_norm_stats;
   ActivationsT<Scalar> final_norm;  // input of the LM head (H x T)
+  // Set by a forward pass that recomputes activations (set_recompute_activations): each entry
+  // of `layers` then holds only its `input`, and the backward pass runs the layer's forward
+  // again from it before going back through it.
+  bool inputs_only = false;
 };
 using LlamaForwardCache = LlamaForwardCacheT<float>;
 
@@ -103,11 +107,24 @@ class LlamaModelT {
   // Positions per LM-head chunk for a batch of `tokens`.
   int64_t head_chunk(int64_t tokens) const;
 
+  // Activation recomputation (gradient checkpointing by layer), off by default. When on,
+  // lora_step keeps only each decoder layer's input (H x T) from the forward pass and runs a
+  // layer's forward again just before its backward, so the activations of one layer are alive
+  // at a time instead of every layer's. Memory: the forward cache shrinks from about
+  // (10 H + 2 kv + 3 I) x T values + the attention probabilities per layer to H x T per layer.
+  // Cost: one more forward pass of every decoder layer per step (every frozen projection's
+  // forward product is computed twice: on workers, three products per projection instead of
+  // two). The gradients are the same bit for bit: the recomputed forward reads the same input
+  // and, with exact products (int8, encrypted), gives the same integers; with float products it
+  // repeats the same GEMMs of the same shapes.
+  void set_recompute_activations(bool on) { recompute_ = on; }
+  bool recompute_activations() const { return recompute_; }
+
  private:
   // Embeddings, every layer and the final norm: c.final_norm (and with keep_layers, everything
-  // the backward pass needs).
+  // the backward pass needs: every activation, or with inputs_only each layer's input only).
   void hidden(const TokenBatch& batch, LlamaForwardCacheT<Scalar>& c, bool keep_layers,
-              const LoraParamsT<Scalar>* lora);
+              const LoraParamsT<Scalar>* lora, bool inputs_only = false);
   // The mean cross-entropy of the LM head over `norm` (H x T), chunk by chunk; with d_norm,
   // also dL/d(final norm).
   double head_loss(const TokenBatch& batch, const ActivationsT<Scalar>& norm,
@@ -120,6 +137,7 @@ class LlamaModelT {
   std::shared_ptr<const LlamaWeights> weights_;
   std::unique_ptr<LinearBackendT<Scalar>> backend_;
   int64_t logits_budget_ = int64_t{256} << 20;
+  bool recompute_ = false;
 };
 
 using LlamaModel = LlamaModelT<float>;

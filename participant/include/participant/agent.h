@@ -79,6 +79,10 @@ struct AgentConfig {
   // "encrypted" (in process), "float" (plaintext, for debugging only).
   std::string backend = "remote";
   bool switch_modulus = false;
+  // Recompute each decoder layer's activations in the backward pass (LlamaModel::
+  // set_recompute_activations): one layer's activations in memory instead of all, for one more
+  // forward pass per step.
+  bool recompute_activations = false;
 
   // Send train and held-out losses to the coordinator with every delta. Off by default: they
   // are not DP-noised, and the site keeps them in STATE/curves.jsonl either way.
