@@ -11,6 +11,7 @@
 #include "fhe/modarith.h"
 #include "fhe/modswitch.h"
 #include "fhe/prng.h"
+#include "fhe/serialize.h"
 #include "simd_ops.h"
 
 namespace fhe {
@@ -37,6 +38,85 @@ void times_secret(const SecretKey& key, const uint64_t* a, uint64_t* out) {
   ctx.ntt().inverse(out);
 }
 
+// The modulus every coefficient of ct's planes lies below.
+uint64_t plane_modulus(const Context& ctx, const CiphertextMatrix& ct) {
+  return ct.kind == CtKind::kSwitched ? uint64_t{1} << ct.log2_modulus : ctx.q();
+}
+
+// Reads row r (block-major: block r / rows, row r % rows) of a product's c0 and c1: pointers
+// into its planes, or, for packed planes, unpacked into this reader's buffers and checked
+// against the modulus.
+class RowReader {
+ public:
+  RowReader(const Context& ctx, const CiphertextMatrix& ct)
+      : ct_(ct), n_(ctx.n()), modulus_(plane_modulus(ctx, ct)) {
+    if (ct.is_packed()) {
+      c0_.resize(n_);
+      c1_.resize(n_);
+    }
+  }
+  // False when a packed coefficient is not below the modulus.
+  bool read(size_t r, const uint64_t*& c0, const uint64_t*& c1) {
+    if (!ct_.is_packed()) {
+      c0 = ct_.c0.data() + r * n_;
+      c1 = ct_.c1.data() + r * n_;
+      return true;
+    }
+    const size_t rows = ct_.rows, b = r / rows, i = r % rows;
+    while (i < segment().row_begin) --seg_;  // rows are read in increasing order per thread,
+    while (i >= segment().row_begin + segment().rows) ++seg_;  // mostly within one segment
+    const PackedRows& s = segment();
+    const size_t row_bytes = n_ * ct_.packed_bits / 8;  // n * bits is a multiple of 8
+    const size_t offset = (b * s.rows + (i - s.row_begin)) * row_bytes;
+    unpack_coefficients_here(s.c0 + offset, n_, ct_.packed_bits, c0_.data());
+    unpack_coefficients_here(s.c1 + offset, n_, ct_.packed_bits, c1_.data());
+    uint64_t bad = 0;
+    for (size_t t = 0; t < n_; ++t) bad |= (c0_[t] >= modulus_) | (c1_[t] >= modulus_);
+    c0 = c0_.data();
+    c1 = c1_.data();
+    return bad == 0;
+  }
+
+ private:
+  const PackedRows& segment() const { return ct_.packed[seg_]; }
+
+  const CiphertextMatrix& ct_;
+  size_t n_;
+  uint64_t modulus_;
+  size_t seg_ = 0;
+  std::vector<uint64_t> c0_, c1_;
+};
+
+// The layout of packed planes: segments in order covering every row, each of the exact length.
+void validate_packed(const Context& ctx, const CiphertextMatrix& ct, bool check_range) {
+  if (ct.kind == CtKind::kFresh) throw Error("a fresh ciphertext cannot have packed planes");
+  if (!ct.c0.empty() || !ct.c1.empty()) throw Error("a packed ciphertext has unpacked planes too");
+  const uint32_t bits = ct.kind == CtKind::kSwitched ? ct.log2_modulus : ctx.params().log2_q;
+  if (ct.packed_bits != bits) {
+    throw Error("packed planes of " + std::to_string(ct.packed_bits) + " bits, expected " +
+                std::to_string(bits));
+  }
+  const size_t n = ctx.n();
+  uint64_t next = 0;
+  for (const PackedRows& s : ct.packed) {
+    const uint64_t bytes = ct.blocks(n) * s.rows * n * bits / 8;
+    if (s.row_begin != next || s.rows == 0 || s.c0 == nullptr || s.c1 == nullptr ||
+        s.c0_bytes != bytes || s.c1_bytes != bytes) {
+      throw Error("packed planes do not cover the ciphertext's rows in order");
+    }
+    next += s.rows;
+  }
+  if (next != ct.rows) throw Error("packed planes do not cover the ciphertext's rows in order");
+  if (!check_range) return;
+  RowReader reader(ctx, ct);
+  const uint64_t* c0 = nullptr;
+  const uint64_t* c1 = nullptr;
+  for (size_t r = 0; r < ct.blocks(n) * ct.rows; ++r) {
+    if (!reader.read(r, c0, c1))
+      throw Error("ciphertext coefficient out of range (>= its modulus)");
+  }
+}
+
 }  // namespace
 
 void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range) {
@@ -59,6 +139,10 @@ void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range) 
   }
   const size_t n = ctx.n();
   const uint64_t want = ct.blocks(n) * ct.rows * n;
+  if (ct.is_packed()) {
+    validate_packed(ctx, ct, check_range);
+    return;
+  }
   if (ct.c0.size() != want) throw Error("ciphertext c0 has the wrong size for its shape");
   if (ct.kind != CtKind::kFresh ? ct.c1.size() != want : !ct.c1.empty()) {
     throw Error("ciphertext c1 has the wrong size for its shape");
@@ -175,21 +259,29 @@ void Decryptor::decrypt_into(const CiphertextMatrix& ct, int64_t* y) const {
     decrypt_switched(ct, y);
     return;
   }
+  bool out_of_range = false;
 #pragma omp parallel
   {
     std::vector<uint64_t> tmp(n);
     std::unique_ptr<SeedExpander> expander;
     if (ct.kind == CtKind::kFresh) expander = std::make_unique<SeedExpander>(ct.seed, n, q);
+    RowReader reader(ctx, ct);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < total; ++r) {
       const size_t b = static_cast<size_t>(r) / rows, i = static_cast<size_t>(r) % rows;
+      const uint64_t* c0 = ct.c0.data() + static_cast<size_t>(r) * n;
       if (expander) {
         expander->expand_row(static_cast<uint64_t>(r), tmp.data());
         times_secret(key_, tmp.data(), tmp.data());
       } else {
-        times_secret(key_, ct.c1.data() + static_cast<size_t>(r) * n, tmp.data());
+        const uint64_t* c1 = nullptr;
+        if (!reader.read(static_cast<size_t>(r), c0, c1)) {
+#pragma omp atomic write
+          out_of_range = true;
+          continue;
+        }
+        times_secret(key_, c1, tmp.data());
       }
-      const uint64_t* c0 = ct.c0.data() + static_cast<size_t>(r) * n;
       int64_t* out = y + i * cols + b * n;
       const size_t valid = std::min(n, cols - b * n);
       if (simd) {
@@ -203,6 +295,7 @@ void Decryptor::decrypt_into(const CiphertextMatrix& ct, int64_t* y) const {
     }
     secure_wipe(tmp.data(), n * sizeof(uint64_t));
   }
+  if (out_of_range) throw Error("ciphertext coefficient out of range (>= its modulus)");
 }
 
 void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y) const {
@@ -220,20 +313,27 @@ void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y) const {
   // product is within 2^-25 of the exact quotient, and choose_switch_bits keeps the noise at least
   // 2^-20 delta' away from the rounding boundary.
   const double scale = std::ldexp(static_cast<double>(q), -(d + b));
+  bool out_of_range = false;
 #pragma omp parallel
   {
     std::vector<uint64_t> tmp(n);
+    RowReader reader(ctx, ct);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < total; ++r) {
       const size_t blk = static_cast<size_t>(r) / rows, i = static_cast<size_t>(r) % rows;
-      const uint64_t* c1 = ct.c1.data() + static_cast<size_t>(r) * n;
+      const uint64_t* c0 = nullptr;
+      const uint64_t* c1 = nullptr;
+      if (!reader.read(static_cast<size_t>(r), c0, c1)) {
+#pragma omp atomic write
+        out_of_range = true;
+        continue;
+      }
       for (size_t t = 0; t < n; ++t) {
         // centred c1' lifted to Z_q
         tmp[t] = c1[t] + (c1[t] >= half_mod ? q - mod : 0);
       }
       ctx.ntt().forward(tmp.data());
       times_secret(key_, tmp.data(), tmp.data());
-      const uint64_t* c0 = ct.c0.data() + static_cast<size_t>(r) * n;
       int64_t* out = y + i * cols + blk * n;
       const size_t valid = std::min(n, cols - blk * n);
       for (size_t t = 0; t < valid; ++t) {
@@ -245,6 +345,7 @@ void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y) const {
     }
     secure_wipe(tmp.data(), n * sizeof(uint64_t));
   }
+  if (out_of_range) throw Error("ciphertext coefficient out of range (>= its modulus)");
 }
 
 }  // namespace fhe

@@ -70,17 +70,19 @@ void pack_range(const uint64_t* v, size_t begin, size_t end, uint32_t bits, uint
 }
 
 void unpack_range(const uint8_t* in, size_t begin, size_t end, uint32_t bits, uint64_t* v) {
-  if (bits % 8 == 0) {
-    const uint32_t bytes = bits / 8;
-    for (size_t i = begin; i < end; ++i) {
-      uint64_t x = 0;
-      for (uint32_t b = bytes; b-- > 0;) x = (x << 8) | in[i * bytes + b];
-      v[i] = x;
-    }
-    return;
-  }
   const uint64_t mask = (uint64_t{1} << bits) - 1;
-  for (size_t i = begin; i < end; ++i) {
+  // The stream holds ceil(end * bits / 8) bytes: a coefficient whose 8 bytes from its first
+  // byte lie inside is read with one unaligned load, the last few byte by byte.
+  const size_t stream = (end * bits + 7) / 8;
+  size_t i = begin;
+  for (; i < end; ++i) {
+    const size_t bit = i * bits, byte = bit / 8;
+    if (byte + 8 > stream) break;
+    uint64_t x;
+    std::memcpy(&x, in + byte, sizeof x);  // little-endian, as the stream
+    v[i] = (x >> (bit % 8)) & mask;
+  }
+  for (; i < end; ++i) {
     const size_t bit = i * bits, byte = bit / 8;
     const uint32_t shift = bit % 8;
     // bits + shift <= 56 + 7 < 64: at most 8 bytes are needed.
@@ -120,8 +122,13 @@ void unpack_coefficients(const uint8_t* in, size_t count, uint32_t bits, uint64_
   for_aligned_ranges(count, [&](size_t b, size_t e) { unpack_range(in, b, e, bits, v); });
 }
 
+void unpack_coefficients_here(const uint8_t* in, size_t count, uint32_t bits, uint64_t* v) {
+  unpack_range(in, 0, count, bits, v);
+}
+
 std::vector<uint8_t> serialize(const Context& ctx, const CiphertextMatrix& ct) {
   validate(ctx, ct);
+  if (ct.is_packed()) throw Error("a product kept in received packed planes is not serialized");
   const Params& p = ctx.params();
   const uint32_t bits = coefficient_bits(p, ct);
   const size_t values = ct.c0.size() + ct.c1.size();

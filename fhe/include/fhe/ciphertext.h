@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <new>
 #include <utility>
 #include <vector>
@@ -54,6 +55,19 @@ using CoeffVector = std::vector<uint64_t, CoeffAllocator<uint64_t>>;
 // 2^log2_modulus.
 enum class CtKind : uint32_t { kFresh = 1, kProduct = 2, kSwitched = 3 };
 
+// Rows [row_begin, row_begin + rows) of a product's planes as they came off the wire: for every
+// block those rows' coefficients, `bits` bits each in one little-endian stream per plane (the
+// layout of c0 and c1 restricted to the rows: element (b, j, t) at (b*rows + j - row_begin)*n + t).
+// A product can then be decrypted from the received bytes one row at a time (Decryptor), without
+// unpacking its planes whole first; `owner` keeps the bytes alive.
+struct PackedRows {
+  uint64_t row_begin = 0, rows = 0;
+  const uint8_t* c0 = nullptr;
+  const uint8_t* c1 = nullptr;
+  size_t c0_bytes = 0, c1_bytes = 0;
+  std::shared_ptr<const void> owner = nullptr;
+};
+
 struct CiphertextMatrix {
   uint32_t params_id = 0;
   CtKind kind = CtKind::kFresh;
@@ -64,9 +78,16 @@ struct CiphertextMatrix {
   Seed seed{};                // expands c1 of a fresh ciphertext
   CoeffVector c0;             // blocks * rows * n
   CoeffVector c1;             // products: blocks * rows * n (NTT domain for kProduct)
+  // A product may instead keep its planes packed (then c0 and c1 are empty): segments in row
+  // order that cover [0, rows), each coefficient packed_bits bits (log2 q for kProduct,
+  // log2_modulus for kSwitched). validate() checks the layout; the range of every coefficient is
+  // checked as it is unpacked.
+  std::vector<PackedRows> packed;
+  uint32_t packed_bits = 0;
 
   static size_t blocks_for(uint64_t cols, size_t n) { return (cols + n - 1) / n; }
   size_t blocks(size_t n) const { return blocks_for(cols, n); }
+  bool is_packed() const { return !packed.empty(); }
 };
 
 }  // namespace fhe

@@ -45,5 +45,8 @@ CiphertextMatrix load_ciphertext(const Context& ctx, const std::string& path);
 // ceil(count * bits / 8) bytes, and back.
 void pack_coefficients(const uint64_t* v, size_t count, uint32_t bits, uint8_t* out);
 void unpack_coefficients(const uint8_t* in, size_t count, uint32_t bits, uint64_t* v);
+// unpack_coefficients on the calling thread alone (for callers that already run one task per
+// thread, such as the decryptor reading a packed product row by row).
+void unpack_coefficients_here(const uint8_t* in, size_t count, uint32_t bits, uint64_t* v);
 
 }  // namespace fhe
