@@ -119,6 +119,27 @@ void validate_packed(const Context& ctx, const CiphertextMatrix& ct, bool check_
 
 }  // namespace
 
+CiphertextMatrix unpacked(const Context& ctx, const CiphertextMatrix& ct) {
+  validate(ctx, ct, /*check_range=*/false);
+  if (!ct.is_packed()) return ct;
+  CiphertextMatrix out = ct;
+  out.packed.clear();
+  out.packed_bits = 0;
+  const size_t n = ctx.n(), total = ct.blocks(n) * ct.rows;
+  out.c0.resize(total * n);
+  out.c1.resize(total * n);
+  RowReader reader(ctx, ct);
+  for (size_t r = 0; r < total; ++r) {
+    const uint64_t* c0 = nullptr;
+    const uint64_t* c1 = nullptr;
+    if (!reader.read(r, c0, c1))
+      throw Error("ciphertext coefficient out of range (>= its modulus)");
+    std::copy_n(c0, n, out.c0.data() + r * n);
+    std::copy_n(c1, n, out.c1.data() + r * n);
+  }
+  return out;
+}
+
 void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range) {
   if (ct.params_id != ctx.params().id) {
     throw Error("ciphertext uses parameter set " + std::to_string(ct.params_id) + ", expected " +

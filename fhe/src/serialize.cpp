@@ -126,9 +126,11 @@ void unpack_coefficients_here(const uint8_t* in, size_t count, uint32_t bits, ui
   unpack_range(in, 0, count, bits, v);
 }
 
-std::vector<uint8_t> serialize(const Context& ctx, const CiphertextMatrix& ct) {
+std::vector<uint8_t> serialize(const Context& ctx, const CiphertextMatrix& packed_or_not) {
+  CiphertextMatrix held;  // the unpacked planes of a packed product
+  if (packed_or_not.is_packed()) held = unpacked(ctx, packed_or_not);
+  const CiphertextMatrix& ct = packed_or_not.is_packed() ? held : packed_or_not;
   validate(ctx, ct);
-  if (ct.is_packed()) throw Error("a product kept in received packed planes is not serialized");
   const Params& p = ctx.params();
   const uint32_t bits = coefficient_bits(p, ct);
   const size_t values = ct.c0.size() + ct.c1.size();

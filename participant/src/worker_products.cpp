@@ -401,7 +401,9 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   auto reply = pool.call(request, call.eligible);
   const auto call_done = Clock::now();
   if (!reply) throw RemoteProductError(reply.error().code, reply.error().to_string());
-  const protocol::Message& m = reply.value();
+  // The products keep the reply's planes as received: the decryptor reads them row by row.
+  const auto held = std::make_shared<const protocol::Message>(std::move(reply).value());
+  const protocol::Message& m = *held;
   const auto& results = std::get<std::vector<protocol::ResultPlanes>>(
       std::get<protocol::MatmulReply>(m.body).outcome);
   if (results.size() != expected) {
@@ -439,14 +441,19 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
     y.log2_delta = r.log2_delta;
     y.log2_modulus = r.log2_modulus;
     y.seed = fresh.seed;
-    const size_t count = static_cast<size_t>(blocks * r.rows * n);
-    y.c0.resize(count);
-    y.c1.resize(count);
-    // The decoder checked each blob's shape and exact byte length against r.
-    fhe::unpack_coefficients(m.blobs[r.c0_blob].bytes().data(), count, r.bits, y.c0.data());
-    fhe::unpack_coefficients(m.blobs[r.c1_blob].bytes().data(), count, r.bits, y.c1.data());
-    reply_bytes += m.blobs[r.c0_blob].bytes().size() + m.blobs[r.c1_blob].bytes().size();
-    fhe::validate(ctx, y);  // every coefficient below its modulus
+    // The decoder checked each blob's shape and exact byte length against r; validate checks
+    // the layout again, and the decryptor the range of every coefficient as it unpacks it.
+    fhe::PackedRows planes;
+    planes.rows = r.rows;
+    planes.c0 = m.blobs[r.c0_blob].bytes().data();
+    planes.c1 = m.blobs[r.c1_blob].bytes().data();
+    planes.c0_bytes = m.blobs[r.c0_blob].bytes().size();
+    planes.c1_bytes = m.blobs[r.c1_blob].bytes().size();
+    planes.owner = held;
+    y.packed.push_back(std::move(planes));
+    y.packed_bits = r.bits;
+    reply_bytes += y.packed.back().c0_bytes + y.packed.back().c1_bytes;
+    fhe::validate(ctx, y, /*check_range=*/false);
     out.push_back(std::move(y));
   }
   if (bytes_out != nullptr) {

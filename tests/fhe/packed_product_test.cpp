@@ -122,7 +122,11 @@ TEST(PackedProductRefusals, OutOfRangeCoefficientsAndBadLayouts) {
   auto both = good;
   both.c0 = prod.c0;
   EXPECT_THROW(fhe::validate(*ctx(), both, false), fhe::Error);
-  EXPECT_THROW(fhe::serialize(*ctx(), good), fhe::Error);
+  EXPECT_THROW(fhe::unpacked(*ctx(), bad), fhe::Error);
+  const fhe::CiphertextMatrix plain = fhe::unpacked(*ctx(), good);
+  EXPECT_FALSE(plain.is_packed());
+  EXPECT_TRUE(plain.c0 == prod.c0 && plain.c1 == prod.c1);
+  EXPECT_EQ(fhe::serialize(*ctx(), good), fhe::serialize(*ctx(), prod));
   EXPECT_EQ(dec.decrypt(good), dec.decrypt(prod));
 }
 

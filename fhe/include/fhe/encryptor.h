@@ -50,4 +50,8 @@ class Decryptor {
 // check_range is false) every coefficient below q. Throws Error naming the first problem.
 void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range = true);
 
+// The same ciphertext with packed planes (CiphertextMatrix::packed) unpacked into c0 and c1,
+// every coefficient checked; an unpacked one is returned as it is. Throws Error.
+CiphertextMatrix unpacked(const Context& ctx, const CiphertextMatrix& ct);
+
 }  // namespace fhe

@@ -24,7 +24,8 @@
 //
 // multiply() sends the fresh ciphertext's c0 plane (packed to 48 bits) and seed as a
 // MatmulRequest and turns the reply into a product ciphertext, after checking its projection,
-// shape, scale, bit width and that every coefficient is below its modulus. With
+// shape, scale and bit width; the product keeps the reply's packed planes, and decryption checks
+// that every coefficient is below its modulus as it unpacks each row. With
 // switch_modulus, workers round their replies to the smallest modulus that still decrypts
 // exactly (a smaller reply, one more NTT per row on each side); the decrypted results are the
 // same. A group of projections (multiply_group, multiply_stacked) is ONE request listing them
@@ -111,7 +112,8 @@ struct WireBytes {
 // Where the time and bytes of remote products go, for benchmarks: summed over every request
 // since the sink was set (WorkerProducts::set_stats). Wall-clock nanoseconds on this side:
 // pack_ns (c0 packed to 48 bits), call_ns (the pool's round trip: send, the worker's part,
-// the reply's transfer and decoding), unpack_ns (reply planes unpacked and range-checked);
+// the reply's transfer and decoding), unpack_ns (the reply's planes checked and kept: they are
+// unpacked and range-checked row by row as they are decrypted, in the decryption's time);
 // `worker` sums the MatmulTimings the workers report (zero from a worker that sends none).
 struct RemoteStats {
   uint64_t requests = 0, request_bytes = 0, reply_bytes = 0;
@@ -121,10 +123,11 @@ struct RemoteStats {
 };
 
 // Sends `fresh` (c0 packed to 48 bits, and its seed) through the pool and returns the product
-// ciphertext, checked: the projection, out_rows (unless 0), the token count, the scale, the bit
-// width and every coefficient's range. Throws RemoteProductError for a request no worker served
-// (the pool's message and code), model::Error for a reply that does not fit the request,
-// fhe::Error for a malformed ciphertext. Fills *bytes when given.
+// ciphertext, checked: the projection, out_rows (unless 0), the token count, the scale and the
+// bit width. Its planes stay packed as received (fhe::CiphertextMatrix::packed); the decryptor
+// checks every coefficient's range as it unpacks the row. Throws RemoteProductError for a request
+// no worker served (the pool's message and code), model::Error for a reply that does not fit the
+// request, fhe::Error for a malformed ciphertext. Fills *bytes when given.
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
                                      const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
                                      uint64_t out_rows, WireBytes* bytes = nullptr,
