@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -68,11 +69,14 @@ void AtomicFile::abandon(const char* what, const std::filesystem::path& path) {
   fail(what, path, err);
 }
 
-void AtomicFile::append(std::span<const uint8_t> bytes) {
+void AtomicFile::write_bytes(std::span<const uint8_t> bytes, int64_t offset) {
   if (fd_ < 0) fail("write after commit or failure of", tmp_, EBADF);
   size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+    const uint8_t* data = bytes.data() + done;
+    const size_t size = bytes.size() - done;
+    const ssize_t n = offset < 0 ? ::write(fd_, data, size)
+                                 : ::pwrite(fd_, data, size, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (n == 0) errno = EIO;
@@ -80,6 +84,10 @@ void AtomicFile::append(std::span<const uint8_t> bytes) {
     }
     done += static_cast<size_t>(n);
   }
+}
+
+void AtomicFile::append(std::span<const uint8_t> bytes) {
+  write_bytes(bytes, -1);
 }
 
 void AtomicFile::append(std::string_view text) {
@@ -87,18 +95,8 @@ void AtomicFile::append(std::string_view text) {
 }
 
 void AtomicFile::write_at(uint64_t offset, std::span<const uint8_t> bytes) {
-  if (fd_ < 0) fail("write after commit or failure of", tmp_, EBADF);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n =
-        ::pwrite(fd_, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (n == 0) errno = EIO;
-      abandon("cannot write", tmp_);
-    }
-    done += static_cast<size_t>(n);
-  }
+  if (offset > uint64_t{INT64_MAX} - bytes.size()) fail("offset too large in", tmp_, EOVERFLOW);
+  write_bytes(bytes, static_cast<int64_t>(offset));
 }
 
 void AtomicFile::resize(uint64_t size) {

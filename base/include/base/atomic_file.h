@@ -59,6 +59,7 @@ class AtomicFile {
  private:
   enum class Place { kReplace, kIfAbsent };
   bool finish(Place place);
+  void write_bytes(std::span<const uint8_t> bytes, int64_t offset);  // offset < 0: append
   [[noreturn]] void abandon(const char* what, const std::filesystem::path& path);
 
   std::filesystem::path file_, tmp_;
