@@ -1,13 +1,10 @@
 #include "fhe/secret_key.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 
+#include "base/atomic_file.h"
+#include "base/error.h"
 #include "fhe/modarith.h"
 #include "fhe/prng.h"
 
@@ -77,21 +74,12 @@ void SecretKey::save(const std::string& path) const {
   put_u32(buf, static_cast<uint32_t>(ctx_->n()));
   put_u32(buf, 0);
   for (int8_t v : s_) buf.push_back(static_cast<uint8_t>(v));
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw Error("cannot write key file " + path + ": " + std::strerror(errno));
-  ::fchmod(fd, 0600);
-  size_t off = 0;
-  while (off < buf.size()) {
-    const ssize_t w = ::write(fd, buf.data() + off, buf.size() - off);
-    if (w <= 0) {
-      ::close(fd);
-      secure_wipe(buf.data(), buf.size());
-      throw Error("cannot write key file " + path + ": " + std::strerror(errno));
-    }
-    off += static_cast<size_t>(w);
+  try {
+    base::write_file_atomic(path, buf, 0600);
+  } catch (const base::IoError& e) {
+    secure_wipe(buf.data(), buf.size());
+    throw Error(std::string("cannot write key file: ") + e.what());
   }
-  ::fsync(fd);
-  ::close(fd);
   secure_wipe(buf.data(), buf.size());
 }
 

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <fstream>
 
+#include "base/atomic_file.h"
+#include "base/error.h"
 #include "fhe/encryptor.h"
 #include "fhe/modswitch.h"
 
@@ -224,11 +226,11 @@ CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t siz
 
 void save_ciphertext(const Context& ctx, const CiphertextMatrix& ct, const std::string& path) {
   const auto bytes = serialize(ctx, ct);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error("cannot write " + path);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  if (!out) throw Error("cannot write " + path);
+  try {
+    base::write_file_atomic(path, bytes);
+  } catch (const base::IoError& e) {
+    throw Error(std::string("cannot write ciphertext: ") + e.what());
+  }
 }
 
 CiphertextMatrix load_ciphertext(const Context& ctx, const std::string& path) {

@@ -5,10 +5,11 @@
 
 #include <boost/program_options.hpp>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "base/atomic_file.h"
+#include "base/error.h"
 #include "fhe_worker/error.h"
 #include "protocol/option_error.h"
 
@@ -126,15 +127,11 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
 }
 
 void write_port_file(const std::string& path, const std::string& endpoint) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << endpoint << "\n";
-    if (!out.flush()) throw Error("cannot write port file " + tmp);
+  try {
+    base::write_file_atomic(path, endpoint + "\n");
+  } catch (const base::IoError& e) {
+    throw Error(std::string("cannot write port file: ") + e.what());
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error("cannot write port file " + path + ": " + ec.message());
 }
 
 }  // namespace fhe_worker

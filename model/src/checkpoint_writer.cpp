@@ -2,29 +2,14 @@
 
 #include <cctype>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "atomic_write.h"
 #include "model/error.h"
 #include "model/tensor_store.h"
 
 namespace model {
-namespace {
-
-void write_text_file(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw Error(path.string() + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(path.string() + ": cannot rename the temporary file into place");
-}
-
-}  // namespace
 
 uint64_t parse_shard_size(std::string_view text) {
   const std::string what = "shard size '" + std::string(text) + "'";
@@ -147,7 +132,8 @@ void write_checkpoint(const std::filesystem::path& dir, std::span<const TensorSp
   if (single) return;
   const nlohmann::json index = {{"metadata", {{"total_size", total_size}}},
                                 {"weight_map", weight_map}};
-  write_text_file(dir / kShardIndexFile, index.dump(2) + "\n");  // nlohmann sorts object keys
+  detail::write_text_file(dir / kShardIndexFile,
+                          index.dump(2) + "\n");  // nlohmann sorts object keys
 }
 
 }  // namespace model

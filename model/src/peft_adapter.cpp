@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "atomic_write.h"
 #include "model/dtype.h"
 #include "model/error.h"
 #include "model/llama_layout.h"
@@ -31,18 +32,6 @@ std::string_view projection_group(std::string_view projection) {
     return "mlp";
   }
   return {};
-}
-
-void write_text_file(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw Error(path.string() + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(path.string() + ": cannot rename the temporary file into place");
 }
 
 void validate_targets(const std::vector<std::string>& targets, const std::string& where) {
@@ -300,7 +289,7 @@ void write_peft_adapter(const std::filesystem::path& dir, const PeftAdapter& a) 
       {"fan_in_fan_out", false},
       {"inference_mode", true},
   };
-  write_text_file(dir / kPeftConfigFile, config.dump(2) + "\n");
+  detail::write_text_file(dir / kPeftConfigFile, config.dump(2) + "\n");
 }
 
 PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {

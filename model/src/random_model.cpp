@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <fstream>
 #include <numbers>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "atomic_write.h"
 #include "model/checkpoint_writer.h"
 #include "model/error.h"
 #include "model/llama_layout.h"
@@ -77,18 +77,6 @@ bool is_norm(const ExpectedTensor& t) {
   return t.shape.size() == 1;
 }
 
-void write_text(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw Error(path.string() + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(path.string() + ": cannot rename the temporary file into place");
-}
-
 }  // namespace
 
 void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& config_in,
@@ -126,7 +114,7 @@ void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& con
       v = norm ? 1.0f + kNormNoiseStd * gauss.next() : kWeightStd * gauss.next();
   };
   write_checkpoint(dir, specs, fill, options.max_shard_bytes, shard_order);
-  write_text(dir / kConfigFile, llama_config_to_json(config).dump(2) + "\n");
+  detail::write_text_file(dir / kConfigFile, llama_config_to_json(config).dump(2) + "\n");
 }
 
 }  // namespace model

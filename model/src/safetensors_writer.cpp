@@ -2,16 +2,11 @@
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include <fcntl.h>
-#include <unistd.h>
-
+#include "atomic_write.h"
 #include "model/error.h"
 
 namespace model {
@@ -20,11 +15,6 @@ namespace {
 using nlohmann::ordered_json;
 
 constexpr size_t kAlignment = 8;
-
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using File = std::unique_ptr<std::FILE, FileCloser>;
 
 void check_tensor(const TensorToWrite& t, const std::string& source) {
   const std::string where = source + ": tensor '" + t.name + "': ";
@@ -43,29 +33,6 @@ void check_tensor(const TensorToWrite& t, const std::string& source) {
   if (n != t.values.size()) {
     throw Error(where + "shape holds " + std::to_string(n) + " values but " +
                 std::to_string(t.values.size()) + " were given");
-  }
-}
-
-// Appends the tensor's values in its dtype, little-endian.
-void encode(const TensorToWrite& t, std::vector<unsigned char>& out) {
-  const size_t size = dtype_size(t.dtype);
-  const size_t base = out.size();
-  out.resize(base + size * t.values.size());
-  unsigned char* dst = out.data() + base;
-  for (size_t i = 0; i < t.values.size(); ++i) {
-    if (t.dtype == DType::kF32) {
-      std::memcpy(dst + 4 * i, &t.values[i], 4);
-    } else {
-      const uint16_t v =
-          t.dtype == DType::kF16 ? f32_to_f16(t.values[i]) : f32_to_bf16(t.values[i]);
-      std::memcpy(dst + 2 * i, &v, 2);
-    }
-  }
-}
-
-void write_all(std::FILE* f, const void* data, size_t size, const std::string& source) {
-  if (size != 0 && std::fwrite(data, 1, size, f) != size) {
-    throw Error(source + ": write failed");
   }
 }
 
@@ -115,7 +82,7 @@ uint64_t TensorSpec::byte_size() const {
 SafetensorsStreamWriter::SafetensorsStreamWriter(const std::filesystem::path& path,
                                                  std::span<const TensorSpec> tensors,
                                                  const std::map<std::string, std::string>& metadata)
-    : path_(path), tmp_(path.string() + ".tmp"), specs_(tensors.begin(), tensors.end()) {
+    : path_(path), specs_(tensors.begin(), tensors.end()) {
   static_assert(std::endian::native == std::endian::little);
   const std::string source = path.string();
   std::vector<size_t> order;
@@ -148,44 +115,22 @@ SafetensorsStreamWriter::SafetensorsStreamWriter(const std::filesystem::path& pa
   for (size_t i = 0; i < specs_.size(); ++i) offsets_[i] = 8 + header_len + data_offsets[i];
   written_.assign(specs_.size(), 0);
 
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0)
-    throw Error(source + ": cannot create " + tmp_.string() + ": " + std::strerror(errno));
   std::string head(8, '\0');
   std::memcpy(head.data(), &header_len, 8);
   head += text;
-  try {
-    size_t done = 0;
-    while (done < head.size()) {
-      const ssize_t n =
-          ::pwrite(fd_, head.data() + done, head.size() - done, static_cast<off_t>(done));
-      if (n <= 0) throw Error(source + ": write failed: " + std::strerror(errno));
-      done += static_cast<size_t>(n);
-    }
+  detail::rethrow_io([&] {
+    file_.emplace(path_);
     // The file's final size up front, so that a full disk shows here rather than mid-model.
-    if (::ftruncate(fd_, static_cast<off_t>(8 + header_len + offset)) != 0) {
-      throw Error(source + ": cannot size the file: " + std::strerror(errno));
-    }
-  } catch (...) {
-    ::close(fd_);
-    fd_ = -1;
-    std::error_code ignored;
-    std::filesystem::remove(tmp_, ignored);
-    throw;
-  }
+    file_->resize(8 + header_len + offset);
+    file_->write_at(0, {reinterpret_cast<const uint8_t*>(head.data()), head.size()});
+  });
 }
 
-SafetensorsStreamWriter::~SafetensorsStreamWriter() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    std::error_code ignored;
-    std::filesystem::remove(tmp_, ignored);
-  }
-}
+SafetensorsStreamWriter::~SafetensorsStreamWriter() = default;
 
 void SafetensorsStreamWriter::write(size_t tensor, uint64_t first, std::span<const float> values) {
   const std::string source = path_.string();
-  if (fd_ < 0) throw Error(source + ": write after finish");
+  if (!file_) throw Error(source + ": write after finish");
   if (tensor >= specs_.size()) throw Error(source + ": no tensor #" + std::to_string(tensor));
   const TensorSpec& t = specs_[tensor];
   const uint64_t n = t.numel();
@@ -196,94 +141,34 @@ void SafetensorsStreamWriter::write(size_t tensor, uint64_t first, std::span<con
   }
   encode_values(t.dtype, values, buffer_);
   const uint64_t at = offsets_[tensor] + first * dtype_size(t.dtype);
-  size_t done = 0;
-  while (done < buffer_.size()) {
-    const ssize_t w =
-        ::pwrite(fd_, buffer_.data() + done, buffer_.size() - done, static_cast<off_t>(at + done));
-    if (w <= 0) throw Error(source + ": write failed: " + std::strerror(errno));
-    done += static_cast<size_t>(w);
-  }
+  detail::rethrow_io([&] { file_->write_at(at, buffer_); });
   written_[tensor] += values.size();
 }
 
 void SafetensorsStreamWriter::finish() {
   const std::string source = path_.string();
-  if (fd_ < 0) throw Error(source + ": finished twice");
+  if (!file_) throw Error(source + ": finished twice");
   for (size_t i = 0; i < specs_.size(); ++i) {
     if (written_[i] != specs_[i].numel()) {
       throw Error(source + ": tensor '" + specs_[i].name + "': " + std::to_string(written_[i]) +
                   " of " + std::to_string(specs_[i].numel()) + " values written");
     }
   }
-  const int fd = fd_;
-  fd_ = -1;
-  if (::close(fd) != 0) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp_, ignored);
-    throw Error(source + ": write failed: " + std::strerror(errno));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  if (ec) {
-    std::filesystem::remove(tmp_, ec);
-    throw Error(source + ": cannot rename the temporary file into place");
-  }
+  detail::rethrow_io([&] { file_->commit(); });
+  file_.reset();
 }
 
 void write_safetensors(const std::filesystem::path& path, std::span<const TensorToWrite> tensors,
                        const std::map<std::string, std::string>& metadata) {
-  static_assert(std::endian::native == std::endian::little);
   const std::string source = path.string();
-  std::vector<const TensorToWrite*> order;
-  std::set<std::string> names;
+  std::vector<TensorSpec> specs;
   for (const auto& t : tensors) {
     check_tensor(t, source);
-    if (!names.insert(t.name).second) {
-      throw Error(source + ": tensor '" + t.name + "' appears twice");
-    }
-    order.push_back(&t);
+    specs.push_back({t.name, t.dtype, t.shape});
   }
-  std::sort(order.begin(), order.end(),
-            [](const TensorToWrite* a, const TensorToWrite* b) { return a->name < b->name; });
-
-  ordered_json header = ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  uint64_t offset = 0;
-  for (const TensorToWrite* t : order) {
-    const uint64_t bytes = dtype_size(t->dtype) * t->values.size();
-    header[t->name] = {{"dtype", dtype_name(t->dtype)},
-                       {"shape", t->shape},
-                       {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
-  }
-  std::string text = header.dump();
-  text.append((kAlignment - text.size() % kAlignment) % kAlignment, ' ');
-  const uint64_t header_len = text.size();
-
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  try {
-    File f(std::fopen(tmp.c_str(), "wb"));
-    if (!f) throw Error(source + ": cannot create " + tmp.string() + ": " + std::strerror(errno));
-    write_all(f.get(), &header_len, 8, source);
-    write_all(f.get(), text.data(), text.size(), source);
-    std::vector<unsigned char> buffer;
-    for (const TensorToWrite* t : order) {
-      buffer.clear();
-      encode(*t, buffer);
-      write_all(f.get(), buffer.data(), buffer.size(), source);
-    }
-    if (std::fclose(f.release()) != 0) throw Error(source + ": write failed");
-  } catch (...) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw;
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw Error(source + ": cannot rename the temporary file into place");
-  }
+  SafetensorsStreamWriter out(path, specs, metadata);
+  for (size_t i = 0; i < tensors.size(); ++i) out.write(i, 0, tensors[i].values);
+  out.finish();
 }
 
 }  // namespace model

@@ -4,10 +4,10 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "atomic_write.h"
 #include "model/error.h"
 #include "seeded_random.h"
 #include "synthetic_vocabulary.h"
@@ -250,18 +250,6 @@ SyntheticNote SyntheticNoteGenerator::site_note(int site) {
 
 namespace {
 
-void write_text_file(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw Error(path.string() + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(path.string() + ": cannot rename the temporary file into place");
-}
-
 void validate(const SyntheticDataOptions& o) {
   if (o.sites < 1 || o.sites > 1000) {
     throw Error("sites must be between 1 and 1000, got " + std::to_string(o.sites));
@@ -310,8 +298,8 @@ std::vector<SyntheticSiteSummary> write_synthetic_dataset(const std::filesystem:
       (i < summary.train_records ? train : held) +=
           nlohmann::json{{"text", note.text}}.dump() + "\n";
     }
-    write_text_file(summary.train_file, train);
-    write_text_file(summary.heldout_file, held);
+    detail::write_text_file(summary.train_file, train);
+    detail::write_text_file(summary.heldout_file, held);
     summaries.push_back(std::move(summary));
   }
 
@@ -322,7 +310,7 @@ std::vector<SyntheticSiteSummary> write_synthetic_dataset(const std::filesystem:
                .dump() +
            "\n";
   }
-  write_text_file(dir / "mcq.jsonl", mcq);
+  detail::write_text_file(dir / "mcq.jsonl", mcq);
   return summaries;
 }
 

@@ -1,9 +1,5 @@
 #include "privacy/budget.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cinttypes>
 #include <cmath>
@@ -13,8 +9,9 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <vector>
 
+#include "base/atomic_file.h"
+#include "base/error.h"
 #include "format.h"
 
 namespace privacy {
@@ -44,42 +41,6 @@ std::string checksum(std::string_view bytes) {
 
 std::string errno_text() {
   return std::strerror(errno);
-}
-
-// Closes a file descriptor on scope exit unless released.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  // Closes now, reporting the error close() found (a delayed write error, for instance).
-  bool close() {
-    const int fd = fd_;
-    fd_ = -1;
-    return ::close(fd) == 0;
-  }
-
- private:
-  int fd_;
-};
-
-void write_all(int fd, std::string_view data, const std::string& what) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw Error("cannot write " + what + ": " + errno_text());
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
-void fsync_or_throw(int fd, const std::string& what) {
-  if (::fsync(fd) != 0) throw Error("cannot fsync " + what + ": " + errno_text());
 }
 
 void check_limit(double epsilon_max, double delta) {
@@ -177,35 +138,12 @@ Budget Budget::from_json(std::string_view json) {
 }
 
 void Budget::save(const std::filesystem::path& file) const {
-  const std::string contents = to_json();
-  const std::filesystem::path dir =
-      file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path();
-  // A hidden sibling, unique per call (mkstemp fills in the Xs).
-  std::string tmp_name = file.filename().string();
-  tmp_name.insert(0, 1, '.');
-  tmp_name.append(".tmp.XXXXXX");
-  const std::string tmpl = (dir / tmp_name).string();
-  std::vector<char> name(tmpl.begin(), tmpl.end());
-  name.push_back('\0');
-  Fd fd(::mkstemp(name.data()));
-  if (fd.get() < 0) {
-    throw Error("cannot create a temporary file in " + dir.string() + ": " + errno_text());
-  }
-  const std::string tmp(name.data());
   try {
-    write_all(fd.get(), contents, tmp);
-    fsync_or_throw(fd.get(), tmp);
-    if (!fd.close()) throw Error("cannot close " + tmp + ": " + errno_text());
-    if (::rename(tmp.c_str(), file.c_str()) != 0) {
-      throw Error("cannot rename " + tmp + " to " + file.string() + ": " + errno_text());
-    }
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
+    // 0600, as the file always had: a site's spending is nobody else's business.
+    base::write_file_atomic(file, to_json(), 0600);
+  } catch (const base::IoError& e) {
+    throw Error(e.what());
   }
-  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dfd.get() < 0) throw Error("cannot open directory " + dir.string() + ": " + errno_text());
-  fsync_or_throw(dfd.get(), "directory " + dir.string());
 }
 
 Budget Budget::load(const std::filesystem::path& file) {

@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/atomic_file.h"
+#include "base/error.h"
+
 namespace protocol {
 namespace {
 
@@ -81,33 +84,23 @@ Result<std::string> read_small_file(const std::string& path, struct stat* st) {
   return text;
 }
 
-// Writes `text` to `path` with mode `mode`. Without `force` the file must not exist (O_EXCL);
-// with it, a temporary file is written and renamed over the old one, so the final file never
-// has other permissions than `mode`, whatever the old file had.
+// Writes `text` to `path` with exactly mode `mode` through base::AtomicFile (`path`.tmp, fsync,
+// rename, fsync of the directory), so the final file never has other permissions than `mode`,
+// whatever an old file had. Without `force` an existing `path`, a link included, is never
+// replaced: the new file is put in place with link(2), which refuses an existing name.
 Status write_file(const std::string& path, const std::string& text, mode_t mode, bool force) {
-  const std::string target = force ? path + ".tmp" : path;
-  if (force) ::unlink(target.c_str());
-  const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-  if (fd < 0) {
-    if (errno == EEXIST) {
+  try {
+    base::AtomicFile out(path, mode);
+    out.append(text);
+    if (force) {
+      out.commit();
+    } else if (!out.commit_if_absent()) {
       return make_error(ErrorCode::kInvalidArgument, path, " exists (use --force to replace it)");
     }
-    return make_error(ErrorCode::kIo, "cannot create ", target, ": ", errno_text());
+    return {};
+  } catch (const base::IoError& e) {
+    return make_error(ErrorCode::kIo, e.what());
   }
-  Status status;
-  if (::fchmod(fd, mode) != 0 ||  // the umask may have narrowed it; never widened
-      ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
-      ::fsync(fd) != 0) {
-    status = make_error(ErrorCode::kIo, "cannot write ", target, ": ", errno_text());
-  }
-  if (::close(fd) != 0 && status) {
-    status = make_error(ErrorCode::kIo, "cannot write ", target, ": ", errno_text());
-  }
-  if (status && force && ::rename(target.c_str(), path.c_str()) != 0) {
-    status = make_error(ErrorCode::kIo, "cannot rename ", target, " to ", path, ": ", errno_text());
-  }
-  if (!status) ::unlink(target.c_str());
-  return status;
 }
 
 }  // namespace

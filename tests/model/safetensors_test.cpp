@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <cmath>
 #include <cstring>
@@ -6,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "base/testing/atomic_file_hook.h"
 #include "model/error.h"
 #include "model/safetensors_reader.h"
 #include "model/safetensors_writer.h"
@@ -240,6 +243,31 @@ TEST(Safetensors, WriterRejectsBadInput) {
   EXPECT_FALSE(std::filesystem::exists(dir / "t.safetensors"));
   EXPECT_FALSE(std::filesystem::exists(dir / "t.safetensors.tmp"));
   EXPECT_THROW(model::write_safetensors(dir / "no" / "such" / "dir.safetensors", {}), Error);
+}
+
+// A stream writer killed after its last chunk, just before the rename, leaves the old model
+// file byte for byte, and it still opens with its old values.
+TEST(Safetensors, AStreamWriterKilledBeforeItsRenameLeavesTheOldFile) {
+  TempDir dir;
+  const auto path = dir / "model.safetensors";
+  const std::vector<float> old_values = {1.0f, -2.0f, 3.5f};
+  const TensorToWrite old_tensors[] = {{"w", DType::kF32, {3}, old_values}};
+  model::write_safetensors(path, old_tensors);
+  const std::string old_bytes = model_test::read_file(path);
+  const int status = base::testing::status_of_writer_killed_before_rename([&] {
+    const model::TensorSpec specs[] = {{"w", DType::kBF16, {64, 1024}}};
+    model::SafetensorsStreamWriter out(path, specs);
+    std::vector<float> chunk(4096);
+    for (uint64_t first = 0; first < specs[0].numel(); first += chunk.size()) {
+      for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<float>(first + i);
+      out.write(0, first, chunk);
+    }
+    out.finish();
+  });
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+  EXPECT_EQ(model_test::read_file(path), old_bytes);
+  EXPECT_EQ(SafetensorsReader(path).read_f32("w"), old_values);
+  EXPECT_GT(std::filesystem::file_size(dir / "model.safetensors.tmp"), 64u * 1024 * 2);
 }
 
 TEST(Safetensors, OpeningAMissingFileOrADirectoryFails) {

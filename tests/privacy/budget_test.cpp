@@ -1,6 +1,9 @@
 #include "privacy/budget.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -8,6 +11,7 @@
 #include <iterator>
 #include <string>
 
+#include "base/testing/atomic_file_hook.h"
 #include "privacy/accountant.h"
 #include "privacy/error.h"
 
@@ -163,6 +167,31 @@ TEST_F(BudgetFile, CorruptFileIsAnError) {
   write(file, "{\"format\": \"something else\"}\n");
   expect_load_error(file, "not a fedlora privacy budget");
   expect_load_error(dir_ / "missing.json", "cannot open");
+}
+
+// A site killed while saving, after the new ledger is written but before its rename, finds the
+// budget it saved last, byte for byte, and loads it; the next save replaces the stale temporary.
+TEST_F(BudgetFile, ASaveKilledBeforeItsRenameLeavesTheLastSavedBudget) {
+  const fs::path file = dir_ / "budget.json";
+  privacy::Budget b(4.0, 1e-5);
+  b.commit(kRound);
+  b.save(file);
+  const std::string saved = read(file);
+  privacy::Budget more = b;
+  more.commit(kRound);
+  ASSERT_GT(more.spent(), b.spent());
+  const int status = base::testing::status_of_writer_killed_before_rename([&] { more.save(file); });
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+  EXPECT_EQ(read(file), saved);
+  EXPECT_EQ(privacy::Budget::load(file).spent(), b.spent());
+  // The killed save had written its whole new version.
+  EXPECT_EQ(read(dir_ / "budget.json.tmp"), more.to_json());
+  more.save(file);
+  EXPECT_EQ(privacy::Budget::load(file).spent(), more.spent());
+  EXPECT_FALSE(fs::exists(dir_ / "budget.json.tmp"));
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 TEST_F(BudgetFile, SaveIntoMissingDirectoryFails) {

@@ -6,6 +6,9 @@
 #include <optional>
 #include <string_view>
 
+#include "base/atomic_file.h"
+#include "base/error.h"
+
 namespace fedtools {
 
 namespace {
@@ -191,8 +194,6 @@ void write_npy(const std::string& path, NpyType type, size_t rows, size_t cols, 
   const size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header.push_back('\n');
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw NpyError("cannot write " + path);
   const uint16_t len = static_cast<uint16_t>(header.size());
   const char pre[10] = {'\x93',
                         'N',
@@ -204,11 +205,15 @@ void write_npy(const std::string& path, NpyType type, size_t rows, size_t cols, 
                         0,
                         static_cast<char>(len & 0xff),
                         static_cast<char>(len >> 8)};
-  out.write(pre, 10);
-  out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(static_cast<const char*>(data),
-            static_cast<std::streamsize>(rows * cols * elem_size(type)));
-  if (!out) throw NpyError("cannot write " + path);
+  try {
+    base::AtomicFile out(path);
+    out.append(std::string_view(pre, 10));
+    out.append(header);
+    out.append({static_cast<const uint8_t*>(data), rows * cols * elem_size(type)});
+    out.commit();
+  } catch (const base::IoError& e) {
+    throw NpyError(e.what());
+  }
 }
 
 }  // namespace fedtools

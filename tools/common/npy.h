@@ -48,6 +48,7 @@ NpyArray read_npy(const std::string& path);
 // Reads and requires dtype int8.
 std::vector<int8_t> read_npy_int8(const std::string& path, size_t* rows, size_t* cols);
 
+// Writes a 2-D array atomically (base::AtomicFile); throws NpyError naming the file.
 void write_npy(const std::string& path, NpyType type, size_t rows, size_t cols, const void* data);
 
 }  // namespace fedtools

@@ -19,7 +19,8 @@ class SecretKey {
   static SecretKey from_coefficients(std::shared_ptr<const Context> ctx,
                                      const std::vector<int8_t>& s);
 
-  // Key file: see docs/file-formats.md. The file is created with mode 0600.
+  // Key file: see docs/file-formats.md. Written atomically (base::write_file_atomic) with mode
+  // 0600; throws Error naming the file when it cannot be.
   void save(const std::string& path) const;
   static SecretKey load(std::shared_ptr<const Context> ctx, const std::string& path);
 

@@ -38,6 +38,7 @@ constexpr uint64_t kMaxCtCols = uint64_t{1} << 26;
 std::vector<uint8_t> serialize(const Context& ctx, const CiphertextMatrix& ct);
 CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t size);
 
+// Writes serialize(ctx, ct) to `path` atomically (base::write_file_atomic); throws Error.
 void save_ciphertext(const Context& ctx, const CiphertextMatrix& ct, const std::string& path);
 CiphertextMatrix load_ciphertext(const Context& ctx, const std::string& path);
 

@@ -58,8 +58,8 @@ struct CommandLine {
 // unknown, missing or invalid options.
 CommandLine parse_command_line(int argc, const char* const* argv);
 
-// Writes `endpoint` and a newline to `path` atomically (a temporary file renamed into place), so
-// a reader never sees a partial line. Throws fhe_worker::Error.
+// Writes `endpoint` and a newline to `path` atomically (base::write_file_atomic: a temporary file
+// renamed into place), so a reader never sees a partial line. Throws fhe_worker::Error.
 void write_port_file(const std::string& path, const std::string& endpoint);
 
 }  // namespace fhe_worker

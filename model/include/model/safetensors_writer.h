@@ -8,10 +8,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "base/atomic_file.h"
 #include "model/dtype.h"
 
 namespace model {
@@ -36,9 +38,10 @@ struct TensorSpec {
 // Writes one safetensors file tensor by tensor, chunk by chunk, so that a model of any size is
 // written with one chunk of values in memory. The header (every tensor's dtype, shape and
 // offsets, tensors sorted by name) goes out first; each write() converts a chunk of float32
-// values and writes it at its place in the data area, in any order. finish() checks that every
-// value of every tensor was written exactly once, then renames the temporary file into place;
-// a writer destroyed before finish() removes its temporary file.
+// values and writes it at its place in the data area, in any order. The file is a
+// base::AtomicFile (`path`.tmp): finish() checks that every value of every tensor was written
+// exactly once, then commits it (fsync, rename into place, fsync of the directory); a writer
+// destroyed before finish() removes its temporary file and leaves an old `path` as it was.
 class SafetensorsStreamWriter {
  public:
   // Throws model::Error for an empty, reserved or duplicate name, a negative or overflowing
@@ -53,19 +56,19 @@ class SafetensorsStreamWriter {
   // Throws model::Error for a range past the tensor's end, a range written before, or an I/O
   // failure.
   void write(size_t tensor, uint64_t first, std::span<const float> values);
-  // Throws model::Error when a value was never written or the file cannot be closed or renamed.
+  // Throws model::Error when a value was never written or the file cannot be synced or renamed.
   void finish();
 
  private:
-  std::filesystem::path path_, tmp_;
-  int fd_ = -1;
+  std::filesystem::path path_;
+  std::optional<base::AtomicFile> file_;  // empty once finished
   std::vector<TensorSpec> specs_;
   std::vector<uint64_t> offsets_;  // file offset of each tensor's first byte
   std::vector<uint64_t> written_;  // values written so far (chunks must come in order)
   std::vector<unsigned char> buffer_;
 };
 
-// Writes `tensors` to `path` (through a temporary file renamed into place, so a crash never
+// Writes `tensors` to `path` through a SafetensorsStreamWriter (so atomically: a crash never
 // leaves a half-written file under the final name). Throws model::Error for an empty or
 // duplicate name, a negative shape, a value count that disagrees with the shape, a dtype other
 // than F32/F16/BF16, or an I/O failure.

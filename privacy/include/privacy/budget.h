@@ -53,9 +53,9 @@ class Budget {
   // if it would exceed the limit.
   void commit(const Phase& phase);
 
-  // Writes the budget to `file` atomically: a temporary file in the same directory, fsync,
-  // rename over `file`, fsync of the directory. Throws Error on any I/O failure (the previous
-  // file, if any, is then left intact).
+  // Writes the budget to `file` atomically, with mode 0600, through base::write_file_atomic:
+  // `file`.tmp, fsync, rename over `file`, fsync of the directory. Throws Error on any I/O
+  // failure (the previous file, if any, is then left intact).
   void save(const std::filesystem::path& file) const;
   // Reads a file written by save(); throws Error naming the file for a missing, truncated,
   // corrupt or invalid one.

@@ -62,6 +62,8 @@ Result<KeyPair> load_key_pair(const std::string& secret_key_path);
 
 // Writes PREFIX.key (mode 0600) and PREFIX.pub. Refuses (kInvalidArgument) when either file
 // exists unless `force`; errors writing are kIo. Never leaves a secret key file readable by others.
+// Each file goes through base::AtomicFile, so a crash leaves the old file or the new, never a torn
+// one; without `force` the placing itself refuses an existing file (link(2)).
 Status write_key_pair(const KeyPair& pair, const std::string& prefix, bool force);
 
 }  // namespace protocol
