@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "model/error.h"
@@ -9,19 +10,18 @@
 namespace model {
 
 float int8_scale(std::span<const float> v) {
+  // Branch-free, so that it vectorises: a NaN or an infinity fails `<= max` and is reported
+  // after the loop.
   float max_abs = 0;
-  for (float x : v) {
-    if (!std::isfinite(x)) throw Error("int8 quantization: a value is not finite");
-    max_abs = std::max(max_abs, std::fabs(x));
+  bool finite = true;
+  for (const float x : v) {
+    const float a = std::fabs(x);
+    finite &= a <= std::numeric_limits<float>::max();
+    max_abs = a > max_abs ? a : max_abs;
   }
+  if (!finite) throw Error("int8 quantization: a value is not finite");
   const float scale = max_abs / static_cast<float>(kInt8Max);
   return scale > 0 ? scale : 1.0f;  // zeros, or values so small that the scale underflows
-}
-
-int8_t quantize_int8(float v, float scale) {
-  const float r = std::round(v / scale);  // halves away from zero
-  return static_cast<int8_t>(
-      std::clamp(r, -static_cast<float>(kInt8Max), static_cast<float>(kInt8Max)));
 }
 
 QuantizedWeight quantize_weight_rows(const Matrix& w) {
@@ -46,15 +46,25 @@ void quantize_weight_rows_into(std::span<const float> values, int64_t row_begin,
                 std::to_string(row_begin) + " do not fit a " + std::to_string(q.rows) + " x " +
                 std::to_string(q.cols) + " weight");
   }
+  // Rows are independent: on every thread for a large slice; a non-finite value is reported
+  // after the loop.
+  bool finite = true;
+#pragma omp parallel for schedule(static) reduction(&& : finite) if (rows * cols >= (1 << 16))
   for (int64_t r = 0; r < rows; ++r) {
     const std::span<const float> row =
         values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols));
-    const float scale = int8_scale(row);
+    float scale = 1;
+    try {
+      scale = int8_scale(row);
+    } catch (const Error&) {
+      finite = false;
+    }
     const int64_t i = row_begin + r;
     q.scales[static_cast<size_t>(i)] = scale;
     int8_t* out = q.values.data() + i * cols;
     for (size_t j = 0; j < row.size(); ++j) out[j] = quantize_int8(row[j], scale);
   }
+  if (!finite) throw Error("int8 quantization: a value is not finite");
 }
 
 QuantizedTokens quantize_tokens(const Activations& x) {
@@ -63,21 +73,42 @@ QuantizedTokens quantize_tokens(const Activations& x) {
   q.tokens = x.cols();
   q.values.resize(static_cast<size_t>(x.size()));
   q.scales.resize(static_cast<size_t>(x.cols()));
+  // Tokens are independent: one per iteration, on every thread for a large matrix (the same
+  // values as one thread). A non-finite value is reported after the loop.
+  bool finite = true;
+#pragma omp parallel for schedule(static) reduction(&& : finite) if (x.size() >= (1 << 16))
   for (int64_t t = 0; t < x.cols(); ++t) {
     const std::span<const float> col(x.data() + t * x.rows(), static_cast<size_t>(x.rows()));
-    const float scale = int8_scale(col);
-    q.scales[t] = scale;
+    float scale = 1;
+    try {
+      scale = int8_scale(col);
+    } catch (const Error&) {
+      finite = false;
+    }
+    q.scales[static_cast<size_t>(t)] = scale;
     int8_t* out = q.values.data() + t * x.rows();
     for (size_t j = 0; j < col.size(); ++j) out[j] = quantize_int8(col[j], scale);
   }
+  if (!finite) throw Error("int8 quantization: a value is not finite");
   return q;
 }
 
 std::vector<int8_t> feature_rows(const QuantizedTokens& x) {
   std::vector<int8_t> out(x.values.size());
-  for (int64_t t = 0; t < x.tokens; ++t) {
-    const int8_t* col = x.values.data() + t * x.features;
-    for (int64_t j = 0; j < x.features; ++j) out[j * x.tokens + t] = col[j];
+  // A transpose in tiles of 64 x 64 bytes (cache-friendly both ways), tiles of features on
+  // every thread.
+  constexpr int64_t kTile = 64;
+  const int64_t features = x.features, tokens = x.tokens;
+#pragma omp parallel for schedule(static) if (x.values.size() >= (1 << 16))
+  for (int64_t j0 = 0; j0 < features; j0 += kTile) {
+    const int64_t j1 = std::min(features, j0 + kTile);
+    for (int64_t t0 = 0; t0 < tokens; t0 += kTile) {
+      const int64_t t1 = std::min(tokens, t0 + kTile);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int8_t* col = x.values.data() + t * features;
+        for (int64_t j = j0; j < j1; ++j) out[static_cast<size_t>(j * tokens + t)] = col[j];
+      }
+    }
   }
   return out;
 }
@@ -94,11 +125,15 @@ void dequantize_product(const int64_t* acc, int64_t row_stride, int64_t col_stri
     y(i, t) =
         static_cast<float>(a * static_cast<double>(w_scales[i]) * static_cast<double>(x_scales[t]));
   };
+  // Elements are independent: the outer loop runs on every thread for a large product.
+  const bool parallel = rows * cols >= (1 << 16);
   if (row_stride <= col_stride) {
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t t = 0; t < cols; ++t) {
       for (int64_t i = 0; i < rows; ++i) element(i, t);
     }
   } else {
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < rows; ++i) {
       for (int64_t t = 0; t < cols; ++t) element(i, t);
     }
@@ -170,11 +205,15 @@ void dequantize_transposed_product(const int64_t* acc, int64_t row_stride, int64
     const double a = static_cast<double>(acc[j * row_stride + t * col_stride]);
     dx(j, t) = static_cast<float>(a * static_cast<double>(g_scales[t]));
   };
+  // Elements are independent: the outer loop runs on every thread for a large product.
+  const bool parallel = rows * cols >= (1 << 16);
   if (row_stride <= col_stride) {
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t t = 0; t < cols; ++t) {
       for (int64_t j = 0; j < rows; ++j) element(j, t);
     }
   } else {
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t j = 0; j < rows; ++j) {
       for (int64_t t = 0; t < cols; ++t) element(j, t);
     }

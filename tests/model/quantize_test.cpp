@@ -101,3 +101,80 @@ TEST(Quantize, Int8ProductIsExact) {
 }
 
 }  // namespace
+
+namespace {
+
+// The reference rule: round half away from zero (std::round), then clamp.
+int8_t reference_int8(float v, float scale) {
+  const float r = std::round(v / scale);
+  return static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
+}
+
+TEST(Quantize, VectorisedRoundingEqualsStdRoundEverywhere) {
+  // Every float quotient of the ties, their neighbours, the clamp edges and random values, for
+  // several scales: the truncation-based rule agrees with std::round bit for bit.
+  std::vector<float> values = {0.0f,
+                               -0.0f,
+                               0.5f,
+                               -0.5f,
+                               1.5f,
+                               -1.5f,
+                               126.5f,
+                               -126.5f,
+                               127.0f,
+                               127.5f,
+                               -127.5f,
+                               128.0f,
+                               -128.0f,
+                               1e30f,
+                               -1e30f,
+                               std::numeric_limits<float>::max(),
+                               -std::numeric_limits<float>::max(),
+                               std::numeric_limits<float>::denorm_min()};
+  for (float k = -130.0f; k <= 130.0f; k += 0.5f) {
+    values.push_back(k);
+    values.push_back(std::nextafter(k, 1e9f));
+    values.push_back(std::nextafter(k, -1e9f));
+  }
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-300.0f, 300.0f);
+  for (int i = 0; i < 200000; ++i) values.push_back(u(rng));
+  for (const float scale : {1.0f, 0.01f, 0.37f, 2.54f / 127, 3.0e-5f}) {
+    for (const float v : values) {
+      const float x = v * scale;  // quotients near v
+      ASSERT_EQ(model::quantize_int8(x, scale), reference_int8(x, scale))
+          << "v=" << x << " scale=" << scale;
+    }
+  }
+}
+
+TEST(Quantize, ThreadedQuantizationMatchesTheSerialRule) {
+  // A matrix large enough to be quantized on every thread: each token's scale and values follow
+  // the one-element rule; a non-finite value anywhere is still refused.
+  std::mt19937 rng(11);
+  std::normal_distribution<float> n(0.0f, 3.0f);
+  model::Activations x(300, 517);
+  for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = n(rng);
+  const model::QuantizedTokens q = model::quantize_tokens(x);
+  for (int64_t t = 0; t < x.cols(); ++t) {
+    const std::span<const float> col(x.data() + t * x.rows(), static_cast<size_t>(x.rows()));
+    const float scale = model::int8_scale(col);
+    ASSERT_EQ(q.scales[static_cast<size_t>(t)], scale);
+    for (int64_t j = 0; j < x.rows(); ++j) {
+      ASSERT_EQ(q.values[static_cast<size_t>(t * x.rows() + j)], reference_int8(x(j, t), scale));
+    }
+  }
+  const std::vector<int8_t> rows = model::feature_rows(q);
+  for (int64_t t = 0; t < x.cols(); t += 7) {
+    for (int64_t j = 0; j < x.rows(); ++j) {
+      ASSERT_EQ(rows[static_cast<size_t>(j * x.cols() + t)],
+                q.values[static_cast<size_t>(t * x.rows() + j)]);
+    }
+  }
+  x(17, 400) = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(model::quantize_tokens(x), model::Error);
+  x(17, 400) = std::numeric_limits<float>::infinity();
+  EXPECT_THROW(model::quantize_tokens(x), model::Error);
+}
+
+}  // namespace

@@ -20,6 +20,7 @@
 // with dequantize_transposed_product, shared again by every int8 path.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -33,8 +34,17 @@ inline constexpr int kInt8Max = 127;
 
 // max|v| / 127, or 1 when that is 0. Throws model::Error for a non-finite element.
 float int8_scale(std::span<const float> v);
-// One element: round-half-away-from-zero(v / scale) clamped to [-127, 127].
-int8_t quantize_int8(float v, float scale);
+// One element: round-half-away-from-zero(v / scale) clamped to [-127, 127], as std::round would
+// give it, for every finite float. Written with a truncating conversion instead of std::round
+// (a library call) so that loops over it vectorise: x is clamped to [-128, 128] first (which
+// changes no clamped result), so x - trunc(x) is exact and decides the rounding.
+inline int8_t quantize_int8(float v, float scale) {
+  const float x = std::clamp(v / scale, -128.0f, 128.0f);
+  const int whole = static_cast<int>(x);  // toward zero
+  const float frac = x - static_cast<float>(whole);
+  const int r = whole + static_cast<int>(frac >= 0.5f) - static_cast<int>(frac <= -0.5f);
+  return static_cast<int8_t>(std::clamp(r, -kInt8Max, kInt8Max));
+}
 
 // A weight matrix quantized per output channel.
 struct QuantizedWeight {
