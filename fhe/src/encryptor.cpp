@@ -266,6 +266,14 @@ std::vector<int64_t> Decryptor::decrypt(const CiphertextMatrix& ct) const {
 }
 
 void Decryptor::decrypt_into(const CiphertextMatrix& ct, int64_t* y) const {
+  decrypt_impl(ct, y, nullptr);
+}
+
+void Decryptor::decrypt_rows(const CiphertextMatrix& ct, const RowSink& sink) const {
+  decrypt_impl(ct, nullptr, &sink);
+}
+
+void Decryptor::decrypt_impl(const CiphertextMatrix& ct, int64_t* y, const RowSink* sink) const {
   const Context& ctx = key_.context();
   // Shapes are checked; a coefficient >= q cannot harm memory safety here, only the result.
   validate(ctx, ct, false);
@@ -277,13 +285,14 @@ void Decryptor::decrypt_into(const CiphertextMatrix& ct, int64_t* y) const {
   const int64_t half = int64_t{1} << (d - 1);
   const bool simd = use_simd(ctx);
   if (ct.kind == CtKind::kSwitched) {
-    decrypt_switched(ct, y);
+    decrypt_switched(ct, y, sink);
     return;
   }
   bool out_of_range = false;
 #pragma omp parallel
   {
     std::vector<uint64_t> tmp(n);
+    std::vector<int64_t> row(y ? 0 : n);  // one row's integers for the sink
     std::unique_ptr<SeedExpander> expander;
     if (ct.kind == CtKind::kFresh) expander = std::make_unique<SeedExpander>(ct.seed, n, q);
     RowReader reader(ctx, ct);
@@ -303,23 +312,25 @@ void Decryptor::decrypt_into(const CiphertextMatrix& ct, int64_t* y) const {
         }
         times_secret(key_, c1, tmp.data());
       }
-      int64_t* out = y + i * cols + b * n;
+      int64_t* out = y ? y + i * cols + b * n : row.data();
       const size_t valid = std::min(n, cols - b * n);
       if (simd) {
         detail::round_decode_avx512(c0, tmp.data(), out, valid, q, d);
-        continue;
+      } else {
+        for (size_t t = 0; t < valid; ++t) {
+          const uint64_t v = add_mod(c0[t], tmp[t], q);
+          out[t] = (center(v, q) + half) >> d;
+        }
       }
-      for (size_t t = 0; t < valid; ++t) {
-        const uint64_t v = add_mod(c0[t], tmp[t], q);
-        out[t] = (center(v, q) + half) >> d;
-      }
+      if (sink) (*sink)(i, b * n, std::span<const int64_t>(out, valid));
     }
     secure_wipe(tmp.data(), n * sizeof(uint64_t));
   }
   if (out_of_range) throw Error("ciphertext coefficient out of range (>= its modulus)");
 }
 
-void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y) const {
+void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y,
+                                 const RowSink* sink) const {
   // c0' + c1' * s = delta' * m + noise (mod 2^b) with delta' = delta * 2^b / q. The product
   // c1' * s is computed exactly over the integers with the NTT modulo q: |c1' * s| <= n * 2^(b-1)
   // < q / 2 for b <= 36.
@@ -338,6 +349,7 @@ void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y) const {
 #pragma omp parallel
   {
     std::vector<uint64_t> tmp(n);
+    std::vector<int64_t> row(y ? 0 : n);  // one row's integers for the sink
     RowReader reader(ctx, ct);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < total; ++r) {
@@ -355,7 +367,7 @@ void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y) const {
       }
       ctx.ntt().forward(tmp.data());
       times_secret(key_, tmp.data(), tmp.data());
-      int64_t* out = y + i * cols + blk * n;
+      int64_t* out = y ? y + i * cols + blk * n : row.data();
       const size_t valid = std::min(n, cols - blk * n);
       for (size_t t = 0; t < valid; ++t) {
         const uint64_t v = (c0[t] + static_cast<uint64_t>(center(tmp[t], q))) & (mod - 1);
@@ -363,6 +375,7 @@ void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y) const {
             static_cast<int64_t>(v) - (v >= half_mod ? static_cast<int64_t>(mod) : 0);
         out[t] = static_cast<int64_t>(std::nearbyint(static_cast<double>(vc) * scale));
       }
+      if (sink) (*sink)(i, blk * n, std::span<const int64_t>(out, valid));
     }
     secure_wipe(tmp.data(), n * sizeof(uint64_t));
   }

@@ -82,17 +82,53 @@ void EncryptedBackend::count_multiply(std::chrono::steady_clock::time_point star
   if (timings_ != nullptr) timings_->multiply_ns += nanos_between(start, done);
 }
 
-std::vector<int64_t> EncryptedBackend::product(ProjectionId id, bool transpose,
-                                               const std::vector<int8_t>& rows, int64_t features,
-                                               int64_t out_features, int64_t tokens) {
+fhe::CiphertextMatrix EncryptedBackend::product(ProjectionId id, bool transpose,
+                                                const std::vector<int8_t>& rows, int64_t features,
+                                                int64_t out_features, int64_t tokens) {
   const auto t = static_cast<size_t>(tokens);
   const fhe::CiphertextMatrix ct =
       encrypt_timed(rows.data(), static_cast<size_t>(features), t, products_->bounds(id, transpose),
                     static_cast<uint64_t>(out_features) * t);
   const auto start = std::chrono::steady_clock::now();
-  const fhe::CiphertextMatrix y = products_->multiply(id, transpose, ct);
+  fhe::CiphertextMatrix y = products_->multiply(id, transpose, ct);
   count_multiply(start);
-  return decrypt(y, out_features, tokens);
+  return y;
+}
+
+void EncryptedBackend::decrypt_dequantized(const fhe::CiphertextMatrix& y, int64_t out_features,
+                                           std::span<const float> w_scales,
+                                           std::span<const float> x_scales, Activations& out) {
+  const auto tokens = static_cast<int64_t>(x_scales.size());
+  if (y.rows != static_cast<uint64_t>(out_features) || y.cols != static_cast<uint64_t>(tokens)) {
+    throw Error("the product has shape " + std::to_string(y.rows) + " x " + std::to_string(y.cols) +
+                ", expected " + std::to_string(out_features) + " x " + std::to_string(tokens));
+  }
+  if (!w_scales.empty() && static_cast<int64_t>(w_scales.size()) != out_features) {
+    throw Error("dequantization: " + std::to_string(w_scales.size()) + " weight scales for " +
+                std::to_string(out_features) + " outputs");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  out.resize(out_features, tokens);
+  // Called for distinct rows from every thread: each writes only its own elements.
+  decryptor_->decrypt_rows(y, [&](size_t i, size_t t0, std::span<const int64_t> acc) {
+    float* column = out.data() + static_cast<int64_t>(t0) * out_features + static_cast<int64_t>(i);
+    if (w_scales.empty()) {
+      for (size_t k = 0; k < acc.size(); ++k) {
+        column[static_cast<int64_t>(k) * out_features] =
+            dequantize_transposed_element(acc[k], x_scales[t0 + k]);
+      }
+      return;
+    }
+    const float w = w_scales[i];
+    for (size_t k = 0; k < acc.size(); ++k) {
+      column[static_cast<int64_t>(k) * out_features] =
+          dequantize_element(acc[k], w, x_scales[t0 + k]);
+    }
+  });
+  if (timings_ != nullptr) {
+    timings_->decrypt_ns += nanos_between(start, std::chrono::steady_clock::now());
+    ++timings_->products;
+  }
 }
 
 std::vector<int64_t> EncryptedBackend::stacked_product(std::span<const ProjectionId> ids,
@@ -157,17 +193,12 @@ void EncryptedBackend::forward(ProjectionId id, const Activations& x, Activation
   const std::vector<int8_t> rows = feature_rows(xq);
   if (timings_ != nullptr)
     timings_->quantize_ns += nanos_between(phase, std::chrono::steady_clock::now());
-  std::vector<int64_t> acc;
   try {
-    acc = product(id, /*transpose=*/false, rows, d_in, d_out, x.cols());
+    const fhe::CiphertextMatrix product_ct =
+        product(id, /*transpose=*/false, rows, d_in, d_out, x.cols());
+    decrypt_dequantized(product_ct, d_out, products_->scales(id), xq.scales, y);
   } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
     throw Error("encrypted backend: projection " + projection_name(id) + ": " + e.what());
-  }
-  // acc is row-major d_out x T.
-  phase = std::chrono::steady_clock::now();
-  dequantize_product(acc.data(), x.cols(), 1, products_->scales(id), xq.scales, y);
-  if (timings_ != nullptr) {
-    timings_->dequantize_ns += nanos_between(phase, std::chrono::steady_clock::now());
   }
 }
 
@@ -182,18 +213,13 @@ void EncryptedBackend::backward(ProjectionId id, const Activations& g, Activatio
   const std::vector<int8_t> rows = feature_rows(gq);
   if (timings_ != nullptr)
     timings_->quantize_ns += nanos_between(phase, std::chrono::steady_clock::now());
-  std::vector<int64_t> acc;
   try {
-    acc = product(id, /*transpose=*/true, rows, d_out, d_in, g.cols());
+    const fhe::CiphertextMatrix product_ct =
+        product(id, /*transpose=*/true, rows, d_out, d_in, g.cols());
+    decrypt_dequantized(product_ct, d_in, {}, gq.scales, dx);
   } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
     throw Error("encrypted backend: backward of projection " + projection_name(id) + ": " +
                 e.what());
-  }
-  // acc is row-major d_in x T.
-  phase = std::chrono::steady_clock::now();
-  dequantize_transposed_product(acc.data(), g.cols(), 1, d_in, gq.scales, dx);
-  if (timings_ != nullptr) {
-    timings_->dequantize_ns += nanos_between(phase, std::chrono::steady_clock::now());
   }
 }
 
@@ -227,10 +253,8 @@ void EncryptedBackend::forward_group(std::span<const ProjectionId> ids, const Ac
                   " projections");
     }
     for (size_t j = 0; j < ids.size(); ++j) {
-      const std::vector<int64_t> acc =
-          decrypt(products[j], products_->dims(ids[j]).d_out, x.cols());
-      // acc is row-major d_out x T.
-      dequantize_product(acc.data(), x.cols(), 1, products_->scales(ids[j]), xq.scales, *ys[j]);
+      decrypt_dequantized(products[j], products_->dims(ids[j]).d_out, products_->scales(ids[j]),
+                          xq.scales, *ys[j]);
     }
   } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
     throw Error("encrypted backend: projection group from " + projection_name(ids[0]) + ": " +

@@ -121,9 +121,7 @@ void dequantize_product(const int64_t* acc, int64_t row_stride, int64_t col_stri
   y.resize(rows, cols);
   // The one formula every int8 path shares; the loop order only follows acc's memory order.
   const auto element = [&](int64_t i, int64_t t) {
-    const double a = static_cast<double>(acc[i * row_stride + t * col_stride]);
-    y(i, t) =
-        static_cast<float>(a * static_cast<double>(w_scales[i]) * static_cast<double>(x_scales[t]));
+    y(i, t) = dequantize_element(acc[i * row_stride + t * col_stride], w_scales[i], x_scales[t]);
   };
   // Elements are independent: the outer loop runs on every thread for a large product.
   const bool parallel = rows * cols >= (1 << 16);
@@ -202,8 +200,7 @@ void dequantize_transposed_product(const int64_t* acc, int64_t row_stride, int64
   dx.resize(rows, cols);
   // The one formula every int8 path shares; the loop order only follows acc's memory order.
   const auto element = [&](int64_t j, int64_t t) {
-    const double a = static_cast<double>(acc[j * row_stride + t * col_stride]);
-    dx(j, t) = static_cast<float>(a * static_cast<double>(g_scales[t]));
+    dx(j, t) = dequantize_transposed_element(acc[j * row_stride + t * col_stride], g_scales[t]);
   };
   // Elements are independent: the outer loop runs on every thread for a large product.
   const bool parallel = rows * cols >= (1 << 16);

@@ -1,9 +1,11 @@
 // Products kept in their received packed planes (CiphertextMatrix::packed): decrypting them row
-// by row from the packed bytes gives the unpacked product's results bit for bit, split into any
-// row segments, over several token blocks, for products and modulus-switched replies; an
-// out-of-range coefficient or a layout that does not cover the rows is refused.
+// by row from the packed bytes (into a matrix, or row by row to a sink) gives the unpacked
+// product's results bit for bit, split into any row segments, over several token blocks, for
+// products and modulus-switched replies; an out-of-range coefficient or a layout that does not
+// cover the rows is refused.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -84,6 +86,16 @@ TEST_P(PackedProduct, DecryptsLikeTheUnpackedProduct) {
     ASSERT_TRUE(p.is_packed());
     EXPECT_NO_THROW(fhe::validate(*ctx(), p));
     EXPECT_EQ(dec.decrypt(p), want) << cuts.size() << " segments";
+    // decrypt_rows hands over every (row, block) once, with the same integers.
+    std::vector<int64_t> rows(want.size(), -777);
+    std::vector<int> visits(c.d_out * prod.blocks(ctx()->n()), 0);
+    dec.decrypt_rows(p, [&](size_t i, size_t t0, std::span<const int64_t> v) {
+      ASSERT_LE(t0 + v.size(), c.tokens);
+      std::copy(v.begin(), v.end(), rows.begin() + static_cast<long>(i * c.tokens + t0));
+      ++visits[i * prod.blocks(ctx()->n()) + t0 / ctx()->n()];  // distinct slots per call
+    });
+    EXPECT_EQ(rows, want);
+    EXPECT_EQ(std::count(visits.begin(), visits.end(), 1), static_cast<long>(visits.size()));
   }
 }
 

@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <vector>
 
 #include "fhe/ciphertext.h"
@@ -41,8 +43,19 @@ class Decryptor {
   // Same, into caller storage of rows * cols values.
   void decrypt_into(const CiphertextMatrix& ct, int64_t* y) const;
 
+  // Same, handing each decrypted row to `sink` instead of storing the matrix: sink(i, t0, v)
+  // receives v[k] = y(i, t0 + k) for one block of tokens (each (row, block) exactly once, from
+  // every OpenMP thread at once, so the sink must be safe for distinct rows, and must not throw).
+  // For a consumer
+  // that turns the integers into something else at once (dequantization), without a rows x
+  // cols int64 matrix in memory.
+  using RowSink = std::function<void(size_t row, size_t first_token, std::span<const int64_t>)>;
+  void decrypt_rows(const CiphertextMatrix& ct, const RowSink& sink) const;
+
  private:
-  void decrypt_switched(const CiphertextMatrix& ct, int64_t* y) const;
+  // decrypt_into (y) or decrypt_rows (sink), one of them null.
+  void decrypt_impl(const CiphertextMatrix& ct, int64_t* y, const RowSink* sink) const;
+  void decrypt_switched(const CiphertextMatrix& ct, int64_t* y, const RowSink* sink) const;
   const SecretKey& key_;
 };
 

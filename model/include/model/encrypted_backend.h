@@ -50,6 +50,8 @@ namespace model {
 // Where the participant's time of its encrypted products goes, for benchmarks: wall-clock
 // nanoseconds summed over every forward and backward since the sink was set. multiply_ns is
 // the EncryptedProducts' call (in process: the PlaneGemm; remote: the whole round trip).
+// decrypt_ns includes the dequantization of a product decrypted straight into floats (every
+// product but the stacked backward's exact sum); dequantize_ns counts the rest.
 struct ProductTimings {
   uint64_t quantize_ns = 0, encrypt_ns = 0, multiply_ns = 0, decrypt_ns = 0, dequantize_ns = 0;
   uint64_t products = 0;
@@ -92,9 +94,15 @@ class EncryptedBackend : public LinearBackend {
   EncryptedProducts& products() { return *products_; }
 
  private:
-  // Encrypts `rows` (row-major features x T), has it multiplied, decrypts (row-major out x T).
-  std::vector<int64_t> product(ProjectionId id, bool transpose, const std::vector<int8_t>& rows,
-                               int64_t features, int64_t out_features, int64_t tokens);
+  // Encrypts `rows` (row-major features x T) and has it multiplied.
+  fhe::CiphertextMatrix product(ProjectionId id, bool transpose, const std::vector<int8_t>& rows,
+                                int64_t features, int64_t out_features, int64_t tokens);
+  // Decrypts a product (out x T, shape checked) straight into its dequantized floats, row by
+  // row, without an int64 matrix: y(i, t) = dequantize_element(acc(i, t), w_scales[i],
+  // x_scales[t]), or with w_scales empty dequantize_transposed_element(acc(i, t), x_scales[t]).
+  void decrypt_dequantized(const fhe::CiphertextMatrix& y, int64_t out_features,
+                           std::span<const float> w_scales, std::span<const float> x_scales,
+                           Activations& out);
   // Decrypts a product after checking its shape (out_features x tokens).
   // Encrypts and records the time in timings_ (when set).
   fhe::CiphertextMatrix encrypt_timed(const int8_t* rows, size_t features, size_t tokens,

@@ -74,6 +74,17 @@ QuantizedTokens quantize_tokens(const Activations& x);
 // the encryptor takes (tokens along polynomial coefficients).
 std::vector<int8_t> feature_rows(const QuantizedTokens& x);
 
+// The one dequantization rule of every int8 path: the accumulator times both scales in double,
+// rounded once to float (dequantize_product), and times the gradient's token scale
+// (dequantize_transposed_product, whose weight scales were folded into G before quantizing).
+inline float dequantize_element(int64_t acc, float w_scale, float x_scale) {
+  return static_cast<float>(static_cast<double>(acc) * static_cast<double>(w_scale) *
+                            static_cast<double>(x_scale));
+}
+inline float dequantize_transposed_element(int64_t acc, float g_scale) {
+  return static_cast<float>(static_cast<double>(acc) * static_cast<double>(g_scale));
+}
+
 // y (d_out x T) from the exact accumulators: element (i, t) of acc sits at
 // acc[i * row_stride + t * col_stride].
 void dequantize_product(const int64_t* acc, int64_t row_stride, int64_t col_stride,
