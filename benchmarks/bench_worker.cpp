@@ -16,9 +16,10 @@
 // competing with the client for them.
 //
 // Then the breakdown of the remote variant (one line per phase, median seconds over the runs
-// with [min, max]): on the client quantize, encrypt, pack (c0 to 48 bits), unpack (reply planes
-// from their bits, range-checked), decrypt, dequantize (model::ProductTimings,
-// participant::RemoteStats); on the worker, as it reports them in MatmulReply.timings, queue,
+// with [min, max]): on the client quantize, encrypt, pack (c0 to 48 bits), unpack (the reply's
+// planes checked and kept as received), decrypt (each row unpacked, range-checked, decrypted
+// and dequantized at once), dequantize (what is left of it: zero for these products)
+// (model::ProductTimings, participant::RemoteStats); on the worker, as it reports them in MatmulReply.timings, queue,
 // unpack, seed_expansion, gemm (digit split, oneDNN, recombination), of which recombine,
 // switch and reply pack; and transport = the pool's round trip less the worker's phases (send,
 // ZeroMQ, the reply's transfer and decoding: not measured apart). The summary line holds
