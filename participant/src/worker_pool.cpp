@@ -397,7 +397,14 @@ protocol::Status WorkerPool::call_many(std::span<const Request> requests,
     for (size_t r = 0; r < requests.size(); ++r) {
       Attempt& a = attempts[r];
       while (!a.done && !a.in_flight) {
-        const std::optional<size_t> picked = pick(a.tried);
+        // A worker computing another request of this call is taken only when no other is left
+        // (heartbeat loads lag behind: they may still count requests that are done).
+        std::vector<bool> busy = a.tried;
+        for (const Attempt& other : attempts) {
+          if (other.in_flight) busy[other.worker] = true;
+        }
+        std::optional<size_t> picked = pick(busy);
+        if (!picked) picked = pick(a.tried);
         if (!picked) {
           std::optional<ErrorCode> common_code;
           bool mixed_codes = false;

@@ -578,11 +578,13 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   auto status = pool.call_many(requests, call.eligible, on_answer);
   if (!status && parts > 1 && status.error().code == protocol::ErrorCode::kShapeMismatch) {
     // A worker that takes whole products only (the CUDA device) refuses a range: ask for the
-    // whole product, once, and let the caller stop splitting.
-    if (call.split_refused != nullptr) *call.split_refused = true;
+    // whole product, and when that is served let the caller stop splitting (a refusal of the
+    // whole product, such as a shape the GEMM cannot accumulate, is passed on as it is).
     RemoteProduct whole = call;
     whole.split = false;
-    return remote_products(pool, ctx, whole, fresh, out_rows, bytes_out, stats);
+    auto products = remote_products(pool, ctx, whole, fresh, out_rows, bytes_out, stats);
+    if (call.split_refused != nullptr) *call.split_refused = true;
+    return products;
   }
   const auto call_done = Clock::now();
   if (!status) throw RemoteProductError(status.error().code, status.error().to_string());

@@ -14,7 +14,7 @@
 //   - a request whose worker dies, times out (request_timeout), answers garbage, or answers
 //     "overloaded" / "internal" is sent again to another worker: requests are pure, so a retry
 //     is safe; every attempt carries a fresh request id and late answers are dropped. Each
-//     worker is tried at most once per call.
+//     worker is tried at most once per request.
 // When no worker is left to try, call() returns an error (code kTransport, or the last error a
 // worker sent) that names every worker and why it could not serve. Deterministic refusals of a
 // request (unknown model or layer, shape mismatch, noise budget, malformed, unauthorised) come
