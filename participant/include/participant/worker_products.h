@@ -135,8 +135,11 @@ struct WireBytes {
 // Where the time and bytes of remote products go, for benchmarks: summed over every request
 // since the sink was set (WorkerProducts::set_stats). Wall-clock nanoseconds on this side:
 // pack_ns (c0 packed to 48 bits), call_ns (the pool's round trip: send, the worker's part,
-// the reply's transfer and decoding), unpack_ns (reply planes unpacked and range-checked);
-// `worker` sums the MatmulTimings the workers report (zero from a worker that sends none).
+// the reply's transfer and decoding; of a split product, until its last part is in, less the
+// unpacking below), unpack_ns (reply planes unpacked, range-checked and, split, assembled; a
+// split product's parts are unpacked as they arrive, while the others compute); `requests`
+// counts replies (one per part) and `worker` sums the MatmulTimings the workers report (zero
+// from a worker that sends none).
 struct RemoteStats {
   uint64_t requests = 0, request_bytes = 0, reply_bytes = 0;
   uint64_t pack_ns = 0, call_ns = 0, unpack_ns = 0;
