@@ -8,7 +8,8 @@
 // times, alternating the modes:
 //   remote_1    RemoteEncryptedBackend over a pool of one worker (the LM head in this process,
 //               as the int8 product: LmHeadPlacement::kLocal)
-//   remote_2    the same over a pool of both workers
+//   remote_2    the same over a pool of both workers (each product's output rows split over
+//               both, the parts in flight at once; --no-split: each product to one worker)
 //   float       model::FloatBackend: every projection a local float32 GEMM
 //   encrypted   model::EncryptedBackend: encryption and the workers' PlaneGemm in this process
 //   head_float  a 0-layer step with FloatBackend: embedding, final norm, LM head and loss only
@@ -83,6 +84,7 @@ struct Options {
   int runs = 5;
   int worker_threads = 0;  // 0: all cores
   std::string worker = "fhe_worker";
+  bool split = true;  // remote_2 splits each product's rows over both workers
 };
 
 [[noreturn]] void fail(const std::string& what) {
@@ -93,7 +95,7 @@ struct Options {
 void usage() {
   std::printf(
       "usage: bench_e2e [--preset NAME] [--layers N] [--vocab V] [--tokens T] [--rank R]\n"
-      "                 [--runs R] [--workers-threads N] [--worker PATH]\n\n"
+      "                 [--runs R] [--workers-threads N] [--no-split] [--worker PATH]\n\n"
       "One LoRA step of a preset-shaped random model (rank R on all seven projections) with every\n"
       "frozen projection on two real fhe_worker processes (loopback TCP, CURVE), alternating\n"
       "remote (1 worker), remote (2 workers), local float, in-process encrypted, and 0-layer\n"
@@ -105,6 +107,8 @@ void usage() {
       "  --rank R              LoRA rank (default 8)\n"
       "  --runs R              alternating runs per mode (default 5; at least 1)\n"
       "  --workers-threads N   fhe_worker --threads (default 0: all cores)\n"
+      "  --no-split            remote_2 sends each product whole to one worker (default: its\n"
+      "                        rows split over both, all parts in flight at once)\n"
       "The defaults take well over 5 minutes on 2 cores (--runs 1 --vocab 4096: a quick check).\n"
       "Acceptance shapes: --layers 16\n"
       "--vocab 0 (Llama-3.2-1B), --preset llama-3.1-8b --layers 2 (hidden 4096).\n");
@@ -145,6 +149,8 @@ Options parse(int argc, char** argv) {
       o.runs = static_cast<int>(std::clamp(number(), -1LL, 1000LL));
     } else if (a == "--workers-threads") {
       o.worker_threads = static_cast<int>(std::clamp(number(), -1LL, 1024LL));
+    } else if (a == "--no-split") {
+      o.split = false;
     } else if (a == "--worker") {
       o.worker = value();
     } else {
@@ -212,9 +218,9 @@ class Worker : public bench::WorkerProcess {
   Worker(const Options& o, const fs::path& dir, const std::string& name)
       : bench::WorkerProcess(
             {o.worker, "--model", (dir / "model").string(), "--model-id", "bench", "--bind",
-             "tcp://127.0.0.1:0", "--port-file", (dir / (name + ".port")).string(),
-             "--secret-key", (dir / (name + ".key")).string(), "--allow", (dir / "allow").string(),
-             "--threads", std::to_string(o.worker_threads), "--id", name, "--log-level", "warn"},
+             "tcp://127.0.0.1:0", "--port-file", (dir / (name + ".port")).string(), "--secret-key",
+             (dir / (name + ".key")).string(), "--allow", (dir / "allow").string(), "--threads",
+             std::to_string(o.worker_threads), "--id", name, "--log-level", "warn"},
             (dir / (name + ".port")).string(), (dir / (name + ".log")).string(),
             std::chrono::seconds(600)) {}
 };
@@ -321,6 +327,7 @@ int main(int argc, char** argv) {
       return std::shared_ptr<participant::WorkerPool>(std::move(pool).value());
     };
     participant::RemoteOptions ro{"bench", false, participant::LmHeadPlacement::kLocal};
+    ro.split_products = o.split;
     auto remote1_backend = std::make_unique<participant::RemoteEncryptedBackend>(
         make_pool(1), c, ro, nullptr, weights.get());
     auto remote2_backend = std::make_unique<participant::RemoteEncryptedBackend>(
@@ -376,13 +383,14 @@ int main(int argc, char** argv) {
         "\"sequences\": %lld, \"lora_rank\": %lld, \"lora_targets\": \"q,k,v,o,gate,up,down\", "
         "\"participant_threads\": %d, \"worker_threads\": %d, \"workers\": 2, \"curve\": true, "
         "\"lm_head\": \"participant (int8)\", \"runs\": %d, \"setup_s\": %.1f, "
-        "\"rss_reset\": %s}\n",
+        "\"rss_reset\": %s, \"split\": %s}\n",
         o.preset.c_str(), static_cast<long long>(c.hidden_size),
         static_cast<long long>(c.intermediate_size), static_cast<long long>(c.num_attention_heads),
         static_cast<long long>(c.num_key_value_heads), static_cast<long long>(c.vocab_size),
         static_cast<long long>(c.num_hidden_layers), static_cast<long long>(batch.total_tokens()),
         static_cast<long long>(batch.sequence_count()), static_cast<long long>(o.rank),
-        omp_get_max_threads(), o.worker_threads, o.runs, setup_s, rss_reset ? "true" : "false");
+        omp_get_max_threads(), o.worker_threads, o.runs, setup_s, rss_reset ? "true" : "false",
+        o.split ? "true" : "false");
     std::fflush(stdout);
 
     const auto mode = [](const char* name, model::LlamaModel& m, const model::LoraParams& l,

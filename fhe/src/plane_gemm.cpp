@@ -127,7 +127,16 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
     throw Error("chunk size must divide the ring degree and be at most 256");
   }
   threads_ = opts.threads > 0 ? opts.threads : omp_get_max_threads();
-  bounds_ = measure_bounds(w, d_out, d_in, transpose);
+  const size_t stride = opts.weight_stride ? opts.weight_stride : d_in;
+  if (stride < d_in) throw Error("weight row stride below the row length");
+  // A dense copy of a strided block: for the bounds, and to pack (it is freed after).
+  std::vector<int8_t> dense;
+  if (stride != d_in) {
+    dense.resize(d_out * d_in);
+    for (size_t i = 0; i < d_out; ++i) std::copy_n(w + i * stride, d_in, dense.data() + i * d_in);
+  }
+  const int8_t* const dense_w = stride != d_in ? dense.data() : w;
+  bounds_ = measure_bounds(dense_w, d_out, d_in, transpose);
 
   impl_ = std::make_unique<Impl>();
   impl_->kernels =
@@ -139,6 +148,12 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
   // weights(k, n) = M[n][k]: W^T for W*C ("ba" over W's buffer), W itself for W^T*C ("ab").
   memory::desc w_plain({k, nn}, memory::data_type::s8,
                        transpose ? memory::format_tag::ab : memory::format_tag::ba);
+  if (stride != d_in) {
+    // weights(k, n) at k * stride + n (W^T*C) or n * stride + k (W*C).
+    const auto ld = static_cast<memory::dim>(stride);
+    w_plain = memory::desc({k, nn}, memory::data_type::s8,
+                           transpose ? memory::dims{ld, 1} : memory::dims{1, ld});
+  }
   memory::desc w_any({k, nn}, memory::data_type::s8, memory::format_tag::any);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -151,8 +166,10 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
     impl_->packed_w = memory(w_plain, impl_->eng, const_cast<int8_t*>(w));
     return;
   }
-  std::vector<int8_t> copy(w, w + d_out * d_in);
-  memory w_mem(w_plain, impl_->eng, copy.data());
+  std::vector<int8_t> copy(dense_w, dense_w + d_out * d_in);
+  memory w_mem(memory::desc({k, nn}, memory::data_type::s8,
+                            transpose ? memory::format_tag::ab : memory::format_tag::ba),
+               impl_->eng, copy.data());
   impl_->packed_w = memory(impl_->pd.weights_desc(), impl_->eng);
   dnnl::stream s(impl_->eng);
   dnnl::reorder(w_mem, impl_->packed_w).execute(s, w_mem, impl_->packed_w);

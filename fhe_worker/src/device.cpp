@@ -30,7 +30,9 @@ class CpuGemm final : public Gemm {
   CpuGemm(std::shared_ptr<const fhe::Context> ctx, const GemmSpec& spec)
       : ctx_(ctx),
         gemm_(std::move(ctx), spec.w, spec.d_out, spec.d_in, spec.transpose,
-              fhe::PlaneGemmOptions{.threads = spec.threads, .borrow_weights = spec.borrow}),
+              fhe::PlaneGemmOptions{.threads = spec.threads,
+                                    .borrow_weights = spec.borrow,
+                                    .weight_stride = spec.stride}),
         threads_(spec.threads) {}
 
   size_t in_dim() const override { return gemm_.in_dim(); }
@@ -130,7 +132,11 @@ class CpuGemm final : public Gemm {
 class CudaGemm final : public Gemm {
  public:
   CudaGemm(std::shared_ptr<const fhe::Context> ctx, const GemmSpec& spec, int device)
-      : gemm_(std::move(ctx), spec.w, spec.d_out, spec.d_in, spec.transpose, device) {}
+      : gemm_(std::move(ctx), spec.w, spec.d_out, spec.d_in, spec.transpose, device) {
+    if (spec.stride != 0 && spec.stride != spec.d_in) {
+      throw fhe::Error("the CUDA product takes dense weights only");
+    }
+  }
   size_t in_dim() const override { return gemm_.in_dim(); }
   size_t out_dim() const override { return gemm_.out_dim(); }
   const fhe::WeightBounds& bounds() const override { return gemm_.bounds(); }

@@ -92,6 +92,18 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
                         " output rows together (the sum of their d_out)");
     }
   }
+  if (r.ranged()) {
+    const uint64_t out_rows = output_rows(model, r);
+    if (r.row_end > out_rows) {
+      return make_error(ErrorCode::kShapeMismatch, "output rows [", r.row_begin, ", ", r.row_end,
+                        ") asked for, but the request has ", out_rows, " output rows");
+    }
+    if (model.device().kind == Device::Kind::kCuda) {
+      return make_error(ErrorCode::kShapeMismatch, "the ", model.device().name(),
+                        " device computes whole products only (no output row ranges); ask for "
+                        "every row");
+    }
+  }
   // The sizes follow from the header and the served shapes alone: refuse an over-large request
   // here, before it is queued and before anything is allocated for it.
   const RequestSize size = request_size(model, r, input);
@@ -167,7 +179,35 @@ RequestSize request_size(const WorkerModel& model, const protocol::MatmulRequest
 
 bool same_batch(const protocol::MatmulRequest& a, const protocol::MatmulRequest& b) {
   return a.model_id == b.model_id && a.layer == b.layer && a.transpose == b.transpose &&
-         a.stacked == b.stacked && a.projections == b.projections;
+         a.stacked == b.stacked && a.projections == b.projections && a.row_begin == b.row_begin &&
+         a.row_end == b.row_end;
+}
+
+uint64_t output_rows(const WorkerModel& model, const protocol::MatmulRequest& r) {
+  uint64_t sum = 0;
+  for (const protocol::ProjectionKind kind : r.projections) {
+    const model::QuantizedWeight& w = model.weight(r.layer, kind);
+    sum += static_cast<uint64_t>(r.transpose ? w.cols : w.rows);
+    if (r.stacked) break;  // one result, the sum
+  }
+  return sum;
+}
+
+std::optional<std::pair<size_t, size_t>> rows_of_result(const WorkerModel& model,
+                                                        const protocol::MatmulRequest& r,
+                                                        size_t j) {
+  size_t at = 0;
+  for (size_t i = 0; i < j && !r.stacked; ++i) {
+    const model::QuantizedWeight& w = model.weight(r.layer, r.projections[i]);
+    at += static_cast<size_t>(r.transpose ? w.cols : w.rows);
+  }
+  const model::QuantizedWeight& w = model.weight(r.layer, r.projections[r.stacked ? 0 : j]);
+  const size_t rows = static_cast<size_t>(r.transpose ? w.cols : w.rows);
+  if (!r.ranged()) return std::pair<size_t, size_t>{0, rows};
+  const size_t begin = std::max(at, static_cast<size_t>(r.row_begin));
+  const size_t end = std::min(at + rows, static_cast<size_t>(r.row_end));
+  if (begin >= end) return std::nullopt;
+  return std::pair<size_t, size_t>{begin - at, end - at};
 }
 
 fhe::WeightBounds stacked_bounds(const WorkerModel& model, const protocol::MatmulRequest& r) {
@@ -279,20 +319,19 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
       };
       // Appends product y (of `kind`, or of the stack when `stacked`) to job i's reply,
       // modulus-switched where asked.
+      // `gemm` is the whole matrix's product: a part of the rows (a ranged request) is switched
+      // to the modulus the whole product would get, so that the parts are its rows bit for bit.
       const auto add_result = [&](size_t i, protocol::ProjectionKind kind, const Gemm& gemm,
                                   fhe::CiphertextMatrix& y, bool stacked) {
         uint32_t bits = ctx.params().log2_q;
         protocol::PlaneKind plane = protocol::PlaneKind::kProduct;
         if (jobs[i]->request.switch_modulus) {
           const auto switch_start = std::chrono::steady_clock::now();
-          uint32_t b = 0;
-          if (stacked) {
-            b = fhe::choose_switch_bits(ctx.params(), y.log2_delta,
-                                        stacked_bounds(model, jobs[i]->request), y.rows * y.cols);
-            if (b != 0) fhe::switch_modulus(ctx, y, b);
-          } else {
-            b = gemm.switch_reply(ctx, y);
-          }
+          const uint64_t outputs = gemm.out_dim() * y.cols;
+          const uint32_t b = fhe::choose_switch_bits(
+              ctx.params(), y.log2_delta,
+              stacked ? stacked_bounds(model, jobs[i]->request) : gemm.bounds(), outputs);
+          if (b != 0) fhe::switch_modulus(ctx, y, b);
           if (b != 0) {
             bits = b;
             plane = protocol::PlaneKind::kSwitched;
@@ -320,10 +359,14 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
       };
       if (first.stacked) {
         // One product per request: each part's rows by its W_j^T, added mod q.
-        std::vector<const Gemm*> parts;
+        // Each part's output rows of the range (all of them unranged): the same for every job.
+        const auto range = rows_of_result(model, first, 0);
+        std::vector<std::shared_ptr<const Gemm>> parts;
         for (const protocol::ProjectionKind kind : first.projections) {
-          parts.push_back(&model.gemm(first.layer, kind, /*transpose=*/true));
+          parts.push_back(
+              model.gemm_rows(first.layer, kind, /*transpose=*/true, range->first, range->second));
         }
+        const Gemm& whole = model.gemm(first.layer, first.projections.front(), true);
         for (const size_t i : live) {
           fhe::CiphertextMatrix acc, part;
           size_t at = 0;
@@ -337,11 +380,17 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
             }
           }
           add_phases(i, phases);
-          add_result(i, first.projections.front(), *parts[0], acc, /*stacked=*/true);
+          add_result(i, first.projections.front(), whole, acc, /*stacked=*/true);
         }
       } else {
-        for (const protocol::ProjectionKind kind : first.projections) {
-          const Gemm& gemm = model.gemm(first.layer, kind, first.transpose);
+        for (size_t j = 0; j < first.projections.size(); ++j) {
+          const protocol::ProjectionKind kind = first.projections[j];
+          const auto range = rows_of_result(model, first, j);
+          if (!range) continue;  // no row of this projection asked for
+          const Gemm& whole = model.gemm(first.layer, kind, first.transpose);
+          const std::shared_ptr<const Gemm> part =
+              model.gemm_rows(first.layer, kind, first.transpose, range->first, range->second);
+          const Gemm& gemm = *part;
           std::vector<const fhe::CiphertextMatrix*> ins;
           std::vector<fhe::CiphertextMatrix> products(live.size());
           std::vector<fhe::CiphertextMatrix*> outs;
@@ -356,7 +405,7 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
           }
           for (const size_t i : live) add_phases(i, phases);
           for (size_t k = 0; k < live.size(); ++k) {
-            add_result(live[k], kind, gemm, products[k], /*stacked=*/false);
+            add_result(live[k], kind, whole, products[k], /*stacked=*/false);
           }
         }
       }

@@ -5,8 +5,11 @@
 #include <bit>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <sstream>
+#include <tuple>
 
 #include "base/model_id.h"
 #include "fhe/params.h"
@@ -28,6 +31,12 @@ struct WorkerModel::Slot {
   std::unique_ptr<Gemm> forward;
   mutable std::once_flag transposed_once;
   mutable std::unique_ptr<Gemm> transposed;
+};
+
+struct WorkerModel::RangedGemms {
+  std::mutex mutex;
+  // (the slot's address, transpose, begin, end)
+  std::map<std::tuple<uintptr_t, bool, size_t, size_t>, std::shared_ptr<const Gemm>> gemms;
 };
 
 namespace {
@@ -132,7 +141,9 @@ WorkerModel::WorkerModel(const model::LlamaWeights& weights, WorkerModelOptions 
 
 WorkerModel::WorkerModel(const model::LlamaConfig& config, const WeightSource& source,
                          WorkerModelOptions options)
-    : options_(std::move(options)), model_id_(options_.model_id) {
+    : options_(std::move(options)),
+      model_id_(options_.model_id),
+      ranged_(std::make_unique<RangedGemms>()) {
   if (model_id_.empty() || model_id_.size() > protocol::kMaxIdBytes) {
     throw Error("model id must have 1.." + std::to_string(protocol::kMaxIdBytes) + " bytes");
   }
@@ -275,6 +286,50 @@ const Gemm& WorkerModel::gemm(uint32_t layer, protocol::ProjectionKind kind, boo
                  options_.threads, !options_.packed_weights});
   });
   return *s.transposed;
+}
+
+std::shared_ptr<const Gemm> WorkerModel::gemm_rows(uint32_t layer, protocol::ProjectionKind kind,
+                                                   bool transpose, size_t begin, size_t end) const {
+  const Gemm& whole = gemm(layer, kind, transpose);  // checks kind and layer
+  if (begin >= end || end > whole.out_dim()) {
+    throw fhe::Error("output rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                     ") are not inside the " + std::to_string(whole.out_dim()) + " rows of " +
+                     std::string(protocol::projection_name(kind)) + (transpose ? "^T" : ""));
+  }
+  if (begin == 0 && end == whole.out_dim()) {
+    return std::shared_ptr<const Gemm>(std::shared_ptr<const Gemm>(), &whole);  // not owned
+  }
+  if (options_.device.kind == Device::Kind::kCuda) {
+    throw fhe::Error("the " + options_.device.name() +
+                     " device computes whole products only (no output row ranges); ask for "
+                     "every row");
+  }
+  const Slot& s = slot(layer, kind);
+  const auto key = std::tuple(reinterpret_cast<uintptr_t>(&s), transpose, begin, end);
+  {
+    std::lock_guard<std::mutex> lock(ranged_->mutex);
+    if (auto it = ranged_->gemms.find(key); it != ranged_->gemms.end()) return it->second;
+  }
+  const model::QuantizedWeight& w = s.weight;
+  const auto rows = static_cast<size_t>(w.rows), cols = static_cast<size_t>(w.cols);
+  GemmSpec spec;
+  spec.threads = options_.threads;
+  spec.borrow = true;
+  spec.transpose = transpose;
+  if (!transpose) {  // rows [begin, end) of W: a dense block
+    spec.w = w.values.data() + begin * cols;
+    spec.d_out = end - begin;
+    spec.d_in = cols;
+  } else {  // columns [begin, end) of W
+    spec.w = w.values.data() + begin;
+    spec.d_out = rows;
+    spec.d_in = end - begin;
+    spec.stride = cols;
+  }
+  std::shared_ptr<const Gemm> built = make_gemm(options_.device, ctx_, spec);
+  std::lock_guard<std::mutex> lock(ranged_->mutex);
+  if (ranged_->gemms.size() >= kMaxRangedGemms) ranged_->gemms.clear();
+  return ranged_->gemms.emplace(key, std::move(built)).first->second;
 }
 
 protocol::Message WorkerModel::info_message() const {

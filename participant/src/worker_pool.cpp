@@ -327,106 +327,195 @@ void WorkerPool::pump(std::chrono::milliseconds duration) {
 protocol::Result<protocol::Message> WorkerPool::call(const Request& request,
                                                      const std::vector<bool>& eligible,
                                                      size_t* answered_by) {
-  if (request.blob_descs.size() != request.blob_bytes.size()) {
-    return make_error(ErrorCode::kInvalidArgument, "request has ", request.blob_descs.size(),
-                      " blob descriptions for ", request.blob_bytes.size(), " blobs");
+  std::optional<protocol::Message> answer;
+  auto s = call_many(std::span<const Request>(&request, 1), eligible,
+                     [&](size_t, protocol::Message&& m, size_t worker) {
+                       answer = std::move(m);
+                       if (answered_by != nullptr) *answered_by = worker;
+                     });
+  if (!s) return s.error();
+  return std::move(*answer);
+}
+
+protocol::Status WorkerPool::call_many(std::span<const Request> requests,
+                                       const std::vector<bool>& eligible,
+                                       const OnAnswer& on_answer) {
+  for (const Request& request : requests) {
+    if (request.blob_descs.size() != request.blob_bytes.size()) {
+      return make_error(ErrorCode::kInvalidArgument, "request has ", request.blob_descs.size(),
+                        " blob descriptions for ", request.blob_bytes.size(), " blobs");
+    }
   }
   if (!eligible.empty() && eligible.size() != workers_.size()) {
     return make_error(ErrorCode::kInvalidArgument, "eligibility for ", eligible.size(),
                       " workers in a pool of ", workers_.size());
   }
   maintain();
-  // A worker that may not serve this request counts as tried already.
-  std::vector<bool> tried(workers_.size(), false);
-  for (size_t i = 0; i < eligible.size(); ++i) tried[i] = !eligible[i];
-  std::optional<ErrorCode> common_code;
-  bool mixed_codes = false;
+  // One attempt of a request at a time; a request waits for none but its own.
+  struct Attempt {
+    std::vector<bool> tried;  // a worker that may not serve the request counts as tried
+    bool done = false;
+    bool in_flight = false;
+    size_t worker = 0;
+    uint64_t generation = 0;
+    uint64_t request_id = 0;
+    Clock::time_point deadline{};
+  };
+  std::vector<Attempt> attempts(requests.size());
+  for (Attempt& a : attempts) {
+    a.tried.assign(workers_.size(), false);
+    for (size_t i = 0; i < eligible.size(); ++i) a.tried[i] = !eligible[i];
+  }
+  // Whatever way this returns (an error, or on_answer throwing), the attempts still in flight
+  // no longer count as load; their late answers are dropped (no request id matches them).
+  struct Release {
+    WorkerPool& pool;
+    std::vector<Attempt>& attempts;
+    ~Release() {
+      for (Attempt& a : attempts) {
+        Worker& w = *pool.workers_[a.worker];
+        if (a.in_flight && w.generation == a.generation && w.outstanding > 0) --w.outstanding;
+        a.in_flight = false;
+      }
+    }
+  } release{*this, attempts};
   auto failed_with = [&](Worker& w, ErrorCode code, const std::string& why) {
     ++w.status.failures;
     w.status.last_error = why;
     w.last_code = code;
   };
-  while (true) {
-    const std::optional<size_t> picked = pick(tried);
-    if (!picked) {
-      for (size_t i = 0; i < workers_.size(); ++i) {
-        if (!eligible.empty() && !eligible[i]) continue;
-        const ErrorCode c = workers_[i]->last_code;
-        if (common_code && *common_code != c) mixed_codes = true;
-        common_code = c;
+  // Ends an attempt that failed (the request is sent again elsewhere).
+  auto end_attempt = [&](Attempt& a) {
+    Worker& w = *workers_[a.worker];
+    if (w.generation == a.generation && w.outstanding > 0) --w.outstanding;
+    a.in_flight = false;
+  };
+  size_t left = requests.size();
+  while (left > 0) {
+    // Sends every request not in flight to the least-loaded worker it has not tried: the ones
+    // in flight count as load, so parallel requests spread over the idle workers first.
+    for (size_t r = 0; r < requests.size(); ++r) {
+      Attempt& a = attempts[r];
+      while (!a.done && !a.in_flight) {
+        // A worker computing another request of this call is taken only when no other is left
+        // (heartbeat loads lag behind: they may still count requests that are done).
+        std::vector<bool> busy = a.tried;
+        for (const Attempt& other : attempts) {
+          if (other.in_flight) busy[other.worker] = true;
+        }
+        std::optional<size_t> picked = pick(busy);
+        if (!picked) picked = pick(a.tried);
+        if (!picked) {
+          std::optional<ErrorCode> common_code;
+          bool mixed_codes = false;
+          for (size_t i = 0; i < workers_.size(); ++i) {
+            if (!eligible.empty() && !eligible[i]) continue;
+            const ErrorCode c = workers_[i]->last_code;
+            if (common_code && *common_code != c) mixed_codes = true;
+            common_code = c;
+          }
+          return make_error(mixed_codes || !common_code ? ErrorCode::kTransport : *common_code,
+                            no_worker_message(eligible));
+        }
+        const size_t index = *picked;
+        a.tried[index] = true;
+        Worker& w = *workers_[index];
+        const uint64_t generation = w.generation;
+        const Request& request = requests[r];
+        protocol::Message message{request.body, {}};
+        const uint64_t request_id = next_request_id_++;
+        if (auto* m = std::get_if<protocol::MatmulRequest>(&message.body)) {
+          m->request_id = request_id;
+        }
+        try {
+          for (size_t b = 0; b < request.blob_descs.size(); ++b) {
+            message.blobs.push_back(shared_blob(request.blob_descs[b], request.blob_bytes[b]));
+          }
+        } catch (const std::exception& e) {
+          return make_error(ErrorCode::kTransport, "cannot build the request: ", e.what());
+        }
+        if (auto s = w.client->send(std::move(message)); !s) {
+          if (!protocol::is_wire_code(s.error().code) && s.error().code != ErrorCode::kTransport) {
+            return s.error();  // our own request is bad: no worker would take it
+          }
+          // No connection yet: a refused CURVE handshake may be why, and its monitor event may
+          // still be on its way. Give it the send timeout again so the error says so.
+          const auto grace = Clock::now() + options_.send_timeout;
+          while (!w.handshaken && w.generation == generation && Clock::now() < grace) {
+            poll_once(std::chrono::milliseconds(20),
+                      [](size_t, protocol::Result<protocol::Message>&&) {});
+          }
+          if (w.generation != generation) continue;  // marked dead: mark_dead said why
+          failed_with(w, ErrorCode::kTransport, "send failed: " + s.error().message);
+          continue;
+        }
+        ++w.outstanding;
+        w.last_used = Clock::now();
+        a.in_flight = true;
+        a.worker = index;
+        a.generation = generation;
+        a.request_id = request_id;
+        a.deadline = Clock::now() + options_.request_timeout;
       }
-      return make_error(mixed_codes || !common_code ? ErrorCode::kTransport : *common_code,
-                        no_worker_message(eligible));
     }
-    const size_t index = *picked;
-    tried[index] = true;
-    Worker& w = *workers_[index];
-    const uint64_t generation = w.generation;
-
-    protocol::Message message{request.body, {}};
-    const uint64_t request_id = next_request_id_++;
-    if (auto* m = std::get_if<protocol::MatmulRequest>(&message.body)) m->request_id = request_id;
-    try {
-      for (size_t b = 0; b < request.blob_descs.size(); ++b) {
-        message.blobs.push_back(shared_blob(request.blob_descs[b], request.blob_bytes[b]));
-      }
-    } catch (const std::exception& e) {
-      return make_error(ErrorCode::kTransport, "cannot build the request: ", e.what());
+    // Waits for answers, deaths and deadlines; every failed attempt goes back to be sent again.
+    auto next = Clock::time_point::max();
+    for (const Attempt& a : attempts) {
+      if (a.in_flight) next = std::min(next, a.deadline);
     }
-    if (auto s = w.client->send(std::move(message)); !s) {
-      if (!protocol::is_wire_code(s.error().code) && s.error().code != ErrorCode::kTransport) {
-        return s.error();  // our own request is bad: no worker would take it
+    for (const auto& other : workers_) next = std::min(next, other->next_beat);
+    std::optional<protocol::Error> refusal;
+    std::vector<std::pair<size_t, protocol::Message>> answered;  // request, answer
+    poll_once(until(next), [&](size_t i, protocol::Result<protocol::Message>&& m) {
+      if (!m) {
+        // Garbage from worker i: every attempt there fails (a retry goes elsewhere).
+        for (Attempt& a : attempts) {
+          if (!a.in_flight || a.worker != i || a.generation != workers_[i]->generation) continue;
+          failed_with(*workers_[i], ErrorCode::kMalformedRequest,
+                      "sent a message that does not decode: " + m.error().message);
+          end_attempt(a);
+        }
+        return;
       }
-      // No connection yet: a refused CURVE handshake may be why, and its monitor event may
-      // still be on its way. Give it the send timeout again so the error says so.
-      const auto grace = Clock::now() + options_.send_timeout;
-      while (!w.handshaken && w.generation == generation && Clock::now() < grace) {
-        poll_once(std::chrono::milliseconds(20),
-                  [](size_t, protocol::Result<protocol::Message>&&) {});
+      for (size_t r = 0; r < attempts.size(); ++r) {
+        Attempt& a = attempts[r];
+        if (!a.in_flight || a.worker != i || a.generation != workers_[i]->generation) continue;
+        if (!answers(requests[r].body, a.request_id, m.value())) continue;
+        end_attempt(a);
+        answered.emplace_back(r, std::move(m).value());
+        return;
       }
-      if (w.generation != generation) continue;  // marked dead: mark_dead said why
-      failed_with(w, ErrorCode::kTransport, "send failed: " + s.error().message);
-      continue;
+    });
+    maintain();
+    for (auto& [r, answer] : answered) {
+      Attempt& a = attempts[r];
+      Worker& w = *workers_[a.worker];
+      if (auto error = reply_error(answer)) {
+        if (retry_elsewhere(error->code)) {
+          failed_with(w, error->code, "answered " + error->to_string());
+          continue;
+        }
+        return protocol::Error{error->code, w.where.endpoint + ": " + error->message};
+      }
+      ++w.status.served;
+      a.done = true;
+      --left;
+      on_answer(r, std::move(answer), a.worker);
     }
-    ++w.outstanding;
-    w.last_used = Clock::now();
-    const auto deadline = Clock::now() + options_.request_timeout;
-    std::optional<protocol::Message> answer;
-    bool garbled = false;
-    while (!answer && !garbled) {
-      if (w.generation != generation) break;  // it died: mark_dead said why
-      if (Clock::now() >= deadline) {
+    const auto now = Clock::now();
+    for (Attempt& a : attempts) {
+      if (!a.in_flight) continue;
+      Worker& w = *workers_[a.worker];
+      if (w.generation != a.generation) {
+        a.in_flight = false;  // it died: mark_dead said why (and zeroed its load)
+      } else if (now >= a.deadline) {
         failed_with(w, ErrorCode::kTimeout,
                     "no answer within " + std::to_string(options_.request_timeout.count()) + " ms");
-        break;
+        end_attempt(a);
       }
-      auto next = deadline;
-      for (const auto& other : workers_) next = std::min(next, other->next_beat);
-      poll_once(until(next), [&](size_t i, protocol::Result<protocol::Message>&& m) {
-        if (i != index || answer) return;
-        if (!m) {
-          failed_with(w, ErrorCode::kMalformedRequest,
-                      "sent a message that does not decode: " + m.error().message);
-          garbled = true;
-          return;
-        }
-        if (answers(request.body, request_id, m.value())) answer = std::move(m).value();
-      });
-      maintain();
     }
-    if (w.generation == generation && w.outstanding > 0) --w.outstanding;
-    if (!answer) continue;
-    if (auto error = reply_error(*answer)) {
-      if (retry_elsewhere(error->code)) {
-        failed_with(w, error->code, "answered " + error->to_string());
-        continue;
-      }
-      return protocol::Error{error->code, w.where.endpoint + ": " + error->message};
-    }
-    ++w.status.served;
-    if (answered_by != nullptr) *answered_by = index;
-    return std::move(*answer);
   }
+  return protocol::ok_status();
 }
 
 }  // namespace participant

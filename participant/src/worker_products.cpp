@@ -1,5 +1,6 @@
 #include "participant/worker_products.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -264,6 +265,7 @@ fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool tran
   RemoteProduct call{options_.model_id, static_cast<uint32_t>(id.layer), to_protocol(id.kind),
                      transpose, options_.switch_modulus};
   call.eligible = p.holders;
+  split_call(call);
   try {
     return remote_product(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_, stats_);
   } catch (const RemoteProductError& e) {
@@ -319,6 +321,7 @@ std::vector<fhe::CiphertextMatrix> WorkerProducts::multiply_group(
                      to_protocol(ids[0].kind), /*transpose=*/false, options_.switch_modulus};
   call.group = group_call(ids, /*transpose=*/false, fresh, out_rows);
   call.eligible = group_holders(ids);
+  split_call(call);
   return remote_products(*pool_, *ctx_, call, fresh, out_rows, &last_bytes_, stats_);
 }
 
@@ -330,6 +333,7 @@ fhe::CiphertextMatrix WorkerProducts::multiply_stacked(std::span<const model::Pr
   call.group = group_call(ids, /*transpose=*/true, fresh, out_rows);
   call.eligible = group_holders(ids);
   call.stacked = true;
+  split_call(call);
   out_rows.resize(1);  // one result: the sum
   try {
     return std::move(
@@ -343,6 +347,12 @@ fhe::CiphertextMatrix WorkerProducts::multiply_stacked(std::span<const model::Pr
   }
 }
 
+void WorkerProducts::split_call(RemoteProduct& call) {
+  call.split = options_.split_products && !split_refused_;
+  call.min_split_rows = options_.min_split_rows;
+  call.split_refused = &split_refused_;
+}
+
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
                                      const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
                                      uint64_t out_rows, WireBytes* bytes_out, RemoteStats* stats) {
@@ -353,16 +363,97 @@ fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
   return std::move(remote_products(pool, ctx, single, fresh, rows, bytes_out, stats).front());
 }
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t nanos(Clock::time_point a, Clock::time_point b) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
+}
+
+// One result of a reply as a ciphertext, checked: its projection, `rows` (unless 0), the token
+// count, the scale and the bit width. It keeps the reply's planes as received (one segment of
+// fhe::CiphertextMatrix::packed, `held` owning them): the decryptor unpacks each row and checks
+// every coefficient's range as it reads it.
+fhe::CiphertextMatrix unpack_result(const fhe::Context& ctx, const RemoteProduct& call,
+                                    const fhe::CiphertextMatrix& fresh,
+                                    const std::shared_ptr<const protocol::Message>& held,
+                                    const protocol::ResultPlanes& r,
+                                    protocol::ProjectionKind projection, uint64_t rows,
+                                    uint64_t& reply_bytes) {
+  const protocol::Message& m = *held;
+  const fhe::Params& params = ctx.params();
+  if (r.projection != projection) {
+    throw Error("the worker answered with other projections than asked for");
+  }
+  if ((rows != 0 && r.rows != rows) || r.cols != fresh.cols || r.log2_delta != fresh.log2_delta) {
+    throw Error("the worker's product is " + std::to_string(r.rows) + " x " +
+                std::to_string(r.cols) + " at scale 2^" + std::to_string(r.log2_delta) +
+                ", expected " + (rows ? std::to_string(rows) : std::string("?")) + " x " +
+                std::to_string(fresh.cols) + " at 2^" + std::to_string(fresh.log2_delta));
+  }
+  if (r.kind == protocol::PlaneKind::kProduct && r.bits != params.log2_q) {
+    throw Error("the worker's product has " + std::to_string(r.bits) + "-bit coefficients");
+  }
+  if (r.kind == protocol::PlaneKind::kSwitched &&
+      (!call.switch_modulus || r.bits < fhe::kMinSwitchBits || r.bits > fhe::kMaxSwitchBits)) {
+    throw Error("the worker's reply is switched to 2^" + std::to_string(r.bits) +
+                (call.switch_modulus ? ", out of range" : " unasked"));
+  }
+  fhe::CiphertextMatrix y;
+  y.params_id = fresh.params_id;
+  y.kind =
+      r.kind == protocol::PlaneKind::kSwitched ? fhe::CtKind::kSwitched : fhe::CtKind::kProduct;
+  y.rows = r.rows;
+  y.cols = r.cols;
+  y.log2_delta = r.log2_delta;
+  y.log2_modulus = r.log2_modulus;
+  y.seed = fresh.seed;
+  // The decoder checked each blob's shape and exact byte length against r; validate checks the
+  // layout again.
+  fhe::PackedRows planes;
+  planes.rows = r.rows;
+  planes.c0 = m.blobs[r.c0_blob].bytes().data();
+  planes.c1 = m.blobs[r.c1_blob].bytes().data();
+  planes.c0_bytes = m.blobs[r.c0_blob].bytes().size();
+  planes.c1_bytes = m.blobs[r.c1_blob].bytes().size();
+  planes.owner = held;
+  y.packed.push_back(std::move(planes));
+  y.packed_bits = r.bits;
+  reply_bytes += y.packed.back().c0_bytes + y.packed.back().c1_bytes;
+  fhe::validate(ctx, y, /*check_range=*/false);
+  return y;
+}
+
+void add_reply_stats(RemoteStats* stats, const protocol::Message& m) {
+  if (stats == nullptr) return;
+  const auto& mr = std::get<protocol::MatmulReply>(m.body);
+  ++stats->requests;
+  if (!mr.has_timings) return;
+  ++stats->worker_reports;
+  protocol::MatmulTimings& w = stats->worker;
+  w.queue_ns += mr.timings.queue_ns;
+  w.unpack_ns += mr.timings.unpack_ns;
+  w.seed_expansion_ns += mr.timings.seed_expansion_ns;
+  w.gemm_ns += mr.timings.gemm_ns;
+  w.recombine_ns += mr.timings.recombine_ns;
+  w.switch_ns += mr.timings.switch_ns;
+  w.pack_ns += mr.timings.pack_ns;
+}
+
+}  // namespace
+
+size_t split_parts(uint64_t rows, size_t live_workers, uint64_t min_rows) {
+  if (live_workers < 2) return 1;
+  return static_cast<size_t>(std::max<uint64_t>(
+      1, std::min<uint64_t>(live_workers, rows / std::max<uint64_t>(min_rows, 1))));
+}
+
 std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::Context& ctx,
                                                    const RemoteProduct& call,
                                                    const fhe::CiphertextMatrix& fresh,
                                                    std::span<const uint64_t> out_rows,
                                                    WireBytes* bytes_out, RemoteStats* stats) {
-  using Clock = std::chrono::steady_clock;
-  const auto nanos = [](Clock::time_point a, Clock::time_point b) {
-    return static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
-  };
   const auto pack_start = Clock::now();
   const fhe::Params& params = ctx.params();
   fhe::validate(ctx, fresh, /*check_range=*/false);
@@ -374,7 +465,7 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   if (!desc) throw Error("input planes: " + desc.error().to_string());
   auto bytes = std::make_shared<std::vector<uint8_t>>(desc.value().byte_length);
   fhe::pack_coefficients(fresh.c0.data(), fresh.c0.size(), params.log2_q, bytes->data());
-  const uint64_t request_bytes = bytes->size();
+  const uint64_t input_bytes = bytes->size();
 
   protocol::MatmulRequest body;
   body.model_id = call.model_id;
@@ -395,90 +486,140 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   body.cols = fresh.cols;
   body.switch_modulus = call.switch_modulus;
   body.input_blob = 0;
-  Request request{body, {std::move(desc).value()}, {std::move(bytes)}};
 
+  // The parts: output rows [bounds[p], bounds[p + 1]) of the results concatenated.
+  uint64_t total_rows = 0;
+  bool known = true;
+  for (const uint64_t r : out_rows) {
+    total_rows += r;
+    known = known && r != 0;
+  }
+  size_t parts = 1;
+  if (call.split && known) {
+    size_t live = 0;
+    const std::vector<WorkerStatus> workers = pool.status();
+    for (size_t w = 0; w < workers.size(); ++w) {
+      if ((call.eligible.empty() || call.eligible[w]) && workers[w].health == WorkerHealth::kLive) {
+        ++live;
+      }
+    }
+    parts = split_parts(total_rows, live, call.min_split_rows);
+  }
+  std::vector<uint64_t> bounds(parts + 1);
+  for (size_t p = 0; p <= parts; ++p) bounds[p] = total_rows * p / parts;
+  std::vector<Request> requests(parts);
+  for (size_t p = 0; p < parts; ++p) {
+    requests[p].body = body;
+    if (parts > 1) {
+      auto& b = std::get<protocol::MatmulRequest>(requests[p].body);
+      b.row_begin = bounds[p];
+      b.row_end = bounds[p + 1];
+    }
+    requests[p].blob_descs = {desc.value()};
+    requests[p].blob_bytes = {bytes};  // shared by every part: one copy of the input
+  }
+
+  std::vector<fhe::CiphertextMatrix> out(expected);
+  std::vector<uint64_t> filled(expected, 0);  // rows of each result received
+  uint64_t reply_bytes = 0, unpack_ns = 0;
   const auto call_start = Clock::now();
-  auto reply = pool.call(request, call.eligible);
+  // Unpacks and checks part p's reply while the other parts still compute.
+  auto on_answer = [&](size_t p, protocol::Message&& received, size_t) {
+    const auto unpack_start = Clock::now();
+    const auto held = std::make_shared<const protocol::Message>(std::move(received));
+    const protocol::Message& m = *held;
+    const auto& results = std::get<std::vector<protocol::ResultPlanes>>(
+        std::get<protocol::MatmulReply>(m.body).outcome);
+    if (parts == 1 && results.size() != expected) {
+      throw Error("the worker answered with " + std::to_string(results.size()) + " products, " +
+                  std::to_string(expected) + " asked for");
+    }
+    // The results intersecting [bounds[p], bounds[p + 1]), in order.
+    size_t k = 0;
+    uint64_t at = 0;
+    for (size_t j = 0; j < expected; ++j) {
+      const uint64_t rows = out_rows[j];
+      const uint64_t begin = parts > 1 ? std::max(at, bounds[p]) : at;
+      const uint64_t end = parts > 1 ? std::min(at + rows, bounds[p + 1]) : at + rows;
+      at += rows;
+      if (parts > 1 && begin >= end) continue;
+      if (k == results.size()) {
+        at = total_rows + 1;  // too few results: refused below
+        break;
+      }
+      fhe::CiphertextMatrix y = unpack_result(ctx, call, fresh, held, results[k++],
+                                              body.projections[j], end - begin, reply_bytes);
+      if (parts == 1) {
+        out[j] = std::move(y);
+        filled[j] = out[j].rows;
+        continue;
+      }
+      fhe::CiphertextMatrix& whole = out[j];
+      if (filled[j] == 0) {
+        whole.params_id = y.params_id;
+        whole.kind = y.kind;
+        whole.rows = rows;
+        whole.cols = y.cols;
+        whole.log2_delta = y.log2_delta;
+        whole.log2_modulus = y.log2_modulus;
+        whole.seed = y.seed;
+        whole.packed_bits = y.packed_bits;
+      } else if (whole.kind != y.kind || whole.log2_modulus != y.log2_modulus ||
+                 whole.packed_bits != y.packed_bits) {
+        throw Error("the workers answered parts of one product at different moduli");
+      }
+      // The part's planes become a segment of the whole product, without a copy.
+      const uint64_t first = begin - (at - rows), count = end - begin;
+      y.packed.front().row_begin = first;
+      whole.packed.push_back(std::move(y.packed.front()));
+      filled[j] += count;
+    }
+    if (k != results.size() || at != total_rows) {
+      throw Error("the worker answered a part of rows [" + std::to_string(bounds[p]) + ", " +
+                  std::to_string(bounds[p + 1]) + ") with " + std::to_string(results.size()) +
+                  " products, not the ones that range intersects");
+    }
+    add_reply_stats(stats, m);
+    unpack_ns += nanos(unpack_start, Clock::now());
+  };
+  auto status = pool.call_many(requests, call.eligible, on_answer);
+  if (!status && parts > 1 && status.error().code == protocol::ErrorCode::kShapeMismatch) {
+    // A worker that takes whole products only (the CUDA device) refuses a range: ask for the
+    // whole product, and when that is served let the caller stop splitting (a refusal of the
+    // whole product, such as a shape the GEMM cannot accumulate, is passed on as it is).
+    RemoteProduct whole = call;
+    whole.split = false;
+    auto products = remote_products(pool, ctx, whole, fresh, out_rows, bytes_out, stats);
+    if (call.split_refused != nullptr) *call.split_refused = true;
+    return products;
+  }
   const auto call_done = Clock::now();
-  if (!reply) throw RemoteProductError(reply.error().code, reply.error().to_string());
-  // The products keep the reply's planes as received: the decryptor reads them row by row.
-  const auto held = std::make_shared<const protocol::Message>(std::move(reply).value());
-  const protocol::Message& m = *held;
-  const auto& results = std::get<std::vector<protocol::ResultPlanes>>(
-      std::get<protocol::MatmulReply>(m.body).outcome);
-  if (results.size() != expected) {
-    throw Error("the worker answered with " + std::to_string(results.size()) + " products, " +
-                std::to_string(expected) + " asked for");
+  if (!status) throw RemoteProductError(status.error().code, status.error().to_string());
+  for (size_t j = 0; j < expected; ++j) {
+    if (filled[j] != out_rows[j] && out_rows[j] != 0) {
+      throw Error("the workers' parts hold " + std::to_string(filled[j]) + " of " +
+                  std::to_string(out_rows[j]) + " rows of a product");
+    }
+    // Parts arrive in any order; the segments go in row order (validate checks they tile).
+    std::sort(out[j].packed.begin(), out[j].packed.end(),
+              [](const fhe::PackedRows& a, const fhe::PackedRows& b) {
+                return a.row_begin < b.row_begin;
+              });
+    fhe::validate(ctx, out[j], /*check_range=*/false);
   }
-  std::vector<fhe::CiphertextMatrix> out;
-  uint64_t reply_bytes = 0;
-  for (size_t j = 0; j < results.size(); ++j) {
-    const protocol::ResultPlanes& r = results[j];
-    if (r.projection != body.projections[j]) {
-      throw Error("the worker answered with other projections than asked for");
-    }
-    if ((out_rows[j] != 0 && r.rows != out_rows[j]) || r.cols != fresh.cols ||
-        r.log2_delta != fresh.log2_delta) {
-      throw Error("the worker's product is " + std::to_string(r.rows) + " x " +
-                  std::to_string(r.cols) + " at scale 2^" + std::to_string(r.log2_delta) +
-                  ", expected " + (out_rows[j] ? std::to_string(out_rows[j]) : std::string("?")) +
-                  " x " + std::to_string(fresh.cols) + " at 2^" + std::to_string(fresh.log2_delta));
-    }
-    if (r.kind == protocol::PlaneKind::kProduct && r.bits != params.log2_q) {
-      throw Error("the worker's product has " + std::to_string(r.bits) + "-bit coefficients");
-    }
-    if (r.kind == protocol::PlaneKind::kSwitched &&
-        (!call.switch_modulus || r.bits < fhe::kMinSwitchBits || r.bits > fhe::kMaxSwitchBits)) {
-      throw Error("the worker's reply is switched to 2^" + std::to_string(r.bits) +
-                  (call.switch_modulus ? ", out of range" : " unasked"));
-    }
-    fhe::CiphertextMatrix y;
-    y.params_id = fresh.params_id;
-    y.kind =
-        r.kind == protocol::PlaneKind::kSwitched ? fhe::CtKind::kSwitched : fhe::CtKind::kProduct;
-    y.rows = r.rows;
-    y.cols = r.cols;
-    y.log2_delta = r.log2_delta;
-    y.log2_modulus = r.log2_modulus;
-    y.seed = fresh.seed;
-    // The decoder checked each blob's shape and exact byte length against r; validate checks
-    // the layout again, and the decryptor the range of every coefficient as it unpacks it.
-    fhe::PackedRows planes;
-    planes.rows = r.rows;
-    planes.c0 = m.blobs[r.c0_blob].bytes().data();
-    planes.c1 = m.blobs[r.c1_blob].bytes().data();
-    planes.c0_bytes = m.blobs[r.c0_blob].bytes().size();
-    planes.c1_bytes = m.blobs[r.c1_blob].bytes().size();
-    planes.owner = held;
-    y.packed.push_back(std::move(planes));
-    y.packed_bits = r.bits;
-    reply_bytes += y.packed.back().c0_bytes + y.packed.back().c1_bytes;
-    fhe::validate(ctx, y, /*check_range=*/false);
-    out.push_back(std::move(y));
-  }
+  const uint64_t request_bytes = input_bytes * parts;  // each part carries the whole input
   if (bytes_out != nullptr) {
     bytes_out->request = request_bytes;
     bytes_out->reply = reply_bytes;
   }
   if (stats != nullptr) {
-    const auto& mr = std::get<protocol::MatmulReply>(m.body);
-    ++stats->requests;
     stats->request_bytes += request_bytes;
     stats->reply_bytes += reply_bytes;
     stats->pack_ns += nanos(pack_start, call_start);
-    stats->call_ns += nanos(call_start, call_done);
-    stats->unpack_ns += nanos(call_done, Clock::now());
-    if (mr.has_timings) {
-      ++stats->worker_reports;
-      protocol::MatmulTimings& w = stats->worker;
-      w.queue_ns += mr.timings.queue_ns;
-      w.unpack_ns += mr.timings.unpack_ns;
-      w.seed_expansion_ns += mr.timings.seed_expansion_ns;
-      w.gemm_ns += mr.timings.gemm_ns;
-      w.recombine_ns += mr.timings.recombine_ns;
-      w.switch_ns += mr.timings.switch_ns;
-      w.pack_ns += mr.timings.pack_ns;
-    }
+    // The round trip less the unpacking done while other parts were computing.
+    stats->call_ns +=
+        nanos(call_start, call_done) - std::min(unpack_ns, nanos(call_start, call_done));
+    stats->unpack_ns += unpack_ns;
   }
   return out;
 }

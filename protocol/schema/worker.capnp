@@ -142,6 +142,17 @@ struct MatmulRequest {
   switchModulus @11 :Bool;
   inputBlob @12 :UInt32;
   stacked @13 :Bool;
+  # Output rows [rowBegin, rowEnd) of the request's results only; both 0: every row (what a
+  # request without these fields means). The output rows are those of the one result for a
+  # single or stacked product, and the concatenation of every listed projection's results in
+  # list order otherwise: the reply then holds, in list order, the part of each projection
+  # that intersects the range (a projection with no row in it is left out), each ResultPlanes'
+  # `rows` that part's size. rowBegin < rowEnd <= the output rows, or the request is refused
+  # (malformedRequest for rowBegin >= rowEnd, shapeMismatch for rowEnd past the output rows).
+  # Several workers can so compute one product's rows in parallel; the concatenated parts are
+  # bit for bit the whole product (modulus-switched parts use the whole product's modulus).
+  rowBegin @14 :UInt64;
+  rowEnd @15 :UInt64;
 }
 
 enum PlaneKind {

@@ -125,6 +125,8 @@ MatmulRequest read(wire::MatmulRequest::Reader r) {
   m.switch_modulus = r.getSwitchModulus();
   m.input_blob = r.getInputBlob();
   m.stacked = r.getStacked();
+  m.row_begin = r.getRowBegin();
+  m.row_end = r.getRowEnd();
   return m;
 }
 

@@ -66,6 +66,8 @@ void write(wire::Envelope::Body::Builder b, const MatmulRequest& m) {
   w.setSwitchModulus(m.switch_modulus);
   w.setInputBlob(m.input_blob);
   w.setStacked(m.stacked);
+  w.setRowBegin(m.row_begin);
+  w.setRowEnd(m.row_end);
 }
 
 void write(wire::Envelope::Body::Builder b, const MatmulReply& m) {

@@ -225,6 +225,10 @@ Status check(const MatmulRequest& m, BlobUse& use) {
     return make_error(kMalformed, "log2 delta ", m.log2_delta, " (1..63 allowed)");
   }
   PROTOCOL_TRY(check_matrix_dims(m.rows, m.cols, "input"));
+  if (m.ranged() && (m.row_begin >= m.row_end || m.row_end > kMaxRows)) {
+    return make_error(kMalformed, "output row range [", m.row_begin, ", ", m.row_end,
+                      ") is empty or past ", kMaxRows, " rows (both 0 ask for every row)");
+  }
   auto input = use.take(m.input_blob, "input");
   if (!input) return input.error();
   return check_planes(*input.value(), m.rows, m.cols, 0, "input");

@@ -2,11 +2,14 @@
 // oneDNN digit-plane GEMM (what a worker does), decrypt, and compare with the int64 product.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <tuple>
 
 #include "fhe/encryptor.h"
+#include "fhe/noise.h"
 #include "fhe/plane_gemm.h"
 #include "fhe/stacked_product.h"
 #include "test_util.h"
@@ -104,6 +107,54 @@ TEST(PlaneGemm, MatchesTheReferenceWordForWordWithBothDigitWidths) {
   const auto ref2 = fhe::reference_multiply(*ctx(), w.data(), d_out, d_in, true, ct2);
   EXPECT_EQ(out2.c0, ref2.c0);
   EXPECT_EQ(out2.c1, ref2.c1);
+}
+
+// A block of columns of a wider matrix (weight_stride), read in place or packed: the product of
+// W[:, c0:c1]^T is rows [c0, c1) of W^T's product word for word, and W[:, c0:c1]'s that of the
+// dense copy of the block; its bounds are the block's.
+TEST(PlaneGemm, ColumnBlocksOfAWiderMatrixAreItsRowsOfTheProduct) {
+  const size_t d_out = 40, d_in = 90, c0 = 17, c1 = 61, t = 2049;
+  const auto w = random_int8(d_out * d_in, 11);
+  std::vector<int8_t> block(d_out * (c1 - c0));
+  for (size_t i = 0; i < d_out; ++i) {
+    std::copy_n(w.data() + i * d_in + c0, c1 - c0, block.data() + i * (c1 - c0));
+  }
+  const auto key = fhe::SecretKey::generate(ctx());
+  fhe::Encryptor enc(key);
+  const auto xt = random_int8(d_out * t, 12);
+  const auto ct = enc.encrypt(xt.data(), d_out, t, fhe::worst_case_bounds(d_out));
+  const auto whole = fhe::PlaneGemm(ctx(), w.data(), d_out, d_in, true).multiply(ct);
+  const size_t n = ctx()->n(), rows = c1 - c0;
+  for (const bool borrow : {true, false}) {
+    fhe::PlaneGemm part(ctx(), w.data() + c0, d_out, rows, true,
+                        {.borrow_weights = borrow, .weight_stride = d_in});
+    const auto dense = fhe::measure_bounds(block.data(), d_out, rows, true);
+    EXPECT_EQ(part.bounds().max_row_l1, dense.max_row_l1);
+    EXPECT_EQ(part.bounds().max_row_l2, dense.max_row_l2);
+    const auto y = part.multiply(ct);
+    ASSERT_EQ(y.rows, rows);
+    for (size_t b = 0; b < ct.blocks(n); ++b) {
+      for (size_t r = 0; r < rows; ++r) {
+        const size_t at = (b * rows + r) * n, from = (b * d_in + c0 + r) * n;
+        ASSERT_TRUE(std::equal(y.c0.begin() + at, y.c0.begin() + at + n, whole.c0.begin() + from))
+            << "borrow " << borrow << " block " << b << " row " << r;
+        ASSERT_TRUE(std::equal(y.c1.begin() + at, y.c1.begin() + at + n, whole.c1.begin() + from))
+            << "borrow " << borrow << " block " << b << " row " << r;
+      }
+    }
+    // Forward: the strided block against its dense copy.
+    const auto x = random_int8(rows * 5, 13);
+    const auto cf = enc.encrypt(x.data(), rows, 5, fhe::worst_case_bounds(rows));
+    fhe::PlaneGemm strided(ctx(), w.data() + c0, d_out, rows, false,
+                           {.borrow_weights = borrow, .weight_stride = d_in});
+    const auto want = fhe::PlaneGemm(ctx(), block.data(), d_out, rows, false).multiply(cf);
+    const auto got = strided.multiply(cf);
+    EXPECT_EQ(got.c0, want.c0) << "borrow " << borrow;
+    EXPECT_EQ(got.c1, want.c1) << "borrow " << borrow;
+    if (borrow) std::printf("strided borrowed weights: %s\n", part.implementation());
+  }
+  EXPECT_THROW(fhe::PlaneGemm(ctx(), w.data(), d_out, d_in, true, {.weight_stride = d_in - 1}),
+               fhe::Error);
 }
 
 // The stacked product of three parts (rows 40, 25, 35 of one ciphertext, past one block) is the

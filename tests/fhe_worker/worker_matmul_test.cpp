@@ -501,3 +501,150 @@ TEST(WorkerModel, VocabularyTooLargeForTheTransposedNoiseBoundIsATypedError) {
 }
 
 }  // namespace
+
+namespace {
+
+// Rows [begin, end) of every block of a product ciphertext.
+fhe::CiphertextMatrix rows_of(const fhe::CiphertextMatrix& y, size_t n, uint64_t begin,
+                              uint64_t end) {
+  fhe::CiphertextMatrix part = y;
+  part.rows = end - begin;
+  const size_t blocks = y.blocks(n), count = static_cast<size_t>(part.rows) * n;
+  part.c0.assign(blocks * count, 0);
+  part.c1.assign(blocks * count, 0);
+  for (size_t b = 0; b < blocks; ++b) {
+    const size_t from = (b * y.rows + begin) * n;
+    std::copy_n(y.c0.data() + from, count, part.c0.data() + b * count);
+    std::copy_n(y.c1.data() + from, count, part.c1.data() + b * count);
+  }
+  return part;
+}
+
+}  // namespace
+
+// A ranged request (row_begin/row_end) answers exactly the asked rows of the whole request's
+// products, bit for bit, switched to the same modulus: single products both ways, a forward
+// group (the range over the projections' results concatenated, those it misses left out) and a
+// stacked product; two ciphertext blocks of tokens. Ranges past the output rows are refused.
+TEST_F(WorkerMatmul, RangedRequestsAreTheWholeProductsRowsBitForBit) {
+  const size_t n = f.fhe_ctx->n();
+  struct Case {
+    std::vector<ProjectionKind> kinds;
+    bool transpose, stacked;
+  };
+  const Case cases[] = {
+      {{ProjectionKind::kUp}, false, false},
+      {{ProjectionKind::kUp}, true, false},
+      {{ProjectionKind::kQ, ProjectionKind::kK, ProjectionKind::kV}, false, false},
+      {{ProjectionKind::kQ, ProjectionKind::kK, ProjectionKind::kV}, true, true}};
+  uint64_t id = 100;
+  for (const Case& c : cases) {
+    for (const bool switched : {false, true}) {
+      SCOPED_TRACE(std::string(protocol::projection_name(c.kinds[0])) + (c.transpose ? "^T" : "") +
+                   (c.stacked ? " stacked" : "") + (switched ? " switched" : ""));
+      uint64_t in_rows = 0;
+      std::vector<uint64_t> out_rows;
+      for (const ProjectionKind k : c.kinds) {
+        const auto w = local(1, k);
+        in_rows = c.stacked ? in_rows + static_cast<uint64_t>(w.rows)
+                            : static_cast<uint64_t>(c.transpose ? w.rows : w.cols);
+        if (!c.stacked || out_rows.empty()) {
+          out_rows.push_back(static_cast<uint64_t>(c.transpose ? w.cols : w.rows));
+        }
+      }
+      uint64_t total = 0;
+      for (const uint64_t r : out_rows) total += r;
+      const size_t tokens = n + 3;
+      const auto x = test_matrix(static_cast<size_t>(in_rows), tokens, id);
+      const fhe::CiphertextMatrix ct = f.encrypt(x, static_cast<size_t>(in_rows), tokens);
+      const auto job = [&](uint64_t begin, uint64_t end) {
+        auto m = fhe_worker::make_matmul_request(
+            *f.fhe_ctx, {++id, "tiny", 1, c.kinds, c.transpose, switched, c.stacked}, ct);
+        EXPECT_TRUE(m.ok());
+        auto& msg = m.value();
+        auto r = std::get<protocol::MatmulRequest>(msg.body);
+        r.row_begin = begin;
+        r.row_end = end;
+        return fhe_worker::MatmulJob{"peer", r, std::move(msg.blobs[0])};
+      };
+      const auto compute = [&](const fhe_worker::MatmulJob& j) {
+        const auto s = fhe_worker::check_request(*f.model, j.request, j.input);
+        EXPECT_TRUE(s.ok()) << s.error().to_string();
+        const fhe_worker::MatmulJob* p = &j;
+        auto replies = fhe_worker::compute_batch(*f.model, std::span(&p, 1));
+        auto y = fhe_worker::read_matmul_reply(*f.fhe_ctx, replies[0]);
+        EXPECT_TRUE(y.ok()) << y.error().to_string();
+        return y.ok() ? std::move(y).value() : std::vector<fhe::CiphertextMatrix>{};
+      };
+      const auto whole = compute(job(0, 0));
+      ASSERT_EQ(whole.size(), out_rows.size());
+      // Three parts whose bounds fall inside the projections (and on one's edge).
+      const uint64_t bounds[] = {0, total / 3, out_rows[0], total};
+      for (size_t p = 0; p + 1 < std::size(bounds); ++p) {
+        const uint64_t begin = bounds[p], end = bounds[p + 1];
+        if (begin >= end) continue;
+        const auto part = compute(job(begin, end));
+        size_t k = 0;
+        uint64_t at = 0;
+        for (size_t j = 0; j < out_rows.size(); ++j) {
+          const uint64_t b = std::max(at, begin), e = std::min(at + out_rows[j], end);
+          if (b < e) {
+            ASSERT_LT(k, part.size());
+            const auto want = rows_of(whole[j], n, b - at, e - at);
+            EXPECT_EQ(part[k].rows, e - b);
+            EXPECT_EQ(part[k].kind, want.kind);
+            EXPECT_EQ(part[k].log2_modulus, want.log2_modulus);
+            EXPECT_TRUE(part[k].c0 == want.c0) << "rows [" << begin << ", " << end << ")";
+            EXPECT_TRUE(part[k].c1 == want.c1) << "rows [" << begin << ", " << end << ")";
+            ++k;
+          }
+          at += out_rows[j];
+        }
+        EXPECT_EQ(k, part.size());
+      }
+      const auto past = job(1, total + 1);
+      const auto s = fhe_worker::check_request(*f.model, past.request, past.input);
+      ASSERT_FALSE(s.ok());
+      EXPECT_EQ(s.error().code, protocol::ErrorCode::kShapeMismatch);
+      EXPECT_NE(s.error().message.find("output rows"), std::string::npos) << s.error().message;
+    }
+  }
+}
+
+// Over the wire: a range past the output rows is a shape mismatch with a clear message, and the
+// worker goes on serving ranged requests (empty ranges: WorkerRobustness).
+TEST_F(WorkerMatmul, RangePastTheOutputRowsIsRefusedAndTheWorkerKeepsServing) {
+  const auto x = test_matrix(64, 5, 3);
+  const fhe::CiphertextMatrix ct = f.encrypt(x, 64, 5);
+  auto client = f.client();
+  const auto send = [&](uint64_t begin, uint64_t end) {
+    auto m = fhe_worker::make_matmul_request(*f.fhe_ctx, {7, "tiny", 0, {ProjectionKind::kQ}}, ct);
+    EXPECT_TRUE(m.ok());
+    auto& r = std::get<protocol::MatmulRequest>(m.value().body);
+    r.row_begin = begin;
+    r.row_end = end;
+    return round_trip(client, std::move(m).value());
+  };
+  const auto error_of = [](const protocol::Message& reply) -> std::optional<protocol::Error> {
+    if (const auto* r = std::get_if<protocol::MatmulReply>(&reply.body)) {
+      if (const auto* e = std::get_if<protocol::Error>(&r->outcome)) return *e;
+      return std::nullopt;
+    }
+    if (const auto* e = std::get_if<protocol::ErrorReply>(&reply.body)) return e->error;
+    return protocol::Error{protocol::ErrorCode::kInternal, "unexpected reply"};
+  };
+  const auto past = error_of(send(60, 65));  // q has 64 output rows
+  ASSERT_TRUE(past.has_value());
+  EXPECT_EQ(past->code, protocol::ErrorCode::kShapeMismatch) << past->message;
+  EXPECT_NE(past->message.find("64 output rows"), std::string::npos) << past->message;
+  const protocol::Message ok = send(60, 64);
+  ASSERT_FALSE(error_of(ok).has_value()) << error_of(ok)->message;
+  auto y = fhe_worker::read_matmul_reply(*f.fhe_ctx, ok);
+  ASSERT_TRUE(y.ok()) << y.error().to_string();
+  ASSERT_EQ(y.value().size(), 1u);
+  ASSERT_EQ(y.value()[0].rows, 4u);
+  fhe::Decryptor dec(f.key);
+  const auto want = plain_product(local(0, ProjectionKind::kQ), x, 5, false);
+  const std::vector<int64_t> last(want.end() - 4 * 5, want.end());
+  EXPECT_EQ(dec.decrypt(y.value()[0]), last);
+}

@@ -8,6 +8,7 @@
 #include "model/quantize.h"
 #include "protocol/codec.h"
 #include "protocol/keys.h"
+#include "raw_header.h"
 #include "worker_test_util.h"
 
 namespace {
@@ -301,6 +302,32 @@ TEST(WorkerCurve, UnlistedClientIsRefusedAllowedOneServed) {
   EXPECT_THROW(fhe_worker::Worker::start(
                    fhe_worker::WorkerModel::load(dir, fhe_worker::WorkerModelOptions{}), open),
                fhe_worker::Error);
+}
+
+// An empty or reversed output row range (which the encoder refuses to write) is refused as
+// malformed, naming the range, and the worker goes on serving.
+TEST_F(WorkerRobustness, EmptyRowRangesAreMalformedAndServingGoesOn) {
+  RawClient raw(f.client_ctx, f.worker->endpoint());
+  for (const auto& [begin, end] : {std::pair<uint64_t, uint64_t>{9, 9}, {10, 2}, {3, 0}}) {
+    auto m = frames(request(50 + begin));
+    std::vector<std::vector<uint8_t>> bytes;
+    for (const auto& frame : m) {
+      const auto* p = static_cast<const uint8_t*>(frame.data());
+      bytes.emplace_back(p, p + frame.size());
+    }
+    bytes[0] = protocol_test::tweak_header(bytes[0], [&](protocol::wire::Envelope::Builder e) {
+      e.getBody().getMatmulRequest().setRowBegin(begin);
+      e.getBody().getMatmulRequest().setRowEnd(end);
+    });
+    raw.send_bytes(bytes);
+    auto reply = raw.receive();
+    ASSERT_TRUE(reply.ok()) << reply.error().to_string();
+    const auto* e = std::get_if<protocol::ErrorReply>(&reply.value().body);
+    ASSERT_NE(e, nullptr) << protocol::body_name(reply.value().body);
+    EXPECT_EQ(e->error.code, ErrorCode::kMalformedRequest) << e->error.message;
+    EXPECT_NE(e->error.message.find("output row range"), std::string::npos) << e->error.message;
+  }
+  expect_served(raw, 60);
 }
 
 }  // namespace

@@ -5,6 +5,9 @@
 
 #include <chrono>
 
+#include "fhe/encryptor.h"
+#include "fhe/noise.h"
+#include "fhe/secret_key.h"
 #include "model/int8_backend.h"
 #include "participant/remote_encrypted_backend.h"
 #include "test_worker.h"
@@ -338,6 +341,62 @@ TEST_F(Pool, ClientKeyNotInTheAllowListIsRefusedQuickly) {
   RemoteEncryptedBackend remote(std::shared_ptr<WorkerPool>(std::move(pool).value()),
                                 weights->config, {kModelId, false});
   EXPECT_TRUE(forward_is_exact(remote, 3));
+}
+
+// call_many: every request answered once, spread over both workers; split products stay exact
+// when one worker hangs mid-call (its part goes to the other once it is marked dead); a
+// deterministic refusal of one request ends the call with that error.
+TEST_F(Pool, CallManyAnswersEveryRequestAndMovesAHungWorkersShare) {
+  auto pool = make_pool({a.get(), b.get()});
+  participant::Request info;
+  info.body = protocol::ModelInfoRequest{kModelId};
+  const std::vector<participant::Request> requests(3, info);
+  std::vector<int> answered(3, 0);
+  std::vector<bool> worker_used(2, false);
+  auto s = pool->call_many(requests, {}, [&](size_t r, protocol::Message&& m, size_t w) {
+    ++answered[r];
+    worker_used[w] = true;
+    EXPECT_TRUE(std::holds_alternative<protocol::ModelInfoReply>(m.body));
+  });
+  ASSERT_TRUE(s.ok()) << s.error().to_string();
+  EXPECT_EQ(answered, (std::vector<int>{1, 1, 1}));
+  EXPECT_TRUE(worker_used[0] && worker_used[1]);
+
+  participant::RemoteOptions options{kModelId, false};
+  options.min_split_rows = 1;
+  RemoteEncryptedBackend remote(pool, weights->config, options, nullptr, weights.get());
+  const int a_before = a->served(), b_before = b->served();
+  EXPECT_TRUE(forward_is_exact(remote, 1));
+  EXPECT_EQ(a->served(), a_before + 1);  // one part each
+  EXPECT_EQ(b->served(), b_before + 1);
+  b->set_silent(true);
+  EXPECT_TRUE(forward_is_exact(remote, 2));
+  EXPECT_EQ(pool->status()[1].health, WorkerHealth::kDead) << pool->status()[1].last_error;
+  EXPECT_GE(a->served(), a_before + 3);  // its own part, then the hung worker's
+  b->set_silent(false);
+
+  // A part refused deterministically (an input of the wrong shape) ends the call with the
+  // worker's error; the whole request, asked for once more, is refused the same, and the
+  // caller is not told to stop splitting (the refusal was not about the range).
+  auto ctx = fhe::Context::create();
+  const auto key = fhe::SecretKey::generate(ctx);
+  fhe::Encryptor enc(key);
+  const auto rows = static_cast<size_t>(weights->config.hidden_size) + 1;
+  const std::vector<int8_t> x(rows * 3, 1);
+  const auto ct = enc.encrypt(x.data(), rows, 3, fhe::worst_case_bounds(rows));
+  bool split_refused = false;
+  participant::RemoteProduct call{kModelId, 0, protocol::ProjectionKind::kQ, false, false};
+  call.split = true;
+  call.min_split_rows = 1;
+  call.split_refused = &split_refused;
+  try {
+    participant::remote_product(*pool, *ctx, call, ct,
+                                static_cast<uint64_t>(weights->config.q_dim()));
+    ADD_FAILURE() << "a wrongly shaped input was served";
+  } catch (const participant::RemoteProductError& e) {
+    EXPECT_EQ(e.code(), protocol::ErrorCode::kShapeMismatch) << e.what();
+  }
+  EXPECT_FALSE(split_refused);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "test_worker.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -168,8 +169,18 @@ protocol::Message TestWorker::matmul(const protocol::MatmulRequest& r,
     return m;
   }
   std::vector<protocol::ResultPlanes> results;
+  uint64_t at = 0;  // output rows before result k (a ranged request's rows, worker.capnp)
   for (size_t k = 0; k < ys.size(); ++k) {
     fhe::CiphertextMatrix& y = ys[k];
+    const uint64_t rows = y.rows;
+    uint64_t begin = 0, end = rows;
+    if (r.ranged()) {
+      begin = std::max(at, r.row_begin) - at;
+      end = std::min(at + rows, r.row_end);
+      end = end > at ? end - at : 0;
+    }
+    at += rows;
+    if (begin >= end) continue;  // no row of this result asked for
     uint32_t bits = ctx_->params().log2_q;
     const auto c0_blob = static_cast<uint32_t>(m.blobs.size());
     protocol::ResultPlanes planes{
@@ -187,6 +198,19 @@ protocol::Message TestWorker::matmul(const protocol::MatmulRequest& r,
         planes.bits = b;
         planes.log2_modulus = b;
       }
+    }
+    if (end - begin != rows) {  // rows [begin, end) of every block
+      fhe::CiphertextMatrix part = y;
+      part.rows = end - begin;
+      const size_t blocks = y.blocks(n), count = static_cast<size_t>(part.rows) * n;
+      part.c0.resize(blocks * count);
+      part.c1.resize(blocks * count);
+      for (size_t b = 0; b < blocks; ++b) {
+        std::copy_n(y.c0.data() + (b * rows + begin) * n, count, part.c0.data() + b * count);
+        std::copy_n(y.c1.data() + (b * rows + begin) * n, count, part.c1.data() + b * count);
+      }
+      y = std::move(part);
+      planes.rows = y.rows;
     }
     for (const auto* plane : {&y.c0, &y.c1}) {
       auto desc = protocol::BlobDesc::planes(y.blocks(n), y.rows, n, bits).value();

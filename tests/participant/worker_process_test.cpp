@@ -20,11 +20,15 @@
 #include "common/npy.h"
 #include "fhe/encryptor.h"
 #include "fhe/serialize.h"
+#include "model/encrypted_backend.h"
 #include "model/int8_backend.h"
+#include "model/llama_model.h"
 #include "model/llama_weights.h"
+#include "model/lora_params.h"
 #include "participant/pool_flags.h"
 #include "participant/remote_encrypted_backend.h"
 #include "run_util.h"
+#include "training_test_util.h"
 
 namespace {
 
@@ -541,6 +545,183 @@ TEST_F(WorkerProcesses, FedctlFheMatmulRemoteEqualsLocal) {
           dir.path());
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("layer"), std::string::npos) << bad.err;
+}
+
+// ---- Split products: one product's output rows over several workers at once ------------------
+
+uint64_t served_by(const WorkerPool& pool, size_t worker) {
+  return pool.status()[worker].served;
+}
+
+bool same_ciphertexts(const fhe::CiphertextMatrix& a, const fhe::CiphertextMatrix& b) {
+  return a.kind == b.kind && a.rows == b.rows && a.cols == b.cols && a.log2_delta == b.log2_delta &&
+         a.log2_modulus == b.log2_modulus && a.seed == b.seed && a.c0 == b.c0 && a.c1 == b.c1;
+}
+
+bool bit_identical(const model::Matrix& a, const model::Matrix& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() &&
+         std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.size())) == 0;
+}
+
+bool bit_identical(const model::LoraParams& a, const model::LoraParams& b) {
+  if (a.ids() != b.ids()) return false;
+  for (const model::ProjectionId id : a.ids()) {
+    if (!bit_identical(a.at(id).a, b.at(id).a) || !bit_identical(a.at(id).b, b.at(id).b)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Through two real workers, a product split into two ranged requests (one per worker, both in
+// flight at once) is the unsplit product's ciphertext bit for bit: single products both ways,
+// the LM head, a forward group (the split inside q) and a stacked backward, one and two
+// ciphertext blocks of tokens, products and switched replies. The parts' request bytes count the
+// input once per part.
+TEST_F(WorkerProcesses, SplitProductsEqualUnsplitOnesBitForBit) {
+  auto p = pool();
+  auto ctx = fhe::Context::create();
+  const auto key = fhe::SecretKey::generate(ctx);
+  fhe::Encryptor enc(key);
+  const model::LlamaConfig& c = weights->config;
+  using K = protocol::ProjectionKind;
+  const auto h = static_cast<uint64_t>(c.hidden_size),
+             f = static_cast<uint64_t>(c.intermediate_size);
+  const auto q = static_cast<uint64_t>(c.q_dim()), kv = static_cast<uint64_t>(c.kv_dim());
+  struct Case {
+    uint32_t layer;
+    std::vector<K> kinds;
+    bool transpose, stacked;
+    uint64_t in;
+    std::vector<uint64_t> out;
+  };
+  const Case cases[] = {
+      {1, {K::kUp}, false, false, h, {f}},
+      {1, {K::kDown}, true, false, h, {f}},
+      {0, {K::kLmHead}, false, false, h, {static_cast<uint64_t>(c.vocab_size)}},
+      {1, {K::kQ, K::kK, K::kV}, false, false, h, {q, kv, kv}},
+      {1, {K::kQ, K::kK, K::kV}, true, true, q + 2 * kv, {h}},
+  };
+  for (const size_t tokens : {size_t{5}, size_t{2050}}) {
+    for (const bool switched : {false, true}) {
+      for (const Case& k : cases) {
+        SCOPED_TRACE(std::string(protocol::projection_name(k.kinds[0])) +
+                     (k.transpose ? "^T" : "") + " T=" + std::to_string(tokens) +
+                     (switched ? " switched" : ""));
+        uint64_t total = 0;
+        for (const uint64_t r : k.out) total += r;
+        const auto x = random_int8(k.in * tokens, tokens + switched);
+        const auto ct =
+            enc.encrypt(x.data(), k.in, tokens, fhe::worst_case_bounds(k.in), total * tokens);
+        participant::RemoteProduct call{"tiny", k.layer, k.kinds[0], k.transpose, switched};
+        if (k.kinds.size() > 1) call.group = k.kinds;
+        call.stacked = k.stacked;
+        participant::WireBytes whole_bytes, split_bytes;
+        const auto whole = participant::remote_products(*p, *ctx, call, ct, k.out, &whole_bytes);
+        call.split = true;
+        call.min_split_rows = 4;
+        const uint64_t before[] = {served_by(*p, 0), served_by(*p, 1)};
+        const auto split = participant::remote_products(*p, *ctx, call, ct, k.out, &split_bytes);
+        EXPECT_EQ(served_by(*p, 0), before[0] + 1);  // one part each
+        EXPECT_EQ(served_by(*p, 1), before[1] + 1);
+        ASSERT_EQ(split.size(), whole.size());
+        for (size_t j = 0; j < whole.size(); ++j) {
+          EXPECT_EQ(whole[j].rows, k.out[j]);
+          EXPECT_EQ(whole[j].kind, switched ? fhe::CtKind::kSwitched : fhe::CtKind::kProduct);
+          EXPECT_TRUE(same_ciphertexts(split[j], whole[j])) << "result " << j;
+        }
+        EXPECT_EQ(split_bytes.request, 2 * whole_bytes.request);
+        EXPECT_GE(split_bytes.reply, whole_bytes.reply);  // each part's planes rounded up to bytes
+        EXPECT_LE(split_bytes.reply, whole_bytes.reply + 4 * whole.size());
+      }
+    }
+  }
+  EXPECT_EQ(participant::split_parts(511, 2), 1u);  // parts keep kMinSplitRows = 256 rows
+  EXPECT_EQ(participant::split_parts(512, 2), 2u);
+  EXPECT_EQ(participant::split_parts(8192, 3), 3u);
+  EXPECT_EQ(participant::split_parts(8192, 1), 1u);
+}
+
+// A training step (forward, backward, every projection and the LM head) through two workers
+// that split every product gives the in-process encrypted backend's loss and LoRA gradients bit
+// for bit, per example too; with splitting off the same, in fewer requests.
+TEST_F(WorkerProcesses, TrainingStepThroughTwoSplittingWorkersEqualsTheInProcessBackend) {
+  const model::LlamaConfig& c = weights->config;
+  model::LlamaModel local(weights, std::make_unique<model::EncryptedBackend>(*weights));
+  model::LoraConfig lc;
+  lc.rank = 4;
+  using K = model::ProjectionKind;
+  lc.targets = {K::kQ, K::kK, K::kV, K::kO, K::kGate, K::kUp, K::kDown};
+  std::mt19937_64 rng(14);  // test data only
+  model::LoraParams lora = model::init_lora_params(c, lc, rng);
+  training_test::randomize(lora, 15, 0.3);  // B != 0: every gradient path is live
+  const model::TokenBatch batch({{4, 290, 17, 33, 2, 61, 8}, {70, 5, 5}, {12}});
+  const model::LoraStep want = local.lora_step(batch, lora, /*per_example=*/true);
+  ASSERT_GT(want.gradients.batch.squared_norm(), 0);
+  uint64_t requests[2] = {0, 0};
+  for (const bool split : {true, false}) {
+    SCOPED_TRACE(split ? "split" : "not split");
+    auto p = pool();
+    participant::RemoteOptions options{"tiny", false};
+    options.split_products = split;
+    options.min_split_rows = 4;
+    model::LlamaModel remote(weights, std::make_unique<participant::RemoteEncryptedBackend>(
+                                          p, c, options, nullptr, weights.get()));
+    const uint64_t before = served_by(*p, 0) + served_by(*p, 1);  // the model info requests
+    const model::LoraStep got = remote.lora_step(batch, lora, /*per_example=*/true);
+    requests[split] = served_by(*p, 0) + served_by(*p, 1) - before;
+    EXPECT_EQ(got.loss, want.loss);
+    EXPECT_TRUE(bit_identical(got.gradients.batch, want.gradients.batch));
+    ASSERT_EQ(got.gradients.per_example.size(), 3u);
+    for (size_t s = 0; s < 3; ++s) {
+      EXPECT_TRUE(bit_identical(got.gradients.per_example[s], want.gradients.per_example[s])) << s;
+    }
+  }
+  EXPECT_EQ(requests[1], 2 * requests[0]);  // every product of this model split in two
+}
+
+// One of two workers killed while split products stream through the pool: its parts in flight
+// are sent again to the survivor and every product is still the int8 backend's bit for bit.
+TEST_F(WorkerProcesses, KillingOneOfTwoWorkersMidSplitProductsStillGivesTheSameResults) {
+  auto p = pool();
+  participant::RemoteOptions options{"tiny", false};
+  options.min_split_rows = 4;
+  participant::RemoteEncryptedBackend remote(p, weights->config, options, nullptr, weights.get());
+  model::Int8Backend int8(*weights);
+  std::mt19937_64 rng(21);  // test data only
+  std::normal_distribution<float> gauss(0, 1);
+  int exact = 0, total = 0;
+  const auto stream = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      const model::ProjectionId id{i % 2 ? model::ProjectionKind::kUp : model::ProjectionKind::kQ,
+                                   i % 2};
+      model::Activations x(weights->config.hidden_size, 300);
+      for (int64_t k = 0; k < x.size(); ++k) x.data()[k] = gauss(rng);
+      model::Activations y, want;
+      remote.forward(id, x, y);
+      int8.forward(id, x, want);
+      exact += y == want;
+      ++total;
+    }
+  };
+  stream(4);
+  const uint64_t a_before = served_by(*p, 0), b_before = served_by(*p, 1);
+  EXPECT_GT(a_before, 0u);
+  EXPECT_EQ(a_before, b_before);  // every product split in two, one part each
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    std::this_thread::sleep_for(50ms);
+    a->kill();
+    killed = true;
+  });
+  stream(30);
+  killer.join();
+  ASSERT_TRUE(killed);
+  stream(4);  // after the kill, for sure: the survivor computes every row
+  EXPECT_EQ(exact, total);
+  const auto status = p->status();
+  EXPECT_EQ(status[0].health, WorkerHealth::kDead) << status[0].last_error;
+  EXPECT_GT(status[1].served, b_before);
 }
 
 }  // namespace

@@ -23,7 +23,7 @@ Message round_trip(const Message& m) {
 
 TEST(Codec, EveryMessageRoundTripsExactly) {
   const auto samples = protocol_test::all_samples();
-  ASSERT_EQ(samples.size(), 9u);
+  ASSERT_EQ(samples.size(), 10u);
   for (const auto& m : samples) {
     SCOPED_TRACE(std::string(protocol::body_name(m.body)));
     const Message back = round_trip(m);
@@ -39,6 +39,20 @@ TEST(Codec, StackedFlagRoundTrips) {
   r.stacked = true;
   const Message back = round_trip(m);
   EXPECT_TRUE(std::get<protocol::MatmulRequest>(back.body).stacked);
+  EXPECT_TRUE(same(back, m));
+}
+
+TEST(Codec, RowRangeRoundTrips) {
+  Message m = protocol_test::matmul_request(11, 5, 3, 2048);
+  auto& r = std::get<protocol::MatmulRequest>(m.body);
+  EXPECT_FALSE(r.ranged());  // the default: every row
+  r.row_begin = 7;
+  r.row_end = 300;
+  const Message back = round_trip(m);
+  const auto& b = std::get<protocol::MatmulRequest>(back.body);
+  EXPECT_EQ(b.row_begin, 7u);
+  EXPECT_EQ(b.row_end, 300u);
+  EXPECT_TRUE(b.ranged());
   EXPECT_TRUE(same(back, m));
 }
 

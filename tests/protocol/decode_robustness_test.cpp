@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "fuzz_one_input.h"
@@ -241,6 +245,19 @@ TEST(DecodeRobustness, OutOfRangeFieldsAreRefused) {
       {&request, [](Env e) { e.getBody().getMatmulRequest().setModelId("a\nb"); }},
       {&request, [](Env e) { e.getBody().getMatmulRequest().setLog2Delta(64); }},
       {&request, [](Env e) { e.getBody().getMatmulRequest().setParamsId(0); }},
+      // Output row ranges: empty, reversed, half-set, past any matrix.
+      {&request,
+       [](Env e) {
+         e.getBody().getMatmulRequest().setRowBegin(4);
+         e.getBody().getMatmulRequest().setRowEnd(4);
+       }},
+      {&request,
+       [](Env e) {
+         e.getBody().getMatmulRequest().setRowBegin(5);
+         e.getBody().getMatmulRequest().setRowEnd(2);
+       }},
+      {&request, [](Env e) { e.getBody().getMatmulRequest().setRowBegin(1); }},
+      {&request, [](Env e) { e.getBody().getMatmulRequest().setRowEnd(protocol::kMaxRows + 1); }},
       {&reply,
        [](Env e) {
          e.getBody().getMatmulReply().getResults()[0].setKind(
@@ -272,6 +289,36 @@ TEST(DecodeRobustness, OutOfRangeFieldsAreRefused) {
     auto bad = *cases[i].frames;
     bad[0] = protocol_test::tweak_header(bad[0], cases[i].tweak);
     expect_refused(decode_bytes(bad));
+  }
+}
+
+// The checked-in seeds of protocol_fuzz_decode (tests/fuzz/corpus/protocol_fuzz_decode, which
+// scripts/fuzz.sh starts it from) still decode and round-trip; among them a ranged matmul
+// request (row_begin/row_end), so the fuzzer mutates those fields from the start. With
+// FEDLORA_WRITE_FUZZ_SEEDS=DIR the seeds are written to DIR/protocol_fuzz_decode instead.
+TEST(DecodeRobustness, CheckedInSeedsDecode) {
+  const std::filesystem::path dir = PROTOCOL_FUZZ_SEEDS;
+  const std::pair<const char*, Message> seeds[] = {
+      {"matmul_ranged_request", protocol_test::matmul_ranged_request(44, 3, 70, 64)}};
+  if (const char* out = std::getenv("FEDLORA_WRITE_FUZZ_SEEDS")) {
+    const std::filesystem::path to = std::filesystem::path(out) / "protocol_fuzz_decode";
+    std::filesystem::create_directories(to);
+    for (const auto& [name, m] : seeds) {
+      const Bytes b = protocol_test::join_frames(frames_of(m));
+      std::ofstream(to / name, std::ios::binary)
+          .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+    }
+    GTEST_SKIP() << "seeds written to " << to;
+  }
+  for (const auto& [name, m] : seeds) {
+    SCOPED_TRACE(name);
+    std::ifstream in(dir / name, std::ios::binary);
+    ASSERT_TRUE(in.good()) << (dir / name);
+    const Bytes b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(b, protocol_test::join_frames(frames_of(m)));  // what the sample encodes to today
+    const auto out = protocol_test::fuzz_one_input(b.data(), b.size());
+    EXPECT_TRUE(out.message_decoded);
+    EXPECT_TRUE(out.round_trip_ok);
   }
 }
 
@@ -318,7 +365,7 @@ TEST(DecodeRobustness, MutationCorpus) {
       (out.message_decoded ? decoded : refused) += 1;
     }
   }
-  EXPECT_EQ(runs, 9u * 80);
+  EXPECT_EQ(runs, 10u * 80);
   EXPECT_GT(refused, runs / 2);  // most mutations must be caught...
   EXPECT_GT(decoded, 0u);        // ...and some (blob bytes, unchecked values) legitimately pass
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));

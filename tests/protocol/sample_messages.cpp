@@ -60,6 +60,15 @@ Message matmul_request(uint64_t request_id, uint64_t rows, uint64_t cols, uint64
   return m;
 }
 
+Message matmul_ranged_request(uint64_t request_id, uint64_t rows, uint64_t cols, uint64_t n) {
+  Message m = matmul_request(request_id, rows, cols, n);
+  auto& r = std::get<protocol::MatmulRequest>(m.body);
+  r.projections = {protocol::ProjectionKind::kO};
+  r.row_begin = 1;
+  r.row_end = 3;
+  return m;
+}
+
 Message matmul_reply(uint64_t request_id, uint64_t rows, uint64_t cols, uint64_t n, bool switched) {
   protocol::MatmulReply reply;
   reply.request_id = request_id;
@@ -149,6 +158,7 @@ std::vector<Message> all_samples() {
   v.push_back(model_info_reply());
   v.push_back(model_info_error());
   v.push_back(matmul_request(41, 3, 70, 64));
+  v.push_back(matmul_ranged_request(44, 3, 70, 64));
   v.push_back(matmul_reply(41, 2, 70, 64, false));
   v.push_back(matmul_reply(42, 2, 70, 64, true));
   v.push_back(matmul_error_reply(43));

@@ -15,6 +15,9 @@ std::vector<uint8_t> pattern_bytes(size_t n, uint64_t seed);
 // A matmul request for q, k, v of layer 3: a rows x cols input in packed 48-bit coefficients,
 // ring degree n.
 protocol::Message matmul_request(uint64_t request_id, uint64_t rows, uint64_t cols, uint64_t n);
+// The same for projection o alone, output rows [1, 3) only.
+protocol::Message matmul_ranged_request(uint64_t request_id, uint64_t rows, uint64_t cols,
+                                        uint64_t n);
 // The reply to it: per projection c0 and c1 planes (switched to 35 bits when `switched`).
 protocol::Message matmul_reply(uint64_t request_id, uint64_t rows, uint64_t cols, uint64_t n,
                                bool switched);

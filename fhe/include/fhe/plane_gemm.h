@@ -32,6 +32,12 @@ struct PlaneGemmOptions {
   // (a worker holds its weights once instead of three times); oneDNN reads the plain layout,
   // which bench_fhe measures against the packed one.
   bool borrow_weights = false;
+  // The distance in int8 elements between the starts of two rows of the caller's row-major
+  // matrix; 0 means d_in (a dense matrix). A larger stride makes `w` a block of columns of a
+  // wider matrix: the columns [c, c + d_in) of a d_out x stride matrix are w = base + c. With
+  // transpose, such a block is a range of W^T's rows, i.e. of the product's output rows (a
+  // worker's ranged request, fhe_worker/matmul.h), read in place when borrowed.
+  size_t weight_stride = 0;
 };
 
 class PlaneGemm {

@@ -76,6 +76,9 @@ struct GemmSpec {
   // The CPU product reads `w` in place (it must outlive the product; fhe::PlaneGemmOptions::
   // borrow_weights) instead of a packed copy; the CUDA product copies to the device anyway.
   bool borrow = false;
+  // Row stride of `w` in elements (0: d_in): a block of columns of a wider matrix
+  // (fhe::PlaneGemmOptions::weight_stride). The CPU product only; CUDA refuses it.
+  size_t stride = 0;
 };
 
 // Builds the product of `spec` on `device`. Throws fhe_worker::Error for a device this build

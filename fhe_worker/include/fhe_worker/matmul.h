@@ -7,14 +7,18 @@
 // stacked request each part's rows by its W_j^T, summed mod q into one product), switches
 // the modulus where asked, and packs the result planes. Every successful reply carries its
 // MatmulTimings (queue, unpack, seed expansion, GEMM, recombination, switch, pack; the GEMM
-// phases are the batch's). Each request gets its own reply: a
-// failure of one never fails another.
+// phases are the batch's). A ranged request (row_begin/row_end, worker.capnp) computes only its
+// output rows, each projection's part by WorkerModel::gemm_rows (the weights' rows, or columns,
+// read in place), switched to the whole product's modulus: the parts are the whole product's
+// rows bit for bit. Each request gets its own reply: a failure of one never fails another.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fhe/noise.h"
@@ -70,7 +74,19 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
 // bounds): what its noise budget and reply modulus are checked with.
 fhe::WeightBounds stacked_bounds(const WorkerModel& model, const protocol::MatmulRequest& request);
 
-// Requests that may share GEMMs: the same layer, projections, direction and stacking.
+// The output rows of a request (which row_begin/row_end index): the one result's for a stacked
+// request, the sum over its projections otherwise. The request must have passed the
+// projection checks of check_request.
+uint64_t output_rows(const WorkerModel& model, const protocol::MatmulRequest& request);
+
+// The rows [first, second) of result j's matrix (projection j, or the stack) that the request
+// asks for: all of them unranged, the intersection with the row range otherwise, nullopt when
+// it has none (that projection is left out of the reply).
+std::optional<std::pair<size_t, size_t>> rows_of_result(const WorkerModel& model,
+                                                        const protocol::MatmulRequest& request,
+                                                        size_t j);
+
+// Requests that may share GEMMs: the same layer, projections, direction, stacking and rows.
 bool same_batch(const protocol::MatmulRequest& a, const protocol::MatmulRequest& b);
 
 // Blocks of n tokens in a request's input (its batching weight).

@@ -129,6 +129,15 @@ class WorkerModel {
   // The product by W (transpose = false) or W^T of a served projection; the transposed one is
   // built on first use. Throws fhe::Error when the implementation refuses that shape.
   const Gemm& gemm(uint32_t layer, protocol::ProjectionKind kind, bool transpose) const;
+  // The product of output rows [begin, end) of that matrix alone (a ranged request): rows of W,
+  // or of W^T (columns of W, read in place with a row stride). Built on first use and kept
+  // (at most kMaxRangedGemms, then the cache starts over; a product in use stays alive through
+  // its shared_ptr); the whole range is gemm() itself. The weights are borrowed, never copied.
+  // Throws fhe::Error for an empty or out-of-range row range, and on a CUDA device (whose
+  // products take whole matrices only: the participant then asks for whole products).
+  std::shared_ptr<const Gemm> gemm_rows(uint32_t layer, protocol::ProjectionKind kind,
+                                        bool transpose, size_t begin, size_t end) const;
+  static constexpr size_t kMaxRangedGemms = 4096;
 
   // The ModelInfo (without the scales, which travel as blobs).
   const protocol::ModelInfo& info() const { return info_; }
@@ -151,6 +160,8 @@ class WorkerModel {
   bool lm_head_ = true;  // the LM head is held
   // Layer-major in kLayerProjections order, then the LM head; null where not held.
   std::vector<std::unique_ptr<Slot>> slots_;
+  struct RangedGemms;
+  std::unique_ptr<RangedGemms> ranged_;  // gemm_rows' cache
   protocol::Hash hash_{};
   protocol::ModelInfo info_;
 };

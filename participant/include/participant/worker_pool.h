@@ -3,7 +3,8 @@
 // One protocol::Client (DEALER) per worker. call() sends one request to the least-loaded live
 // worker, where load = the queue and in-flight count of its latest heartbeat + the requests this
 // pool has outstanding there (ties go to the worker used least recently), and waits for its
-// answer. While it waits it keeps the pool's bookkeeping going on the same thread:
+// answer (call_many: several at once, on different workers). While it waits it keeps the pool's
+// bookkeeping going on the same thread:
 //   - heartbeats: every worker gets a Heartbeat each heartbeat_interval and answers with its own
 //     (queued, in_flight, capacity); any message from a worker proves it alive;
 //   - a worker that misses max_missed_heartbeats in a row, whose connection drops, or whose
@@ -13,7 +14,7 @@
 //   - a request whose worker dies, times out (request_timeout), answers garbage, or answers
 //     "overloaded" / "internal" is sent again to another worker: requests are pure, so a retry
 //     is safe; every attempt carries a fresh request id and late answers are dropped. Each
-//     worker is tried at most once per call.
+//     worker is tried at most once per request.
 // When no worker is left to try, call() returns an error (code kTransport, or the last error a
 // worker sent) that names every worker and why it could not serve. Deterministic refusals of a
 // request (unknown model or layer, shape mismatch, noise budget, malformed, unauthorised) come
@@ -28,8 +29,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -88,6 +91,19 @@ class WorkerPool {
   protocol::Result<protocol::Message> call(const Request& request,
                                            const std::vector<bool>& eligible = {},
                                            size_t* answered_by = nullptr);
+
+  // Several requests in flight at once (the parts of one product, say): each is sent at once to
+  // the least-loaded worker it may use and has not tried, the requests of this call in flight
+  // counting as load, so that they spread over the idle workers first; while they compute,
+  // on_answer(request index, answer, worker index) is called for each answer as it arrives
+  // (in any order), on this thread. Each request is retried elsewhere and fails exactly as in
+  // call(): the first request that no worker can serve, or that a worker refuses
+  // deterministically, ends the call with that error (and the answers of the others still
+  // in flight are dropped); so does an exception from on_answer, which propagates. ok when
+  // every request was answered.
+  using OnAnswer = std::function<void(size_t request, protocol::Message&& answer, size_t worker)>;
+  protocol::Status call_many(std::span<const Request> requests, const std::vector<bool>& eligible,
+                             const OnAnswer& on_answer);
 
   // Exchanges heartbeats and probes for `duration`, without a request.
   void pump(std::chrono::milliseconds duration);

@@ -29,7 +29,11 @@
 // switch_modulus, workers round their replies to the smallest modulus that still decrypts
 // exactly (a smaller reply, one more NTT per row on each side); the decrypted results are the
 // same. A group of projections (multiply_group, multiply_stacked) is ONE request listing them
-// all, stacked for the backward sum. Nothing here holds or sends the secret key.
+// all, stacked for the backward sum. When two or more live workers hold a product (and
+// RemoteOptions::split_products, the default), its output rows are split between them: one
+// ranged request per worker, all in flight at once, each reply's planes kept as one row segment
+// of the same product (no copy), bit for bit (RemoteProduct::split). Nothing here holds or sends
+// the secret key.
 #pragma once
 
 #include <memory>
@@ -58,6 +62,14 @@ namespace participant {
 enum class LmHeadPlacement { kAuto, kLocal, kRemote };
 inline constexpr int64_t kLocalLmHeadVocab = 32768;
 
+// The fewest output rows of a part of a split product: a smaller product is not split (each
+// part costs a whole input on the wire and its seed expansion on its worker).
+inline constexpr uint64_t kMinSplitRows = 256;
+
+// Into how many parts a product of `rows` output rows is split over `live_workers` workers: one
+// per worker, as long as every part keeps kMinSplitRows rows; 1 (not split) below two workers.
+size_t split_parts(uint64_t rows, size_t live_workers, uint64_t min_rows = kMinSplitRows);
+
 struct RemoteOptions {
   std::string model_id;         // as the workers serve it (fhe_worker --model-id)
   bool switch_modulus = false;  // ask for modulus-switched replies
@@ -65,6 +77,9 @@ struct RemoteOptions {
   // The hash of the participant's own model (model::quantized_model_hash): when set, workers
   // that publish another model_hash are refused (same shapes, other weights included).
   std::optional<protocol::Hash> model_hash = std::nullopt;
+  // Split each product's output rows over the live workers that hold it (RemoteProduct::split).
+  bool split_products = true;
+  uint64_t min_split_rows = kMinSplitRows;  // tests split tiny products with fewer
 };
 
 // The workers serve another model than the participant's (id, layer count, a shape, or the
@@ -90,6 +105,16 @@ struct RemoteProduct {
   std::vector<protocol::ProjectionKind> group = {};
   bool stacked = false;
   std::vector<bool> eligible = {};  // the pool's workers that hold this layer (empty: all)
+  // Split the output rows (of the results concatenated, in order) into split_parts(rows, live
+  // eligible workers) contiguous, balanced parts, one ranged request each (MatmulRequest
+  // row_begin/row_end), all in flight at once (WorkerPool::call_many); each reply is checked as
+  // it arrives and its planes become row segments of the whole products (packed, no copy), bit
+  // for bit those of one request. A worker that refuses ranges (shapeMismatch: a CUDA device) gets
+  // the whole request instead, and *split_refused (when given) is set so the caller stops
+  // splitting.
+  bool split = false;
+  uint64_t min_split_rows = kMinSplitRows;
+  bool* split_refused = nullptr;
 };
 
 // A product no worker served: the pool's error (its code: the workers' typed refusal, or
@@ -104,7 +129,8 @@ class RemoteProductError : public model::Error {
   protocol::ErrorCode code_;
 };
 
-// Ciphertext bytes of one product on the wire: the request's c0 plane, the reply's planes.
+// Ciphertext bytes of one product on the wire: the request's c0 plane (once per part of a split
+// product: every part carries the whole input), the reply's planes (summed over the parts).
 struct WireBytes {
   uint64_t request = 0, reply = 0;
 };
@@ -112,9 +138,11 @@ struct WireBytes {
 // Where the time and bytes of remote products go, for benchmarks: summed over every request
 // since the sink was set (WorkerProducts::set_stats). Wall-clock nanoseconds on this side:
 // pack_ns (c0 packed to 48 bits), call_ns (the pool's round trip: send, the worker's part,
-// the reply's transfer and decoding), unpack_ns (the reply's planes checked and kept: they are
-// unpacked and range-checked row by row as they are decrypted, in the decryption's time);
-// `worker` sums the MatmulTimings the workers report (zero from a worker that sends none).
+// the reply's transfer and decoding; of a split product, until its last part is in, less the
+// checks below), unpack_ns (the replies' planes checked and kept as received, a split product's
+// parts as they arrive, while the others compute: they are unpacked and range-checked row by
+// row as they are decrypted, in the decryption's time); `requests` counts replies (one per part)
+// and `worker` sums the MatmulTimings the workers report (zero from a worker that sends none).
 struct RemoteStats {
   uint64_t requests = 0, request_bytes = 0, reply_bytes = 0;
   uint64_t pack_ns = 0, call_ns = 0, unpack_ns = 0;
@@ -212,6 +240,8 @@ class WorkerProducts : public model::EncryptedProducts {
   const model::LlamaWeights* local_weights_ = nullptr;
   mutable std::unique_ptr<model::LocalEncryptedProducts> local_;  // the LM head, on first use
   bool lm_head_refused_[2] = {false, false};  // by transpose: the workers refused its shape
+  bool split_refused_ = false;                // a worker refused a row range: stop splitting
+  void split_call(RemoteProduct& call);
   uint64_t local_products_ = 0;
   WireBytes last_bytes_;
   RemoteStats* stats_ = nullptr;

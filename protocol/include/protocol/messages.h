@@ -81,6 +81,12 @@ struct MatmulRequest {
   // With transpose: the rows are the projections' d_out stacked in list order, and the reply
   // is ONE ResultPlanes, the sum of their transposed products (worker.capnp).
   bool stacked = false;
+  // Output rows [row_begin, row_end) only (both 0: all): of the one result for a single or
+  // stacked product, of the projections' results concatenated in list order for a group (the
+  // reply then has the intersecting part of each, in order; worker.capnp). The decoder checks
+  // row_begin < row_end <= kMaxRows; the worker checks row_end against the output rows.
+  uint64_t row_begin = 0, row_end = 0;
+  bool ranged() const { return row_begin != 0 || row_end != 0; }
   bool operator==(const MatmulRequest&) const = default;
 };
 
