@@ -19,9 +19,9 @@
 // with [min, max]): on the client quantize, encrypt, pack (c0 to 48 bits), unpack (the reply's
 // planes checked and kept as received), decrypt (each row unpacked, range-checked, decrypted
 // and dequantized at once), dequantize (what is left of it: zero for these products)
-// (model::ProductTimings, participant::RemoteStats); on the worker, as it reports them in MatmulReply.timings, queue,
-// unpack, seed_expansion, gemm (digit split, oneDNN, recombination), of which recombine,
-// switch and reply pack; and transport = the pool's round trip less the worker's phases (send,
+// (model::ProductTimings, participant::RemoteStats); on the worker, as it reports them in
+// MatmulReply.timings, queue, unpack, seed_expansion, gemm (digit split, oneDNN,
+// recombination), of which recombine, switch and reply pack; and transport = the pool's round trip less the worker's phases (send,
 // ZeroMQ, the reply's transfer and decoding: not measured apart). The summary line holds
 // remote time / sum of the measured parts (all but transport) and the client's encrypt and
 // decrypt nanoseconds per value per core (threads x time / values; values = d_in x T for
