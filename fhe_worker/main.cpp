@@ -58,10 +58,10 @@ int main(int argc, char** argv) {
       rc.insecure = o.worker.insecure;
       if (!rc.insecure) {
         auto pair = protocol::load_key_pair(o.worker.secret_key_file);
-        if (!pair.ok()) throw fhe_worker::Error(pair.error().message);
+        if (!pair.ok()) throw fhe_worker::WorkerError(pair.error().message);
         rc.key = pair.value();
         auto server = protocol::load_public_key(o.coordinator_key);
-        if (!server.ok()) throw fhe_worker::Error(server.error().message);
+        if (!server.ok()) throw fhe_worker::WorkerError(server.error().message);
         rc.coordinator_key = server.value();
       }
       rc.site_id = o.worker.sender_id.empty() ? fhe_worker::default_worker_id(worker->endpoint())

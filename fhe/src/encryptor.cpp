@@ -89,11 +89,11 @@ class RowReader {
 
 // The layout of packed planes: segments in order covering every row, each of the exact length.
 void validate_packed(const Context& ctx, const CiphertextMatrix& ct, bool check_range) {
-  if (ct.kind == CtKind::kFresh) throw Error("a fresh ciphertext cannot have packed planes");
-  if (!ct.c0.empty() || !ct.c1.empty()) throw Error("a packed ciphertext has unpacked planes too");
+  if (ct.kind == CtKind::kFresh) throw FheError("a fresh ciphertext cannot have packed planes");
+  if (!ct.c0.empty() || !ct.c1.empty()) throw FheError("a packed ciphertext has unpacked planes too");
   const uint32_t bits = ct.kind == CtKind::kSwitched ? ct.log2_modulus : ctx.params().log2_q;
   if (ct.packed_bits != bits) {
-    throw Error("packed planes of " + std::to_string(ct.packed_bits) + " bits, expected " +
+    throw FheError("packed planes of " + std::to_string(ct.packed_bits) + " bits, expected " +
                 std::to_string(bits));
   }
   const size_t n = ctx.n();
@@ -102,18 +102,18 @@ void validate_packed(const Context& ctx, const CiphertextMatrix& ct, bool check_
     const uint64_t bytes = ct.blocks(n) * s.rows * n * bits / 8;
     if (s.row_begin != next || s.rows == 0 || s.c0 == nullptr || s.c1 == nullptr ||
         s.c0_bytes != bytes || s.c1_bytes != bytes) {
-      throw Error("packed planes do not cover the ciphertext's rows in order");
+      throw FheError("packed planes do not cover the ciphertext's rows in order");
     }
     next += s.rows;
   }
-  if (next != ct.rows) throw Error("packed planes do not cover the ciphertext's rows in order");
+  if (next != ct.rows) throw FheError("packed planes do not cover the ciphertext's rows in order");
   if (!check_range) return;
   RowReader reader(ctx, ct);
   const uint64_t* c0 = nullptr;
   const uint64_t* c1 = nullptr;
   for (size_t r = 0; r < ct.blocks(n) * ct.rows; ++r) {
     if (!reader.read(r, c0, c1))
-      throw Error("ciphertext coefficient out of range (>= its modulus)");
+      throw FheError("ciphertext coefficient out of range (>= its modulus)");
   }
 }
 
@@ -133,7 +133,7 @@ CiphertextMatrix unpacked(const Context& ctx, const CiphertextMatrix& ct) {
     const uint64_t* c0 = nullptr;
     const uint64_t* c1 = nullptr;
     if (!reader.read(r, c0, c1))
-      throw Error("ciphertext coefficient out of range (>= its modulus)");
+      throw FheError("ciphertext coefficient out of range (>= its modulus)");
     std::copy_n(c0, n, out.c0.data() + r * n);
     std::copy_n(c1, n, out.c1.data() + r * n);
   }
@@ -142,21 +142,21 @@ CiphertextMatrix unpacked(const Context& ctx, const CiphertextMatrix& ct) {
 
 void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range) {
   if (ct.params_id != ctx.params().id) {
-    throw Error("ciphertext uses parameter set " + std::to_string(ct.params_id) + ", expected " +
+    throw FheError("ciphertext uses parameter set " + std::to_string(ct.params_id) + ", expected " +
                 std::to_string(ctx.params().id));
   }
   if (ct.kind != CtKind::kFresh && ct.kind != CtKind::kProduct && ct.kind != CtKind::kSwitched) {
-    throw Error("unknown ciphertext kind");
+    throw FheError("unknown ciphertext kind");
   }
   const bool switched = ct.kind == CtKind::kSwitched;
   if (switched ? (ct.log2_modulus < kMinSwitchBits || ct.log2_modulus > kMaxSwitchBits)
                : ct.log2_modulus != 0) {
-    throw Error("ciphertext reply modulus 2^" + std::to_string(ct.log2_modulus) +
+    throw FheError("ciphertext reply modulus 2^" + std::to_string(ct.log2_modulus) +
                 " is out of range");
   }
-  if (ct.rows == 0 || ct.cols == 0) throw Error("empty ciphertext matrix");
+  if (ct.rows == 0 || ct.cols == 0) throw FheError("empty ciphertext matrix");
   if (ct.log2_delta == 0 || ct.log2_delta >= ctx.params().log2_q) {
-    throw Error("ciphertext scale 2^" + std::to_string(ct.log2_delta) + " is out of range");
+    throw FheError("ciphertext scale 2^" + std::to_string(ct.log2_delta) + " is out of range");
   }
   const size_t n = ctx.n();
   const uint64_t want = ct.blocks(n) * ct.rows * n;
@@ -164,16 +164,16 @@ void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range) 
     validate_packed(ctx, ct, check_range);
     return;
   }
-  if (ct.c0.size() != want) throw Error("ciphertext c0 has the wrong size for its shape");
+  if (ct.c0.size() != want) throw FheError("ciphertext c0 has the wrong size for its shape");
   if (ct.kind != CtKind::kFresh ? ct.c1.size() != want : !ct.c1.empty()) {
-    throw Error("ciphertext c1 has the wrong size for its shape");
+    throw FheError("ciphertext c1 has the wrong size for its shape");
   }
   if (!check_range) return;
   const uint64_t q = switched ? uint64_t{1} << ct.log2_modulus : ctx.q();
   uint64_t bad = 0;
   for (uint64_t v : ct.c0) bad |= (v >= q);
   for (uint64_t v : ct.c1) bad |= (v >= q);
-  if (bad) throw Error("ciphertext coefficient out of range (>= its modulus)");
+  if (bad) throw FheError("ciphertext coefficient out of range (>= its modulus)");
 }
 
 Encryptor::Encryptor(const SecretKey& key) : key_(key) {}
@@ -196,9 +196,9 @@ void Encryptor::encrypt_into(const int8_t* x, size_t rows, size_t cols, uint32_t
   const Params& p = ctx.params();
   const size_t n = p.n;
   const uint64_t q = p.q;
-  if (rows == 0 || cols == 0) throw Error("cannot encrypt an empty matrix");
+  if (rows == 0 || cols == 0) throw FheError("cannot encrypt an empty matrix");
   if (log2_delta == 0 || log2_delta + 8 >= p.log2_q) {
-    throw Error("scale 2^" + std::to_string(log2_delta) + " is out of range for " + p.name);
+    throw FheError("scale 2^" + std::to_string(log2_delta) + " is out of range for " + p.name);
   }
   ct.params_id = p.id;
   ct.kind = CtKind::kFresh;
@@ -211,7 +211,7 @@ void Encryptor::encrypt_into(const int8_t* x, size_t rows, size_t cols, uint32_t
   ct.c1.clear();
   const int64_t sq = static_cast<int64_t>(q);
   const int64_t total = static_cast<int64_t>(blocks * rows);
-  Error* failure = nullptr;
+  FheError* failure = nullptr;
   const bool simd = use_simd(ctx);
 #pragma omp parallel
   {
@@ -244,13 +244,13 @@ void Encryptor::encrypt_into(const int8_t* x, size_t rows, size_t cols, uint32_t
       }
       secure_wipe(as.data(), n * sizeof(uint64_t));
       secure_wipe(e.data(), n * sizeof(int64_t));
-    } catch (const Error& err) {
+    } catch (const FheError& err) {
 #pragma omp critical
-      if (!failure) failure = new Error(err);
+      if (!failure) failure = new FheError(err);
     }
   }
   if (failure) {
-    Error err = *failure;
+    FheError err = *failure;
     delete failure;
     throw err;
   }
@@ -326,7 +326,7 @@ void Decryptor::decrypt_impl(const CiphertextMatrix& ct, int64_t* y, const RowSi
     }
     secure_wipe(tmp.data(), n * sizeof(uint64_t));
   }
-  if (out_of_range) throw Error("ciphertext coefficient out of range (>= its modulus)");
+  if (out_of_range) throw FheError("ciphertext coefficient out of range (>= its modulus)");
 }
 
 void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y,
@@ -379,7 +379,7 @@ void Decryptor::decrypt_switched(const CiphertextMatrix& ct, int64_t* y,
     }
     secure_wipe(tmp.data(), n * sizeof(uint64_t));
   }
-  if (out_of_range) throw Error("ciphertext coefficient out of range (>= its modulus)");
+  if (out_of_range) throw FheError("ciphertext coefficient out of range (>= its modulus)");
 }
 
 }  // namespace fhe

@@ -27,9 +27,9 @@ uint32_t choose_switch_bits(const Params& p, uint32_t log2_delta, const WeightBo
 
 void switch_modulus(const Context& ctx, CiphertextMatrix& ct, uint32_t bits) {
   validate(ctx, ct, false);
-  if (ct.kind != CtKind::kProduct) throw Error("only product ciphertexts can be switched");
+  if (ct.kind != CtKind::kProduct) throw FheError("only product ciphertexts can be switched");
   if (bits < kMinSwitchBits || bits > kMaxSwitchBits) {
-    throw Error("reply modulus 2^" + std::to_string(bits) + " is out of range");
+    throw FheError("reply modulus 2^" + std::to_string(bits) + " is out of range");
   }
   const size_t n = ctx.n();
   const double rho = std::ldexp(1.0, static_cast<int>(bits)) / static_cast<double>(ctx.q());

@@ -62,7 +62,7 @@ uint32_t choose_log2_delta(const Params& p, const WeightBounds& b, uint64_t outp
   int d = static_cast<int>(p.log2_q) - 1;
   while (d >= 0 && !message_fits(p, static_cast<uint32_t>(d), b.max_row_l1)) --d;
   if (d < 0) {
-    throw Error(fmt("inner dimension %.0f is too large: no scale fits the message bound of ",
+    throw FheError(fmt("inner dimension %.0f is too large: no scale fits the message bound of ",
                     static_cast<double>(b.inner_dim)) +
                 p.name);
   }
@@ -72,7 +72,7 @@ uint32_t choose_log2_delta(const Params& p, const WeightBounds& b, uint64_t outp
     const double need =
         2.0 * b.max_row_l2 *
         std::sqrt(p.eta * (std::log(2.0 * outputs) - kMaxFailureLog2 * std::log(2.0)));
-    throw Error(
+    throw FheError(
         fmt("inner dimension %.0f is too large for one product: decryption would fail with "
             "probability 2^%.1f > 2^-40 (noise needs delta >= 2^%.1f",
             static_cast<double>(b.inner_dim), f, std::log2(need)) +
@@ -83,14 +83,14 @@ uint32_t choose_log2_delta(const Params& p, const WeightBounds& b, uint64_t outp
 
 void check_product(const Params& p, uint32_t log2_delta, const WeightBounds& b, uint64_t outputs) {
   if (!message_fits(p, log2_delta, b.max_row_l1)) {
-    throw Error(
+    throw FheError(
         fmt("scale 2^%.0f is too large for this product: a row with L1 norm %.0f can "
             "overflow q (the encryptor must assume weights at least this large)",
             log2_delta, static_cast<double>(b.max_row_l1)));
   }
   const double f = failure_log2(p, log2_delta, b.max_row_l2, outputs);
   if (f > kMaxFailureLog2) {
-    throw Error(
+    throw FheError(
         fmt("scale 2^%.0f is too small for this product: decryption would fail with "
             "probability 2^%.1f > 2^-40 (largest row L2 norm %.1f)",
             log2_delta, f, b.max_row_l2));

@@ -37,7 +37,7 @@ uint64_t find_psi(size_t n, uint64_t q) {
       return best;
     }
   }
-  throw Error("no primitive 2n-th root of unity found");
+  throw FheError("no primitive 2n-th root of unity found");
 }
 
 }  // namespace
@@ -54,13 +54,13 @@ const char* to_string(NttPath p) {
 
 Ntt::Ntt(size_t n, uint64_t q) : n_(n), q_(q) {
   if (n < 2 || n > 65536 || (n & (n - 1)) != 0) {
-    throw Error("NTT size " + std::to_string(n) + " is not a power of two in [2, 65536]");
+    throw FheError("NTT size " + std::to_string(n) + " is not a power of two in [2, 65536]");
   }
   if (q >= (uint64_t{1} << 50) || !is_prime_u64(q)) {
-    throw Error("NTT modulus " + std::to_string(q) + " is not a prime below 2^50");
+    throw FheError("NTT modulus " + std::to_string(q) + " is not a prime below 2^50");
   }
   if ((q - 1) % (2 * n) != 0) {
-    throw Error("NTT modulus " + std::to_string(q) + " is not 1 mod 2n = " + std::to_string(2 * n));
+    throw FheError("NTT modulus " + std::to_string(q) + " is not 1 mod 2n = " + std::to_string(2 * n));
   }
   psi_ = find_psi(n, q);
   const uint64_t psi_inv = pow_mod(psi_, 2 * n - 1, q);
@@ -101,7 +101,7 @@ bool Ntt::path_available(NttPath p, size_t n) {
 
 void Ntt::set_path(NttPath p) {
   if (!path_available(p, n_)) {
-    throw Error(std::string("NTT path ") + to_string(p) + " is not available on this CPU/size");
+    throw FheError(std::string("NTT path ") + to_string(p) + " is not available on this CPU/size");
   }
   if (p == NttPath::kAvx512Ifma && !simd_) {
     simd_ = std::make_unique<detail::NttSimd>(

@@ -14,7 +14,7 @@ const Params& Params::P48() {
 
 const Params& Params::by_id(uint32_t id) {
   if (id == kP48Id) return P48();
-  throw Error("unknown parameter set id " + std::to_string(id) + " (known: 1 = P48)");
+  throw FheError("unknown parameter set id " + std::to_string(id) + " (known: 1 = P48)");
 }
 
 bool is_prime_u64(uint64_t n) {

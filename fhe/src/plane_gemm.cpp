@@ -100,18 +100,18 @@ struct PlaneGemm::Impl {
 PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out, size_t d_in,
                      bool transpose, PlaneGemmOptions opts)
     : ctx_(std::move(ctx)) {
-  if (d_out == 0 || d_in == 0) throw Error("empty weight matrix");
+  if (d_out == 0 || d_in == 0) throw FheError("empty weight matrix");
   if (ctx_->params().q != Params::P48().q) {
-    throw Error("the digit-plane GEMM reduces modulo the P48 prime only");
+    throw FheError("the digit-plane GEMM reduces modulo the P48 prime only");
   }
   in_ = transpose ? d_out : d_in;
   out_ = transpose ? d_in : d_out;
   bits_ = opts.digit_bits ? opts.digit_bits : (cpu_has_int8_dot_product() ? 8 : 7);
-  if (bits_ != 7 && bits_ != 8) throw Error("digit width must be 7 or 8 bits");
+  if (bits_ != 7 && bits_ != 8) throw FheError("digit width must be 7 or 8 bits");
   planes_ = static_cast<int>((ctx_->params().log2_q + bits_ - 1) / bits_);
   // |sum| <= in * (2^bits - 1) * 128 must fit int32.
   if (static_cast<uint64_t>(in_) * ((uint64_t{1} << bits_) - 1) * 128 >= (uint64_t{1} << 31)) {
-    throw Error("inner dimension " + std::to_string(in_) +
+    throw FheError("inner dimension " + std::to_string(in_) +
                 " overflows the int32 accumulation of the digit-plane GEMM; split it");
   }
   const size_t n = ctx_->n();
@@ -124,11 +124,11 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
     while (chunk_ * 2 <= c && chunk_ < 256) chunk_ *= 2;
   }
   if (chunk_ == 0 || chunk_ > 256 || n % chunk_ != 0) {
-    throw Error("chunk size must divide the ring degree and be at most 256");
+    throw FheError("chunk size must divide the ring degree and be at most 256");
   }
   threads_ = opts.threads > 0 ? opts.threads : omp_get_max_threads();
   const size_t stride = opts.weight_stride ? opts.weight_stride : d_in;
-  if (stride < d_in) throw Error("weight row stride below the row length");
+  if (stride < d_in) throw FheError("weight row stride below the row length");
   // A dense copy of a strided block: for the bounds, and to pack (it is freed after).
   std::vector<int8_t> dense;
   if (stride != d_in) {
@@ -252,7 +252,7 @@ CiphertextMatrix PlaneGemm::multiply(const CiphertextMatrix& ct) const {
 
 void PlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const {
   if (ct.rows != in_) {
-    throw Error("ciphertext has " + std::to_string(ct.rows) + " rows but the matrix expects " +
+    throw FheError("ciphertext has " + std::to_string(ct.rows) + " rows but the matrix expects " +
                 std::to_string(in_));
   }
   multiply_rows_into(ct, 0, out);
@@ -262,9 +262,9 @@ void PlaneGemm::multiply_rows_into(const CiphertextMatrix& ct, size_t row_begin,
                                    CiphertextMatrix& out) const {
   const Context& ctx = *ctx_;
   validate(ctx, ct);
-  if (ct.kind != CtKind::kFresh) throw Error("only fresh ciphertexts can be multiplied");
+  if (ct.kind != CtKind::kFresh) throw FheError("only fresh ciphertexts can be multiplied");
   if (row_begin > ct.rows || ct.rows - row_begin < in_) {
-    throw Error("ciphertext rows [" + std::to_string(row_begin) + ", " +
+    throw FheError("ciphertext rows [" + std::to_string(row_begin) + ", " +
                 std::to_string(row_begin + in_) + ") are not inside its " +
                 std::to_string(ct.rows) + " rows");
   }
@@ -310,7 +310,7 @@ void PlaneGemm::multiply_rows_into(const CiphertextMatrix& ct, size_t row_begin,
 
 uint32_t PlaneGemm::switch_reply(CiphertextMatrix& product) const {
   if (product.kind != CtKind::kProduct || product.rows != out_) {
-    throw Error("switch_reply expects a product of this matrix");
+    throw FheError("switch_reply expects a product of this matrix");
   }
   const uint32_t bits =
       choose_switch_bits(ctx_->params(), product.log2_delta, bounds_, out_ * product.cols);
@@ -323,7 +323,7 @@ CiphertextMatrix reference_multiply(const Context& ctx, const int8_t* w, size_t 
                                     bool transpose, const CiphertextMatrix& ct) {
   validate(ctx, ct);
   const size_t in = transpose ? d_out : d_in, out = transpose ? d_in : d_out;
-  if (ct.kind != CtKind::kFresh || ct.rows != in) throw Error("reference_multiply: bad input");
+  if (ct.kind != CtKind::kFresh || ct.rows != in) throw FheError("reference_multiply: bad input");
   const size_t n = ctx.n(), blocks = ct.blocks(n);
   const uint64_t q = ctx.q();
   auto m_at = [&](size_t i, size_t j) -> int64_t {

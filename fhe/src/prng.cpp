@@ -51,13 +51,13 @@ void secure_wipe(void* p, size_t len) {
 Seed random_seed() {
   Seed s;
   if (RAND_bytes(s.data(), static_cast<int>(s.size())) != 1) {
-    throw Error("the system CSPRNG (RAND_bytes) failed");
+    throw FheError("the system CSPRNG (RAND_bytes) failed");
   }
   return s;
 }
 
 AesCtr::AesCtr() : ctx_(EVP_CIPHER_CTX_new()) {
-  if (!ctx_) throw Error("EVP_CIPHER_CTX_new failed");
+  if (!ctx_) throw FheError("EVP_CIPHER_CTX_new failed");
 }
 
 AesCtr::~AesCtr() {
@@ -66,7 +66,7 @@ AesCtr::~AesCtr() {
 
 void AesCtr::reset(const uint8_t key[16], const uint8_t counter[16]) {
   if (EVP_EncryptInit_ex(ctx_, EVP_aes_128_ctr(), nullptr, key, counter) != 1) {
-    throw Error("AES-128-CTR initialisation failed");
+    throw FheError("AES-128-CTR initialisation failed");
   }
 }
 
@@ -77,7 +77,7 @@ void AesCtr::keystream(uint8_t* out, size_t len) {
     const int chunk = static_cast<int>(std::min(len, sizeof kZeros));
     int outl = 0;
     if (EVP_EncryptUpdate(ctx_, out, &outl, kZeros, chunk) != 1 || outl != chunk) {
-      throw Error("AES-128-CTR keystream failed");
+      throw FheError("AES-128-CTR keystream failed");
     }
     out += chunk;
     len -= static_cast<size_t>(chunk);
@@ -144,7 +144,7 @@ Csprng::~Csprng() = default;
 
 void Csprng::rekey() {
   uint8_t key[32];
-  if (RAND_bytes(key, sizeof key) != 1) throw Error("the system CSPRNG (RAND_bytes) failed");
+  if (RAND_bytes(key, sizeof key) != 1) throw FheError("the system CSPRNG (RAND_bytes) failed");
   ctr_.reset(key, key + 16);
   secure_wipe(key, sizeof key);
   used_ = 0;
@@ -190,7 +190,7 @@ void cbd_sw(const uint64_t* w, size_t blocks, uint32_t eta, int64_t* out) {
 
 void Csprng::centered_binomial(int64_t* out, size_t n, uint32_t eta) {
   // Three samples per 128 random bits need 3 * eta <= 64.
-  if (eta == 0 || eta > 21) throw Error("centered binomial eta must be in [1, 21]");
+  if (eta == 0 || eta > 21) throw FheError("centered binomial eta must be in [1, 21]");
   static const bool hw = __builtin_cpu_supports("popcnt");
   const bool simd = detail::cpu_has_avx512_vbmi_popcnt();
   constexpr size_t kBlocks = 32;  // 512 words, 768 samples per batch

@@ -30,12 +30,12 @@ SecretKey::SecretKey(std::shared_ptr<const Context> ctx, std::vector<int8_t> s)
   const size_t n = ctx_->n();
   const uint64_t q = ctx_->q();
   if (s_.size() != n)
-    throw Error("secret key has " + std::to_string(s_.size()) + " coefficients, expected " +
+    throw FheError("secret key has " + std::to_string(s_.size()) + " coefficients, expected " +
                 std::to_string(n));
   s_ntt_.resize(n);
   s_ntt_shoup_.resize(n);
   for (size_t i = 0; i < n; ++i) {
-    if (s_[i] < -1 || s_[i] > 1) throw Error("secret key coefficient is not ternary");
+    if (s_[i] < -1 || s_[i] > 1) throw FheError("secret key coefficient is not ternary");
     s_ntt_[i] = s_[i] < 0 ? q - 1 : static_cast<uint64_t>(s_[i]);
   }
   ctx_->ntt().forward(s_ntt_.data());
@@ -78,34 +78,34 @@ void SecretKey::save(const std::string& path) const {
     base::write_file_atomic(path, buf, 0600);
   } catch (const base::IoError& e) {
     secure_wipe(buf.data(), buf.size());
-    throw Error(std::string("cannot write key file: ") + e.what());
+    throw FheError(std::string("cannot write key file: ") + e.what());
   }
   secure_wipe(buf.data(), buf.size());
 }
 
 SecretKey SecretKey::load(std::shared_ptr<const Context> ctx, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open key file " + path);
+  if (!in) throw FheError("cannot open key file " + path);
   const size_t n = ctx->n();
   const size_t expected = 24 + n;
   std::vector<uint8_t> buf(expected + 1);
   in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
   const size_t got = static_cast<size_t>(in.gcount());
   if (got < 24 || std::memcmp(buf.data(), kKeyMagic, 8) != 0) {
-    throw Error(path + " is not a secret key file (bad magic)");
+    throw FheError(path + " is not a secret key file (bad magic)");
   }
-  if (get_u32(&buf[8]) != kKeyVersion) throw Error(path + ": unsupported key file version");
+  if (get_u32(&buf[8]) != kKeyVersion) throw FheError(path + ": unsupported key file version");
   const Params& p = Params::by_id(get_u32(&buf[12]));
   if (p.id != ctx->params().id || get_u32(&buf[16]) != n) {
-    throw Error(path + ": key is for another parameter set");
+    throw FheError(path + ": key is for another parameter set");
   }
-  if (got != expected) throw Error(path + ": key file is truncated or has trailing bytes");
+  if (got != expected) throw FheError(path + ": key file is truncated or has trailing bytes");
   std::vector<int8_t> s(n);
   for (size_t i = 0; i < n; ++i) {
     const int8_t v = static_cast<int8_t>(buf[24 + i]);
     if (v < -1 || v > 1) {
       secure_wipe(buf.data(), buf.size());
-      throw Error(path + ": corrupt key file (coefficient not in {-1, 0, 1})");
+      throw FheError(path + ": corrupt key file (coefficient not in {-1, 0, 1})");
     }
     s[i] = v;
   }

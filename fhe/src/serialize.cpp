@@ -165,36 +165,36 @@ std::vector<uint8_t> serialize(const Context& ctx, const CiphertextMatrix& packe
 }
 
 CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t size) {
-  if (size < kCtHeaderBytes) throw Error("not a ciphertext: shorter than its 96-byte header");
-  if (std::memcmp(data, kMagic, 8) != 0) throw Error("not a ciphertext file (bad magic)");
+  if (size < kCtHeaderBytes) throw FheError("not a ciphertext: shorter than its 96-byte header");
+  if (std::memcmp(data, kMagic, 8) != 0) throw FheError("not a ciphertext file (bad magic)");
   if (get<uint32_t>(data + 8) != kVersion) {
-    throw Error("unsupported ciphertext format version " + std::to_string(get<uint32_t>(data + 8)));
+    throw FheError("unsupported ciphertext format version " + std::to_string(get<uint32_t>(data + 8)));
   }
   const Params& p = Params::by_id(get<uint32_t>(data + 12));
   if (p.id != ctx.params().id)
-    throw Error(std::string("ciphertext is for parameter set ") + p.name);
+    throw FheError(std::string("ciphertext is for parameter set ") + p.name);
   if (get<uint32_t>(data + 16) != p.n || get<uint64_t>(data + 24) != p.q) {
-    throw Error("ciphertext header does not match its parameter set (n or q)");
+    throw FheError("ciphertext header does not match its parameter set (n or q)");
   }
   CiphertextMatrix ct;
   ct.params_id = p.id;
   const uint32_t kind = get<uint32_t>(data + 20);
-  if (kind < 1 || kind > 3) throw Error("unknown ciphertext kind " + std::to_string(kind));
+  if (kind < 1 || kind > 3) throw FheError("unknown ciphertext kind " + std::to_string(kind));
   ct.kind = static_cast<CtKind>(kind);
   const uint32_t bits = get<uint32_t>(data + 52);
   if (ct.kind == CtKind::kSwitched) {
     if (bits < kMinSwitchBits || bits > kMaxSwitchBits) {
-      throw Error("switched ciphertext with " + std::to_string(bits) + "-bit coefficients");
+      throw FheError("switched ciphertext with " + std::to_string(bits) + "-bit coefficients");
     }
     ct.log2_modulus = bits;
   } else if (bits != p.log2_q) {
-    throw Error("ciphertext coefficient size " + std::to_string(bits) + " bits, expected " +
+    throw FheError("ciphertext coefficient size " + std::to_string(bits) + " bits, expected " +
                 std::to_string(p.log2_q));
   }
   ct.rows = get<uint64_t>(data + 32);
   ct.cols = get<uint64_t>(data + 40);
   if (ct.rows == 0 || ct.cols == 0 || ct.rows > kMaxCtRows || ct.cols > kMaxCtCols) {
-    throw Error("ciphertext shape " + std::to_string(ct.rows) + " x " + std::to_string(ct.cols) +
+    throw FheError("ciphertext shape " + std::to_string(ct.rows) + " x " + std::to_string(ct.cols) +
                 " is empty or too large");
   }
   ct.log2_delta = get<uint32_t>(data + 48);
@@ -203,11 +203,11 @@ CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t siz
   const uint64_t values = per * (ct.kind == CtKind::kFresh ? 1 : 2);
   const uint64_t payload = get<uint64_t>(data + 88), expected = (values * bits + 7) / 8;
   if (payload != expected) {
-    throw Error("ciphertext payload length " + std::to_string(payload) +
+    throw FheError("ciphertext payload length " + std::to_string(payload) +
                 " does not match its shape (expected " + std::to_string(expected) + ")");
   }
   if (size - kCtHeaderBytes != payload) {
-    throw Error(size - kCtHeaderBytes < payload ? "ciphertext is truncated"
+    throw FheError(size - kCtHeaderBytes < payload ? "ciphertext is truncated"
                                                 : "ciphertext has trailing bytes");
   }
   const uint8_t* d = data + kCtHeaderBytes;
@@ -229,24 +229,24 @@ void save_ciphertext(const Context& ctx, const CiphertextMatrix& ct, const std::
   try {
     base::write_file_atomic(path, bytes);
   } catch (const base::IoError& e) {
-    throw Error(std::string("cannot write ciphertext: ") + e.what());
+    throw FheError(std::string("cannot write ciphertext: ") + e.what());
   }
 }
 
 CiphertextMatrix load_ciphertext(const Context& ctx, const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw Error("cannot open " + path);
+  if (!in) throw FheError("cannot open " + path);
   const auto size = static_cast<size_t>(in.tellg());
   in.seekg(0);
   // Read the header first so that a lying header cannot make us allocate a huge buffer.
-  if (size < kCtHeaderBytes) throw Error(path + ": not a ciphertext (shorter than its header)");
+  if (size < kCtHeaderBytes) throw FheError(path + ": not a ciphertext (shorter than its header)");
   std::vector<uint8_t> buf(size);
   in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(size));
-  if (!in) throw Error("cannot read " + path);
+  if (!in) throw FheError("cannot read " + path);
   try {
     return deserialize(ctx, buf.data(), buf.size());
-  } catch (const Error& e) {
-    throw Error(path + ": " + e.what());
+  } catch (const FheError& e) {
+    throw FheError(path + ": " + e.what());
   }
 }
 

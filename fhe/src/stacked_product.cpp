@@ -23,12 +23,12 @@ WeightBounds stacked_bounds(std::span<const WeightBounds> parts) {
 
 void add_product_into(const Context& ctx, CiphertextMatrix& acc, const CiphertextMatrix& y) {
   if (acc.kind != CtKind::kProduct || y.kind != CtKind::kProduct) {
-    throw Error("only product ciphertexts (not modulus-switched) can be added");
+    throw FheError("only product ciphertexts (not modulus-switched) can be added");
   }
   if (acc.params_id != y.params_id || acc.rows != y.rows || acc.cols != y.cols ||
       acc.log2_delta != y.log2_delta || acc.c0.size() != y.c0.size() ||
       acc.c1.size() != y.c1.size() || acc.c0.size() != acc.c1.size()) {
-    throw Error("added products differ in shape, scale or parameter set (" +
+    throw FheError("added products differ in shape, scale or parameter set (" +
                 std::to_string(acc.rows) + " x " + std::to_string(acc.cols) + " at 2^" +
                 std::to_string(acc.log2_delta) + " and " + std::to_string(y.rows) + " x " +
                 std::to_string(y.cols) + " at 2^" + std::to_string(y.log2_delta) + ")");
@@ -44,24 +44,24 @@ void add_product_into(const Context& ctx, CiphertextMatrix& acc, const Ciphertex
 
 CiphertextMatrix stacked_multiply(std::span<const PlaneGemm* const> parts,
                                   const CiphertextMatrix& fresh) {
-  if (parts.empty()) throw Error("a stacked product needs at least one matrix");
+  if (parts.empty()) throw FheError("a stacked product needs at least one matrix");
   std::vector<WeightBounds> bounds;
   uint64_t rows = 0;
   for (const PlaneGemm* p : parts) {
     if (p->out_dim() != parts[0]->out_dim()) {
-      throw Error("stacked product: matrices of " + std::to_string(p->out_dim()) + " and " +
+      throw FheError("stacked product: matrices of " + std::to_string(p->out_dim()) + " and " +
                   std::to_string(parts[0]->out_dim()) + " output rows");
     }
     bounds.push_back(p->bounds());
     rows += p->in_dim();
   }
   if (fresh.rows != rows) {
-    throw Error("ciphertext has " + std::to_string(fresh.rows) +
+    throw FheError("ciphertext has " + std::to_string(fresh.rows) +
                 " rows but the stacked matrices take " + std::to_string(rows));
   }
   const Context& ctx = parts[0]->context();
   validate(ctx, fresh);
-  if (fresh.kind != CtKind::kFresh) throw Error("only fresh ciphertexts can be multiplied");
+  if (fresh.kind != CtKind::kFresh) throw FheError("only fresh ciphertexts can be multiplied");
   // The parts check their own (smaller) budgets; the sum needs the stacked one.
   check_product(ctx.params(), fresh.log2_delta, stacked_bounds(bounds),
                 parts[0]->out_dim() * fresh.cols);

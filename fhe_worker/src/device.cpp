@@ -55,7 +55,7 @@ class CpuGemm final : public Gemm {
 
   void multiply_batch(std::span<const fhe::CiphertextMatrix* const> ins,
                       std::span<fhe::CiphertextMatrix* const> outs) const override {
-    if (ins.size() != outs.size()) throw fhe::Error("multiply_batch: inputs and outputs differ");
+    if (ins.size() != outs.size()) throw fhe::FheError("multiply_batch: inputs and outputs differ");
     if (ins.size() == 1) return multiply_into(*ins[0], *outs[0]);
     const fhe::Context& ctx = *ctx_;
     const size_t n = ctx.n(), in = in_dim(), out = out_dim();
@@ -63,9 +63,9 @@ class CpuGemm final : public Gemm {
     for (const fhe::CiphertextMatrix* ct : ins) {
       fhe::validate(ctx, *ct);
       if (ct->kind != fhe::CtKind::kFresh)
-        throw fhe::Error("only fresh ciphertexts can be multiplied");
+        throw fhe::FheError("only fresh ciphertexts can be multiplied");
       if (ct->rows != in) {
-        throw fhe::Error("ciphertext has " + std::to_string(ct->rows) +
+        throw fhe::FheError("ciphertext has " + std::to_string(ct->rows) +
                          " rows but the matrix expects " + std::to_string(in));
       }
       fhe::check_product(ctx.params(), ct->log2_delta, bounds(), out * ct->cols);
@@ -134,7 +134,7 @@ class CudaGemm final : public Gemm {
   CudaGemm(std::shared_ptr<const fhe::Context> ctx, const GemmSpec& spec, int device)
       : gemm_(std::move(ctx), spec.w, spec.d_out, spec.d_in, spec.transpose, device) {
     if (spec.stride != 0 && spec.stride != spec.d_in) {
-      throw fhe::Error("the CUDA product takes dense weights only");
+      throw fhe::FheError("the CUDA product takes dense weights only");
     }
   }
   size_t in_dim() const override { return gemm_.in_dim(); }
@@ -180,7 +180,7 @@ Device parse_device(std::string_view text) {
       return {Device::Kind::kCuda, index};
     }
   }
-  throw Error("--device must be auto, cpu, cuda or cuda:N, got '" + std::string(text) + "'");
+  throw WorkerError("--device must be auto, cpu, cuda or cuda:N, got '" + std::string(text) + "'");
 }
 
 bool cuda_available() {
@@ -192,19 +192,19 @@ bool cuda_available() {
 }
 
 void Gemm::multiply_rows_into(const fhe::CiphertextMatrix&, size_t, fhe::CiphertextMatrix&) const {
-  throw fhe::Error("stacked products are not implemented by " + implementation() +
+  throw fhe::FheError("stacked products are not implemented by " + implementation() +
                    "; send one request per projection");
 }
 
 void Gemm::multiply_batch(std::span<const fhe::CiphertextMatrix* const> ins,
                           std::span<fhe::CiphertextMatrix* const> outs) const {
-  if (ins.size() != outs.size()) throw fhe::Error("multiply_batch: inputs and outputs differ");
+  if (ins.size() != outs.size()) throw fhe::FheError("multiply_batch: inputs and outputs differ");
   for (size_t i = 0; i < ins.size(); ++i) multiply_into(*ins[i], *outs[i]);
 }
 
 uint32_t Gemm::switch_reply(const fhe::Context& ctx, fhe::CiphertextMatrix& product) const {
   if (product.kind != fhe::CtKind::kProduct || product.rows != out_dim()) {
-    throw fhe::Error("switch_reply expects a product of this matrix");
+    throw fhe::FheError("switch_reply expects a product of this matrix");
   }
   const uint32_t bits =
       fhe::choose_switch_bits(ctx.params(), product.log2_delta, bounds(), out_dim() * product.cols);
@@ -226,21 +226,21 @@ std::unique_ptr<Gemm> make_gemm(const Device& device, std::shared_ptr<const fhe:
     case Device::Kind::kCuda:
 #ifdef FHE_WORKER_HAVE_CUDA
       if (fhe::cuda_device_count() == 0) {
-        throw Error("--device " + device.name() +
+        throw WorkerError("--device " + device.name() +
                     ": CUDA is not available (this build has no CUDA backend or the machine no "
                     "usable GPU); use --device cpu");
       }
       if (device.index >= fhe::cuda_device_count()) {
-        throw Error("--device " + device.name() + ": no such CUDA device (" +
+        throw WorkerError("--device " + device.name() + ": no such CUDA device (" +
                     std::to_string(fhe::cuda_device_count()) + " usable)");
       }
       return std::make_unique<CudaGemm>(std::move(ctx), spec, device.index);
 #else
-      throw Error("--device " + device.name() +
+      throw WorkerError("--device " + device.name() +
                   ": CUDA is not available in this build (no fhe_cuda library); use --device cpu");
 #endif
   }
-  throw Error("unknown device");
+  throw WorkerError("unknown device");
 }
 
 }  // namespace fhe_worker

@@ -131,7 +131,7 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
         static_cast<uint64_t>(model.weight(r.layer, r.projections[0]).cols) * r.cols;
     try {
       fhe::check_product(p, r.log2_delta, stacked_bounds(model, r), outputs);
-    } catch (const fhe::Error& e) {
+    } catch (const fhe::FheError& e) {
       return make_error(ErrorCode::kNoiseBudget, "stacked product of ", r.projections.size(),
                         " projections (inner dimension ", r.rows, "): ", e.what());
     }
@@ -143,7 +143,7 @@ protocol::Status check_request(const WorkerModel& model, const protocol::MatmulR
     const auto outputs = static_cast<uint64_t>(r.transpose ? w.cols : w.rows) * r.cols;
     try {
       fhe::check_product(p, r.log2_delta, model.bounds(r.layer, kind, r.transpose), outputs);
-    } catch (const fhe::Error& e) {
+    } catch (const fhe::FheError& e) {
       const bool vocab = kind == protocol::ProjectionKind::kLmHead && r.transpose;
       return make_error(ErrorCode::kNoiseBudget, protocol::projection_name(kind),
                         r.transpose ? "^T" : "", ": ", e.what(),
@@ -239,10 +239,10 @@ protocol::Result<fhe::CiphertextMatrix> unpack_input(const WorkerModel& model,
   ct.log2_delta = r.log2_delta;
   std::copy(r.seed.begin(), r.seed.end(), ct.seed.begin());
   ct.c0 = std::move(c0).value();
-  try {
-    fhe::validate(ctx, ct);
-  } catch (const std::exception& e) {
-    return make_error(ErrorCode::kMalformedRequest, "input: ", e.what());
+  if (auto valid = protocol::capture(ErrorCode::kMalformedRequest, "input: ",
+                                     [&] { fhe::validate(ctx, ct); });
+      !valid) {
+    return valid.error();
   }
   // Noise budget of every product of this input.
   for (const protocol::ProjectionKind kind : r.projections) {
@@ -254,7 +254,7 @@ protocol::Result<fhe::CiphertextMatrix> unpack_input(const WorkerModel& model,
     }
     try {
       fhe::check_product(ctx.params(), r.log2_delta, gemm->bounds(), gemm->out_dim() * r.cols);
-    } catch (const fhe::Error& e) {
+    } catch (const fhe::FheError& e) {
       return make_error(ErrorCode::kNoiseBudget, protocol::projection_name(kind), ": ", e.what());
     }
   }
@@ -342,7 +342,7 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
         auto c0 = pack_planes(y.c0, y.rows, y.cols, ctx.n(), bits);
         auto c1 = pack_planes(y.c1, y.rows, y.cols, ctx.n(), bits);
         timings[i].pack_ns += nanos_since(pack_start);
-        if (!c0 || !c1) throw fhe::Error((c0 ? c1 : c0).error().message);
+        if (!c0 || !c1) throw fhe::FheError((c0 ? c1 : c0).error().message);
         protocol::ResultPlanes r;
         r.projection = kind;
         r.rows = y.rows;
@@ -420,7 +420,7 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
     } catch (const std::exception& e) {
       // Inputs were validated and budgets checked, so this is a refused shape (a transposed
       // product whose accumulation could overflow) or an internal failure.
-      const bool shape = dynamic_cast<const fhe::Error*>(&e) != nullptr;
+      const bool shape = dynamic_cast<const fhe::FheError*>(&e) != nullptr;
       for (const size_t i : live) {
         replies[i] = matmul_error(
             jobs[i]->request.request_id,

@@ -88,40 +88,40 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
       std::ifstream in(path);
-      if (!in) throw Error("cannot read config file " + path);
+      if (!in) throw WorkerError("cannot read config file " + path);
       // Stored after the command line, so the command line wins.
       po::store(po::parse_config_file(in, file_options), vm);
     }
     po::notify(vm);
     if (vm.count("lm-head")) o.model.lm_head = lm_head;
   } catch (const po::error& e) {
-    throw Error(protocol::option_error_message(e));
+    throw WorkerError(protocol::option_error_message(e));
   }
-  if (o.model_dir.empty()) throw Error("--model is required");
+  if (o.model_dir.empty()) throw WorkerError("--model is required");
   if (!layers.empty()) o.model.layers = parse_layer_range(layers);
   o.model.device = parse_device(device);
-  if (threads < 0) throw Error("--threads must be 0 or positive");
+  if (threads < 0) throw WorkerError("--threads must be 0 or positive");
   o.model.threads = threads;
   if (compute_threads == 0 || compute_threads > 256)
-    throw Error("--compute-threads must be 1..256");
+    throw WorkerError("--compute-threads must be 1..256");
   o.worker.compute_threads = compute_threads;
-  if (max_queue == 0) throw Error("--max-queue must be at least 1");
+  if (max_queue == 0) throw WorkerError("--max-queue must be at least 1");
   o.worker.max_queue = max_queue;
   if (max_input_values == 0 || max_output_values == 0 || max_queued_bytes == 0) {
-    throw Error("--max-input-values, --max-output-values and --max-queued-bytes must be positive");
+    throw WorkerError("--max-input-values, --max-output-values and --max-queued-bytes must be positive");
   }
   o.worker.max_input_values = max_input_values;
   o.worker.max_output_values = max_output_values;
   o.worker.max_queued_bytes = max_queued_bytes;
   if (o.log_level != "off" && spdlog::level::from_str(o.log_level) == spdlog::level::off) {
-    throw Error("--log-level must be trace, debug, info, warn, error, critical or off, got '" +
+    throw WorkerError("--log-level must be trace, debug, info, warn, error, critical or off, got '" +
                 o.log_level + "'");
   }
   if (!o.worker.insecure && (o.worker.secret_key_file.empty() || o.worker.allow_dir.empty())) {
-    throw Error("CURVE needs --secret-key and --allow (or --insecure on a loopback endpoint)");
+    throw WorkerError("CURVE needs --secret-key and --allow (or --insecure on a loopback endpoint)");
   }
   if (!o.coordinator.empty() && !o.worker.insecure && o.coordinator_key.empty()) {
-    throw Error("--coordinator under CURVE needs --coordinator-key (the coordinator's .pub)");
+    throw WorkerError("--coordinator under CURVE needs --coordinator-key (the coordinator's .pub)");
   }
   return cl;
 }
@@ -130,7 +130,7 @@ void write_port_file(const std::string& path, const std::string& endpoint) {
   try {
     base::write_file_atomic(path, endpoint + "\n");
   } catch (const base::IoError& e) {
-    throw Error(std::string("cannot write port file: ") + e.what());
+    throw WorkerError(std::string("cannot write port file: ") + e.what());
   }
 }
 

@@ -21,7 +21,7 @@ coord::CoordinatorClient connect(zmq::context_t& ctx, const RegistrarConfig& c) 
   cc.key = c.key;
   cc.server_key = c.coordinator_key;
   auto client = coord::CoordinatorClient::connect(ctx, cc);
-  if (!client.ok()) throw Error("coordinator " + c.coordinator + ": " + client.error().message);
+  if (!client.ok()) throw WorkerError("coordinator " + c.coordinator + ": " + client.error().message);
   return std::move(client.value());
 }
 
@@ -39,8 +39,8 @@ std::string advertised_endpoint(const std::string& bound) {
 }
 
 Registrar::Registrar(RegistrarConfig config) : config_(std::move(config)) {
-  if (!config_.log) throw Error("registrar: a logger is required");
-  if (config_.compute_endpoint.empty()) throw Error("registrar: no compute endpoint to announce");
+  if (!config_.log) throw WorkerError("registrar: a logger is required");
+  if (config_.compute_endpoint.empty()) throw WorkerError("registrar: no compute endpoint to announce");
   {
     // Fail at start-up, not in the thread, for a configuration that can never connect.
     zmq::context_t probe(1);

@@ -13,7 +13,7 @@
 namespace fhe_worker {
 
 WakeFd::WakeFd() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-  if (fd_ < 0) throw Error(std::string("eventfd: ") + std::strerror(errno));
+  if (fd_ < 0) throw WorkerError(std::string("eventfd: ") + std::strerror(errno));
 }
 
 WakeFd::~WakeFd() {

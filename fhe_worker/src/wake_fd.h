@@ -6,7 +6,7 @@ namespace fhe_worker {
 
 class WakeFd {
  public:
-  WakeFd();  // throws fhe_worker::Error when no eventfd can be made
+  WakeFd();  // throws fhe_worker::WorkerError when no eventfd can be made
   ~WakeFd();
   WakeFd(const WakeFd&) = delete;
   WakeFd& operator=(const WakeFd&) = delete;

@@ -294,7 +294,7 @@ void Worker::State::run_io(std::promise<protocol::Result<std::string>>& bound) {
   const std::string monitor_address =
       "inproc://fhe_worker-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
   std::optional<zmq::socket_t> monitor;
-  try {
+  auto monitored = protocol::capture(ErrorCode::kTransport, "socket monitor: ", [&] {
     const int events = ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                        ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_DISCONNECTED |
                        ZMQ_EVENT_ACCEPTED;
@@ -304,8 +304,9 @@ void Worker::State::run_io(std::promise<protocol::Result<std::string>>& bound) {
     monitor.emplace(context, zmq::socket_type::pair);
     monitor->set(zmq::sockopt::linger, 0);
     monitor->connect(monitor_address);
-  } catch (const std::exception& e) {
-    bound.set_value(make_error(ErrorCode::kTransport, "socket monitor: ", e.what()));
+  });
+  if (!monitored) {
+    bound.set_value(monitored.error());
     return;
   }
   endpoint = server.endpoint();
@@ -431,12 +432,12 @@ Worker::Worker(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
 std::unique_ptr<Worker> Worker::start(std::shared_ptr<const WorkerModel> model,
                                       WorkerConfig config) {
-  if (!model) throw Error("no model to serve");
-  if (config.compute_threads == 0) throw Error("compute threads must be at least 1");
-  if (config.max_queue == 0) throw Error("max queue must be at least 1");
+  if (!model) throw WorkerError("no model to serve");
+  if (config.compute_threads == 0) throw WorkerError("compute threads must be at least 1");
+  if (config.max_queue == 0) throw WorkerError("max queue must be at least 1");
   if (config.max_input_values == 0 || config.max_output_values == 0 ||
       config.max_queued_bytes == 0) {
-    throw Error("request limits must be at least 1");
+    throw WorkerError("request limits must be at least 1");
   }
   // A frame of more than twice the largest input allowed is dropped by ZeroMQ before it is
   // buffered (and that connection with it); smaller over-large inputs get the typed refusal.
@@ -454,19 +455,19 @@ std::unique_ptr<Worker> Worker::start(std::shared_ptr<const WorkerModel> model,
                            s.config.max_queued_bytes};
   if (!s.config.insecure) {
     if (s.config.secret_key_file.empty() || s.config.allow_dir.empty()) {
-      throw Error("a CURVE worker needs --secret-key and --allow (or --insecure on loopback)");
+      throw WorkerError("a CURVE worker needs --secret-key and --allow (or --insecure on loopback)");
     }
     auto key = protocol::load_key_pair(s.config.secret_key_file);
-    if (!key) throw Error(key.error().message);
+    if (!key) throw WorkerError(key.error().message);
     s.key = std::move(key).value();
     auto allow = protocol::AllowList::load_directory(s.config.allow_dir);
-    if (!allow) throw Error(allow.error().message);
+    if (!allow) throw WorkerError(allow.error().message);
     const size_t allowed = allow.value().size();
     auto log = s.log;
     auto zap = protocol::ZapHandler::start(
         s.context, std::move(allow).value(),
         [log](std::string_view line) { log->warn("authentication: {}", line); });
-    if (!zap) throw Error(zap.error().message);
+    if (!zap) throw WorkerError(zap.error().message);
     s.zap = std::move(zap).value();
     s.log->info("CURVE on, {} allowed client key(s) from {}", allowed, s.config.allow_dir);
   } else {
@@ -478,7 +479,7 @@ std::unique_ptr<Worker> Worker::start(std::shared_ptr<const WorkerModel> model,
   auto endpoint = bound_future.get();
   if (!endpoint) {
     s.io.join();
-    throw Error(endpoint.error().message);
+    throw WorkerError(endpoint.error().message);
   }
   s.sender_id =
       s.config.sender_id.empty() ? default_worker_id(endpoint.value()) : s.config.sender_id;

@@ -44,7 +44,7 @@ namespace {
 size_t kind_index(protocol::ProjectionKind kind) {
   const auto it = std::find(kServedProjections.begin(), kServedProjections.end(), kind);
   if (it == kServedProjections.end()) {
-    throw Error("projection " + std::string(protocol::projection_name(kind)) + " is not served");
+    throw WorkerError("projection " + std::string(protocol::projection_name(kind)) + " is not served");
   }
   return static_cast<size_t>(it - kServedProjections.begin());
 }
@@ -92,14 +92,14 @@ model::ProjectionKind to_model_kind(protocol::ProjectionKind kind) {
     default:
       break;
   }
-  throw Error("projection " + std::string(protocol::projection_name(kind)) + " is not served");
+  throw WorkerError("projection " + std::string(protocol::projection_name(kind)) + " is not served");
 }
 
 LayerRange parse_layer_range(const std::string& text) {
   const auto number = [&](const std::string& part) -> uint32_t {
     if (part.empty() || part.size() > 6 ||
         part.find_first_not_of("0123456789") != std::string::npos) {
-      throw Error("--layers '" + text + "': expected a layer (3) or a range of layers (0-7)");
+      throw WorkerError("--layers '" + text + "': expected a layer (3) or a range of layers (0-7)");
     }
     return static_cast<uint32_t>(std::stoul(part));
   };
@@ -108,7 +108,7 @@ LayerRange parse_layer_range(const std::string& text) {
   r.first = number(text.substr(0, dash));
   r.last = dash == std::string::npos ? r.first : number(text.substr(dash + 1));
   if (r.last < r.first) {
-    throw Error("--layers '" + text + "': the range ends before it starts");
+    throw WorkerError("--layers '" + text + "': the range ends before it starts");
   }
   return r;
 }
@@ -124,10 +124,10 @@ std::unique_ptr<WorkerModel> WorkerModel::load(const std::filesystem::path& dir,
       return model::quantize_checkpoint_projection(store, config, id);
     };
     return std::make_unique<WorkerModel>(config, source, std::move(options));
-  } catch (const Error&) {
+  } catch (const WorkerError&) {
     throw;
   } catch (const std::exception& e) {
-    throw Error("cannot load model " + dir.string() + ": " + e.what());
+    throw WorkerError("cannot load model " + dir.string() + ": " + e.what());
   }
 }
 
@@ -145,17 +145,17 @@ WorkerModel::WorkerModel(const model::LlamaConfig& config, const WeightSource& s
       model_id_(options_.model_id),
       ranged_(std::make_unique<RangedGemms>()) {
   if (model_id_.empty() || model_id_.size() > protocol::kMaxIdBytes) {
-    throw Error("model id must have 1.." + std::to_string(protocol::kMaxIdBytes) + " bytes");
+    throw WorkerError("model id must have 1.." + std::to_string(protocol::kMaxIdBytes) + " bytes");
   }
   const int64_t layers = config.num_hidden_layers;
   if (layers <= 0 || layers > static_cast<int64_t>(protocol::kMaxLayers)) {
-    throw Error("model has " + std::to_string(layers) + " layers (1.." +
+    throw WorkerError("model has " + std::to_string(layers) + " layers (1.." +
                 std::to_string(protocol::kMaxLayers) + " served)");
   }
   layer_count_ = static_cast<uint32_t>(layers);
   layers_ = options_.layers.value_or(LayerRange{0, layer_count_ - 1});
   if (layers_.first > layers_.last || layers_.last >= layer_count_) {
-    throw Error("--layers " + std::to_string(layers_.first) + "-" + std::to_string(layers_.last) +
+    throw WorkerError("--layers " + std::to_string(layers_.first) + "-" + std::to_string(layers_.last) +
                 ": model '" + model_id_ + "' has layers 0-" + std::to_string(layer_count_ - 1));
   }
   lm_head_ = options_.lm_head.value_or(!options_.layers.has_value());
@@ -201,10 +201,10 @@ WorkerModel::WorkerModel(const model::LlamaConfig& config, const WeightSource& s
       for (size_t k = 0; k < kLayerProjections.size(); ++k) prepare(k, layer);
     }
     prepare(kLmHeadIndex, 0);
-  } catch (const Error&) {
+  } catch (const WorkerError&) {
     throw;
   } catch (const std::exception& e) {
-    throw Error(std::string("cannot prepare the model: ") + e.what());
+    throw WorkerError(std::string("cannot prepare the model: ") + e.what());
   }
   // ModelInfo lists the kinds held, each with its scales blob (blob index = list position).
   for (auto& info : infos) {
@@ -244,11 +244,11 @@ std::string WorkerModel::holdings() const {
 const WorkerModel::Slot& WorkerModel::slot(uint32_t layer, protocol::ProjectionKind kind) const {
   const size_t k = kind_index(kind);
   if (layer >= layers_of(kind)) {
-    throw Error(std::string(protocol::projection_name(kind)) + " has no layer " +
+    throw WorkerError(std::string(protocol::projection_name(kind)) + " has no layer " +
                 std::to_string(layer));
   }
   if (!holds(layer, kind)) {
-    throw Error("this worker holds " + holdings() + " of model '" + model_id_ + "', not " +
+    throw WorkerError("this worker holds " + holdings() + " of model '" + model_id_ + "', not " +
                 std::string(protocol::projection_name(kind)) + " of layer " +
                 std::to_string(layer));
   }
@@ -292,7 +292,7 @@ std::shared_ptr<const Gemm> WorkerModel::gemm_rows(uint32_t layer, protocol::Pro
                                                    bool transpose, size_t begin, size_t end) const {
   const Gemm& whole = gemm(layer, kind, transpose);  // checks kind and layer
   if (begin >= end || end > whole.out_dim()) {
-    throw fhe::Error("output rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+    throw fhe::FheError("output rows [" + std::to_string(begin) + ", " + std::to_string(end) +
                      ") are not inside the " + std::to_string(whole.out_dim()) + " rows of " +
                      std::string(protocol::projection_name(kind)) + (transpose ? "^T" : ""));
   }
@@ -300,7 +300,7 @@ std::shared_ptr<const Gemm> WorkerModel::gemm_rows(uint32_t layer, protocol::Pro
     return std::shared_ptr<const Gemm>(std::shared_ptr<const Gemm>(), &whole);  // not owned
   }
   if (options_.device.kind == Device::Kind::kCuda) {
-    throw fhe::Error("the " + options_.device.name() +
+    throw fhe::FheError("the " + options_.device.name() +
                      " device computes whole products only (no output row ranges); ask for "
                      "every row");
   }
@@ -344,9 +344,9 @@ protocol::Message WorkerModel::info_message() const {
     }
     auto desc = protocol::BlobDesc::make(protocol::DType::kFloat32, 32,
                                          {static_cast<uint64_t>(p.norms.size()), p.rows});
-    if (!desc) throw Error("scales blob: " + desc.error().message);
+    if (!desc) throw WorkerError("scales blob: " + desc.error().message);
     auto blob = protocol::Blob::adopt(std::move(desc).value(), std::move(bytes));
-    if (!blob) throw Error("scales blob: " + blob.error().message);
+    if (!blob) throw WorkerError("scales blob: " + blob.error().message);
     m.blobs.push_back(std::move(blob).value());
   }
   m.body = protocol::ModelInfoReply{info_};

@@ -27,14 +27,14 @@ std::string number(double x) {
 }  // namespace
 
 void validate_adamw_options(const AdamWOptions& o) {
-  if (!(o.lr >= 0.0) || !std::isfinite(o.lr)) throw Error("AdamW: invalid lr " + number(o.lr));
+  if (!(o.lr >= 0.0) || !std::isfinite(o.lr)) throw ModelError("AdamW: invalid lr " + number(o.lr));
   if (!(o.eps >= 0.0) || !std::isfinite(o.eps)) {
-    throw Error("AdamW: invalid eps " + number(o.eps));
+    throw ModelError("AdamW: invalid eps " + number(o.eps));
   }
-  if (!(o.beta1 >= 0.0 && o.beta1 < 1.0)) throw Error("AdamW: invalid beta1 " + number(o.beta1));
-  if (!(o.beta2 >= 0.0 && o.beta2 < 1.0)) throw Error("AdamW: invalid beta2 " + number(o.beta2));
+  if (!(o.beta1 >= 0.0 && o.beta1 < 1.0)) throw ModelError("AdamW: invalid beta1 " + number(o.beta1));
+  if (!(o.beta2 >= 0.0 && o.beta2 < 1.0)) throw ModelError("AdamW: invalid beta2 " + number(o.beta2));
   if (!(o.weight_decay >= 0.0) || !std::isfinite(o.weight_decay)) {
-    throw Error("AdamW: invalid weight_decay " + number(o.weight_decay));
+    throw ModelError("AdamW: invalid weight_decay " + number(o.weight_decay));
   }
 }
 
@@ -52,15 +52,15 @@ void AdamW::set_lr(double lr) {
 void AdamW::step(std::span<const ParameterGradient> parameters) {
   std::set<std::string_view> seen;
   for (const auto& p : parameters) {
-    if (p.name.empty()) throw Error("AdamW: a parameter has an empty name");
-    if (!seen.insert(p.name).second) throw Error("AdamW: parameter '" + p.name + "' listed twice");
+    if (p.name.empty()) throw ModelError("AdamW: a parameter has an empty name");
+    if (!seen.insert(p.name).second) throw ModelError("AdamW: parameter '" + p.name + "' listed twice");
     if (p.values.size() != p.gradient.size()) {
-      throw Error("AdamW: parameter '" + p.name + "' has " + std::to_string(p.values.size()) +
+      throw ModelError("AdamW: parameter '" + p.name + "' has " + std::to_string(p.values.size()) +
                   " values but " + std::to_string(p.gradient.size()) + " gradient entries");
     }
     const auto it = state_.find(p.name);
     if (it != state_.end() && it->second.exp_avg.size() != p.values.size()) {
-      throw Error("AdamW: parameter '" + p.name + "' has " + std::to_string(p.values.size()) +
+      throw ModelError("AdamW: parameter '" + p.name + "' has " + std::to_string(p.values.size()) +
                   " values, its state " + std::to_string(it->second.exp_avg.size()));
     }
   }
@@ -91,10 +91,10 @@ void AdamW::step(std::span<const ParameterGradient> parameters) {
 }
 
 void AdamW::load_state(int64_t steps_taken, std::map<std::string, AdamWParameterState> state) {
-  if (steps_taken < 0) throw Error("AdamW: negative step count " + std::to_string(steps_taken));
+  if (steps_taken < 0) throw ModelError("AdamW: negative step count " + std::to_string(steps_taken));
   for (const auto& [name, s] : state) {
     if (s.step < 0 || s.exp_avg.size() != s.exp_avg_sq.size()) {
-      throw Error("AdamW: inconsistent state for parameter '" + name + "'");
+      throw ModelError("AdamW: inconsistent state for parameter '" + name + "'");
     }
   }
   steps_taken_ = steps_taken;
@@ -129,11 +129,11 @@ AdamW load_adamw(const std::filesystem::path& path) {
   const auto get = [&](const char* key) -> const std::string& {
     const auto it = meta.find(key);
     if (it == meta.end())
-      throw Error(where + "not an AdamW checkpoint (no metadata '" + key + "')");
+      throw ModelError(where + "not an AdamW checkpoint (no metadata '" + key + "')");
     return it->second;
   };
   if (get("format") != kFormat)
-    throw Error(where + "format is '" + get("format") + "', not " + kFormat);
+    throw ModelError(where + "format is '" + get("format") + "', not " + kFormat);
 
   AdamWOptions o;
   int64_t steps_taken = 0;
@@ -147,11 +147,11 @@ AdamW load_adamw(const std::filesystem::path& path) {
     o.weight_decay = j.at("weight_decay").get<double>();
     steps_taken = nlohmann::json::parse(get("steps_taken")).get<int64_t>();
     steps = nlohmann::json::parse(get("step"));
-    if (!steps.is_object()) throw Error("not an object");
-  } catch (const Error&) {
+    if (!steps.is_object()) throw ModelError("not an object");
+  } catch (const ModelError&) {
     throw;
   } catch (const std::exception&) {
-    throw Error(where + "malformed AdamW metadata");
+    throw ModelError(where + "malformed AdamW metadata");
   }
   AdamW optimizer(o);
 
@@ -159,12 +159,12 @@ AdamW load_adamw(const std::filesystem::path& path) {
   for (const auto& info : file.tensors()) {
     const std::string& t = info.name;
     const bool sq = t.ends_with(kExpAvgSq);
-    if (!sq && !t.ends_with(kExpAvg)) throw Error(where + "unknown tensor '" + t + "'");
+    if (!sq && !t.ends_with(kExpAvg)) throw ModelError(where + "unknown tensor '" + t + "'");
     const std::string name = t.substr(0, t.size() - (sq ? kExpAvgSq : kExpAvg).size());
     if (!steps.contains(name) || !steps[name].is_number_integer()) {
-      throw Error(where + "tensor '" + t + "' has no step count");
+      throw ModelError(where + "tensor '" + t + "' has no step count");
     }
-    if (info.shape.size() != 1) throw Error(where + "tensor '" + t + "' is not one-dimensional");
+    if (info.shape.size() != 1) throw ModelError(where + "tensor '" + t + "' is not one-dimensional");
     AdamWParameterState& s = state[name];
     s.step = steps[name].get<int64_t>();
     (sq ? s.exp_avg_sq : s.exp_avg) = file.read_f32(t);
@@ -172,11 +172,11 @@ AdamW load_adamw(const std::filesystem::path& path) {
   for (const auto& [name, s] : state) {
     if (s.exp_avg.size() != s.exp_avg_sq.size() || !file.find(name + std::string(kExpAvg)) ||
         !file.find(name + std::string(kExpAvgSq))) {
-      throw Error(where + "parameter '" + name + "' lacks exp_avg or exp_avg_sq");
+      throw ModelError(where + "parameter '" + name + "' lacks exp_avg or exp_avg_sq");
     }
   }
   if (steps.size() != state.size())
-    throw Error(where + "step counts of parameters without tensors");
+    throw ModelError(where + "step counts of parameters without tensors");
   optimizer.load_state(steps_taken, std::move(state));
   return optimizer;
 }

@@ -1,6 +1,6 @@
 // The model library's use of base's atomic writer (base/atomic_file.h), through which every file
 // it writes goes: checkpoints and their shards, adapters, configs, data sets. base reports a
-// failure as base::IoError; callers of the library see model::Error, its one error type.
+// failure as base::IoError; callers of the library see model::ModelError, its one error type.
 #pragma once
 
 #include <filesystem>
@@ -13,13 +13,13 @@
 
 namespace model::detail {
 
-// Runs `step` (calls on a base::AtomicFile), reporting a base::IoError as model::Error.
+// Runs `step` (calls on a base::AtomicFile), reporting a base::IoError as model::ModelError.
 template <class F>
 decltype(auto) rethrow_io(F&& step) {
   try {
     return std::forward<F>(step)();
   } catch (const base::IoError& e) {
-    throw Error(e.what());
+    throw ModelError(e.what());
   }
 }
 

@@ -18,7 +18,7 @@ void check_shapes(const char* what, const ActivationsT<Scalar>& q, const Activat
   if (shape.kv_heads <= 0 || shape.heads % shape.kv_heads != 0 || q.rows() != shape.heads * hd ||
       k.rows() != shape.kv_heads * hd || v.rows() != k.rows() || q.cols() != tokens ||
       k.cols() != tokens || v.cols() != tokens) {
-    throw Error(std::string(what) + ": q " + std::to_string(q.rows()) + " x " +
+    throw ModelError(std::string(what) + ": q " + std::to_string(q.rows()) + " x " +
                 std::to_string(q.cols()) + ", k " + std::to_string(k.rows()) + " x " +
                 std::to_string(k.cols()) + " do not fit " + std::to_string(shape.heads) +
                 " heads, " + std::to_string(shape.kv_heads) + " kv heads of " + std::to_string(hd) +
@@ -55,7 +55,7 @@ template <typename Scalar>
 void softmax_columns_backward(const ActivationsT<Scalar>& probs,
                               std::type_identity_t<ActivationsT<Scalar>>& grad) {
   if (grad.rows() != probs.rows() || grad.cols() != probs.cols()) {
-    throw Error("softmax backward: gradient and probabilities differ in shape");
+    throw ModelError("softmax backward: gradient and probabilities differ in shape");
   }
   for (int64_t j = 0; j < probs.cols(); ++j) {
     const Scalar dot = probs.col(j).dot(grad.col(j));
@@ -110,12 +110,12 @@ void attention_backward(const ActivationsT<Scalar>& q, const ActivationsT<Scalar
   const int64_t sequences = batch.sequence_count();
   if (dout.rows() != q.rows() || dout.cols() != q.cols() ||
       static_cast<int64_t>(cache.probs.size()) != sequences * shape.heads) {
-    throw Error("attention backward: the output gradient or the cache does not fit the batch");
+    throw ModelError("attention backward: the output gradient or the cache does not fit the batch");
   }
   for (int64_t job = 0; job < sequences * shape.heads; ++job) {
     const int64_t length = batch.spans()[job / shape.heads].length;
     if (cache.probs[job].rows() != length || cache.probs[job].cols() != length) {
-      throw Error("attention backward: the cache does not come from this batch");
+      throw ModelError("attention backward: the cache does not come from this batch");
     }
   }
   const Scalar scale = score_scale<Scalar>(hd);

@@ -6,7 +6,7 @@ namespace model {
 
 ByteTokenizer::ByteTokenizer(int64_t vocab_size) : vocab_size_(vocab_size) {
   if (vocab_size < kMinVocabSize) {
-    throw Error("byte tokenizer needs vocab_size >= " + std::to_string(kMinVocabSize) + ", got " +
+    throw ModelError("byte tokenizer needs vocab_size >= " + std::to_string(kMinVocabSize) + ", got " +
                 std::to_string(vocab_size) + " (add a tokenizer.model or enlarge the vocabulary)");
   }
 }
@@ -23,7 +23,7 @@ std::string ByteTokenizer::decode(std::span<const int32_t> ids) const {
   text.reserve(ids.size());
   for (int32_t id : ids) {
     if (id < 0 || id >= vocab_size_) {
-      throw Error("byte tokenizer: id " + std::to_string(id) + " outside the vocabulary of " +
+      throw ModelError("byte tokenizer: id " + std::to_string(id) + " outside the vocabulary of " +
                   std::to_string(vocab_size_));
     }
     if (id >= kFirstByteId && id < kFirstByteId + 256) {

@@ -16,7 +16,7 @@ uint64_t parse_shard_size(std::string_view text) {
   size_t digits = 0;
   while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
   if (digits == 0 || digits > 18) {
-    throw Error(what + " is not a byte count or a number with KB, MB, GB, KiB, MiB or GiB");
+    throw ModelError(what + " is not a byte count or a number with KB, MB, GB, KiB, MiB or GiB");
   }
   const uint64_t number = std::stoull(std::string(text.substr(0, digits)));
   std::string unit(text.substr(digits));
@@ -33,13 +33,13 @@ uint64_t parse_shard_size(std::string_view text) {
   };
   const auto it = kUnits.find(unit);
   if (it == kUnits.end()) {
-    throw Error(what + ": unknown unit (KB, MB, GB, KiB, MiB or GiB)");
+    throw ModelError(what + ": unknown unit (KB, MB, GB, KiB, MiB or GiB)");
   }
   uint64_t bytes;
   if (__builtin_mul_overflow(number, it->second, &bytes) || bytes > (uint64_t{1} << 62)) {
-    throw Error(what + " is absurd");
+    throw ModelError(what + " is absurd");
   }
-  if (bytes == 0) throw Error(what + " must be positive");
+  if (bytes == 0) throw ModelError(what + " must be positive");
   return bytes;
 }
 
@@ -76,17 +76,17 @@ void write_checkpoint(const std::filesystem::path& dir, std::span<const TensorSp
                       const ChunkFiller& fill, uint64_t max_shard_bytes,
                       std::span<const size_t> shard_order,
                       const std::map<std::string, std::string>& metadata) {
-  if (max_shard_bytes == 0) throw Error(dir.string() + ": max shard size must be positive");
+  if (max_shard_bytes == 0) throw ModelError(dir.string() + ": max shard size must be positive");
   std::vector<size_t> order(shard_order.begin(), shard_order.end());
   if (order.empty()) {
     for (size_t i = 0; i < tensors.size(); ++i) order.push_back(i);
   }
   std::vector<bool> seen(tensors.size(), false);
   for (size_t i : order) {
-    if (i >= tensors.size() || seen[i]) throw Error(dir.string() + ": bad shard order");
+    if (i >= tensors.size() || seen[i]) throw ModelError(dir.string() + ": bad shard order");
     seen[i] = true;
   }
-  if (order.size() != tensors.size()) throw Error(dir.string() + ": bad shard order");
+  if (order.size() != tensors.size()) throw ModelError(dir.string() + ": bad shard order");
   std::vector<TensorSpec> ordered;
   for (size_t i : order) ordered.push_back(tensors[i]);
   auto shards = plan_shards(ordered, max_shard_bytes);

@@ -17,7 +17,7 @@ double log_sum_exp(const Row& r) {
 
 void check_label(int32_t label, int64_t vocab, const char* where) {
   if (label < 0 || label >= vocab) {
-    throw Error(std::string(where) + ": label " + std::to_string(label) + " outside [0, " +
+    throw ModelError(std::string(where) + ": label " + std::to_string(label) + " outside [0, " +
                 std::to_string(vocab) + ")");
   }
 }
@@ -42,7 +42,7 @@ void cross_entropy_columns(const ActivationsT<Scalar>& logits, std::span<const i
                            double dloss_per_position, ActivationsT<Scalar>* dlogits,
                            double& total) {
   if (logits.cols() != static_cast<int64_t>(labels.size())) {
-    throw Error("cross-entropy: " + std::to_string(logits.cols()) + " columns of logits for " +
+    throw ModelError("cross-entropy: " + std::to_string(logits.cols()) + " columns of logits for " +
                 std::to_string(labels.size()) + " labels");
   }
   if (dlogits) dlogits->setZero(logits.rows(), logits.cols());
@@ -65,7 +65,7 @@ template <typename Scalar>
 double cross_entropy_forward(const std::type_identity_t<RowMatrixT<Scalar>>& logits,
                              const TokenBatch& batch, CrossEntropyCache* cache) {
   if (logits.rows() != batch.total_tokens()) {
-    throw Error("cross-entropy: " + std::to_string(logits.rows()) + " rows of logits for " +
+    throw ModelError("cross-entropy: " + std::to_string(logits.rows()) + " rows of logits for " +
                 std::to_string(batch.total_tokens()) + " tokens");
   }
   const auto tokens = batch.tokens();
@@ -77,7 +77,7 @@ double cross_entropy_forward(const std::type_identity_t<RowMatrixT<Scalar>>& log
       const int64_t row = span.begin + p;
       const int32_t label = tokens[row + 1];
       if (label < 0 || label >= logits.cols()) {
-        throw Error("cross-entropy: label " + std::to_string(label) + " outside [0, " +
+        throw ModelError("cross-entropy: label " + std::to_string(label) + " outside [0, " +
                     std::to_string(logits.cols()) + ")");
       }
       const auto r = logits.row(row).template cast<double>();
@@ -86,7 +86,7 @@ double cross_entropy_forward(const std::type_identity_t<RowMatrixT<Scalar>>& log
       ++predicted;
     }
   }
-  if (predicted == 0) throw Error("cross-entropy: no sequence of the batch has two tokens");
+  if (predicted == 0) throw ModelError("cross-entropy: no sequence of the batch has two tokens");
   if (cache) {
     cache->log_sum_exp = std::move(lse);
     cache->predicted = predicted;
@@ -100,7 +100,7 @@ void cross_entropy_backward(const std::type_identity_t<RowMatrixT<Scalar>>& logi
                             std::type_identity_t<RowMatrixT<Scalar>>& dlogits) {
   if (logits.rows() != batch.total_tokens() || cache.log_sum_exp.size() != logits.rows() ||
       cache.predicted <= 0) {
-    throw Error("cross-entropy backward: the cache does not belong to " +
+    throw ModelError("cross-entropy backward: the cache does not belong to " +
                 std::to_string(logits.rows()) + " rows of logits for " +
                 std::to_string(batch.total_tokens()) + " tokens");
   }
@@ -112,7 +112,7 @@ void cross_entropy_backward(const std::type_identity_t<RowMatrixT<Scalar>>& logi
       const int64_t row = span.begin + p;
       const int32_t label = tokens[row + 1];
       if (label < 0 || label >= logits.cols()) {
-        throw Error("cross-entropy backward: label " + std::to_string(label) + " outside [0, " +
+        throw ModelError("cross-entropy backward: label " + std::to_string(label) + " outside [0, " +
                     std::to_string(logits.cols()) + ")");
       }
       Eigen::RowVectorXd d =

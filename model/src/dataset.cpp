@@ -20,19 +20,19 @@ using nlohmann::json;
 std::string read_capped(const std::filesystem::path& path, int64_t max_bytes) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
-    throw Error(path.string() + ": cannot open (no such file)");
+    throw ModelError(path.string() + ": cannot open (no such file)");
   }
   const auto size = std::filesystem::file_size(path, ec);
-  if (ec) throw Error(path.string() + ": cannot read: " + ec.message());
+  if (ec) throw ModelError(path.string() + ": cannot read: " + ec.message());
   if (size > static_cast<uint64_t>(max_bytes)) {
-    throw Error(path.string() + ": " + std::to_string(size) + " bytes, over the limit of " +
+    throw ModelError(path.string() + ": " + std::to_string(size) + " bytes, over the limit of " +
                 std::to_string(max_bytes));
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot open");
+  if (!in) throw ModelError(path.string() + ": cannot open");
   std::string bytes(size, '\0');
   if (!in.read(bytes.data(), static_cast<std::streamsize>(size))) {
-    throw Error(path.string() + ": read failed");
+    throw ModelError(path.string() + ": read failed");
   }
   return bytes;
 }
@@ -60,13 +60,13 @@ void for_each_jsonl_object(const std::filesystem::path& path, int64_t max_bytes,
     try {
       object = json::parse(line);
     } catch (const json::parse_error& e) {
-      throw Error(where + ": not valid JSON (at byte " + std::to_string(e.byte) + ")");
+      throw ModelError(where + ": not valid JSON (at byte " + std::to_string(e.byte) + ")");
     }
-    if (!object.is_object()) throw Error(where + ": not a JSON object");
+    if (!object.is_object()) throw ModelError(where + ": not a JSON object");
     on_object(object, where);
     ++records;
   }
-  if (records == 0) throw Error(path.string() + ": no records (empty file)");
+  if (records == 0) throw ModelError(path.string() + ": no records (empty file)");
 }
 
 }  // namespace
@@ -75,8 +75,8 @@ std::vector<std::string> read_jsonl_texts(const std::filesystem::path& path, int
   std::vector<std::string> texts;
   for_each_jsonl_object(path, max_bytes, [&](const json& object, const std::string& where) {
     const auto it = object.find("text");
-    if (it == object.end()) throw Error(where + ": missing \"text\"");
-    if (!it->is_string()) throw Error(where + ": \"text\" is not a string");
+    if (it == object.end()) throw ModelError(where + ": missing \"text\"");
+    if (!it->is_string()) throw ModelError(where + ": \"text\" is not a string");
     texts.push_back(it->get<std::string>());
   });
   return texts;
@@ -88,25 +88,25 @@ std::vector<McqQuestion> read_mcq_jsonl(const std::filesystem::path& path, int64
     McqQuestion q;
     const auto question = object.find("question");
     if (question == object.end() || !question->is_string()) {
-      throw Error(where + ": missing string \"question\"");
+      throw ModelError(where + ": missing string \"question\"");
     }
     q.question = question->get<std::string>();
     const auto options = object.find("options");
     if (options == object.end() || !options->is_array()) {
-      throw Error(where + ": missing list \"options\"");
+      throw ModelError(where + ": missing list \"options\"");
     }
     for (const auto& option : *options) {
-      if (!option.is_string()) throw Error(where + ": an option is not a string");
+      if (!option.is_string()) throw ModelError(where + ": an option is not a string");
       q.options.push_back(option.get<std::string>());
     }
-    if (q.options.size() < 2) throw Error(where + ": fewer than two options");
+    if (q.options.size() < 2) throw ModelError(where + ": fewer than two options");
     const auto answer = object.find("answer");
     if (answer == object.end() || !answer->is_number_integer()) {
-      throw Error(where + ": missing integer \"answer\"");
+      throw ModelError(where + ": missing integer \"answer\"");
     }
     q.answer = answer->get<int64_t>();
     if (q.answer < 0 || q.answer >= static_cast<int64_t>(q.options.size())) {
-      throw Error(where + ": answer " + std::to_string(q.answer) + " is not an index of the " +
+      throw ModelError(where + ": answer " + std::to_string(q.answer) + " is not an index of the " +
                   std::to_string(q.options.size()) + " options");
     }
     questions.push_back(std::move(q));
@@ -117,7 +117,7 @@ std::vector<McqQuestion> read_mcq_jsonl(const std::filesystem::path& path, int64
 std::vector<int32_t> tokenize_example(std::string_view text, const Tokenizer& tokenizer,
                                       int64_t seq_len) {
   if (seq_len < 2) {
-    throw Error("sequence length must be at least 2 (BOS and EOS), got " + std::to_string(seq_len));
+    throw ModelError("sequence length must be at least 2 (BOS and EOS), got " + std::to_string(seq_len));
   }
   std::vector<int32_t> ids;
   ids.reserve(std::min<size_t>(text.size() + 2, static_cast<size_t>(seq_len)));
@@ -131,22 +131,22 @@ std::vector<int32_t> tokenize_example(std::string_view text, const Tokenizer& to
 
 TextDataset::TextDataset(std::span<const std::string> texts, const Tokenizer& tokenizer,
                          int64_t seq_len) {
-  if (texts.empty()) throw Error("dataset: no texts");
+  if (texts.empty()) throw ModelError("dataset: no texts");
   examples_.reserve(texts.size());
   for (const auto& text : texts) examples_.push_back(tokenize_example(text, tokenizer, seq_len));
 }
 
 TextDataset::TextDataset(std::vector<std::vector<int32_t>> examples)
     : examples_(std::move(examples)) {
-  if (examples_.empty()) throw Error("dataset: no examples");
+  if (examples_.empty()) throw ModelError("dataset: no examples");
   for (size_t i = 0; i < examples_.size(); ++i) {
-    if (examples_[i].empty()) throw Error("dataset: example " + std::to_string(i) + " is empty");
+    if (examples_[i].empty()) throw ModelError("dataset: example " + std::to_string(i) + " is empty");
   }
 }
 
 std::span<const int32_t> TextDataset::example(int64_t i) const {
   if (i < 0 || i >= size()) {
-    throw Error("dataset: example index " + std::to_string(i) + " outside [0, " +
+    throw ModelError("dataset: example index " + std::to_string(i) + " outside [0, " +
                 std::to_string(size()) + ")");
   }
   return examples_[static_cast<size_t>(i)];
@@ -171,7 +171,7 @@ TokenBatch TextDataset::batch(std::span<const int64_t> indices) const {
 ShuffledBatches::ShuffledBatches(int64_t size, int64_t batch_size, uint64_t seed)
     : size_(size), batch_size_(batch_size), seed_(seed) {
   if (batch_size < 1 || batch_size > size) {
-    throw Error("batches: batch size " + std::to_string(batch_size) +
+    throw ModelError("batches: batch size " + std::to_string(batch_size) +
                 " must be between 1 and the dataset size " + std::to_string(size));
   }
   shuffle_epoch();
@@ -199,7 +199,7 @@ std::vector<int64_t> ShuffledBatches::next() {
 
 void ShuffledBatches::seek(int64_t epoch, int64_t batch_in_epoch) {
   if (epoch < 0 || batch_in_epoch < 0 || batch_in_epoch >= batches_per_epoch()) {
-    throw Error("batches: cannot seek to epoch " + std::to_string(epoch) + ", batch " +
+    throw ModelError("batches: cannot seek to epoch " + std::to_string(epoch) + ", batch " +
                 std::to_string(batch_in_epoch) + " (" + std::to_string(batches_per_epoch()) +
                 " batches per epoch)");
   }
@@ -211,11 +211,11 @@ void ShuffledBatches::seek(int64_t epoch, int64_t batch_in_epoch) {
 }
 
 std::vector<int64_t> poisson_sample(int64_t size, double q, RandomBits& bits) {
-  if (size < 0) throw Error("Poisson sampling: negative dataset size " + std::to_string(size));
+  if (size < 0) throw ModelError("Poisson sampling: negative dataset size " + std::to_string(size));
   if (!(q >= 0.0 && q <= 1.0)) {
     std::ostringstream s;
     s << "Poisson sampling: rate q = " << q << " is outside [0, 1]";
-    throw Error(s.str());
+    throw ModelError(s.str());
   }
   std::vector<int64_t> chosen;
   if (q == 0.0) return chosen;

@@ -97,16 +97,16 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
   const int64_t tokens = batch.total_tokens();
   if (dx.rows() != config.hidden_size || dx.cols() != tokens || c.input.cols() != tokens ||
       c.mid.cols() != tokens) {
-    throw Error("decoder layer " + std::to_string(layer) + " backward: gradient " +
+    throw ModelError("decoder layer " + std::to_string(layer) + " backward: gradient " +
                 std::to_string(dx.rows()) + " x " + std::to_string(dx.cols()) +
                 " or cache does not fit the batch of " + std::to_string(tokens) + " tokens");
   }
   if (lora && !grads) {
-    throw Error("decoder layer backward: an adapter needs somewhere to put its gradients");
+    throw ModelError("decoder layer backward: an adapter needs somewhere to put its gradients");
   }
   if (grads && !grads->per_example.empty() &&
       static_cast<int64_t>(grads->per_example.size()) != batch.sequence_count()) {
-    throw Error("decoder layer backward: " + std::to_string(grads->per_example.size()) +
+    throw ModelError("decoder layer backward: " + std::to_string(grads->per_example.size()) +
                 " per-example gradients for " + std::to_string(batch.sequence_count()) +
                 " sequences");
   }
@@ -121,7 +121,7 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
     if (pair == nullptr) return;
     const ActivationsT<Scalar>& ax = c.lora_ax[static_cast<size_t>(kind)];
     if (ax.cols() != tokens) {
-      throw Error("decoder layer backward: the forward pass ran without the adapter of " +
+      throw ModelError("decoder layer backward: the forward pass ran without the adapter of " +
                   projection_name(id));
     }
     lora_input_backward(*pair, scaling, g, out);

@@ -20,7 +20,7 @@ void DoubleBackend::forward(ProjectionId id, const ActivationsT<double>& x,
                             ActivationsT<double>& y) {
   const RowMatrixT<double>& w = weight(id);
   if (x.rows() != w.cols()) {
-    throw Error("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
+    throw ModelError("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
                 " features, the weight takes " + std::to_string(w.cols()));
   }
   y.resize(w.rows(), x.cols());
@@ -31,7 +31,7 @@ void DoubleBackend::backward(ProjectionId id, const ActivationsT<double>& g,
                              ActivationsT<double>& dx) {
   const RowMatrixT<double>& w = weight(id);
   if (g.rows() != w.rows()) {
-    throw Error("projection " + projection_name(id) + ": output gradient has " +
+    throw ModelError("projection " + projection_name(id) + ": output gradient has " +
                 std::to_string(g.rows()) + " features, the weight gives " +
                 std::to_string(w.rows()));
   }

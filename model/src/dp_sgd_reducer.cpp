@@ -23,11 +23,11 @@ void for_each_matrix(LoraParams& g, F&& f) {
 const privacy::DpSgdConfig& checked(const privacy::DpSgdConfig& config) {
   try {
     privacy::check_dp_sgd(config);
-  } catch (const privacy::Error& e) {
-    throw Error(e.what());
+  } catch (const privacy::PrivacyError& e) {
+    throw ModelError(e.what());
   }
   if (config.sigma > 0 && !std::isfinite(config.clip)) {
-    throw Error("DP-SGD noise needs a finite clipping norm");
+    throw ModelError("DP-SGD noise needs a finite clipping norm");
   }
   return config;
 }
@@ -53,7 +53,7 @@ DpSgdReducer::DpSgdReducer(const privacy::DpSgdConfig& config, privacy::Gaussian
 void DpSgdReducer::add(std::span<const LoraParams> per_example, std::span<const int64_t> predicted,
                        LoraParams& sum) {
   if (per_example.size() != predicted.size()) {
-    throw Error("DP-SGD: " + std::to_string(per_example.size()) + " per-example gradients for " +
+    throw ModelError("DP-SGD: " + std::to_string(per_example.size()) + " per-example gradients for " +
                 std::to_string(predicted.size()) + " sequences");
   }
   int64_t batch_predicted = 0;
@@ -67,7 +67,7 @@ void DpSgdReducer::add(std::span<const LoraParams> per_example, std::span<const 
                               static_cast<double>(predicted[s]));
     }
     const double norm = clip_lora_to_norm(g, config_.clip);
-    if (!std::isfinite(norm)) throw Error("DP-SGD: a per-example gradient is not finite");
+    if (!std::isfinite(norm)) throw ModelError("DP-SGD: a per-example gradient is not finite");
     ++current_.examples;
     if (std::isfinite(config_.clip) && norm > config_.clip) ++current_.clipped;
     if (norm > current_.max_norm) current_.max_norm = norm;

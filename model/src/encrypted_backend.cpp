@@ -19,8 +19,8 @@ std::unique_ptr<fhe::SecretKey> key_or_fresh(std::unique_ptr<fhe::SecretKey> key
   if (key) return key;
   try {
     return std::make_unique<fhe::SecretKey>(fhe::SecretKey::generate(fhe::Context::create()));
-  } catch (const fhe::Error& e) {
-    throw Error(std::string("encrypted backend: ") + e.what());
+  } catch (const fhe::FheError& e) {
+    throw ModelError(std::string("encrypted backend: ") + e.what());
   }
 }
 
@@ -42,7 +42,7 @@ EncryptedBackend::EncryptedBackend(const LlamaConfig& config,
                                    std::unique_ptr<EncryptedProducts> products,
                                    std::unique_ptr<fhe::SecretKey> key)
     : config_(config), key_(key_or_fresh(std::move(key))), products_(std::move(products)) {
-  if (!products_) throw Error("encrypted backend: no products");
+  if (!products_) throw ModelError("encrypted backend: no products");
   encryptor_ = std::make_unique<fhe::Encryptor>(*key_);
   decryptor_ = std::make_unique<fhe::Decryptor>(*key_);
 }
@@ -52,7 +52,7 @@ EncryptedBackend::~EncryptedBackend() = default;
 std::vector<int64_t> EncryptedBackend::decrypt(const fhe::CiphertextMatrix& y, int64_t out_features,
                                                int64_t tokens) {
   if (y.rows != static_cast<uint64_t>(out_features) || y.cols != static_cast<uint64_t>(tokens)) {
-    throw Error("the product has shape " + std::to_string(y.rows) + " x " + std::to_string(y.cols) +
+    throw ModelError("the product has shape " + std::to_string(y.rows) + " x " + std::to_string(y.cols) +
                 ", expected " + std::to_string(out_features) + " x " + std::to_string(tokens));
   }
   const auto start = std::chrono::steady_clock::now();
@@ -100,11 +100,11 @@ void EncryptedBackend::decrypt_dequantized(const fhe::CiphertextMatrix& y, int64
                                            std::span<const float> x_scales, Activations& out) {
   const auto tokens = static_cast<int64_t>(x_scales.size());
   if (y.rows != static_cast<uint64_t>(out_features) || y.cols != static_cast<uint64_t>(tokens)) {
-    throw Error("the product has shape " + std::to_string(y.rows) + " x " + std::to_string(y.cols) +
+    throw ModelError("the product has shape " + std::to_string(y.rows) + " x " + std::to_string(y.cols) +
                 ", expected " + std::to_string(out_features) + " x " + std::to_string(tokens));
   }
   if (!w_scales.empty() && static_cast<int64_t>(w_scales.size()) != out_features) {
-    throw Error("dequantization: " + std::to_string(w_scales.size()) + " weight scales for " +
+    throw ModelError("dequantization: " + std::to_string(w_scales.size()) + " weight scales for " +
                 std::to_string(out_features) + " outputs");
   }
   const auto start = std::chrono::steady_clock::now();
@@ -142,7 +142,7 @@ std::vector<int64_t> EncryptedBackend::stacked_product(std::span<const Projectio
     try {
       fhe::choose_log2_delta(params, products_->stacked_bounds(run), outputs);
       return true;
-    } catch (const fhe::Error&) {
+    } catch (const fhe::FheError&) {
       return false;
     }
   };
@@ -185,7 +185,7 @@ std::vector<int64_t> EncryptedBackend::stacked_product(std::span<const Projectio
 void EncryptedBackend::forward(ProjectionId id, const Activations& x, Activations& y) {
   const auto [d_out, d_in] = products_->dims(id);
   if (x.rows() != d_in) {
-    throw Error("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
+    throw ModelError("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
                 " features, the weight takes " + std::to_string(d_in));
   }
   auto phase = std::chrono::steady_clock::now();
@@ -197,15 +197,15 @@ void EncryptedBackend::forward(ProjectionId id, const Activations& x, Activation
     const fhe::CiphertextMatrix product_ct =
         product(id, /*transpose=*/false, rows, d_in, d_out, x.cols());
     decrypt_dequantized(product_ct, d_out, products_->scales(id), xq.scales, y);
-  } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
-    throw Error("encrypted backend: projection " + projection_name(id) + ": " + e.what());
+  } catch (const std::runtime_error& e) {  // fhe::FheError, model::ModelError
+    throw ModelError("encrypted backend: projection " + projection_name(id) + ": " + e.what());
   }
 }
 
 void EncryptedBackend::backward(ProjectionId id, const Activations& g, Activations& dx) {
   const auto [d_out, d_in] = products_->dims(id);
   if (g.rows() != d_out) {
-    throw Error("projection " + projection_name(id) + ": output gradient has " +
+    throw ModelError("projection " + projection_name(id) + ": output gradient has " +
                 std::to_string(g.rows()) + " features, the weight gives " + std::to_string(d_out));
   }
   auto phase = std::chrono::steady_clock::now();
@@ -217,8 +217,8 @@ void EncryptedBackend::backward(ProjectionId id, const Activations& g, Activatio
     const fhe::CiphertextMatrix product_ct =
         product(id, /*transpose=*/true, rows, d_out, d_in, g.cols());
     decrypt_dequantized(product_ct, d_in, {}, gq.scales, dx);
-  } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
-    throw Error("encrypted backend: backward of projection " + projection_name(id) + ": " +
+  } catch (const std::runtime_error& e) {  // fhe::FheError, model::ModelError
+    throw ModelError("encrypted backend: backward of projection " + projection_name(id) + ": " +
                 e.what());
   }
 }
@@ -232,7 +232,7 @@ void EncryptedBackend::forward_group(std::span<const ProjectionId> ids, const Ac
   for (const ProjectionId id : ids) {
     const auto [d_out, d_in] = products_->dims(id);
     if (x.rows() != d_in) {
-      throw Error("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
+      throw ModelError("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
                   " features, the weight takes " + std::to_string(d_in));
     }
     const fhe::WeightBounds b = products_->bounds(id, /*transpose=*/false);
@@ -249,15 +249,15 @@ void EncryptedBackend::forward_group(std::span<const ProjectionId> ids, const Ac
     const std::vector<fhe::CiphertextMatrix> products = products_->multiply_group(ids, ct);
     count_multiply(start);
     if (products.size() != ids.size()) {
-      throw Error(std::to_string(products.size()) + " products for " + std::to_string(ids.size()) +
+      throw ModelError(std::to_string(products.size()) + " products for " + std::to_string(ids.size()) +
                   " projections");
     }
     for (size_t j = 0; j < ids.size(); ++j) {
       decrypt_dequantized(products[j], products_->dims(ids[j]).d_out, products_->scales(ids[j]),
                           xq.scales, *ys[j]);
     }
-  } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
-    throw Error("encrypted backend: projection group from " + projection_name(ids[0]) + ": " +
+  } catch (const std::runtime_error& e) {  // fhe::FheError, model::ModelError
+    throw ModelError("encrypted backend: projection group from " + projection_name(ids[0]) + ": " +
                 e.what());
   }
 }
@@ -270,7 +270,7 @@ void EncryptedBackend::backward_group(std::span<const ProjectionId> ids,
   for (size_t j = 0; j < ids.size(); ++j) {
     const auto [d_out, in] = products_->dims(ids[j]);
     if (gs[j]->rows() != d_out || in != d_in) {
-      throw Error("projection " + projection_name(ids[j]) + ": output gradient has " +
+      throw ModelError("projection " + projection_name(ids[j]) + ": output gradient has " +
                   std::to_string(gs[j]->rows()) + " features, the weight gives " +
                   std::to_string(d_out) + " (and takes " + std::to_string(in) + ", the group " +
                   std::to_string(d_in) + ")");
@@ -282,8 +282,8 @@ void EncryptedBackend::backward_group(std::span<const ProjectionId> ids,
   try {
     const std::vector<int8_t> rows = feature_rows(gq);
     acc = stacked_product(ids, rows.data(), d_in, gq.tokens);
-  } catch (const std::runtime_error& e) {  // fhe::Error, model::Error
-    throw Error("encrypted backend: backward of projection group from " + projection_name(ids[0]) +
+  } catch (const std::runtime_error& e) {  // fhe::FheError, model::ModelError
+    throw ModelError("encrypted backend: backward of projection group from " + projection_name(ids[0]) +
                 ": " + e.what());
   }
   // acc is row-major d_in x T.

@@ -49,8 +49,8 @@ LocalEncryptedProducts::LocalEncryptedProducts(const LlamaWeights& weights,
       p->scales = std::move(q.scales);
       projections_.push_back(std::move(p));
     }
-  } catch (const fhe::Error& e) {
-    throw Error(std::string("encrypted backend: ") + e.what());
+  } catch (const fhe::FheError& e) {
+    throw ModelError(std::string("encrypted backend: ") + e.what());
   }
 }
 
@@ -58,7 +58,7 @@ LocalEncryptedProducts::~LocalEncryptedProducts() = default;
 
 LocalEncryptedProducts::Projection& LocalEncryptedProducts::at(ProjectionId id) const {
   Projection* p = projections_[projection_index(config_, id)].get();
-  if (p == nullptr) throw Error("encrypted products: " + projection_name(id) + " was not built");
+  if (p == nullptr) throw ModelError("encrypted products: " + projection_name(id) + " was not built");
   return *p;
 }
 

@@ -30,10 +30,10 @@ ScoredSequence option_sequence(const McqQuestion& q, const std::string& option,
     continuation = tokenizer.encode(" " + option);
   }
   if (continuation.empty()) {
-    throw Error("MCQ: option '" + option + "' of '" + q.question + "' has no tokens");
+    throw ModelError("MCQ: option '" + option + "' of '" + q.question + "' has no tokens");
   }
   if (static_cast<int64_t>(continuation.size()) + 1 > max_length) {
-    throw Error("MCQ: option '" + option.substr(0, 40) + "' has " +
+    throw ModelError("MCQ: option '" + option.substr(0, 40) + "' has " +
                 std::to_string(continuation.size()) +
                 " tokens, too many for max_position_embeddings " + std::to_string(max_length));
   }
@@ -57,7 +57,7 @@ int64_t predicted_tokens(const TokenBatch& batch) {
 EvalResult evaluate_loss(LlamaModel& model, const TextDataset& data, const LoraParams* lora,
                          int64_t batch_size) {
   if (batch_size < 1) {
-    throw Error("evaluation: batch size must be at least 1, got " + std::to_string(batch_size));
+    throw ModelError("evaluation: batch size must be at least 1, got " + std::to_string(batch_size));
   }
   EvalResult r;
   double total = 0;
@@ -74,7 +74,7 @@ EvalResult evaluate_loss(LlamaModel& model, const TextDataset& data, const LoraP
     total += model.loss(batch, lora) * static_cast<double>(predicted);
     r.tokens += predicted;
   }
-  if (r.tokens == 0) throw Error("evaluation: no example has two tokens to predict from");
+  if (r.tokens == 0) throw ModelError("evaluation: no example has two tokens to predict from");
   r.loss = total / static_cast<double>(r.tokens);
   r.perplexity = std::exp(r.loss);
   return r;
@@ -82,7 +82,7 @@ EvalResult evaluate_loss(LlamaModel& model, const TextDataset& data, const LoraP
 
 std::vector<double> option_log_likelihoods(LlamaModel& model, const McqQuestion& question,
                                            const Tokenizer& tokenizer, const LoraParams* lora) {
-  if (question.options.empty()) throw Error("MCQ: '" + question.question + "' has no options");
+  if (question.options.empty()) throw ModelError("MCQ: '" + question.question + "' has no options");
   std::vector<ScoredSequence> scored;
   std::vector<std::vector<int32_t>> sequences;
   for (const std::string& option : question.options) {
@@ -109,11 +109,11 @@ std::vector<double> option_log_likelihoods(LlamaModel& model, const McqQuestion&
 
 McqResult evaluate_mcq(LlamaModel& model, std::span<const McqQuestion> questions,
                        const Tokenizer& tokenizer, const LoraParams* lora) {
-  if (questions.empty()) throw Error("MCQ: no questions");
+  if (questions.empty()) throw ModelError("MCQ: no questions");
   McqResult r;
   for (const McqQuestion& q : questions) {
     if (q.answer < 0 || q.answer >= static_cast<int64_t>(q.options.size())) {
-      throw Error("MCQ: the answer of '" + q.question + "' is not one of its options");
+      throw ModelError("MCQ: the answer of '" + q.question + "' is not one of its options");
     }
     const std::vector<double> scores = option_log_likelihoods(model, q, tokenizer, lora);
     bool right = true;

@@ -16,7 +16,7 @@ void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, in
            const float* b, int64_t ldb, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc) != dnnl_success) {
-    throw Error("float backend: sgemm failed");
+    throw ModelError("float backend: sgemm failed");
   }
 }
 
@@ -24,13 +24,13 @@ void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, in
 
 FloatBackend::FloatBackend(std::shared_ptr<const LlamaWeights> weights)
     : weights_(std::move(weights)) {
-  if (!weights_) throw Error("float backend: no weights");
+  if (!weights_) throw ModelError("float backend: no weights");
 }
 
 void FloatBackend::forward(ProjectionId id, const Activations& x, Activations& y) {
   const Matrix& w = projection_weight(*weights_, id);
   if (x.rows() != w.cols()) {
-    throw Error("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
+    throw ModelError("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
                 " features, the weight takes " + std::to_string(w.cols()));
   }
   y.resize(w.rows(), x.cols());
@@ -42,7 +42,7 @@ void FloatBackend::forward(ProjectionId id, const Activations& x, Activations& y
 void FloatBackend::backward(ProjectionId id, const Activations& g, Activations& dx) {
   const Matrix& w = projection_weight(*weights_, id);
   if (g.rows() != w.rows()) {
-    throw Error("projection " + projection_name(id) + ": output gradient has " +
+    throw ModelError("projection " + projection_name(id) + ": output gradient has " +
                 std::to_string(g.rows()) + " features, the weight gives " +
                 std::to_string(w.rows()));
   }

@@ -160,7 +160,7 @@ size_t match_at(const std::vector<char32_t>& cp, const std::vector<Cls>& cls, si
 // ---- JSON helpers ---------------------------------------------------------------------------
 
 [[noreturn]] void fail(const std::filesystem::path& path, const std::string& what) {
-  throw Error(path.string() + ": " + what);
+  throw ModelError(path.string() + ": " + what);
 }
 
 json read_json(const std::filesystem::path& path) {

@@ -16,14 +16,14 @@ constexpr int64_t kRowBlock = 4096;
 
 void check_input(ProjectionId id, const QuantizedWeight& w, const Activations& x) {
   if (x.rows() != w.cols) {
-    throw Error("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
+    throw ModelError("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
                 " features, the weight takes " + std::to_string(w.cols));
   }
 }
 
 void check_gradient(ProjectionId id, const QuantizedWeight& w, const Activations& g) {
   if (g.rows() != w.rows) {
-    throw Error("projection " + projection_name(id) + ": output gradient has " +
+    throw ModelError("projection " + projection_name(id) + ": output gradient has " +
                 std::to_string(g.rows()) + " features, the weight gives " + std::to_string(w.rows));
   }
 }
@@ -137,7 +137,7 @@ void int8_backward_group(std::span<const ProjectionId> ids,
                          std::span<const QuantizedWeight* const> ws,
                          std::span<const Activations* const> gs, Activations& dx) {
   if (ids.empty() || ws.size() != ids.size() || gs.size() != ids.size()) {
-    throw Error("int8 projection group: " + std::to_string(ids.size()) + " projections, " +
+    throw ModelError("int8 projection group: " + std::to_string(ids.size()) + " projections, " +
                 std::to_string(ws.size()) + " weights and " + std::to_string(gs.size()) +
                 " gradients");
   }
@@ -145,7 +145,7 @@ void int8_backward_group(std::span<const ProjectionId> ids,
   for (size_t j = 0; j < ids.size(); ++j) {
     check_gradient(ids[j], *ws[j], *gs[j]);
     if (ws[j]->cols != ws[0]->cols) {
-      throw Error("int8 projection group: " + projection_name(ids[j]) + " takes " +
+      throw ModelError("int8 projection group: " + projection_name(ids[j]) + " takes " +
                   std::to_string(ws[j]->cols) + " features, " + projection_name(ids[0]) + " " +
                   std::to_string(ws[0]->cols));
     }

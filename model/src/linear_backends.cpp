@@ -13,12 +13,12 @@ BackendKind parse_backend_kind(std::string_view name) {
   if (name == "float") return BackendKind::kFloat;
   if (name == "int8") return BackendKind::kInt8;
   if (name == "encrypted") return BackendKind::kEncrypted;
-  throw Error("unknown backend '" + std::string(name) + "' (float, int8 or encrypted)");
+  throw ModelError("unknown backend '" + std::string(name) + "' (float, int8 or encrypted)");
 }
 
 std::unique_ptr<LinearBackend> make_linear_backend(BackendKind kind,
                                                    std::shared_ptr<const LlamaWeights> weights) {
-  if (!weights) throw Error("make_linear_backend: no weights");
+  if (!weights) throw ModelError("make_linear_backend: no weights");
   switch (kind) {
     case BackendKind::kFloat:
       return std::make_unique<FloatBackend>(std::move(weights));
@@ -27,7 +27,7 @@ std::unique_ptr<LinearBackend> make_linear_backend(BackendKind kind,
     case BackendKind::kEncrypted:
       return std::make_unique<EncryptedBackend>(*weights);
   }
-  throw Error("make_linear_backend: unknown backend kind");
+  throw ModelError("make_linear_backend: unknown backend kind");
 }
 
 }  // namespace model

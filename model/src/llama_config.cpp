@@ -12,7 +12,7 @@ namespace {
 using nlohmann::json;
 
 [[noreturn]] void fail(std::string_view source, const std::string& what) {
-  throw Error(std::string(source) + ": " + what);
+  throw ModelError(std::string(source) + ": " + what);
 }
 
 // A field that is absent or JSON null counts as absent, as in transformers.

@@ -71,7 +71,7 @@ void check_llama_checkpoint(const TensorStore& store, const LlamaConfig& config)
   if (first_missing != nullptr) {
     std::string more =
         missing > 1 ? " (" + std::to_string(missing - 1) + " more tensors missing)" : "";
-    throw Error(store.dir().string() + ": checkpoint lacks tensor '" + first_missing->name + "' " +
+    throw ModelError(store.dir().string() + ": checkpoint lacks tensor '" + first_missing->name + "' " +
                 shape_string(first_missing->shape) + more);
   }
   for (const ExpectedTensor& t : layout) store.check(t.name, t.shape);
@@ -81,7 +81,7 @@ void check_llama_checkpoint(const TensorStore& store, const LlamaConfig& config)
   }
   for (const std::string& name : store.names()) {
     if (expected.count(name) == 0 && !is_ignored_llama_buffer(name)) {
-      throw Error(store.file_of(name).string() + ": unknown tensor '" + name +
+      throw ModelError(store.file_of(name).string() + ": unknown tensor '" + name +
                   "' (not part of a Llama model with this config)");
     }
   }

@@ -16,8 +16,8 @@ template <typename Scalar>
 LlamaModelT<Scalar>::LlamaModelT(std::shared_ptr<const LlamaWeights> weights,
                                  std::unique_ptr<LinearBackendT<Scalar>> backend)
     : weights_(std::move(weights)), backend_(std::move(backend)) {
-  if (!weights_) throw Error("LlamaModel: no weights");
-  if (!backend_) throw Error("LlamaModel: no linear backend");
+  if (!weights_) throw ModelError("LlamaModel: no weights");
+  if (!backend_) throw ModelError("LlamaModel: no linear backend");
 }
 
 template <typename Scalar>
@@ -70,7 +70,7 @@ double LlamaModelT<Scalar>::head_loss(const TokenBatch& batch, const Activations
   const std::vector<int32_t> labels = next_token_labels(batch, weights_->config.vocab_size);
   int64_t predicted = 0;
   for (const int32_t l : labels) predicted += l >= 0;
-  if (predicted == 0) throw Error("cross-entropy: no sequence of the batch has two tokens");
+  if (predicted == 0) throw ModelError("cross-entropy: no sequence of the batch has two tokens");
   const int64_t tokens = norm.cols();
   const int64_t chunk = head_chunk(tokens);
   if (d_norm) d_norm->resize(norm.rows(), tokens);
@@ -114,10 +114,10 @@ LoraGradientsT<Scalar> LlamaModelT<Scalar>::backward(
   lora.check_fits(config);
   if (static_cast<int64_t>(cache.layers.size()) != config.num_hidden_layers ||
       cache.final_input.cols() != tokens || cache.final_norm.cols() != tokens) {
-    throw Error("LlamaModel backward: the cache does not come from a forward pass of this batch");
+    throw ModelError("LlamaModel backward: the cache does not come from a forward pass of this batch");
   }
   if (dlogits.rows() != tokens || dlogits.cols() != config.vocab_size) {
-    throw Error("LlamaModel backward: dL/dlogits is " + std::to_string(dlogits.rows()) + " x " +
+    throw ModelError("LlamaModel backward: dL/dlogits is " + std::to_string(dlogits.rows()) + " x " +
                 std::to_string(dlogits.cols()) + ", the logits " + std::to_string(tokens) + " x " +
                 std::to_string(config.vocab_size));
   }
@@ -152,7 +152,7 @@ LoraGradientsT<Scalar> LlamaModelT<Scalar>::backward_from_norm(
     }
     const ActivationsT<Scalar>& input = cache.layers[layer].input;
     if (input.cols() != batch.total_tokens() || input.rows() != config.hidden_size) {
-      throw Error("LlamaModel backward: the cache holds no input of layer " +
+      throw ModelError("LlamaModel backward: the cache holds no input of layer " +
                   std::to_string(layer) + " for this batch");
     }
     ActivationsT<Scalar> x = input;

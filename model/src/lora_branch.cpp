@@ -19,7 +19,7 @@ void lora_forward(const LoraPairT<Scalar>& pair, std::type_identity_t<Scalar> sc
                   std::type_identity_t<ActivationsT<Scalar>>& ax) {
   if (pair.a.cols() != x.rows() || pair.b.cols() != pair.a.rows() || y.rows() != pair.b.rows() ||
       y.cols() != x.cols()) {
-    throw Error("LoRA forward: A " + shape(pair.a.rows(), pair.a.cols()) + ", B " +
+    throw ModelError("LoRA forward: A " + shape(pair.a.rows(), pair.a.cols()) + ", B " +
                 shape(pair.b.rows(), pair.b.cols()) + ", x " + shape(x.rows(), x.cols()) +
                 " and y " + shape(y.rows(), y.cols()) + " do not fit");
   }
@@ -33,7 +33,7 @@ void lora_input_backward(const LoraPairT<Scalar>& pair, std::type_identity_t<Sca
                          std::type_identity_t<ActivationsT<Scalar>>& dx) {
   if (pair.b.rows() != g.rows() || pair.a.rows() != pair.b.cols() || dx.rows() != pair.a.cols() ||
       dx.cols() != g.cols()) {
-    throw Error("LoRA backward: A " + shape(pair.a.rows(), pair.a.cols()) + ", B " +
+    throw ModelError("LoRA backward: A " + shape(pair.a.rows(), pair.a.cols()) + ", B " +
                 shape(pair.b.rows(), pair.b.cols()) + ", g " + shape(g.rows(), g.cols()) +
                 " and dx " + shape(dx.rows(), dx.cols()) + " do not fit");
   }
@@ -53,7 +53,7 @@ void lora_weight_backward(const LoraPairT<Scalar>& pair, std::type_identity_t<Sc
       ax.cols() == g.cols() && grad.b.rows() == pair.b.rows() && grad.b.cols() == rank &&
       (grad.a.size() == 0 || (grad.a.rows() == rank && grad.a.cols() == x.rows()));
   if (!shapes_fit || begin < 0 || count < 0 || begin + count > g.cols()) {
-    throw Error("LoRA weight gradient: B " + shape(pair.b.rows(), pair.b.cols()) + ", x " +
+    throw ModelError("LoRA weight gradient: B " + shape(pair.b.rows(), pair.b.cols()) + ", x " +
                 shape(x.rows(), x.cols()) + ", A x " + shape(ax.rows(), ax.cols()) + ", g " +
                 shape(g.rows(), g.cols()) + ", columns [" + std::to_string(begin) + ", " +
                 std::to_string(begin + count) + ") do not fit");

@@ -14,19 +14,19 @@ bool LoraConfig::targets_kind(ProjectionKind kind) const {
 
 void validate_lora_config(const LoraConfig& config) {
   if (config.rank < 1) {
-    throw Error("LoRA: rank must be at least 1, not " + std::to_string(config.rank));
+    throw ModelError("LoRA: rank must be at least 1, not " + std::to_string(config.rank));
   }
-  if (!std::isfinite(config.alpha)) throw Error("LoRA: alpha must be finite");
-  if (config.targets.empty()) throw Error("LoRA: no target projection");
+  if (!std::isfinite(config.alpha)) throw ModelError("LoRA: alpha must be finite");
+  if (config.targets.empty()) throw ModelError("LoRA: no target projection");
   for (size_t i = 0; i < config.targets.size(); ++i) {
     const ProjectionKind kind = config.targets[i];
     if (kind == ProjectionKind::kLmHead || static_cast<int>(kind) < 0 ||
         static_cast<int>(kind) >= kProjectionsPerLayer) {
-      throw Error("LoRA: only the q, k, v, o, gate, up and down projections can be targeted");
+      throw ModelError("LoRA: only the q, k, v, o, gate, up and down projections can be targeted");
     }
     if (std::find(config.targets.begin(), config.targets.begin() + static_cast<int64_t>(i), kind) !=
         config.targets.begin() + static_cast<int64_t>(i)) {
-      throw Error("LoRA: target " + projection_name({kind, 0}).substr(9) + " is listed twice");
+      throw ModelError("LoRA: target " + projection_name({kind, 0}).substr(9) + " is listed twice");
     }
   }
 }
@@ -37,10 +37,10 @@ std::vector<ProjectionKind> parse_lora_targets(std::string_view list) {
   while (true) {
     const size_t comma = list.find(',');
     const std::string_view item = list.substr(0, comma);
-    if (item.empty()) throw Error("LoRA targets: empty name in '" + whole + "'");
+    if (item.empty()) throw ModelError("LoRA targets: empty name in '" + whole + "'");
     const ProjectionKind kind = parse_projection_module(item);
     if (std::find(targets.begin(), targets.end(), kind) != targets.end()) {
-      throw Error("LoRA targets: " + projection_module_name(kind) + " is listed twice");
+      throw ModelError("LoRA targets: " + projection_module_name(kind) + " is listed twice");
     }
     targets.push_back(kind);
     if (comma == std::string_view::npos) break;

@@ -43,7 +43,7 @@ LoraPairT<Scalar>* LoraParamsT<Scalar>::find(ProjectionId id) {
 template <typename Scalar>
 const LoraPairT<Scalar>& LoraParamsT<Scalar>::at(ProjectionId id) const {
   const LoraPairT<Scalar>* p = find(id);
-  if (!p) throw Error("LoRA: projection " + projection_name(id) + " carries no adapter");
+  if (!p) throw ModelError("LoRA: projection " + projection_name(id) + " carries no adapter");
   return *p;
 }
 
@@ -85,7 +85,7 @@ LoraParamsT<Scalar>& LoraParamsT<Scalar>::operator+=(const LoraParamsT& other) {
     same = a.a.rows() == b.a.rows() && a.a.cols() == b.a.cols() && a.b.rows() == b.b.rows() &&
            a.b.cols() == b.b.cols();
   }
-  if (!same) throw Error("LoRA: adding parameters of different targets or shapes");
+  if (!same) throw ModelError("LoRA: adding parameters of different targets or shapes");
   for (size_t i = 0; i < pairs_.size(); ++i) {
     pairs_[i].a += other.pairs_[i].a;
     pairs_[i].b += other.pairs_[i].b;
@@ -105,7 +105,7 @@ LoraParamsT<Scalar>& LoraParamsT<Scalar>::operator*=(Scalar s) {
 template <typename Scalar>
 void LoraParamsT<Scalar>::check_fits(const LlamaConfig& model) const {
   if (layers_ != model.num_hidden_layers) {
-    throw Error("LoRA: the adapter has " + std::to_string(layers_) + " layers, the model " +
+    throw ModelError("LoRA: the adapter has " + std::to_string(layers_) + " layers, the model " +
                 std::to_string(model.num_hidden_layers));
   }
   const int64_t r = config_.rank;
@@ -114,7 +114,7 @@ void LoraParamsT<Scalar>::check_fits(const LlamaConfig& model) const {
     const LoraPairT<Scalar>& p = pairs_[i];
     const bool a_fits = p.a.size() == 0 || (p.a.rows() == r && p.a.cols() == dims.d_in);
     if (!a_fits || p.b.rows() != dims.d_out || p.b.cols() != r) {
-      throw Error("LoRA: the adapter of " + projection_name(ids_[i]) + " (A " +
+      throw ModelError("LoRA: the adapter of " + projection_name(ids_[i]) + " (A " +
                   std::to_string(p.a.rows()) + " x " + std::to_string(p.a.cols()) + ", B " +
                   std::to_string(p.b.rows()) + " x " + std::to_string(p.b.cols()) +
                   ") does not fit a " + std::to_string(dims.d_out) + " x " +

@@ -20,7 +20,7 @@ PeftAdapter lora_to_peft(const LoraParams& params, const LlamaConfig& model,
   for (const ProjectionId id : params.ids()) {
     const LoraPair& pair = params.at(id);
     if (pair.a.size() == 0) {
-      throw Error("LoRA: the adapter of " + projection_name(id) + " has no A matrix");
+      throw ModelError("LoRA: the adapter of " + projection_name(id) + " has no A matrix");
     }
     LoraFactors& f = peft.weights[{id.layer, projection_module_name(id.kind)}];
     f.d_in = pair.a.cols();

@@ -13,7 +13,7 @@ LrScheduleKind parse_lr_schedule_kind(std::string_view name) {
   if (name == "constant") return LrScheduleKind::kConstant;
   if (name == "linear") return LrScheduleKind::kLinear;
   if (name == "cosine") return LrScheduleKind::kCosine;
-  throw Error("learning-rate schedule must be constant, linear or cosine, got '" +
+  throw ModelError("learning-rate schedule must be constant, linear or cosine, got '" +
               std::string(name) + "'");
 }
 
@@ -26,15 +26,15 @@ std::string_view lr_schedule_kind_name(LrScheduleKind kind) {
     case LrScheduleKind::kCosine:
       return "cosine";
   }
-  throw Error("unknown learning-rate schedule");
+  throw ModelError("unknown learning-rate schedule");
 }
 
 double LrSchedule::multiplier(int64_t step) const {
   if (warmup_steps < 0 || total_steps < 0 || !std::isfinite(num_cycles)) {
-    throw Error("learning-rate schedule: invalid (warmup " + std::to_string(warmup_steps) +
+    throw ModelError("learning-rate schedule: invalid (warmup " + std::to_string(warmup_steps) +
                 ", total " + std::to_string(total_steps) + ")");
   }
-  if (step < 0) throw Error("learning-rate schedule: negative step " + std::to_string(step));
+  if (step < 0) throw ModelError("learning-rate schedule: negative step " + std::to_string(step));
   const auto s = static_cast<double>(step);
   const auto w = static_cast<double>(warmup_steps);
   const auto t = static_cast<double>(total_steps);
@@ -49,7 +49,7 @@ double LrSchedule::multiplier(int64_t step) const {
       return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * num_cycles * 2.0 * progress)));
     }
   }
-  throw Error("unknown learning-rate schedule");
+  throw ModelError("unknown learning-rate schedule");
 }
 
 }  // namespace model

@@ -30,7 +30,7 @@ class FdCloser {
 };
 
 [[noreturn]] void fail(const std::filesystem::path& path, const char* what, int err) {
-  throw Error(path.string() + ": " + what + ": " + std::strerror(err));
+  throw ModelError(path.string() + ": " + what + ": " + std::strerror(err));
 }
 
 }  // namespace
@@ -41,7 +41,7 @@ MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
   FdCloser closer(fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) fail(path, "cannot stat", errno);
-  if (!S_ISREG(st.st_mode)) throw Error(path.string() + ": not a regular file");
+  if (!S_ISREG(st.st_mode)) throw ModelError(path.string() + ": not a regular file");
   size_ = static_cast<size_t>(st.st_size);
   if (size_ == 0) return;
   void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -20,27 +20,27 @@ struct ModelHasher::Ctx {
 ModelHasher::ModelHasher() : ctx_(std::make_unique<Ctx>()) {
   ctx_->md = EVP_MD_CTX_new();
   if (ctx_->md == nullptr || EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) != 1) {
-    throw Error("SHA-256 is not available");
+    throw ModelError("SHA-256 is not available");
   }
 }
 
 ModelHasher::~ModelHasher() = default;
 
 void ModelHasher::add(const QuantizedWeight& w) {
-  if (!ctx_) throw Error("model hash: add() after finish()");
+  if (!ctx_) throw ModelError("model hash: add() after finish()");
   if (EVP_DigestUpdate(ctx_->md, w.values.data(), w.values.size()) != 1 ||
       EVP_DigestUpdate(ctx_->md, w.scales.data(), w.scales.size() * sizeof(float)) != 1) {
-    throw Error("SHA-256 update failed");
+    throw ModelError("SHA-256 update failed");
   }
 }
 
 ModelHash ModelHasher::finish() {
-  if (!ctx_) throw Error("model hash: finish() twice");
+  if (!ctx_) throw ModelError("model hash: finish() twice");
   ModelHash h{};
   unsigned len = 0;
   const bool ok = EVP_DigestFinal_ex(ctx_->md, h.data(), &len) == 1 && len == h.size();
   ctx_.reset();
-  if (!ok) throw Error("SHA-256 failed");
+  if (!ok) throw ModelError("SHA-256 failed");
   return h;
 }
 

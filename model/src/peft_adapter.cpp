@@ -35,14 +35,14 @@ std::string_view projection_group(std::string_view projection) {
 }
 
 void validate_targets(const std::vector<std::string>& targets, const std::string& where) {
-  if (targets.empty()) throw Error(where + "target_modules is empty");
+  if (targets.empty()) throw ModelError(where + "target_modules is empty");
   std::set<std::string> seen;
   for (const auto& t : targets) {
     if (!is_lora_projection(t)) {
-      throw Error(where + "unknown target module '" + t +
+      throw ModelError(where + "unknown target module '" + t +
                   "' (expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj)");
     }
-    if (!seen.insert(t).second) throw Error(where + "target module '" + t + "' listed twice");
+    if (!seen.insert(t).second) throw ModelError(where + "target module '" + t + "' listed twice");
   }
 }
 
@@ -84,7 +84,7 @@ ParsedName parse_tensor_name(std::string_view name) {
 std::vector<float> read_tensor(const SafetensorsReader& file, const TensorInfo& info,
                                const std::string& where) {
   if (!is_float_dtype(info.dtype)) {
-    throw Error(where + "tensor '" + info.name + "' has dtype " +
+    throw ModelError(where + "tensor '" + info.name + "' has dtype " +
                 std::string(dtype_name(info.dtype)) + ", not F32, F16 or BF16");
   }
   std::vector<float> values(static_cast<size_t>(info.numel()));
@@ -95,41 +95,41 @@ std::vector<float> read_tensor(const SafetensorsReader& file, const TensorInfo& 
 PeftAdapter parse_config(const std::filesystem::path& path) {
   const std::string where = path.string() + ": ";
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(where + "cannot open");
+  if (!in) throw ModelError(where + "cannot open");
   std::stringstream text;
   text << in.rdbuf();
   json j;
   try {
     j = json::parse(text.str());
   } catch (const json::parse_error&) {
-    throw Error(where + "not valid JSON");
+    throw ModelError(where + "not valid JSON");
   }
-  if (!j.is_object()) throw Error(where + "not a JSON object");
+  if (!j.is_object()) throw ModelError(where + "not a JSON object");
   const auto field = [&](const char* key) -> const json* {
     const auto it = j.find(key);
     return it == j.end() || it->is_null() ? nullptr : &*it;
   };
   const json* peft_type = field("peft_type");
-  if (!peft_type || *peft_type != "LORA") throw Error(where + "peft_type is not \"LORA\"");
+  if (!peft_type || *peft_type != "LORA") throw ModelError(where + "peft_type is not \"LORA\"");
 
   PeftAdapter a;
   const json* r = field("r");
   if (!r || !r->is_number_integer() || r->get<int64_t>() < 1) {
-    throw Error(where + "\"r\" must be a positive integer");
+    throw ModelError(where + "\"r\" must be a positive integer");
   }
   a.r = r->get<int64_t>();
   const json* alpha = field("lora_alpha");
   if (!alpha || !alpha->is_number() || !std::isfinite(alpha->get<double>())) {
-    throw Error(where + "\"lora_alpha\" must be a number");
+    throw ModelError(where + "\"lora_alpha\" must be a number");
   }
   a.lora_alpha = alpha->get<double>();
   const json* targets = field("target_modules");
   if (targets && targets->is_string()) {
-    throw Error(where + "target_modules as a regular expression is not supported");
+    throw ModelError(where + "target_modules as a regular expression is not supported");
   }
-  if (!targets || !targets->is_array()) throw Error(where + "\"target_modules\" must be a list");
+  if (!targets || !targets->is_array()) throw ModelError(where + "\"target_modules\" must be a list");
   for (const auto& t : *targets) {
-    if (!t.is_string()) throw Error(where + "\"target_modules\" must hold strings");
+    if (!t.is_string()) throw ModelError(where + "\"target_modules\" must hold strings");
     a.target_modules.push_back(t.get<std::string>());
   }
   validate_targets(a.target_modules, where);
@@ -140,17 +140,17 @@ PeftAdapter parse_config(const std::filesystem::path& path) {
   // Options that change the adapter's meaning; refuse rather than ignore them.
   for (const char* flag : {"use_dora", "use_rslora", "fan_in_fan_out"}) {
     if (const json* v = field(flag); v && *v != false) {
-      throw Error(where + "\"" + flag + "\" is not supported");
+      throw ModelError(where + "\"" + flag + "\" is not supported");
     }
   }
   for (const char* pattern : {"rank_pattern", "alpha_pattern"}) {
     if (const json* v = field(pattern); v && !v->empty()) {
-      throw Error(where + "\"" + pattern + "\" is not supported");
+      throw ModelError(where + "\"" + pattern + "\" is not supported");
     }
   }
-  if (field("layers_to_transform")) throw Error(where + "\"layers_to_transform\" is not supported");
+  if (field("layers_to_transform")) throw ModelError(where + "\"layers_to_transform\" is not supported");
   if (const json* bias = field("bias"); bias && *bias != "none") {
-    throw Error(where + "bias other than \"none\" is not supported");
+    throw ModelError(where + "bias other than \"none\" is not supported");
   }
   return a;
 }
@@ -169,15 +169,15 @@ bool is_lora_projection(std::string_view projection) {
 
 std::string peft_lora_tensor_name(int64_t layer, std::string_view projection, char matrix) {
   const std::string_view group = projection_group(projection);
-  if (group.empty()) throw Error("unknown LoRA projection '" + std::string(projection) + "'");
-  if (matrix != 'A' && matrix != 'B') throw Error("LoRA matrix must be 'A' or 'B'");
+  if (group.empty()) throw ModelError("unknown LoRA projection '" + std::string(projection) + "'");
+  if (matrix != 'A' && matrix != 'B') throw ModelError("LoRA matrix must be 'A' or 'B'");
   return std::string(kPrefix) + std::to_string(layer) + "." + std::string(group) + "." +
          std::string(projection) + ".lora_" + matrix + ".weight";
 }
 
 PeftAdapter make_peft_adapter(const LlamaConfig& config, int64_t r, double lora_alpha,
                               const std::vector<std::string>& target_modules) {
-  if (r < 1) throw Error("LoRA rank r must be at least 1, got " + std::to_string(r));
+  if (r < 1) throw ModelError("LoRA rank r must be at least 1, got " + std::to_string(r));
   validate_targets(target_modules, "adapter: ");
   PeftAdapter a;
   a.r = r;
@@ -202,37 +202,37 @@ PeftAdapter make_peft_adapter(const LlamaConfig& config, int64_t r, double lora_
 
 void validate_peft_adapter(const PeftAdapter& a, std::string_view source) {
   const std::string where = std::string(source) + ": ";
-  if (a.r < 1) throw Error(where + "LoRA rank r must be at least 1, got " + std::to_string(a.r));
-  if (!std::isfinite(a.lora_alpha)) throw Error(where + "lora_alpha is not finite");
+  if (a.r < 1) throw ModelError(where + "LoRA rank r must be at least 1, got " + std::to_string(a.r));
+  if (!std::isfinite(a.lora_alpha)) throw ModelError(where + "lora_alpha is not finite");
   validate_targets(a.target_modules, where);
   const int64_t layers = a.layer_count();
-  if (layers == 0) throw Error(where + "holds no LoRA weights");
+  if (layers == 0) throw ModelError(where + "holds no LoRA weights");
   std::map<std::string, std::pair<int64_t, int64_t>> dims;  // projection -> (d_in, d_out)
   for (const auto& [site, f] : a.weights) {
     const std::string name = "layer " + std::to_string(site.layer) + " " + site.projection;
     if (site.layer < 0 || site.layer >= kMaxLlamaLayers) {
-      throw Error(where + name + ": layer index out of range");
+      throw ModelError(where + name + ": layer index out of range");
     }
     if (std::find(a.target_modules.begin(), a.target_modules.end(), site.projection) ==
         a.target_modules.end()) {
-      throw Error(where + name + ": projection not in target_modules");
+      throw ModelError(where + name + ": projection not in target_modules");
     }
-    if (f.d_in < 1 || f.d_out < 1) throw Error(where + name + ": empty factor shape");
+    if (f.d_in < 1 || f.d_out < 1) throw ModelError(where + name + ": empty factor shape");
     if (static_cast<int64_t>(f.a.size()) != a.r * f.d_in ||
         static_cast<int64_t>(f.b.size()) != f.d_out * a.r) {
-      throw Error(where + name + ": factor sizes " + std::to_string(f.a.size()) + " and " +
+      throw ModelError(where + name + ": factor sizes " + std::to_string(f.a.size()) + " and " +
                   std::to_string(f.b.size()) + " do not match r " + std::to_string(a.r) +
                   ", d_in " + std::to_string(f.d_in) + ", d_out " + std::to_string(f.d_out));
     }
     const auto [it, fresh] = dims.emplace(site.projection, std::pair{f.d_in, f.d_out});
     if (!fresh && it->second != std::pair{f.d_in, f.d_out}) {
-      throw Error(where + name + ": shape differs from the same projection in another layer");
+      throw ModelError(where + name + ": shape differs from the same projection in another layer");
     }
   }
   for (int64_t layer = 0; layer < layers; ++layer) {
     for (const auto& t : a.target_modules) {
       if (!a.weights.contains({layer, t})) {
-        throw Error(where + "layer " + std::to_string(layer) + " lacks " + t);
+        throw ModelError(where + "layer " + std::to_string(layer) + " lacks " + t);
       }
     }
   }
@@ -242,14 +242,14 @@ void check_peft_adapter(const PeftAdapter& a, const LlamaConfig& config, std::st
   validate_peft_adapter(a, source);
   const std::string where = std::string(source) + ": ";
   if (a.layer_count() != config.num_hidden_layers) {
-    throw Error(where + "covers " + std::to_string(a.layer_count()) + " layers, the model has " +
+    throw ModelError(where + "covers " + std::to_string(a.layer_count()) + " layers, the model has " +
                 std::to_string(config.num_hidden_layers));
   }
   for (const auto& p : llama_projection_shapes(config)) {
     const auto it = a.weights.find({0, p.name});
     if (it == a.weights.end()) continue;
     if (it->second.d_in != p.d_in || it->second.d_out != p.d_out) {
-      throw Error(where + p.name + " is " + std::to_string(it->second.d_out) + " x " +
+      throw ModelError(where + p.name + " is " + std::to_string(it->second.d_out) + " x " +
                   std::to_string(it->second.d_in) + ", the model's is " + std::to_string(p.d_out) +
                   " x " + std::to_string(p.d_in));
     }
@@ -260,7 +260,7 @@ void write_peft_adapter(const std::filesystem::path& dir, const PeftAdapter& a) 
   validate_peft_adapter(a, dir.string());
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw Error(dir.string() + ": cannot create directory: " + ec.message());
+  if (ec) throw ModelError(dir.string() + ": cannot create directory: " + ec.message());
 
   std::vector<TensorToWrite> tensors;
   for (const auto& [site, f] : a.weights) {
@@ -297,10 +297,10 @@ PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
   const std::filesystem::path weights_path = dir / kPeftWeightsFile;
   std::error_code ec;
   if (!std::filesystem::is_regular_file(config_path, ec)) {
-    throw Error(config_path.string() + ": cannot open (no such file)");
+    throw ModelError(config_path.string() + ": cannot open (no such file)");
   }
   if (!std::filesystem::is_regular_file(weights_path, ec)) {
-    throw Error(weights_path.string() + ": cannot open (no such file)");
+    throw ModelError(weights_path.string() + ": cannot open (no such file)");
   }
   PeftAdapter a = parse_config(config_path);
 
@@ -308,19 +308,19 @@ PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
   const std::string where = weights_path.string() + ": ";
   for (const auto& info : file.tensors()) {
     const ParsedName p = parse_tensor_name(info.name);
-    if (!p.ok) throw Error(where + "unknown tensor '" + info.name + "'");
+    if (!p.ok) throw ModelError(where + "unknown tensor '" + info.name + "'");
     if (std::find(a.target_modules.begin(), a.target_modules.end(), p.projection) ==
         a.target_modules.end()) {
-      throw Error(where + "tensor '" + info.name + "' adapts " + p.projection +
+      throw ModelError(where + "tensor '" + info.name + "' adapts " + p.projection +
                   ", which is not in target_modules");
     }
     if (info.shape.size() != 2) {
-      throw Error(where + "tensor '" + info.name + "' has shape " + shape_string(info.shape) +
+      throw ModelError(where + "tensor '" + info.name + "' has shape " + shape_string(info.shape) +
                   ", expected a matrix");
     }
     const int64_t rank = p.matrix == 'A' ? info.shape[0] : info.shape[1];
     if (rank != a.r) {
-      throw Error(where + "tensor '" + info.name + "' has rank " + std::to_string(rank) +
+      throw ModelError(where + "tensor '" + info.name + "' has rank " + std::to_string(rank) +
                   " (shape " + shape_string(info.shape) +
                   "), adapter_config.json says r = " + std::to_string(a.r));
     }
@@ -336,7 +336,7 @@ PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
   for (const auto& [site, f] : a.weights) {
     if (f.d_in == 0 || f.d_out == 0) {
       const char missing = f.d_in == 0 ? 'A' : 'B';
-      throw Error(where + "lacks tensor '" +
+      throw ModelError(where + "lacks tensor '" +
                   peft_lora_tensor_name(site.layer, site.projection, missing) + "'");
     }
   }

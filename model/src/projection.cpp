@@ -11,7 +11,7 @@ constexpr const char* kLayerProjectionNames[kProjectionsPerLayer] = {
 void check_layer(const LlamaConfig& config, ProjectionId id) {
   if (id.kind == ProjectionKind::kLmHead) return;
   if (id.layer < 0 || id.layer >= config.num_hidden_layers) {
-    throw Error("projection " + projection_name(id) + ": the model has " +
+    throw ModelError("projection " + projection_name(id) + ": the model has " +
                 std::to_string(config.num_hidden_layers) + " layers");
   }
 }
@@ -27,7 +27,7 @@ std::string projection_name(ProjectionId id) {
 std::string projection_module_name(ProjectionKind kind) {
   if (kind == ProjectionKind::kLmHead) return "lm_head";
   const int k = static_cast<int>(kind);
-  if (k < 0 || k >= kProjectionsPerLayer) throw Error("unknown projection kind");
+  if (k < 0 || k >= kProjectionsPerLayer) throw ModelError("unknown projection kind");
   return kLayerProjectionNames[k];
 }
 
@@ -38,7 +38,7 @@ ProjectionKind parse_projection_module(std::string_view name) {
       return static_cast<ProjectionKind>(k);
     }
   }
-  throw Error("unknown projection '" + std::string(name) +
+  throw ModelError("unknown projection '" + std::string(name) +
               "' (expected q, k, v, o, gate, up or down, with or without _proj)");
 }
 
@@ -79,7 +79,7 @@ ProjectionDims projection_dims(const LlamaConfig& config, ProjectionKind kind) {
     case ProjectionKind::kLmHead:
       return {config.vocab_size, h};
   }
-  throw Error("projection_dims: unknown projection kind");
+  throw ModelError("projection_dims: unknown projection kind");
 }
 
 namespace {
@@ -111,7 +111,7 @@ const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id) {
   check_layer(weights.config, id);
   if (id.kind == ProjectionKind::kLmHead) {
     if (weights.lm_head().size() == 0) {
-      throw Error(
+      throw ModelError(
           "the LM head is not in memory: the weights were loaded without their "
           "embedding tables (quantize it from the files: quantized_projection)");
     }
@@ -119,7 +119,7 @@ const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id) {
   }
   const Matrix& w = layer_weight(weights.layers.at(static_cast<size_t>(id.layer)), id.kind);
   if (w.size() == 0) {
-    throw Error("projection " + projection_name(id) +
+    throw ModelError("projection " + projection_name(id) +
                 " is not in memory: the weights were loaded without their decoder projections "
                 "(they run on the FHE workers)");
   }

@@ -19,7 +19,7 @@ float int8_scale(std::span<const float> v) {
     finite &= a <= std::numeric_limits<float>::max();
     max_abs = a > max_abs ? a : max_abs;
   }
-  if (!finite) throw Error("int8 quantization: a value is not finite");
+  if (!finite) throw ModelError("int8 quantization: a value is not finite");
   const float scale = max_abs / static_cast<float>(kInt8Max);
   return scale > 0 ? scale : 1.0f;  // zeros, or values so small that the scale underflows
 }
@@ -42,7 +42,7 @@ void quantize_weight_rows_into(std::span<const float> values, int64_t row_begin,
       static_cast<int64_t>(values.size()) != rows * cols ||
       static_cast<int64_t>(q.values.size()) != q.rows * q.cols ||
       static_cast<int64_t>(q.scales.size()) != q.rows) {
-    throw Error("quantize_weight_rows_into: " + std::to_string(rows) + " rows at " +
+    throw ModelError("quantize_weight_rows_into: " + std::to_string(rows) + " rows at " +
                 std::to_string(row_begin) + " do not fit a " + std::to_string(q.rows) + " x " +
                 std::to_string(q.cols) + " weight");
   }
@@ -56,7 +56,7 @@ void quantize_weight_rows_into(std::span<const float> values, int64_t row_begin,
     float scale = 1;
     try {
       scale = int8_scale(row);
-    } catch (const Error&) {
+    } catch (const ModelError&) {
       finite = false;
     }
     const int64_t i = row_begin + r;
@@ -64,7 +64,7 @@ void quantize_weight_rows_into(std::span<const float> values, int64_t row_begin,
     int8_t* out = q.values.data() + i * cols;
     for (size_t j = 0; j < row.size(); ++j) out[j] = quantize_int8(row[j], scale);
   }
-  if (!finite) throw Error("int8 quantization: a value is not finite");
+  if (!finite) throw ModelError("int8 quantization: a value is not finite");
 }
 
 QuantizedTokens quantize_tokens(const Activations& x) {
@@ -82,14 +82,14 @@ QuantizedTokens quantize_tokens(const Activations& x) {
     float scale = 1;
     try {
       scale = int8_scale(col);
-    } catch (const Error&) {
+    } catch (const ModelError&) {
       finite = false;
     }
     q.scales[static_cast<size_t>(t)] = scale;
     int8_t* out = q.values.data() + t * x.rows();
     for (size_t j = 0; j < col.size(); ++j) out[j] = quantize_int8(col[j], scale);
   }
-  if (!finite) throw Error("int8 quantization: a value is not finite");
+  if (!finite) throw ModelError("int8 quantization: a value is not finite");
   return q;
 }
 
@@ -140,7 +140,7 @@ void dequantize_product(const int64_t* acc, int64_t row_stride, int64_t col_stri
 
 QuantizedTokens quantize_gradients(const Activations& g, std::span<const float> w_scales) {
   if (static_cast<int64_t>(w_scales.size()) != g.rows()) {
-    throw Error("int8 gradient quantization: " + std::to_string(w_scales.size()) +
+    throw ModelError("int8 gradient quantization: " + std::to_string(w_scales.size()) +
                 " weight scales for gradients of " + std::to_string(g.rows()) + " outputs");
   }
   const Eigen::Map<const Eigen::VectorXf> s(w_scales.data(), g.rows());
@@ -151,18 +151,18 @@ QuantizedTokens quantize_gradients(const Activations& g, std::span<const float> 
 QuantizedTokens quantize_stacked_gradients(std::span<const Activations* const> gs,
                                            std::span<const std::span<const float>> w_scales) {
   if (gs.empty() || gs.size() != w_scales.size()) {
-    throw Error("int8 gradient quantization: " + std::to_string(gs.size()) + " gradients and " +
+    throw ModelError("int8 gradient quantization: " + std::to_string(gs.size()) + " gradients and " +
                 std::to_string(w_scales.size()) + " scale vectors");
   }
   int64_t rows = 0;
   const int64_t tokens = gs[0]->cols();
   for (size_t j = 0; j < gs.size(); ++j) {
     if (static_cast<int64_t>(w_scales[j].size()) != gs[j]->rows()) {
-      throw Error("int8 gradient quantization: " + std::to_string(w_scales[j].size()) +
+      throw ModelError("int8 gradient quantization: " + std::to_string(w_scales[j].size()) +
                   " weight scales for gradients of " + std::to_string(gs[j]->rows()) + " outputs");
     }
     if (gs[j]->cols() != tokens) {
-      throw Error("int8 gradient quantization: stacked gradients of " +
+      throw ModelError("int8 gradient quantization: stacked gradients of " +
                   std::to_string(gs[j]->cols()) + " and " + std::to_string(tokens) + " tokens");
     }
     rows += gs[j]->rows();
@@ -179,7 +179,7 @@ QuantizedTokens quantize_stacked_gradients(std::span<const Activations* const> g
 
 QuantizedTokens token_rows(const QuantizedTokens& q, int64_t begin, int64_t count) {
   if (begin < 0 || count < 0 || begin + count > q.features) {
-    throw Error("int8 token rows [" + std::to_string(begin) + ", " + std::to_string(begin + count) +
+    throw ModelError("int8 token rows [" + std::to_string(begin) + ", " + std::to_string(begin + count) +
                 ") out of " + std::to_string(q.features));
   }
   QuantizedTokens out;

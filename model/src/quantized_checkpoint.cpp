@@ -13,7 +13,7 @@ std::string projection_tensor_name(const LlamaConfig& config, ProjectionId id) {
     return config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   }
   if (id.layer < 0 || id.layer >= config.num_hidden_layers) {
-    throw Error("projection " + projection_name(id) + ": the model has " +
+    throw ModelError("projection " + projection_name(id) + ": the model has " +
                 std::to_string(config.num_hidden_layers) + " layers");
   }
   const auto shapes = llama_projection_shapes(config);

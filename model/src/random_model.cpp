@@ -82,7 +82,7 @@ bool is_norm(const ExpectedTensor& t) {
 void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& config_in,
                         const RandomModelOptions& options) {
   if (!is_float_dtype(options.dtype)) {
-    throw Error("random model: dtype " + std::string(dtype_name(options.dtype)) +
+    throw ModelError("random model: dtype " + std::string(dtype_name(options.dtype)) +
                 " is not F32, F16 or BF16");
   }
   LlamaConfig config = config_in;
@@ -97,12 +97,12 @@ void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& con
 
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw Error(dir.string() + ": cannot create directory: " + ec.message());
+  if (ec) throw ModelError(dir.string() + ": cannot create directory: " + ec.message());
   if (!sharded && std::filesystem::exists(dir / kShardIndexFile, ec)) {
-    throw Error(dir.string() + ": already holds a sharded checkpoint (" + kShardIndexFile + ")");
+    throw ModelError(dir.string() + ": already holds a sharded checkpoint (" + kShardIndexFile + ")");
   }
   if (sharded && std::filesystem::exists(dir / kSingleCheckpointFile, ec)) {
-    throw Error(dir.string() + ": already holds a one-file checkpoint (" + kSingleCheckpointFile +
+    throw ModelError(dir.string() + ": already holds a one-file checkpoint (" + kSingleCheckpointFile +
                 ")");
   }
 

@@ -15,7 +15,7 @@ void rms_norm_forward(const ActivationsT<Scalar>& x,
   const int64_t d = x.rows();
   const int64_t tokens = x.cols();
   if (weight.size() != d) {
-    throw Error("rms_norm: weight of " + std::to_string(weight.size()) + " for " +
+    throw ModelError("rms_norm: weight of " + std::to_string(weight.size()) + " for " +
                 std::to_string(d) + " features");
   }
   y.resize(d, tokens);
@@ -39,7 +39,7 @@ void rms_norm_backward(const ActivationsT<Scalar>& x,
   const int64_t tokens = x.cols();
   if (weight.size() != d || cache.inv_rms.size() != tokens || dy.rows() != d ||
       dy.cols() != tokens || (dweight && dweight->size() != d)) {
-    throw Error("rms_norm backward: input " + std::to_string(d) + " x " + std::to_string(tokens) +
+    throw ModelError("rms_norm backward: input " + std::to_string(d) + " x " + std::to_string(tokens) +
                 ", gradient " + std::to_string(dy.rows()) + " x " + std::to_string(dy.cols()) +
                 ", weight " + std::to_string(weight.size()) + " and cache of " +
                 std::to_string(cache.inv_rms.size()) + " tokens disagree");

@@ -38,7 +38,7 @@ std::vector<double> rope_inv_freq(const LlamaConfig& config) {
     }
     return inv_freq;
   }
-  throw Error("rope_scaling type \"" + s.rope_type + "\" is not supported (linear, llama3)");
+  throw ModelError("rope_scaling type \"" + s.rope_type + "\" is not supported (linear, llama3)");
 }
 
 RopeTable::RopeTable(const LlamaConfig& config, int64_t positions)
@@ -63,12 +63,12 @@ void rotate_pairs(const RopeTable& table, const TokenBatch& batch, int64_t head_
                   ActivationsT<Scalar>& x) {
   const int64_t half = table.half();
   if (head_dim != 2 * half || x.rows() % head_dim != 0 || batch.total_tokens() != x.cols()) {
-    throw Error("rope: activations of " + std::to_string(x.rows()) + " x " +
+    throw ModelError("rope: activations of " + std::to_string(x.rows()) + " x " +
                 std::to_string(x.cols()) + " do not fit heads of " + std::to_string(head_dim) +
                 " and a batch of " + std::to_string(batch.total_tokens()) + " tokens");
   }
   if (batch.max_length() > table.positions()) {
-    throw Error("rope: the table covers " + std::to_string(table.positions()) +
+    throw ModelError("rope: the table covers " + std::to_string(table.positions()) +
                 " positions, the batch needs " + std::to_string(batch.max_length()));
   }
   const int64_t heads = x.rows() / head_dim;

@@ -15,7 +15,7 @@ using nlohmann::json;
 constexpr int kMaxNesting = 16;
 
 [[noreturn]] void fail(std::string_view source, const std::string& what) {
-  throw Error(std::string(source) + ": " + what);
+  throw ModelError(std::string(source) + ": " + what);
 }
 
 [[noreturn]] void fail_tensor(std::string_view source, const std::string& name,

@@ -28,18 +28,18 @@ SafetensorsReader::SafetensorsReader(const std::filesystem::path& path) : file_(
   const std::string source = path.string();
   const auto bytes = file_.bytes();
   if (bytes.size() < 8) {
-    throw Error(source + ": file is " + std::to_string(bytes.size()) +
+    throw ModelError(source + ": file is " + std::to_string(bytes.size()) +
                 " bytes, shorter than the 8-byte safetensors header length");
   }
   uint64_t header_len;
   std::memcpy(&header_len, bytes.data(), 8);
   if (header_len > kMaxSafetensorsHeaderBytes) {
-    throw Error(source + ": header length " + std::to_string(header_len) + " exceeds the " +
+    throw ModelError(source + ": header length " + std::to_string(header_len) + " exceeds the " +
                 std::to_string(kMaxSafetensorsHeaderBytes) +
                 "-byte limit (not a safetensors file?)");
   }
   if (header_len > bytes.size() - 8) {
-    throw Error(source + ": header length " + std::to_string(header_len) +
+    throw ModelError(source + ": header length " + std::to_string(header_len) +
                 " runs past the end of the " + std::to_string(bytes.size()) +
                 "-byte file (truncated file?)");
   }
@@ -58,7 +58,7 @@ const TensorInfo* SafetensorsReader::find(std::string_view name) const {
 
 const TensorInfo& SafetensorsReader::info(std::string_view name) const {
   const TensorInfo* t = find(name);
-  if (t == nullptr) throw Error(path().string() + ": no tensor '" + std::string(name) + "'");
+  if (t == nullptr) throw ModelError(path().string() + ": no tensor '" + std::string(name) + "'");
   return *t;
 }
 
@@ -68,7 +68,7 @@ std::span<const std::byte> SafetensorsReader::raw(const TensorInfo& info) const 
 
 void SafetensorsReader::read_f32(const TensorInfo& info, std::span<float> out) const {
   if (static_cast<int64_t>(out.size()) != info.numel()) {
-    throw Error(path().string() + ": tensor '" + info.name + "': destination holds " +
+    throw ModelError(path().string() + ": tensor '" + info.name + "': destination holds " +
                 std::to_string(out.size()) + " values, tensor " + std::to_string(info.numel()));
   }
   read_f32(info, 0, out);
@@ -79,7 +79,7 @@ void SafetensorsReader::read_f32(const TensorInfo& info, int64_t begin,
   const std::string where = path().string() + ": tensor '" + info.name + "': ";
   const auto count = static_cast<int64_t>(out.size());
   if (begin < 0 || begin > info.numel() || count > info.numel() - begin) {
-    throw Error(where + "elements [" + std::to_string(begin) + ", " +
+    throw ModelError(where + "elements [" + std::to_string(begin) + ", " +
                 std::to_string(begin + count) + ") are outside its " +
                 std::to_string(info.numel()));
   }
@@ -95,7 +95,7 @@ void SafetensorsReader::read_f32(const TensorInfo& info, int64_t begin,
       convert_u16(base + 2 * begin, out, bf16_to_f32);
       return;
     default:
-      throw Error(where + "dtype " + std::string(dtype_name(info.dtype)) +
+      throw ModelError(where + "dtype " + std::string(dtype_name(info.dtype)) +
                   " cannot be read as float32 (supported: F32, F16, BF16)");
   }
 }

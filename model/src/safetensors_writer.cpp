@@ -18,36 +18,36 @@ constexpr size_t kAlignment = 8;
 
 void check_tensor(const TensorToWrite& t, const std::string& source) {
   const std::string where = source + ": tensor '" + t.name + "': ";
-  if (t.name.empty()) throw Error(source + ": a tensor has an empty name");
-  if (t.name == "__metadata__") throw Error(where + "the name is reserved");
+  if (t.name.empty()) throw ModelError(source + ": a tensor has an empty name");
+  if (t.name == "__metadata__") throw ModelError(where + "the name is reserved");
   if (!is_float_dtype(t.dtype)) {
-    throw Error(where + "cannot write dtype " + std::string(dtype_name(t.dtype)));
+    throw ModelError(where + "cannot write dtype " + std::string(dtype_name(t.dtype)));
   }
   uint64_t n = 1;
   for (int64_t d : t.shape) {
-    if (d < 0) throw Error(where + "negative dimension in shape");
+    if (d < 0) throw ModelError(where + "negative dimension in shape");
     if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) {
-      throw Error(where + "shape overflows");
+      throw ModelError(where + "shape overflows");
     }
   }
   if (n != t.values.size()) {
-    throw Error(where + "shape holds " + std::to_string(n) + " values but " +
+    throw ModelError(where + "shape holds " + std::to_string(n) + " values but " +
                 std::to_string(t.values.size()) + " were given");
   }
 }
 
 void check_spec(const TensorSpec& t, const std::string& source) {
   const std::string where = source + ": tensor '" + t.name + "': ";
-  if (t.name.empty()) throw Error(source + ": a tensor has an empty name");
-  if (t.name == "__metadata__") throw Error(where + "the name is reserved");
+  if (t.name.empty()) throw ModelError(source + ": a tensor has an empty name");
+  if (t.name == "__metadata__") throw ModelError(where + "the name is reserved");
   if (!is_float_dtype(t.dtype)) {
-    throw Error(where + "cannot write dtype " + std::string(dtype_name(t.dtype)));
+    throw ModelError(where + "cannot write dtype " + std::string(dtype_name(t.dtype)));
   }
   uint64_t n = dtype_size(t.dtype);
   for (int64_t d : t.shape) {
-    if (d < 0) throw Error(where + "negative dimension in shape");
+    if (d < 0) throw ModelError(where + "negative dimension in shape");
     if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) {
-      throw Error(where + "shape overflows");
+      throw ModelError(where + "shape overflows");
     }
   }
 }
@@ -90,7 +90,7 @@ SafetensorsStreamWriter::SafetensorsStreamWriter(const std::filesystem::path& pa
   for (size_t i = 0; i < specs_.size(); ++i) {
     check_spec(specs_[i], source);
     if (!names.insert(specs_[i].name).second) {
-      throw Error(source + ": tensor '" + specs_[i].name + "' appears twice");
+      throw ModelError(source + ": tensor '" + specs_[i].name + "' appears twice");
     }
     order.push_back(i);
   }
@@ -130,12 +130,12 @@ SafetensorsStreamWriter::~SafetensorsStreamWriter() = default;
 
 void SafetensorsStreamWriter::write(size_t tensor, uint64_t first, std::span<const float> values) {
   const std::string source = path_.string();
-  if (!file_) throw Error(source + ": write after finish");
-  if (tensor >= specs_.size()) throw Error(source + ": no tensor #" + std::to_string(tensor));
+  if (!file_) throw ModelError(source + ": write after finish");
+  if (tensor >= specs_.size()) throw ModelError(source + ": no tensor #" + std::to_string(tensor));
   const TensorSpec& t = specs_[tensor];
   const uint64_t n = t.numel();
   if (first != written_[tensor] || values.size() > n - first) {
-    throw Error(source + ": tensor '" + t.name + "': values [" + std::to_string(first) + ", +" +
+    throw ModelError(source + ": tensor '" + t.name + "': values [" + std::to_string(first) + ", +" +
                 std::to_string(values.size()) + ") are not the next ones of " + std::to_string(n) +
                 " (written " + std::to_string(written_[tensor]) + ")");
   }
@@ -147,10 +147,10 @@ void SafetensorsStreamWriter::write(size_t tensor, uint64_t first, std::span<con
 
 void SafetensorsStreamWriter::finish() {
   const std::string source = path_.string();
-  if (!file_) throw Error(source + ": finished twice");
+  if (!file_) throw ModelError(source + ": finished twice");
   for (size_t i = 0; i < specs_.size(); ++i) {
     if (written_[i] != specs_[i].numel()) {
-      throw Error(source + ": tensor '" + specs_[i].name + "': " + std::to_string(written_[i]) +
+      throw ModelError(source + ": tensor '" + specs_[i].name + "': " + std::to_string(written_[i]) +
                   " of " + std::to_string(specs_[i].numel()) + " values written");
     }
   }

@@ -10,9 +10,9 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::filesystem::path& path
     : path_(path), processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
   const auto status = processor_->Load(path.string());
   if (!status.ok())
-    throw Error(path.string() + ": cannot load SentencePiece model: " + status.ToString());
+    throw ModelError(path.string() + ": cannot load SentencePiece model: " + status.ToString());
   if (processor_->bos_id() < 0 || processor_->eos_id() < 0) {
-    throw Error(path.string() + ": SentencePiece model lacks BOS or EOS pieces");
+    throw ModelError(path.string() + ": SentencePiece model lacks BOS or EOS pieces");
   }
 }
 
@@ -21,7 +21,7 @@ SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view text) const {
   std::vector<int> ids;
   const auto status = processor_->Encode(text, &ids);
-  if (!status.ok()) throw Error(path_.string() + ": encode failed: " + status.ToString());
+  if (!status.ok()) throw ModelError(path_.string() + ": encode failed: " + status.ToString());
   return {ids.begin(), ids.end()};
 }
 
@@ -29,13 +29,13 @@ std::string SentencePieceTokenizer::decode(std::span<const int32_t> ids) const {
   const int64_t n = vocab_size();
   for (int32_t id : ids) {
     if (id < 0 || id >= n) {
-      throw Error(path_.string() + ": id " + std::to_string(id) + " outside the vocabulary of " +
+      throw ModelError(path_.string() + ": id " + std::to_string(id) + " outside the vocabulary of " +
                   std::to_string(n));
     }
   }
   std::string text;
   const auto status = processor_->Decode(std::vector<int>(ids.begin(), ids.end()), &text);
-  if (!status.ok()) throw Error(path_.string() + ": decode failed: " + status.ToString());
+  if (!status.ok()) throw ModelError(path_.string() + ": decode failed: " + status.ToString());
   return text;
 }
 

@@ -12,7 +12,7 @@ template <typename Scalar>
 void check_same_shape(const char* what, const ActivationsT<Scalar>& a,
                       const ActivationsT<Scalar>& b) {
   if (a.rows() != b.rows() || a.cols() != b.cols()) {
-    throw Error(std::string(what) + ": " + std::to_string(a.rows()) + " x " +
+    throw ModelError(std::string(what) + ": " + std::to_string(a.rows()) + " x " +
                 std::to_string(a.cols()) + " and " + std::to_string(b.rows()) + " x " +
                 std::to_string(b.cols()) + " differ");
   }

@@ -24,7 +24,7 @@ McqQuestion make_question(std::mt19937_64& engine, std::string question, std::st
   distractors.erase(std::unique(distractors.begin(), distractors.end()), distractors.end());
   std::erase(distractors, correct);
   if (distractors.size() < kOptions - 1) {
-    throw Error("synthetic questions: too few distractors for '" + question + "'");
+    throw ModelError("synthetic questions: too few distractors for '" + question + "'");
   }
   for (size_t i = 0; i < kOptions - 1; ++i) {  // partial Fisher-Yates
     std::swap(distractors[i], distractors[i + uniform_below(engine, distractors.size() - i)]);
@@ -104,7 +104,7 @@ std::vector<McqQuestion> synthetic_mcq(uint64_t seed, int64_t count) {
   std::mt19937_64 engine(seed);
   std::vector<McqQuestion> pool = question_pool(engine);
   if (count < 0 || count > static_cast<int64_t>(pool.size())) {
-    throw Error("synthetic questions: count " + std::to_string(count) + " outside [0, " +
+    throw ModelError("synthetic questions: count " + std::to_string(count) + " outside [0, " +
                 std::to_string(pool.size()) + "]");
   }
   for (size_t i = 0; i < static_cast<size_t>(count); ++i) {

@@ -173,11 +173,11 @@ std::string_view specialty_name(Specialty specialty) {
     case Specialty::kGastroenterology:
       return "Gastroenterology";
   }
-  throw Error("synthetic notes: unknown specialty");
+  throw ModelError("synthetic notes: unknown specialty");
 }
 
 std::vector<double> site_specialty_weights(int site) {
-  if (site < 0) throw Error("synthetic notes: negative site " + std::to_string(site));
+  if (site < 0) throw ModelError("synthetic notes: negative site " + std::to_string(site));
   std::vector<double> w(kSpecialtyCount, (1.0 - kHomeSpecialtyShare) / (kSpecialtyCount - 1));
   w[static_cast<size_t>(site % kSpecialtyCount)] = kHomeSpecialtyShare;
   return w;
@@ -252,21 +252,21 @@ namespace {
 
 void validate(const SyntheticDataOptions& o) {
   if (o.sites < 1 || o.sites > 1000) {
-    throw Error("sites must be between 1 and 1000, got " + std::to_string(o.sites));
+    throw ModelError("sites must be between 1 and 1000, got " + std::to_string(o.sites));
   }
   if (o.records < 1 || o.records > 10'000'000) {
-    throw Error("records must be between 1 and 10000000, got " + std::to_string(o.records));
+    throw ModelError("records must be between 1 and 10000000, got " + std::to_string(o.records));
   }
   if (!(o.heldout_fraction >= 0.0 && o.heldout_fraction < 1.0)) {
-    throw Error("heldout fraction must be in [0, 1), got " + std::to_string(o.heldout_fraction));
+    throw ModelError("heldout fraction must be in [0, 1), got " + std::to_string(o.heldout_fraction));
   }
   const auto heldout = std::llround(static_cast<double>(o.records) * o.heldout_fraction);
   if (heldout >= o.records) {
-    throw Error("holding out " + std::to_string(heldout) + " of " + std::to_string(o.records) +
+    throw ModelError("holding out " + std::to_string(heldout) + " of " + std::to_string(o.records) +
                 " records leaves none for training");
   }
   if (o.mcq_count < 0 || o.mcq_count > synthetic_mcq_pool_size()) {
-    throw Error("mcq count must be between 0 and " + std::to_string(synthetic_mcq_pool_size()) +
+    throw ModelError("mcq count must be between 0 and " + std::to_string(synthetic_mcq_pool_size()) +
                 ", got " + std::to_string(o.mcq_count));
   }
 }
@@ -278,7 +278,7 @@ std::vector<SyntheticSiteSummary> write_synthetic_dataset(const std::filesystem:
   validate(options);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw Error(dir.string() + ": cannot create directory: " + ec.message());
+  if (ec) throw ModelError(dir.string() + ": cannot create directory: " + ec.message());
 
   const int64_t heldout =
       std::llround(static_cast<double>(options.records) * options.heldout_fraction);

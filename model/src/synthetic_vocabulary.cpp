@@ -313,7 +313,7 @@ const Drug& find_drug(std::string_view name) {
   for (const auto& d : drugs()) {
     if (d.name == name) return d;
   }
-  throw Error("synthetic notes: no drug '" + std::string(name) + "' in the vocabulary");
+  throw ModelError("synthetic notes: no drug '" + std::string(name) + "' in the vocabulary");
 }
 
 }  // namespace model::detail

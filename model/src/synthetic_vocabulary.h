@@ -43,7 +43,7 @@ struct Condition {
 
 std::span<const Drug> drug_table();
 std::span<const Condition> condition_table();
-// The drug called `name`; throws model::Error if the tables disagree (a bug).
+// The drug called `name`; throws model::ModelError if the tables disagree (a bug).
 const Drug& find_drug(std::string_view name);
 
 }  // namespace model::detail

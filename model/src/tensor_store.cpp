@@ -15,11 +15,11 @@ using nlohmann::json;
 
 json read_json_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot open");
+  if (!in) throw ModelError(path.string() + ": cannot open");
   std::stringstream text;
   text << in.rdbuf();
   json j = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw Error(path.string() + ": not valid JSON");
+  if (j.is_discarded()) throw ModelError(path.string() + ": not valid JSON");
   return j;
 }
 
@@ -28,7 +28,7 @@ void check_shard_name(const std::string& shard, const std::filesystem::path& ind
   const std::filesystem::path p(shard);
   bool ok = !shard.empty() && p.is_relative();
   for (const auto& part : p) ok = ok && part != ".." && part != ".";
-  if (!ok) throw Error(index.string() + ": shard name '" + shard + "' leaves the model directory");
+  if (!ok) throw ModelError(index.string() + ": shard name '" + shard + "' leaves the model directory");
 }
 
 }  // namespace
@@ -38,11 +38,11 @@ TensorStore TensorStore::open(const std::filesystem::path& dir) {
   const std::filesystem::path single = dir / kSingleCheckpointFile;
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
-    throw Error(dir.string() + ": not a model directory");
+    throw ModelError(dir.string() + ": not a model directory");
   }
   if (!std::filesystem::exists(index, ec)) {
     if (!std::filesystem::exists(single, ec)) {
-      throw Error(dir.string() + ": no " + kSingleCheckpointFile + " or " + kShardIndexFile);
+      throw ModelError(dir.string() + ": no " + kSingleCheckpointFile + " or " + kShardIndexFile);
     }
     TensorStore store = open_file(single);
     store.dir_ = dir;
@@ -52,12 +52,12 @@ TensorStore TensorStore::open(const std::filesystem::path& dir) {
   const json j = read_json_file(index);
   const auto wm = j.is_object() ? j.find("weight_map") : j.end();
   if (wm == j.end() || !wm->is_object()) {
-    throw Error(index.string() + ": missing \"weight_map\" object");
+    throw ModelError(index.string() + ": missing \"weight_map\" object");
   }
   std::map<std::string, std::vector<std::string>> by_shard;  // shard -> tensor names
   for (const auto& [name, shard] : wm->items()) {
     if (!shard.is_string()) {
-      throw Error(index.string() + ": weight_map entry '" + name + "' is not a string");
+      throw ModelError(index.string() + ": weight_map entry '" + name + "' is not a string");
     }
     check_shard_name(shard.get<std::string>(), index);
     by_shard[shard.get<std::string>()].push_back(name);
@@ -74,7 +74,7 @@ TensorStore TensorStore::open(const std::filesystem::path& dir) {
     for (const std::string& name : names) {
       const TensorInfo* info = reader.find(name);
       if (info == nullptr) {
-        throw Error(reader.path().string() + ": tensor '" + name + "' listed in " +
+        throw ModelError(reader.path().string() + ": tensor '" + name + "' listed in " +
                     kShardIndexFile + " is missing");
       }
       store.entries_.emplace(name, Entry{&reader, info});
@@ -82,7 +82,7 @@ TensorStore TensorStore::open(const std::filesystem::path& dir) {
     for (const TensorInfo& t : reader.tensors()) {
       if (std::binary_search(names.begin(), names.end(), t.name)) continue;  // names are sorted
       const auto listed = wm->find(t.name);
-      throw Error(reader.path().string() + ": tensor '" + t.name + "' is " +
+      throw ModelError(reader.path().string() + ": tensor '" + t.name + "' is " +
                   (listed == wm->end() ? std::string("not listed in ") + kShardIndexFile
                                        : std::string("stored here but ") + kShardIndexFile +
                                              " maps it to " + listed->get<std::string>()));
@@ -117,7 +117,7 @@ bool TensorStore::contains(std::string_view name) const {
 const TensorStore::Entry& TensorStore::entry(std::string_view name) const {
   const auto it = entries_.find(std::string(name));
   if (it == entries_.end()) {
-    throw Error(dir_.string() + ": checkpoint has no tensor '" + std::string(name) + "'");
+    throw ModelError(dir_.string() + ": checkpoint has no tensor '" + std::string(name) + "'");
   }
   return it->second;
 }
@@ -134,11 +134,11 @@ void TensorStore::check(std::string_view name, const std::vector<int64_t>& expec
   const Entry& e = entry(name);
   const std::string where = e.file->path().string() + ": tensor '" + std::string(name) + "': ";
   if (e.info->shape != expected_shape) {
-    throw Error(where + "shape " + shape_string(e.info->shape) + ", expected " +
+    throw ModelError(where + "shape " + shape_string(e.info->shape) + ", expected " +
                 shape_string(expected_shape));
   }
   if (!is_float_dtype(e.info->dtype)) {
-    throw Error(where + "dtype " + std::string(dtype_name(e.info->dtype)) +
+    throw ModelError(where + "dtype " + std::string(dtype_name(e.info->dtype)) +
                 " is not a float dtype (F32, F16, BF16)");
   }
 }
@@ -155,15 +155,15 @@ void TensorStore::read_f32_rows(std::string_view name, const std::vector<int64_t
   check(name, expected_shape);
   const Entry& e = entry(name);
   const std::string where = e.file->path().string() + ": tensor '" + std::string(name) + "': ";
-  if (expected_shape.size() != 2) throw Error(where + "a row read needs a 2-D tensor");
+  if (expected_shape.size() != 2) throw ModelError(where + "a row read needs a 2-D tensor");
   const int64_t rows = expected_shape[0], cols = expected_shape[1];
   if (row_begin < 0 || row_count < 0 || row_begin > rows || row_count > rows - row_begin) {
-    throw Error(where + "rows [" + std::to_string(row_begin) + ", " +
+    throw ModelError(where + "rows [" + std::to_string(row_begin) + ", " +
                 std::to_string(row_begin + row_count) + ") are outside its " +
                 std::to_string(rows));
   }
   if (static_cast<int64_t>(out.size()) != row_count * cols) {
-    throw Error(where + "destination holds " + std::to_string(out.size()) + " values, " +
+    throw ModelError(where + "destination holds " + std::to_string(out.size()) + " values, " +
                 std::to_string(row_count) + " rows hold " + std::to_string(row_count * cols));
   }
   e.file->read_f32(*e.info, row_begin * cols, out);

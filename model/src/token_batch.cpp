@@ -30,18 +30,18 @@ int64_t TokenBatch::max_length() const {
 }
 
 void validate_token_batch(const TokenBatch& batch, const LlamaConfig& config) {
-  if (batch.sequence_count() == 0) throw Error("the token batch holds no sequence");
+  if (batch.sequence_count() == 0) throw ModelError("the token batch holds no sequence");
   for (size_t s = 0; s < batch.spans().size(); ++s) {
     const auto seq = batch.sequence(s);
-    if (seq.empty()) throw Error("sequence " + std::to_string(s) + " of the batch is empty");
+    if (seq.empty()) throw ModelError("sequence " + std::to_string(s) + " of the batch is empty");
     if (static_cast<int64_t>(seq.size()) > config.max_position_embeddings) {
-      throw Error("sequence " + std::to_string(s) + " has " + std::to_string(seq.size()) +
+      throw ModelError("sequence " + std::to_string(s) + " has " + std::to_string(seq.size()) +
                   " tokens, more than max_position_embeddings " +
                   std::to_string(config.max_position_embeddings));
     }
     for (size_t p = 0; p < seq.size(); ++p) {
       if (seq[p] < 0 || seq[p] >= config.vocab_size) {
-        throw Error("token id " + std::to_string(seq[p]) + " (sequence " + std::to_string(s) +
+        throw ModelError("token id " + std::to_string(seq[p]) + " (sequence " + std::to_string(s) +
                     ", position " + std::to_string(p) + ") is outside the vocabulary [0, " +
                     std::to_string(config.vocab_size) + ")");
       }

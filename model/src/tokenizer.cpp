@@ -27,7 +27,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& dir,
     tokenizer = std::make_unique<HfTokenizer>(file);
   }
   if (tokenizer->vocab_size() > model_vocab_size) {
-    throw Error(file.string() + ": " + std::to_string(tokenizer->vocab_size()) +
+    throw ModelError(file.string() + ": " + std::to_string(tokenizer->vocab_size()) +
                 " tokens do not fit the model's vocab_size " + std::to_string(model_vocab_size));
   }
   return tokenizer;

@@ -54,20 +54,20 @@ void validate_training_options(const TrainingOptions& o, int64_t dataset_size) {
   validate_lora_config(o.lora);
   validate_adamw_options(o.adamw);
   if (o.steps < 1)
-    throw Error("training: steps must be at least 1, got " + std::to_string(o.steps));
+    throw ModelError("training: steps must be at least 1, got " + std::to_string(o.steps));
   if (o.batch_size < 1) {
-    throw Error("training: batch size must be at least 1, got " + std::to_string(o.batch_size));
+    throw ModelError("training: batch size must be at least 1, got " + std::to_string(o.batch_size));
   }
   if (o.grad_accum < 1) {
-    throw Error("training: gradient accumulation must be at least 1, got " +
+    throw ModelError("training: gradient accumulation must be at least 1, got " +
                 std::to_string(o.grad_accum));
   }
   if (o.warmup_steps < 0) {
-    throw Error("training: warmup steps must not be negative, got " +
+    throw ModelError("training: warmup steps must not be negative, got " +
                 std::to_string(o.warmup_steps));
   }
   if (o.batch_size > dataset_size / o.grad_accum) {
-    throw Error("training: a step takes batch " + std::to_string(o.batch_size) + " x " +
+    throw ModelError("training: a step takes batch " + std::to_string(o.batch_size) + " x " +
                 std::to_string(o.grad_accum) + " accumulated examples, the training set has " +
                 std::to_string(dataset_size));
   }
@@ -76,7 +76,7 @@ void validate_training_options(const TrainingOptions& o, int64_t dataset_size) {
 void MeanGradientReducer::add(std::span<const LoraParams> per_example,
                               std::span<const int64_t> predicted, LoraParams& sum) {
   if (per_example.size() != predicted.size()) {
-    throw Error("gradient reducer: " + std::to_string(per_example.size()) +
+    throw ModelError("gradient reducer: " + std::to_string(per_example.size()) +
                 " per-example gradients for " + std::to_string(predicted.size()) + " sequences");
   }
   int64_t batch_predicted = 0;
@@ -90,15 +90,15 @@ void MeanGradientReducer::add(std::span<const LoraParams> per_example,
 
 void MeanGradientReducer::finish(LoraParams& sum, int64_t examples, int64_t predicted) {
   (void)examples;
-  if (predicted < 1) throw Error("gradient reducer: no predicted token");
+  if (predicted < 1) throw ModelError("gradient reducer: no predicted token");
   sum *= static_cast<float>(1.0 / static_cast<double>(predicted));
 }
 
 PoissonBatchSampler::PoissonBatchSampler(int64_t size, double q, RandomBits& bits)
     : size_(size), q_(q), bits_(bits) {
-  if (size < 1) throw Error("Poisson sampling: the training set is empty");
+  if (size < 1) throw ModelError("Poisson sampling: the training set is empty");
   if (!(q > 0 && q <= 1)) {
-    throw Error("Poisson sampling: the rate must be in (0, 1], got " + std::to_string(q));
+    throw ModelError("Poisson sampling: the rate must be in (0, 1], got " + std::to_string(q));
   }
 }
 
@@ -123,7 +123,7 @@ void LoraTrainer::set_adapter(const LoraParams& adapter) {
   adapter.check_fits(model_.config());
   if (adapter.ids() != lora_.ids() || adapter.config().rank != lora_.config().rank ||
       adapter.parameter_count() != lora_.parameter_count()) {
-    throw Error("set_adapter: the adapter's targets or rank differ from the trainer's");
+    throw ModelError("set_adapter: the adapter's targets or rank differ from the trainer's");
   }
   lora_ = adapter;
 }
@@ -144,7 +144,7 @@ TrainStepReport LoraTrainer::step() {
     report.examples += micro.back().sequence_count();
   }
   if (report.predicted_tokens == 0 && !reducer_) {
-    throw Error("training step " + std::to_string(steps_taken_ + 1) +
+    throw ModelError("training step " + std::to_string(steps_taken_ + 1) +
                 ": no example of the batch has two tokens");
   }
 

@@ -26,7 +26,7 @@ protocol::coord::AdapterTable adapter_table(const model::LoraParams& params,
   for (const model::ProjectionId id : params.ids()) {
     const model::LoraPair& pair = params.at(id);
     if (pair.a.size() == 0) {
-      throw model::Error("adapter of " + model::projection_name(id) +
+      throw model::ModelError("adapter of " + model::projection_name(id) +
                          " has no A matrix: a frozen-A gradient is not an adapter");
     }
     for (const char matrix : {'A', 'B'}) {
@@ -57,18 +57,18 @@ std::vector<float> values_for_table(const protocol::coord::AdapterTable& table,
       const auto& m = matrix == 'A' ? pair.a : pair.b;
       const std::string name = tensor_name(id, matrix);
       const auto it = by_name.find(name);
-      if (it == by_name.end()) throw model::Error("adapter: tensor " + name + " is missing");
+      if (it == by_name.end()) throw model::ModelError("adapter: tensor " + name + " is missing");
       const protocol::coord::TensorEntry& entry = *it->second;
       if (entry.count() != static_cast<uint64_t>(m.size()) || entry.offset > values.size() ||
           values.size() - entry.offset < entry.count()) {
-        throw model::Error("adapter: tensor " + name + " does not fit the table");
+        throw model::ModelError("adapter: tensor " + name + " does not fit the table");
       }
       std::copy_n(m.data(), m.size(), values.data() + entry.offset);
       ++used;
     }
   }
   if (used != table.tensors.size()) {
-    throw model::Error("adapter: the table holds " + std::to_string(table.tensors.size()) +
+    throw model::ModelError("adapter: the table holds " + std::to_string(table.tensors.size()) +
                        " tensors, this site's LoRA configuration has " + std::to_string(used));
   }
   return values;
@@ -85,23 +85,23 @@ void read_adapter_table(const protocol::coord::AdapterTable& table, std::span<co
       auto& m = matrix == 'A' ? pair.a : pair.b;
       const std::string name = tensor_name(id, matrix);
       const auto it = by_name.find(name);
-      if (it == by_name.end()) throw model::Error("adapter: tensor " + name + " is missing");
+      if (it == by_name.end()) throw model::ModelError("adapter: tensor " + name + " is missing");
       const protocol::coord::TensorEntry& entry = *it->second;
       const std::vector<uint64_t> want = {static_cast<uint64_t>(m.rows()),
                                           static_cast<uint64_t>(m.cols())};
       if (entry.shape != want) {
-        throw model::Error("adapter: tensor " + name + " has the wrong shape (want [" +
+        throw model::ModelError("adapter: tensor " + name + " has the wrong shape (want [" +
                            std::to_string(want[0]) + ", " + std::to_string(want[1]) + "])");
       }
       if (entry.offset > values.size() || values.size() - entry.offset < entry.count()) {
-        throw model::Error("adapter: tensor " + name + " lies outside the values");
+        throw model::ModelError("adapter: tensor " + name + " lies outside the values");
       }
       std::copy_n(values.data() + entry.offset, m.size(), m.data());
       ++used;
     }
   }
   if (used != table.tensors.size()) {
-    throw model::Error("adapter: the table holds " + std::to_string(table.tensors.size()) +
+    throw model::ModelError("adapter: the table holds " + std::to_string(table.tensors.size()) +
                        " tensors, this site's LoRA configuration has " + std::to_string(used));
   }
 }

@@ -516,7 +516,7 @@ struct Agent::Impl {
     try {
       model::LoraParams probe(weights->config, config.lora);
       read_adapter_table(inv.adapter, values.value(), probe);
-    } catch (const model::Error& e) {
+    } catch (const model::ModelError& e) {
       return decline_misconfigured(client, inv,
                                    std::string(e.what()) +
                                        " (this site's LoRA rank, alpha and targets must "

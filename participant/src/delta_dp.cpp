@@ -11,14 +11,14 @@ namespace participant {
 DeltaDpReport privatize_delta(std::span<float> delta, const DeltaDpParams& params,
                               const privacy::Seed& seed, uint64_t stream) {
   if (!(params.clip > 0) || !std::isfinite(params.clip)) {
-    throw privacy::Error("participant-level DP: the delta's clip norm must be finite and > 0");
+    throw privacy::PrivacyError("participant-level DP: the delta's clip norm must be finite and > 0");
   }
   if (!(params.sigma >= 0) || !std::isfinite(params.sigma)) {
-    throw privacy::Error("participant-level DP: the noise multiplier must be finite and >= 0");
+    throw privacy::PrivacyError("participant-level DP: the noise multiplier must be finite and >= 0");
   }
   double sq = 0;
   for (const float v : delta) {
-    if (!std::isfinite(v)) throw privacy::Error("participant-level DP: the delta is not finite");
+    if (!std::isfinite(v)) throw privacy::PrivacyError("participant-level DP: the delta is not finite");
     sq += static_cast<double>(v) * static_cast<double>(v);
   }
   DeltaDpReport r;

@@ -15,7 +15,7 @@ bool head_in_process(const RemoteOptions& options, const model::LlamaConfig& con
       return false;
     case LmHeadPlacement::kLocal:
       if (local_weights == nullptr) {
-        throw model::Error("remote encrypted backend: a local LM head needs the model's weights");
+        throw model::ModelError("remote encrypted backend: a local LM head needs the model's weights");
       }
       return true;
     case LmHeadPlacement::kAuto:

@@ -176,14 +176,11 @@ protocol::Status WorkerPool::reconnect(Worker& w) {
     return make_error(ErrorCode::kTransport, "cannot monitor the socket of ", w.where.endpoint,
                       ": ", zmq_strerror(zmq_errno()));
   }
-  try {
+  return protocol::capture(ErrorCode::kTransport, "cannot monitor " + w.where.endpoint + ": ", [&] {
     w.monitor = zmq::socket_t(context_, zmq::socket_type::pair);
     w.monitor.set(zmq::sockopt::linger, 0);
     w.monitor.connect(endpoint);
-  } catch (const std::exception& e) {
-    return make_error(ErrorCode::kTransport, "cannot monitor ", w.where.endpoint, ": ", e.what());
-  }
-  return protocol::ok_status();
+  });
 }
 
 void WorkerPool::mark_dead(Worker& w, const std::string& why) {
@@ -427,13 +424,12 @@ protocol::Status WorkerPool::call_many(std::span<const Request> requests,
         if (auto* m = std::get_if<protocol::MatmulRequest>(&message.body)) {
           m->request_id = request_id;
         }
-        try {
+        auto built = protocol::capture(ErrorCode::kTransport, "cannot build the request: ", [&] {
           for (size_t b = 0; b < request.blob_descs.size(); ++b) {
             message.blobs.push_back(shared_blob(request.blob_descs[b], request.blob_bytes[b]));
           }
-        } catch (const std::exception& e) {
-          return make_error(ErrorCode::kTransport, "cannot build the request: ", e.what());
-        }
+        });
+        if (!built) return built.error();
         if (auto s = w.client->send(std::move(message)); !s) {
           if (!protocol::is_wire_code(s.error().code) && s.error().code != ErrorCode::kTransport) {
             return s.error();  // our own request is bad: no worker would take it

@@ -14,7 +14,7 @@
 namespace participant {
 namespace {
 
-using model::Error;
+using model::ModelError;
 
 fhe::WeightBounds make_bounds(uint64_t l1, uint64_t l2_squared, uint64_t inner_dim) {
   return {l1, std::sqrt(static_cast<double>(l2_squared)), inner_dim};
@@ -29,7 +29,7 @@ model::ProjectionKind to_model_kind(protocol::ProjectionKind kind) {
     const auto candidate = static_cast<model::ProjectionKind>(k);
     if (to_protocol(candidate) == kind) return candidate;
   }
-  throw Error("a worker lists an unknown projection kind");
+  throw ModelError("a worker lists an unknown projection kind");
 }
 
 }  // namespace
@@ -53,7 +53,7 @@ protocol::ProjectionKind to_protocol(model::ProjectionKind kind) {
     case model::ProjectionKind::kLmHead:
       return protocol::ProjectionKind::kLmHead;
   }
-  throw Error("unknown projection kind");
+  throw ModelError("unknown projection kind");
 }
 
 WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::LlamaConfig& config,
@@ -63,7 +63,7 @@ WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::Ll
       options_(std::move(options)),
       ctx_(fhe::Context::create()),
       local_weights_(local_weights) {
-  if (!pool_) throw Error("remote encrypted backend: no worker pool");
+  if (!pool_) throw ModelError("remote encrypted backend: no worker pool");
   const auto ids = model::llama_projections(config_);
   projections_.resize(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -78,7 +78,7 @@ WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::Ll
   size_t first = 0;
   auto reply = pool_->call(request, {}, &first);
   if (!reply) {
-    throw Error("remote encrypted backend: model info of '" + options_.model_id +
+    throw ModelError("remote encrypted backend: model info of '" + options_.model_id +
                 "': " + reply.error().to_string());
   }
   add_worker_info(first, reply.value());
@@ -121,7 +121,7 @@ WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::Ll
                              (silent.empty() ? "" : "; no info from: " + silent);
     // Only when every worker answered is this the pool's configuration, not an outage.
     if (silent.empty()) throw ModelMismatchError(text);
-    throw Error(text);
+    throw ModelError(text);
   }
 }
 
@@ -174,7 +174,7 @@ void WorkerProducts::add_worker_info(size_t worker, const protocol::Message& m) 
                   rows * sizeof(float));
       for (const float v : scales) {
         if (!std::isfinite(v) || v <= 0) {
-          throw Error(where + ": " + model::projection_name(id) +
+          throw ModelError(where + ": " + model::projection_name(id) +
                       " has a scale that is not a finite positive number");
         }
       }
@@ -210,7 +210,7 @@ WorkerProducts::~WorkerProducts() = default;
 const WorkerProducts::Projection& WorkerProducts::at(model::ProjectionId id) const {
   const Projection& p = projections_[model::projection_index(config_, id)];
   if (!p.served) {
-    throw Error("remote encrypted backend: the workers' model '" + info_.model_id + "' has no " +
+    throw ModelError("remote encrypted backend: the workers' model '" + info_.model_id + "' has no " +
                 model::projection_name(id));
   }
   return p;
@@ -258,7 +258,7 @@ fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool tran
   const uint64_t in_rows = static_cast<uint64_t>(transpose ? p.dims.d_out : p.dims.d_in);
   const uint64_t out_rows = static_cast<uint64_t>(transpose ? p.dims.d_in : p.dims.d_out);
   if (fresh.rows != in_rows) {
-    throw Error("the ciphertext has " + std::to_string(fresh.rows) + " rows, " +
+    throw ModelError("the ciphertext has " + std::to_string(fresh.rows) + " rows, " +
                 model::projection_name(id) + (transpose ? "^T" : "") + " takes " +
                 std::to_string(in_rows));
   }
@@ -289,7 +289,7 @@ std::vector<protocol::ProjectionKind> WorkerProducts::group_call(
   uint64_t in_rows = 0;
   for (const model::ProjectionId id : ids) {
     if (id.kind == model::ProjectionKind::kLmHead || id.layer != ids[0].layer) {
-      throw Error("a projection group is of one decoder layer, not " + model::projection_name(id));
+      throw ModelError("a projection group is of one decoder layer, not " + model::projection_name(id));
     }
     const Projection& p = at(id);
     kinds.push_back(to_protocol(id.kind));
@@ -298,7 +298,7 @@ std::vector<protocol::ProjectionKind> WorkerProducts::group_call(
                         : static_cast<uint64_t>(p.dims.d_in);
   }
   if (fresh.rows != in_rows) {
-    throw Error("the ciphertext has " + std::to_string(fresh.rows) + " rows, the group from " +
+    throw ModelError("the ciphertext has " + std::to_string(fresh.rows) + " rows, the group from " +
                 model::projection_name(ids[0]) + (transpose ? "^T" : "") + " takes " +
                 std::to_string(in_rows));
   }
@@ -384,20 +384,20 @@ fhe::CiphertextMatrix unpack_result(const fhe::Context& ctx, const RemoteProduct
   const protocol::Message& m = *held;
   const fhe::Params& params = ctx.params();
   if (r.projection != projection) {
-    throw Error("the worker answered with other projections than asked for");
+    throw ModelError("the worker answered with other projections than asked for");
   }
   if ((rows != 0 && r.rows != rows) || r.cols != fresh.cols || r.log2_delta != fresh.log2_delta) {
-    throw Error("the worker's product is " + std::to_string(r.rows) + " x " +
+    throw ModelError("the worker's product is " + std::to_string(r.rows) + " x " +
                 std::to_string(r.cols) + " at scale 2^" + std::to_string(r.log2_delta) +
                 ", expected " + (rows ? std::to_string(rows) : std::string("?")) + " x " +
                 std::to_string(fresh.cols) + " at 2^" + std::to_string(fresh.log2_delta));
   }
   if (r.kind == protocol::PlaneKind::kProduct && r.bits != params.log2_q) {
-    throw Error("the worker's product has " + std::to_string(r.bits) + "-bit coefficients");
+    throw ModelError("the worker's product has " + std::to_string(r.bits) + "-bit coefficients");
   }
   if (r.kind == protocol::PlaneKind::kSwitched &&
       (!call.switch_modulus || r.bits < fhe::kMinSwitchBits || r.bits > fhe::kMaxSwitchBits)) {
-    throw Error("the worker's reply is switched to 2^" + std::to_string(r.bits) +
+    throw ModelError("the worker's reply is switched to 2^" + std::to_string(r.bits) +
                 (call.switch_modulus ? ", out of range" : " unasked"));
   }
   fhe::CiphertextMatrix y;
@@ -457,12 +457,12 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   const auto pack_start = Clock::now();
   const fhe::Params& params = ctx.params();
   fhe::validate(ctx, fresh, /*check_range=*/false);
-  if (fresh.kind != fhe::CtKind::kFresh) throw Error("only fresh ciphertexts can be sent");
+  if (fresh.kind != fhe::CtKind::kFresh) throw ModelError("only fresh ciphertexts can be sent");
   const size_t n = ctx.n();
   const uint64_t blocks = fresh.blocks(n);
 
   auto desc = protocol::BlobDesc::planes(blocks, fresh.rows, n, params.log2_q);
-  if (!desc) throw Error("input planes: " + desc.error().to_string());
+  if (!desc) throw ModelError("input planes: " + desc.error().to_string());
   auto bytes = std::make_shared<std::vector<uint8_t>>(desc.value().byte_length);
   fhe::pack_coefficients(fresh.c0.data(), fresh.c0.size(), params.log2_q, bytes->data());
   const uint64_t input_bytes = bytes->size();
@@ -475,7 +475,7 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   body.stacked = call.stacked;
   const size_t expected = call.stacked ? 1 : body.projections.size();
   if (out_rows.size() != expected) {
-    throw Error("remote product: " + std::to_string(out_rows.size()) + " result shapes for " +
+    throw ModelError("remote product: " + std::to_string(out_rows.size()) + " result shapes for " +
                 std::to_string(expected) + " results");
   }
   body.transpose = call.transpose;
@@ -531,7 +531,7 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
     const auto& results = std::get<std::vector<protocol::ResultPlanes>>(
         std::get<protocol::MatmulReply>(m.body).outcome);
     if (parts == 1 && results.size() != expected) {
-      throw Error("the worker answered with " + std::to_string(results.size()) + " products, " +
+      throw ModelError("the worker answered with " + std::to_string(results.size()) + " products, " +
                   std::to_string(expected) + " asked for");
     }
     // The results intersecting [bounds[p], bounds[p + 1]), in order.
@@ -566,7 +566,7 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
         whole.packed_bits = y.packed_bits;
       } else if (whole.kind != y.kind || whole.log2_modulus != y.log2_modulus ||
                  whole.packed_bits != y.packed_bits) {
-        throw Error("the workers answered parts of one product at different moduli");
+        throw ModelError("the workers answered parts of one product at different moduli");
       }
       // The part's planes become a segment of the whole product, without a copy.
       const uint64_t first = begin - (at - rows), count = end - begin;
@@ -575,7 +575,7 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
       filled[j] += count;
     }
     if (k != results.size() || at != total_rows) {
-      throw Error("the worker answered a part of rows [" + std::to_string(bounds[p]) + ", " +
+      throw ModelError("the worker answered a part of rows [" + std::to_string(bounds[p]) + ", " +
                   std::to_string(bounds[p + 1]) + ") with " + std::to_string(results.size()) +
                   " products, not the ones that range intersects");
     }
@@ -597,7 +597,7 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   if (!status) throw RemoteProductError(status.error().code, status.error().to_string());
   for (size_t j = 0; j < expected; ++j) {
     if (filled[j] != out_rows[j] && out_rows[j] != 0) {
-      throw Error("the workers' parts hold " + std::to_string(filled[j]) + " of " +
+      throw ModelError("the workers' parts hold " + std::to_string(filled[j]) + " of " +
                   std::to_string(out_rows[j]) + " rows of a product");
     }
     // Parts arrive in any order; the segments go in row order (validate checks they tile).

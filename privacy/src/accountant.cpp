@@ -22,7 +22,7 @@ double epsilon_at(double q, double sigma, int64_t steps, double delta,
 void check_phase(const Phase& phase) {
   check_sampling_rate(phase.q);
   check_noise_multiplier(phase.sigma);
-  if (phase.steps < 0) throw Error("steps must be >= 0, got " + std::to_string(phase.steps));
+  if (phase.steps < 0) throw PrivacyError("steps must be >= 0, got " + std::to_string(phase.steps));
 }
 
 RdpAccountant::RdpAccountant() : orders_(default_orders()) {}
@@ -43,7 +43,7 @@ void RdpAccountant::add(const Phase& phase) {
   if (phase.steps == 0) return;
   int64_t total = 0;
   if (__builtin_add_overflow(total_steps_, phase.steps, &total)) {
-    throw Error("too many steps: " + std::to_string(total_steps_) + " recorded, " +
+    throw PrivacyError("too many steps: " + std::to_string(total_steps_) + " recorded, " +
                 std::to_string(phase.steps) + " more overflow a 64-bit count");
   }
   per_step(phase.q, phase.sigma);  // computes (and validates) before anything is recorded
@@ -98,47 +98,47 @@ RdpAccountant RdpAccountant::from_json(std::string_view json) {
   try {
     j = nlohmann::json::parse(json);
   } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("accountant state is not valid JSON: ") + e.what());
+    throw PrivacyError(std::string("accountant state is not valid JSON: ") + e.what());
   }
   auto field = [](const nlohmann::json& obj, const char* name) -> const nlohmann::json& {
     if (!obj.is_object() || !obj.contains(name)) {
-      throw Error(std::string("accountant state lacks the field \"") + name + "\"");
+      throw PrivacyError(std::string("accountant state lacks the field \"") + name + "\"");
     }
     return obj.at(name);
   };
   const nlohmann::json& orders = field(j, "orders");
-  if (!orders.is_array()) throw Error("accountant state: \"orders\" is not an array");
+  if (!orders.is_array()) throw PrivacyError("accountant state: \"orders\" is not an array");
   std::vector<double> order_values;
   for (const auto& o : orders) {
-    if (!o.is_number()) throw Error("accountant state: an order is not a number");
+    if (!o.is_number()) throw PrivacyError("accountant state: an order is not a number");
     order_values.push_back(o.get<double>());
   }
   RdpAccountant acc(std::move(order_values));
   const nlohmann::json& phases = field(j, "phases");
-  if (!phases.is_array()) throw Error("accountant state: \"phases\" is not an array");
+  if (!phases.is_array()) throw PrivacyError("accountant state: \"phases\" is not an array");
   for (const auto& p : phases) {
     const nlohmann::json& q = field(p, "q");
     const nlohmann::json& sigma = field(p, "sigma");
     const nlohmann::json& steps = field(p, "steps");
     if (!q.is_number() || !sigma.is_number()) {
-      throw Error("accountant state: a phase's q or sigma is not a number");
+      throw PrivacyError("accountant state: a phase's q or sigma is not a number");
     }
     if (!steps.is_number_integer()) {
-      throw Error("accountant state: a phase's steps is not an integer");
+      throw PrivacyError("accountant state: a phase's steps is not an integer");
     }
     if (steps.is_number_unsigned() && steps.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-      throw Error("accountant state: a phase's steps is out of range");
+      throw PrivacyError("accountant state: a phase's steps is out of range");
     }
     const Phase phase{q.get<double>(), sigma.get<double>(), steps.get<int64_t>()};
     try {
       check_phase(phase);
-    } catch (const Error& e) {
-      throw Error(std::string("accountant state: ") + e.what());
+    } catch (const PrivacyError& e) {
+      throw PrivacyError(std::string("accountant state: ") + e.what());
     }
     // Appended as stored (not merged) so that the reloaded state reproduces the saved one.
     if (phase.steps == 0) continue;
     if (__builtin_add_overflow(acc.total_steps_, phase.steps, &acc.total_steps_)) {
-      throw Error("accountant state: the step count overflows a 64-bit integer");
+      throw PrivacyError("accountant state: the step count overflows a 64-bit integer");
     }
     acc.per_step(phase.q, phase.sigma);
     acc.phases_.push_back(phase);
@@ -156,19 +156,19 @@ double sigma_for_epsilon(double q, int64_t steps, double target_epsilon, double 
   check_sampling_rate(q);
   check_delta(delta);
   check_orders(orders);
-  if (steps < 0) throw Error("steps must be >= 0, got " + std::to_string(steps));
+  if (steps < 0) throw PrivacyError("steps must be >= 0, got " + std::to_string(steps));
   if (!(target_epsilon > 0 && std::isfinite(target_epsilon))) {
-    throw Error("target epsilon must be finite and > 0, got " + format_number(target_epsilon));
+    throw PrivacyError("target epsilon must be finite and > 0, got " + format_number(target_epsilon));
   }
   if (!(search.sigma_min > 0 && search.sigma_max > search.sigma_min &&
         std::isfinite(search.sigma_max) && search.relative_tolerance > 0)) {
-    throw Error("sigma search range must satisfy 0 < sigma_min < sigma_max < inf");
+    throw PrivacyError("sigma search range must satisfy 0 < sigma_min < sigma_max < inf");
   }
   double lo = search.sigma_min;
   double hi = search.sigma_max;
   const double eps_hi = epsilon_at(q, hi, steps, delta, orders);
   if (!(eps_hi <= target_epsilon)) {
-    throw Error("epsilon " + format_number(target_epsilon) + " at delta " + format_number(delta) +
+    throw PrivacyError("epsilon " + format_number(target_epsilon) + " at delta " + format_number(delta) +
                 " is unreachable: even sigma=" + format_number(hi) + " spends epsilon " +
                 format_number(eps_hi) + " (q=" + format_number(q) +
                 ", steps=" + std::to_string(steps) + ")");

@@ -45,7 +45,7 @@ std::string errno_text() {
 
 void check_limit(double epsilon_max, double delta) {
   if (!(epsilon_max > 0 && std::isfinite(epsilon_max))) {
-    throw Error("budget epsilon_max must be finite and > 0, got " + num(epsilon_max));
+    throw PrivacyError("budget epsilon_max must be finite and > 0, got " + num(epsilon_max));
   }
   check_delta(delta);
 }
@@ -91,7 +91,7 @@ bool Budget::would_exceed(const Phase& planned, std::string* why) const {
 
 void Budget::commit(const Phase& phase) {
   std::string why;
-  if (would_exceed(phase, &why)) throw Error("privacy budget exceeded: " + why);
+  if (would_exceed(phase, &why)) throw PrivacyError("privacy budget exceeded: " + why);
   accountant_.add(phase);
 }
 
@@ -106,32 +106,32 @@ std::string Budget::to_json() const {
 }
 
 Budget Budget::from_json(std::string_view json) {
-  if (json.empty()) throw Error("budget state is empty (truncated?)");
+  if (json.empty()) throw PrivacyError("budget state is empty (truncated?)");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(json);
   } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("budget state is truncated or corrupt (not valid JSON): ") + e.what());
+    throw PrivacyError(std::string("budget state is truncated or corrupt (not valid JSON): ") + e.what());
   }
   if (!j.is_object() || !j.contains("format") || j["format"] != kFormat) {
-    throw Error("budget state is not a fedlora privacy budget (no \"format\": \"" +
+    throw PrivacyError("budget state is not a fedlora privacy budget (no \"format\": \"" +
                 std::string(kFormat) + "\")");
   }
   if (!j.contains("version") || j["version"] != kVersion) {
-    throw Error("budget state has an unsupported version (this build reads version " +
+    throw PrivacyError("budget state has an unsupported version (this build reads version " +
                 std::to_string(kVersion) + ")");
   }
   if (!j.contains("checksum") || !j["checksum"].is_string()) {
-    throw Error("budget state has no checksum");
+    throw PrivacyError("budget state has no checksum");
   }
   const std::string stored = j["checksum"].get<std::string>();
   j.erase("checksum");
   if (stored != checksum(j.dump())) {
-    throw Error("budget state is corrupt: checksum mismatch");
+    throw PrivacyError("budget state is corrupt: checksum mismatch");
   }
   if (!j.contains("epsilon_max") || !j["epsilon_max"].is_number() || !j.contains("delta") ||
       !j["delta"].is_number() || !j.contains("accountant") || !j["accountant"].is_object()) {
-    throw Error("budget state lacks epsilon_max, delta or accountant");
+    throw PrivacyError("budget state lacks epsilon_max, delta or accountant");
   }
   return Budget(j["epsilon_max"].get<double>(), j["delta"].get<double>(),
                 RdpAccountant::from_json(j["accountant"].dump()));
@@ -142,19 +142,19 @@ void Budget::save(const std::filesystem::path& file) const {
     // 0600, as the file always had: a site's spending is nobody else's business.
     base::write_file_atomic(file, to_json(), 0600);
   } catch (const base::IoError& e) {
-    throw Error(e.what());
+    throw PrivacyError(e.what());
   }
 }
 
 Budget Budget::load(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error("cannot open budget file " + file.string() + ": " + errno_text());
+  if (!in) throw PrivacyError("cannot open budget file " + file.string() + ": " + errno_text());
   std::string contents((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw Error("cannot read budget file " + file.string());
+  if (in.bad()) throw PrivacyError("cannot read budget file " + file.string());
   try {
     return from_json(contents);
-  } catch (const Error& e) {
-    throw Error("budget file " + file.string() + ": " + e.what());
+  } catch (const PrivacyError& e) {
+    throw PrivacyError("budget file " + file.string() + ": " + e.what());
   }
 }
 

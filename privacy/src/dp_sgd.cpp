@@ -8,12 +8,12 @@
 namespace privacy {
 
 void check_dp_sgd(const DpSgdConfig& c) {
-  if (!(c.clip > 0)) throw Error("DP-SGD clipping norm must be > 0, got " + std::to_string(c.clip));
+  if (!(c.clip > 0)) throw PrivacyError("DP-SGD clipping norm must be > 0, got " + std::to_string(c.clip));
   if (!(c.sigma >= 0) || !std::isfinite(c.sigma)) {
-    throw Error("DP-SGD noise multiplier must be finite and >= 0, got " + std::to_string(c.sigma));
+    throw PrivacyError("DP-SGD noise multiplier must be finite and >= 0, got " + std::to_string(c.sigma));
   }
   if (!(c.expected_batch > 0) || !std::isfinite(c.expected_batch)) {
-    throw Error("DP-SGD expected batch size must be > 0, got " + std::to_string(c.expected_batch));
+    throw PrivacyError("DP-SGD expected batch size must be > 0, got " + std::to_string(c.expected_batch));
   }
 }
 
@@ -45,11 +45,11 @@ DpSgdStep::DpSgdStep(size_t dim, DpSgdConfig config)
 
 void DpSgdStep::add_example(std::span<const float> gradient) {
   if (gradient.size() != dim_) {
-    throw Error("per-example gradient has " + std::to_string(gradient.size()) +
+    throw PrivacyError("per-example gradient has " + std::to_string(gradient.size()) +
                 " entries, expected " + std::to_string(dim_));
   }
   for (size_t i = 0; i < dim_; ++i) {
-    if (!std::isfinite(gradient[i])) throw Error("per-example gradient is not finite");
+    if (!std::isfinite(gradient[i])) throw PrivacyError("per-example gradient is not finite");
     scratch_[i] = gradient[i];
   }
   const double norm = clip_to_norm(scratch_, config_.clip);
@@ -62,7 +62,7 @@ std::vector<float> DpSgdStep::finish(GaussianNoise& noise) {
   std::vector<float> g(dim_);
   const double stddev = std::isfinite(config_.clip) ? config_.sigma * config_.clip : 0.0;
   if (config_.sigma > 0 && !std::isfinite(config_.clip)) {
-    throw Error("DP-SGD noise needs a finite clipping norm");
+    throw PrivacyError("DP-SGD noise needs a finite clipping norm");
   }
   for (size_t i = 0; i < dim_; ++i) {
     const double noisy = stddev > 0 ? sum_[i] + noise.sample(stddev) : sum_[i];
@@ -78,8 +78,8 @@ void DpSgdStep::reset() {
 }
 
 void clip_and_noise_delta(std::span<float> delta, double clip, double sigma, GaussianNoise& noise) {
-  if (!(clip > 0) || !std::isfinite(clip)) throw Error("delta clipping norm must be finite, > 0");
-  if (!(sigma >= 0) || !std::isfinite(sigma)) throw Error("delta noise multiplier must be >= 0");
+  if (!(clip > 0) || !std::isfinite(clip)) throw PrivacyError("delta clipping norm must be finite, > 0");
+  if (!(sigma >= 0) || !std::isfinite(sigma)) throw PrivacyError("delta noise multiplier must be >= 0");
   clip_to_norm(delta, clip);
   if (sigma > 0) noise.add_to(delta, sigma * clip);
 }

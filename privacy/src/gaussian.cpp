@@ -24,7 +24,7 @@ void GaussianNoise::refill() {
 }
 
 double GaussianNoise::sample(double stddev) {
-  if (!(stddev >= 0) || !std::isfinite(stddev)) throw Error("noise stddev must be finite, >= 0");
+  if (!(stddev >= 0) || !std::isfinite(stddev)) throw PrivacyError("noise stddev must be finite, >= 0");
   if (has_spare_) {
     has_spare_ = false;
     return spare_ * stddev;

@@ -21,7 +21,7 @@ double log_add(double log_x, double log_y) {
 
 double log_sub(double log_x, double log_y) {
   if (log_x < log_y) {
-    throw Error("log_sub: the difference would be negative (log_x=" + std::to_string(log_x) +
+    throw PrivacyError("log_sub: the difference would be negative (log_x=" + std::to_string(log_x) +
                 " < log_y=" + std::to_string(log_y) + ")");
   }
   if (log_y == -std::numeric_limits<double>::infinity()) return log_x;

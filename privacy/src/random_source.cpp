@@ -31,14 +31,14 @@ int hex_value(char c) {
 Seed parse_seed_hex(std::string_view hex) {
   Seed seed{};
   if (hex.size() != 2 * seed.size()) {
-    throw Error("a seed is " + std::to_string(2 * seed.size()) + " hex digits (32 bytes), got " +
+    throw PrivacyError("a seed is " + std::to_string(2 * seed.size()) + " hex digits (32 bytes), got " +
                 std::to_string(hex.size()) + " characters");
   }
   for (size_t i = 0; i < seed.size(); ++i) {
     const int hi = hex_value(hex[2 * i]);
     const int lo = hex_value(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
-      throw Error("a seed is hex digits only, found '" +
+      throw PrivacyError("a seed is hex digits only, found '" +
                   std::string(1, hi < 0 ? hex[2 * i] : hex[2 * i + 1]) + "'");
     }
     seed[i] = static_cast<unsigned char>(hi * 16 + lo);
@@ -51,11 +51,11 @@ RandomSource::RandomSource() = default;
 RandomSource::RandomSource(const Seed& seed, uint64_t stream)
     : cipher_(std::make_unique<Cipher>()) {
   cipher_->ctx = EVP_CIPHER_CTX_new();
-  if (cipher_->ctx == nullptr) throw Error("OpenSSL: cannot allocate a cipher context");
+  if (cipher_->ctx == nullptr) throw PrivacyError("OpenSSL: cannot allocate a cipher context");
   unsigned char iv[16] = {};
   for (int i = 0; i < 8; ++i) iv[i] = static_cast<unsigned char>(stream >> (56 - 8 * i));
   if (EVP_EncryptInit_ex(cipher_->ctx, EVP_aes_256_ctr(), nullptr, seed.data(), iv) != 1) {
-    throw Error("OpenSSL: cannot set up AES-256-CTR");
+    throw PrivacyError("OpenSSL: cannot set up AES-256-CTR");
   }
 }
 
@@ -87,10 +87,10 @@ void RandomSource::refill() {
     int written = 0;
     if (EVP_EncryptUpdate(cipher_->ctx, buffer_.data(), &written, buffer_.data(), n) != 1 ||
         written != n) {
-      throw Error("OpenSSL: AES-256-CTR failed");
+      throw PrivacyError("OpenSSL: AES-256-CTR failed");
     }
   } else if (RAND_bytes(buffer_.data(), n) != 1) {
-    throw Error("the system CSPRNG (RAND_bytes) failed");
+    throw PrivacyError("the system CSPRNG (RAND_bytes) failed");
   }
   used_ = 0;
 }

@@ -73,7 +73,7 @@ double log_a_frac(double q, double sigma, double alpha) {
     // makes A_alpha, and the RDP, infinite.
     if (log_s0 == kInf || log_s1 == kInf) return kInf;
     if (std::isnan(log_s0) || std::isnan(log_s1)) {
-      throw Error("RDP series is not a number at order " + format_number(alpha) +
+      throw PrivacyError("RDP series is not a number at order " + format_number(alpha) +
                   " (q=" + format_number(q) + ", sigma=" + format_number(sigma) + ")");
     }
     if (binom_positive) {
@@ -85,7 +85,7 @@ double log_a_frac(double q, double sigma, double alpha) {
     }
     if (std::fmax(log_s0, log_s1) < -30) break;
     if (i >= kMaxSeriesTerms) {
-      throw Error("RDP series did not converge at order " + format_number(alpha) +
+      throw PrivacyError("RDP series did not converge at order " + format_number(alpha) +
                   " (q=" + format_number(q) + ", sigma=" + format_number(sigma) + ")");
     }
   }
@@ -106,25 +106,25 @@ const std::vector<double>& default_orders() {
 
 void check_sampling_rate(double q) {
   if (!(q >= 0 && q <= 1))
-    throw Error("sampling rate q must be in [0, 1], got " + format_number(q));
+    throw PrivacyError("sampling rate q must be in [0, 1], got " + format_number(q));
 }
 
 void check_noise_multiplier(double sigma) {
   if (!(sigma > 0 && std::isfinite(sigma))) {
-    throw Error("noise multiplier sigma must be finite and > 0, got " + format_number(sigma));
+    throw PrivacyError("noise multiplier sigma must be finite and > 0, got " + format_number(sigma));
   }
 }
 
 void check_delta(double delta) {
   if (!(delta > 0 && delta < 1))
-    throw Error("delta must be in (0, 1), got " + format_number(delta));
+    throw PrivacyError("delta must be in (0, 1), got " + format_number(delta));
 }
 
 void check_orders(std::span<const double> orders) {
-  if (orders.empty()) throw Error("the list of RDP orders is empty");
+  if (orders.empty()) throw PrivacyError("the list of RDP orders is empty");
   for (double a : orders) {
     if (!(a > 1 && std::isfinite(a)))
-      throw Error("RDP orders must be finite and > 1, got " + format_number(a));
+      throw PrivacyError("RDP orders must be finite and > 1, got " + format_number(a));
   }
 }
 
@@ -132,7 +132,7 @@ double rdp_per_step(double q, double sigma, double order) {
   check_sampling_rate(q);
   check_noise_multiplier(sigma);
   if (!(order > 1 && std::isfinite(order))) {
-    throw Error("RDP orders must be finite and > 1, got " + format_number(order));
+    throw PrivacyError("RDP orders must be finite and > 1, got " + format_number(order));
   }
   if (q == 0) return 0;
   // Beyond the range of sigma^2 the limits are exact to double precision: no noise at all (sigma^2
@@ -155,7 +155,7 @@ std::vector<double> compute_rdp(double q, double sigma, int64_t steps,
   check_sampling_rate(q);
   check_noise_multiplier(sigma);
   check_orders(orders);
-  if (steps < 0) throw Error("steps must be >= 0, got " + std::to_string(steps));
+  if (steps < 0) throw PrivacyError("steps must be >= 0, got " + std::to_string(steps));
   std::vector<double> rdp;
   rdp.reserve(orders.size());
   if (steps == 0) {  // nothing released, even where one step would cost infinitely much
@@ -171,7 +171,7 @@ PrivacySpent privacy_spent(std::span<const double> orders, std::span<const doubl
   check_orders(orders);
   check_delta(delta);
   if (orders.size() != rdp.size()) {
-    throw Error("RDP curve has " + std::to_string(rdp.size()) + " values for " +
+    throw PrivacyError("RDP curve has " + std::to_string(rdp.size()) + " values for " +
                 std::to_string(orders.size()) + " orders");
   }
   const double log_delta = std::log(delta);

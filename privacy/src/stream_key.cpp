@@ -19,7 +19,7 @@ Seed derive_seed(const Seed& seed, std::string_view label, std::span<const uint8
                                       seed.size(), message.data(), message.size(), out.data(),
                                       out.size(), &len);
   OPENSSL_cleanse(message.data(), message.size());
-  if (ok == nullptr || len != out.size()) throw Error("OpenSSL: HMAC-SHA256 failed");
+  if (ok == nullptr || len != out.size()) throw PrivacyError("OpenSSL: HMAC-SHA256 failed");
   return out;
 }
 

@@ -113,11 +113,9 @@ Result<Blob> Blob::copy_of(BlobDesc desc, std::span<const uint8_t> bytes) {
     return make_error(ErrorCode::kShapeMismatch, "blob data has ", bytes.size(),
                       " bytes, its description says ", desc.byte_length);
   }
-  try {
+  return capture(ErrorCode::kInternal, "cannot allocate a blob: ", [&] {
     return Blob{std::move(desc), zmq::message_t(bytes.data(), bytes.size())};
-  } catch (const std::exception& e) {
-    return make_error(ErrorCode::kInternal, "cannot allocate a blob: ", e.what());
-  }
+  });
 }
 
 Result<Blob> Blob::adopt(BlobDesc desc, std::vector<uint8_t>&& bytes) {
@@ -126,7 +124,7 @@ Result<Blob> Blob::adopt(BlobDesc desc, std::vector<uint8_t>&& bytes) {
     return make_error(ErrorCode::kShapeMismatch, "blob data has ", bytes.size(),
                       " bytes, its description says ", desc.byte_length);
   }
-  try {
+  return capture(ErrorCode::kInternal, "cannot wrap a blob: ", [&] {
     auto owner = std::make_unique<std::vector<uint8_t>>(std::move(bytes));
     auto* raw = owner.get();
     zmq::message_t msg(
@@ -134,9 +132,7 @@ Result<Blob> Blob::adopt(BlobDesc desc, std::vector<uint8_t>&& bytes) {
         [](void*, void* hint) { delete static_cast<std::vector<uint8_t>*>(hint); }, raw);
     owner.release();
     return Blob{std::move(desc), std::move(msg)};
-  } catch (const std::exception& e) {
-    return make_error(ErrorCode::kInternal, "cannot wrap a blob: ", e.what());
-  }
+  });
 }
 
 }  // namespace protocol

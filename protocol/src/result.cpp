@@ -44,4 +44,36 @@ std::string Error::to_string() const {
   return std::string(error_code_name(code)) + ": " + message;
 }
 
+base::Code to_base_code(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kMalformedRequest:
+      return base::Code::kCorrupt;
+    case ErrorCode::kUnknownModel:
+    case ErrorCode::kUnknownLayer:
+      return base::Code::kNotFound;
+    case ErrorCode::kShapeMismatch:
+    case ErrorCode::kUnsupportedVersion:
+    case ErrorCode::kInvalidArgument:
+      return base::Code::kInvalidArgument;
+    case ErrorCode::kNoiseBudget:
+    case ErrorCode::kOverloaded:
+      return base::Code::kExhausted;
+    case ErrorCode::kUnauthorised:
+      return base::Code::kUnauthorised;
+    case ErrorCode::kTimeout:
+      return base::Code::kTimeout;
+    case ErrorCode::kTransport:
+      return base::Code::kUnavailable;
+    case ErrorCode::kIo:
+      return base::Code::kIo;
+    case ErrorCode::kInternal:
+      break;
+  }
+  return base::Code::kInternal;
+}
+
+base::Error to_base(const Error& e) {
+  return base::Error{to_base_code(e.code), e.to_string()};
+}
+
 }  // namespace protocol

@@ -79,14 +79,14 @@ TEST(CudaDevice, CountIsSaneAndConstructionFailsCleanlyWithoutAGpu) {
   EXPECT_EQ(count, fhe::cuda_device_count());  // stable, never throws
   auto w = random_int8(4 * 8, 1);
   if (count == 0) {
-    EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), w.data(), 4, 8, false), fhe::Error);
+    EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), w.data(), 4, 8, false), fhe::FheError);
     EXPECT_THROW(fhe::CudaPlainGemm(fhe::CudaPlainGemm::Type::kInt8, w.data(), 4, 8, 4),
-                 fhe::Error);
+                 fhe::FheError);
     std::vector<uint64_t> out(2048);
     EXPECT_THROW(fhe::cuda_expand_seed_rows(test_seed(1), 2048, ctx()->q(), 0, 1, out.data()),
-                 fhe::Error);
+                 fhe::FheError);
   } else {
-    EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), w.data(), 4, 8, false, count), fhe::Error);
+    EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), w.data(), 4, 8, false, count), fhe::FheError);
   }
 }
 
@@ -419,7 +419,7 @@ TEST(CudaPlaneGemm, RangeErrorsMidPipelineLeaveTheObjectUsable) {
   for (size_t at : {ct.c0.size() - 1, ct.c0.size() / 2, size_t{0}}) {
     auto bad = ct;
     bad.c0[at] = ctx()->q() + at;
-    EXPECT_THROW(gpu.multiply_into(bad, out), fhe::Error) << at;
+    EXPECT_THROW(gpu.multiply_into(bad, out), fhe::FheError) << at;
     gpu.multiply_into(ct, out);
     expect_same(out, want, "after a range error at " + std::to_string(at));
   }
@@ -473,27 +473,27 @@ TEST(CudaPlaneGemm, RefusesBadInput) {
   auto ct = enc.encrypt(x.data(), 16, 5, fhe::worst_case_bounds(16));
   EXPECT_NO_THROW(g.multiply(ct));
   fhe::CudaPlaneGemm gt(ctx(), w.data(), 8, 16, true);  // expects 8 rows
-  EXPECT_THROW(gt.multiply(ct), fhe::Error);
+  EXPECT_THROW(gt.multiply(ct), fhe::FheError);
   auto bad = ct;
   bad.c0[3] = fhe::Params::P48().q;  // out of range
-  EXPECT_THROW(g.multiply(bad), fhe::Error);
+  EXPECT_THROW(g.multiply(bad), fhe::FheError);
   bad = ct;
   bad.c0.pop_back();
-  EXPECT_THROW(g.multiply(bad), fhe::Error);
+  EXPECT_THROW(g.multiply(bad), fhe::FheError);
   bad = ct;
   bad.params_id = 9;
-  EXPECT_THROW(g.multiply(bad), fhe::Error);
+  EXPECT_THROW(g.multiply(bad), fhe::FheError);
   const auto prod = g.multiply(ct);
-  EXPECT_THROW(g.multiply(prod), fhe::Error);  // not a fresh ciphertext
+  EXPECT_THROW(g.multiply(prod), fhe::FheError);  // not a fresh ciphertext
   // A scale far too small for the noise of this matrix.
-  EXPECT_THROW(g.multiply(enc.encrypt(x.data(), 16, 5, 6)), fhe::Error);
-  EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), w.data(), 0, 16, false), fhe::Error);
-  EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), w.data(), 8, 16, false, -1), fhe::Error);
+  EXPECT_THROW(g.multiply(enc.encrypt(x.data(), 16, 5, 6)), fhe::FheError);
+  EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), w.data(), 0, 16, false), fhe::FheError);
+  EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), w.data(), 8, 16, false, -1), fhe::FheError);
   std::vector<int8_t> huge(140000);
-  EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), huge.data(), 1, 140000, false), fhe::Error);
+  EXPECT_THROW(fhe::CudaPlaneGemm(ctx(), huge.data(), 1, 140000, false), fhe::FheError);
   std::vector<uint64_t> out(8);
   EXPECT_THROW(fhe::cuda_expand_seed_rows(test_seed(1), 12, ctx()->q(), 0, 1, out.data()),
-               fhe::Error);
+               fhe::FheError);
 }
 
 TEST(CudaPlainGemm, Int8AndFp32BaselinesComputeThePlainProduct) {

@@ -154,7 +154,7 @@ TEST(PlaneGemm, ColumnBlocksOfAWiderMatrixAreItsRowsOfTheProduct) {
     if (borrow) std::printf("strided borrowed weights: %s\n", part.implementation());
   }
   EXPECT_THROW(fhe::PlaneGemm(ctx(), w.data(), d_out, d_in, true, {.weight_stride = d_in - 1}),
-               fhe::Error);
+               fhe::FheError);
 }
 
 // The stacked product of three parts (rows 40, 25, 35 of one ciphertext, past one block) is the
@@ -194,11 +194,11 @@ TEST(StackedProduct, EqualsTheStackedMatrixWordForWord) {
 
   // Refusals: rows that are not the parts' sum, parts of different widths.
   const auto short_ct = fhe::Encryptor(key).encrypt(x.data(), total - 1, 3, b, d_in * 3);
-  EXPECT_THROW(fhe::stacked_multiply(parts, short_ct), fhe::Error);
+  EXPECT_THROW(fhe::stacked_multiply(parts, short_ct), fhe::FheError);
   const auto other = random_int8(5 * (d_in + 1), 25);
   fhe::PlaneGemm wide(ctx(), other.data(), 5, d_in + 1, true);
   const std::vector<const fhe::PlaneGemm*> mixed = {parts[0], &wide};
-  EXPECT_THROW(fhe::stacked_multiply(mixed, ct), fhe::Error);
+  EXPECT_THROW(fhe::stacked_multiply(mixed, ct), fhe::FheError);
 }
 
 TEST(PlaneGemm, WideOutputAndSeveralThreadsStayExact) {
@@ -278,14 +278,14 @@ TEST(Encryption, AnotherKeyDoesNotDecryptTheProduct) {
 
 TEST(NoiseCheck, RefusesAnImpossibleInnerDimension) {
   const auto& p = fhe::Params::P48();
-  EXPECT_THROW(fhe::choose_log2_delta(p, fhe::worst_case_bounds(100000)), fhe::Error);
-  EXPECT_THROW(fhe::choose_log2_delta(p, fhe::worst_case_bounds(uint64_t{1} << 40)), fhe::Error);
+  EXPECT_THROW(fhe::choose_log2_delta(p, fhe::worst_case_bounds(100000)), fhe::FheError);
+  EXPECT_THROW(fhe::choose_log2_delta(p, fhe::worst_case_bounds(uint64_t{1} << 40)), fhe::FheError);
   // The worst case works up to 8191 and is refused from 8192 on.
   EXPECT_NO_THROW(fhe::choose_log2_delta(p, fhe::worst_case_bounds(8191)));
-  EXPECT_THROW(fhe::choose_log2_delta(p, fhe::worst_case_bounds(8192)), fhe::Error);
+  EXPECT_THROW(fhe::choose_log2_delta(p, fhe::worst_case_bounds(8192)), fhe::FheError);
   try {
     fhe::choose_log2_delta(p, fhe::worst_case_bounds(100000));
-  } catch (const fhe::Error& e) {
+  } catch (const fhe::FheError& e) {
     EXPECT_NE(std::string(e.what()).find("100000"), std::string::npos) << e.what();
   }
 }
@@ -299,10 +299,10 @@ TEST(NoiseCheck, WorkerRefusesAProductTheScaleCannotCarry) {
   fhe::PlaneGemm g(ctx(), heavy.data(), d_out, d_in, false);
   // Scale chosen for tiny weights: the message would overflow q.
   const auto big = enc.encrypt(x.data(), d_in, t, fhe::WeightBounds{10, 4.0, d_in});
-  EXPECT_THROW(g.multiply(big), fhe::Error);
+  EXPECT_THROW(g.multiply(big), fhe::FheError);
   // Scale far too small for the noise of this matrix.
   const auto small = enc.encrypt(x.data(), d_in, t, 6);
-  EXPECT_THROW(g.multiply(small), fhe::Error);
+  EXPECT_THROW(g.multiply(small), fhe::FheError);
   // The right scale passes.
   const auto ok = enc.encrypt(x.data(), d_in, t, fhe::worst_case_bounds(d_in));
   EXPECT_EQ(fhe::Decryptor(key).decrypt(g.multiply(ok)),
@@ -318,19 +318,19 @@ TEST(PlaneGemm, RefusesMismatchedAndMalformedCiphertexts) {
   auto ct = enc.encrypt(x.data(), 16, 5, fhe::worst_case_bounds(16));
   EXPECT_NO_THROW(g.multiply(ct));
   fhe::PlaneGemm gt(ctx(), w.data(), 8, 16, true);  // expects 8 rows
-  EXPECT_THROW(gt.multiply(ct), fhe::Error);
+  EXPECT_THROW(gt.multiply(ct), fhe::FheError);
   auto bad = ct;
   bad.c0[3] = fhe::Params::P48().q;  // out of range
-  EXPECT_THROW(g.multiply(bad), fhe::Error);
+  EXPECT_THROW(g.multiply(bad), fhe::FheError);
   bad = ct;
   bad.c0.pop_back();
-  EXPECT_THROW(g.multiply(bad), fhe::Error);
+  EXPECT_THROW(g.multiply(bad), fhe::FheError);
   bad = ct;
   bad.params_id = 9;
-  EXPECT_THROW(g.multiply(bad), fhe::Error);
-  EXPECT_THROW(fhe::PlaneGemm(ctx(), w.data(), 0, 16, false), fhe::Error);
+  EXPECT_THROW(g.multiply(bad), fhe::FheError);
+  EXPECT_THROW(fhe::PlaneGemm(ctx(), w.data(), 0, 16, false), fhe::FheError);
   std::vector<int8_t> huge(70000);
-  EXPECT_THROW(fhe::PlaneGemm(ctx(), huge.data(), 1, 70000, false), fhe::Error);
+  EXPECT_THROW(fhe::PlaneGemm(ctx(), huge.data(), 1, 70000, false), fhe::FheError);
 }
 
 }  // namespace

@@ -115,16 +115,16 @@ TEST(ModSwitch, RefusesMalformedSwitchedCiphertexts) {
   fhe::PlaneGemm g(ctx(), w.data(), 6, 16, false);
   auto prod = g.multiply(fhe::Encryptor(key).encrypt(x.data(), 16, 5, g.bounds(), 30));
   ASSERT_GT(g.switch_reply(prod), 0u);
-  EXPECT_THROW(g.switch_reply(prod), fhe::Error);  // already switched
+  EXPECT_THROW(g.switch_reply(prod), fhe::FheError);  // already switched
   auto bad = prod;
   bad.log2_modulus = 40;
-  EXPECT_THROW(fhe::serialize(*ctx(), bad), fhe::Error);
+  EXPECT_THROW(fhe::serialize(*ctx(), bad), fhe::FheError);
   bad = prod;
   bad.c1[0] = uint64_t{1} << prod.log2_modulus;
-  EXPECT_THROW(fhe::serialize(*ctx(), bad), fhe::Error);
+  EXPECT_THROW(fhe::serialize(*ctx(), bad), fhe::FheError);
   auto bytes = fhe::serialize(*ctx(), prod);
   bytes[52] = 60;  // bits field
-  EXPECT_THROW(fhe::deserialize(*ctx(), bytes.data(), bytes.size()), fhe::Error);
+  EXPECT_THROW(fhe::deserialize(*ctx(), bytes.data(), bytes.size()), fhe::FheError);
 }
 
 }  // namespace

@@ -42,13 +42,13 @@ TEST(Params, P48IsTheDesignedPrime) {
   EXPECT_TRUE(fhe::is_prime_u64(p.q));
   EXPECT_EQ((p.q - 1) % (1u << 14), 0u);
   EXPECT_EQ(p.n, 2048u);
-  EXPECT_THROW(fhe::Params::by_id(77), fhe::Error);
+  EXPECT_THROW(fhe::Params::by_id(77), fhe::FheError);
 }
 
 TEST(Ntt, RefusesBadParameters) {
-  EXPECT_THROW(fhe::Ntt(1000, fhe::Params::P48().q), fhe::Error);
-  EXPECT_THROW(fhe::Ntt(2048, 281474976694275ull), fhe::Error);     // not prime
-  EXPECT_THROW(fhe::Ntt(65536, fhe::Params::P48().q), fhe::Error);  // q != 1 mod 2n
+  EXPECT_THROW(fhe::Ntt(1000, fhe::Params::P48().q), fhe::FheError);
+  EXPECT_THROW(fhe::Ntt(2048, 281474976694275ull), fhe::FheError);     // not prime
+  EXPECT_THROW(fhe::Ntt(65536, fhe::Params::P48().q), fhe::FheError);  // q != 1 mod 2n
 }
 
 TEST(Ntt, PsiIsAPrimitive2nthRoot) {

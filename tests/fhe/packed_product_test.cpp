@@ -118,23 +118,23 @@ TEST(PackedProductRefusals, OutOfRangeCoefficientsAndBadLayouts) {
   over.c1[5 * ctx()->n() + 3] = ctx()->q();
   const fhe::CiphertextMatrix bad = packed_copy(over, bits, {0, 2});
   EXPECT_NO_THROW(fhe::validate(*ctx(), bad, /*check_range=*/false));
-  EXPECT_THROW(fhe::validate(*ctx(), bad), fhe::Error);
-  EXPECT_THROW(dec.decrypt(bad), fhe::Error);
+  EXPECT_THROW(fhe::validate(*ctx(), bad), fhe::FheError);
+  EXPECT_THROW(dec.decrypt(bad), fhe::FheError);
 
   const fhe::CiphertextMatrix good = packed_copy(prod, bits, {0, 2, 4});
   auto gap = good;
   gap.packed.erase(gap.packed.begin() + 1);  // rows 2-3 missing
-  EXPECT_THROW(fhe::validate(*ctx(), gap, false), fhe::Error);
+  EXPECT_THROW(fhe::validate(*ctx(), gap, false), fhe::FheError);
   auto short_plane = good;
   short_plane.packed[2].c1_bytes -= 1;
-  EXPECT_THROW(dec.decrypt(short_plane), fhe::Error);
+  EXPECT_THROW(dec.decrypt(short_plane), fhe::FheError);
   auto wrong_bits = good;
   wrong_bits.packed_bits = 40;
-  EXPECT_THROW(fhe::validate(*ctx(), wrong_bits, false), fhe::Error);
+  EXPECT_THROW(fhe::validate(*ctx(), wrong_bits, false), fhe::FheError);
   auto both = good;
   both.c0 = prod.c0;
-  EXPECT_THROW(fhe::validate(*ctx(), both, false), fhe::Error);
-  EXPECT_THROW(fhe::unpacked(*ctx(), bad), fhe::Error);
+  EXPECT_THROW(fhe::validate(*ctx(), both, false), fhe::FheError);
+  EXPECT_THROW(fhe::unpacked(*ctx(), bad), fhe::FheError);
   const fhe::CiphertextMatrix plain = fhe::unpacked(*ctx(), good);
   EXPECT_FALSE(plain.is_packed());
   EXPECT_TRUE(plain.c0 == prod.c0 && plain.c1 == prod.c1);

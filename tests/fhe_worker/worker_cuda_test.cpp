@@ -188,7 +188,7 @@ TEST(WorkerCudaDevice, CudaIsRefusedCleanlyWithoutAGpu) {
   EXPECT_FALSE(fhe_worker::cuda_available());
   TempDir tmp;
   const auto dir = write_tiny_model(tmp.path());
-  EXPECT_THROW(load_model(dir, "cuda"), fhe_worker::Error);
+  EXPECT_THROW(load_model(dir, "cuda"), fhe_worker::WorkerError);
 }
 
 }  // namespace

@@ -434,7 +434,7 @@ TEST(WorkerModel, TiedModelServesTheEmbeddingsAsLmHead) {
   EXPECT_EQ(m.weight(0, ProjectionKind::kLmHead).values,
             model::quantize_weight_rows(weights.embed_tokens).values);
   EXPECT_EQ(m.layers_of(ProjectionKind::kLmHead), 1u);
-  EXPECT_THROW(m.weight(1, ProjectionKind::kLmHead), fhe_worker::Error);
+  EXPECT_THROW(m.weight(1, ProjectionKind::kLmHead), fhe_worker::WorkerError);
 }
 
 // A vocabulary whose columns are all +-127 after quantization: the transposed LM head's inner
@@ -470,7 +470,7 @@ TEST(WorkerModel, VocabularyTooLargeForTheTransposedNoiseBoundIsATypedError) {
   EXPECT_EQ(b.max_row_l1, 127u * 16384u);
   EXPECT_EQ(b.inner_dim, 16384u);
   // The participant could not choose a scale for it either.
-  EXPECT_THROW(fhe::choose_log2_delta(m.context().params(), b, 8), fhe::Error);
+  EXPECT_THROW(fhe::choose_log2_delta(m.context().params(), b, 8), fhe::FheError);
 
   const fhe::Params& p = m.context().params();
   const auto request = [&](bool transpose, uint32_t log2_delta) {

@@ -301,7 +301,7 @@ TEST(WorkerCurve, UnlistedClientIsRefusedAllowedOneServed) {
   open.log = config.log;
   EXPECT_THROW(fhe_worker::Worker::start(
                    fhe_worker::WorkerModel::load(dir, fhe_worker::WorkerModelOptions{}), open),
-               fhe_worker::Error);
+               fhe_worker::WorkerError);
 }
 
 // An empty or reversed output row range (which the encoder refuses to write) is refused as

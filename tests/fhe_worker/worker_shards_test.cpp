@@ -46,7 +46,7 @@ TEST(WorkerShards, AShardKeepsItsLayersAndPublishesTheWholeModelsHash) {
     EXPECT_FALSE(one->holds(0, kind));
     ASSERT_TRUE(one->holds(1, kind));
     EXPECT_TRUE(same(one->weight(1, kind), full->weight(1, kind)));
-    EXPECT_THROW(one->weight(0, kind), fhe_worker::Error);
+    EXPECT_THROW(one->weight(0, kind), fhe_worker::WorkerError);
   }
   EXPECT_FALSE(one->holds(0, ProjectionKind::kLmHead));  // --layers without --lm-head
   EXPECT_TRUE(full->holds(0, ProjectionKind::kLmHead));
@@ -82,16 +82,16 @@ TEST(WorkerShards, ALayerRangeOutsideTheModelOrMisspeltIsRefused) {
   try {
     fhe_worker::WorkerModel::load(dir, shard(fhe_worker::LayerRange{0, 5}));
     ADD_FAILURE() << "a range past the model loaded";
-  } catch (const fhe_worker::Error& e) {
+  } catch (const fhe_worker::WorkerError& e) {
     EXPECT_NE(std::string(e.what()).find("has layers 0-1"), std::string::npos) << e.what();
   }
   EXPECT_EQ(fhe_worker::parse_layer_range("0-7"), (fhe_worker::LayerRange{0, 7}));
   EXPECT_EQ(fhe_worker::parse_layer_range("3"), (fhe_worker::LayerRange{3, 3}));
   for (const char* bad : {"", "7-3", "a", "-1", "1-", "1-2-3", "0x3", "99999999"}) {
-    EXPECT_THROW(fhe_worker::parse_layer_range(bad), fhe_worker::Error) << bad;
+    EXPECT_THROW(fhe_worker::parse_layer_range(bad), fhe_worker::WorkerError) << bad;
   }
   const char* argv[] = {"fhe_worker", "--model", "m", "--insecure", "--layers", "2-1"};
-  EXPECT_THROW(fhe_worker::parse_command_line(6, argv), fhe_worker::Error);
+  EXPECT_THROW(fhe_worker::parse_command_line(6, argv), fhe_worker::WorkerError);
   const char* good[] = {"fhe_worker", "--model", "m",         "--insecure",
                         "--layers",   "1",       "--lm-head", "true"};
   const auto cl = fhe_worker::parse_command_line(8, good);

@@ -1,5 +1,5 @@
 // The privacy budget file (privacy/budget.h, budget.json): Budget::from_json either returns a
-// budget whose own to_json reads back to the same text, or throws privacy::Error with one line.
+// budget whose own to_json reads back to the same text, or throws privacy::PrivacyError with one line.
 #include "fuzz_target.h"
 #include "privacy/budget.h"
 #include "privacy/error.h"
@@ -14,7 +14,7 @@ int one_input(const uint8_t* data, size_t size) {
     if (privacy::Budget::from_json(again).to_json() != again) {
       fuzz::finding("a loaded budget does not round-trip through to_json");
     }
-  } catch (const privacy::Error& e) {
+  } catch (const privacy::PrivacyError& e) {
     fuzz::expect_one_line(e.what());
   }
   return 0;

@@ -1,7 +1,7 @@
 // The PEFT adapter reader (model/peft_adapter.h): adapter_config.json and
 // adapter_model.safetensors. The input is the config, then the separator "\n--\n", then the
 // safetensors bytes (without a separator: the config alone and an empty weights file). A read
-// adapter must pass validate_peft_adapter; a refusal is a one-line model::Error.
+// adapter must pass validate_peft_adapter; a refusal is a one-line model::ModelError.
 #include "fuzz_files.h"
 #include "fuzz_target.h"
 #include "model/error.h"
@@ -20,7 +20,7 @@ int one_input(const uint8_t* data, size_t size) {
   try {
     const auto adapter = model::read_peft_adapter(fuzz::scratch_dir());
     model::validate_peft_adapter(adapter, "fuzzed adapter");
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     fuzz::expect_one_line(e.what());
   }
   return 0;

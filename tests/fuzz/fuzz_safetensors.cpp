@@ -1,7 +1,7 @@
 // The safetensors header (model/safetensors_header.h). Bytes 0..7 of the input give the size of
 // the data area (little-endian, modulo 2^32), the rest is the JSON header. A parsed header must
 // keep every tensor inside the data area with exactly numel x dtype size bytes; a refusal is a
-// one-line model::Error naming the file.
+// one-line model::ModelError naming the file.
 #include <cstring>
 
 #include "fuzz_target.h"
@@ -25,7 +25,7 @@ int one_input(const uint8_t* data, size_t size) {
         fuzz::finding("tensor size disagrees with its shape");
       }
     }
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     fuzz::expect_one_line(e.what());
     if (std::string_view(e.what()).find("fuzz.safetensors") == std::string_view::npos) {
       fuzz::finding(e.what());

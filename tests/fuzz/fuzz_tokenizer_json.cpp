@@ -1,5 +1,5 @@
 // A Hugging Face tokenizer.json (model/hf_tokenizer.h): the reader either refuses the file with
-// model::Error (one line) or gives a tokenizer whose encoding of a few texts decodes back to
+// model::ModelError (one line) or gives a tokenizer whose encoding of a few texts decodes back to
 // them (byte-level BPE is lossless; special tokens aside, which these texts do not contain) and
 // whose ids lie inside its vocabulary.
 #include "fuzz_files.h"
@@ -21,7 +21,7 @@ int one_input(const uint8_t* data, size_t size) {
       }
       (void)tok.decode(ids);
     }
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     fuzz::expect_one_line(e.what());
   }
   return 0;

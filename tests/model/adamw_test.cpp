@@ -85,23 +85,23 @@ TEST(AdamW, SetLrAndPerParameterSteps) {
 }
 
 TEST(AdamW, RefusesBadOptionsAndShapes) {
-  EXPECT_THROW(AdamW({.lr = -1}), model::Error);
-  EXPECT_THROW(AdamW({.beta1 = 1.0}), model::Error);
-  EXPECT_THROW(AdamW({.beta2 = -0.1}), model::Error);
-  EXPECT_THROW(AdamW({.eps = -1e-8}), model::Error);
-  EXPECT_THROW(AdamW({.weight_decay = -0.01}), model::Error);
+  EXPECT_THROW(AdamW({.lr = -1}), model::ModelError);
+  EXPECT_THROW(AdamW({.beta1 = 1.0}), model::ModelError);
+  EXPECT_THROW(AdamW({.beta2 = -0.1}), model::ModelError);
+  EXPECT_THROW(AdamW({.eps = -1e-8}), model::ModelError);
+  EXPECT_THROW(AdamW({.weight_decay = -0.01}), model::ModelError);
   AdamW opt;
-  EXPECT_THROW(opt.set_lr(std::nan("")), model::Error);
+  EXPECT_THROW(opt.set_lr(std::nan("")), model::ModelError);
 
   std::vector<float> p = {1, 2}, q = {1, 2, 3};
   const std::vector<float> g2 = {0.1f, 0.2f}, g3 = {0.1f, 0.2f, 0.3f};
-  EXPECT_THROW(opt.step({{"p", p, g3}}), model::Error);
-  EXPECT_THROW(opt.step({{"p", p, g2}, {"p", p, g2}}), model::Error);
-  EXPECT_THROW(opt.step({{"", p, g2}}), model::Error);
+  EXPECT_THROW(opt.step({{"p", p, g3}}), model::ModelError);
+  EXPECT_THROW(opt.step({{"p", p, g2}, {"p", p, g2}}), model::ModelError);
+  EXPECT_THROW(opt.step({{"", p, g2}}), model::ModelError);
   opt.step({{"p", p, g2}});
   // A size that differs from the state is refused before anything moves.
   const std::vector<float> q_before = q;
-  EXPECT_THROW(opt.step({{"other", q, g3}, {"p", q, g3}}), model::Error);
+  EXPECT_THROW(opt.step({{"other", q, g3}, {"p", q, g3}}), model::ModelError);
   EXPECT_EQ(q, q_before);
   EXPECT_FALSE(opt.state().contains("other"));
   EXPECT_EQ(opt.steps_taken(), 1);
@@ -138,11 +138,11 @@ TEST(AdamW, CheckpointResumesExactly) {
 TEST(AdamW, RefusesBadCheckpoints) {
   model_test::TempDir dir;
   const auto path = dir / "opt.safetensors";
-  EXPECT_THROW(model::load_adamw(path), model::Error);
+  EXPECT_THROW(model::load_adamw(path), model::ModelError);
   const std::vector<float> v = {1, 2};
   const model::TensorToWrite t[] = {{"w.exp_avg", model::DType::kF32, {2}, v}};
   model::write_safetensors(path, t, {{"format", "something-else"}});
-  EXPECT_THROW(model::load_adamw(path), model::Error);
+  EXPECT_THROW(model::load_adamw(path), model::ModelError);
 
   AdamW opt;
   std::vector<float> p = {1, 2};
@@ -155,7 +155,7 @@ TEST(AdamW, RefusesBadCheckpoints) {
   try {
     model::load_adamw(path);
     ADD_FAILURE() << "loaded a checkpoint with an unknown tensor";
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("unknown tensor 'w.exp_avg_zz'"), std::string::npos)
         << e.what();
   }

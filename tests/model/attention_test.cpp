@@ -77,7 +77,7 @@ TEST(Attention, RefusesShapesThatDoNotFit) {
   model::Activations q = model::Activations::Zero(4, 2), k = model::Activations::Zero(3, 2);
   model::Activations out;
   EXPECT_THROW(model::attention_forward(q, k, k, model::TokenBatch({{1, 2}}), {4, 2, 1}, out),
-               model::Error);
+               model::ModelError);
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ TEST(CheckpointWriter, ParsesSizesAsTransformers) {
   EXPECT_EQ(model::parse_shard_size("12345"), 12345u);
   for (const char* bad : {"", "GB", "5TB", "5 GB", "-1", "0", "0MB", "1.5GB",
                           "99999999999999999999", "9000000000GiB"}) {
-    EXPECT_THROW(model::parse_shard_size(bad), model::Error) << bad;
+    EXPECT_THROW(model::parse_shard_size(bad), model::ModelError) << bad;
   }
 }
 
@@ -66,10 +66,10 @@ TEST(SafetensorsStreamWriter, WritesChunksInPlaceAndChecksCompleteness) {
     model::SafetensorsStreamWriter w(dir / "x.safetensors", specs, {{"format", "pt"}});
     const float z1[] = {1, 2}, z2[] = {3}, a[] = {0.5f, -1, 2, 4};
     w.write(0, 0, z1);
-    EXPECT_THROW(w.write(0, 0, z2), model::Error);  // not the next values
-    EXPECT_THROW(w.write(1, 1, a), model::Error);
+    EXPECT_THROW(w.write(0, 0, z2), model::ModelError);  // not the next values
+    EXPECT_THROW(w.write(1, 1, a), model::ModelError);
     w.write(1, 0, a);
-    EXPECT_THROW(w.finish(), model::Error);  // z is not complete
+    EXPECT_THROW(w.finish(), model::ModelError);  // z is not complete
   }
   EXPECT_FALSE(std::filesystem::exists(dir / "x.safetensors"));
   EXPECT_FALSE(std::filesystem::exists(dir / "x.safetensors.tmp"));
@@ -135,8 +135,8 @@ TEST(CheckpointWriter, ShardedRandomModelHoldsTheSameValuesAsOneFile) {
   EXPECT_EQ(w.layers.size(), static_cast<size_t>(c.num_hidden_layers));
 
   // A directory holding one layout is not overwritten with the other.
-  EXPECT_THROW(model::write_random_llama(dir / "one", c, sharded), model::Error);
-  EXPECT_THROW(model::write_random_llama(dir / "many", c, {3, DType::kBF16}), model::Error);
+  EXPECT_THROW(model::write_random_llama(dir / "one", c, sharded), model::ModelError);
+  EXPECT_THROW(model::write_random_llama(dir / "many", c, {3, DType::kBF16}), model::ModelError);
 }
 
 TEST(TensorStore, ReleasedPagesReadBackTheSameValues) {
@@ -150,7 +150,7 @@ TEST(TensorStore, ReleasedPagesReadBackTheSameValues) {
   EXPECT_EQ(store.read_f32("model.embed_tokens.weight"), before);
   store.release("model.norm.weight");  // smaller than a page: nothing to drop, still fine
   EXPECT_EQ(store.read_f32("model.norm.weight").size(), 16u);
-  EXPECT_THROW(store.release("no.such.tensor"), model::Error);
+  EXPECT_THROW(store.release("no.such.tensor"), model::ModelError);
 }
 
 }  // namespace

@@ -116,7 +116,7 @@ TEST(ChunkedHead, ColumnsGiveTheRowwiseLossAndGradient) {
   model::cross_entropy_columns<float>(columns, labels, 1.0 / 3, &d, sum);
   EXPECT_EQ(sum / 3, want);
   EXPECT_EQ(model::Activations(d.transpose()), model::Activations(dlogits));
-  EXPECT_THROW(model::next_token_labels(model::TokenBatch({{1, 9}}), 4), model::Error);
+  EXPECT_THROW(model::next_token_labels(model::TokenBatch({{1, 9}}), 4), model::ModelError);
 }
 
 }  // namespace

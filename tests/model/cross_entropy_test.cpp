@@ -27,9 +27,9 @@ TEST(CrossEntropy, MeanOverPredictedPositions) {
 TEST(CrossEntropy, RefusesABatchWithNothingToPredict) {
   EXPECT_THROW(
       model::cross_entropy_forward(model::Matrix::Zero(2, 4), model::TokenBatch({{1}, {2}})),
-      model::Error);
+      model::ModelError);
   EXPECT_THROW(model::cross_entropy_forward(model::Matrix::Zero(3, 4), model::TokenBatch({{1, 2}})),
-               model::Error);
+               model::ModelError);
 }
 
 }  // namespace

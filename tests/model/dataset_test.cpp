@@ -16,13 +16,13 @@ namespace {
 
 using model_test::TempDir;
 
-// Expects `f` to throw a model::Error whose message contains `needle` and is one line.
+// Expects `f` to throw a model::ModelError whose message contains `needle` and is one line.
 template <class F>
 void expect_error(F&& f, const std::string& needle) {
   try {
     f();
     ADD_FAILURE() << "no error, expected one containing: " << needle;
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find(needle), std::string::npos) << what;
     EXPECT_EQ(what.find('\n'), std::string::npos) << what;

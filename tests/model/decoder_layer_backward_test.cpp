@@ -106,7 +106,7 @@ TEST(DecoderLayerBackward, RefusesACacheWithoutTheAdapter) {
   Mat dx = Mat::Ones(x.rows(), x.cols());
   EXPECT_THROW(model::decoder_layer_backward(0, fx.weights->layers[0], fx.config, fx.rope, fx.batch,
                                              fx.backend, cache, dx, &lora, &grads),
-               model::Error);
+               model::ModelError);
 }
 
 }  // namespace

@@ -373,24 +373,24 @@ TEST_F(DpSgd, AnEmptyPoissonBatchStillTakesANoisyStep) {
   model::LoraTrainer plain(*llama, *equal_, options());
   FixedSampler none({});
   plain.set_batch_sampler(&none);
-  EXPECT_THROW(plain.step(), model::Error);
+  EXPECT_THROW(plain.step(), model::ModelError);
 }
 
 TEST_F(DpSgd, RefusesBadConfigurations) {
   privacy::GaussianNoise noise;
   EXPECT_THROW(model::DpSgdReducer({.clip = kInf, .sigma = 1, .expected_batch = 1}, noise),
-               model::Error);
+               model::ModelError);
   EXPECT_THROW(model::DpSgdReducer({.clip = 0, .sigma = 1, .expected_batch = 1}, noise),
-               model::Error);
+               model::ModelError);
   EXPECT_THROW(model::DpSgdReducer({.clip = 1, .sigma = -1, .expected_batch = 1}, noise),
-               model::Error);
+               model::ModelError);
   EXPECT_THROW(model::DpSgdReducer({.clip = 1, .sigma = 1, .expected_batch = 0}, noise),
-               model::Error);
+               model::ModelError);
   privacy::RandomSource source;
   model::UrbgRandomBits<privacy::RandomSource> bits(source);
-  EXPECT_THROW(model::PoissonBatchSampler(10, 0.0, bits), model::Error);
-  EXPECT_THROW(model::PoissonBatchSampler(10, 1.5, bits), model::Error);
-  EXPECT_THROW(model::PoissonBatchSampler(0, 0.5, bits), model::Error);
+  EXPECT_THROW(model::PoissonBatchSampler(10, 0.0, bits), model::ModelError);
+  EXPECT_THROW(model::PoissonBatchSampler(10, 1.5, bits), model::ModelError);
+  EXPECT_THROW(model::PoissonBatchSampler(0, 0.5, bits), model::ModelError);
   EXPECT_EQ(model::PoissonBatchSampler(10, 1.0, bits).next().size(), 10u);
 }
 

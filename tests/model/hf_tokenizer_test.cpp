@@ -124,9 +124,9 @@ TEST(HfTokenizer, SpecialTokensDecodeToNothingOthersToTheirText) {
   const std::vector<int32_t> ids = {tok.bos_id(), mrn, eot, tok.eos_id()};
   EXPECT_EQ(tok.decode(ids), "[MRN]");
   const std::vector<int32_t> bad = {static_cast<int32_t>(tok.vocab_size())};
-  EXPECT_THROW(tok.decode(bad), model::Error);
+  EXPECT_THROW(tok.decode(bad), model::ModelError);
   const std::vector<int32_t> negative = {-1};
-  EXPECT_THROW(tok.decode(negative), model::Error);
+  EXPECT_THROW(tok.decode(negative), model::ModelError);
   // Any byte string round-trips, even invalid UTF-8.
   const std::string bytes("\xff\xfe ok \xc3", 7);
   EXPECT_EQ(tok.decode(tok.encode(bytes)), bytes);
@@ -223,7 +223,7 @@ void expect_refused(const TempDir& dir, const std::string& text, const std::stri
   try {
     model::HfTokenizer tok(dir / "tokenizer.json");
     ADD_FAILURE() << "accepted; expected an error containing " << needle;
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find(needle), std::string::npos) << what;
     EXPECT_NE(what.find("tokenizer.json"), std::string::npos) << what;
@@ -300,14 +300,14 @@ TEST(LoadTokenizer, PicksTokenizerJsonAndRefusesABadOne) {
   EXPECT_STREQ(model::tokenizer_kind(d), "tokenizer.json");
   const auto tok = model::load_tokenizer(d, 664);
   EXPECT_EQ(tok->encode("Patient"), (std::vector<int32_t>{344}));
-  EXPECT_THROW(model::load_tokenizer(d, 663), model::Error);  // ids do not fit the model
+  EXPECT_THROW(model::load_tokenizer(d, 663), model::ModelError);  // ids do not fit the model
   // An unsupported tokenizer.json is an error, not a silent fallback to bytes.
   model_test::write_file(d / "tokenizer.json", R"({"model": {"type": "Unigram"}})");
   EXPECT_STREQ(model::tokenizer_kind(d), "tokenizer.json");
   try {
     model::load_tokenizer(d, 100000);
     ADD_FAILURE() << "accepted an unsupported tokenizer.json";
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("tokenizer.json: model type Unigram is not supported"),
               std::string::npos)
         << e.what();

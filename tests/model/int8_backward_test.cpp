@@ -132,8 +132,8 @@ TEST(Int8Backward, BackendsRefuseAWrongGradientWidth) {
   model::Activations dx;
   for (model::LinearBackend* b :
        std::initializer_list<model::LinearBackend*>{&int8, &exact, &encrypted}) {
-    EXPECT_THROW(b->backward({ProjectionKind::kQ, 0}, g, dx), model::Error) << b->name();
-    EXPECT_THROW(b->backward({ProjectionKind::kQ, 5}, g, dx), model::Error) << b->name();
+    EXPECT_THROW(b->backward({ProjectionKind::kQ, 0}, g, dx), model::ModelError) << b->name();
+    EXPECT_THROW(b->backward({ProjectionKind::kQ, 5}, g, dx), model::ModelError) << b->name();
   }
 }
 
@@ -150,7 +150,7 @@ TEST(Int8Backward, DefaultBackwardRefuses) {
   ForwardOnlyBackend b;
   model::Activations dx;
   EXPECT_THROW(b.backward(model::ProjectionId::lm_head(), model::Activations::Zero(2, 2), dx),
-               model::Error);
+               model::ModelError);
 }
 
 TEST(EncryptedBackward, ProjectionEqualsInt8PastOneBlock) {

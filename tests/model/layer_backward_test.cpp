@@ -53,7 +53,7 @@ TEST(LayerBackward, RmsNormRefusesMismatchedShapes) {
   Mat x(4, 2), dx;
   model::RmsNormCacheT<double> cache;
   cache.inv_rms = Vec::Ones(3);
-  EXPECT_THROW(model::rms_norm_backward(x, Vec::Ones(4), cache, Mat::Zero(4, 2), dx), model::Error);
+  EXPECT_THROW(model::rms_norm_backward(x, Vec::Ones(4), cache, Mat::Zero(4, 2), dx), model::ModelError);
 }
 
 model::LlamaConfig rope_config() {
@@ -123,7 +123,7 @@ TEST(LayerBackward, AttentionBackwardRefusesAForeignCache) {
   model::AttentionCacheT<double> cache;  // empty
   EXPECT_THROW(model::attention_backward(q, k, k, model::TokenBatch({{1, 2, 3}}), shape, cache, q,
                                          dq, dk, dv),
-               model::Error);
+               model::ModelError);
 }
 
 TEST(LayerBackward, SwiGlu) {

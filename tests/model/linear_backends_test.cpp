@@ -133,10 +133,10 @@ TEST(LinearBackends, BackendsRefuseAWrongInputWidth) {
   for (const auto kind :
        {model::BackendKind::kFloat, model::BackendKind::kInt8, model::BackendKind::kEncrypted}) {
     auto backend = model::make_linear_backend(kind, w);
-    EXPECT_THROW(backend->forward({model::ProjectionKind::kQ, 0}, x, y), model::Error);
-    EXPECT_THROW(backend->forward({model::ProjectionKind::kQ, 2}, x, y), model::Error);
+    EXPECT_THROW(backend->forward({model::ProjectionKind::kQ, 0}, x, y), model::ModelError);
+    EXPECT_THROW(backend->forward({model::ProjectionKind::kQ, 2}, x, y), model::ModelError);
   }
-  EXPECT_THROW(model::parse_backend_kind("fp16"), model::Error);
+  EXPECT_THROW(model::parse_backend_kind("fp16"), model::ModelError);
 }
 
 TEST(LlamaModel, BatchedSequencesEqualSequencesAlone) {
@@ -183,12 +183,12 @@ TEST(LlamaModel, CacheHoldsTheActivations) {
 TEST(LlamaModel, RefusesBadBatches) {
   const auto w = random_weights(gqa_config(8), 35);
   model::LlamaModel llama(w, std::make_unique<model::FloatBackend>(w));
-  EXPECT_THROW(llama.forward(model::TokenBatch()), model::Error);
-  EXPECT_THROW(llama.forward(model::TokenBatch({{1, 272}})), model::Error);
+  EXPECT_THROW(llama.forward(model::TokenBatch()), model::ModelError);
+  EXPECT_THROW(llama.forward(model::TokenBatch({{1, 272}})), model::ModelError);
   const std::vector<std::vector<int32_t>> too_long = {std::vector<int32_t>(9, 1)};
-  EXPECT_THROW(llama.forward(model::TokenBatch(too_long)), model::Error);
-  EXPECT_THROW(llama.loss(model::TokenBatch({{1}, {2}})), model::Error);
-  EXPECT_THROW(model::LlamaModel(w, nullptr), model::Error);
+  EXPECT_THROW(llama.forward(model::TokenBatch(too_long)), model::ModelError);
+  EXPECT_THROW(llama.loss(model::TokenBatch({{1}, {2}})), model::ModelError);
+  EXPECT_THROW(model::LlamaModel(w, nullptr), model::ModelError);
 }
 
 }  // namespace

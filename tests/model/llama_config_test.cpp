@@ -23,7 +23,7 @@ void expect_error(const json& j, const std::string& needle) {
   try {
     model::parse_llama_config(j, "cfg.json");
     ADD_FAILURE() << "parsed; expected '" << needle << "'";
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     const std::string what = e.what();
     EXPECT_EQ(what.rfind("cfg.json: ", 0), 0u) << what;
     EXPECT_NE(what.find(needle), std::string::npos) << what;
@@ -136,12 +136,12 @@ TEST(LlamaConfig, Errors) {
 
 TEST(LlamaConfig, LoadFromDirectory) {
   model_test::TempDir dir;
-  EXPECT_THROW(model::load_llama_config(dir.path()), model::Error);
+  EXPECT_THROW(model::load_llama_config(dir.path()), model::ModelError);
   model_test::write_file(dir / "config.json", "{ not json");
   try {
     model::load_llama_config(dir.path());
     ADD_FAILURE();
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("config.json: not valid JSON"), std::string::npos);
   }
   model_test::write_file(dir / "config.json", llama2_7b().dump());
@@ -152,7 +152,7 @@ TEST(LlamaConfig, ValidateCatchesHandBuiltConfigs) {
   auto c = model_test::tiny_llama_config();
   EXPECT_NO_THROW(model::validate_llama_config(c, "tiny"));
   c.num_key_value_heads = 3;
-  EXPECT_THROW(model::validate_llama_config(c, "tiny"), model::Error);
+  EXPECT_THROW(model::validate_llama_config(c, "tiny"), model::ModelError);
 }
 
 }  // namespace

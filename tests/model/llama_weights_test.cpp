@@ -51,7 +51,7 @@ struct Checkpoint {
 std::string load_error(const TempDir& dir, const LlamaConfig& config) {
   try {
     model::load_llama_weights(model::TensorStore::open(dir.path()), config);
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     return e.what();
   }
   return "(loaded)";

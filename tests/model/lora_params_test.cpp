@@ -23,18 +23,18 @@ TEST(LoraConfig, RefusesBadConfigs) {
   EXPECT_NO_THROW(model::validate_lora_config(c));
   EXPECT_DOUBLE_EQ(c.scaling(), 2.0);
   c.rank = 0;
-  EXPECT_THROW(model::validate_lora_config(c), model::Error);
+  EXPECT_THROW(model::validate_lora_config(c), model::ModelError);
   c = {};
   c.alpha = NAN;
-  EXPECT_THROW(model::validate_lora_config(c), model::Error);
+  EXPECT_THROW(model::validate_lora_config(c), model::ModelError);
   c = {};
   c.targets = {};
-  EXPECT_THROW(model::validate_lora_config(c), model::Error);
+  EXPECT_THROW(model::validate_lora_config(c), model::ModelError);
   c.targets = {ProjectionKind::kLmHead};
-  EXPECT_THROW(model::validate_lora_config(c), model::Error);
+  EXPECT_THROW(model::validate_lora_config(c), model::ModelError);
   c.targets = {ProjectionKind::kQ, ProjectionKind::kUp, ProjectionKind::kQ};
-  EXPECT_THROW(model::validate_lora_config(c), model::Error);
-  EXPECT_THROW(model::LoraParams(training_test::tiny_config(), c), model::Error);
+  EXPECT_THROW(model::validate_lora_config(c), model::ModelError);
+  EXPECT_THROW(model::LoraParams(training_test::tiny_config(), c), model::ModelError);
 }
 
 TEST(LoraParams, ShapesFollowTheProjections) {
@@ -57,13 +57,13 @@ TEST(LoraParams, ShapesFollowTheProjections) {
   EXPECT_EQ(down.b.rows(), config.hidden_size);
   EXPECT_EQ(p.find({ProjectionKind::kQ, 0}), nullptr);
   EXPECT_EQ(p.find(model::ProjectionId::lm_head()), nullptr);
-  EXPECT_THROW(p.at({ProjectionKind::kQ, 0}), model::Error);
+  EXPECT_THROW(p.at({ProjectionKind::kQ, 0}), model::ModelError);
   EXPECT_EQ(p.parameter_count(), 2 * 3 * (16 + 8 + 24 + 16));
   EXPECT_NO_THROW(p.check_fits(config));
-  EXPECT_THROW(p.check_fits(training_test::tiny_config(3)), model::Error);
+  EXPECT_THROW(p.check_fits(training_test::tiny_config(3)), model::ModelError);
   model::LlamaConfig wider = config;
   wider.intermediate_size = 32;
-  EXPECT_THROW(p.check_fits(wider), model::Error);
+  EXPECT_THROW(p.check_fits(wider), model::ModelError);
   // Gradients of a frozen-A adapter have no A.
   const model::LoraParams grads(config, c, /*with_a=*/false);
   EXPECT_EQ(grads.at({ProjectionKind::kK, 0}).a.size(), 0);
@@ -137,10 +137,10 @@ TEST(LoraBranch, ComputesTheLowRankUpdate) {
   EXPECT_EQ(y(0, 0), 0.5f * 3 * 19);
   EXPECT_EQ(y(1, 0), 0.5f * -19);
   model::Activations bad = model::Activations::Zero(3, 1);
-  EXPECT_THROW(model::lora_forward(p, 0.5f, x, bad, ax), model::Error);
+  EXPECT_THROW(model::lora_forward(p, 0.5f, x, bad, ax), model::ModelError);
   model::LoraPair grad{model::Matrix::Zero(1, 2), model::Matrix::Zero(2, 1)};
   const model::Activations g = model::Activations::Ones(2, 1);
-  EXPECT_THROW(model::lora_weight_backward(p, 0.5f, x, ax, g, 0, 2, grad), model::Error);
+  EXPECT_THROW(model::lora_weight_backward(p, 0.5f, x, ax, g, 0, 2, grad), model::ModelError);
   model::lora_weight_backward(p, 0.5f, x, ax, g, 0, 1, grad);
   EXPECT_EQ(grad.b(0, 0), 0.5f * 19);           // s g (A x)^T
   EXPECT_EQ(grad.a(0, 1), 0.5f * (3 - 1) * 7);  // s (B^T g) x^T

@@ -65,9 +65,9 @@ TEST(LrSchedule, NamesAndErrors) {
   EXPECT_EQ(model::parse_lr_schedule_kind("linear"), LrScheduleKind::kLinear);
   EXPECT_EQ(model::parse_lr_schedule_kind("constant"), LrScheduleKind::kConstant);
   EXPECT_EQ(model::lr_schedule_kind_name(LrScheduleKind::kLinear), "linear");
-  EXPECT_THROW(model::parse_lr_schedule_kind("polynomial"), model::Error);
-  EXPECT_THROW((LrSchedule{LrScheduleKind::kLinear, 10, 100}.multiplier(-1)), model::Error);
-  EXPECT_THROW((LrSchedule{LrScheduleKind::kLinear, -1, 100}.multiplier(0)), model::Error);
+  EXPECT_THROW(model::parse_lr_schedule_kind("polynomial"), model::ModelError);
+  EXPECT_THROW((LrSchedule{LrScheduleKind::kLinear, 10, 100}.multiplier(-1)), model::ModelError);
+  EXPECT_THROW((LrSchedule{LrScheduleKind::kLinear, -1, 100}.multiplier(0)), model::ModelError);
 }
 
 }  // namespace

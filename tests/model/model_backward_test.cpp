@@ -200,18 +200,18 @@ TEST(ModelBackward, RefusesMismatchedInputs) {
   const model::Matrix logits = llama.forward(batch, &cache, &lora);
   // dL/dlogits of the wrong shape.
   EXPECT_THROW(llama.backward(batch, cache, model::Matrix::Zero(3, config.vocab_size), lora),
-               model::Error);
+               model::ModelError);
   // A cache from a forward pass without the adapter.
   model::LlamaForwardCache plain;
   llama.forward(batch, &plain);
-  EXPECT_THROW(llama.backward(batch, plain, logits, lora), model::Error);
+  EXPECT_THROW(llama.backward(batch, plain, logits, lora), model::ModelError);
   // A cache from another batch.
   EXPECT_THROW(llama.backward(model::TokenBatch({{1, 2}}), cache, model::Matrix::Zero(2, 32), lora),
-               model::Error);
+               model::ModelError);
   // An adapter for another model.
   const model::LoraParams other(training_test::tiny_config(2), all_targets());
-  EXPECT_THROW(llama.forward(batch, nullptr, &other), model::Error);
-  EXPECT_THROW(llama.lora_step(batch, other), model::Error);
+  EXPECT_THROW(llama.forward(batch, nullptr, &other), model::ModelError);
+  EXPECT_THROW(llama.lora_step(batch, other), model::ModelError);
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ void expect_error(F&& f, const std::string& needle) {
   try {
     f();
     ADD_FAILURE() << "no error, expected one containing: " << needle;
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find(needle), std::string::npos) << what;
     EXPECT_EQ(what.find('\n'), std::string::npos) << what;
@@ -48,8 +48,8 @@ TEST(PeftAdapter, TensorNames) {
             "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight");
   EXPECT_EQ(model::peft_lora_tensor_name(12, "gate_proj", 'A'),
             "base_model.model.model.layers.12.mlp.gate_proj.lora_A.weight");
-  EXPECT_THROW(model::peft_lora_tensor_name(0, "lm_head", 'A'), model::Error);
-  EXPECT_THROW(model::peft_lora_tensor_name(0, "q_proj", 'C'), model::Error);
+  EXPECT_THROW(model::peft_lora_tensor_name(0, "lm_head", 'A'), model::ModelError);
+  EXPECT_THROW(model::peft_lora_tensor_name(0, "q_proj", 'C'), model::ModelError);
 }
 
 TEST(PeftAdapter, MakeHasTheModelsShapes) {
@@ -68,10 +68,10 @@ TEST(PeftAdapter, MakeHasTheModelsShapes) {
   EXPECT_EQ(down.d_in, 40);
   EXPECT_EQ(down.d_out, 16);
   EXPECT_THROW(model::make_peft_adapter(model_test::tiny_llama_config(), 0, 8, {"q_proj"}),
-               model::Error);
+               model::ModelError);
   EXPECT_THROW(model::make_peft_adapter(model_test::tiny_llama_config(), 4, 8, {"lm_head"}),
-               model::Error);
-  EXPECT_THROW(model::make_peft_adapter(model_test::tiny_llama_config(), 4, 8, {}), model::Error);
+               model::ModelError);
+  EXPECT_THROW(model::make_peft_adapter(model_test::tiny_llama_config(), 4, 8, {}), model::ModelError);
 }
 
 TEST(PeftAdapter, WritesPeftLayoutAndReadsItBack) {

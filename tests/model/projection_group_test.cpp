@@ -151,15 +151,15 @@ TEST(Int8Group, RefusesMismatchedGroups) {
   for (model::LinearBackend* b : std::initializer_list<model::LinearBackend*>{&int8, &encrypted}) {
     Activations dx;
     std::vector<const Activations*> two = {&gs[0], &gs[1]};
-    EXPECT_THROW(b->backward_group(ids, two, dx), model::Error) << b->name();
+    EXPECT_THROW(b->backward_group(ids, two, dx), model::ModelError) << b->name();
     std::vector<Activations> wrong = gs;
     wrong[1] = Activations::Zero(wrong[1].rows() + 1, 3);
-    EXPECT_THROW(b->backward_group(ids, pointers(wrong), dx), model::Error) << b->name();
+    EXPECT_THROW(b->backward_group(ids, pointers(wrong), dx), model::ModelError) << b->name();
     // q and down do not share an input.
     const std::vector<ProjectionId> mixed{{ProjectionKind::kQ, 0}, {ProjectionKind::kDown, 0}};
     const std::vector<Activations> mg = gradients(c, mixed, 3, 28);
-    EXPECT_THROW(b->backward_group(mixed, pointers(mg), dx), model::Error) << b->name();
-    EXPECT_THROW(group_forward(*b, mixed, gaussian(c.hidden_size, 2, 1, 29)), model::Error)
+    EXPECT_THROW(b->backward_group(mixed, pointers(mg), dx), model::ModelError) << b->name();
+    EXPECT_THROW(group_forward(*b, mixed, gaussian(c.hidden_size, 2, 1, 29)), model::ModelError)
         << b->name();
   }
 }
@@ -235,7 +235,7 @@ TEST(EncryptedGroup, SplitsAStackTheNoiseBoundRefusesAndStaysExact) {
     try {
       fhe::choose_log2_delta(ctx->params(), products.stacked_bounds(run), outputs);
       return true;
-    } catch (const fhe::Error&) {
+    } catch (const fhe::FheError&) {
       return false;
     }
   };

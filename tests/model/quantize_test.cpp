@@ -21,9 +21,9 @@ TEST(Quantize, ScaleIsMaxOver127AndOneForZeros) {
   EXPECT_EQ(model::int8_scale(tiny), 1.0f);
   EXPECT_EQ(model::quantize_int8(tiny[0], 1.0f), 0);
   const float nan[] = {1.0f, std::numeric_limits<float>::quiet_NaN()};
-  EXPECT_THROW(model::int8_scale(nan), model::Error);
+  EXPECT_THROW(model::int8_scale(nan), model::ModelError);
   const float inf[] = {std::numeric_limits<float>::infinity()};
-  EXPECT_THROW(model::int8_scale(inf), model::Error);
+  EXPECT_THROW(model::int8_scale(inf), model::ModelError);
 }
 
 TEST(Quantize, RoundsHalfAwayFromZeroAndClamps) {
@@ -172,9 +172,9 @@ TEST(Quantize, ThreadedQuantizationMatchesTheSerialRule) {
     }
   }
   x(17, 400) = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_THROW(model::quantize_tokens(x), model::Error);
+  EXPECT_THROW(model::quantize_tokens(x), model::ModelError);
   x(17, 400) = std::numeric_limits<float>::infinity();
-  EXPECT_THROW(model::quantize_tokens(x), model::Error);
+  EXPECT_THROW(model::quantize_tokens(x), model::ModelError);
 }
 
 }  // namespace

@@ -67,7 +67,7 @@ TEST(QuantizedCheckpoint, TheLmHeadIsTheEmbeddingWhenTied) {
             "lm_head.weight");
   EXPECT_EQ(model::projection_tensor_name(config, {model::ProjectionKind::kDown, 1}),
             "model.layers.1.mlp.down_proj.weight");
-  EXPECT_THROW(model::projection_tensor_name(config, {model::ProjectionKind::kQ, 2}), model::Error);
+  EXPECT_THROW(model::projection_tensor_name(config, {model::ProjectionKind::kQ, 2}), model::ModelError);
 }
 
 TEST(QuantizedCheckpoint, AWrongShapeOrRowRangeIsAClearError) {
@@ -78,15 +78,15 @@ TEST(QuantizedCheckpoint, AWrongShapeOrRowRangeIsAClearError) {
   const std::string name = model::projection_tensor_name(config, {model::ProjectionKind::kQ, 0});
   const model::ProjectionDims dims = model::projection_dims(config, model::ProjectionKind::kQ);
   EXPECT_THROW(model::quantize_checkpoint_tensor(store, name, dims.d_out + 1, dims.d_in),
-               model::Error);
+               model::ModelError);
   std::vector<float> out(static_cast<size_t>(dims.d_in));
   try {
     store.read_f32_rows(name, {dims.d_out, dims.d_in}, dims.d_out, 1, out);
     ADD_FAILURE() << "a row past the end was read";
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("outside"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(store.read_f32_rows(name, {dims.d_out, dims.d_in}, 0, 2, out), model::Error);
+  EXPECT_THROW(store.read_f32_rows(name, {dims.d_out, dims.d_in}, 0, 2, out), model::ModelError);
 }
 
 TEST(QuantizedCheckpoint, WeightsWithoutDecoderProjectionsKeepEverythingElse) {
@@ -113,7 +113,7 @@ TEST(QuantizedCheckpoint, WeightsWithoutDecoderProjectionsKeepEverythingElse) {
   try {
     model::projection_weight(lean, {model::ProjectionKind::kGate, 1});
     ADD_FAILURE() << "an unloaded projection was handed out";
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("layers.1.gate_proj"), std::string::npos) << e.what();
   }
 }
@@ -146,7 +146,7 @@ TEST(QuantizedCheckpoint, WithoutEmbeddingTablesLookupsAndTheLmHeadComeFromTheFi
           same(model::quantized_projection(lean, id), model::quantized_projection(full, id)))
           << model::projection_name(id) << " tied " << tied;
     }
-    EXPECT_THROW(model::projection_weight(lean, model::ProjectionId::lm_head()), model::Error);
+    EXPECT_THROW(model::projection_weight(lean, model::ProjectionId::lm_head()), model::ModelError);
   }
 }
 

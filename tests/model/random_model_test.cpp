@@ -47,9 +47,9 @@ TEST(RandomModel, SameSeedSameBytesOtherSeedOtherBytes) {
 TEST(RandomModel, RefusesBadInput) {
   TempDir dir;
   auto c = model_test::tiny_llama_config();
-  EXPECT_THROW(model::write_random_llama(dir.path(), c, {0, DType::kI8}), model::Error);
+  EXPECT_THROW(model::write_random_llama(dir.path(), c, {0, DType::kI8}), model::ModelError);
   c.num_key_value_heads = 3;
-  EXPECT_THROW(model::write_random_llama(dir.path(), c, {0, DType::kF32}), model::Error);
+  EXPECT_THROW(model::write_random_llama(dir.path(), c, {0, DType::kF32}), model::ModelError);
   EXPECT_FALSE(std::filesystem::exists(dir / "config.json"));
 }
 

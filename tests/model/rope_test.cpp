@@ -119,7 +119,7 @@ TEST(Rope, PositionsRestartInEverySequence) {
 TEST(Rope, RefusesATableTooShort) {
   const model::RopeTable table(rope_config(4, 10000), 2);
   model::Activations x = model::Activations::Zero(4, 3);
-  EXPECT_THROW(model::rope_forward(table, model::TokenBatch({{1, 2, 3}}), 4, x), model::Error);
+  EXPECT_THROW(model::rope_forward(table, model::TokenBatch({{1, 2, 3}}), 4, x), model::ModelError);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // Damaged safetensors files: truncations and corrupted headers must always end in a
-// model::Error (or, for a corruption that happens to stay valid, a clean read), never in a
+// model::ModelError (or, for a corruption that happens to stay valid, a clean read), never in a
 // crash, an out-of-bounds read (run under the asan preset) or another exception type.
 #include <gtest/gtest.h>
 
@@ -41,7 +41,7 @@ uint64_t header_length(const std::string& bytes) {
 enum class Outcome { kOpenedAndRead, kModelError };
 
 // Opens the bytes as a file and reads every float tensor. Any exception other than
-// model::Error fails the test.
+// model::ModelError fails the test.
 Outcome open_and_read(const TempDir& dir, const std::string& bytes) {
   const auto path = dir / "fuzz.safetensors";
   model_test::write_file(path, bytes);
@@ -53,7 +53,7 @@ Outcome open_and_read(const TempDir& dir, const std::string& bytes) {
       reader.read_f32(t, out);
     }
     return Outcome::kOpenedAndRead;
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("fuzz.safetensors"), std::string::npos) << e.what();
     return Outcome::kModelError;
   }

@@ -17,7 +17,7 @@
 namespace {
 
 using model::DType;
-using model::Error;
+using model::ModelError;
 using model::SafetensorsReader;
 using model::TensorToWrite;
 using model_test::raw_safetensors;
@@ -25,14 +25,14 @@ using model_test::TempDir;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// Expects opening `bytes` as a safetensors file to throw a model::Error mentioning `needle`.
+// Expects opening `bytes` as a safetensors file to throw a model::ModelError mentioning `needle`.
 void expect_open_error(const TempDir& dir, const std::string& bytes, const std::string& needle) {
   const auto path = dir / "bad.safetensors";
   model_test::write_file(path, bytes);
   try {
     SafetensorsReader reader(path);
     ADD_FAILURE() << "opened without error; expected '" << needle << "'";
-  } catch (const Error& e) {
+  } catch (const ModelError& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find(needle), std::string::npos) << what;
     EXPECT_NE(what.find("bad.safetensors"), std::string::npos) << what;
@@ -138,8 +138,8 @@ TEST(Safetensors, NonFloatDtypeIsParsedButNotReadable) {
   SafetensorsReader reader(dir / "t.safetensors");
   EXPECT_EQ(reader.info("i").dtype, DType::kI64);
   EXPECT_EQ(reader.raw(reader.info("i")).size(), 8u);
-  EXPECT_THROW(reader.read_f32("i"), Error);
-  EXPECT_THROW(reader.info("missing"), Error);
+  EXPECT_THROW(reader.read_f32("i"), ModelError);
+  EXPECT_THROW(reader.info("missing"), ModelError);
   EXPECT_EQ(reader.find("missing"), nullptr);
 }
 
@@ -231,18 +231,18 @@ TEST(Safetensors, WriterRejectsBadInput) {
   TempDir dir;
   const std::vector<float> v = {1, 2, 3};
   const TensorToWrite wrong_count[] = {{"a", DType::kF32, {2}, v}};
-  EXPECT_THROW(model::write_safetensors(dir / "t.safetensors", wrong_count), Error);
+  EXPECT_THROW(model::write_safetensors(dir / "t.safetensors", wrong_count), ModelError);
   const TensorToWrite duplicate[] = {{"a", DType::kF32, {3}, v}, {"a", DType::kF32, {3}, v}};
-  EXPECT_THROW(model::write_safetensors(dir / "t.safetensors", duplicate), Error);
+  EXPECT_THROW(model::write_safetensors(dir / "t.safetensors", duplicate), ModelError);
   const TensorToWrite bad_dtype[] = {{"a", DType::kI32, {3}, v}};
-  EXPECT_THROW(model::write_safetensors(dir / "t.safetensors", bad_dtype), Error);
+  EXPECT_THROW(model::write_safetensors(dir / "t.safetensors", bad_dtype), ModelError);
   const TensorToWrite negative[] = {{"a", DType::kF32, {-3}, v}};
-  EXPECT_THROW(model::write_safetensors(dir / "t.safetensors", negative), Error);
+  EXPECT_THROW(model::write_safetensors(dir / "t.safetensors", negative), ModelError);
   const TensorToWrite reserved[] = {{"__metadata__", DType::kF32, {3}, v}};
-  EXPECT_THROW(model::write_safetensors(dir / "t.safetensors", reserved), Error);
+  EXPECT_THROW(model::write_safetensors(dir / "t.safetensors", reserved), ModelError);
   EXPECT_FALSE(std::filesystem::exists(dir / "t.safetensors"));
   EXPECT_FALSE(std::filesystem::exists(dir / "t.safetensors.tmp"));
-  EXPECT_THROW(model::write_safetensors(dir / "no" / "such" / "dir.safetensors", {}), Error);
+  EXPECT_THROW(model::write_safetensors(dir / "no" / "such" / "dir.safetensors", {}), ModelError);
 }
 
 // A stream writer killed after its last chunk, just before the rename, leaves the old model
@@ -272,8 +272,8 @@ TEST(Safetensors, AStreamWriterKilledBeforeItsRenameLeavesTheOldFile) {
 
 TEST(Safetensors, OpeningAMissingFileOrADirectoryFails) {
   TempDir dir;
-  EXPECT_THROW(SafetensorsReader(dir / "absent.safetensors"), Error);
-  EXPECT_THROW(SafetensorsReader(dir.path()), Error);
+  EXPECT_THROW(SafetensorsReader(dir / "absent.safetensors"), ModelError);
+  EXPECT_THROW(SafetensorsReader(dir.path()), ModelError);
 }
 
 }  // namespace

@@ -99,13 +99,13 @@ TEST_F(SentencePiece, LoadTokenizerPicksItAndChecksTheVocabulary) {
   const auto tok = model::load_tokenizer(dir(), 512);
   EXPECT_NE(dynamic_cast<const model::SentencePieceTokenizer*>(tok.get()), nullptr);
   EXPECT_EQ(tok->decode(tok->encode("follow up in two weeks")), "follow up in two weeks");
-  EXPECT_THROW(model::load_tokenizer(dir(), kVocabSize - 1), model::Error);
+  EXPECT_THROW(model::load_tokenizer(dir(), kVocabSize - 1), model::ModelError);
   const std::vector<int32_t> bad = {kVocabSize};
-  EXPECT_THROW(tok->decode(bad), model::Error);
+  EXPECT_THROW(tok->decode(bad), model::ModelError);
 }
 
 TEST(SentencePieceFile, MissingFileIsAnError) {
-  EXPECT_THROW(model::SentencePieceTokenizer("/nonexistent/tokenizer.model"), model::Error);
+  EXPECT_THROW(model::SentencePieceTokenizer("/nonexistent/tokenizer.model"), model::ModelError);
 }
 
 }  // namespace

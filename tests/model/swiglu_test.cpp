@@ -11,7 +11,7 @@ namespace {
 
 TEST(SwiGlu, RefusesDifferentShapes) {
   model::Activations a(2, 1), b(3, 1), out;
-  EXPECT_THROW(model::swiglu_forward(a, b, out), model::Error);
+  EXPECT_THROW(model::swiglu_forward(a, b, out), model::ModelError);
 }
 
 }  // namespace

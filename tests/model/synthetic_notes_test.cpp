@@ -181,20 +181,20 @@ TEST(SyntheticNotes, RefusesBadOptions) {
   model_test::TempDir dir;
   model::SyntheticDataOptions o;
   o.sites = 0;
-  EXPECT_THROW(model::write_synthetic_dataset(dir / "x", o), model::Error);
+  EXPECT_THROW(model::write_synthetic_dataset(dir / "x", o), model::ModelError);
   o = {};
   o.records = 0;
-  EXPECT_THROW(model::write_synthetic_dataset(dir / "x", o), model::Error);
+  EXPECT_THROW(model::write_synthetic_dataset(dir / "x", o), model::ModelError);
   o = {};
   o.heldout_fraction = 1.0;
-  EXPECT_THROW(model::write_synthetic_dataset(dir / "x", o), model::Error);
+  EXPECT_THROW(model::write_synthetic_dataset(dir / "x", o), model::ModelError);
   o = {};
   o.records = 2;
   o.heldout_fraction = 0.9;  // rounds to 2 of 2 held out
-  EXPECT_THROW(model::write_synthetic_dataset(dir / "x", o), model::Error);
+  EXPECT_THROW(model::write_synthetic_dataset(dir / "x", o), model::ModelError);
   o = {};
   o.mcq_count = model::synthetic_mcq_pool_size() + 1;
-  EXPECT_THROW(model::write_synthetic_dataset(dir / "x", o), model::Error);
+  EXPECT_THROW(model::write_synthetic_dataset(dir / "x", o), model::ModelError);
   EXPECT_FALSE(std::filesystem::exists(dir / "x"));
 }
 
@@ -215,8 +215,8 @@ TEST(SyntheticMcq, WellFormedDistinctAndDeterministic) {
   }
   for (int n : answers) EXPECT_GT(n, pool / 8);  // the right answer is not always first
   EXPECT_EQ(model::synthetic_mcq(5, 0).size(), 0u);
-  EXPECT_THROW(model::synthetic_mcq(5, pool + 1), model::Error);
-  EXPECT_THROW(model::synthetic_mcq(5, -1), model::Error);
+  EXPECT_THROW(model::synthetic_mcq(5, pool + 1), model::ModelError);
+  EXPECT_THROW(model::synthetic_mcq(5, -1), model::ModelError);
 }
 
 // The notes answer the questions: the class printed next to a drug and the service of the

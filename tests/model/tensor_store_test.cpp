@@ -12,7 +12,7 @@
 namespace {
 
 using model::DType;
-using model::Error;
+using model::ModelError;
 using model::TensorStore;
 using model::TensorToWrite;
 using model_test::TempDir;
@@ -41,7 +41,7 @@ void expect_open_error(const TempDir& dir, const std::string& needle) {
   try {
     TensorStore::open(dir.path());
     ADD_FAILURE() << "opened; expected '" << needle << "'";
-  } catch (const Error& e) {
+  } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
   }
 }
@@ -82,14 +82,14 @@ TEST(TensorStore, ShapeChecks) {
   try {
     store.read_f32("a", {3, 2}, out);
     ADD_FAILURE();
-  } catch (const Error& e) {
+  } catch (const ModelError& e) {
     const std::string what = e.what();
     EXPECT_NE(
         what.find("model-00001-of-00002.safetensors: tensor 'a': shape [2, 3], expected [3, 2]"),
         std::string::npos)
         << what;
   }
-  EXPECT_THROW(store.read_f32("missing", {1}, out), Error);
+  EXPECT_THROW(store.read_f32("missing", {1}, out), ModelError);
   EXPECT_NO_THROW(store.check("a", {2, 3}));
 }
 
@@ -143,7 +143,7 @@ TEST(TensorStore, IndexErrors) {
 TEST(TensorStore, MissingCheckpoint) {
   TempDir dir;
   expect_open_error(dir, "no model.safetensors or model.safetensors.index.json");
-  EXPECT_THROW(TensorStore::open(dir / "nonexistent"), Error);
+  EXPECT_THROW(TensorStore::open(dir / "nonexistent"), ModelError);
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ model::LlamaConfig config() {
 std::string refusal(const model::TokenBatch& batch) {
   try {
     model::validate_token_batch(batch, config());
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     return e.what();
   }
   return "";

@@ -39,17 +39,17 @@ TEST(ByteTokenizer, DecodeSkipsControlTokensAndRejectsOutOfRangeIds) {
   const std::vector<int32_t> ids = {1, 3 + 'h', 0, 3 + 'i', 500, 2};
   EXPECT_EQ(tok.decode(ids), "hi");
   const std::vector<int32_t> too_big = {1000};
-  EXPECT_THROW(tok.decode(too_big), model::Error);
+  EXPECT_THROW(tok.decode(too_big), model::ModelError);
   const std::vector<int32_t> negative = {-1};
-  EXPECT_THROW(tok.decode(negative), model::Error);
+  EXPECT_THROW(tok.decode(negative), model::ModelError);
 }
 
 TEST(ByteTokenizer, NeedsRoomForEveryByte) {
-  EXPECT_THROW(ByteTokenizer(258), model::Error);
+  EXPECT_THROW(ByteTokenizer(258), model::ModelError);
   try {
     ByteTokenizer tok(100);
     ADD_FAILURE();
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("vocab_size >= 259"), std::string::npos);
   }
 }
@@ -59,7 +59,7 @@ TEST(LoadTokenizer, FallsBackToBytesWithoutTokenizerModel) {
   const auto tok = model::load_tokenizer(dir.path(), 512);
   EXPECT_NE(dynamic_cast<const ByteTokenizer*>(tok.get()), nullptr);
   EXPECT_EQ(tok->vocab_size(), 512);
-  EXPECT_THROW(model::load_tokenizer(dir.path(), 32), model::Error);
+  EXPECT_THROW(model::load_tokenizer(dir.path(), 32), model::ModelError);
 }
 
 TEST(LoadTokenizer, RejectsAGarbageTokenizerModel) {
@@ -68,7 +68,7 @@ TEST(LoadTokenizer, RejectsAGarbageTokenizerModel) {
   try {
     model::load_tokenizer(dir.path(), 512);
     ADD_FAILURE();
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("tokenizer.model"), std::string::npos) << e.what();
   }
 }

@@ -326,7 +326,7 @@ TEST_F(Trainer, RefusesBadOptions) {
     try {
       model::LoraTrainer t(*llama, *train_, o);
       ADD_FAILURE() << "accepted; expected: " << needle;
-    } catch (const model::Error& e) {
+    } catch (const model::ModelError& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
@@ -371,7 +371,7 @@ TEST_F(Trainer, EvaluationIsTheTokenWeightedMeanWhateverTheBatching) {
   EXPECT_NEAR(one.loss, total / static_cast<double>(tokens), 1e-12);
   EXPECT_NEAR(three.loss, one.loss, 1e-6 * one.loss);
   EXPECT_EQ(three.tokens, one.tokens);
-  EXPECT_THROW(model::evaluate_loss(*llama, *heldout_, &lora, 0), model::Error);
+  EXPECT_THROW(model::evaluate_loss(*llama, *heldout_, &lora, 0), model::ModelError);
 }
 
 TEST_F(Trainer, McqScoresOptionTokensGivenTheQuestion) {
@@ -438,10 +438,10 @@ TEST_F(Trainer, AdapterRoundTripsThroughPeftFiles) {
 
   // Gradients of a frozen A are not an adapter; an adapter of another model does not fit.
   EXPECT_THROW(model::lora_to_peft(LoraParams(tiny_config(), o.lora, false), tiny_config()),
-               model::Error);
+               model::ModelError);
   model::LlamaConfig other = tiny_config();
   other.num_hidden_layers = 3;
-  EXPECT_THROW(model::peft_to_lora(peft, other), model::Error);
+  EXPECT_THROW(model::peft_to_lora(peft, other), model::ModelError);
 }
 
 TEST(LoraTargets, ParsesShortAndLongNames) {
@@ -451,11 +451,11 @@ TEST(LoraTargets, ParsesShortAndLongNames) {
   EXPECT_EQ(model::parse_lora_targets("down_proj,gate,o"),
             (std::vector<ProjectionKind>{ProjectionKind::kDown, ProjectionKind::kGate,
                                          ProjectionKind::kO}));
-  EXPECT_THROW(model::parse_lora_targets(""), model::Error);
-  EXPECT_THROW(model::parse_lora_targets("q,,v"), model::Error);
-  EXPECT_THROW(model::parse_lora_targets("q,q_proj"), model::Error);
-  EXPECT_THROW(model::parse_lora_targets("lm_head"), model::Error);
-  EXPECT_THROW(model::parse_lora_targets("_proj"), model::Error);
+  EXPECT_THROW(model::parse_lora_targets(""), model::ModelError);
+  EXPECT_THROW(model::parse_lora_targets("q,,v"), model::ModelError);
+  EXPECT_THROW(model::parse_lora_targets("q,q_proj"), model::ModelError);
+  EXPECT_THROW(model::parse_lora_targets("lm_head"), model::ModelError);
+  EXPECT_THROW(model::parse_lora_targets("_proj"), model::ModelError);
   EXPECT_EQ(model::projection_module_name(ProjectionKind::kGate), "gate_proj");
 }
 

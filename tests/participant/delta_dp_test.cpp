@@ -100,12 +100,12 @@ TEST(DeltaDp, RefusesBadParametersAndLeavesTheDeltaAlone) {
         DeltaDpParams{1, -1}, DeltaDpParams{1, nan}, DeltaDpParams{1, inf}}) {
     std::vector<float> v = ramp(10, 1.0f);
     const std::vector<float> copy = v;
-    EXPECT_THROW(privatize_delta(v, p, test_seed(), 1), privacy::Error);
+    EXPECT_THROW(privatize_delta(v, p, test_seed(), 1), privacy::PrivacyError);
     EXPECT_EQ(v, copy);
   }
   std::vector<float> v = ramp(10, 1.0f);
   v[3] = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_THROW(privatize_delta(v, {.clip = 1, .sigma = 1}, test_seed(), 1), privacy::Error);
+  EXPECT_THROW(privatize_delta(v, {.clip = 1, .sigma = 1}, test_seed(), 1), privacy::PrivacyError);
 }
 
 }  // namespace

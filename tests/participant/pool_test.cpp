@@ -167,7 +167,7 @@ TEST_F(Pool, LargeVocabularyLmHeadRunsInProcessBitForBit) {
     } else {
       // On the workers the transposed head's inner dimension is the vocabulary: too wide for
       // one encrypted product of these weights, which is why kAuto keeps it in process.
-      EXPECT_THROW(remote.backward(id, g, dx), model::Error);
+      EXPECT_THROW(remote.backward(id, g, dx), model::ModelError);
     }
     EXPECT_EQ(worker.lm_head_requests(false) + worker.lm_head_requests(true) - before,
               local ? 0 : 1);
@@ -176,7 +176,7 @@ TEST_F(Pool, LargeVocabularyLmHeadRunsInProcessBitForBit) {
   participant::RemoteOptions local_only;
   local_only.model_id = kModelId;
   local_only.lm_head = participant::LmHeadPlacement::kLocal;
-  EXPECT_THROW(RemoteEncryptedBackend(make_pool({&worker}), big, local_only), model::Error);
+  EXPECT_THROW(RemoteEncryptedBackend(make_pool({&worker}), big, local_only), model::ModelError);
 }
 
 // Workers that refuse the transposed LM head (its inner dimension is the vocabulary) with a typed
@@ -217,7 +217,7 @@ TEST_F(Pool, RefusedTransposedLmHeadIsComputedLocallyBitForBit) {
     try {
       no_local.backward(id, random_activations(weights->config.vocab_size, 3, 44), dx);
       ADD_FAILURE() << "no error";
-    } catch (const model::Error& e) {
+    } catch (const model::ModelError& e) {
       EXPECT_NE(std::string(e.what()).find("vocabulary too large"), std::string::npos) << e.what();
     }
   }
@@ -241,7 +241,7 @@ TEST_F(Pool, WorkersWithoutLmHeadLeaveItToLocalWeights) {
   EXPECT_EQ(a->lm_head_requests(false) + b->lm_head_requests(false), 0);
 
   RemoteEncryptedBackend no_local(pool, weights->config, {kModelId, false});
-  EXPECT_THROW(no_local.forward(id, x, y), model::Error);
+  EXPECT_THROW(no_local.forward(id, x, y), model::ModelError);
 }
 
 TEST_F(Pool, HungWorkerIsMarkedDeadThenUsedAgainOnceItAnswers) {
@@ -281,7 +281,7 @@ TEST_F(Pool, NoLiveWorkerIsAClearErrorNotAHang) {
   try {
     forward_is_exact(remote, 1);
     ADD_FAILURE() << "no error";
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("no fhe_worker could serve"), std::string::npos) << what;
     EXPECT_NE(what.find(a->endpoint()), std::string::npos) << what;
@@ -294,11 +294,11 @@ TEST_F(Pool, NoLiveWorkerIsAClearErrorNotAHang) {
 TEST_F(Pool, ModelThatDoesNotFitTheLocalConfigIsRefused) {
   auto pool = make_pool({a.get()});
   auto other = training_test::tiny_config(3);
-  EXPECT_THROW(RemoteEncryptedBackend(pool, other, {kModelId, false}), model::Error);
+  EXPECT_THROW(RemoteEncryptedBackend(pool, other, {kModelId, false}), model::ModelError);
   try {
     RemoteEncryptedBackend(pool, weights->config, {"another-model", false});
     ADD_FAILURE() << "no error";
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("another-model"), std::string::npos) << e.what();
   }
   // Without local weights the LM head, which the test workers do serve, goes remote too.

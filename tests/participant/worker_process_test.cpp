@@ -349,7 +349,7 @@ TEST_F(WorkerProcesses, KeyNotInTheAllowListGetsAClearErrorNotAHang) {
   try {
     participant::RemoteEncryptedBackend remote(p, weights->config, {"tiny", false});
     ADD_FAILURE() << "no error";
-  } catch (const model::Error& e) {
+  } catch (const model::ModelError& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("unauthorised"), std::string::npos) << what;
     EXPECT_NE(what.find("allow-list"), std::string::npos) << what;

@@ -109,8 +109,8 @@ TEST(Accountant, CustomOrders) {
   acc.add({1.0, 2.0, 10});
   ASSERT_EQ(acc.rdp().size(), 3u);
   EXPECT_DOUBLE_EQ(acc.rdp()[1], 10 * 8.0 / 8.0);
-  EXPECT_THROW(privacy::RdpAccountant(std::vector<double>{}), privacy::Error);
-  EXPECT_THROW(privacy::RdpAccountant(std::vector<double>{0.5, 2.0}), privacy::Error);
+  EXPECT_THROW(privacy::RdpAccountant(std::vector<double>{}), privacy::PrivacyError);
+  EXPECT_THROW(privacy::RdpAccountant(std::vector<double>{0.5, 2.0}), privacy::PrivacyError);
 }
 
 TEST(Accountant, JsonRoundTripIsExact) {
@@ -133,48 +133,48 @@ TEST(Accountant, JsonRoundTripIsExact) {
 }
 
 TEST(Accountant, FromJsonRejectsBadState) {
-  EXPECT_THROW(privacy::RdpAccountant::from_json(""), privacy::Error);
+  EXPECT_THROW(privacy::RdpAccountant::from_json(""), privacy::PrivacyError);
   EXPECT_THROW(privacy::RdpAccountant::from_json("{\"orders\": [2.0], \"phases\": ["),
-               privacy::Error);
-  EXPECT_THROW(privacy::RdpAccountant::from_json("[]"), privacy::Error);
-  EXPECT_THROW(privacy::RdpAccountant::from_json("{\"phases\": []}"), privacy::Error);
+               privacy::PrivacyError);
+  EXPECT_THROW(privacy::RdpAccountant::from_json("[]"), privacy::PrivacyError);
+  EXPECT_THROW(privacy::RdpAccountant::from_json("{\"phases\": []}"), privacy::PrivacyError);
   EXPECT_THROW(privacy::RdpAccountant::from_json("{\"orders\": [1.0], \"phases\": []}"),
-               privacy::Error);
+               privacy::PrivacyError);
   EXPECT_THROW(privacy::RdpAccountant::from_json(
                    R"({"orders": [2.0], "phases": [{"q": 1.5, "sigma": 1, "steps": 3}]})"),
-               privacy::Error);
+               privacy::PrivacyError);
   EXPECT_THROW(privacy::RdpAccountant::from_json(
                    R"({"orders": [2.0], "phases": [{"q": 0.5, "sigma": 1, "steps": -3}]})"),
-               privacy::Error);
+               privacy::PrivacyError);
   EXPECT_THROW(privacy::RdpAccountant::from_json(
                    R"({"orders": [2.0], "phases": [{"q": 0.5, "sigma": 1, "steps": 2.5}]})"),
-               privacy::Error);
+               privacy::PrivacyError);
   EXPECT_THROW(privacy::RdpAccountant::from_json(
                    R"({"orders": [2.0], "phases": [{"q": "x", "sigma": 1, "steps": 2}]})"),
-               privacy::Error);
+               privacy::PrivacyError);
   EXPECT_THROW(privacy::RdpAccountant::from_json(R"({"orders": [2.0], "phases": [{"q": 0.5}]})"),
-               privacy::Error);
+               privacy::PrivacyError);
 }
 
 TEST(Accountant, RejectsInvalidPhases) {
   privacy::RdpAccountant acc;
-  EXPECT_THROW(acc.add({-0.1, 1.0, 10}), privacy::Error);
-  EXPECT_THROW(acc.add({1.01, 1.0, 10}), privacy::Error);
-  EXPECT_THROW(acc.add({0.1, 0.0, 10}), privacy::Error);
-  EXPECT_THROW(acc.add({0.1, 1.0, -1}), privacy::Error);
-  EXPECT_THROW(acc.add({std::nan(""), 1.0, 1}), privacy::Error);
+  EXPECT_THROW(acc.add({-0.1, 1.0, 10}), privacy::PrivacyError);
+  EXPECT_THROW(acc.add({1.01, 1.0, 10}), privacy::PrivacyError);
+  EXPECT_THROW(acc.add({0.1, 0.0, 10}), privacy::PrivacyError);
+  EXPECT_THROW(acc.add({0.1, 1.0, -1}), privacy::PrivacyError);
+  EXPECT_THROW(acc.add({std::nan(""), 1.0, 1}), privacy::PrivacyError);
   // Step counts that would overflow are refused, leaving the accountant as it was.
   const int64_t big = std::numeric_limits<int64_t>::max() - 5;
   acc.add({0.1, 1.0, big});
-  EXPECT_THROW(acc.add({0.1, 1.0, 10}), privacy::Error);
-  EXPECT_THROW(acc.add({0.2, 1.0, 10}), privacy::Error);
+  EXPECT_THROW(acc.add({0.1, 1.0, 10}), privacy::PrivacyError);
+  EXPECT_THROW(acc.add({0.2, 1.0, 10}), privacy::PrivacyError);
   EXPECT_EQ(acc.total_steps(), big);
   ASSERT_EQ(acc.phases().size(), 1u);
   EXPECT_EQ(acc.phases()[0].steps, big);
   privacy::RdpAccountant fresh;
-  EXPECT_THROW(fresh.spent(0.0), privacy::Error);
-  EXPECT_THROW(fresh.spent(1.0), privacy::Error);
-  EXPECT_THROW(fresh.add({-0.1, 1.0, 10}), privacy::Error);
+  EXPECT_THROW(fresh.spent(0.0), privacy::PrivacyError);
+  EXPECT_THROW(fresh.spent(1.0), privacy::PrivacyError);
+  EXPECT_THROW(fresh.add({-0.1, 1.0, 10}), privacy::PrivacyError);
   EXPECT_TRUE(fresh.phases().empty());
 }
 
@@ -205,16 +205,16 @@ TEST(SigmaForEpsilon, EdgesOfTheSearchRange) {
   // A target so loose that the smallest sigma searched already meets it.
   EXPECT_EQ(privacy::sigma_for_epsilon(1e-4, 1, 1000.0, 1e-5), privacy::SigmaSearch{}.sigma_min);
   // Unreachable: the conversion alone costs more than 0.01 at delta = 1e-5, whatever sigma.
-  EXPECT_THROW(privacy::sigma_for_epsilon(0.01, 100, 0.01, 1e-5), privacy::Error);
+  EXPECT_THROW(privacy::sigma_for_epsilon(0.01, 100, 0.01, 1e-5), privacy::PrivacyError);
   try {
     privacy::sigma_for_epsilon(0.01, 100, 0.01, 1e-5);
-  } catch (const privacy::Error& e) {
+  } catch (const privacy::PrivacyError& e) {
     EXPECT_NE(std::string(e.what()).find("unreachable"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(privacy::sigma_for_epsilon(0.01, 100, -1.0, 1e-5), privacy::Error);
-  EXPECT_THROW(privacy::sigma_for_epsilon(0.01, -1, 1.0, 1e-5), privacy::Error);
-  EXPECT_THROW(privacy::sigma_for_epsilon(1.5, 100, 1.0, 1e-5), privacy::Error);
-  EXPECT_THROW(privacy::sigma_for_epsilon(0.01, 100, 1.0, 0.0), privacy::Error);
+  EXPECT_THROW(privacy::sigma_for_epsilon(0.01, 100, -1.0, 1e-5), privacy::PrivacyError);
+  EXPECT_THROW(privacy::sigma_for_epsilon(0.01, -1, 1.0, 1e-5), privacy::PrivacyError);
+  EXPECT_THROW(privacy::sigma_for_epsilon(1.5, 100, 1.0, 1e-5), privacy::PrivacyError);
+  EXPECT_THROW(privacy::sigma_for_epsilon(0.01, 100, 1.0, 0.0), privacy::PrivacyError);
 }
 
 }  // namespace

@@ -43,7 +43,7 @@ TEST(BudgetRestart, ABudgetAtItsLimitStillRefusesAfterReload) {
   EXPECT_TRUE(restarted.would_exceed(round, &why_after));
   EXPECT_EQ(why_after, why_before);
   privacy::Budget copy = restarted;
-  EXPECT_THROW(copy.commit(round), privacy::Error);
+  EXPECT_THROW(copy.commit(round), privacy::PrivacyError);
   EXPECT_EQ(copy.spent(), budget.spent());
   // A fresh budget of the same limit would have accepted the round: the file is what refuses.
   EXPECT_FALSE(privacy::Budget(2.0, 1e-5).would_exceed(round));

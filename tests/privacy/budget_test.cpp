@@ -43,7 +43,7 @@ class BudgetFile : public ::testing::Test {
     try {
       privacy::Budget::load(p);
       ADD_FAILURE() << "loading " << p << " did not fail";
-    } catch (const privacy::Error& e) {
+    } catch (const privacy::PrivacyError& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
       EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
     }
@@ -79,7 +79,7 @@ TEST(Budget, RefusesAPhaseOverItsLimit) {
   EXPECT_TRUE(b.would_exceed(big, &why));
   EXPECT_NE(why.find("above the limit 3 "), std::string::npos) << why;
   EXPECT_NE(why.find("steps=20000"), std::string::npos) << why;
-  EXPECT_THROW(b.commit(big), privacy::Error);
+  EXPECT_THROW(b.commit(big), privacy::PrivacyError);
   EXPECT_EQ(b.spent(), spent);  // nothing recorded
   EXPECT_EQ(b.accountant().total_steps(), 200);
   // Rounds keep fitting until the budget runs out, and no further.
@@ -92,16 +92,16 @@ TEST(Budget, RefusesAPhaseOverItsLimit) {
   EXPECT_GT(committed, 0);
   EXPECT_LE(b.spent(), 3.0);
   EXPECT_GT(b.epsilon_after(kRound), 3.0);
-  EXPECT_THROW(b.commit(kRound), privacy::Error);
+  EXPECT_THROW(b.commit(kRound), privacy::PrivacyError);
 }
 
 TEST(Budget, RejectsBadLimits) {
-  EXPECT_THROW(privacy::Budget(0.0, 1e-5), privacy::Error);
-  EXPECT_THROW(privacy::Budget(-1.0, 1e-5), privacy::Error);
-  EXPECT_THROW(privacy::Budget(1.0, 0.0), privacy::Error);
-  EXPECT_THROW(privacy::Budget(1.0, 1.0), privacy::Error);
+  EXPECT_THROW(privacy::Budget(0.0, 1e-5), privacy::PrivacyError);
+  EXPECT_THROW(privacy::Budget(-1.0, 1e-5), privacy::PrivacyError);
+  EXPECT_THROW(privacy::Budget(1.0, 0.0), privacy::PrivacyError);
+  EXPECT_THROW(privacy::Budget(1.0, 1.0), privacy::PrivacyError);
   privacy::Budget b(1.0, 1e-5);
-  EXPECT_THROW(b.would_exceed({2.0, 1.0, 1}), privacy::Error);
+  EXPECT_THROW(b.would_exceed({2.0, 1.0, 1}), privacy::PrivacyError);
 }
 
 TEST_F(BudgetFile, ReloadKeepsSpentBudget) {
@@ -196,7 +196,7 @@ TEST_F(BudgetFile, ASaveKilledBeforeItsRenameLeavesTheLastSavedBudget) {
 
 TEST_F(BudgetFile, SaveIntoMissingDirectoryFails) {
   privacy::Budget b(4.0, 1e-5);
-  EXPECT_THROW(b.save(dir_ / "no" / "such" / "dir" / "budget.json"), privacy::Error);
+  EXPECT_THROW(b.save(dir_ / "no" / "such" / "dir" / "budget.json"), privacy::PrivacyError);
 }
 
 }  // namespace

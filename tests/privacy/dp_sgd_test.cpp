@@ -110,13 +110,13 @@ TEST(DpSgdStep, AddsNoiseOfStdSigmaTimesCOverTheExpectedBatch) {
 }
 
 TEST(DpSgdStep, RefusesBadConfigurationsAndGradients) {
-  EXPECT_THROW(privacy::DpSgdStep(4, {.clip = 0.0}), privacy::Error);
-  EXPECT_THROW(privacy::DpSgdStep(4, {.clip = 1.0, .sigma = -1.0}), privacy::Error);
+  EXPECT_THROW(privacy::DpSgdStep(4, {.clip = 0.0}), privacy::PrivacyError);
+  EXPECT_THROW(privacy::DpSgdStep(4, {.clip = 1.0, .sigma = -1.0}), privacy::PrivacyError);
   EXPECT_THROW(privacy::DpSgdStep(4, {.clip = 1.0, .sigma = 1.0, .expected_batch = 0.0}),
-               privacy::Error);
+               privacy::PrivacyError);
   privacy::DpSgdStep step(4, {.clip = 1.0, .sigma = 1.0, .expected_batch = 2.0});
-  EXPECT_THROW(step.add_example(std::vector<float>(3, 0.0f)), privacy::Error);
-  EXPECT_THROW(step.add_example(std::vector<float>{1, NAN, 0, 0}), privacy::Error);
+  EXPECT_THROW(step.add_example(std::vector<float>(3, 0.0f)), privacy::PrivacyError);
+  EXPECT_THROW(step.add_example(std::vector<float>{1, NAN, 0, 0}), privacy::PrivacyError);
 }
 
 TEST(ParticipantDp, ClipsTheDeltaAndAddsNoise) {
@@ -133,7 +133,7 @@ TEST(ParticipantDp, ClipsTheDeltaAndAddsNoise) {
     sq += d * d;
   }
   EXPECT_NEAR(std::sqrt(sq / delta.size()), 0.5, 0.03);
-  EXPECT_THROW(privacy::clip_and_noise_delta(delta, 0.0, 1.0, noise), privacy::Error);
+  EXPECT_THROW(privacy::clip_and_noise_delta(delta, 0.0, 1.0, noise), privacy::PrivacyError);
 }
 
 }  // namespace

@@ -29,7 +29,7 @@ TEST(LogSpace, SubMatchesLinearSpace) {
   EXPECT_NEAR(privacy::log_sub(1000.0, 1000.0 - std::log(2.0)), 1000.0 - std::log(2.0), 1e-12);
   // exp(x - y) overflows: the smaller term is invisible.
   EXPECT_EQ(privacy::log_sub(1000.0, -1000.0), 1000.0);
-  EXPECT_THROW(privacy::log_sub(1.0, 2.0), privacy::Error);
+  EXPECT_THROW(privacy::log_sub(1.0, 2.0), privacy::PrivacyError);
 }
 
 TEST(LogSpace, ErfcMatchesStdWhereRepresentable) {

@@ -99,10 +99,10 @@ TEST(RandomSource, OsModeIsNotReplayable) {
 
 TEST(RandomSource, ParseSeedHexRefusesBadInput) {
   EXPECT_EQ(privacy::parse_seed_hex(std::string(64, 'F'))[0], 0xff);
-  EXPECT_THROW(privacy::parse_seed_hex(""), privacy::Error);
-  EXPECT_THROW(privacy::parse_seed_hex(std::string(63, '0')), privacy::Error);
-  EXPECT_THROW(privacy::parse_seed_hex(std::string(66, '0')), privacy::Error);
-  EXPECT_THROW(privacy::parse_seed_hex(std::string(63, '0') + "g"), privacy::Error);
+  EXPECT_THROW(privacy::parse_seed_hex(""), privacy::PrivacyError);
+  EXPECT_THROW(privacy::parse_seed_hex(std::string(63, '0')), privacy::PrivacyError);
+  EXPECT_THROW(privacy::parse_seed_hex(std::string(66, '0')), privacy::PrivacyError);
+  EXPECT_THROW(privacy::parse_seed_hex(std::string(63, '0') + "g"), privacy::PrivacyError);
 }
 
 std::vector<double> samples(privacy::GaussianNoise& noise, size_t n, double stddev) {

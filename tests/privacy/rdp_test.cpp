@@ -238,23 +238,23 @@ TEST(Rdp, TinySamplingRateFollowsTheSecondOrderExpansion) {
 
 TEST(Rdp, RejectsInvalidArguments) {
   const std::vector<double> orders = {2.0};
-  EXPECT_THROW(privacy::rdp_per_step(-0.1, 1.0, 2.0), privacy::Error);
-  EXPECT_THROW(privacy::rdp_per_step(1.1, 1.0, 2.0), privacy::Error);
-  EXPECT_THROW(privacy::rdp_per_step(std::nan(""), 1.0, 2.0), privacy::Error);
-  EXPECT_THROW(privacy::rdp_per_step(0.1, 0.0, 2.0), privacy::Error);
-  EXPECT_THROW(privacy::rdp_per_step(0.1, -1.0, 2.0), privacy::Error);
+  EXPECT_THROW(privacy::rdp_per_step(-0.1, 1.0, 2.0), privacy::PrivacyError);
+  EXPECT_THROW(privacy::rdp_per_step(1.1, 1.0, 2.0), privacy::PrivacyError);
+  EXPECT_THROW(privacy::rdp_per_step(std::nan(""), 1.0, 2.0), privacy::PrivacyError);
+  EXPECT_THROW(privacy::rdp_per_step(0.1, 0.0, 2.0), privacy::PrivacyError);
+  EXPECT_THROW(privacy::rdp_per_step(0.1, -1.0, 2.0), privacy::PrivacyError);
   EXPECT_THROW(privacy::rdp_per_step(0.1, std::numeric_limits<double>::infinity(), 2.0),
-               privacy::Error);
-  EXPECT_THROW(privacy::rdp_per_step(0.1, 1.0, 1.0), privacy::Error);
-  EXPECT_THROW(privacy::compute_rdp(0.1, 1.0, -1, orders), privacy::Error);
-  EXPECT_THROW(privacy::compute_rdp(0.1, 1.0, 1, std::vector<double>{}), privacy::Error);
-  EXPECT_THROW(privacy::privacy_spent(orders, std::vector<double>{1.0}, 0.0), privacy::Error);
-  EXPECT_THROW(privacy::privacy_spent(orders, std::vector<double>{1.0}, 1.0), privacy::Error);
-  EXPECT_THROW(privacy::privacy_spent(orders, std::vector<double>{1.0, 2.0}, 1e-5), privacy::Error);
+               privacy::PrivacyError);
+  EXPECT_THROW(privacy::rdp_per_step(0.1, 1.0, 1.0), privacy::PrivacyError);
+  EXPECT_THROW(privacy::compute_rdp(0.1, 1.0, -1, orders), privacy::PrivacyError);
+  EXPECT_THROW(privacy::compute_rdp(0.1, 1.0, 1, std::vector<double>{}), privacy::PrivacyError);
+  EXPECT_THROW(privacy::privacy_spent(orders, std::vector<double>{1.0}, 0.0), privacy::PrivacyError);
+  EXPECT_THROW(privacy::privacy_spent(orders, std::vector<double>{1.0}, 1.0), privacy::PrivacyError);
+  EXPECT_THROW(privacy::privacy_spent(orders, std::vector<double>{1.0, 2.0}, 1e-5), privacy::PrivacyError);
   try {
     privacy::rdp_per_step(1.5, 1.0, 2.0);
     FAIL() << "no exception";
-  } catch (const privacy::Error& e) {
+  } catch (const privacy::PrivacyError& e) {
     EXPECT_NE(std::string(e.what()).find("sampling rate q"), std::string::npos) << e.what();
   }
 }

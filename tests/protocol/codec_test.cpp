@@ -2,6 +2,8 @@
 // decoder would refuse.
 #include <gtest/gtest.h>
 
+#include <type_traits>
+
 #include "protocol/codec.h"
 #include "sample_messages.h"
 
@@ -305,4 +307,23 @@ TEST(Codec, MatmulTimingsRoundTripAndAreOptional) {
   const Message plain = round_trip(protocol_test::matmul_reply(5, 2, 70, 64, false));
   EXPECT_FALSE(std::get<protocol::MatmulReply>(plain.body).has_timings);
   EXPECT_EQ(std::get<protocol::MatmulReply>(plain.body).timings, protocol::MatmulTimings{});
+}
+
+// protocol::Result is base::Result over protocol::Error; a worker's code maps onto a general one.
+TEST(ProtocolResult, WireCodesMapOntoGeneralCodes) {
+  static_assert(std::is_same_v<protocol::Status, base::Result<void, protocol::Error>>);
+  EXPECT_EQ(protocol::to_base_code(ErrorCode::kMalformedRequest), base::Code::kCorrupt);
+  EXPECT_EQ(protocol::to_base_code(ErrorCode::kUnknownModel), base::Code::kNotFound);
+  EXPECT_EQ(protocol::to_base_code(ErrorCode::kUnknownLayer), base::Code::kNotFound);
+  EXPECT_EQ(protocol::to_base_code(ErrorCode::kNoiseBudget), base::Code::kExhausted);
+  EXPECT_EQ(protocol::to_base_code(ErrorCode::kOverloaded), base::Code::kExhausted);
+  EXPECT_EQ(protocol::to_base_code(ErrorCode::kUnauthorised), base::Code::kUnauthorised);
+  EXPECT_EQ(protocol::to_base_code(ErrorCode::kTimeout), base::Code::kTimeout);
+  EXPECT_EQ(protocol::to_base_code(ErrorCode::kTransport), base::Code::kUnavailable);
+  EXPECT_EQ(protocol::to_base_code(ErrorCode::kIo), base::Code::kIo);
+  EXPECT_EQ(protocol::to_base_code(ErrorCode::kInternal), base::Code::kInternal);
+  const base::Error e =
+      protocol::to_base(protocol::make_error(ErrorCode::kUnknownLayer, "layer ", 17));
+  EXPECT_EQ(e.code, base::Code::kNotFound);
+  EXPECT_EQ(e.message, "unknownLayer: layer 17");
 }

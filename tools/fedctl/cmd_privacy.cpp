@@ -240,7 +240,7 @@ int cmd_privacy(int argc, char** argv) {
     return fail("unknown subcommand '" + sub + "' (expected epsilon or sigma; see --help)");
   } catch (const UsageError& e) {
     return fail(e.what());
-  } catch (const privacy::Error& e) {
+  } catch (const privacy::PrivacyError& e) {
     return fail(e.what());
   } catch (const po::error& e) {
     return fail(e.what());

@@ -41,7 +41,7 @@ inline void check_seq_len(int64_t seq_len, const model::LlamaConfig& config) {
 }
 
 // One example per "text" record of a JSON-lines file, tokenized and cut to seq_len tokens.
-// Throws model::Error naming the file for a missing, malformed or empty file.
+// Throws model::ModelError naming the file for a missing, malformed or empty file.
 inline model::TextDataset load_text_dataset(const std::string& path,
                                             const model::Tokenizer& tokenizer, int64_t seq_len) {
   const std::vector<std::string> texts = model::read_jsonl_texts(path);

@@ -50,7 +50,7 @@ struct CudaPlainGemm::Impl {
 
 CudaPlainGemm::CudaPlainGemm(Type type, const int8_t* w, size_t d_out, size_t d_in, size_t t,
                              int device) {
-  if (d_out == 0 || d_in == 0 || t == 0) throw Error("empty GEMM shape");
+  if (d_out == 0 || d_in == 0 || t == 0) throw FheError("empty GEMM shape");
   cd::use_device(device);
   impl_ = std::make_unique<Impl>();
   Impl& im = *impl_;

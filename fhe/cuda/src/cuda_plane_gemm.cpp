@@ -32,7 +32,7 @@ size_t round_up(size_t v, size_t m) {
 
 void check_ring(size_t n) {
   if (n % 256 != 0 || n / 8 + cd::kSpareGroups > 1024) {
-    throw Error("the CUDA kernels need a ring degree that is a multiple of 256 and at most 8160");
+    throw FheError("the CUDA kernels need a ring degree that is a multiple of 256 and at most 8160");
   }
 }
 
@@ -109,15 +109,15 @@ struct CudaPlaneGemm::Impl {
 CudaPlaneGemm::CudaPlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out,
                              size_t d_in, bool transpose, int device)
     : ctx_(std::move(ctx)), device_(device) {
-  if (d_out == 0 || d_in == 0) throw Error("empty weight matrix");
+  if (d_out == 0 || d_in == 0) throw FheError("empty weight matrix");
   if (ctx_->params().q != Params::P48().q) {
-    throw Error("the digit-plane GEMM reduces modulo the P48 prime only");
+    throw FheError("the digit-plane GEMM reduces modulo the P48 prime only");
   }
   check_ring(ctx_->n());
   in_ = transpose ? d_out : d_in;
   out_ = transpose ? d_in : d_out;
   if (in_ > cd::kMaxInnerDim) {
-    throw Error("inner dimension " + std::to_string(in_) +
+    throw FheError("inner dimension " + std::to_string(in_) +
                 " overflows the int32 accumulation of the digit-plane GEMM; split it");
   }
   bounds_ = measure_bounds(w, d_out, d_in, transpose);
@@ -166,9 +166,9 @@ CiphertextMatrix CudaPlaneGemm::multiply(const CiphertextMatrix& ct) const {
 void CudaPlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const {
   const Context& ctx = *ctx_;
   validate(ctx, ct, /*check_range=*/false);  // the range of C0 is checked while packing it
-  if (ct.kind != CtKind::kFresh) throw Error("only fresh ciphertexts can be multiplied");
+  if (ct.kind != CtKind::kFresh) throw FheError("only fresh ciphertexts can be multiplied");
   if (ct.rows != in_) {
-    throw Error("ciphertext has " + std::to_string(ct.rows) + " rows but the matrix expects " +
+    throw FheError("ciphertext has " + std::to_string(ct.rows) + " rows but the matrix expects " +
                 std::to_string(in_));
   }
   check_product(ctx.params(), ct.log2_delta, bounds_, out_ * ct.cols);
@@ -223,7 +223,7 @@ void CudaPlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& 
       const size_t c = std::min(kChunkCoeffs, count - k0);
       uint8_t* staged = sl.in.as<uint8_t>() + k0 * B;
       if (!pack_parallel(src + k0, c, q, staged)) {
-        throw Error("ciphertext coefficient out of range (>= its modulus)");
+        throw FheError("ciphertext coefficient out of range (>= its modulus)");
       }
       cd::check(cudaMemcpyAsync(im.c0_packed.as<uint8_t>() + k0 * B, staged, c * B,
                                 cudaMemcpyHostToDevice, s),
@@ -354,7 +354,7 @@ void CudaPlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& 
 
 uint32_t CudaPlaneGemm::switch_reply(CiphertextMatrix& product) const {
   if (product.kind != CtKind::kProduct || product.rows != out_) {
-    throw Error("switch_reply expects a product of this matrix");
+    throw FheError("switch_reply expects a product of this matrix");
   }
   const uint32_t bits =
       choose_switch_bits(ctx_->params(), product.log2_delta, bounds_, out_ * product.cols);
@@ -366,10 +366,10 @@ uint32_t CudaPlaneGemm::switch_reply(CiphertextMatrix& product) const {
 void cuda_expand_seed_rows(const Seed& seed, size_t n, uint64_t q, uint64_t row0, size_t rows,
                            uint64_t* out, int device) {
   if (n == 0 || n % 8 != 0 || n / 8 + cd::kSpareGroups > 1024) {
-    throw Error("cuda_expand_seed_rows: n must be a positive multiple of 8, at most 8160");
+    throw FheError("cuda_expand_seed_rows: n must be a positive multiple of 8, at most 8160");
   }
   if (q < 2 || q > (uint64_t{1} << 48))
-    throw Error("cuda_expand_seed_rows: q must be in [2, 2^48]");
+    throw FheError("cuda_expand_seed_rows: q must be in [2, 2^48]");
   if (rows == 0) return;
   cd::use_device(device);
   cd::Stream stream;

@@ -13,13 +13,13 @@ namespace fhe::cuda_detail {
 
 inline void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) {
-    throw Error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+    throw FheError(std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
   }
 }
 
 inline void check(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) {
-    throw Error(std::string("cuBLASLt: ") + what + ": " + cublasLtGetStatusString(s));
+    throw FheError(std::string("cuBLASLt: ") + what + ": " + cublasLtGetStatusString(s));
   }
 }
 
@@ -28,10 +28,10 @@ inline void use_device(int device) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     cudaGetLastError();  // clear the sticky error of a missing driver
-    throw Error("no CUDA device is available");
+    throw FheError("no CUDA device is available");
   }
   if (device < 0 || device >= count) {
-    throw Error("CUDA device " + std::to_string(device) + " does not exist (" +
+    throw FheError("CUDA device " + std::to_string(device) + " does not exist (" +
                 std::to_string(count) + " found)");
   }
   check(cudaSetDevice(device), "cudaSetDevice");
@@ -161,7 +161,7 @@ class LtMatmul {
     int found = 0;
     check(cublasLtMatmulAlgoGetHeuristic(h, op_, a_, b_, d_, d_, pref_, 1, &algo_, &found),
           "cublasLtMatmulAlgoGetHeuristic");
-    if (found < 1) throw Error("cuBLASLt found no algorithm for this GEMM shape");
+    if (found < 1) throw FheError("cuBLASLt found no algorithm for this GEMM shape");
     planned_ = true;
   }
 

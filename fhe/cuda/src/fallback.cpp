@@ -6,7 +6,7 @@ namespace fhe {
 namespace {
 
 [[noreturn]] void no_cuda() {
-  throw Error("built without CUDA");
+  throw FheError("built without CUDA");
 }
 
 }  // namespace

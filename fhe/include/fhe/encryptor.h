@@ -38,7 +38,7 @@ class Decryptor {
   explicit Decryptor(const SecretKey& key);
 
   // Decrypts a product (or a fresh) ciphertext matrix into a row-major rows x cols int64 matrix.
-  // Throws Error for a ciphertext of another parameter set or with inconsistent sizes.
+  // Throws FheError for a ciphertext of another parameter set or with inconsistent sizes.
   std::vector<int64_t> decrypt(const CiphertextMatrix& ct) const;
   // Same, into caller storage of rows * cols values.
   void decrypt_into(const CiphertextMatrix& ct, int64_t* y) const;
@@ -60,11 +60,11 @@ class Decryptor {
 };
 
 // Checks that a ciphertext matrix is well formed for ctx: parameter id, kind, sizes, and (unless
-// check_range is false) every coefficient below q. Throws Error naming the first problem.
+// check_range is false) every coefficient below q. Throws FheError naming the first problem.
 void validate(const Context& ctx, const CiphertextMatrix& ct, bool check_range = true);
 
 // The same ciphertext with packed planes (CiphertextMatrix::packed) unpacked into c0 and c1,
-// every coefficient checked; an unpacked one is returned as it is. Throws Error.
+// every coefficient checked; an unpacked one is returned as it is. Throws FheError.
 CiphertextMatrix unpacked(const Context& ctx, const CiphertextMatrix& ct);
 
 }  // namespace fhe

@@ -48,12 +48,12 @@ bool message_fits(const Params& p, uint32_t log2_delta, uint64_t max_row_l1);
 // log2 of the union bound on the probability that a product with `outputs` coefficients fails.
 double failure_log2(const Params& p, uint32_t log2_delta, double max_row_l2, uint64_t outputs);
 
-// The largest power-of-two delta meeting the message bound; throws Error, saying which bound
+// The largest power-of-two delta meeting the message bound; throws FheError, saying which bound
 // fails and by how much, when no delta meets both bounds.
 uint32_t choose_log2_delta(const Params& p, const WeightBounds& b,
                            uint64_t outputs = kDefaultMaxOutputs);
 
-// Throws Error unless a product with these bounds decrypts exactly (failure < 2^-40).
+// Throws FheError unless a product with these bounds decrypts exactly (failure < 2^-40).
 void check_product(const Params& p, uint32_t log2_delta, const WeightBounds& b, uint64_t outputs);
 
 }  // namespace fhe

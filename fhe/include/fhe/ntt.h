@@ -27,7 +27,7 @@ const char* to_string(NttPath p);
 
 class Ntt {
  public:
-  // n: power of two in [2, 65536]; q: prime below 2^50 with q = 1 mod 2n. Throws Error otherwise.
+  // n: power of two in [2, 65536]; q: prime below 2^50 with q = 1 mod 2n. Throws FheError otherwise.
   Ntt(size_t n, uint64_t q);
   ~Ntt();
   Ntt(const Ntt&) = delete;
@@ -46,7 +46,7 @@ class Ntt {
   void inverse_scalar(uint64_t* a) const;
 
   NttPath path() const { return path_; }
-  // Selects a path; throws Error if the CPU cannot run it.
+  // Selects a path; throws FheError if the CPU cannot run it.
   void set_path(NttPath p);
   static bool path_available(NttPath p, size_t n);
 

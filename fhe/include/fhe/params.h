@@ -1,4 +1,4 @@
-// Parameter sets of the RLWE scheme and the error type of the fhe library.
+// Parameter sets of the RLWE scheme (the library's exception, fhe::FheError, is in fhe/error.h).
 //
 // The only parameter set today is P48 (see README "Parameters and security"):
 //   ring Z_q[X]/(X^N + 1), N = 2048, q = 2^48 - 2^14 + 1 (prime, q = 1 mod 2^14),
@@ -9,17 +9,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 
-namespace fhe {
+#include "fhe/error.h"
 
-// Every refusal of the library (bad parameters, impossible noise budget, malformed files) is
-// reported as an fhe::Error whose message is one readable line.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace fhe {
 
 struct Params {
   uint32_t id = 0;           // stored in files and messages
@@ -34,7 +28,7 @@ struct Params {
   double error_variance() const { return eta / 2.0; }
 
   static const Params& P48();
-  // Looks a parameter set up by its id; throws Error for an unknown id.
+  // Looks a parameter set up by its id; throws FheError for an unknown id.
   static const Params& by_id(uint32_t id);
 };
 

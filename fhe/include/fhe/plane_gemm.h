@@ -44,7 +44,7 @@ class PlaneGemm {
  public:
   // w: row-major d_out x d_in int8 matrix (copied and packed, unless opts.borrow_weights).
   // transpose = false computes W*C (C has d_in rows), transpose = true computes W^T*C (C has d_out
-  // rows). Throws Error for empty shapes or an inner dimension whose int32 accumulation could
+  // rows). Throws FheError for empty shapes or an inner dimension whose int32 accumulation could
   // overflow.
   PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out, size_t d_in,
             bool transpose, PlaneGemmOptions opts = {});
@@ -62,7 +62,7 @@ class PlaneGemm {
   const Context& context() const { return *ctx_; }
 
   // The product ciphertext of a fresh ciphertext. Validates the input (shape, parameter set,
-  // coefficient range) and the noise budget of this product (check_product) first; throws Error.
+  // coefficient range) and the noise budget of this product (check_product) first; throws FheError.
   CiphertextMatrix multiply(const CiphertextMatrix& ct) const;
   // Same, reusing out's storage (no allocation when the shape is unchanged).
   void multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const;
@@ -71,7 +71,7 @@ class PlaneGemm {
   // of rows (a part of a stacked input, fhe/stacked_product.h): the same as multiply_into of
   // those rows encrypted alone, except that their mask rows are expanded from the seed at their
   // place in the whole matrix. Validates the input, the row range and this part's noise budget;
-  // throws Error.
+  // throws FheError.
   void multiply_rows_into(const CiphertextMatrix& ct, size_t row_begin,
                           CiphertextMatrix& out) const;
 

@@ -15,12 +15,12 @@ class SecretKey {
  public:
   // A fresh key from the CSPRNG.
   static SecretKey generate(std::shared_ptr<const Context> ctx);
-  // Key from its ternary coefficients (each -1, 0 or 1; throws Error otherwise).
+  // Key from its ternary coefficients (each -1, 0 or 1; throws FheError otherwise).
   static SecretKey from_coefficients(std::shared_ptr<const Context> ctx,
                                      const std::vector<int8_t>& s);
 
   // Key file: see docs/file-formats.md. Written atomically (base::write_file_atomic) with mode
-  // 0600; throws Error naming the file when it cannot be.
+  // 0600; throws FheError naming the file when it cannot be.
   void save(const std::string& path) const;
   static SecretKey load(std::shared_ptr<const Context> ctx, const std::string& path);
 

@@ -19,7 +19,7 @@
 //                per coefficient (for 48 bits simply 6 little-endian bytes each).
 //
 // Readers check every field, the exact payload length and the range of every coefficient before
-// returning, and throw Error with one readable line otherwise.
+// returning, and throw FheError with one readable line otherwise.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +38,7 @@ constexpr uint64_t kMaxCtCols = uint64_t{1} << 26;
 std::vector<uint8_t> serialize(const Context& ctx, const CiphertextMatrix& ct);
 CiphertextMatrix deserialize(const Context& ctx, const uint8_t* data, size_t size);
 
-// Writes serialize(ctx, ct) to `path` atomically (base::write_file_atomic); throws Error.
+// Writes serialize(ctx, ct) to `path` atomically (base::write_file_atomic); throws FheError.
 void save_ciphertext(const Context& ctx, const CiphertextMatrix& ct, const std::string& path);
 CiphertextMatrix load_ciphertext(const Context& ctx, const std::string& path);
 

@@ -26,14 +26,14 @@ namespace fhe {
 WeightBounds stacked_bounds(std::span<const WeightBounds> parts);
 
 // acc += y (mod q), coefficient by coefficient, for two products (kind kProduct) of the same
-// shape, scale and parameter set: the product by the two matrices side by side. Throws Error
+// shape, scale and parameter set: the product by the two matrices side by side. Throws FheError
 // when they do not match.
 void add_product_into(const Context& ctx, CiphertextMatrix& acc, const CiphertextMatrix& y);
 
 // sum_j parts[j] * (rows [o_j, o_j + parts[j]->in_dim()) of fresh), o_j the sum of the earlier
 // parts' in_dim: a product ciphertext of out_dim rows (every part must have the same out_dim).
 // Checks the input, that the parts' inner dimensions sum to its rows and the noise budget of the
-// stacked product (stacked_bounds); throws Error.
+// stacked product (stacked_bounds); throws FheError.
 CiphertextMatrix stacked_multiply(std::span<const PlaneGemm* const> parts,
                                   const CiphertextMatrix& fresh);
 

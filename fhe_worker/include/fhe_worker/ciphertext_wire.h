@@ -44,7 +44,7 @@ protocol::Result<protocol::Message> make_matmul_request(const fhe::Context& ctx,
 
 // The product ciphertexts of a MatmulReply, in the order of its results (kProduct or
 // kSwitched). The reply's error, or kMalformedRequest for a reply that does not fit ctx, as an
-// Error. `seed` is copied into every product (for bookkeeping; decryption does not use it).
+// WorkerError. `seed` is copied into every product (for bookkeeping; decryption does not use it).
 protocol::Result<std::vector<fhe::CiphertextMatrix>> read_matmul_reply(
     const fhe::Context& ctx, const protocol::Message& reply, const fhe::Seed& seed = {});
 

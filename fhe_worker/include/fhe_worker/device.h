@@ -28,14 +28,14 @@ struct Device {
   std::string name() const;
 };
 
-// Parses "auto", "cpu", "cuda" or "cuda:N". Throws fhe_worker::Error otherwise.
+// Parses "auto", "cpu", "cuda" or "cuda:N". Throws fhe_worker::WorkerError otherwise.
 Device parse_device(std::string_view text);
 
 // True when this build has the CUDA backend and the machine a usable GPU.
 bool cuda_available();
 
 // The homomorphic product by one public int8 matrix M (W, or W^T), whatever runs it. Every
-// method may be called from several threads at once. Errors are fhe::Error.
+// method may be called from several threads at once. Errors are fhe::FheError.
 class Gemm {
  public:
   virtual ~Gemm() = default;
@@ -52,7 +52,7 @@ class Gemm {
 
   // The product of rows [row_begin, row_begin + in_dim()) of a fresh ciphertext with more rows
   // (one part of a stacked input, fhe/stacked_product.h), its noise budget checked for this part
-  // alone (the caller checks the stacked one). The default refuses (fhe::Error): the CPU
+  // alone (the caller checks the stacked one). The default refuses (fhe::FheError): the CPU
   // implementation has it, the CUDA one does not yet.
   virtual void multiply_rows_into(const fhe::CiphertextMatrix& ct, size_t row_begin,
                                   fhe::CiphertextMatrix& out) const;
@@ -81,8 +81,8 @@ struct GemmSpec {
   size_t stride = 0;
 };
 
-// Builds the product of `spec` on `device`. Throws fhe_worker::Error for a device this build
-// cannot use, fhe::Error for a shape the implementation refuses.
+// Builds the product of `spec` on `device`. Throws fhe_worker::WorkerError for a device this build
+// cannot use, fhe::FheError for a shape the implementation refuses.
 std::unique_ptr<Gemm> make_gemm(const Device& device, std::shared_ptr<const fhe::Context> ctx,
                                 const GemmSpec& spec);
 

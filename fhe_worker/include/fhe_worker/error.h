@@ -7,7 +7,7 @@
 
 namespace fhe_worker {
 
-class Error : public std::runtime_error {
+class WorkerError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

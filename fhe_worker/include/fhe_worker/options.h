@@ -54,12 +54,12 @@ struct CommandLine {
   WorkerOptions options;
 };
 
-// Parses argv (and the --config file). Throws fhe_worker::Error with one readable line for
+// Parses argv (and the --config file). Throws fhe_worker::WorkerError with one readable line for
 // unknown, missing or invalid options.
 CommandLine parse_command_line(int argc, const char* const* argv);
 
 // Writes `endpoint` and a newline to `path` atomically (base::write_file_atomic: a temporary file
-// renamed into place), so a reader never sees a partial line. Throws fhe_worker::Error.
+// renamed into place), so a reader never sees a partial line. Throws fhe_worker::WorkerError.
 void write_port_file(const std::string& path, const std::string& endpoint);
 
 }  // namespace fhe_worker

@@ -40,7 +40,7 @@ std::string advertised_endpoint(const std::string& bound);
 
 class Registrar {
  public:
-  // Starts the thread. Throws fhe_worker::Error for a bad endpoint or key configuration.
+  // Starts the thread. Throws fhe_worker::WorkerError for a bad endpoint or key configuration.
   explicit Registrar(RegistrarConfig config);
   ~Registrar();  // stops and joins
   Registrar(const Registrar&) = delete;

@@ -78,7 +78,7 @@ std::shared_ptr<spdlog::logger> make_console_logger(const std::string& level = "
 
 class Worker {
  public:
-  // Binds the socket and starts the threads. Throws fhe_worker::Error (bad keys, allow-list,
+  // Binds the socket and starts the threads. Throws fhe_worker::WorkerError (bad keys, allow-list,
   // endpoint, or an insecure bind off loopback).
   static std::unique_ptr<Worker> start(std::shared_ptr<const WorkerModel> model,
                                        WorkerConfig config);

@@ -59,7 +59,7 @@ inline constexpr std::array<protocol::ProjectionKind, 8> kServedProjections = {
     protocol::ProjectionKind::kGate, protocol::ProjectionKind::kUp,
     protocol::ProjectionKind::kDown, protocol::ProjectionKind::kLmHead};
 
-// The model library's name for a served projection kind (throws Error for an unknown one).
+// The model library's name for a served projection kind (throws WorkerError for an unknown one).
 model::ProjectionKind to_model_kind(protocol::ProjectionKind kind);
 
 // Decoder layers [first, last], both included.
@@ -68,7 +68,7 @@ struct LayerRange {
   bool operator==(const LayerRange&) const = default;
 };
 
-// "3" or "0-7" (0-based, both ends included). Throws Error naming the text for anything else.
+// "3" or "0-7" (0-based, both ends included). Throws WorkerError naming the text for anything else.
 LayerRange parse_layer_range(const std::string& text);
 
 struct WorkerModelOptions {
@@ -91,7 +91,7 @@ using WeightSource = std::function<model::QuantizedWeight(model::ProjectionId)>;
 
 class WorkerModel {
  public:
-  // Loads config.json and the safetensors checkpoint of `dir`. Throws fhe_worker::Error.
+  // Loads config.json and the safetensors checkpoint of `dir`. Throws fhe_worker::WorkerError.
   static std::unique_ptr<WorkerModel> load(const std::filesystem::path& dir,
                                            WorkerModelOptions options);
   // From weights in memory (options.model_id must not be empty).
@@ -120,20 +120,20 @@ class WorkerModel {
   // "layers 0-7 and the LM head", "every layer, not the LM head", ...: what this worker holds.
   std::string holdings() const;
 
-  // The int8 weight and scales of a projection this worker holds (throws Error otherwise).
+  // The int8 weight and scales of a projection this worker holds (throws WorkerError otherwise).
   const model::QuantizedWeight& weight(uint32_t layer, protocol::ProjectionKind kind) const;
   // The row norms of W (transpose = false) or W^T as ModelInfo reports them (no GEMM is built):
   // what the noise budget of a product depends on.
   fhe::WeightBounds bounds(uint32_t layer, protocol::ProjectionKind kind, bool transpose) const;
 
   // The product by W (transpose = false) or W^T of a served projection; the transposed one is
-  // built on first use. Throws fhe::Error when the implementation refuses that shape.
+  // built on first use. Throws fhe::FheError when the implementation refuses that shape.
   const Gemm& gemm(uint32_t layer, protocol::ProjectionKind kind, bool transpose) const;
   // The product of output rows [begin, end) of that matrix alone (a ranged request): rows of W,
   // or of W^T (columns of W, read in place with a row stride). Built on first use and kept
   // (at most kMaxRangedGemms, then the cache starts over; a product in use stays alive through
   // its shared_ptr); the whole range is gemm() itself. The weights are borrowed, never copied.
-  // Throws fhe::Error for an empty or out-of-range row range, and on a CUDA device (whose
+  // Throws fhe::FheError for an empty or out-of-range row range, and on a CUDA device (whose
   // products take whole matrices only: the participant then asks for whole products).
   std::shared_ptr<const Gemm> gemm_rows(uint32_t layer, protocol::ProjectionKind kind,
                                         bool transpose, size_t begin, size_t end) const;

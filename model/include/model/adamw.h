@@ -35,7 +35,7 @@ struct AdamWOptions {
   double weight_decay = 0.01;
 };
 
-// Throws model::Error unless lr >= 0, eps >= 0, weight_decay >= 0 and both betas lie in
+// Throws model::ModelError unless lr >= 0, eps >= 0, weight_decay >= 0 and both betas lie in
 // [0, 1), the checks PyTorch makes.
 void validate_adamw_options(const AdamWOptions& options);
 
@@ -59,7 +59,7 @@ class AdamW {
  public:
   explicit AdamW(const AdamWOptions& options = {});
 
-  // One update of every listed parameter. Throws model::Error, before changing anything, for
+  // One update of every listed parameter. Throws model::ModelError, before changing anything, for
   // a duplicate or empty name, values and gradient of different sizes, or a size that differs
   // from the parameter's existing state.
   void step(std::span<const ParameterGradient> parameters);
@@ -70,14 +70,14 @@ class AdamW {
   const AdamWOptions& options() const { return options_; }
   double lr() const { return options_.lr; }
   // Sets the learning rate of the next steps (a schedule calls this before each step).
-  // Throws model::Error for a negative or non-finite lr.
+  // Throws model::ModelError for a negative or non-finite lr.
   void set_lr(double lr);
 
   // Calls of step() so far.
   int64_t steps_taken() const { return steps_taken_; }
   const std::map<std::string, AdamWParameterState>& state() const { return state_; }
 
-  // Replaces the whole state (a restored checkpoint). Throws model::Error for a negative step
+  // Replaces the whole state (a restored checkpoint). Throws model::ModelError for a negative step
   // or exp_avg and exp_avg_sq of different sizes.
   void load_state(int64_t steps_taken, std::map<std::string, AdamWParameterState> state);
 
@@ -92,7 +92,7 @@ class AdamW {
 // "options" (lr, betas, eps, weight_decay as JSON), "steps_taken" and "step" (JSON object name ->
 // step). Written through a temporary file renamed into place.
 void save_adamw(const std::filesystem::path& path, const AdamW& optimizer);
-// Reads a file of save_adamw. Throws model::Error naming the file for a missing or malformed
+// Reads a file of save_adamw. Throws model::ModelError naming the file for a missing or malformed
 // file, a wrong "format", bad options, a parameter lacking one of its two tensors, or an
 // unknown tensor.
 AdamW load_adamw(const std::filesystem::path& path);

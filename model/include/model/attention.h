@@ -41,7 +41,7 @@ struct AttentionCacheT {
 };
 using AttentionCache = AttentionCacheT<float>;
 
-// out (heads*head_dim x T) from q, k, v as above. `cache` may be null. Throws model::Error when
+// out (heads*head_dim x T) from q, k, v as above. `cache` may be null. Throws model::ModelError when
 // the shapes do not fit `shape` and the batch.
 template <typename Scalar>
 void attention_forward(const ActivationsT<Scalar>& q, const ActivationsT<Scalar>& k,
@@ -50,7 +50,7 @@ void attention_forward(const ActivationsT<Scalar>& q, const ActivationsT<Scalar>
                        std::type_identity_t<AttentionCacheT<Scalar>>* cache = nullptr);
 
 // dq, dk, dv (resized like q, k, v) from the forward's inputs, its cache and dout = dL/dout.
-// Throws model::Error when the shapes or the cache do not fit.
+// Throws model::ModelError when the shapes or the cache do not fit.
 template <typename Scalar>
 void attention_backward(const ActivationsT<Scalar>& q, const ActivationsT<Scalar>& k,
                         const ActivationsT<Scalar>& v, const TokenBatch& batch,

@@ -17,7 +17,7 @@ class ByteTokenizer : public Tokenizer {
   static constexpr int64_t kMinVocabSize = kFirstByteId + 256;  // 259
 
   // `vocab_size` is the model's embedding rows; ids above the byte range are never produced and
-  // decode to nothing. Throws model::Error when vocab_size < 259.
+  // decode to nothing. Throws model::ModelError when vocab_size < 259.
   explicit ByteTokenizer(int64_t vocab_size);
 
   std::vector<int32_t> encode(std::string_view text) const override;

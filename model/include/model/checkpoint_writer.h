@@ -29,7 +29,7 @@ inline constexpr uint64_t kDefaultMaxShardBytes = 5'000'000'000;
 
 // A size as transformers' convert_file_size_to_int reads it: a plain byte count, or a number
 // with a unit: KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024); "5GB" is
-// 5 * 10^9. Throws model::Error for anything else, zero, or a size over 2^62.
+// 5 * 10^9. Throws model::ModelError for anything else, zero, or a size over 2^62.
 uint64_t parse_shard_size(std::string_view text);
 
 // "model-00002-of-00005.safetensors" for (1, 5): `index` counts from 0.
@@ -51,7 +51,7 @@ inline constexpr size_t kWriteChunkValues = size_t{1} << 20;
 // the tensors in `shard_order` (indices into `tensors`; empty: their own order), which for a
 // transformers model is its state_dict order. Every shard carries the safetensors metadata
 // `metadata`. Files go through temporary names renamed into place; the index (when there is
-// one) comes last. Throws model::Error for an invalid tensor, a shard_order that is not a
+// one) comes last. Throws model::ModelError for an invalid tensor, a shard_order that is not a
 // permutation, a zero max_shard_bytes, or an I/O failure.
 void write_checkpoint(const std::filesystem::path& dir, std::span<const TensorSpec> tensors,
                       const ChunkFiller& fill, uint64_t max_shard_bytes,

@@ -28,14 +28,14 @@ struct CrossEntropyCache {
   int64_t predicted = 0;        // positions counted in the mean
 };
 
-// logits: T x V, row t = column t of the batch. Throws model::Error when the shapes disagree,
+// logits: T x V, row t = column t of the batch. Throws model::ModelError when the shapes disagree,
 // a label lies outside [0, V) or no sequence has two tokens. Computed in double from the logits.
 template <typename Scalar = float>
 double cross_entropy_forward(const std::type_identity_t<RowMatrixT<Scalar>>& logits,
                              const TokenBatch& batch, CrossEntropyCache* cache = nullptr);
 
 // dlogits (T x V) = dloss * dL/dlogits, from the logits and the cache of the forward pass
-// (computed in double, rounded once to Scalar). Throws model::Error when the cache does not
+// (computed in double, rounded once to Scalar). Throws model::ModelError when the cache does not
 // belong to these logits.
 template <typename Scalar = float>
 void cross_entropy_backward(const std::type_identity_t<RowMatrixT<Scalar>>& logits,
@@ -49,7 +49,7 @@ void cross_entropy_backward(const std::type_identity_t<RowMatrixT<Scalar>>& logi
 // cross_entropy_forward's value and cross_entropy_backward's dlogits exactly, for the same logits.
 
 // label[t] = the token after position t in its sequence, or -1 when position t predicts nothing
-// (the last position of a sequence). Throws model::Error for a label outside [0, vocab).
+// (the last position of a sequence). Throws model::ModelError for a label outside [0, vocab).
 std::vector<int32_t> next_token_labels(const TokenBatch& batch, int64_t vocab);
 
 // For logits of n consecutive positions as columns (vocab x n; column j is position t0 + j) and

@@ -31,7 +31,7 @@ namespace model {
 inline constexpr int64_t kMaxJsonlBytes = int64_t{1} << 30;  // 1 GiB
 
 // The "text" field of every line of a JSON-lines file, in order. Blank lines are skipped.
-// Throws model::Error with one line naming the file and, where there is one, the line number:
+// Throws model::ModelError with one line naming the file and, where there is one, the line number:
 // a missing or unreadable file, a file over `max_bytes`, a line that is not valid JSON or not
 // an object, a missing or non-string "text", a file without any record.
 std::vector<std::string> read_jsonl_texts(const std::filesystem::path& path,
@@ -47,21 +47,21 @@ struct McqQuestion {
 };
 
 // Reads {"question": string, "options": [string, ...], "answer": integer} per line. Throws
-// model::Error as read_jsonl_texts does, and for fewer than two options or an answer outside
+// model::ModelError as read_jsonl_texts does, and for fewer than two options or an answer outside
 // [0, options.size()).
 std::vector<McqQuestion> read_mcq_jsonl(const std::filesystem::path& path,
                                         int64_t max_bytes = kMaxJsonlBytes);
 
-// [BOS, encode(text), EOS] truncated to `seq_len` tokens. Throws model::Error for seq_len < 2.
+// [BOS, encode(text), EOS] truncated to `seq_len` tokens. Throws model::ModelError for seq_len < 2.
 std::vector<int32_t> tokenize_example(std::string_view text, const Tokenizer& tokenizer,
                                       int64_t seq_len);
 
 // Tokenized examples, one per record.
 class TextDataset {
  public:
-  // Tokenizes every text with tokenize_example. Throws model::Error for seq_len < 2 or no texts.
+  // Tokenizes every text with tokenize_example. Throws model::ModelError for seq_len < 2 or no texts.
   TextDataset(std::span<const std::string> texts, const Tokenizer& tokenizer, int64_t seq_len);
-  // Already tokenized examples; throws model::Error if there are none or one is empty.
+  // Already tokenized examples; throws model::ModelError if there are none or one is empty.
   explicit TextDataset(std::vector<std::vector<int32_t>> examples);
 
   int64_t size() const { return static_cast<int64_t>(examples_.size()); }
@@ -69,7 +69,7 @@ class TextDataset {
   // Total tokens over all examples.
   int64_t token_count() const;
 
-  // The examples at `indices`, in that order (repeats allowed). Throws model::Error for an
+  // The examples at `indices`, in that order (repeats allowed). Throws model::ModelError for an
   // index outside [0, size()). An empty `indices` gives an empty batch.
   TokenBatch batch(std::span<const int64_t> indices) const;
 
@@ -85,7 +85,7 @@ class TextDataset {
 // privacy mechanism: std::mt19937_64.
 class ShuffledBatches {
  public:
-  // Throws model::Error unless 1 <= batch_size <= size.
+  // Throws model::ModelError unless 1 <= batch_size <= size.
   ShuffledBatches(int64_t size, int64_t batch_size, uint64_t seed);
 
   // The next batch of batch_size distinct indices.
@@ -95,7 +95,7 @@ class ShuffledBatches {
   // The epoch and the batch within it that next() returns.
   int64_t epoch() const { return epoch_; }
   int64_t batch_in_epoch() const { return batch_; }
-  // Jumps to a saved position. Throws model::Error for a negative epoch or a batch outside
+  // Jumps to a saved position. Throws model::ModelError for a negative epoch or a batch outside
   // [0, batches_per_epoch()).
   void seek(int64_t epoch, int64_t batch_in_epoch);
 
@@ -148,7 +148,7 @@ class UrbgRandomBits : public RandomBits {
 // Poisson sampling for DP-SGD: each index of [0, size) is included independently with
 // probability q, in increasing order; the result may be empty. Example i is included when the
 // i-th word of `bits` is below round(q * 2^64) (all words when q == 1), so the inclusion
-// probability equals q to within 2^-64. Throws model::Error for a negative size or q outside
+// probability equals q to within 2^-64. Throws model::ModelError for a negative size or q outside
 // [0, 1].
 std::vector<int64_t> poisson_sample(int64_t size, double q, RandomBits& bits);
 

@@ -62,7 +62,7 @@ void decoder_layer_forward(int64_t layer, const LlamaLayerWeights& weights,
 // `grads` (not null, shaped like `lora`: LoraParamsT(config, lora->config(), !freeze_a)) receives
 // the gradients of this layer's adapters, added into grads->batch and, for each sequence s,
 // into grads->per_example[s] when per_example is not empty (it then holds one entry per
-// sequence). Throws model::Error when the cache or the gradients do not fit.
+// sequence). Throws model::ModelError when the cache or the gradients do not fit.
 template <typename Scalar>
 void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& weights,
                             const LlamaConfig& config, const RopeTable& rope,

@@ -56,7 +56,7 @@ class DpSgdReducer : public GradientReducer {
   };
 
   // config: clip C > 0 (infinity: no clipping), sigma >= 0, expected_batch = q * N > 0. Throws
-  // model::Error for an invalid config, or sigma > 0 with an infinite C. Holds a reference to
+  // model::ModelError for an invalid config, or sigma > 0 with an infinite C. Holds a reference to
   // `noise`, which must outlive the reducer.
   DpSgdReducer(const privacy::DpSgdConfig& config, privacy::GaussianNoise& noise);
 

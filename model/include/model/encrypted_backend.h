@@ -71,7 +71,7 @@ class EncryptedBackend : public LinearBackend {
   EncryptedBackend(const EncryptedBackend&) = delete;
   EncryptedBackend& operator=(const EncryptedBackend&) = delete;
 
-  // Throw model::Error naming the projection when the fhe library or the products refuse.
+  // Throw model::ModelError naming the projection when the fhe library or the products refuse.
   void forward(ProjectionId id, const Activations& x, Activations& y) override;
   void backward(ProjectionId id, const Activations& g, Activations& dx) override;
   void forward_group(std::span<const ProjectionId> ids, const Activations& x,

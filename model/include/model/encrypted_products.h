@@ -28,16 +28,16 @@ namespace model {
 
 // Thrown by EncryptedProducts::multiply_stacked when the products cannot be stacked at all (a
 // worker device without stacked products): the caller then sends the parts one at a time.
-class StackedProductRefused : public Error {
+class StackedProductRefused : public ModelError {
  public:
-  using Error::Error;
+  using ModelError::ModelError;
 };
 
 class EncryptedProducts {
  public:
   virtual ~EncryptedProducts() = default;
 
-  // The shape of `id`'s weight (d_out x d_in). Throws model::Error for a projection the
+  // The shape of `id`'s weight (d_out x d_in). Throws model::ModelError for a projection the
   // implementation does not have.
   virtual ProjectionDims dims(ProjectionId id) const = 0;
   // One scale per output channel (d_out) of the int8 weight: W ~ Wq * diag(scales).
@@ -45,8 +45,8 @@ class EncryptedProducts {
   // Row norms of the matrix the ciphertext meets: W (transpose = false) or W^T.
   virtual fhe::WeightBounds bounds(ProjectionId id, bool transpose) = 0;
   // W * C (transpose = false; C has d_in rows) or W^T * C (C has d_out rows) of a fresh
-  // ciphertext: a product ciphertext, possibly modulus-switched. Throws model::Error or
-  // fhe::Error naming the failure.
+  // ciphertext: a product ciphertext, possibly modulus-switched. Throws model::ModelError or
+  // fhe::FheError naming the failure.
   virtual fhe::CiphertextMatrix multiply(ProjectionId id, bool transpose,
                                          const fhe::CiphertextMatrix& fresh) = 0;
 
@@ -73,8 +73,8 @@ class EncryptedProducts {
 // Not thread-safe: one caller at a time.
 class LocalEncryptedProducts : public EncryptedProducts {
  public:
-  // Throws model::Error when the fhe library refuses a projection. With `kinds` non-empty only
-  // the projections of those kinds are built; the others throw model::Error on use.
+  // Throws model::ModelError when the fhe library refuses a projection. With `kinds` non-empty only
+  // the projections of those kinds are built; the others throw model::ModelError on use.
   LocalEncryptedProducts(const LlamaWeights& weights, std::shared_ptr<const fhe::Context> ctx,
                          std::vector<ProjectionKind> kinds = {});
   ~LocalEncryptedProducts() override;

@@ -6,9 +6,9 @@
 namespace model {
 
 // Every refusal of the library (malformed checkpoint, bad config, missing tensor, tokenizer
-// failure) is reported as a model::Error whose message is one readable line naming the file
+// failure) is reported as a model::ModelError whose message is one readable line naming the file
 // and, where there is one, the tensor.
-class Error : public std::runtime_error {
+class ModelError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

@@ -34,7 +34,7 @@ int64_t predicted_tokens(const TokenBatch& batch);
 
 // Runs the examples of `data` in order, `batch_size` at a time (the last batch may be smaller),
 // and averages the cross-entropy over every predicted token (each batch's mean weighted by its
-// predicted tokens, summed in double). `lora` may be null. Throws model::Error for
+// predicted tokens, summed in double). `lora` may be null. Throws model::ModelError for
 // batch_size < 1, a dataset without any predicted token, or what the forward pass refuses.
 EvalResult evaluate_loss(LlamaModel& model, const TextDataset& data, const LoraParams* lora,
                          int64_t batch_size);
@@ -50,12 +50,12 @@ struct McqResult {
 // option) (as lm-evaluation-harness splits them; encode(" " + option) when c is not a prefix),
 // the sum over o's tokens of log p(token | everything before it). The options run as one batch.
 // A sequence longer than max_position_embeddings loses context tokens from its left. Throws
-// model::Error for a question without options or an option that does not fit the model.
+// model::ModelError for a question without options or an option that does not fit the model.
 std::vector<double> option_log_likelihoods(LlamaModel& model, const McqQuestion& question,
                                            const Tokenizer& tokenizer, const LoraParams* lora);
 
 // Accuracy over `questions`: a question is right when its answer has the strictly largest
-// option_log_likelihoods score (a tie counts as wrong). Throws model::Error for no questions.
+// option_log_likelihoods score (a tie counts as wrong). Throws model::ModelError for no questions.
 McqResult evaluate_mcq(LlamaModel& model, std::span<const McqQuestion> questions,
                        const Tokenizer& tokenizer, const LoraParams* lora);
 

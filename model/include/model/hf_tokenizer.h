@@ -41,7 +41,7 @@ class HfTokenizer : public Tokenizer {
  public:
   // Reads `path`. BOS and EOS are the tokens `bos_token` / `eos_token` of tokenizer_config.json
   // beside it when that file names them, else <|begin_of_text|> / <|end_of_text|>, else <s> /
-  // </s>. Throws model::Error naming the file for unreadable JSON, a feature outside the list
+  // </s>. Throws model::ModelError naming the file for unreadable JSON, a feature outside the list
   // above, a duplicate or out-of-range id, a merge whose parts or result are not in the
   // vocabulary, or no BOS/EOS token.
   explicit HfTokenizer(const std::filesystem::path& path);

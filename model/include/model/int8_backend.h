@@ -52,13 +52,13 @@ class Int8Backend : public LinearBackend {
 
 // One projection the way Int8Backend runs it (quantize per token, exact int8 product,
 // dequantize), for a caller that holds a single quantized weight: y = W x, dx = W^T g. Throw
-// model::Error naming `id` when the shapes disagree.
+// model::ModelError naming `id` when the shapes disagree.
 void int8_forward(ProjectionId id, const QuantizedWeight& w, const Activations& x, Activations& y);
 void int8_backward(ProjectionId id, const QuantizedWeight& w, const Activations& g,
                    Activations& dx);
 
 // The fused backward of a group (Int8Backend::backward_group) for a caller that holds the
-// quantized weights: dx = sum_j W_j^T gs[j]. Throws model::Error naming the projection whose
+// quantized weights: dx = sum_j W_j^T gs[j]. Throws model::ModelError naming the projection whose
 // shape disagrees.
 void int8_backward_group(std::span<const ProjectionId> ids,
                          std::span<const QuantizedWeight* const> ws,

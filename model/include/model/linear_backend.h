@@ -32,23 +32,23 @@ class LinearBackendT {
   virtual ~LinearBackendT() = default;
 
   // y = W * x for the projection `id`: x is d_in x T, y is resized to d_out x T (column t stays
-  // token t). Throws model::Error for a wrong d_in or a product the backend refuses.
+  // token t). Throws model::ModelError for a wrong d_in or a product the backend refuses.
   virtual void forward(ProjectionId id, const ActivationsT<Scalar>& x, ActivationsT<Scalar>& y) = 0;
 
   // dx = W^T * g for the projection `id`: g (the gradient of the loss with respect to the
-  // projection's output) is d_out x T, dx is resized to d_in x T. Throws model::Error for a
+  // projection's output) is d_out x T, dx is resized to d_in x T. Throws model::ModelError for a
   // wrong d_out or a product the backend refuses. Backends made for inference only may keep
   // this default, which refuses.
   virtual void backward(ProjectionId id, const ActivationsT<Scalar>& g, ActivationsT<Scalar>& dx) {
     (void)g;
     (void)dx;
-    throw Error("the " + std::string(name()) + " backend has no backward product (projection " +
+    throw ModelError("the " + std::string(name()) + " backend has no backward product (projection " +
                 projection_name(id) + ")");
   }
 
   // ys[j] = W_j * x for every projection ids[j] (all with the same d_in); ys.size() ==
   // ids.size() and every ys[j] is distinct from x. A backend's group results equal its separate
-  // forward() results bit for bit. Throws model::Error like forward().
+  // forward() results bit for bit. Throws model::ModelError like forward().
   virtual void forward_group(std::span<const ProjectionId> ids, const ActivationsT<Scalar>& x,
                              std::span<ActivationsT<Scalar>* const> ys) {
     check_group(ids.size(), ys.size());
@@ -58,7 +58,7 @@ class LinearBackendT {
   // dx = sum_j W_j^T * gs[j] for the projections ids[j] (all with the same d_in; gs[j] is
   // d_out_j x T), resized to d_in x T. The default sums the backward() results in float, in
   // list order; an int8 backend instead treats the group as one stacked matrix (int8_backend.h),
-  // which rounds once. Throws model::Error like backward().
+  // which rounds once. Throws model::ModelError like backward().
   virtual void backward_group(std::span<const ProjectionId> ids,
                               std::span<const ActivationsT<Scalar>* const> gs,
                               ActivationsT<Scalar>& dx) {
@@ -68,7 +68,7 @@ class LinearBackendT {
     for (size_t j = 1; j < ids.size(); ++j) {
       backward(ids[j], *gs[j], part);
       if (part.rows() != dx.rows() || part.cols() != dx.cols()) {
-        throw Error("projection group: " + projection_name(ids[j]) +
+        throw ModelError("projection group: " + projection_name(ids[j]) +
                     " has another input width than " + projection_name(ids[0]));
       }
       dx += part;
@@ -79,10 +79,10 @@ class LinearBackendT {
   virtual std::string_view name() const = 0;
 
  protected:
-  // Throws model::Error for an empty group or one with as many projections as tensors.
+  // Throws model::ModelError for an empty group or one with as many projections as tensors.
   static void check_group(size_t ids, size_t tensors) {
     if (ids == 0 || ids != tensors) {
-      throw Error("projection group: " + std::to_string(ids) + " projections for " +
+      throw ModelError("projection group: " + std::to_string(ids) + " projections for " +
                   std::to_string(tensors) + " tensors");
     }
   }

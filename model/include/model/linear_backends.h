@@ -11,7 +11,7 @@ namespace model {
 
 enum class BackendKind { kFloat, kInt8, kEncrypted };
 
-// Throws model::Error for a name other than float, int8 or encrypted.
+// Throws model::ModelError for a name other than float, int8 or encrypted.
 BackendKind parse_backend_kind(std::string_view name);
 
 // A backend over `weights` (the encrypted one under a fresh key).

@@ -66,7 +66,7 @@ struct LlamaConfig {
   int64_t parameter_count() const;
 };
 
-// Parses a config.json object. `source` names the file in errors. Throws model::Error with one
+// Parses a config.json object. `source` names the file in errors. Throws model::ModelError with one
 // line for a missing or ill-typed field, a non-positive or absurd size, heads that do not
 // divide hidden_size (when head_dim is not given), kv-heads that do not divide heads, a
 // model_type other than "llama", architectures without LlamaForCausalLM, or an unsupported

@@ -47,7 +47,7 @@ bool is_ignored_llama_buffer(std::string_view name);
 // Checks `store` against the layout without reading any weight: every expected tensor exists
 // with exactly the expected shape and a float dtype, and there is no other tensor (ignored
 // buffers aside; a tied model may still carry an lm_head.weight of the right shape, which is
-// ignored as transformers ignores it). Throws model::Error naming file and tensor.
+// ignored as transformers ignores it). Throws model::ModelError naming file and tensor.
 void check_llama_checkpoint(const TensorStore& store, const LlamaConfig& config);
 
 }  // namespace model

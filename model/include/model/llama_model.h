@@ -58,7 +58,7 @@ using LoraStep = LoraStepT<float>;
 template <typename Scalar>
 class LlamaModelT {
  public:
-  // Throws model::Error when `weights` or `backend` is null.
+  // Throws model::ModelError when `weights` or `backend` is null.
   LlamaModelT(std::shared_ptr<const LlamaWeights> weights,
               std::unique_ptr<LinearBackendT<Scalar>> backend);
 
@@ -67,7 +67,7 @@ class LlamaModelT {
   LinearBackendT<Scalar>& backend() { return *backend_; }
 
   // The logits of every position: a T x vocab matrix whose row t is column t of the batch (the
-  // sequences' positions in order). Throws model::Error for a batch validate_token_batch
+  // sequences' positions in order). Throws model::ModelError for a batch validate_token_batch
   // refuses or an adapter that does not fit the model. `cache` (may be null) receives every
   // activation; `lora` (may be null) adapts the targeted projections.
   RowMatrixT<Scalar> forward(const TokenBatch& batch,
@@ -84,7 +84,7 @@ class LlamaModelT {
   // parameters (lora_gradients.h; with lora.config().freeze_a, every A gradient stays empty).
   // `cache` must come from forward(batch, &cache, &lora). With per_example, the gradients hold
   // one share per sequence as well. Every frozen projection's W^T g goes through the backend.
-  // Throws model::Error when the cache, dlogits or the adapter do not fit.
+  // Throws model::ModelError when the cache, dlogits or the adapter do not fit.
   LoraGradientsT<Scalar> backward(const TokenBatch& batch,
                                   const std::type_identity_t<LlamaForwardCacheT<Scalar>>& cache,
                                   const std::type_identity_t<RowMatrixT<Scalar>>& dlogits,

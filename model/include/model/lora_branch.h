@@ -19,7 +19,7 @@
 
 namespace model {
 
-// y (d_out x T, already holding W x) += s * B (A x); ax receives A x. Throws model::Error when
+// y (d_out x T, already holding W x) += s * B (A x); ax receives A x. Throws model::ModelError when
 // the shapes disagree.
 template <typename Scalar>
 void lora_forward(const LoraPairT<Scalar>& pair, std::type_identity_t<Scalar> scaling,
@@ -34,7 +34,7 @@ void lora_input_backward(const LoraPairT<Scalar>& pair, std::type_identity_t<Sca
 
 // Adds the weight gradients of the columns [begin, begin + count) to grad: grad.b (d_out x rank)
 // += s * g ax^T, and grad.a (rank x d_in) += s * (B^T g) x^T unless grad.a is empty (A frozen).
-// x, ax and g are the forward's input, its A x and dL/dy. Throws model::Error when the shapes
+// x, ax and g are the forward's input, its A x and dL/dy. Throws model::ModelError when the shapes
 // or the column range disagree.
 template <typename Scalar>
 void lora_weight_backward(const LoraPairT<Scalar>& pair, std::type_identity_t<Scalar> scaling,

@@ -29,12 +29,12 @@ struct LoraConfig {
   bool targets_kind(ProjectionKind kind) const;
 };
 
-// Throws model::Error unless rank >= 1, alpha is finite, and targets is a non-empty list of
+// Throws model::ModelError unless rank >= 1, alpha is finite, and targets is a non-empty list of
 // distinct decoder-layer projections.
 void validate_lora_config(const LoraConfig& config);
 
 // The targets of a comma-separated list of module names, long or short ("q,v",
-// "q_proj,v_proj,down"), in the order given. Throws model::Error for an empty list or item, an
+// "q_proj,v_proj,down"), in the order given. Throws model::ModelError for an empty list or item, an
 // unknown name (parse_projection_module) or a name given twice.
 std::vector<ProjectionKind> parse_lora_targets(std::string_view list);
 

@@ -31,7 +31,7 @@ class LoraParamsT {
  public:
   LoraParamsT() = default;
   // Zero A and B, shaped for every target of every layer of `model`; every A stays empty when
-  // `with_a` is false (the gradients of a frozen-A adapter). Throws model::Error for an invalid
+  // `with_a` is false (the gradients of a frozen-A adapter). Throws model::ModelError for an invalid
   // config (validate_lora_config).
   LoraParamsT(const LlamaConfig& model, const LoraConfig& config, bool with_a = true);
 
@@ -42,7 +42,7 @@ class LoraParamsT {
   // The pair of `id`, or null when `id` carries none.
   const LoraPairT<Scalar>* find(ProjectionId id) const;
   LoraPairT<Scalar>* find(ProjectionId id);
-  // The same, throwing model::Error when `id` carries none.
+  // The same, throwing model::ModelError when `id` carries none.
   const LoraPairT<Scalar>& at(ProjectionId id) const;
   LoraPairT<Scalar>& at(ProjectionId id);
 
@@ -51,12 +51,12 @@ class LoraParamsT {
   // Sum of the squares of every element, in double (the L2 norm DP-SGD clips).
   double squared_norm() const;
   void set_zero();
-  // Element-wise sum; throws model::Error unless `other` has the same targets and shapes.
+  // Element-wise sum; throws model::ModelError unless `other` has the same targets and shapes.
   LoraParamsT& operator+=(const LoraParamsT& other);
   // Element-wise multiplication by s.
   LoraParamsT& operator*=(Scalar s);
 
-  // Throws model::Error unless this adapter fits `model`: the same number of layers and every
+  // Throws model::ModelError unless this adapter fits `model`: the same number of layers and every
   // A (when not empty) rank x d_in, every B d_out x rank.
   void check_fits(const LlamaConfig& model) const;
 

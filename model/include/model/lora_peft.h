@@ -19,13 +19,13 @@
 
 namespace model {
 
-// The adapter `params` as PEFT stores it. Throws model::Error when `params` does not fit
+// The adapter `params` as PEFT stores it. Throws model::ModelError when `params` does not fit
 // `model` or carries no A (the gradients of a frozen-A adapter are not an adapter).
 PeftAdapter lora_to_peft(const LoraParams& params, const LlamaConfig& model,
                          const std::string& base_model_name_or_path = "");
 
 // The parameters of a PEFT adapter over `model`. A file does not say whether A was trained, so
-// the result's config has freeze_a = false. Throws model::Error (check_peft_adapter) when the
+// the result's config has freeze_a = false. Throws model::ModelError (check_peft_adapter) when the
 // adapter is malformed or does not fit `model`.
 LoraParams peft_to_lora(const PeftAdapter& adapter, const LlamaConfig& model);
 

@@ -23,7 +23,7 @@ namespace model {
 enum class LrScheduleKind { kConstant, kLinear, kCosine };
 
 // "constant", "linear", "cosine" (transformers' `lr_scheduler_type` spellings). Throws
-// model::Error for anything else.
+// model::ModelError for anything else.
 LrScheduleKind parse_lr_schedule_kind(std::string_view name);
 std::string_view lr_schedule_kind_name(LrScheduleKind kind);
 
@@ -33,7 +33,7 @@ struct LrSchedule {
   int64_t total_steps = 0;  // T; unused by the constant schedule
   double num_cycles = 0.5;  // cosine only; 0.5 decays once from 1 to 0
 
-  // The multiplier at `step` (see above). Throws model::Error for a negative step or an invalid
+  // The multiplier at `step` (see above). Throws model::ModelError for a negative step or an invalid
   // schedule (negative warmup or total, non-finite num_cycles).
   double multiplier(int64_t step) const;
   // base_lr * multiplier(step).

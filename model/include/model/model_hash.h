@@ -29,7 +29,7 @@ using ModelHash = std::array<uint8_t, 32>;
 
 class ModelHasher {
  public:
-  ModelHasher();  // throws model::Error when SHA-256 is not available
+  ModelHasher();  // throws model::ModelError when SHA-256 is not available
   ~ModelHasher();
   ModelHasher(const ModelHasher&) = delete;
   ModelHasher& operator=(const ModelHasher&) = delete;

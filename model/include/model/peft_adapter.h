@@ -71,16 +71,16 @@ struct PeftAdapter {
 bool is_lora_projection(std::string_view projection);
 
 // "base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight" for (3, "q_proj", 'A').
-// Throws model::Error for an unknown projection or a matrix other than 'A' or 'B'.
+// Throws model::ModelError for an unknown projection or a matrix other than 'A' or 'B'.
 std::string peft_lora_tensor_name(int64_t layer, std::string_view projection, char matrix);
 
 // A zero-filled adapter with the right shapes for every target of every layer of `config`
 // (callers then initialise A, e.g. randomly, and leave B zero as LoRA does). Throws
-// model::Error for r < 1, an unknown or repeated target, or no targets.
+// model::ModelError for r < 1, an unknown or repeated target, or no targets.
 PeftAdapter make_peft_adapter(const LlamaConfig& config, int64_t r, double lora_alpha,
                               const std::vector<std::string>& target_modules);
 
-// Throws model::Error with one line starting with `source` unless the adapter is well formed:
+// Throws model::ModelError with one line starting with `source` unless the adapter is well formed:
 // r >= 1, finite lora_alpha, known and distinct targets, every target of every layer
 // 0 .. layer_count()-1 present and no other projection, factor sizes r * d_in and d_out * r,
 // and each projection with the same d_in and d_out in every layer.
@@ -93,12 +93,12 @@ void check_peft_adapter(const PeftAdapter& adapter, const LlamaConfig& config,
 
 // Writes dir/adapter_config.json and dir/adapter_model.safetensors (F32, metadata
 // {"format": "pt"} as PEFT writes it), creating `dir` if needed, each through a temporary file
-// renamed into place. Throws model::Error for an adapter validate_peft_adapter refuses or an
+// renamed into place. Throws model::ModelError for an adapter validate_peft_adapter refuses or an
 // I/O failure.
 void write_peft_adapter(const std::filesystem::path& dir, const PeftAdapter& adapter);
 
 // Reads a PEFT LoRA adapter directory. F16 and BF16 tensors are converted to float32. Throws
-// model::Error with one line naming the file and, where there is one, the tensor: a missing
+// model::ModelError with one line naming the file and, where there is one, the tensor: a missing
 // file, malformed JSON, peft_type other than "LORA", a missing or bad r / lora_alpha /
 // target_modules, an unsupported option, a tensor that is not a float, an unknown tensor name,
 // a projection outside target_modules, a factor of the wrong shape or rank (r mismatch), a

@@ -35,14 +35,14 @@ std::string projection_name(ProjectionId id);
 std::string projection_module_name(ProjectionKind kind);
 
 // The decoder-layer projection of a module name, "q_proj" or its short form "q" (likewise k, v,
-// o, gate, up, down). Throws model::Error for anything else.
+// o, gate, up, down). Throws model::ModelError for anything else.
 ProjectionKind parse_projection_module(std::string_view name);
 
 // Every projection of the model in forward order: layer 0's q, k, v, o, gate, up, down, layer
 // 1's, ..., then the LM head.
 std::vector<ProjectionId> llama_projections(const LlamaConfig& config);
 
-// The position of `id` in llama_projections(config). Throws model::Error for a layer out of
+// The position of `id` in llama_projections(config). Throws model::ModelError for a layer out of
 // range.
 size_t projection_index(const LlamaConfig& config, ProjectionId id);
 
@@ -54,7 +54,7 @@ struct ProjectionDims {
 ProjectionDims projection_dims(const LlamaConfig& config, ProjectionKind kind);
 
 // The [d_out, d_in] weight of `id` (the LM head is embed_tokens when the embeddings are tied).
-// Throws model::Error for a layer out of range.
+// Throws model::ModelError for a layer out of range.
 const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id);
 
 }  // namespace model

@@ -32,7 +32,7 @@ namespace model {
 
 inline constexpr int kInt8Max = 127;
 
-// max|v| / 127, or 1 when that is 0. Throws model::Error for a non-finite element.
+// max|v| / 127, or 1 when that is 0. Throws model::ModelError for a non-finite element.
 float int8_scale(std::span<const float> v);
 // One element: round-half-away-from-zero(v / scale) clamped to [-127, 127], as std::round would
 // give it, for every finite float. Written with a truncating conversion instead of std::round
@@ -67,7 +67,7 @@ struct QuantizedTokens {
   std::vector<int8_t> values;  // column-major d_in x T: token t at [t*d_in, (t+1)*d_in)
   std::vector<float> scales;   // one per token
 };
-// Throws model::Error for a non-finite activation.
+// Throws model::ModelError for a non-finite activation.
 QuantizedTokens quantize_tokens(const Activations& x);
 
 // The same values as a row-major d_in x T matrix (row j = feature j of every token), the layout
@@ -92,14 +92,14 @@ void dequantize_product(const int64_t* acc, int64_t row_stride, int64_t col_stri
                         Activations& y);
 
 // G' = scale_w[i] * G(i, t) quantized per token (above). w_scales has one scale per row of g.
-// Throws model::Error for a non-finite gradient or a wrong number of scales.
+// Throws model::ModelError for a non-finite gradient or a wrong number of scales.
 QuantizedTokens quantize_gradients(const Activations& g, std::span<const float> w_scales);
 
 // The gradients of a group of projections that share one input (q, k, v), as ONE stacked matrix
 // W = [W_0; W_1; ...] sees them: the rows of gs[j] (d_out_j x T, folded with w_scales[j]) are
 // stacked in list order into G' (sum of d_out_j rows) and quantized per token with one scale per
 // token over the whole stack. dx = sum_j W_j^T G_j ~ Wq^T * G'q then dequantizes with
-// dequantize_transposed_product like a single projection. Throws model::Error as above, or for
+// dequantize_transposed_product like a single projection. Throws model::ModelError as above, or for
 // gradients of different token counts.
 QuantizedTokens quantize_stacked_gradients(std::span<const Activations* const> gs,
                                            std::span<const std::span<const float>> w_scales);

@@ -27,7 +27,7 @@ inline constexpr int64_t kQuantizeSliceBytes = int64_t{64} << 20;
 std::string projection_tensor_name(const LlamaConfig& config, ProjectionId id);
 
 // The [rows, cols] tensor `name` quantized per row, read in slices of at most `slice_bytes` of
-// float32 (at least one row). Throws model::Error naming file and tensor for a missing tensor,
+// float32 (at least one row). Throws model::ModelError naming file and tensor for a missing tensor,
 // another shape or an unreadable dtype.
 QuantizedWeight quantize_checkpoint_tensor(const TensorStore& store, const std::string& name,
                                            int64_t rows, int64_t cols,
@@ -39,7 +39,7 @@ QuantizedWeight quantize_checkpoint_projection(const TensorStore& store, const L
 
 // `id`'s weight quantized per output channel from wherever `weights` holds it: the float32
 // matrix in memory, or the files of weights.store when it was not loaded (WeightLoadOptions).
-// Throws model::Error when it is in neither.
+// Throws model::ModelError when it is in neither.
 QuantizedWeight quantized_projection(const LlamaWeights& weights, ProjectionId id);
 
 }  // namespace model

@@ -25,7 +25,7 @@ struct RandomModelOptions {
 // when the model is bigger than options.max_shard_bytes (creating `dir` if needed; the same
 // seed, config and shard size give byte-identical files). Values are generated and written
 // chunk by chunk, so writing an 8B model holds a few MiB. config.torch_dtype is set from
-// options.dtype. Throws model::Error for an invalid config, a non-float dtype, a directory that
+// options.dtype. Throws model::ModelError for an invalid config, a non-float dtype, a directory that
 // already holds a checkpoint of the other layout (sharded vs one file), or an I/O failure.
 void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& config,
                         const RandomModelOptions& options);

@@ -31,7 +31,7 @@ void rms_norm_forward(const ActivationsT<Scalar>& x,
 
 // dx (d x T) = dL/dx from the forward's input x, its cache and dy = dL/dy. When `dweight` is
 // not null, dL/dweight is added to it (it must hold d values); the model's norms are frozen, so
-// it only passes null. Throws model::Error when the shapes disagree.
+// it only passes null. Throws model::ModelError when the shapes disagree.
 template <typename Scalar>
 void rms_norm_backward(const ActivationsT<Scalar>& x,
                        const std::type_identity_t<VectorT<Scalar>>& weight,

@@ -42,7 +42,7 @@ struct SafetensorsHeader {
 };
 
 // Parses `json` (the N header bytes) for a file whose data area holds `data_size` bytes.
-// Throws model::Error with one line starting with `source` (the file name) and naming the
+// Throws model::ModelError with one line starting with `source` (the file name) and naming the
 // offending tensor: invalid JSON, a missing or ill-typed "dtype"/"shape"/"data_offsets", an
 // unknown dtype, negative or overflowing shapes, offsets that disagree with shape x dtype size,
 // offsets past the end of the data area.

@@ -23,7 +23,7 @@ namespace model {
 
 class SafetensorsReader {
  public:
-  // Maps and validates `path`. Throws model::Error naming the file: shorter than 8 bytes, a
+  // Maps and validates `path`. Throws model::ModelError naming the file: shorter than 8 bytes, a
   // header length past the end of the file or over kMaxSafetensorsHeaderBytes, or any header
   // error of parse_safetensors_header.
   explicit SafetensorsReader(const std::filesystem::path& path);
@@ -35,18 +35,18 @@ class SafetensorsReader {
 
   // The tensor called `name`, or nullptr.
   const TensorInfo* find(std::string_view name) const;
-  // The tensor called `name`; throws model::Error if there is none.
+  // The tensor called `name`; throws model::ModelError if there is none.
   const TensorInfo& info(std::string_view name) const;
 
   // The tensor's raw little-endian bytes inside the mapping.
   std::span<const std::byte> raw(const TensorInfo& info) const;
   // Converts the tensor to float32 into `out`, which must hold exactly numel() values.
-  // Throws model::Error for a dtype other than F32/F16/BF16 or a wrong `out` size.
+  // Throws model::ModelError for a dtype other than F32/F16/BF16 or a wrong `out` size.
   void read_f32(const TensorInfo& info, std::span<float> out) const;
   std::vector<float> read_f32(std::string_view name) const;
   // Converts elements [begin, begin + out.size()) of the tensor (row-major order) to float32:
   // a slice of rows, for a reader that never holds the whole tensor in float32. Throws
-  // model::Error for a range past the tensor's end or a dtype as above.
+  // model::ModelError for a range past the tensor's end or a dtype as above.
   void read_f32(const TensorInfo& info, int64_t begin, std::span<float> out) const;
   // Drops the resident pages of the tensor's bytes from this process (MappedFile::release):
   // for a reader that has converted a tensor and will not read it again soon.

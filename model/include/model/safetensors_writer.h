@@ -44,7 +44,7 @@ struct TensorSpec {
 // destroyed before finish() removes its temporary file and leaves an old `path` as it was.
 class SafetensorsStreamWriter {
  public:
-  // Throws model::Error for an empty, reserved or duplicate name, a negative or overflowing
+  // Throws model::ModelError for an empty, reserved or duplicate name, a negative or overflowing
   // shape, a dtype other than F32/F16/BF16, or when `path`.tmp cannot be created.
   SafetensorsStreamWriter(const std::filesystem::path& path, std::span<const TensorSpec> tensors,
                           const std::map<std::string, std::string>& metadata = {});
@@ -53,10 +53,10 @@ class SafetensorsStreamWriter {
   SafetensorsStreamWriter& operator=(const SafetensorsStreamWriter&) = delete;
 
   // Writes values [first, first + values.size()) of tensors[tensor] (the constructor's order).
-  // Throws model::Error for a range past the tensor's end, a range written before, or an I/O
+  // Throws model::ModelError for a range past the tensor's end, a range written before, or an I/O
   // failure.
   void write(size_t tensor, uint64_t first, std::span<const float> values);
-  // Throws model::Error when a value was never written or the file cannot be synced or renamed.
+  // Throws model::ModelError when a value was never written or the file cannot be synced or renamed.
   void finish();
 
  private:
@@ -69,7 +69,7 @@ class SafetensorsStreamWriter {
 };
 
 // Writes `tensors` to `path` through a SafetensorsStreamWriter (so atomically: a crash never
-// leaves a half-written file under the final name). Throws model::Error for an empty or
+// leaves a half-written file under the final name). Throws model::ModelError for an empty or
 // duplicate name, a negative shape, a value count that disagrees with the shape, a dtype other
 // than F32/F16/BF16, or an I/O failure.
 void write_safetensors(const std::filesystem::path& path, std::span<const TensorToWrite> tensors,

@@ -12,7 +12,7 @@
 
 namespace model {
 
-// out = silu(gate) .* up; gate and up have the same shape (model::Error otherwise).
+// out = silu(gate) .* up; gate and up have the same shape (model::ModelError otherwise).
 template <typename Scalar>
 void swiglu_forward(const ActivationsT<Scalar>& gate, const ActivationsT<Scalar>& up,
                     ActivationsT<Scalar>& out);

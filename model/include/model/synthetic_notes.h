@@ -79,7 +79,7 @@ class SyntheticNoteGenerator {
 // `count` distinct questions drawn from the generator's vocabularies, each answerable from the
 // patterns of the notes: a drug's class (printed next to every prescription), a medication used
 // for a condition, the service that manages a condition, and the test followed for it. Options
-// are shuffled so the answer index is uniform. Throws model::Error when `count` is negative or
+// are shuffled so the answer index is uniform. Throws model::ModelError when `count` is negative or
 // exceeds synthetic_mcq_pool_size().
 std::vector<McqQuestion> synthetic_mcq(uint64_t seed, int64_t count);
 int64_t synthetic_mcq_pool_size();
@@ -106,7 +106,7 @@ struct SyntheticSiteSummary {
 //                                          layout Hugging Face `datasets` reads as JSON lines);
 //                                          the held-out file is empty when none is held out
 //   mcq.jsonl                              {"question", "options", "answer"} per line
-// Each file goes through a temporary file renamed into place. Throws model::Error for bad
+// Each file goes through a temporary file renamed into place. Throws model::ModelError for bad
 // options (sites outside [1, 1000], records outside [1, 10^7], heldout_fraction outside
 // [0, 1), a split that leaves no training note, a bad mcq_count) or an I/O failure.
 std::vector<SyntheticSiteSummary> write_synthetic_dataset(const std::filesystem::path& dir,

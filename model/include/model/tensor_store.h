@@ -27,7 +27,7 @@ inline constexpr char kShardIndexFile[] = "model.safetensors.index.json";
 class TensorStore {
  public:
   // Opens the checkpoint in `dir`: the shard index if there is one, else model.safetensors.
-  // Throws model::Error: neither file exists, the index is not valid JSON or lacks a
+  // Throws model::ModelError: neither file exists, the index is not valid JSON or lacks a
   // "weight_map" of string -> string, a shard name leaves the directory, a shard cannot be
   // opened, a tensor the index names is missing from its shard, or a shard holds a tensor the
   // index does not list.
@@ -40,13 +40,13 @@ class TensorStore {
   // Every tensor name, sorted.
   std::vector<std::string> names() const;
   bool contains(std::string_view name) const;
-  // The tensor's header entry; throws model::Error if there is no such tensor.
+  // The tensor's header entry; throws model::ModelError if there is no such tensor.
   const TensorInfo& info(std::string_view name) const;
-  // The file holding the tensor; throws model::Error if there is no such tensor.
+  // The file holding the tensor; throws model::ModelError if there is no such tensor.
   const std::filesystem::path& file_of(std::string_view name) const;
 
   // Reads the tensor as float32 into `out` after checking that its shape is `expected_shape`
-  // (and hence that `out` has the right size). Throws model::Error naming file and tensor.
+  // (and hence that `out` has the right size). Throws model::ModelError naming file and tensor.
   void read_f32(std::string_view name, const std::vector<int64_t>& expected_shape,
                 std::span<float> out) const;
   // Reads the tensor as float32, whatever its shape.
@@ -54,7 +54,7 @@ class TensorStore {
 
   // Rows [row_begin, row_begin + row_count) of a 2-D tensor whose shape must be
   // `expected_shape` ({rows, cols}), as float32 row-major into `out` (row_count * cols values):
-  // a reader that quantizes row by row never holds the tensor in float32. Throws model::Error
+  // a reader that quantizes row by row never holds the tensor in float32. Throws model::ModelError
   // naming file and tensor for a wrong shape, a row range outside it or a wrong `out` size.
   void read_f32_rows(std::string_view name, const std::vector<int64_t>& expected_shape,
                      int64_t row_begin, int64_t row_count, std::span<float> out) const;
@@ -62,10 +62,10 @@ class TensorStore {
   void release_rows(std::string_view name, int64_t row_begin, int64_t row_count) const;
 
   // Drops the tensor's mapped pages from this process's RSS (SafetensorsReader::release); a
-  // later read maps them in again. Throws model::Error if there is no such tensor.
+  // later read maps them in again. Throws model::ModelError if there is no such tensor.
   void release(std::string_view name) const;
 
-  // Throws model::Error unless the tensor exists with exactly `expected_shape` and a float dtype.
+  // Throws model::ModelError unless the tensor exists with exactly `expected_shape` and a float dtype.
   void check(std::string_view name, const std::vector<int64_t>& expected_shape) const;
 
  private:

@@ -42,7 +42,7 @@ class TokenBatch {
   std::vector<SequenceSpan> spans_;
 };
 
-// Throws model::Error with one line unless `batch` can run through a model with `config`: it
+// Throws model::ModelError with one line unless `batch` can run through a model with `config`: it
 // holds at least one sequence, no sequence is empty or longer than max_position_embeddings, and
 // every id lies in [0, vocab_size).
 void validate_token_batch(const TokenBatch& batch, const LlamaConfig& config);

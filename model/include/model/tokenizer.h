@@ -26,7 +26,7 @@ class Tokenizer {
   // The ids of `text`, without BOS or EOS (callers add them where the model wants them).
   virtual std::vector<int32_t> encode(std::string_view text) const = 0;
   // The text of `ids`; control tokens (BOS, EOS, padding) decode to nothing. Throws
-  // model::Error for an id outside [0, vocab_size()).
+  // model::ModelError for an id outside [0, vocab_size()).
   virtual std::string decode(std::span<const int32_t> ids) const = 0;
 
   virtual int32_t bos_id() const = 0;
@@ -38,7 +38,7 @@ class Tokenizer {
 // The tokenizer of the model directory `dir` for a model with `model_vocab_size` embedding
 // rows: SentencePiece when `dir` holds tokenizer.model (Llama 1/2 directories also carry a
 // tokenizer.json; the SentencePiece model is the exact one), else HfTokenizer when it holds
-// tokenizer.json, else the byte tokenizer. Throws model::Error when the tokenizer's ids do not
+// tokenizer.json, else the byte tokenizer. Throws model::ModelError when the tokenizer's ids do not
 // fit the model's vocabulary, or the file is unreadable or uses a feature that is not
 // implemented (never a silent fallback to bytes).
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& dir,

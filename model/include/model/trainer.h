@@ -65,7 +65,7 @@ struct TrainingOptions {
   uint64_t seed = 0;
 };
 
-// Throws model::Error with one line for an invalid LoRA config or AdamW options, steps < 1,
+// Throws model::ModelError with one line for an invalid LoRA config or AdamW options, steps < 1,
 // batch_size < 1, grad_accum < 1, a negative warmup, or an effective batch
 // (batch_size * grad_accum) larger than `dataset_size`.
 void validate_training_options(const TrainingOptions& options, int64_t dataset_size);
@@ -111,7 +111,7 @@ class BatchSampler {
 // UrbgRandomBits over privacy::RandomSource). Holds a reference: `bits` must outlive it.
 class PoissonBatchSampler : public BatchSampler {
  public:
-  // Throws model::Error for size < 1 or q outside (0, 1].
+  // Throws model::ModelError for size < 1 or q outside (0, 1].
   PoissonBatchSampler(int64_t size, double q, RandomBits& bits);
   std::vector<int64_t> next() override;
 
@@ -135,12 +135,12 @@ struct TrainStepReport {
 class LoraTrainer {
  public:
   // Initialises the adapter (PEFT init from the seed's LoRA stream) and the batch order. Holds
-  // references: `model` and `train` must outlive the trainer. Throws model::Error for options
+  // references: `model` and `train` must outlive the trainer. Throws model::ModelError for options
   // validate_training_options refuses.
   LoraTrainer(LlamaModel& model, const TextDataset& train, const TrainingOptions& options);
 
   // One optimizer step: grad_accum micro-batches forward and backward, then AdamW at the
-  // schedule's learning rate for this step. Throws model::Error when an effective batch has no
+  // schedule's learning rate for this step. Throws model::ModelError when an effective batch has no
   // token to predict or the backend refuses a product.
   TrainStepReport step();
 
@@ -163,7 +163,7 @@ class LoraTrainer {
   void set_batch_sampler(BatchSampler* sampler) { sampler_ = sampler; }
   // Replaces the adapter being trained, e.g. with a federation's global adapter at the start of
   // a round (the optimizer state and step count are kept: call it before the first step).
-  // Throws model::Error unless `adapter` has this trainer's targets, rank and shapes.
+  // Throws model::ModelError unless `adapter` has this trainer's targets, rank and shapes.
   void set_adapter(const LoraParams& adapter);
 
  private:

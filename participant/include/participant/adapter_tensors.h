@@ -15,19 +15,19 @@
 namespace participant {
 
 // The tensor table of `params` (blob index 0) and its values, in the order above. Throws
-// model::Error when `params` carries no A (a frozen-A gradient is not an adapter).
+// model::ModelError when `params` carries no A (a frozen-A gradient is not an adapter).
 protocol::coord::AdapterTable adapter_table(const model::LoraParams& params,
                                             std::vector<float>* values);
 
 // The values of `params` laid out as `table` says (each tensor at its offset), for an upload
 // that must use the table the coordinator sent (which may order the tensors differently).
-// Throws model::Error as read_adapter_table does.
+// Throws model::ModelError as read_adapter_table does.
 std::vector<float> values_for_table(const protocol::coord::AdapterTable& table,
                                     const model::LoraParams& params);
 
 // Fills `params` (already shaped: targets, rank, layers) from a table and its values: every
 // tensor of `params` must appear in the table with its exact shape, and the table must hold
-// nothing else. Throws model::Error naming the first tensor that is missing, extra or misshaped.
+// nothing else. Throws model::ModelError naming the first tensor that is missing, extra or misshaped.
 void read_adapter_table(const protocol::coord::AdapterTable& table, std::span<const float> values,
                         model::LoraParams& params);
 

@@ -104,7 +104,7 @@ struct AgentStats {
 class Agent {
  public:
   // Loads the model, the data and the state directory; throws std::runtime_error (or
-  // model::Error / privacy::Error) with one line for a bad config, a missing file or a state
+  // model::ModelError / privacy::PrivacyError) with one line for a bad config, a missing file or a state
   // that does not fit (another budget than configured).
   explicit Agent(AgentConfig config);
   ~Agent();

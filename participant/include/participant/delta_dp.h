@@ -32,7 +32,7 @@ struct DeltaDpReport {
 };
 
 // Clips `delta` in place to L2 norm params.clip and adds the noise from (seed, stream). Throws
-// privacy::Error for invalid parameters or a non-finite delta entry (the delta is then
+// privacy::PrivacyError for invalid parameters or a non-finite delta entry (the delta is then
 // unchanged).
 DeltaDpReport privatize_delta(std::span<float> delta, const DeltaDpParams& params,
                               const privacy::Seed& seed, uint64_t stream);

@@ -10,7 +10,7 @@
 // process as the plaintext int8 product of the participant's own weights (int8_forward /
 // int8_backward), still bit for bit the int8 backend's.
 //
-// Throws model::Error when the workers cannot be reached or their model does not fit, and from
+// Throws model::ModelError when the workers cannot be reached or their model does not fit, and from
 // forward()/backward() when no worker can serve a product (the message names every worker and
 // why). Not thread-safe: one caller at a time.
 #pragma once

@@ -7,7 +7,7 @@
 // (ModelMismatchError names both hashes). A layer-sharded pool (fhe_worker --layers) has workers
 // that each list some layers: every request then goes only to the workers holding its layer,
 // and is retried among them. The pool must cover every decoder projection of every layer
-// (ModelMismatchError names what is missing and what each worker holds; a plain model::Error
+// (ModelMismatchError names what is missing and what each worker holds; a plain model::ModelError
 // when some worker did not answer, which may be an outage); workers must agree where they
 // overlap. A worker that gave no info at construction is not used by this object. When no
 // worker lists the LM head it is computed from local weights, below, or fails on use without
@@ -84,9 +84,9 @@ struct RemoteOptions {
 
 // The workers serve another model than the participant's (id, layer count, a shape, or the
 // weights' hash): a configuration error that every retry would repeat.
-class ModelMismatchError : public model::Error {
+class ModelMismatchError : public model::ModelError {
  public:
-  using model::Error::Error;
+  using model::ModelError::ModelError;
 };
 
 // The protocol's name of a projection kind.
@@ -118,11 +118,11 @@ struct RemoteProduct {
 };
 
 // A product no worker served: the pool's error (its code: the workers' typed refusal, or
-// kTransport / kTimeout when none could be reached) as a model::Error.
-class RemoteProductError : public model::Error {
+// kTransport / kTimeout when none could be reached) as a model::ModelError.
+class RemoteProductError : public model::ModelError {
  public:
   RemoteProductError(protocol::ErrorCode code, const std::string& message)
-      : model::Error(message), code_(code) {}
+      : model::ModelError(message), code_(code) {}
   protocol::ErrorCode code() const { return code_; }
 
  private:
@@ -154,8 +154,8 @@ struct RemoteStats {
 // ciphertext, checked: the projection, out_rows (unless 0), the token count, the scale and the
 // bit width. Its planes stay packed as received (fhe::CiphertextMatrix::packed); the decryptor
 // checks every coefficient's range as it unpacks the row. Throws RemoteProductError for a request
-// no worker served (the pool's message and code), model::Error for a reply that does not fit the
-// request, fhe::Error for a malformed ciphertext. Fills *bytes when given.
+// no worker served (the pool's message and code), model::ModelError for a reply that does not fit the
+// request, fhe::FheError for a malformed ciphertext. Fills *bytes when given.
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
                                      const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
                                      uint64_t out_rows, WireBytes* bytes = nullptr,
@@ -173,11 +173,11 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
 
 class WorkerProducts : public model::EncryptedProducts {
  public:
-  // Throws model::Error when no worker answers, or the info does not fit `config`. With
+  // Throws model::ModelError when no worker answers, or the info does not fit `config`. With
   // `local_weights` (which must outlive this object), an LM head the workers do not list, or a
   // transposed LM head product they refuse, is computed in this process from those weights
   // (model::LocalEncryptedProducts, built on first use), with the same results; without, using
-  // an unlisted LM head throws model::Error and a refusal is passed on.
+  // an unlisted LM head throws model::ModelError and a refusal is passed on.
   WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::LlamaConfig& config,
                  RemoteOptions options, const model::LlamaWeights* local_weights = nullptr);
   ~WorkerProducts() override;
@@ -185,7 +185,7 @@ class WorkerProducts : public model::EncryptedProducts {
   model::ProjectionDims dims(model::ProjectionId id) const override;
   std::span<const float> scales(model::ProjectionId id) const override;
   fhe::WeightBounds bounds(model::ProjectionId id, bool transpose) override;
-  // Throws model::Error for a refused or failed request, fhe::Error for a malformed product.
+  // Throws model::ModelError for a refused or failed request, fhe::FheError for a malformed product.
   fhe::CiphertextMatrix multiply(model::ProjectionId id, bool transpose,
                                  const fhe::CiphertextMatrix& fresh) override;
   // One request for the whole group (the LM head is never part of one).
@@ -218,7 +218,7 @@ class WorkerProducts : public model::EncryptedProducts {
     fhe::WeightBounds forward, transposed;
   };
   // Checks one worker's ModelInfo against the config, the options and the other workers'
-  // and records what it holds. Throws ModelMismatchError or model::Error.
+  // and records what it holds. Throws ModelMismatchError or model::ModelError.
   void add_worker_info(size_t worker, const protocol::Message& reply);
   // The workers holding every projection of `ids` (one layer's).
   std::vector<bool> group_holders(std::span<const model::ProjectionId> ids) const;

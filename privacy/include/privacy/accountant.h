@@ -36,7 +36,7 @@ struct Phase {
   int64_t steps = 0;  // number of steps, >= 0
 };
 
-// Throws Error (naming the offending field and value) unless q in [0, 1], sigma in (0, inf)
+// Throws PrivacyError (naming the offending field and value) unless q in [0, 1], sigma in (0, inf)
 // and steps >= 0.
 void check_phase(const Phase& phase);
 
@@ -44,12 +44,12 @@ class RdpAccountant {
  public:
   // An empty accountant over Opacus's default orders.
   RdpAccountant();
-  // An empty accountant over the given orders (each finite and > 1); throws Error otherwise.
+  // An empty accountant over the given orders (each finite and > 1); throws PrivacyError otherwise.
   explicit RdpAccountant(std::vector<double> orders);
 
   // Records a phase (validated with check_phase). A phase with 0 steps is ignored; one with the
   // same q and sigma as the last recorded phase extends it instead of adding an entry. Throws
-  // Error, recording nothing, for an invalid phase or if the total step count would overflow.
+  // PrivacyError, recording nothing, for an invalid phase or if the total step count would overflow.
   void add(const Phase& phase);
 
   const std::vector<double>& orders() const { return orders_; }
@@ -62,14 +62,14 @@ class RdpAccountant {
   std::vector<double> rdp() const;
 
   // The (epsilon, delta) guarantee of everything recorded, minimised over the orders; throws
-  // Error unless delta is in (0, 1). With nothing recorded it is {0, 0}, as in Opacus.
+  // PrivacyError unless delta is in (0, 1). With nothing recorded it is {0, 0}, as in Opacus.
   PrivacySpent spent(double delta) const;
   // spent(delta) as if `planned` had been added too; the accountant itself is unchanged.
   PrivacySpent spent_with(const Phase& planned, double delta) const;
 
   // The state as a JSON object: {"orders": [...], "phases": [{"q", "sigma", "steps"}, ...]}.
   std::string to_json() const;
-  // Parses to_json()'s output; throws Error, saying what is wrong, for malformed or invalid input.
+  // Parses to_json()'s output; throws PrivacyError, saying what is wrong, for malformed or invalid input.
   static RdpAccountant from_json(std::string_view json);
 
  private:
@@ -98,7 +98,7 @@ struct SigmaSearch {
 // The smallest noise multiplier sigma in [sigma_min, sigma_max] for which `steps` steps at
 // sampling rate q spend at most target_epsilon at `delta`, found by bisection on log(sigma) to
 // `relative_tolerance`; the result always satisfies the target (it is the upper end of the final
-// bracket). Returns sigma_min if that is already enough. Throws Error for invalid arguments or
+// bracket). Returns sigma_min if that is already enough. Throws PrivacyError for invalid arguments or
 // when even sigma_max exceeds the target (e.g. because delta is too small for any epsilon that
 // low: with no steps at all the conversion alone costs about 0.1 at delta = 1e-5).
 double sigma_for_epsilon(double q, int64_t steps, double target_epsilon, double delta,

@@ -28,7 +28,7 @@ namespace privacy {
 
 class Budget {
  public:
-  // A fresh budget; throws Error unless epsilon_max is finite and > 0 and delta is in (0, 1).
+  // A fresh budget; throws PrivacyError unless epsilon_max is finite and > 0 and delta is in (0, 1).
   Budget(double epsilon_max, double delta);
   // A budget with phases already spent (e.g. restored from elsewhere).
   Budget(double epsilon_max, double delta, RdpAccountant accountant);
@@ -49,19 +49,19 @@ class Budget {
   // steps=200) would raise epsilon from 1.23 to 9.87, above the limit 8 at delta=1e-05".
   bool would_exceed(const Phase& planned, std::string* why = nullptr) const;
 
-  // Records `phase` as spent; throws Error (with would_exceed's explanation) and records nothing
+  // Records `phase` as spent; throws PrivacyError (with would_exceed's explanation) and records nothing
   // if it would exceed the limit.
   void commit(const Phase& phase);
 
   // Writes the budget to `file` atomically, with mode 0600, through base::write_file_atomic:
-  // `file`.tmp, fsync, rename over `file`, fsync of the directory. Throws Error on any I/O
+  // `file`.tmp, fsync, rename over `file`, fsync of the directory. Throws PrivacyError on any I/O
   // failure (the previous file, if any, is then left intact).
   void save(const std::filesystem::path& file) const;
-  // Reads a file written by save(); throws Error naming the file for a missing, truncated,
+  // Reads a file written by save(); throws PrivacyError naming the file for a missing, truncated,
   // corrupt or invalid one.
   static Budget load(const std::filesystem::path& file);
 
-  // The file contents save() writes, and their parser (throws Error like load()).
+  // The file contents save() writes, and their parser (throws PrivacyError like load()).
   std::string to_json() const;
   static Budget from_json(std::string_view json);
 

@@ -28,7 +28,7 @@ struct DpSgdConfig {
   double expected_batch = 1;                              // q * N, > 0
 };
 
-// Throws Error unless clip > 0 (or infinite), sigma >= 0 and finite, expected_batch > 0.
+// Throws PrivacyError unless clip > 0 (or infinite), sigma >= 0 and finite, expected_batch > 0.
 void check_dp_sgd(const DpSgdConfig& config);
 
 // Scales v in place to L2 norm at most clip (no-op when clip is infinite or the norm is
@@ -40,7 +40,7 @@ class DpSgdStep {
   DpSgdStep(size_t dim, DpSgdConfig config);
 
   // Clips one example's gradient (a copy; the argument is not modified) and adds it to the sum.
-  // Throws Error for a gradient of the wrong size or with a non-finite entry.
+  // Throws PrivacyError for a gradient of the wrong size or with a non-finite entry.
   void add_example(std::span<const float> gradient);
 
   size_t examples() const { return examples_; }

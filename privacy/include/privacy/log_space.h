@@ -11,7 +11,7 @@ namespace privacy {
 // log(exp(log_x) + exp(log_y)).
 double log_add(double log_x, double log_y);
 
-// log(exp(log_x) - exp(log_y)); requires log_x >= log_y (throws Error otherwise). Returns
+// log(exp(log_x) - exp(log_y)); requires log_x >= log_y (throws PrivacyError otherwise). Returns
 // -infinity when they are equal.
 double log_sub(double log_x, double log_y);
 

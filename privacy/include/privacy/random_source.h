@@ -37,7 +37,7 @@ namespace privacy {
 // The key of a seeded RandomSource.
 using Seed = std::array<unsigned char, 32>;
 
-// Parses exactly 64 hex digits (either case) into a Seed; throws Error otherwise.
+// Parses exactly 64 hex digits (either case) into a Seed; throws PrivacyError otherwise.
 Seed parse_seed_hex(std::string_view hex);
 
 class RandomSource {
@@ -48,7 +48,7 @@ class RandomSource {
 
   // OS mode: RAND_bytes.
   RandomSource();
-  // Seeded mode: the AES-256-CTR keystream of (seed, stream) described above. Throws Error if
+  // Seeded mode: the AES-256-CTR keystream of (seed, stream) described above. Throws PrivacyError if
   // OpenSSL cannot set up the cipher.
   RandomSource(const Seed& seed, uint64_t stream);
 
@@ -60,7 +60,7 @@ class RandomSource {
 
   bool seeded() const { return cipher_ != nullptr; }
 
-  // Fills `out` with the next bytes of the stream. Throws Error if OpenSSL fails.
+  // Fills `out` with the next bytes of the stream. Throws PrivacyError if OpenSSL fails.
   void fill(std::span<unsigned char> out);
   // The next 8 bytes as a little-endian word.
   uint64_t next_u64();

@@ -33,19 +33,19 @@ namespace privacy {
 // 12, 13, ..., 63; 151 orders in all.
 const std::vector<double>& default_orders();
 
-// Throws Error unless q is in [0, 1].
+// Throws PrivacyError unless q is in [0, 1].
 void check_sampling_rate(double q);
-// Throws Error unless sigma is finite and > 0.
+// Throws PrivacyError unless sigma is finite and > 0.
 void check_noise_multiplier(double sigma);
-// Throws Error unless delta is in (0, 1).
+// Throws PrivacyError unless delta is in (0, 1).
 void check_delta(double delta);
-// Throws Error unless every order is finite and > 1 (and there is at least one).
+// Throws PrivacyError unless every order is finite and > 1 (and there is at least one).
 void check_orders(std::span<const double> orders);
 
 // RDP of ONE step of the subsampled Gaussian mechanism at order `order` (> 1). q == 0 gives 0
 // (nothing is released); q == 1 gives the plain Gaussian mechanism's order / (2 sigma^2). A sigma
 // so small that the RDP exceeds double range gives +infinity (no privacy); one so large that
-// sigma^2 overflows gives 0. Throws Error for q outside [0, 1], sigma not in (0, inf), or an
+// sigma^2 overflows gives 0. Throws PrivacyError for q outside [0, 1], sigma not in (0, inf), or an
 // order <= 1.
 double rdp_per_step(double q, double sigma, double order);
 
@@ -63,7 +63,7 @@ struct PrivacySpent {
 // Converts an RDP curve (rdp[k] at orders[k]) to the smallest epsilon over the orders for this
 // delta, with the Balle et al. 2020 bound above; orders whose epsilon is NaN are ignored and ties
 // go to the first. Unlike Opacus, a negative bound (only possible when delta is close to 1) is
-// reported as 0, which is also a valid guarantee. Throws Error for mismatched lengths, a bad order
+// reported as 0, which is also a valid guarantee. Throws PrivacyError for mismatched lengths, a bad order
 // or a delta outside (0, 1). If every order is NaN the result is {inf, NaN}, as in Opacus.
 PrivacySpent privacy_spent(std::span<const double> orders, std::span<const double> rdp,
                            double delta);

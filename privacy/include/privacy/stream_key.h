@@ -21,7 +21,7 @@
 
 namespace privacy {
 
-// HMAC-SHA256(seed, label || 0x00 || context). Throws Error if OpenSSL fails.
+// HMAC-SHA256(seed, label || 0x00 || context). Throws PrivacyError if OpenSSL fails.
 Seed derive_seed(const Seed& seed, std::string_view label, std::span<const uint8_t> context);
 
 // 64 lowercase hex digits.

@@ -1,5 +1,6 @@
 // Errors as values: every fallible function of the protocol library returns a Result<T> (a value
 // or an Error) or a Status (Result<void>), never throws out of the library and never aborts.
+// Result is base::Result (base/result.h) with protocol's own Error, whose codes are the wire's.
 //
 // An Error has a code and one readable line. The first codes are the ones a worker sends back in
 // a reply (schema/worker.capnp, enum ErrorCode); the local codes describe failures that never
@@ -12,6 +13,8 @@
 #include <type_traits>
 #include <utility>
 #include <variant>
+
+#include "base/result.h"
 
 namespace protocol {
 
@@ -50,58 +53,37 @@ struct Error {
 // Shorthand used throughout the library: make_error(ErrorCode::kShapeMismatch, "rows ", 3, ...).
 template <typename... Parts>
 Error make_error(ErrorCode code, const Parts&... parts) {
-  std::string message;
-  auto append = [&message](const auto& part) {
-    if constexpr (std::is_convertible_v<decltype(part), std::string_view>) {
-      message += std::string_view(part);
-    } else {
-      message += std::to_string(part);
-    }
-  };
-  (append(parts), ...);
-  return Error{code, std::move(message)};
+  return Error{code, base::join_message(parts...)};
 }
 
-// Either a T or an Error. Check ok() before value(); value() on an error is a programming bug
-// (std::bad_variant_access).
+// The one Result template (base/result.h) over protocol's Error: a T or an Error, and a Status.
 template <typename T>
-class [[nodiscard]] Result {
- public:
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit on purpose
-  Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
-
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-
-  T& value() & { return std::get<0>(v_); }
-  const T& value() const& { return std::get<0>(v_); }
-  T&& value() && { return std::get<0>(std::move(v_)); }
-  const Error& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, Error> v_;
-};
-
-// Success or an Error.
-template <>
-class [[nodiscard]] Result<void> {
- public:
-  Result() = default;
-  Result(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT: implicit on purpose
-
-  bool ok() const { return ok_; }
-  explicit operator bool() const { return ok_; }
-  const Error& error() const { return error_; }
-
- private:
-  Error error_;
-  bool ok_ = true;
-};
-
+using Result = base::Result<T, Error>;
 using Status = Result<void>;
 
 inline Status ok_status() {
   return Status();
+}
+
+// The general code of a protocol code (malformedRequest is corrupt, unknownModel and
+// unknownLayer not found, noiseBudget and overloaded exhausted, ...), for callers that report a
+// worker's refusal next to their own errors; the message is kept, prefixed with the code's name.
+base::Code to_base_code(ErrorCode code);
+base::Error to_base(const Error& e);
+
+// Runs f() (code that throws: ZeroMQ, allocation, the fhe library) and returns its value, or an
+// Error with `code` whose message is `context` followed by the exception's message. This is the
+// one place where protocol's callers turn an exception into a value (docs/conventions.md).
+template <class F>
+auto capture(ErrorCode code, std::string_view context, F&& f)
+    -> Result<std::invoke_result_t<F&>> {
+  auto r = base::capture(f);
+  if (!r.ok()) return Error{code, std::string(context) + r.error().message};
+  if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
+    return ok_status();
+  } else {
+    return std::move(r).value();
+  }
 }
 
 }  // namespace protocol

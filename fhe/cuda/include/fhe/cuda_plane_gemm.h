@@ -22,7 +22,7 @@
 // the next.
 //
 // Built without CUDA (FEDLORA_CUDA=OFF or no nvcc), the library still links: constructors throw
-// fhe::Error("built without CUDA") and cuda_device_count() returns 0.
+// fhe::FheError("built without CUDA") and cuda_device_count() returns 0.
 //
 // Thread safety: multiply() may be called from several threads at once (calls are serialised
 // on the object's stream; use one object per stream for concurrency).
@@ -61,7 +61,7 @@ class CudaPlaneGemm {
  public:
   // w: row-major d_out x d_in int8 matrix (copied to the device). transpose = false computes
   // W*C (C has d_in rows), transpose = true computes W^T*C (C has d_out rows). device: CUDA
-  // device index. Throws Error for empty shapes, an inner dimension of 2^17 or more, a context
+  // device index. Throws FheError for empty shapes, an inner dimension of 2^17 or more, a context
   // other than P48, a missing device or any CUDA failure.
   CudaPlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t d_out, size_t d_in,
                 bool transpose, int device = 0);
@@ -78,7 +78,7 @@ class CudaPlaneGemm {
 
   // The product ciphertext of a fresh ciphertext, bit-identical to PlaneGemm's. Validates the
   // input (shape, parameter set, coefficient range) and the noise budget of this product
-  // (check_product) first; throws Error.
+  // (check_product) first; throws FheError.
   CiphertextMatrix multiply(const CiphertextMatrix& ct) const;
   // Same, reusing out's storage (no allocation when the shape is unchanged).
   void multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const;
