@@ -7,15 +7,17 @@
 // account -> aggregate -> checkpoint -> report), round_state.cpp (names of the states below as
 // events.jsonl writes them).
 //
-// A selected site's seat in the current attempt moves
+// A selected site's seat in the current attempt (Seat) moves
 //
-//   kInvited --Accept--> kAccepted --DeltaUpload--> kUploaded
-//      |                    |                          ^
-//      +--------------------+--> kDropped(reason) -----+  (an upload revives a seat dropped for
-//                                                          any reason but kDeclined)
+//   kInvited -> kAccepted             on Accept
+//   kInvited | kAccepted -> kUploaded on a valid DeltaUpload (Accept is optional)
+//   kInvited | kAccepted -> kDropped  with a DropReason: Decline, missed heartbeats, a failed
+//                                     send, a roster revocation, the deadline, stop
+//   kDropped -> kUploaded             on a valid DeltaUpload before the deadline, unless the
+//                                     reason is kDeclined (that one is answered not_selected)
 //
-// and the collect step ends when no seat is kInvited or kAccepted (or at the deadline, when
-// the remaining ones are dropped kDeadline; kStopped on stop).
+// kUploaded is final. The collect step ends when no seat is kInvited or kAccepted (pending()),
+// or at the deadline, dropping the pending ones (kDeadline; kStopped on stop).
 #pragma once
 
 #include <spdlog/spdlog.h>
@@ -175,8 +177,9 @@ struct Coordinator::Impl {
   protocol::Result<RunSummary> run(std::stop_token stop);
   void log_run_started();
   RunSummary finish_run(RunEnd end);
-  // The participants eligible now; nullopt (after logging it) when so many sites have
-  // exhausted their budgets that fewer than min_participants can still train.
+  // Marks the budgets that cannot fund another round (mark_exhausted), then the participants
+  // eligible now; nullopt (after logging it) when so many sites have exhausted their budgets
+  // that fewer than min_participants can still train.
   std::optional<std::vector<SiteRecord*>> eligible_participants();
   // Before the first round of this process: still gathering sites (fewer than start_after
   // `eligible`) or workers (the registry knows some, none is alive).
