@@ -68,6 +68,67 @@ std::vector<uint8_t> serialize_checkpoint(const Checkpoint& c) {
   return out;
 }
 
+namespace {
+
+// The metadata's fields into `c`; `sizes` gets the float counts of the adapter, then of each
+// strategy buffer. Throws (nlohmann::json) for a missing field or a wrong type.
+protocol::Status parse_meta(const json& meta, Checkpoint& c, std::vector<uint64_t>& sizes) {
+  if (meta.at("format") != "fedlora-coordinator-checkpoint" || meta.at("version") != 1) {
+    return bad("unknown format or version");
+  }
+  c.round = meta.at("round").get<uint32_t>();
+  c.drbg_state = meta.at("drbg").get<std::string>();
+  uint64_t next = 0;
+  for (const auto& t : meta.at("tensors")) {
+    protocol::coord::TensorEntry e{t.at("name").get<std::string>(),
+                                   t.at("shape").get<std::vector<uint64_t>>(),
+                                   t.at("offset").get<uint64_t>()};
+    if (e.offset != next || e.count() == 0) return bad("tensor table does not tile the data");
+    next += e.count();
+    c.global.tensors.push_back(std::move(e));
+  }
+  const auto values = meta.at("adapter_values").get<uint64_t>();
+  if (values != next) return bad("adapter size disagrees with its tensor table");
+  c.adapter_config = meta.at("adapter_config").get<std::string>();
+  c.strategy = meta.at("strategy").get<std::string>();
+  c.strategy_state.steps = meta.at("strategy_steps").get<uint64_t>();
+  sizes = {values};
+  for (const auto& b : meta.at("buffers")) sizes.push_back(b.get<uint64_t>());
+  c.registry_json = meta.at("registry").dump();
+  if (meta.contains("run_id")) {
+    c.run_id = meta.at("run_id").get<std::string>();
+    if (!protocol::coord::is_run_id(c.run_id)) return bad("run id is not 32 lowercase hex digits");
+  }
+  if (meta.contains("next_attempt")) {
+    c.next_attempt = meta.at("next_attempt").get<uint32_t>();
+    if (c.next_attempt == 0) return bad("next attempt is 0");
+  }
+  if (meta.contains("participant_accountant")) {
+    c.participant_accountant_json = meta.at("participant_accountant").dump();
+  }
+  return protocol::ok_status();
+}
+
+// The float arrays of `sizes` from bytes [pos, body): the adapter, then the strategy buffers.
+protocol::Status parse_data(std::span<const uint8_t> bytes, size_t pos, size_t body,
+                            const std::vector<uint64_t>& sizes, Checkpoint& c) {
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    if (sizes[k] > (body - pos) / sizeof(float)) return bad("data shorter than announced");
+    std::vector<float> v(sizes[k]);
+    if (!v.empty()) std::memcpy(v.data(), bytes.data() + pos, sizes[k] * sizeof(float));
+    pos += sizes[k] * sizeof(float);
+    if (k == 0) {
+      c.global.values = std::move(v);
+    } else {
+      c.strategy_state.buffers.push_back(std::move(v));
+    }
+  }
+  if (pos != body) return bad("bytes after the data");
+  return protocol::ok_status();
+}
+
+}  // namespace
+
 protocol::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes) {
   if (bytes.size() < 16 + kDigest || std::memcmp(bytes.data(), kMagic, 8) != 0) {
     return bad("not a checkpoint file (or truncated)");
@@ -84,53 +145,9 @@ protocol::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes) {
   Checkpoint c;
   try {
     const auto meta = json::parse(bytes.begin() + 16, bytes.begin() + 16 + n);
-    if (meta.at("format") != "fedlora-coordinator-checkpoint" || meta.at("version") != 1) {
-      return bad("unknown format or version");
-    }
-    c.round = meta.at("round").get<uint32_t>();
-    c.drbg_state = meta.at("drbg").get<std::string>();
-    uint64_t next = 0;
-    for (const auto& t : meta.at("tensors")) {
-      protocol::coord::TensorEntry e{t.at("name").get<std::string>(),
-                                     t.at("shape").get<std::vector<uint64_t>>(),
-                                     t.at("offset").get<uint64_t>()};
-      if (e.offset != next || e.count() == 0) return bad("tensor table does not tile the data");
-      next += e.count();
-      c.global.tensors.push_back(std::move(e));
-    }
-    const auto values = meta.at("adapter_values").get<uint64_t>();
-    if (values != next) return bad("adapter size disagrees with its tensor table");
-    c.adapter_config = meta.at("adapter_config").get<std::string>();
-    c.strategy = meta.at("strategy").get<std::string>();
-    c.strategy_state.steps = meta.at("strategy_steps").get<uint64_t>();
-    std::vector<uint64_t> sizes{values};
-    for (const auto& b : meta.at("buffers")) sizes.push_back(b.get<uint64_t>());
-    c.registry_json = meta.at("registry").dump();
-    if (meta.contains("run_id")) {
-      c.run_id = meta.at("run_id").get<std::string>();
-      if (!protocol::coord::is_run_id(c.run_id))
-        return bad("run id is not 32 lowercase hex digits");
-    }
-    if (meta.contains("next_attempt")) {
-      c.next_attempt = meta.at("next_attempt").get<uint32_t>();
-      if (c.next_attempt == 0) return bad("next attempt is 0");
-    }
-    if (meta.contains("participant_accountant")) {
-      c.participant_accountant_json = meta.at("participant_accountant").dump();
-    }
-    size_t pos = 16 + n;
-    for (size_t k = 0; k < sizes.size(); ++k) {
-      if (sizes[k] > (body - pos) / sizeof(float)) return bad("data shorter than announced");
-      std::vector<float> v(sizes[k]);
-      if (!v.empty()) std::memcpy(v.data(), bytes.data() + pos, sizes[k] * sizeof(float));
-      pos += sizes[k] * sizeof(float);
-      if (k == 0) {
-        c.global.values = std::move(v);
-      } else {
-        c.strategy_state.buffers.push_back(std::move(v));
-      }
-    }
-    if (pos != body) return bad("bytes after the data");
+    std::vector<uint64_t> sizes;
+    if (auto st = parse_meta(meta, c, sizes); !st) return st.error();
+    if (auto st = parse_data(bytes, 16 + n, body, sizes, c); !st) return st.error();
   } catch (const std::exception& e) {
     return bad(e.what());
   }

@@ -8,33 +8,42 @@
 
 namespace coordinator {
 
+namespace {
+
 namespace po = boost::program_options;
 using protocol::ErrorCode;
 using protocol::make_error;
 
-protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostream& out) {
-  CliOutcome r;
-  auto& c = r.config;
+// The flags that are not fields of CoordinatorConfig as they are (files, keys, seconds).
+struct RawFlags {
   double round_timeout_s = 120, wait_for_sites_s = 300, handshake_timeout_s = 10;
   uint32_t heartbeat_ms = 1000;
   std::string key_file, allow_dir, roster, run_dir, initial_adapter, config_file;
-  po::options_description o("coordinator options (each also `name = value` in --config FILE)");
+};
+
+void add_transport_options(po::options_description& o, CoordinatorConfig& c, RawFlags& f) {
   // clang-format off
   o.add_options()
     ("help", "print this help")
-    ("config", po::value(&config_file), "INI file with any of these options")
+    ("config", po::value(&f.config_file), "INI file with any of these options")
     ("endpoint", po::value(&c.endpoint)->default_value(c.endpoint), "ZeroMQ endpoint to bind")
     ("insecure", po::bool_switch(&c.insecure), "no CurveZMQ (loopback endpoints only)")
-    ("key", po::value(&key_file), "the coordinator's secret key file (fedctl keygen)")
-    ("allow-dir", po::value(&allow_dir), "directory of *.pub keys of participants and workers")
-    ("roster", po::value(&roster),
+    ("key", po::value(&f.key_file), "the coordinator's secret key file (fedctl keygen)")
+    ("allow-dir", po::value(&f.allow_dir), "directory of *.pub keys of participants and workers")
+    ("roster", po::value(&f.roster),
      "roster file binding each key to one site or worker id (docs/coordinator.md); reloaded on "
      "SIGHUP and when it changes")
-    ("handshake-timeout", po::value(&handshake_timeout_s)->default_value(handshake_timeout_s),
+    ("handshake-timeout", po::value(&f.handshake_timeout_s)->default_value(f.handshake_timeout_s),
      "seconds a connection may take to complete its CURVE handshake before it is closed")
-    ("run-dir", po::value(&run_dir), "run directory: events.jsonl, checkpoints/, adapter/")
-    ("initial-adapter", po::value(&initial_adapter),
-     "PEFT dir (adapter_model.safetensors + adapter_config.json) of the initial global adapter")
+    ("run-dir", po::value(&f.run_dir), "run directory: events.jsonl, checkpoints/, adapter/")
+    ("initial-adapter", po::value(&f.initial_adapter),
+     "PEFT dir (adapter_model.safetensors + adapter_config.json) of the initial global adapter");
+  // clang-format on
+}
+
+void add_round_options(po::options_description& o, CoordinatorConfig& c, RawFlags& f) {
+  // clang-format off
+  o.add_options()
     ("rounds", po::value(&c.rounds)->default_value(c.rounds), "rounds to run")
     ("fraction", po::value(&c.fraction)->default_value(c.fraction),
      "fraction of eligible sites selected per round")
@@ -42,13 +51,13 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
      "fewest deltas that complete a round")
     ("max-attempts", po::value(&c.max_attempts)->default_value(c.max_attempts),
      "selections per round before the run gives up")
-    ("round-timeout", po::value(&round_timeout_s)->default_value(round_timeout_s),
+    ("round-timeout", po::value(&f.round_timeout_s)->default_value(f.round_timeout_s),
      "seconds from invitation to the upload deadline")
-    ("heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms),
+    ("heartbeat-ms", po::value(&f.heartbeat_ms)->default_value(f.heartbeat_ms),
      "heartbeat interval asked of the sites")
     ("missed-heartbeats", po::value(&c.missed_heartbeats)->default_value(c.missed_heartbeats),
      "heartbeats missed before a site is dead")
-    ("wait-for-sites", po::value(&wait_for_sites_s)->default_value(wait_for_sites_s),
+    ("wait-for-sites", po::value(&f.wait_for_sites_s)->default_value(f.wait_for_sites_s),
      "seconds to wait for enough sites before ending the run")
     ("start-after", po::value(&c.start_after)->default_value(c.start_after),
      "participants to wait for before the first round (0: min-participants)")
@@ -57,7 +66,13 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
      "32 hex digits: replay a run with this id (tests only; default: a fresh random id)")
     ("max-example-weight",
      po::value(&c.max_example_weight)->default_value(c.max_example_weight),
-     "FedAvg weight cap: a delta counts with at most this many examples (0: no cap)")
+     "FedAvg weight cap: a delta counts with at most this many examples (0: no cap)");
+  // clang-format on
+}
+
+void add_plan_options(po::options_description& o, CoordinatorConfig& c) {
+  // clang-format off
+  o.add_options()
     ("local-steps", po::value(&c.plan.local_steps)->default_value(c.plan.local_steps),
      "DP-SGD steps per round at each site")
     ("lr", po::value(&c.plan.learning_rate)->default_value(c.plan.learning_rate),
@@ -89,13 +104,17 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     ("beta2", po::value(&c.strategy.beta2)->default_value(c.strategy.beta2), "FedOpt beta2")
     ("tau", po::value(&c.strategy.tau)->default_value(c.strategy.tau), "FedOpt tau");
   // clang-format on
+}
+
+// Parses argv, then the --config file; true when --help was given (the text went to `out`).
+protocol::Result<bool> read_options(int argc, const char* const* argv,
+                                    const po::options_description& o, std::ostream& out) {
   try {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, o), vm);
     if (vm.count("help")) {
       out << "usage: coordinator --run-dir DIR --initial-adapter DIR [options]\n" << o << "\n";
-      r.help = true;
-      return r;
+      return true;
     }
     if (vm.count("config")) {
       const auto file = vm["config"].as<std::string>();
@@ -109,41 +128,72 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
   } catch (const std::exception& e) {
     return make_error(ErrorCode::kInvalidArgument, e.what());
   }
-  if (run_dir.empty()) return make_error(ErrorCode::kInvalidArgument, "--run-dir is required");
-  c.run_dir = run_dir;
-  c.initial_adapter = initial_adapter;
-  if (!(round_timeout_s > 0) || !(wait_for_sites_s > 0) || heartbeat_ms == 0 ||
-      !(handshake_timeout_s > 0) || handshake_timeout_s > 3600) {
+  return false;
+}
+
+protocol::Status apply_times(const RawFlags& f, CoordinatorConfig& c) {
+  if (!(f.round_timeout_s > 0) || !(f.wait_for_sites_s > 0) || f.heartbeat_ms == 0 ||
+      !(f.handshake_timeout_s > 0) || f.handshake_timeout_s > 3600) {
     return make_error(ErrorCode::kInvalidArgument,
                       "--round-timeout, --wait-for-sites and --heartbeat-ms must be > 0, "
                       "--handshake-timeout in (0, 3600]");
   }
-  c.handshake_timeout = std::chrono::milliseconds(static_cast<int64_t>(handshake_timeout_s * 1000));
-  c.round_timeout = std::chrono::milliseconds(static_cast<int64_t>(round_timeout_s * 1000));
-  c.wait_for_sites = std::chrono::milliseconds(static_cast<int64_t>(wait_for_sites_s * 1000));
-  c.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
+  c.handshake_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(f.handshake_timeout_s * 1000));
+  c.round_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.round_timeout_s * 1000));
+  c.wait_for_sites = std::chrono::milliseconds(static_cast<int64_t>(f.wait_for_sites_s * 1000));
+  c.heartbeat_interval = std::chrono::milliseconds(f.heartbeat_ms);
+  return protocol::ok_status();
+}
+
+protocol::Status apply_security(const RawFlags& f, CoordinatorConfig& c) {
+  c.roster_file = f.roster;
+  if (c.insecure) {
+    if (!f.roster.empty()) {
+      return make_error(ErrorCode::kInvalidArgument, "--roster needs CURVE (not --insecure)");
+    }
+    return protocol::ok_status();
+  }
+  if (f.key_file.empty() || (f.allow_dir.empty() && f.roster.empty())) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "CURVE needs --key and --roster or --allow-dir (or --insecure on loopback)");
+  }
+  auto key = protocol::load_key_pair(f.key_file);
+  if (!key) return make_error(ErrorCode::kInvalidArgument, key.error().message);
+  c.key = std::move(key).value();
+  if (!f.allow_dir.empty()) {
+    auto allow = protocol::AllowList::load_directory(f.allow_dir);
+    if (!allow) return make_error(ErrorCode::kInvalidArgument, allow.error().message);
+    c.allow = std::move(allow).value();
+  }
+  return protocol::ok_status();
+}
+
+}  // namespace
+
+protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostream& out) {
+  CliOutcome r;
+  auto& c = r.config;
+  RawFlags f;
+  po::options_description o("coordinator options (each also `name = value` in --config FILE)");
+  add_transport_options(o, c, f);
+  add_round_options(o, c, f);
+  add_plan_options(o, c);
+  auto help = read_options(argc, argv, o, out);
+  if (!help) return help.error();
+  if (help.value()) {
+    r.help = true;
+    return r;
+  }
+  if (f.run_dir.empty()) return make_error(ErrorCode::kInvalidArgument, "--run-dir is required");
+  c.run_dir = f.run_dir;
+  c.initial_adapter = f.initial_adapter;
+  if (auto st = apply_times(f, c); !st) return st.error();
   if (c.plan.participant_dp && !(c.plan.participant_clip > 0 && c.plan.participant_sigma > 0)) {
     return make_error(ErrorCode::kInvalidArgument,
                       "--participant-dp needs --participant-clip > 0 and --participant-sigma > 0");
   }
-  c.roster_file = roster;
-  if (!c.insecure) {
-    if (key_file.empty() || (allow_dir.empty() && roster.empty())) {
-      return make_error(
-          ErrorCode::kInvalidArgument,
-          "CURVE needs --key and --roster or --allow-dir (or --insecure on loopback)");
-    }
-    auto key = protocol::load_key_pair(key_file);
-    if (!key) return make_error(ErrorCode::kInvalidArgument, key.error().message);
-    c.key = std::move(key).value();
-    if (!allow_dir.empty()) {
-      auto allow = protocol::AllowList::load_directory(allow_dir);
-      if (!allow) return make_error(ErrorCode::kInvalidArgument, allow.error().message);
-      c.allow = std::move(allow).value();
-    }
-  } else if (!roster.empty()) {
-    return make_error(ErrorCode::kInvalidArgument, "--roster needs CURVE (not --insecure)");
-  }
+  if (auto st = apply_security(f, c); !st) return st.error();
   return r;
 }
 

@@ -1,29 +1,12 @@
-// The round engine (see coordinator.h for the state machine).
-#include "base/dir_lock.h"
-#include "base/error.h"
+// The coordinator's peers: sending, the message handlers, the roster, liveness; and the public
+// Coordinator class. The round engine is round_engine.cpp, setup setup.cpp (coordinator_impl.h).
 #include "coordinator/coordinator.h"
 
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
-#include <atomic>
-#include <cmath>
-#include <map>
-#include <set>
 
-#include "coordinator/accumulator.h"
-#include "coordinator/checkpoint.h"
-#include "coordinator/drbg.h"
-#include "coordinator/event_log.h"
-#include "coordinator/files.h"
-#include "coordinator/peft.h"
-#include "coordinator/registry.h"
-#include "coordinator/roster.h"
-#include "privacy/accountant.h"
+#include "coordinator_impl.h"
 #include "protocol/coordinator_codec.h"
 #include "protocol/messages.h"
-#include "protocol/socket.h"
 
 namespace coordinator {
 namespace {
@@ -41,270 +24,12 @@ int64_t unix_ms() {
       .count();
 }
 
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-protocol::Status check_config(const CoordinatorConfig& c) {
-  auto bad = [](auto... parts) { return make_error(ErrorCode::kInvalidArgument, parts...); };
-  if (c.run_dir.empty()) return bad("run_dir is required");
-  if (c.rounds == 0) return bad("rounds must be >= 1");
-  if (!(c.fraction > 0 && c.fraction <= 1)) return bad("fraction must be in (0, 1]");
-  if (c.min_participants == 0) return bad("min_participants must be >= 1");
-  if (c.max_attempts == 0) return bad("max_attempts must be >= 1");
-  if (c.round_timeout.count() <= 0 || c.heartbeat_interval.count() <= 0 ||
-      c.wait_for_sites.count() <= 0) {
-    return bad("round_timeout, heartbeat_interval and wait_for_sites must be > 0");
-  }
-  if (c.missed_heartbeats == 0) return bad("missed_heartbeats must be >= 1");
-  if (c.handshake_timeout.count() <= 0) return bad("handshake_timeout must be > 0");
-  const auto& p = c.plan;
-  if (p.local_steps == 0) return bad("local_steps must be >= 1");
-  if (!(p.learning_rate > 0) || !std::isfinite(p.learning_rate)) return bad("lr must be > 0");
-  if (!(p.sample_rate > 0 && p.sample_rate <= 1)) return bad("sample_rate must be in (0, 1]");
-  if (!(p.noise_multiplier > 0) || !std::isfinite(p.noise_multiplier)) {
-    return bad("noise_multiplier must be > 0");
-  }
-  if (!(p.clip_norm > 0) || !std::isfinite(p.clip_norm)) return bad("clip_norm must be > 0");
-  if (!(p.delta > 0 && p.delta < 1)) return bad("delta must be in (0, 1)");
-  if (p.participant_dp) {
-    if (!(p.participant_clip > 0) || !std::isfinite(p.participant_clip)) {
-      return bad("participant_clip must be > 0 with participant-level DP");
-    }
-    if (!(p.participant_sigma > 0) || !std::isfinite(p.participant_sigma)) {
-      return bad("participant_sigma must be > 0 with participant-level DP");
-    }
-  } else if (!std::isfinite(p.participant_clip) || !std::isfinite(p.participant_sigma)) {
-    return bad("participant_clip and participant_sigma must be finite");
-  }
-  if (!c.insecure && !c.key) return bad("CURVE needs the coordinator's key (or --insecure)");
-  if (!c.insecure && !c.allow && c.zap == nullptr && c.roster_file.empty()) {
-    return bad("CURVE needs a roster or an allow-list of participant and worker keys");
-  }
-  if (c.insecure && !c.roster_file.empty()) {
-    return bad("a roster binds CURVE keys: it needs CURVE (not --insecure)");
-  }
-  return protocol::ok_status();
-}
-
 }  // namespace
 
-struct Coordinator::Impl {
-  struct Seat {  // a selected site in the current attempt
-    bool accepted = false, uploaded = false, dropped = false;
-    std::string drop_reason;
-    uint64_t examples = 0, weight = 0;
-    double train_loss = 0, heldout_loss = 0, epsilon_reported = 0;
-    uint32_t steps = 0;
-  };
-
-  Impl(zmq::context_t& context, CoordinatorConfig config)
-      : ctx(context), cfg(std::move(config)), drbg(cfg.seed) {}
-
-  zmq::context_t& ctx;
-  CoordinatorConfig cfg;
-  std::shared_ptr<spdlog::logger> log;
-  std::unique_ptr<protocol::ZapHandler> own_zap;  // destroyed after the server
-  // The roster (empty optional: none) and what the file looked like when it was read.
-  std::optional<Roster> roster;
-  std::filesystem::file_time_type roster_mtime{};
-  uintmax_t roster_size = 0;
-  Clock::time_point roster_polled{};
-  std::atomic<bool> roster_reload{false};
-  std::set<std::string> unlisted_logged;     // keys refused as not in the roster, logged once
-  std::map<std::string, uint64_t> refusals;  // per key: refusals so far (to bound log lines)
-
-  // True for the first 10 refusals of a key and every 1000th after (one key cannot flood the
-  // log or events.jsonl); at most 4096 keys are tracked, the rest share one count.
-  bool should_log(const std::string& key) {
-    const std::string& k = refusals.size() >= 4096 && !refusals.count(key) ? kOverflow : key;
-    const uint64_t n = ++refusals[k];
-    return n <= 10 || n % 1000 == 0;
-  }
-  inline static const std::string kOverflow = "(more keys)";
-  std::optional<base::DirLock> run_lock;  // RUN/.lock, held while this coordinator lives
-  protocol::Limits limits;          // of the server socket and the decoder
-  std::optional<protocol::Server> server;
-  std::optional<EventLog> events;
-  Registry registry;
-  Drbg drbg;
-  PeftAdapter global;
-  std::unique_ptr<Strategy> strategy;
-  uint32_t round = 1;
-  std::string run_id;  // drawn when the run starts, kept in the checkpoint
-  privacy::Phase phase;
-  // Participant-level DP over the federation: one step per attempt that received deltas.
-  privacy::RdpAccountant participant_accountant;
-
-  // The current attempt.
-  bool collecting = false;
-  uint32_t attempt = 1;
-  std::map<std::string, Seat> seats;
-  Clock::time_point deadline{};
-  std::optional<DeltaAccumulator> acc;
-  uint64_t bytes_up = 0, bytes_down = 0;
-
-  std::filesystem::path checkpoint_path() const {
-    return cfg.run_dir / "checkpoints" / "latest.ckpt";
-  }
-
-  protocol::Status init();
-  protocol::Result<RunSummary> run(std::stop_token stop);
-
-  // One selection of the current round: true when it completed, false when it must be retried.
-  protocol::Result<bool> run_attempt(std::vector<SiteRecord*> eligible, std::stop_token stop);
-  void mark_exhausted();
-  void pump(Clock::time_point until);
-  void handle(protocol::RawIncoming&& in);
-  void handle_register(const pc::Register& r, const protocol::RawIncoming& in);
-  protocol::Status load_roster(bool initial);
-  void poll_roster();
-  void handle_upload(SiteRecord& s, pc::Message&& m, uint64_t bytes);
-  void drop(const std::string& id, const std::string& reason, const std::string& detail = "");
-  protocol::Status send(std::string peer, pc::Message&& m);
-  void reply_error(const std::string& peer, const protocol::Error& e);
-  // The checkpoint after round `completed`, the next round to start with `next_attempt`.
-  protocol::Status write_checkpoint_now(uint32_t completed, uint32_t next_attempt);
-  // Writes it, retrying with backoff (serving peers meanwhile) until it succeeds or `stop` is
-  // requested; failures are logged and written as checkpoint_failed (a bounded number per
-  // streak), the recovery as checkpoint_recovered.
-  protocol::Status checkpoint_with_retry(uint32_t completed, uint32_t next_attempt,
-                                         std::stop_token stop);
-  // Charges one phase to every site that accepted or uploaded in the current attempt.
-  void charge_attempt();
-  json epsilon_map();
-  double participant_epsilon() const;
-};
-
-protocol::Status Coordinator::Impl::init() {
-  if (auto s = check_config(cfg); !s) return s;
-  log = std::make_shared<spdlog::logger>("coordinator",
-                                         std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  log->set_pattern("%H:%M:%S.%e coordinator %^%l%$ %v");
-  std::error_code ec;
-  std::filesystem::create_directories(cfg.run_dir / "checkpoints", ec);
-  if (ec) {
-    return make_error(ErrorCode::kIo, "cannot create ", cfg.run_dir.string(), ": ", ec.message());
-  }
-  try {
-    run_lock.emplace(base::DirLock::acquire(cfg.run_dir, "coordinator"));
-  } catch (const base::IoError& e) {
-    return make_error(ErrorCode::kInvalidArgument, "run directory ", e.what());
-  }
-  auto ev = EventLog::open(cfg.run_dir / "events.jsonl");
-  if (!ev) return ev.error();
-  events.emplace(std::move(ev).value());
-
-  StrategyState restored;
-  bool resumed = false;
-  if (std::filesystem::exists(checkpoint_path())) {
-    auto c = read_checkpoint(checkpoint_path());
-    if (!c) return c.error();
-    if (c.value().strategy != cfg.strategy.name) {
-      return make_error(ErrorCode::kInvalidArgument, "the checkpoint was written by strategy ",
-                        c.value().strategy, ", this run is configured for ", cfg.strategy.name);
-    }
-    auto d = Drbg::from_state(c.value().drbg_state);
-    if (!d) return d.error();
-    auto r = Registry::from_json(c.value().registry_json);
-    if (!r) return r.error();
-    drbg = d.value();
-    registry = std::move(r).value();
-    global = {std::move(c.value().global), std::move(c.value().adapter_config)};
-    restored = std::move(c.value().strategy_state);
-    round = c.value().round + 1;
-    attempt = c.value().next_attempt;
-    run_id = c.value().run_id;
-    if (!c.value().participant_accountant_json.empty()) {
-      try {
-        participant_accountant =
-            privacy::RdpAccountant::from_json(c.value().participant_accountant_json);
-      } catch (const std::exception& e) {
-        return make_error(ErrorCode::kInvalidArgument, checkpoint_path().string(),
-                          ": participant-level DP accountant: ", e.what());
-      }
-    }
-    resumed = true;
-  } else {
-    auto p = load_peft(cfg.initial_adapter);
-    if (!p) return p.error();
-    global = std::move(p).value();
-  }
-  // The run id: the checkpoint's; else RUN/run_id (a run stopped before its first checkpoint
-  // is the same run); else the configured one (replays); else drawn now and written there.
-  const auto id_file = cfg.run_dir / "run_id";
-  if (run_id.empty() && std::filesystem::exists(id_file)) {
-    auto bytes = read_file(id_file, 64);
-    if (!bytes) return bytes.error();
-    std::string text(bytes.value().begin(), bytes.value().end());
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-    if (!pc::is_run_id(text)) {
-      return make_error(ErrorCode::kInvalidArgument, id_file.string(),
-                        " does not hold a run id (32 lowercase hex characters)");
-    }
-    run_id = text;
-  }
-  if (run_id.empty() && !cfg.run_id.empty()) {  // a new run replaying a given id
-    if (!pc::is_run_id(cfg.run_id)) {
-      return make_error(ErrorCode::kInvalidArgument, "run id '", cfg.run_id,
-                        "' is not 32 lowercase hex digits");
-    }
-    run_id = cfg.run_id;
-  }
-  if (run_id.empty()) {  // a new run (or a checkpoint older than run ids)
-    auto id = new_run_id();
-    if (!id) return id.error();
-    run_id = std::move(id).value();
-  }
-  if (!std::filesystem::exists(id_file)) {
-    if (auto s = write_file_atomic(id_file, run_id + "\n"); !s) return s;
-  }
-  auto st = make_strategy(cfg.strategy, global.adapter.values.size());
-  if (!st) return st.error();
-  strategy = std::move(st).value();
-  if (resumed) {
-    if (auto s = strategy->restore(std::move(restored)); !s) return s;
-    log->info("resuming run {} from {} at round {}", run_id, checkpoint_path().string(), round);
-  }
-  phase = {cfg.plan.sample_rate, cfg.plan.noise_multiplier,
-           static_cast<int64_t>(cfg.plan.local_steps)};
-
-  if (!cfg.roster_file.empty()) {
-    if (auto s = load_roster(/*initial=*/true); !s) return s;
-  }
-  const protocol::ZapHandler* zap = cfg.zap;
-  if (!cfg.insecure && zap == nullptr) {
-    auto logger = log;
-    const protocol::AllowList base = cfg.allow.value_or(protocol::AllowList{});
-    const protocol::AllowList allow = roster ? roster->allow_list(base) : base;
-    auto z = protocol::ZapHandler::start(
-        ctx, allow, [logger](std::string_view line) { logger->warn("refused: {}", line); });
-    if (!z) return z.error();
-    own_zap = std::move(z).value();
-    zap = own_zap.get();
-  }
-  // Bounded memory and no blocking per peer: frames no larger than the adapter (or a header),
-  // one blob a message, few messages queued each way, sends that never wait (a peer that does
-  // not read is dropped, see send()), unauthenticated connections closed after the handshake
-  // timeout.
-  const uint64_t adapter_bytes = global.adapter.values.size() * sizeof(float);
-  limits.max_blobs = 1;
-  limits.max_blob_bytes = std::max<uint64_t>(adapter_bytes, 1);
-  limits.max_total_bytes = limits.max_header_bytes + limits.max_blob_bytes;
-  protocol::SocketOptions so;
-  so.limits = limits;
-  so.high_water_mark = 16;
-  so.receive_high_water_mark = 8;
-  so.send_timeout = std::chrono::milliseconds(0);
-  so.handshake_interval = cfg.handshake_timeout;
-  protocol::ServerConfig sc{cfg.endpoint, cfg.insecure, cfg.key, zap, so};
-  auto srv = protocol::Server::bind(ctx, sc);
-  if (!srv) return srv.error();
-  server.emplace(std::move(srv).value());
-  log->info("listening on {} ({}), {} tensors / {} values, strategy {}", server->endpoint(),
-            cfg.insecure ? "insecure" : "CURVE", global.adapter.tensors.size(),
-            global.adapter.values.size(), strategy->name());
-  return protocol::ok_status();
+bool Coordinator::Impl::should_log(const std::string& key) {
+  const std::string& k = refusals.size() >= 4096 && !refusals.count(key) ? kOverflow : key;
+  const uint64_t n = ++refusals[k];
+  return n <= 10 || n % 1000 == 0;
 }
 
 protocol::Status Coordinator::Impl::send(std::string peer, pc::Message&& m) {
@@ -325,7 +50,7 @@ protocol::Status Coordinator::Impl::send(std::string peer, pc::Message&& m) {
     events->write("peer_dropped", {{"site", site->id}, {"reason", st.error().message}});
     site->alive = false;
     site->peer.clear();
-    if (collecting) drop(site->id, "unreachable", st.error().message);
+    if (collecting) drop(site->id, DropReason::kUnreachable, st.error().message);
   } else if (should_log("send:" + peer)) {
     log->warn("cannot send to an unregistered peer: {}", st.error().message);
   }
@@ -336,54 +61,20 @@ void Coordinator::Impl::reply_error(const std::string& peer, const protocol::Err
   (void)send(peer, pc::Message{pc::ErrorReply{protocol::to_wire(e)}, {}});
 }
 
-double Coordinator::Impl::participant_epsilon() const {
-  return participant_accountant.spent(cfg.plan.delta).epsilon;
-}
-
-json Coordinator::Impl::epsilon_map() {
-  json eps = json::object();
-  for (auto* p : registry.participants()) {
-    if (p->budget) eps[p->id] = p->budget->spent();
-  }
-  return eps;
-}
-
-void Coordinator::Impl::drop(const std::string& id, const std::string& reason,
-                             const std::string& detail) {
+void Coordinator::Impl::drop(const std::string& id, DropReason reason, const std::string& detail) {
   auto it = seats.find(id);
-  if (it == seats.end() || it->second.uploaded || it->second.dropped) return;
-  it->second.dropped = true;
+  if (it == seats.end() || !it->second.pending()) return;
+  it->second.state = SeatState::kDropped;
   it->second.drop_reason = reason;
-  json f = {{"round", round}, {"attempt", attempt}, {"site", id}, {"reason", reason}};
+  const std::string_view why = drop_reason_name(reason);
+  json f = {{"round", round}, {"attempt", attempt}, {"site", id}, {"reason", why}};
   if (!detail.empty()) f["detail"] = detail;
   events->write("participant_dropped", f);
-  log->warn("round {} attempt {}: {} dropped ({}{}{})", round, attempt, id, reason,
+  log->warn("round {} attempt {}: {} dropped ({}{}{})", round, attempt, id, why,
             detail.empty() ? "" : ": ", detail);
 }
 
-void Coordinator::Impl::mark_exhausted() {
-  for (auto* p : registry.participants()) {
-    if (!p->budget || p->exhausted) continue;
-    std::string why;
-    if (p->budget->would_exceed(phase, &why)) {
-      p->exhausted = true;
-      if (p->unfundable()) {
-        events->write("budget_insufficient", {{"site", p->id},
-                                              {"epsilon_max", p->budget->epsilon_max()},
-                                              {"delta", p->budget->delta()},
-                                              {"detail", why}});
-        log->warn("{}: its privacy budget cannot fund one round ({}); never selected", p->id, why);
-        continue;
-      }
-      events->write("budget_exhausted", {{"site", p->id},
-                                         {"epsilon", p->budget->spent()},
-                                         {"epsilon_max", p->budget->epsilon_max()},
-                                         {"delta", p->budget->delta()},
-                                         {"detail", why}});
-      log->warn("{}: privacy budget exhausted ({}); never selected again", p->id, why);
-    }
-  }
-}
+// --- The roster ----------------------------------------------------------------------------------
 
 protocol::Status Coordinator::Impl::load_roster(bool initial) {
   std::error_code ec;
@@ -407,9 +98,13 @@ protocol::Status Coordinator::Impl::load_roster(bool initial) {
     own_zap->set_allow_list(roster->allow_list(cfg.allow.value_or(protocol::AllowList{})));
   events->write("roster_loaded", {{"path", cfg.roster_file.string()}, {"entries", roster->size()}});
   log->info("roster {}: {} entries", cfg.roster_file.string(), roster->size());
-  if (initial) return protocol::ok_status();
-  // Sites whose key, id, role or endpoint the new roster no longer allows are cut off: they must
-  // register again (and will be refused if still not allowed).
+  if (!initial) revoke_disallowed();
+  return protocol::ok_status();
+}
+
+// Sites whose key, id, role or endpoint the new roster no longer allows are cut off: they must
+// register again (and will be refused if still not allowed).
+void Coordinator::Impl::revoke_disallowed() {
   for (const auto& [id, site] : registry.sites()) {
     if (site.peer.empty()) continue;
     const RosterEntry* e = roster->find_key(site.auth_key);
@@ -428,9 +123,8 @@ protocol::Status Coordinator::Impl::load_roster(bool initial) {
     s->peer.clear();
     log->warn("{} revoked by the roster: {}", id, why);
     events->write("site_revoked", {{"site", id}, {"reason", why}});
-    if (collecting) drop(id, "revoked", why);
+    if (collecting) drop(id, DropReason::kRevoked, why);
   }
-  return protocol::ok_status();
 }
 
 void Coordinator::Impl::poll_roster() {
@@ -445,6 +139,8 @@ void Coordinator::Impl::poll_roster() {
   if (ec && !asked) return;  // gone for a moment (an editor replacing it): keep the roster
   (void)load_roster(/*initial=*/false);
 }
+
+// --- Messages ------------------------------------------------------------------------------------
 
 void Coordinator::Impl::pump(Clock::time_point until) {
   poll_roster();
@@ -465,7 +161,7 @@ void Coordinator::Impl::pump(Clock::time_point until) {
   for (const auto& id : registry.sweep(Clock::now(), timeout)) {
     log->warn("{} missed {} heartbeats: marked dead", id, cfg.missed_heartbeats);
     events->write("site_dead", {{"site", id}});
-    if (collecting) drop(id, "dead");
+    if (collecting) drop(id, DropReason::kDead);
   }
 }
 
@@ -486,12 +182,25 @@ void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
   }
   uint64_t bytes = 0;
   for (const auto& f : in.frames.value()) bytes += f.size();
+  pc::Message m;
+  SiteRecord* site = admit(in, bytes, &m);
+  if (site == nullptr) return;
+  site->last_seen = now;
+  if (!site->alive) {
+    site->alive = true;
+    log->info("{} is alive again", site->id);
+  }
+  handle_site_message(*site, in.peer, std::move(m), bytes);
+}
+
+SiteRecord* Coordinator::Impl::admit(protocol::RawIncoming& in, uint64_t bytes, pc::Message* m) {
   SiteRecord* site = registry.find_by_peer(in.peer);
   if (site == nullptr && in.frames.value().size() > 1) {
     // Only an invited site uploads: a blob from a peer that has not registered is not read.
     if (should_log(in.user_id))
       log->warn("refused a {}-byte upload from an unregistered peer", bytes);
-    return reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "register first"));
+    reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "register first"));
+    return nullptr;
   }
   auto decoded = pc::decode(std::move(in.frames).value(), limits);
   if (!decoded) {
@@ -502,58 +211,68 @@ void Coordinator::Impl::handle(protocol::RawIncoming&& in) {
         events->write("message_refused", {{"site", site->id}, {"error", decoded.error().message}});
       }
     }
-    return reply_error(in.peer, decoded.error());
+    reply_error(in.peer, decoded.error());
+    return nullptr;
   }
-  auto& m = decoded.value();
-  if (const auto* r = std::get_if<pc::Register>(&m.body)) return handle_register(*r, in);
+  if (const auto* r = std::get_if<pc::Register>(&decoded.value().body)) {
+    handle_register(*r, in);
+    return nullptr;
+  }
   if (site == nullptr) {
-    return reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "register first"));
+    reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "register first"));
+    return nullptr;
   }
   if (site->auth_key != in.user_id) {
     // A connection that took over a routing id: it is not the key this site registered with.
     log->warn("refused a message on {}'s connection from another key", site->id);
-    return reply_error(
-        in.peer, make_error(ErrorCode::kUnauthorised, "this connection's key is not the one '",
-                            site->id, "' registered with; register first"));
+    reply_error(in.peer,
+                make_error(ErrorCode::kUnauthorised, "this connection's key is not the one '",
+                           site->id, "' registered with; register first"));
+    return nullptr;
   }
-  site->last_seen = now;
-  if (!site->alive) {
-    site->alive = true;
-    log->info("{} is alive again", site->id);
-  }
+  *m = std::move(decoded).value();
+  return site;
+}
+
+void Coordinator::Impl::handle_site_message(SiteRecord& site, const std::string& peer,
+                                            pc::Message&& m, uint64_t bytes) {
   auto wrong_id = [&](const std::string& id) {
-    if (id == site->id) return false;
-    reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "this connection is site '", site->id,
-                                    "', not '", id, "'"));
+    if (id == site.id) return false;
+    reply_error(peer, make_error(ErrorCode::kUnauthorised, "this connection is site '", site.id,
+                                 "', not '", id, "'"));
     return true;
   };
   auto current = [&](uint32_t r, uint32_t a) { return collecting && r == round && a == attempt; };
   if (const auto* h = std::get_if<pc::Heartbeat>(&m.body)) {
     if (wrong_id(h->site_id)) return;
-    (void)send(in.peer, pc::Message{pc::Heartbeat{"coordinator", unix_ms() * 1000000}, {}});
+    (void)send(peer, pc::Message{pc::Heartbeat{"coordinator", unix_ms() * 1000000}, {}});
   } else if (const auto* a = std::get_if<pc::Accept>(&m.body)) {
     if (wrong_id(a->site_id)) return;
-    if (current(a->round, a->attempt) && seats.count(site->id)) seats[site->id].accepted = true;
+    auto it = seats.find(site.id);
+    if (!current(a->round, a->attempt) || it == seats.end()) return;
+    it->second.accepted = true;
+    if (it->second.state == SeatState::kInvited) it->second.state = SeatState::kAccepted;
   } else if (const auto* d = std::get_if<pc::Decline>(&m.body)) {
     if (wrong_id(d->site_id)) return;
-    if (current(d->round, d->attempt)) {
-      drop(site->id, "declined",
-           std::string(pc::decline_reason_name(d->reason)) +
-               (d->detail.empty() ? "" : ": " + d->detail));
-    }
-    if (d->reason == pc::DeclineReason::kMisconfigured && !site->misconfigured) {
+    if (current(d->round, d->attempt)) handle_decline(site, *d);
+    if (d->reason == pc::DeclineReason::kMisconfigured && !site.misconfigured) {
       // It would fail every attempt the same way: out until it registers again.
-      site->misconfigured = true;
-      log->warn("{} is misconfigured ({}): not selected until it registers again", site->id,
+      site.misconfigured = true;
+      log->warn("{} is misconfigured ({}): not selected until it registers again", site.id,
                 d->detail);
-      events->write("site_misconfigured", {{"site", site->id}, {"detail", d->detail}});
+      events->write("site_misconfigured", {{"site", site.id}, {"detail", d->detail}});
     }
   } else if (std::holds_alternative<pc::DeltaUpload>(m.body)) {
-    handle_upload(*site, std::move(m), bytes);
+    handle_upload(site, std::move(m), bytes);
   } else {
-    reply_error(in.peer, make_error(ErrorCode::kMalformedRequest, "unexpected ",
-                                    pc::body_name(m.body), " from a site"));
+    reply_error(peer, make_error(ErrorCode::kMalformedRequest, "unexpected ", pc::body_name(m.body),
+                                 " from a site"));
   }
+}
+
+void Coordinator::Impl::handle_decline(SiteRecord& site, const pc::Decline& d) {
+  drop(site.id, DropReason::kDeclined,
+       std::string(pc::decline_reason_name(d.reason)) + (d.detail.empty() ? "" : ": " + d.detail));
 }
 
 void Coordinator::Impl::handle_register(const pc::Register& r, const protocol::RawIncoming& in) {
@@ -587,6 +306,8 @@ void Coordinator::Impl::handle_register(const pc::Register& r, const protocol::R
           {}});
 }
 
+// --- Uploads -------------------------------------------------------------------------------------
+
 void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t bytes) {
   const auto& u = std::get<pc::DeltaUpload>(m.body);
   bytes_up += bytes;
@@ -594,8 +315,26 @@ void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t b
     return reply_error(s.peer, make_error(ErrorCode::kUnauthorised, "this connection is site '",
                                           s.id, "', not '", u.site_id, "'"));
   }
+  Seat* seat = upload_seat(s, u);
+  if (seat == nullptr || upload_refused(s, u)) return;
+  const uint64_t weight = cfg.max_example_weight > 0
+                              ? std::min(u.example_count, cfg.max_example_weight)
+                              : u.example_count;
+  auto values = pc::blob_floats(m.blobs[u.delta.blob]);
+  if (!values) return reply_error(s.peer, values.error());
+  if (auto st = deltas->add(s.id, values.value(), weight); !st) {
+    log->warn("delta from {} refused: {}", s.id, st.error().message);
+    return reply_error(s.peer, st.error());
+  }
+  record_upload(s, *seat, u, weight, bytes);
+  (void)send(s.peer,
+             pc::Message{pc::UploadAck{u.round, u.attempt, pc::UploadStatus::kAccepted}, {}});
+}
+
+Seat* Coordinator::Impl::upload_seat(SiteRecord& s, const pc::DeltaUpload& u) {
   auto ack = [&](pc::UploadStatus st) {
     (void)send(s.peer, pc::Message{pc::UploadAck{u.round, u.attempt, st}, {}});
+    return nullptr;
   };
   const bool past = u.round < round || (u.round == round && u.attempt < attempt) ||
                     (u.round == round && u.attempt == attempt && !collecting);
@@ -610,16 +349,17 @@ void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t b
     return ack(pc::UploadStatus::kLate);
   }
   if (!is_current) {
-    return reply_error(
-        s.peer, make_error(ErrorCode::kMalformedRequest, "upload for round ", u.round, " attempt ",
-                           u.attempt, ", which has not started"));
+    reply_error(s.peer, make_error(ErrorCode::kMalformedRequest, "upload for round ", u.round,
+                                   " attempt ", u.attempt, ", which has not started"));
+    return nullptr;
   }
   auto it = seats.find(s.id);
-  if (it == seats.end() || (it->second.dropped && it->second.drop_reason == "declined")) {
-    return ack(pc::UploadStatus::kNotSelected);
-  }
-  Seat& seat = it->second;
-  if (seat.uploaded) return ack(pc::UploadStatus::kDuplicate);
+  if (it == seats.end() || it->second.declined()) return ack(pc::UploadStatus::kNotSelected);
+  if (it->second.state == SeatState::kUploaded) return ack(pc::UploadStatus::kDuplicate);
+  return &it->second;
+}
+
+bool Coordinator::Impl::upload_refused(SiteRecord& s, const pc::DeltaUpload& u) {
   if (!global.adapter.same_layout(u.delta)) {
     log->warn("delta from {} refused: tensor table differs from the global adapter", s.id);
     if (!s.misconfigured) {
@@ -627,28 +367,24 @@ void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t b
       events->write("site_misconfigured",
                     {{"site", s.id}, {"detail", "delta tensor table differs from the adapter's"}});
     }
-    return reply_error(s.peer, make_error(ErrorCode::kShapeMismatch,
-                                          "the delta's tensor table differs from the global "
-                                          "adapter's"));
+    reply_error(s.peer, make_error(ErrorCode::kShapeMismatch,
+                                   "the delta's tensor table differs from the global "
+                                   "adapter's"));
+    return true;
   }
   if (u.example_count > s.dataset_size) {
     log->warn("delta from {} refused: {} examples, {} registered", s.id, u.example_count,
               s.dataset_size);
-    return reply_error(s.peer,
-                       make_error(ErrorCode::kMalformedRequest, "example count ", u.example_count,
-                                  " exceeds the registered dataset size ", s.dataset_size));
+    reply_error(s.peer, make_error(ErrorCode::kMalformedRequest, "example count ", u.example_count,
+                                   " exceeds the registered dataset size ", s.dataset_size));
+    return true;
   }
-  const uint64_t weight = cfg.max_example_weight > 0
-                              ? std::min(u.example_count, cfg.max_example_weight)
-                              : u.example_count;
-  auto values = pc::blob_floats(m.blobs[u.delta.blob]);
-  if (!values) return reply_error(s.peer, values.error());
-  if (auto st = acc->add(values.value(), weight); !st) {
-    log->warn("delta from {} refused: {}", s.id, st.error().message);
-    return reply_error(s.peer, st.error());
-  }
-  seat.uploaded = true;
-  seat.dropped = false;
+  return false;
+}
+
+void Coordinator::Impl::record_upload(SiteRecord& s, Seat& seat, const pc::DeltaUpload& u,
+                                      uint64_t weight, uint64_t bytes) {
+  seat.state = SeatState::kUploaded;
   seat.examples = u.example_count;
   seat.weight = weight;
   seat.train_loss = u.train_loss;
@@ -674,335 +410,6 @@ void Coordinator::Impl::handle_upload(SiteRecord& s, pc::Message&& m, uint64_t b
     log->info("round {}: delta from {} ({} examples; its losses stay at the site)", round, s.id,
               u.example_count);
   }
-  ack(pc::UploadStatus::kAccepted);
-}
-
-protocol::Status Coordinator::Impl::write_checkpoint_now(uint32_t completed,
-                                                         uint32_t next_attempt) {
-  Checkpoint c{completed,
-               drbg.state(),
-               global.adapter,
-               global.config_json,
-               cfg.strategy.name,
-               strategy->state(),
-               registry.to_json(),
-               /*participant_accountant_json=*/{},
-               run_id,
-               next_attempt};
-  // Written once the option has been used (a resumed run keeps what an earlier one spent).
-  if (cfg.plan.participant_dp || participant_accountant.total_steps() > 0) {
-    c.participant_accountant_json = participant_accountant.to_json();
-  }
-  return write_checkpoint(checkpoint_path(), c);
-}
-
-protocol::Status Coordinator::Impl::checkpoint_with_retry(uint32_t completed, uint32_t next_attempt,
-                                                          std::stop_token stop) {
-  uint32_t failures = 0;
-  std::chrono::milliseconds backoff{100};
-  for (;;) {
-    auto st = write_checkpoint_now(completed, next_attempt);
-    if (st) {
-      if (failures > 0) {
-        log->info("checkpoint written after {} failed tries", failures);
-        events->write("checkpoint_recovered", {{"round", round}, {"failures", failures}});
-      }
-      return st;
-    }
-    ++failures;
-    if (failures <= 3 || failures % 50 == 0) {
-      log->error("cannot write the checkpoint (try {}), retrying in {} ms: {}", failures,
-                 backoff.count(), st.error().message);
-      events->write("checkpoint_failed", {{"round", round},
-                                          {"failures", failures},
-                                          {"error", st.error().message},
-                                          {"retry_in_s", backoff.count() / 1000.0}});
-    }
-    if (stop.stop_requested()) return st;
-    const auto until = Clock::now() + backoff;
-    while (!stop.stop_requested() && Clock::now() < until) pump(until);
-    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(10));
-  }
-}
-
-void Coordinator::Impl::charge_attempt() {
-  for (auto& [id, seat] : seats) {
-    if (!seat.uploaded && !seat.accepted) continue;
-    SiteRecord* s = registry.find(id);
-    if (s == nullptr || !s->budget) continue;
-    try {
-      s->budget->commit(phase);
-    } catch (const std::exception& e) {
-      // The site trained although the figures say it could not: record the phase anyway.
-      log->error("{}: {}", id, e.what());
-      auto acc2 = s->budget->accountant();
-      acc2.add(phase);
-      s->budget.emplace(s->budget->epsilon_max(), s->budget->delta(), std::move(acc2));
-    }
-  }
-}
-
-protocol::Result<bool> Coordinator::Impl::run_attempt(std::vector<SiteRecord*> eligible,
-                                                      std::stop_token stop) {
-  const auto t0 = Clock::now();
-  const uint64_t up0 = bytes_up, down0 = bytes_down;
-  // select: a uniform random subset (partial Fisher-Yates over the ids in sorted order).
-  const size_t n = eligible.size();
-  size_t k = static_cast<size_t>(std::ceil(cfg.fraction * static_cast<double>(n) - 1e-9));
-  k = std::min(n, std::max<size_t>(k, cfg.min_participants));
-  for (size_t i = 0; i < k; ++i) std::swap(eligible[i], eligible[i + drbg.uniform(n - i)]);
-  eligible.resize(k);
-  std::sort(eligible.begin(), eligible.end(),
-            [](const SiteRecord* a, const SiteRecord* b) { return a->id < b->id; });
-  seats.clear();
-  json ids = json::array();
-  for (auto* s : eligible) {
-    seats[s->id] = Seat{};
-    ids.push_back(s->id);
-  }
-  if (!acc) acc.emplace(global.adapter.values.size());
-  acc->reset();
-  deadline = Clock::now() + cfg.round_timeout;
-  const int64_t deadline_ms = unix_ms() + cfg.round_timeout.count();
-  events->write("round_started", {{"round", round},
-                                  {"attempt", attempt},
-                                  {"eligible", n},
-                                  {"selected", ids},
-                                  {"deadline_unix_ms", deadline_ms}});
-  log->info("round {} attempt {}: {} of {} eligible sites selected", round, attempt, k, n);
-
-  // configure
-  const auto workers = registry.worker_directory();
-  collecting = true;
-  for (auto* s : eligible) {
-    pc::TrainingPlan plan = cfg.plan;
-    plan.deadline_unix_ms = deadline_ms;
-    plan.seed = drbg.next_u64();
-    events->write("participant_selected", {{"round", round},
-                                           {"attempt", attempt},
-                                           {"site", s->id},
-                                           {"dataset_size", s->dataset_size}});
-    auto blob = pc::float_blob(global.adapter.values);
-    if (!blob) return blob.error();
-    pc::Message m{
-        pc::RoundInvitation{round, attempt, plan, workers, global.adapter.table(), run_id}, {}};
-    m.blobs.push_back(std::move(blob).value());
-    if (auto st = send(s->peer, std::move(m)); !st) drop(s->id, "unreachable", st.error().message);
-  }
-
-  // train + collect
-  const auto t_collect = Clock::now();
-  auto pending = [&] {
-    return std::any_of(seats.begin(), seats.end(),
-                       [](const auto& kv) { return !kv.second.uploaded && !kv.second.dropped; });
-  };
-  while (!stop.stop_requested() && Clock::now() < deadline && pending()) pump(deadline);
-  for (auto& [id, seat] : seats) {
-    if (!seat.uploaded && !seat.dropped) {
-      drop(id, stop.stop_requested() ? "stopped" : "deadline");
-    }
-  }
-  collecting = false;
-  if (stop.stop_requested()) {
-    // Stopped mid-attempt: nothing of it is kept. A restarted coordinator replays this very
-    // attempt from the last checkpoint (same run, round, attempt, plan and adapter), which every
-    // site recognises as the same release: it re-sends the delta it made, or trains it again,
-    // without paying twice; the coordinator charges it when it accepts the replay.
-    return false;
-  }
-  const uint64_t received = acc->contributions();
-  // account: every site that accepted or uploaded may have trained, and charged its own budget
-  // for this attempt; so does the coordinator, whatever happens to the attempt next.
-  charge_attempt();
-  if (cfg.plan.participant_dp && received > 0) {
-    // Every attempt whose (noised) deltas reached the coordinator is a release, even one that is
-    // then retried: one step of the Gaussian mechanism. Without amplification by
-    // subsampling (q = 1): the coordinator chose the sample and sees each delta.
-    const double q =
-        cfg.participant_amplification ? static_cast<double>(k) / static_cast<double>(n) : 1.0;
-    participant_accountant.add({.q = q, .sigma = cfg.plan.participant_sigma, .steps = 1});
-  }
-  const double collect_s = seconds_since(t_collect);
-  if (received < cfg.min_participants) {
-    events->write("round_failed", {{"round", round},
-                                   {"attempt", attempt},
-                                   {"received", received},
-                                   {"needed", cfg.min_participants},
-                                   {"epsilon", epsilon_map()}});
-    log->warn("round {} attempt {}: {} deltas, {} needed; retrying with a new selection", round,
-              attempt, received, cfg.min_participants);
-    // The attempt's charges and the DRBG state reach disk before the next selection.
-    if (auto st = checkpoint_with_retry(round - 1, attempt + 1, stop); !st) return st.error();
-    return false;
-  }
-
-  // aggregate
-  const auto t_agg = Clock::now();
-  const auto mean = acc->mean();
-  strategy->apply(global.adapter.values, mean);
-  const double aggregate_s = seconds_since(t_agg);
-
-  json sites = json::array();
-  // Example-weighted means over the sites that reported a loss (NaN when none did).
-  double train = 0, heldout = 0, train_w = 0, heldout_w = 0;
-  uint64_t examples = 0;
-  for (auto& [id, seat] : seats) {
-    if (seat.uploaded) {
-      sites.push_back(id);
-      const auto w = static_cast<double>(seat.examples);
-      if (pc::loss_reported(seat.train_loss)) {
-        train += seat.train_loss * w;
-        train_w += w;
-      }
-      if (pc::loss_reported(seat.heldout_loss)) {
-        heldout += seat.heldout_loss * w;
-        heldout_w += w;
-      }
-      examples += seat.examples;
-    }
-  }
-  train = train_w > 0 ? train / train_w : std::nan("");
-  heldout = heldout_w > 0 ? heldout / heldout_w : std::nan("");
-
-  // checkpoint
-  const auto t_ckpt = Clock::now();
-  if (auto st = checkpoint_with_retry(round, 1, stop); !st) return st.error();
-  const double checkpoint_s = seconds_since(t_ckpt);
-  events->write(
-      "checkpoint_written",
-      {{"round", round}, {"path", checkpoint_path().string()}, {"seconds", checkpoint_s}});
-
-  // log
-  json finished = {{"round", round},
-                   {"attempt", attempt},
-                   {"sites", sites},
-                   {"examples", examples},
-                   {"epsilon", epsilon_map()},
-                   {"bytes_up", bytes_up - up0},
-                   {"bytes_down", bytes_down - down0},
-                   {"duration_s", seconds_since(t0)},
-                   {"collect_s", collect_s},
-                   {"aggregate_s", aggregate_s},
-                   {"checkpoint_s", checkpoint_s}};
-  if (pc::loss_reported(train)) finished["train_loss"] = train;
-  if (pc::loss_reported(heldout)) finished["heldout_loss"] = heldout;
-  if (cfg.plan.participant_dp) finished["participant_epsilon"] = participant_epsilon();
-  events->write("round_finished", finished);
-  if (pc::loss_reported(heldout)) {
-    log->info("round {} finished: {} sites, train loss {:.4f}, held-out loss {:.4f}, {:.2f} s",
-              round, sites.size(), train, heldout, seconds_since(t0));
-  } else {
-    log->info("round {} finished: {} sites, {:.2f} s", round, sites.size(), seconds_since(t0));
-  }
-  if (cfg.plan.participant_dp) {
-    log->info("round {}: participant-level epsilon {:.4f} at delta {} ({} releases)", round,
-              participant_epsilon(), cfg.plan.delta, participant_accountant.total_steps());
-  }
-  for (auto& [id, seat] : seats) {
-    if (!seat.uploaded) continue;
-    if (SiteRecord* s = registry.find(id); s != nullptr && !s->peer.empty()) {
-      (void)send(s->peer, pc::Message{pc::RoundResult{round, static_cast<uint32_t>(sites.size()),
-                                                      train, heldout},
-                                      {}});
-    }
-  }
-  return true;
-}
-
-protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
-  events->write("run_started", {{"round", round},
-                                {"run_id", run_id},
-                                {"rounds", cfg.rounds},
-                                {"strategy", strategy->name()},
-                                {"endpoint", server->endpoint()},
-                                {"min_participants", cfg.min_participants},
-                                {"fraction", cfg.fraction}});
-  if (cfg.plan.participant_dp) {
-    events->write("participant_dp", {{"clip", cfg.plan.participant_clip},
-                                     {"sigma", cfg.plan.participant_sigma},
-                                     {"delta", cfg.plan.delta},
-                                     {"epsilon", participant_epsilon()},
-                                     {"releases", participant_accountant.total_steps()}});
-  }
-  std::string reason;
-  bool started = false;
-  auto waiting_since = Clock::now();
-  for (;;) {
-    if (stop.stop_requested()) {
-      reason = "stopped";
-      break;
-    }
-    if (round > cfg.rounds) {
-      reason = "completed";
-      break;
-    }
-    mark_exhausted();
-    std::vector<SiteRecord*> eligible;
-    size_t can_train = 0, exhausted = 0;
-    for (auto* p : registry.participants()) {
-      if (p->exhausted) {
-        // A site that could never fund a round (a tiny stated budget) does not end the run.
-        if (!p->unfundable()) ++exhausted;
-        continue;
-      }
-      ++can_train;
-      if (p->alive && !p->peer.empty() && !p->misconfigured) eligible.push_back(p);
-    }
-    if (exhausted > 0 && can_train < cfg.min_participants) {
-      reason = "budget_exhausted";
-      log->warn("{} sites can still train, {} needed: ending the run", can_train,
-                cfg.min_participants);
-      break;
-    }
-    // Before the first round of this process, also wait for a worker when the registry knows
-    // some but none is back yet (a run resumed from its checkpoint): with an empty worker
-    // directory every site would decline (no_workers) and the round be retried.
-    size_t workers_known = 0, workers_alive = 0;
-    for (const auto& [id, s] : registry.sites()) {
-      if (s.role != pc::Role::kWorker) continue;
-      ++workers_known;
-      if (s.alive) ++workers_alive;
-    }
-    const bool gathering = !started && (eligible.size() < cfg.start_after ||
-                                        (workers_known > 0 && workers_alive == 0));
-    if (eligible.size() < cfg.min_participants || gathering) {
-      if (gathering && eligible.size() >= cfg.min_participants &&
-          Clock::now() - waiting_since > cfg.wait_for_sites) {
-        started = true;  // start with the sites that came
-        continue;
-      }
-      if (Clock::now() - waiting_since > cfg.wait_for_sites) {
-        reason = "no_participants";
-        break;
-      }
-      pump(Clock::now() + kPollSlice);
-      continue;
-    }
-    started = true;
-    auto done = run_attempt(std::move(eligible), stop);
-    if (!done) return done.error();
-    waiting_since = Clock::now();
-    if (done.value()) {
-      ++round;
-      attempt = 1;
-    } else if (!stop.stop_requested() && ++attempt > cfg.max_attempts) {
-      reason = "round_failed";
-      break;
-    }
-  }
-  const uint32_t last = round - 1;
-  if (auto s = export_peft(cfg.run_dir / "adapter", global); !s) return s.error();
-  json finished = {{"reason", reason},
-                   {"last_round", last},
-                   {"epsilon", epsilon_map()},
-                   {"adapter", (cfg.run_dir / "adapter").string()}};
-  if (cfg.plan.participant_dp) finished["participant_epsilon"] = participant_epsilon();
-  events->write("run_finished", finished);
-  log->info("run finished after round {}: {}", last, reason);
-  for (const auto& [id, s] : registry.sites()) {
-    if (s.alive && !s.peer.empty()) (void)send(s.peer, pc::Message{pc::Shutdown{reason}, {}});
-  }
-  return RunSummary{last, reason};
 }
 
 // --- Coordinator ---------------------------------------------------------------------------------

@@ -26,18 +26,16 @@ protocol::Result<uint64_t> as_u64(const json& v, std::string_view what) {
   return v.get<uint64_t>();
 }
 
-}  // namespace
+struct Entry {
+  std::string name;
+  std::vector<uint64_t> shape;
+  uint64_t begin, end;
+};
 
-protocol::Result<Adapter> parse_safetensors(std::span<const uint8_t> bytes) {
-  if (bytes.size() < 8) return make_error(kBad, "safetensors: file shorter than 8 bytes");
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
-  if (n == 0 || n > kMaxSafetensorsHeaderBytes || n > bytes.size() - 8) {
-    return make_error(kBad, "safetensors: header length ", n, " does not fit the file of ",
-                      bytes.size(), " bytes");
-  }
+// The JSON header of `n` bytes after the length; refuses duplicate top-level names (the parser
+// would merge them silently).
+protocol::Result<json> parse_header(std::span<const uint8_t> bytes, uint64_t n) {
   const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), n);
-  // Duplicate names at the top level would be merged silently by the parser: refuse them.
   bool duplicate = false;
   std::set<std::string> seen;
   json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
@@ -54,69 +52,66 @@ protocol::Result<Adapter> parse_safetensors(std::span<const uint8_t> bytes) {
   }
   if (duplicate) return make_error(kBad, "safetensors: a tensor name appears twice");
   if (!header.is_object()) return make_error(kBad, "safetensors: header is not a JSON object");
-  const uint64_t data_size = bytes.size() - 8 - n;
-  const uint8_t* data = bytes.data() + 8 + n;
+  return header;
+}
 
-  struct Entry {
-    std::string name;
-    std::vector<uint64_t> shape;
-    uint64_t begin, end;
-  };
-  std::vector<Entry> entries;
-  for (const auto& [name, v] : header.items()) {
-    if (name == "__metadata__") {
-      if (!v.is_object()) return make_error(kBad, "safetensors: __metadata__ is not an object");
-      for (const auto& [k, m] : v.items()) {
-        if (!m.is_string()) return make_error(kBad, "safetensors: metadata '", k, "' not a string");
-      }
-      continue;
-    }
-    if (!v.is_object() || v.size() != 3 || !v.contains("dtype") || !v.contains("shape") ||
-        !v.contains("data_offsets")) {
-      return make_error(kBad, "safetensors: tensor '", name,
-                        "' must have exactly dtype, shape and data_offsets");
-    }
-    if (v["dtype"] != "F32") {
-      return make_error(kBad, "safetensors: tensor '", name, "' has dtype ", v["dtype"].dump(),
-                        " (only F32 is accepted)");
-    }
-    const auto& shape = v["shape"];
-    if (!shape.is_array() || shape.size() > protocol::coord::kMaxTensorRank) {
-      return make_error(kBad, "safetensors: tensor '", name, "' has a bad shape");
-    }
-    Entry e{name, {}, 0, 0};
-    uint64_t count = 1;
-    for (const auto& d : shape) {
-      auto dim = as_u64(d, "a dimension");
-      if (!dim) return dim.error();
-      if (dim.value() == 0 || !protocol::checked_mul(count, dim.value(), &count)) {
-        return make_error(kBad, "safetensors: tensor '", name, "' has a bad dimension");
-      }
-      e.shape.push_back(dim.value());
-    }
-    const auto& off = v["data_offsets"];
-    if (!off.is_array() || off.size() != 2) {
-      return make_error(kBad, "safetensors: tensor '", name, "' needs data_offsets [begin, end]");
-    }
-    auto b = as_u64(off[0], "an offset"), en = as_u64(off[1], "an offset");
-    if (!b) return b.error();
-    if (!en) return en.error();
-    e.begin = b.value();
-    e.end = en.value();
-    uint64_t bytes_needed;
-    if (e.begin > e.end || e.end > data_size || !protocol::checked_mul(count, 4, &bytes_needed) ||
-        e.end - e.begin != bytes_needed) {
-      return make_error(kBad, "safetensors: tensor '", name, "' has offsets [", e.begin, ", ",
-                        e.end, "] that disagree with its shape or the data size ", data_size);
-    }
-    entries.push_back(std::move(e));
+protocol::Status check_metadata(const json& v) {
+  if (!v.is_object()) return make_error(kBad, "safetensors: __metadata__ is not an object");
+  for (const auto& [k, m] : v.items()) {
+    if (!m.is_string()) return make_error(kBad, "safetensors: metadata '", k, "' not a string");
   }
-  if (entries.empty()) return make_error(kBad, "safetensors: no tensors");
-  // The regions must tile the data section exactly: no overlap, no hole, nothing after.
+  return protocol::ok_status();
+}
+
+// One tensor's header entry, checked against the data section of `data_size` bytes.
+protocol::Result<Entry> parse_entry(const std::string& name, const json& v, uint64_t data_size) {
+  if (!v.is_object() || v.size() != 3 || !v.contains("dtype") || !v.contains("shape") ||
+      !v.contains("data_offsets")) {
+    return make_error(kBad, "safetensors: tensor '", name,
+                      "' must have exactly dtype, shape and data_offsets");
+  }
+  if (v["dtype"] != "F32") {
+    return make_error(kBad, "safetensors: tensor '", name, "' has dtype ", v["dtype"].dump(),
+                      " (only F32 is accepted)");
+  }
+  const auto& shape = v["shape"];
+  if (!shape.is_array() || shape.size() > protocol::coord::kMaxTensorRank) {
+    return make_error(kBad, "safetensors: tensor '", name, "' has a bad shape");
+  }
+  Entry e{name, {}, 0, 0};
+  uint64_t count = 1;
+  for (const auto& d : shape) {
+    auto dim = as_u64(d, "a dimension");
+    if (!dim) return dim.error();
+    if (dim.value() == 0 || !protocol::checked_mul(count, dim.value(), &count)) {
+      return make_error(kBad, "safetensors: tensor '", name, "' has a bad dimension");
+    }
+    e.shape.push_back(dim.value());
+  }
+  const auto& off = v["data_offsets"];
+  if (!off.is_array() || off.size() != 2) {
+    return make_error(kBad, "safetensors: tensor '", name, "' needs data_offsets [begin, end]");
+  }
+  auto b = as_u64(off[0], "an offset"), en = as_u64(off[1], "an offset");
+  if (!b) return b.error();
+  if (!en) return en.error();
+  e.begin = b.value();
+  e.end = en.value();
+  uint64_t bytes_needed;
+  if (e.begin > e.end || e.end > data_size || !protocol::checked_mul(count, 4, &bytes_needed) ||
+      e.end - e.begin != bytes_needed) {
+    return make_error(kBad, "safetensors: tensor '", name, "' has offsets [", e.begin, ", ", e.end,
+                      "] that disagree with its shape or the data size ", data_size);
+  }
+  return e;
+}
+
+// The regions must tile the data section exactly: no overlap, no hole, nothing after.
+protocol::Status check_tiling(const std::vector<Entry>& entries, uint64_t data_size) {
   std::vector<const Entry*> by_offset;
   for (const auto& e : entries) by_offset.push_back(&e);
   std::sort(by_offset.begin(), by_offset.end(),
-            [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
+            [](const Entry* x, const Entry* y) { return x->begin < y->begin; });
   uint64_t pos = 0;
   for (const Entry* e : by_offset) {
     if (e->begin != pos) {
@@ -128,6 +123,35 @@ protocol::Result<Adapter> parse_safetensors(std::span<const uint8_t> bytes) {
   if (pos != data_size) {
     return make_error(kBad, "safetensors: ", data_size - pos, " bytes after the last tensor");
   }
+  return protocol::ok_status();
+}
+
+}  // namespace
+
+protocol::Result<Adapter> parse_safetensors(std::span<const uint8_t> bytes) {
+  if (bytes.size() < 8) return make_error(kBad, "safetensors: file shorter than 8 bytes");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
+  if (n == 0 || n > kMaxSafetensorsHeaderBytes || n > bytes.size() - 8) {
+    return make_error(kBad, "safetensors: header length ", n, " does not fit the file of ",
+                      bytes.size(), " bytes");
+  }
+  auto header = parse_header(bytes, n);
+  if (!header) return header.error();
+  const uint64_t data_size = bytes.size() - 8 - n;
+  const uint8_t* data = bytes.data() + 8 + n;
+  std::vector<Entry> entries;
+  for (const auto& [name, v] : header.value().items()) {
+    if (name == "__metadata__") {
+      if (auto st = check_metadata(v); !st) return st.error();
+      continue;
+    }
+    auto e = parse_entry(name, v, data_size);
+    if (!e) return e.error();
+    entries.push_back(std::move(e).value());
+  }
+  if (entries.empty()) return make_error(kBad, "safetensors: no tensors");
+  if (auto st = check_tiling(entries, data_size); !st) return st.error();
   std::vector<NamedTensor> tensors;
   for (auto& e : entries) {
     NamedTensor t{e.name, e.shape, std::vector<float>((e.end - e.begin) / 4)};

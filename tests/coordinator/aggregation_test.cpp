@@ -1,4 +1,5 @@
-// Strategy math against hand-computed formulas, and the accumulator's order independence.
+// Strategy math against hand-computed formulas, the accumulator's order independence, and the
+// per-site deltas a strategy can ask for (RoundAggregator).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -6,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include "coordinator/accumulator.h"
+#include "coordinator/aggregation.h"
 #include "coordinator/drbg.h"
 #include "coordinator/strategy.h"
+#include "recording_strategy.h"
 
 namespace coordinator {
 namespace {
@@ -143,6 +146,85 @@ TEST(Strategy, StateRestoresAndRefusesWrongShapes) {
   EXPECT_FALSE(b->restore({1, {{1.0f}}}).ok());
   EXPECT_FALSE(make_strategy({"fedsgd"}, 2).ok());
   EXPECT_FALSE(make_strategy({"fedadam", 0.1, 1.0, 0.99, 1e-3}, 2).ok());
+}
+
+// Deltas of `size` values over many magnitudes (float sums would depend on the order).
+std::vector<std::vector<float>> random_deltas(size_t sites, size_t size, uint64_t seed) {
+  Drbg rng(seed);
+  std::vector<std::vector<float>> d(sites, std::vector<float>(size));
+  for (auto& site : d) {
+    for (auto& v : site) {
+      const double u = static_cast<double>(rng.uniform(1u << 30)) / (1u << 30) - 0.5;
+      v = static_cast<float>(std::ldexp(u, static_cast<int>(rng.uniform(40)) - 30));
+    }
+  }
+  return d;
+}
+
+TEST(StrategyDeltas, AStrategyThatAsksGetsEachAcceptedDeltaOnceWithItsWeight) {
+  const size_t size = 64;
+  const auto d = random_deltas(4, size, 11);
+  std::vector<coordinator_test::RecordedRound> rounds;
+  coordinator_test::RecordingStrategy rec(make_strategy(StrategyConfig{}, size).value(), &rounds);
+  RoundAggregator agg(size, rec.wants_site_deltas());
+  // Arrival order c, a, b; a refused delta (NaN) and a second delta from `a` are not kept.
+  ASSERT_TRUE(agg.add("c", d[2], 30).ok());
+  ASSERT_TRUE(agg.add("a", d[0], 10).ok());
+  auto nan = d[3];
+  nan[5] = NAN;
+  EXPECT_FALSE(agg.add("d", nan, 40).ok());
+  EXPECT_FALSE(agg.add("a", d[3], 10).ok());
+  ASSERT_TRUE(agg.add("b", d[1], 20).ok());
+  EXPECT_EQ(agg.contributions(), 3u);
+  EXPECT_EQ(agg.total_examples(), 60u);
+  std::vector<float> global(size, 1.0f);
+  agg.aggregate(rec, global);
+  ASSERT_EQ(rounds.size(), 1u);
+  const auto& r = rounds[0];
+  ASSERT_EQ(r.deltas.size(), 3u);  // sorted by site id, each once
+  const std::vector<std::pair<std::string, uint64_t>> expected{{"a", 10}, {"b", 20}, {"c", 30}};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(r.deltas[i].site, expected[i].first);
+    EXPECT_EQ(r.deltas[i].weight, expected[i].second);
+    EXPECT_EQ(r.deltas[i].values, d[i]);
+  }
+  EXPECT_EQ(r.mean, agg.mean());
+  // After reset() nothing is kept and a site may contribute again.
+  agg.reset();
+  EXPECT_EQ(agg.contributions(), 0u);
+  ASSERT_TRUE(agg.add("a", d[0], 10).ok());
+  agg.aggregate(rec, global);
+  ASSERT_EQ(rounds.size(), 2u);
+  ASSERT_EQ(rounds[1].deltas.size(), 1u);
+  EXPECT_EQ(rounds[1].deltas[0].site, "a");
+}
+
+TEST(StrategyDeltas, FedAvgKeepsNoDeltasAndItsResultIsUnchangedBitForBit) {
+  const size_t size = 4096;
+  const auto d = random_deltas(6, size, 5);
+  const std::vector<uint64_t> weights{3, 100, 7, 1, 999, 42};
+  auto fedavg = make_strategy(StrategyConfig{}, size).value();
+  EXPECT_FALSE(fedavg->wants_site_deltas());
+  // The streaming accumulator and FedAvg's apply(), as before per-site deltas existed.
+  DeltaAccumulator acc(size);
+  for (size_t s = 0; s < d.size(); ++s) ASSERT_TRUE(acc.add(d[s], weights[s]).ok());
+  std::vector<float> before(size, 0.25f);
+  make_strategy(StrategyConfig{}, size).value()->apply(before, acc.mean());
+  // Through RoundAggregator, in another order: FedAvg, and FedAvg behind a strategy that keeps
+  // every delta, give the same bits.
+  std::vector<coordinator_test::RecordedRound> rounds;
+  coordinator_test::RecordingStrategy rec(make_strategy(StrategyConfig{}, size).value(), &rounds);
+  for (Strategy* s : {static_cast<Strategy*>(fedavg.get()), static_cast<Strategy*>(&rec)}) {
+    RoundAggregator agg(size, s->wants_site_deltas());
+    for (size_t i = d.size(); i-- > 0;) {
+      ASSERT_TRUE(agg.add("site" + std::to_string(i), d[i], weights[i]).ok());
+    }
+    std::vector<float> after(size, 0.25f);
+    agg.aggregate(*s, after);
+    EXPECT_EQ(0, std::memcmp(before.data(), after.data(), size * sizeof(float))) << s->name();
+  }
+  ASSERT_EQ(rounds.size(), 1u);
+  EXPECT_EQ(rounds[0].deltas.size(), d.size());
 }
 
 TEST(Drbg, IsDeterministicAndResumesFromItsState) {

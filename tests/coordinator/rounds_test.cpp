@@ -2,11 +2,13 @@
 // participants in theirs (scripted_site.h), and events.jsonl checked against what happened.
 #include <cmath>
 #include <thread>
+#include <tuple>
 
 #include "coordinator/coordinator.h"
 #include "coordinator/files.h"
 #include "coordinator/peft.h"
 #include "privacy/budget.h"
+#include "recording_strategy.h"
 #include "scripted_site.h"
 #include "test_util.h"
 
@@ -357,6 +359,47 @@ TEST(Rounds, RunsInOneProcessOverInproc) {
   auto out = run_federation(cfg, {site("a"), site("b")}, &ctx);
   EXPECT_EQ(out.summary.reason, "completed");
   EXPECT_EQ(events_of(out.events, "round_finished").size(), 1u);
+}
+
+TEST(StrategyDeltas, EachAcceptedUploadReachesTheStrategyOnceWithItsCappedWeight) {
+  TempDir dir;
+  auto cfg = base_config(dir.path());
+  cfg.min_participants = 3;
+  cfg.max_example_weight = 15;
+  std::vector<coordinator_test::RecordedRound> rounds;
+  cfg.strategy_factory = [&rounds](const StrategyConfig& c,
+                                   size_t size) -> protocol::Result<std::unique_ptr<Strategy>> {
+    auto inner = make_strategy(c, size);
+    if (!inner) return inner.error();
+    return std::unique_ptr<Strategy>(
+        new coordinator_test::RecordingStrategy(std::move(inner).value(), &rounds));
+  };
+  const auto initial = coordinator_test::small_adapter();
+  // `bad` first sends undecodable, wrongly shaped and NaN uploads (refused), then a good one.
+  auto out = run_federation(
+      cfg, {site("a", Script::kNormal, 0.01f, 10), site("b", Script::kNormal, 0.02f, 20),
+            site("bad", Script::kMalformedFirst, 0.03f, 30)});
+  EXPECT_EQ(out.summary.reason, "completed");
+  ASSERT_EQ(rounds.size(), 1u);
+  const auto& r = rounds[0];
+  ASSERT_EQ(r.deltas.size(), 3u);
+  const std::vector<std::tuple<std::string, uint64_t, float>> expected{
+      {"a", 10, 0.01f}, {"b", 15, 0.02f}, {"bad", 15, 0.03f}};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(r.deltas[i].site, std::get<0>(expected[i]));
+    EXPECT_EQ(r.deltas[i].weight, std::get<1>(expected[i]));
+    EXPECT_EQ(r.deltas[i].values,
+              std::vector<float>(initial.values.size(), std::get<2>(expected[i])));
+  }
+  // The update is still FedAvg's step with the streaming mean of the capped weights.
+  const double mean = (0.01 * 10 + 0.02 * 15 + 0.03 * 15) / 40;
+  auto exported = load_peft(cfg.run_dir / "adapter");
+  ASSERT_TRUE(exported.ok()) << exported.error().to_string();
+  ASSERT_EQ(exported.value().adapter.values.size(), initial.values.size());
+  for (size_t i = 0; i < initial.values.size(); ++i) {
+    EXPECT_NEAR(r.mean[i], mean, 1e-7);
+    EXPECT_NEAR(exported.value().adapter.values[i], initial.values[i] + mean, 1e-6);
+  }
 }
 
 TEST(Rounds, BadConfigurationIsRefused) {

@@ -7,14 +7,14 @@
 //   ... participants connect to c.value()->endpoint() ...
 //   t.request_stop();                                          // run() returns within ~100 ms
 //
-// One round (docs/design.md §6): select (uniform random `fraction` of the eligible sites,
-// at least min_participants, skipping dead, budget-exhausted and misconfigured ones (a site that
-// declined `misconfigured` or sent a delta of the wrong layout, until it registers again);
-// an attempt starts only when min_participants sites are eligible; AES-CTR DRBG) ->
-// configure (RoundInvitation with the global adapter, the plan and the worker directory) ->
-// train (at the sites) -> collect until the deadline or until every selected site has answered
-// (deltas are accumulated as they arrive; late ones are logged and dropped) -> aggregate
-// (strategy.h) -> account -> checkpoint -> log.
+// One round (docs/design.md §6; each step is a function of src/round_engine.cpp):
+// select (uniform random `fraction` of the eligible sites, at least min_participants, skipping
+// dead, budget-exhausted and misconfigured ones (a site that declined `misconfigured` or sent a
+// delta of the wrong layout, until it registers again); an attempt starts only when
+// min_participants sites are eligible; AES-CTR DRBG) -> configure (RoundInvitation with the
+// global adapter, the plan and the worker directory) -> train (at the sites) -> collect until
+// the deadline or until every selected site has answered (deltas are accumulated as they arrive;
+// late ones are logged and dropped) -> account -> aggregate (strategy.h) -> checkpoint -> report.
 // Accounting: every site that accepted or uploaded in an attempt is charged one phase for that
 // attempt (privacy::Budget), whether the attempt then completes or fails, which is what the site
 // itself charges when it accepts; with participant-level DP on, every attempt that received a
@@ -34,6 +34,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stop_token>
@@ -109,6 +110,11 @@ struct CoordinatorConfig {
   bool participant_amplification = false;
 
   StrategyConfig strategy;
+  // Makes the strategy for an adapter of `size` elements instead of make_strategy(strategy,
+  // size) (tests, strategies outside strategy.h). Checkpoints record strategy.name, so a
+  // resumed run must be configured with the same name.
+  std::function<protocol::Result<std::unique_ptr<Strategy>>(const StrategyConfig&, size_t size)>
+      strategy_factory;
 };
 
 struct RunSummary {
