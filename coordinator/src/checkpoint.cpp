@@ -11,8 +11,7 @@
 namespace coordinator {
 namespace {
 
-using protocol::ErrorCode;
-using protocol::make_error;
+using base::make_error;
 using json = nlohmann::json;
 
 constexpr char kMagic[8] = {'F', 'L', 'C', 'K', 'P', 'T', '0', '1'};
@@ -27,8 +26,8 @@ void put_floats(std::vector<uint8_t>& out, const std::vector<float>& v) {
   out.insert(out.end(), p, p + v.size() * sizeof(float));
 }
 
-protocol::Error bad(std::string_view why) {
-  return make_error(ErrorCode::kInvalidArgument, "checkpoint: ", why);
+base::Error bad(std::string_view why) {
+  return make_error(base::Code::kInvalidArgument, "checkpoint: ", why);
 }
 
 }  // namespace
@@ -72,7 +71,7 @@ namespace {
 
 // The metadata's fields into `c`; `sizes` gets the float counts of the adapter, then of each
 // strategy buffer. Throws (nlohmann::json) for a missing field or a wrong type.
-protocol::Status parse_meta(const json& meta, Checkpoint& c, std::vector<uint64_t>& sizes) {
+base::Status parse_meta(const json& meta, Checkpoint& c, std::vector<uint64_t>& sizes) {
   if (meta.at("format") != "fedlora-coordinator-checkpoint" || meta.at("version") != 1) {
     return bad("unknown format or version");
   }
@@ -106,12 +105,12 @@ protocol::Status parse_meta(const json& meta, Checkpoint& c, std::vector<uint64_
   if (meta.contains("participant_accountant")) {
     c.participant_accountant_json = meta.at("participant_accountant").dump();
   }
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 // The float arrays of `sizes` from bytes [pos, body): the adapter, then the strategy buffers.
-protocol::Status parse_data(std::span<const uint8_t> bytes, size_t pos, size_t body,
-                            const std::vector<uint64_t>& sizes, Checkpoint& c) {
+base::Status parse_data(std::span<const uint8_t> bytes, size_t pos, size_t body,
+                        const std::vector<uint64_t>& sizes, Checkpoint& c) {
   for (size_t k = 0; k < sizes.size(); ++k) {
     if (sizes[k] > (body - pos) / sizeof(float)) return bad("data shorter than announced");
     std::vector<float> v(sizes[k]);
@@ -124,12 +123,12 @@ protocol::Status parse_data(std::span<const uint8_t> bytes, size_t pos, size_t b
     }
   }
   if (pos != body) return bad("bytes after the data");
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 }  // namespace
 
-protocol::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes) {
+base::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes) {
   if (bytes.size() < 16 + kDigest || std::memcmp(bytes.data(), kMagic, 8) != 0) {
     return bad("not a checkpoint file (or truncated)");
   }
@@ -154,11 +153,11 @@ protocol::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes) {
   return c;
 }
 
-protocol::Status write_checkpoint(const std::filesystem::path& file, const Checkpoint& c) {
+base::Status write_checkpoint(const std::filesystem::path& file, const Checkpoint& c) {
   return write_file_atomic(file, serialize_checkpoint(c));
 }
 
-protocol::Result<Checkpoint> read_checkpoint(const std::filesystem::path& file) {
+base::Result<Checkpoint> read_checkpoint(const std::filesystem::path& file) {
   auto bytes = read_file(file);
   if (!bytes) return bytes.error();
   auto c = parse_checkpoint(bytes.value());

@@ -11,8 +11,7 @@ namespace coordinator {
 namespace {
 
 namespace po = boost::program_options;
-using protocol::ErrorCode;
-using protocol::make_error;
+using base::make_error;
 
 // The flags that are not fields of CoordinatorConfig as they are (files, keys, seconds).
 struct RawFlags {
@@ -107,8 +106,8 @@ void add_plan_options(po::options_description& o, CoordinatorConfig& c) {
 }
 
 // Parses argv, then the --config file; true when --help was given (the text went to `out`).
-protocol::Result<bool> read_options(int argc, const char* const* argv,
-                                    const po::options_description& o, std::ostream& out) {
+base::Result<bool> read_options(int argc, const char* const* argv, const po::options_description& o,
+                                std::ostream& out) {
   try {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, o), vm);
@@ -119,22 +118,22 @@ protocol::Result<bool> read_options(int argc, const char* const* argv,
     if (vm.count("config")) {
       const auto file = vm["config"].as<std::string>();
       std::ifstream in(file);
-      if (!in) return make_error(ErrorCode::kInvalidArgument, "cannot read config ", file);
+      if (!in) return make_error(base::Code::kInvalidArgument, "cannot read config ", file);
       po::store(po::parse_config_file(in, o), vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    return make_error(ErrorCode::kInvalidArgument, protocol::option_error_message(e));
+    return make_error(base::Code::kInvalidArgument, protocol::option_error_message(e));
   } catch (const std::exception& e) {
-    return make_error(ErrorCode::kInvalidArgument, e.what());
+    return make_error(base::Code::kInvalidArgument, e.what());
   }
   return false;
 }
 
-protocol::Status apply_times(const RawFlags& f, CoordinatorConfig& c) {
+base::Status apply_times(const RawFlags& f, CoordinatorConfig& c) {
   if (!(f.round_timeout_s > 0) || !(f.wait_for_sites_s > 0) || f.heartbeat_ms == 0 ||
       !(f.handshake_timeout_s > 0) || f.handshake_timeout_s > 3600) {
-    return make_error(ErrorCode::kInvalidArgument,
+    return make_error(base::Code::kInvalidArgument,
                       "--round-timeout, --wait-for-sites and --heartbeat-ms must be > 0, "
                       "--handshake-timeout in (0, 3600]");
   }
@@ -143,35 +142,35 @@ protocol::Status apply_times(const RawFlags& f, CoordinatorConfig& c) {
   c.round_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.round_timeout_s * 1000));
   c.wait_for_sites = std::chrono::milliseconds(static_cast<int64_t>(f.wait_for_sites_s * 1000));
   c.heartbeat_interval = std::chrono::milliseconds(f.heartbeat_ms);
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
-protocol::Status apply_security(const RawFlags& f, CoordinatorConfig& c) {
+base::Status apply_security(const RawFlags& f, CoordinatorConfig& c) {
   c.roster_file = f.roster;
   if (c.insecure) {
     if (!f.roster.empty()) {
-      return make_error(ErrorCode::kInvalidArgument, "--roster needs CURVE (not --insecure)");
+      return make_error(base::Code::kInvalidArgument, "--roster needs CURVE (not --insecure)");
     }
-    return protocol::ok_status();
+    return base::ok_status();
   }
   if (f.key_file.empty() || (f.allow_dir.empty() && f.roster.empty())) {
-    return make_error(ErrorCode::kInvalidArgument,
+    return make_error(base::Code::kInvalidArgument,
                       "CURVE needs --key and --roster or --allow-dir (or --insecure on loopback)");
   }
   auto key = protocol::load_key_pair(f.key_file);
-  if (!key) return make_error(ErrorCode::kInvalidArgument, key.error().message);
+  if (!key) return make_error(base::Code::kInvalidArgument, key.error().message);
   c.key = std::move(key).value();
   if (!f.allow_dir.empty()) {
     auto allow = protocol::AllowList::load_directory(f.allow_dir);
-    if (!allow) return make_error(ErrorCode::kInvalidArgument, allow.error().message);
+    if (!allow) return make_error(base::Code::kInvalidArgument, allow.error().message);
     c.allow = std::move(allow).value();
   }
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 }  // namespace
 
-protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostream& out) {
+base::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostream& out) {
   CliOutcome r;
   auto& c = r.config;
   RawFlags f;
@@ -185,12 +184,12 @@ protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::o
     r.help = true;
     return r;
   }
-  if (f.run_dir.empty()) return make_error(ErrorCode::kInvalidArgument, "--run-dir is required");
+  if (f.run_dir.empty()) return make_error(base::Code::kInvalidArgument, "--run-dir is required");
   c.run_dir = f.run_dir;
   c.initial_adapter = f.initial_adapter;
   if (auto st = apply_times(f, c); !st) return st.error();
   if (c.plan.participant_dp && !(c.plan.participant_clip > 0 && c.plan.participant_sigma > 0)) {
-    return make_error(ErrorCode::kInvalidArgument,
+    return make_error(base::Code::kInvalidArgument,
                       "--participant-dp needs --participant-clip > 0 and --participant-sigma > 0");
   }
   if (auto st = apply_security(f, c); !st) return st.error();

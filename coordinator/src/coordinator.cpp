@@ -76,7 +76,7 @@ void Coordinator::Impl::drop(const std::string& id, DropReason reason, const std
 
 // --- The roster ----------------------------------------------------------------------------------
 
-protocol::Status Coordinator::Impl::load_roster(bool initial) {
+base::Status Coordinator::Impl::load_roster(bool initial) {
   std::error_code ec;
   const auto mtime = std::filesystem::last_write_time(cfg.roster_file, ec);
   const auto size = ec ? 0 : std::filesystem::file_size(cfg.roster_file, ec);
@@ -89,7 +89,7 @@ protocol::Status Coordinator::Impl::load_roster(bool initial) {
                loaded.error().message);
     events->write("roster_refused",
                   {{"path", cfg.roster_file.string()}, {"error", loaded.error().message}});
-    return protocol::ok_status();
+    return base::ok_status();
   }
   if (!ec) roster_mtime = mtime, roster_size = size;
   roster = std::move(loaded).value();
@@ -99,7 +99,7 @@ protocol::Status Coordinator::Impl::load_roster(bool initial) {
   events->write("roster_loaded", {{"path", cfg.roster_file.string()}, {"entries", roster->size()}});
   log->info("roster {}: {} entries", cfg.roster_file.string(), roster->size());
   if (!initial) revoke_disallowed();
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 // Sites whose key, id, role or endpoint the new roster no longer allows are cut off: they must
@@ -417,14 +417,13 @@ void Coordinator::Impl::record_upload(SiteRecord& s, Seat& seat, const pc::Delta
 Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Coordinator::~Coordinator() = default;
 
-protocol::Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context,
-                                                                   CoordinatorConfig config) {
+base::Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context,
+                                                               CoordinatorConfig config) {
   auto impl = std::make_unique<Impl>(context, std::move(config));
-  try {
-    if (auto s = impl->init(); !s) return s.error();
-  } catch (const std::exception& e) {
-    return make_error(ErrorCode::kInternal, "coordinator setup failed: ", e.what());
-  }
+  auto init = base::capture([&] { return impl->init(); });
+  if (!init)
+    return base::Error{init.error().code, "coordinator setup failed: " + init.error().message};
+  if (!init.value()) return init.value().error();
   return std::unique_ptr<Coordinator>(new Coordinator(std::move(impl)));
 }
 
@@ -440,12 +439,10 @@ uint32_t Coordinator::next_round() const {
   return impl_->round;
 }
 
-protocol::Result<RunSummary> Coordinator::run(std::stop_token stop) {
-  try {
-    return impl_->run(stop);
-  } catch (const std::exception& e) {
-    return make_error(ErrorCode::kInternal, "coordinator failed: ", e.what());
-  }
+base::Result<RunSummary> Coordinator::run(std::stop_token stop) {
+  auto run = base::capture([&] { return impl_->run(stop); });
+  if (!run) return base::Error{run.error().code, "coordinator failed: " + run.error().message};
+  return std::move(run).value();
 }
 
 }  // namespace coordinator

@@ -68,7 +68,7 @@ enum class AttemptOutcome {
 };
 struct AttemptResult {
   AttemptOutcome outcome = AttemptOutcome::kFailed;
-  protocol::Status status = protocol::ok_status();  // the error when kFailed
+  base::Status status = base::ok_status();  // the error when kFailed
 };
 
 // Why the run ended; run_end_name() is run_finished's `reason`, RunSummary::reason and the
@@ -165,16 +165,16 @@ struct Coordinator::Impl {
   }
 
   // setup.cpp
-  protocol::Status init();
-  protocol::Status open_run_dir();
-  protocol::Status load_state(bool* resumed, StrategyState* restored);
-  protocol::Status restore_checkpoint(StrategyState* restored);
-  protocol::Status resolve_run_id();
-  protocol::Status make_run_strategy(bool resumed, StrategyState restored);
-  protocol::Status bind_server();
+  base::Status init();
+  base::Status open_run_dir();
+  base::Status load_state(bool* resumed, StrategyState* restored);
+  base::Status restore_checkpoint(StrategyState* restored);
+  base::Status resolve_run_id();
+  base::Status make_run_strategy(bool resumed, StrategyState restored);
+  base::Status bind_server();
 
   // round_engine.cpp: the run loop.
-  protocol::Result<RunSummary> run(std::stop_token stop);
+  base::Result<RunSummary> run(std::stop_token stop);
   void log_run_started();
   RunSummary finish_run(RunEnd end);
   // Marks the budgets that cannot fund another round (mark_exhausted), then the participants
@@ -189,12 +189,12 @@ struct Coordinator::Impl {
   // round_engine.cpp: one selection of the current round, and its steps.
   AttemptResult run_attempt(std::vector<SiteRecord*> eligible, std::stop_token stop);
   std::vector<SiteRecord*> select(std::vector<SiteRecord*> eligible, AttemptContext& a);
-  protocol::Status configure(const std::vector<SiteRecord*>& selected, const AttemptContext& a);
+  base::Status configure(const std::vector<SiteRecord*>& selected, const AttemptContext& a);
   void collect(AttemptContext& a, std::stop_token stop);
   void account(const AttemptContext& a);
   AttemptResult retry(uint64_t received, std::stop_token stop);
   void aggregate(AttemptContext& a);
-  protocol::Status checkpoint(AttemptContext& a, std::stop_token stop);
+  base::Status checkpoint(AttemptContext& a, std::stop_token stop);
   RoundStats round_stats() const;
   void report(const AttemptContext& a, const RoundStats& stats);
   // Charges one phase to every seat that is charged() (account step).
@@ -202,12 +202,12 @@ struct Coordinator::Impl {
 
   // round_engine.cpp: checkpoints. The checkpoint after round `completed`, the next round to
   // start with `next_attempt`.
-  protocol::Status write_checkpoint_now(uint32_t completed, uint32_t next_attempt);
+  base::Status write_checkpoint_now(uint32_t completed, uint32_t next_attempt);
   // Writes it, retrying with backoff (serving peers meanwhile) until it succeeds or `stop` is
   // requested; failures are logged and written as checkpoint_failed (a bounded number per
   // streak), the recovery as checkpoint_recovered.
-  protocol::Status checkpoint_with_retry(uint32_t completed, uint32_t next_attempt,
-                                         std::stop_token stop);
+  base::Status checkpoint_with_retry(uint32_t completed, uint32_t next_attempt,
+                                     std::stop_token stop);
   nlohmann::json epsilon_map();
   double participant_epsilon() const;
 
@@ -229,7 +229,7 @@ struct Coordinator::Impl {
   bool upload_refused(SiteRecord& s, const protocol::coord::DeltaUpload& u);
   void record_upload(SiteRecord& s, Seat& seat, const protocol::coord::DeltaUpload& u,
                      uint64_t weight, uint64_t bytes);
-  protocol::Status load_roster(bool initial);
+  base::Status load_roster(bool initial);
   void revoke_disallowed();
   void poll_roster();
   void drop(const std::string& id, DropReason reason, const std::string& detail = "");

@@ -59,10 +59,10 @@ std::string Drbg::state() const {
   return s + ":" + std::to_string(counter_);
 }
 
-protocol::Result<Drbg> Drbg::from_state(std::string_view state) {
+base::Result<Drbg> Drbg::from_state(std::string_view state) {
   auto bad = [&] {
-    return protocol::make_error(protocol::ErrorCode::kInvalidArgument, "bad DRBG state '",
-                                std::string(state.substr(0, 100)), "'");
+    return base::make_error(base::Code::kInvalidArgument, "bad DRBG state '",
+                            std::string(state.substr(0, 100)), "'");
   };
   if (state.size() < 66 || state[64] != ':') return bad();
   Drbg d;
@@ -82,10 +82,10 @@ protocol::Result<Drbg> Drbg::from_state(std::string_view state) {
   return d;
 }
 
-protocol::Result<std::string> new_run_id() {
+base::Result<std::string> new_run_id() {
   uint8_t bytes[16];
   if (RAND_bytes(bytes, sizeof bytes) != 1) {
-    return protocol::make_error(protocol::ErrorCode::kInternal, "RAND_bytes failed");
+    return base::make_error(base::Code::kInternal, "RAND_bytes failed");
   }
   constexpr char kHex[] = "0123456789abcdef";
   std::string id;

@@ -6,11 +6,11 @@
 
 namespace coordinator {
 
-protocol::Result<EventLog> EventLog::open(const std::filesystem::path& file) {
+base::Result<EventLog> EventLog::open(const std::filesystem::path& file) {
   std::FILE* f = std::fopen(file.c_str(), "ae");
   if (f == nullptr) {
-    return protocol::make_error(protocol::ErrorCode::kIo, "cannot open ", file.string(), ": ",
-                                std::strerror(errno));
+    return base::make_error(base::Code::kIo, "cannot open ", file.string(), ": ",
+                            std::strerror(errno));
   }
   return EventLog(f);
 }

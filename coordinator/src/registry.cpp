@@ -116,7 +116,7 @@ std::string Registry::to_json() const {
                                                nlohmann::json::error_handler_t::replace);
 }
 
-protocol::Result<Registry> Registry::from_json(const std::string& text) {
+base::Result<Registry> Registry::from_json(const std::string& text) {
   try {
     Registry r;
     const auto j = nlohmann::json::parse(text);
@@ -129,7 +129,8 @@ protocol::Result<Registry> Registry::from_json(const std::string& text) {
       } else if (role == "worker") {
         s.role = Role::kWorker;
       } else {
-        return make_error(ErrorCode::kInvalidArgument, "registry: unknown role '", role, "'");
+        return base::make_error(base::Code::kInvalidArgument, "registry: unknown role '", role,
+                                "'");
       }
       s.dataset_size = e.at("dataset_size").get<uint64_t>();
       s.compute_endpoint = e.at("compute_endpoint").get<std::string>();
@@ -138,12 +139,12 @@ protocol::Result<Registry> Registry::from_json(const std::string& text) {
       s.exhausted = e.at("exhausted").get<bool>();
       if (e.contains("budget")) s.budget = privacy::Budget::from_json(e.at("budget").dump());
       if (s.id.empty() || !r.sites_.emplace(s.id, s).second) {
-        return make_error(ErrorCode::kInvalidArgument, "registry: bad or repeated site id");
+        return base::make_error(base::Code::kInvalidArgument, "registry: bad or repeated site id");
       }
     }
     return r;
   } catch (const std::exception& e) {
-    return make_error(ErrorCode::kInvalidArgument, "registry: ", e.what());
+    return base::make_error(base::Code::kInvalidArgument, "registry: ", e.what());
   }
 }
 

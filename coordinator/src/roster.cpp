@@ -40,7 +40,7 @@ bool printable(std::string_view s) {
 
 }  // namespace
 
-protocol::Result<Roster> Roster::parse(std::string_view text, std::string_view source) {
+base::Result<Roster> Roster::parse(std::string_view text, std::string_view source) {
   Roster r;
   int number = 0;
   size_t pos = 0;
@@ -51,7 +51,7 @@ protocol::Result<Roster> Roster::parse(std::string_view text, std::string_view s
     ++number;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     auto bad = [&](auto... why) {
-      return make_error(ErrorCode::kInvalidArgument, source, ":", number, ": ", why...);
+      return base::make_error(base::Code::kInvalidArgument, source, ":", number, ": ", why...);
     };
     const auto f = fields(line);
     if (f.empty() || f[0][0] == '#') {
@@ -92,17 +92,18 @@ protocol::Result<Roster> Roster::parse(std::string_view text, std::string_view s
   return r;
 }
 
-protocol::Result<Roster> Roster::load(const std::filesystem::path& file) {
+base::Result<Roster> Roster::load(const std::filesystem::path& file) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(file, ec);
   if (ec)
-    return make_error(ErrorCode::kIo, "cannot read roster ", file.string(), ": ", ec.message());
+    return base::make_error(base::Code::kIo, "cannot read roster ", file.string(), ": ",
+                            ec.message());
   if (size > kMaxRosterBytes) {
-    return make_error(ErrorCode::kInvalidArgument, "roster ", file.string(), " has ", size,
-                      " bytes (at most ", kMaxRosterBytes, ")");
+    return base::make_error(base::Code::kInvalidArgument, "roster ", file.string(), " has ", size,
+                            " bytes (at most ", kMaxRosterBytes, ")");
   }
   std::ifstream in(file, std::ios::binary);
-  if (!in) return make_error(ErrorCode::kIo, "cannot open roster ", file.string());
+  if (!in) return base::make_error(base::Code::kIo, "cannot open roster ", file.string());
   std::stringstream ss;
   ss << in.rdbuf();
   return parse(ss.str(), file.filename().string());

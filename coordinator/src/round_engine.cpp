@@ -26,7 +26,7 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-AttemptResult failed(protocol::Status status) {
+AttemptResult failed(base::Status status) {
   return {AttemptOutcome::kFailed, std::move(status)};
 }
 
@@ -34,7 +34,7 @@ AttemptResult failed(protocol::Status status) {
 
 // --- The run -------------------------------------------------------------------------------------
 
-protocol::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
+base::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
   log_run_started();
   RunEnd end = RunEnd::kCompleted;
   bool started = false;
@@ -237,8 +237,8 @@ std::vector<SiteRecord*> Coordinator::Impl::select(std::vector<SiteRecord*> elig
 
 // configure: a RoundInvitation (plan with the deadline and a per-site seed, worker directory,
 // global adapter) to every selected site; one that cannot be reached is dropped.
-protocol::Status Coordinator::Impl::configure(const std::vector<SiteRecord*>& selected,
-                                              const AttemptContext& a) {
+base::Status Coordinator::Impl::configure(const std::vector<SiteRecord*>& selected,
+                                          const AttemptContext& a) {
   const auto workers = registry.worker_directory();
   collecting = true;
   for (auto* s : selected) {
@@ -250,7 +250,7 @@ protocol::Status Coordinator::Impl::configure(const std::vector<SiteRecord*>& se
                                            {"site", s->id},
                                            {"dataset_size", s->dataset_size}});
     auto blob = pc::float_blob(global.adapter.values);
-    if (!blob) return blob.error();
+    if (!blob) return protocol::to_base(blob.error());
     pc::Message m{
         pc::RoundInvitation{round, attempt, plan, workers, global.adapter.table(), run_id}, {}};
     m.blobs.push_back(std::move(blob).value());
@@ -258,7 +258,7 @@ protocol::Status Coordinator::Impl::configure(const std::vector<SiteRecord*>& se
       drop(s->id, DropReason::kUnreachable, st.error().message);
     }
   }
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 // collect: serve the peers until the deadline or until no seat is pending (each valid delta
@@ -357,14 +357,14 @@ RoundStats Coordinator::Impl::round_stats() const {
 }
 
 // checkpoint: the completed round, the next one to start at attempt 1.
-protocol::Status Coordinator::Impl::checkpoint(AttemptContext& a, std::stop_token stop) {
+base::Status Coordinator::Impl::checkpoint(AttemptContext& a, std::stop_token stop) {
   const auto t = Clock::now();
   if (auto st = checkpoint_with_retry(round, 1, stop); !st) return st;
   a.checkpoint_s = seconds_since(t);
   events->write(
       "checkpoint_written",
       {{"round", round}, {"path", checkpoint_path().string()}, {"seconds", a.checkpoint_s}});
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 // report: round_finished, the console, and RoundResult to the sites that contributed.
@@ -408,8 +408,7 @@ void Coordinator::Impl::report(const AttemptContext& a, const RoundStats& stats)
 
 // --- Checkpoints and figures ---------------------------------------------------------------------
 
-protocol::Status Coordinator::Impl::write_checkpoint_now(uint32_t completed,
-                                                         uint32_t next_attempt) {
+base::Status Coordinator::Impl::write_checkpoint_now(uint32_t completed, uint32_t next_attempt) {
   Checkpoint c{completed,
                drbg.state(),
                global.adapter,
@@ -427,8 +426,8 @@ protocol::Status Coordinator::Impl::write_checkpoint_now(uint32_t completed,
   return write_checkpoint(checkpoint_path(), c);
 }
 
-protocol::Status Coordinator::Impl::checkpoint_with_retry(uint32_t completed, uint32_t next_attempt,
-                                                          std::stop_token stop) {
+base::Status Coordinator::Impl::checkpoint_with_retry(uint32_t completed, uint32_t next_attempt,
+                                                      std::stop_token stop) {
   uint32_t failures = 0;
   std::chrono::milliseconds backoff{100};
   for (;;) {

@@ -12,13 +12,12 @@
 namespace coordinator {
 namespace {
 
-using protocol::ErrorCode;
-using protocol::make_error;
+using base::make_error;
 using json = nlohmann::json;
 
-constexpr ErrorCode kBad = ErrorCode::kInvalidArgument;
+constexpr base::Code kBad = base::Code::kInvalidArgument;
 
-protocol::Result<uint64_t> as_u64(const json& v, std::string_view what) {
+base::Result<uint64_t> as_u64(const json& v, std::string_view what) {
   if (!v.is_number_unsigned()) {
     if (v.is_number_integer() && v.get<int64_t>() >= 0) return v.get<uint64_t>();
     return make_error(kBad, "safetensors: ", what, " is not a non-negative integer");
@@ -34,7 +33,7 @@ struct Entry {
 
 // The JSON header of `n` bytes after the length; refuses duplicate top-level names (the parser
 // would merge them silently).
-protocol::Result<json> parse_header(std::span<const uint8_t> bytes, uint64_t n) {
+base::Result<json> parse_header(std::span<const uint8_t> bytes, uint64_t n) {
   const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), n);
   bool duplicate = false;
   std::set<std::string> seen;
@@ -55,16 +54,16 @@ protocol::Result<json> parse_header(std::span<const uint8_t> bytes, uint64_t n) 
   return header;
 }
 
-protocol::Status check_metadata(const json& v) {
+base::Status check_metadata(const json& v) {
   if (!v.is_object()) return make_error(kBad, "safetensors: __metadata__ is not an object");
   for (const auto& [k, m] : v.items()) {
     if (!m.is_string()) return make_error(kBad, "safetensors: metadata '", k, "' not a string");
   }
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 // One tensor's header entry, checked against the data section of `data_size` bytes.
-protocol::Result<Entry> parse_entry(const std::string& name, const json& v, uint64_t data_size) {
+base::Result<Entry> parse_entry(const std::string& name, const json& v, uint64_t data_size) {
   if (!v.is_object() || v.size() != 3 || !v.contains("dtype") || !v.contains("shape") ||
       !v.contains("data_offsets")) {
     return make_error(kBad, "safetensors: tensor '", name,
@@ -107,7 +106,7 @@ protocol::Result<Entry> parse_entry(const std::string& name, const json& v, uint
 }
 
 // The regions must tile the data section exactly: no overlap, no hole, nothing after.
-protocol::Status check_tiling(const std::vector<Entry>& entries, uint64_t data_size) {
+base::Status check_tiling(const std::vector<Entry>& entries, uint64_t data_size) {
   std::vector<const Entry*> by_offset;
   for (const auto& e : entries) by_offset.push_back(&e);
   std::sort(by_offset.begin(), by_offset.end(),
@@ -123,12 +122,12 @@ protocol::Status check_tiling(const std::vector<Entry>& entries, uint64_t data_s
   if (pos != data_size) {
     return make_error(kBad, "safetensors: ", data_size - pos, " bytes after the last tensor");
   }
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 }  // namespace
 
-protocol::Result<Adapter> parse_safetensors(std::span<const uint8_t> bytes) {
+base::Result<Adapter> parse_safetensors(std::span<const uint8_t> bytes) {
   if (bytes.size() < 8) return make_error(kBad, "safetensors: file shorter than 8 bytes");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
@@ -161,7 +160,7 @@ protocol::Result<Adapter> parse_safetensors(std::span<const uint8_t> bytes) {
   return make_adapter(std::move(tensors));
 }
 
-protocol::Result<Adapter> read_safetensors(const std::filesystem::path& file) {
+base::Result<Adapter> read_safetensors(const std::filesystem::path& file) {
   auto bytes = read_file(file);
   if (!bytes) return bytes.error();
   auto a = parse_safetensors(bytes.value());
@@ -188,7 +187,7 @@ std::vector<uint8_t> serialize_safetensors(const Adapter& adapter) {
   return out;
 }
 
-protocol::Status write_safetensors(const std::filesystem::path& file, const Adapter& adapter) {
+base::Status write_safetensors(const std::filesystem::path& file, const Adapter& adapter) {
   return write_file_atomic(file, serialize_safetensors(adapter));
 }
 

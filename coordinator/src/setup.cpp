@@ -15,12 +15,11 @@
 namespace coordinator {
 namespace {
 
-using protocol::ErrorCode;
-using protocol::make_error;
+using base::make_error;
 namespace pc = protocol::coord;
 
-protocol::Status check_plan(const pc::TrainingPlan& p) {
-  auto bad = [](auto... parts) { return make_error(ErrorCode::kInvalidArgument, parts...); };
+base::Status check_plan(const pc::TrainingPlan& p) {
+  auto bad = [](auto... parts) { return make_error(base::Code::kInvalidArgument, parts...); };
   if (p.local_steps == 0) return bad("local_steps must be >= 1");
   if (!(p.learning_rate > 0) || !std::isfinite(p.learning_rate)) return bad("lr must be > 0");
   if (!(p.sample_rate > 0 && p.sample_rate <= 1)) return bad("sample_rate must be in (0, 1]");
@@ -39,11 +38,11 @@ protocol::Status check_plan(const pc::TrainingPlan& p) {
   } else if (!std::isfinite(p.participant_clip) || !std::isfinite(p.participant_sigma)) {
     return bad("participant_clip and participant_sigma must be finite");
   }
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
-protocol::Status check_config(const CoordinatorConfig& c) {
-  auto bad = [](auto... parts) { return make_error(ErrorCode::kInvalidArgument, parts...); };
+base::Status check_config(const CoordinatorConfig& c) {
+  auto bad = [](auto... parts) { return make_error(base::Code::kInvalidArgument, parts...); };
   if (c.run_dir.empty()) return bad("run_dir is required");
   if (c.rounds == 0) return bad("rounds must be >= 1");
   if (!(c.fraction > 0 && c.fraction <= 1)) return bad("fraction must be in (0, 1]");
@@ -63,12 +62,12 @@ protocol::Status check_config(const CoordinatorConfig& c) {
   if (c.insecure && !c.roster_file.empty()) {
     return bad("a roster binds CURVE keys: it needs CURVE (not --insecure)");
   }
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 }  // namespace
 
-protocol::Status Coordinator::Impl::init() {
+base::Status Coordinator::Impl::init() {
   if (auto s = check_config(cfg); !s) return s;
   log = std::make_shared<spdlog::logger>("coordinator",
                                          std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
@@ -87,37 +86,37 @@ protocol::Status Coordinator::Impl::init() {
   return bind_server();
 }
 
-protocol::Status Coordinator::Impl::open_run_dir() {
+base::Status Coordinator::Impl::open_run_dir() {
   std::error_code ec;
   std::filesystem::create_directories(cfg.run_dir / "checkpoints", ec);
   if (ec) {
-    return make_error(ErrorCode::kIo, "cannot create ", cfg.run_dir.string(), ": ", ec.message());
+    return make_error(base::Code::kIo, "cannot create ", cfg.run_dir.string(), ": ", ec.message());
   }
   try {
     run_lock.emplace(base::DirLock::acquire(cfg.run_dir, "coordinator"));
   } catch (const base::IoError& e) {
-    return make_error(ErrorCode::kInvalidArgument, "run directory ", e.what());
+    return make_error(base::Code::kInvalidArgument, "run directory ", e.what());
   }
   auto ev = EventLog::open(cfg.run_dir / "events.jsonl");
   if (!ev) return ev.error();
   events.emplace(std::move(ev).value());
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
-protocol::Status Coordinator::Impl::load_state(bool* resumed, StrategyState* restored) {
+base::Status Coordinator::Impl::load_state(bool* resumed, StrategyState* restored) {
   *resumed = std::filesystem::exists(checkpoint_path());
   if (*resumed) return restore_checkpoint(restored);
   auto p = load_peft(cfg.initial_adapter);
   if (!p) return p.error();
   global = std::move(p).value();
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
-protocol::Status Coordinator::Impl::restore_checkpoint(StrategyState* restored) {
+base::Status Coordinator::Impl::restore_checkpoint(StrategyState* restored) {
   auto c = read_checkpoint(checkpoint_path());
   if (!c) return c.error();
   if (c.value().strategy != cfg.strategy.name) {
-    return make_error(ErrorCode::kInvalidArgument, "the checkpoint was written by strategy ",
+    return make_error(base::Code::kInvalidArgument, "the checkpoint was written by strategy ",
                       c.value().strategy, ", this run is configured for ", cfg.strategy.name);
   }
   auto d = Drbg::from_state(c.value().drbg_state);
@@ -136,16 +135,16 @@ protocol::Status Coordinator::Impl::restore_checkpoint(StrategyState* restored) 
       participant_accountant =
           privacy::RdpAccountant::from_json(c.value().participant_accountant_json);
     } catch (const std::exception& e) {
-      return make_error(ErrorCode::kInvalidArgument, checkpoint_path().string(),
+      return make_error(base::Code::kInvalidArgument, checkpoint_path().string(),
                         ": participant-level DP accountant: ", e.what());
     }
   }
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 // The run id: the checkpoint's; else RUN/run_id (a run stopped before its first checkpoint is
 // the same run); else the configured one (replays); else drawn now and written there.
-protocol::Status Coordinator::Impl::resolve_run_id() {
+base::Status Coordinator::Impl::resolve_run_id() {
   const auto id_file = cfg.run_dir / "run_id";
   if (run_id.empty() && std::filesystem::exists(id_file)) {
     auto bytes = read_file(id_file, 64);
@@ -153,14 +152,14 @@ protocol::Status Coordinator::Impl::resolve_run_id() {
     std::string text(bytes.value().begin(), bytes.value().end());
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
     if (!pc::is_run_id(text)) {
-      return make_error(ErrorCode::kInvalidArgument, id_file.string(),
+      return make_error(base::Code::kInvalidArgument, id_file.string(),
                         " does not hold a run id (32 lowercase hex characters)");
     }
     run_id = text;
   }
   if (run_id.empty() && !cfg.run_id.empty()) {  // a new run replaying a given id
     if (!pc::is_run_id(cfg.run_id)) {
-      return make_error(ErrorCode::kInvalidArgument, "run id '", cfg.run_id,
+      return make_error(base::Code::kInvalidArgument, "run id '", cfg.run_id,
                         "' is not 32 lowercase hex digits");
     }
     run_id = cfg.run_id;
@@ -173,10 +172,10 @@ protocol::Status Coordinator::Impl::resolve_run_id() {
   if (!std::filesystem::exists(id_file)) {
     if (auto s = write_file_atomic(id_file, run_id + "\n"); !s) return s;
   }
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
-protocol::Status Coordinator::Impl::make_run_strategy(bool resumed, StrategyState restored) {
+base::Status Coordinator::Impl::make_run_strategy(bool resumed, StrategyState restored) {
   const size_t size = global.adapter.values.size();
   auto st = cfg.strategy_factory ? cfg.strategy_factory(cfg.strategy, size)
                                  : make_strategy(cfg.strategy, size);
@@ -186,10 +185,10 @@ protocol::Status Coordinator::Impl::make_run_strategy(bool resumed, StrategyStat
     if (auto s = strategy->restore(std::move(restored)); !s) return s;
     log->info("resuming run {} from {} at round {}", run_id, checkpoint_path().string(), round);
   }
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
-protocol::Status Coordinator::Impl::bind_server() {
+base::Status Coordinator::Impl::bind_server() {
   const protocol::ZapHandler* zap = cfg.zap;
   if (!cfg.insecure && zap == nullptr) {
     auto logger = log;
@@ -197,7 +196,7 @@ protocol::Status Coordinator::Impl::bind_server() {
     const protocol::AllowList allow = roster ? roster->allow_list(base) : base;
     auto z = protocol::ZapHandler::start(
         ctx, allow, [logger](std::string_view line) { logger->warn("refused: {}", line); });
-    if (!z) return z.error();
+    if (!z) return protocol::to_base(z.error());
     own_zap = std::move(z).value();
     zap = own_zap.get();
   }
@@ -217,12 +216,12 @@ protocol::Status Coordinator::Impl::bind_server() {
   so.handshake_interval = cfg.handshake_timeout;
   protocol::ServerConfig sc{cfg.endpoint, cfg.insecure, cfg.key, zap, so};
   auto srv = protocol::Server::bind(ctx, sc);
-  if (!srv) return srv.error();
+  if (!srv) return protocol::to_base(srv.error());
   server.emplace(std::move(srv).value());
   log->info("listening on {} ({}), {} tensors / {} values, strategy {}", server->endpoint(),
             cfg.insecure ? "insecure" : "CURVE", global.adapter.tensors.size(),
             global.adapter.values.size(), strategy->name());
-  return protocol::ok_status();
+  return base::ok_status();
 }
 
 }  // namespace coordinator

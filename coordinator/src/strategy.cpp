@@ -5,8 +5,7 @@
 namespace coordinator {
 namespace {
 
-using protocol::ErrorCode;
-using protocol::make_error;
+using base::make_error;
 
 class FedAvg final : public Strategy {
  public:
@@ -19,12 +18,12 @@ class FedAvg final : public Strategy {
     ++steps_;
   }
   StrategyState state() const override { return {steps_, {}}; }
-  protocol::Status restore(StrategyState s) override {
+  base::Status restore(StrategyState s) override {
     if (!s.buffers.empty()) {
-      return make_error(ErrorCode::kInvalidArgument, "fedavg keeps no optimizer buffers");
+      return make_error(base::Code::kInvalidArgument, "fedavg keeps no optimizer buffers");
     }
     steps_ = s.steps;
-    return protocol::ok_status();
+    return base::ok_status();
   }
 
  private:
@@ -74,16 +73,16 @@ class FedOpt final : public Strategy {
 
   StrategyState state() const override { return {steps_, {m_, v_}}; }
 
-  protocol::Status restore(StrategyState s) override {
+  base::Status restore(StrategyState s) override {
     if (s.buffers.size() != 2 || s.buffers[0].size() != m_.size() ||
         s.buffers[1].size() != v_.size()) {
-      return make_error(ErrorCode::kInvalidArgument, name(),
+      return make_error(base::Code::kInvalidArgument, name(),
                         " state must be two buffers of the adapter's size");
     }
     steps_ = s.steps;
     m_ = std::move(s.buffers[0]);
     v_ = std::move(s.buffers[1]);
-    return protocol::ok_status();
+    return base::ok_status();
   }
 
  private:
@@ -95,23 +94,23 @@ class FedOpt final : public Strategy {
 
 }  // namespace
 
-protocol::Result<std::unique_ptr<Strategy>> make_strategy(const StrategyConfig& c, size_t size) {
+base::Result<std::unique_ptr<Strategy>> make_strategy(const StrategyConfig& c, size_t size) {
   if (!(c.server_lr > 0) || !std::isfinite(c.server_lr)) {
-    return make_error(ErrorCode::kInvalidArgument, "server_lr must be finite and > 0");
+    return make_error(base::Code::kInvalidArgument, "server_lr must be finite and > 0");
   }
   if (c.name == "fedavg") return std::unique_ptr<Strategy>(new FedAvg(c.server_lr));
   if (!(c.beta1 >= 0 && c.beta1 < 1) || !(c.beta2 >= 0 && c.beta2 < 1)) {
-    return make_error(ErrorCode::kInvalidArgument, "beta1 and beta2 must be in [0, 1)");
+    return make_error(base::Code::kInvalidArgument, "beta1 and beta2 must be in [0, 1)");
   }
   if (!(c.tau > 0) || !std::isfinite(c.tau)) {
-    return make_error(ErrorCode::kInvalidArgument, "tau must be finite and > 0");
+    return make_error(base::Code::kInvalidArgument, "tau must be finite and > 0");
   }
   if (c.name == "fedadam") return std::unique_ptr<Strategy>(new FedOpt(Variant::kAdam, c, size));
   if (c.name == "fedyogi") return std::unique_ptr<Strategy>(new FedOpt(Variant::kYogi, c, size));
   if (c.name == "fedadagrad") {
     return std::unique_ptr<Strategy>(new FedOpt(Variant::kAdagrad, c, size));
   }
-  return make_error(ErrorCode::kInvalidArgument, "unknown strategy '", c.name,
+  return make_error(base::Code::kInvalidArgument, "unknown strategy '", c.name,
                     "' (fedavg, fedadam, fedyogi, fedadagrad)");
 }
 

@@ -19,7 +19,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-protocol::Result<CliOutcome> parse(std::vector<std::string> args) {
+base::Result<CliOutcome> parse(std::vector<std::string> args) {
   std::vector<const char*> argv{"coordinator"};
   for (const auto& a : args) argv.push_back(a.c_str());
   std::ostringstream out;

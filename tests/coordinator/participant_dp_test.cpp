@@ -131,7 +131,7 @@ TEST(ParticipantDpPlan, DecoderRefusesBadValuesFromAPeer) {
 
 // --- flags ---------------------------------------------------------------------------------------
 
-protocol::Result<CliOutcome> parse(std::vector<std::string> args) {
+base::Result<CliOutcome> parse(std::vector<std::string> args) {
   std::vector<const char*> argv{"coordinator", "--run-dir", "x", "--insecure"};
   for (const auto& a : args) argv.push_back(a.c_str());
   std::ostringstream out;

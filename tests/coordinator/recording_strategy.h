@@ -45,7 +45,7 @@ class RecordingStrategy final : public coordinator::Strategy {
     inner_->aggregate(global, {}, mean_delta);
   }
   coordinator::StrategyState state() const override { return inner_->state(); }
-  protocol::Status restore(coordinator::StrategyState s) override {
+  base::Status restore(coordinator::StrategyState s) override {
     return inner_->restore(std::move(s));
   }
 

@@ -63,7 +63,7 @@ TEST(Roster, RefusesABadFileNamingTheLine) {
   for (const auto& [text, want] : bad) {
     auto r = Roster::parse(text, "roster.txt");
     ASSERT_FALSE(r.ok()) << text;
-    EXPECT_EQ(r.error().code, protocol::ErrorCode::kInvalidArgument);
+    EXPECT_EQ(r.error().code, base::Code::kInvalidArgument);
     EXPECT_NE(r.error().message.find(want), std::string::npos) << r.error().message;
   }
   EXPECT_FALSE(Roster::load("/nonexistent/roster.txt").ok());
@@ -193,7 +193,7 @@ TEST(RosterRounds, KeysSpeakOnlyAsTheirRosterEntry) {
   auto c = Coordinator::create(ctx, cfg);
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   const std::string ep = c.value()->endpoint();
-  std::optional<protocol::Result<RunSummary>> summary;
+  std::optional<base::Result<RunSummary>> summary;
   std::thread runner([&] { summary = c.value()->run(); });
 
   // The attackers first, so that a first-come binding would have given them the ids.
@@ -279,7 +279,7 @@ TEST(RosterRounds, TheRosterIsReloadedWhenTheFileChangesAndOnRequest) {
   auto c = Coordinator::create(ctx, cfg);
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   const std::string ep = c.value()->endpoint();
-  std::optional<protocol::Result<RunSummary>> summary;
+  std::optional<base::Result<RunSummary>> summary;
   std::thread runner([&] { summary = c.value()->run(); });
 
   ScriptedSite a(ctx, ep, curve.site("a", "a"));
@@ -321,7 +321,7 @@ TEST(RosterRounds, ASiteRemovedFromTheRosterIsRevoked) {
   auto c = Coordinator::create(ctx, cfg);
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   const std::string ep = c.value()->endpoint();
-  std::optional<protocol::Result<RunSummary>> summary;
+  std::optional<base::Result<RunSummary>> summary;
   std::thread runner([&] { summary = c.value()->run(); });
   ScriptedSite a(ctx, ep, curve.site("a", "a"));
   ScriptedSite b(ctx, ep, curve.site("b", "b"));

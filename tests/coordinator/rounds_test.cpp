@@ -368,7 +368,7 @@ TEST(StrategyDeltas, EachAcceptedUploadReachesTheStrategyOnceWithItsCappedWeight
   cfg.max_example_weight = 15;
   std::vector<coordinator_test::RecordedRound> rounds;
   cfg.strategy_factory = [&rounds](const StrategyConfig& c,
-                                   size_t size) -> protocol::Result<std::unique_ptr<Strategy>> {
+                                   size_t size) -> base::Result<std::unique_ptr<Strategy>> {
     auto inner = make_strategy(c, size);
     if (!inner) return inner.error();
     return std::unique_ptr<Strategy>(

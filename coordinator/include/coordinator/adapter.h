@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/result.h"
 #include "protocol/coordinator_messages.h"
 #include "protocol/result.h"
 
@@ -35,6 +36,6 @@ struct NamedTensor {
   std::vector<uint64_t> shape;
   std::vector<float> values;
 };
-protocol::Result<Adapter> make_adapter(std::vector<NamedTensor> tensors);
+base::Result<Adapter> make_adapter(std::vector<NamedTensor> tensors);
 
 }  // namespace coordinator

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "base/result.h"
 #include "coordinator/adapter.h"
 #include "coordinator/strategy.h"
 #include "protocol/result.h"
@@ -43,9 +44,9 @@ struct Checkpoint {
 };
 
 std::vector<uint8_t> serialize_checkpoint(const Checkpoint& checkpoint);
-protocol::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes);
+base::Result<Checkpoint> parse_checkpoint(std::span<const uint8_t> bytes);
 
-protocol::Status write_checkpoint(const std::filesystem::path& file, const Checkpoint& checkpoint);
-protocol::Result<Checkpoint> read_checkpoint(const std::filesystem::path& file);
+base::Status write_checkpoint(const std::filesystem::path& file, const Checkpoint& checkpoint);
+base::Result<Checkpoint> read_checkpoint(const std::filesystem::path& file);
 
 }  // namespace coordinator

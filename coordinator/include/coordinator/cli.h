@@ -6,6 +6,7 @@
 #include <ostream>
 #include <string>
 
+#include "base/result.h"
 #include "coordinator/coordinator.h"
 #include "protocol/result.h"
 
@@ -18,6 +19,6 @@ struct CliOutcome {
 
 // Parses argv (and the --config file). kInvalidArgument, with one line, for an unknown or bad
 // flag, a missing required value, an unreadable key or allow-list.
-protocol::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostream& out);
+base::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostream& out);
 
 }  // namespace coordinator

@@ -40,6 +40,7 @@
 #include <stop_token>
 #include <string>
 
+#include "base/result.h"
 #include "coordinator/strategy.h"
 #include "protocol/coordinator_messages.h"
 #include "protocol/keys.h"
@@ -113,7 +114,7 @@ struct CoordinatorConfig {
   // Makes the strategy for an adapter of `size` elements instead of make_strategy(strategy,
   // size) (tests, strategies outside strategy.h). Checkpoints record strategy.name, so a
   // resumed run must be configured with the same name.
-  std::function<protocol::Result<std::unique_ptr<Strategy>>(const StrategyConfig&, size_t size)>
+  std::function<base::Result<std::unique_ptr<Strategy>>(const StrategyConfig&, size_t size)>
       strategy_factory;
 };
 
@@ -126,8 +127,8 @@ struct RunSummary {
 class Coordinator {
  public:
   // Checks the configuration, loads the checkpoint (or the initial adapter), binds the socket.
-  static protocol::Result<std::unique_ptr<Coordinator>> create(zmq::context_t& context,
-                                                               CoordinatorConfig config);
+  static base::Result<std::unique_ptr<Coordinator>> create(zmq::context_t& context,
+                                                           CoordinatorConfig config);
   ~Coordinator();
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
@@ -140,7 +141,7 @@ class Coordinator {
   // Runs rounds until the run ends or `stop` is requested; exports the adapter, writes
   // run_finished, and sends Shutdown to the alive sites. Errors are I/O failures (a checkpoint
   // that cannot be written).
-  protocol::Result<RunSummary> run(std::stop_token stop = {});
+  base::Result<RunSummary> run(std::stop_token stop = {});
 
   // Asks run() to reload the roster file at its next poll (thread-safe, async-signal-safe: an
   // atomic flag). The executable calls it on SIGHUP.

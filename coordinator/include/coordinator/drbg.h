@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/result.h"
 #include "protocol/result.h"
 
 namespace coordinator {
@@ -26,7 +27,7 @@ class Drbg {
 
   // "<64 hex digits of key>:<counter>"; from_state() parses it back (kInvalidArgument if bad).
   std::string state() const;
-  static protocol::Result<Drbg> from_state(std::string_view state);
+  static base::Result<Drbg> from_state(std::string_view state);
 
   bool operator==(const Drbg&) const = default;
 
@@ -38,6 +39,6 @@ class Drbg {
 
 // A fresh run id: 16 bytes from OpenSSL's CSPRNG (RAND_bytes) as 32 lowercase hex characters
 // (protocol::coord::is_run_id). kInternal when the CSPRNG fails.
-protocol::Result<std::string> new_run_id();
+base::Result<std::string> new_run_id();
 
 }  // namespace coordinator

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/result.h"
 #include "protocol/result.h"
 
 namespace coordinator {
@@ -17,7 +18,7 @@ namespace coordinator {
 class EventLog {
  public:
   // Opens (appends to) `file`.
-  static protocol::Result<EventLog> open(const std::filesystem::path& file);
+  static base::Result<EventLog> open(const std::filesystem::path& file);
 
   // Writes {"event": event, "time": ..., fields...}; `fields` must be an object (or null).
   void write(std::string_view event, nlohmann::json fields = nullptr);

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 
+#include "base/result.h"
 #include "coordinator/adapter.h"
 #include "protocol/result.h"
 
@@ -16,8 +17,8 @@ struct PeftAdapter {
   std::string config_json;  // adapter_config.json as read (must be a JSON object)
 };
 
-protocol::Result<PeftAdapter> load_peft(const std::filesystem::path& dir);
+base::Result<PeftAdapter> load_peft(const std::filesystem::path& dir);
 // Creates `dir` if needed and writes both files atomically.
-protocol::Status export_peft(const std::filesystem::path& dir, const PeftAdapter& peft);
+base::Status export_peft(const std::filesystem::path& dir, const PeftAdapter& peft);
 
 }  // namespace coordinator

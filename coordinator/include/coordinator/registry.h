@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/result.h"
 #include "privacy/budget.h"
 #include "protocol/coordinator_messages.h"
 #include "protocol/result.h"
@@ -63,7 +64,7 @@ class Registry {
   // Known sites and their budgets, for checkpoints (peers and liveness are not kept).
   std::string to_json() const;
   // Throws nothing: kInvalidArgument for malformed input.
-  static protocol::Result<Registry> from_json(const std::string& json);
+  static base::Result<Registry> from_json(const std::string& json);
 
  private:
   std::map<std::string, SiteRecord> sites_;

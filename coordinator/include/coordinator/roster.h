@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/result.h"
 #include "protocol/coordinator_messages.h"
 #include "protocol/result.h"
 #include "protocol/zap.h"
@@ -39,9 +40,9 @@ struct RosterEntry {
 class Roster {
  public:
   // `source` names the text in errors ("roster.txt:3: ...").
-  static protocol::Result<Roster> parse(std::string_view text, std::string_view source);
+  static base::Result<Roster> parse(std::string_view text, std::string_view source);
   // Reads and parses a file of at most 16 MiB.
-  static protocol::Result<Roster> load(const std::filesystem::path& file);
+  static base::Result<Roster> load(const std::filesystem::path& file);
 
   const RosterEntry* find_key(std::string_view key_z85) const;
   const RosterEntry* find_id(std::string_view id) const;

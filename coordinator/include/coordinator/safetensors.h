@@ -18,6 +18,7 @@
 #include <span>
 #include <vector>
 
+#include "base/result.h"
 #include "coordinator/adapter.h"
 #include "protocol/result.h"
 
@@ -26,12 +27,12 @@ namespace coordinator {
 // Largest header accepted (the data section is bounded by the file size only).
 constexpr uint64_t kMaxSafetensorsHeaderBytes = 64ull << 20;
 
-protocol::Result<Adapter> parse_safetensors(std::span<const uint8_t> bytes);
-protocol::Result<Adapter> read_safetensors(const std::filesystem::path& file);
+base::Result<Adapter> parse_safetensors(std::span<const uint8_t> bytes);
+base::Result<Adapter> read_safetensors(const std::filesystem::path& file);
 
 // The file's bytes: tensors in the adapter's (name) order, no metadata.
 std::vector<uint8_t> serialize_safetensors(const Adapter& adapter);
 // Writes atomically (temporary file, fsync, rename, fsync of the directory).
-protocol::Status write_safetensors(const std::filesystem::path& file, const Adapter& adapter);
+base::Status write_safetensors(const std::filesystem::path& file, const Adapter& adapter);
 
 }  // namespace coordinator

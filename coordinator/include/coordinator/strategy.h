@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/result.h"
 #include "protocol/result.h"
 
 namespace coordinator {
@@ -70,12 +71,11 @@ class Strategy {
   }
   virtual StrategyState state() const = 0;
   // Refuses state of another shape (kInvalidArgument).
-  virtual protocol::Status restore(StrategyState state) = 0;
+  virtual base::Status restore(StrategyState state) = 0;
 };
 
 // A strategy for an adapter of `size` elements; kInvalidArgument for an unknown name or a
 // parameter out of range (server_lr > 0, beta in [0, 1), tau > 0).
-protocol::Result<std::unique_ptr<Strategy>> make_strategy(const StrategyConfig& config,
-                                                          size_t size);
+base::Result<std::unique_ptr<Strategy>> make_strategy(const StrategyConfig& config, size_t size);
 
 }  // namespace coordinator
