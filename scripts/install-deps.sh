@@ -16,6 +16,7 @@ PACKAGES=(
   libspdlog-dev libfmt-dev
   nlohmann-json3-dev
   libsentencepiece-dev sentencepiece
+  chromium
 )
 
 missing=()

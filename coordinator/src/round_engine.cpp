@@ -245,10 +245,10 @@ base::Status Coordinator::Impl::configure(const std::vector<SiteRecord*>& select
     pc::TrainingPlan plan = cfg.plan;
     plan.deadline_unix_ms = a.deadline_unix_ms;
     plan.seed = drbg.next_u64();
-    events->write("participant_selected", {{"round", round},
-                                           {"attempt", attempt},
-                                           {"site", s->id},
-                                           {"dataset_size", s->dataset_size}});
+    json selected_event = {
+        {"round", round}, {"attempt", attempt}, {"site", s->id}, {"dataset_size", s->dataset_size}};
+    if (s->budget) selected_event["epsilon_max"] = s->budget->epsilon_max();
+    events->write("participant_selected", selected_event);
     auto blob = pc::float_blob(global.adapter.values);
     if (!blob) return protocol::to_base(blob.error());
     pc::Message m{

@@ -124,6 +124,17 @@ TEST(Fedsim, RunsPrintsTheLogsTableAndResumes) {
   const std::vector<std::string> resumed = table_rows(second.out);
   ASSERT_EQ(resumed.size(), 1u) << second.out;
   EXPECT_EQ(resumed[0], fedsim::table_row(fedsim::with_site_losses(all[2], dir / "sites")));
+  // fedsim names its report, and the resumed run's report covers every round.
+  EXPECT_NE(second.out.find("report: " + (dir / "report.html").string()), std::string::npos);
+  std::ifstream report(dir / "report.html");
+  const std::string page((std::istreambuf_iterator<char>(report)),
+                         std::istreambuf_iterator<char>());
+  size_t round_rows = 0;
+  for (size_t at = page.find("<tr><td>"); at != std::string::npos;
+       at = page.find("<tr><td>", at + 1)) {
+    ++round_rows;
+  }
+  EXPECT_EQ(round_rows, 3u);
 
   // A bad flag is refused with exit status 2.
   EXPECT_EQ(run(std::string(FEDLORA_BIN_DIR) + "/fedsim --rounds 0 2>/dev/null").status, 2);

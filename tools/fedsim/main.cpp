@@ -6,6 +6,7 @@
 #include <exception>
 #include <iostream>
 
+#include "report.h"
 #include "round_table.h"
 #include "sim_config.h"
 #include "sim_run.h"
@@ -47,8 +48,10 @@ int main(int argc, char** argv) {
                   rounds.back().value("heldout_loss", 0.0), rounds.front()["round"].dump().c_str(),
                   rounds.back()["round"].dump().c_str());
     }
-    std::printf("dashboard log: %s\nadapter (PEFT): %s\n", (layout.run / "events.jsonl").c_str(),
-                (layout.run / "adapter").c_str());
+    const auto report = fedsim::write_report(layout.run);
+    std::printf("dashboard log: %s\nadapter (PEFT): %s\nreport: %s\n",
+                (layout.run / "events.jsonl").c_str(), (layout.run / "adapter").c_str(),
+                report.c_str());
     return rc;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fedsim: %s\n", e.what());
