@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "fedsim: %u rounds, %u sites, %u workers, %s, backend %s, DP sigma %g, clip %g, "
                  "q %g, %u local steps; run directory %s\n",
-                 config.rounds, config.sites, config.workers,
+                 config.rounds, layout.site_count(), config.workers,
                  config.processes ? "processes (CURVE)" : "threads", config.backend.c_str(),
                  config.noise_multiplier, config.clip_norm, config.sample_rate, config.local_steps,
                  layout.run.c_str());
@@ -53,6 +53,9 @@ int main(int argc, char** argv) {
                 (layout.run / "events.jsonl").c_str(), (layout.run / "adapter").c_str(),
                 report.c_str());
     return rc;
+  } catch (const fedsim::SiteDataError& e) {  // the user's --data or --model: nothing written
+    std::fprintf(stderr, "fedsim: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fedsim: %s\n", e.what());
     return 1;

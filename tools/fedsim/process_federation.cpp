@@ -118,7 +118,8 @@ void ProcessFederation::prepare_keys() {
     add_to_roster("worker " + worker_name(w) + " " + public_key_of(p) + " " +
                   worker_endpoints_.back());
   }
-  for (uint32_t k = 0; k < config_.sites; ++k) make_key(layout_.site_id(k), /*allowed=*/true);
+  for (uint32_t k = 0; k < layout_.site_count(); ++k)
+    make_key(layout_.site_id(k), /*allowed=*/true);
   endpoint_ = loopback_endpoint();
 }
 
@@ -194,14 +195,13 @@ std::vector<std::string> ProcessFederation::worker_args(uint32_t w) const {
 
 std::vector<std::string> ProcessFederation::site_args(uint32_t k) const {
   const std::string id = layout_.site_id(k);
-  return {"--site-id", id,
+  std::vector<std::string> args = {"--site-id", id,
           "--coordinator", endpoint_,
           "--coordinator-key", (layout_.keys / "coordinator.pub").string(),
           "--key", (layout_.keys / (id + ".key")).string(),
           "--model", layout_.model.string(),
           "--model-id", "model",
           "--data", layout_.train_file(k).string(),
-          "--eval", layout_.heldout_file(k).string(),
           "--state-dir", layout_.state_dir(k).string(),
           "--seq-len", std::to_string(config_.seq_len),
           "--lora-rank", std::to_string(config_.lora_rank),
@@ -213,6 +213,10 @@ std::vector<std::string> ProcessFederation::site_args(uint32_t k) const {
           "--backend", config_.backend,
           "--heartbeat-ms", std::to_string(options_.heartbeat.count()),
           "--log-level", config_.log_level};
+  if (!layout_.heldout_file(k).empty()) {
+    args.insert(args.end(), {"--eval", layout_.heldout_file(k).string()});
+  }
+  return args;
 }
 // clang-format on
 
@@ -271,7 +275,7 @@ void ProcessFederation::start_workers(std::chrono::milliseconds timeout) {
 
 void ProcessFederation::start_parties(std::chrono::milliseconds timeout) {
   start_workers(timeout);
-  for (uint32_t k = 0; k < config_.sites; ++k) start_site(k);
+  for (uint32_t k = 0; k < layout_.site_count(); ++k) start_site(k);
 }
 
 ProcessFederation::Party& ProcessFederation::party(const std::string& name) {

@@ -13,14 +13,14 @@ namespace fedsim {
 namespace po = boost::program_options;
 
 bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimConfig& c) {
-  std::string config_file, run_dir;
+  std::string config_file, run_dir, data_dir, model_dir;
   po::options_description options(
       "fedsim: a whole federation on one machine: a coordinator, S participant sites and W "
       "fhe_workers, training a LoRA adapter with DP-SGD while every frozen projection runs "
       "encrypted on the workers.\n\nUsage: fedsim [--config FILE] [--rounds R] [--sites S] "
       "[--workers W] [--run-dir DIR] [--seed N] [--processes] [options]\n\nOptions");
-  options.add_options()("help,h", "this text")(
-      "config", po::value(&config_file), "INI file with any of these options (flags win)")(
+  options.add_options()("help,h", "this text")("config", po::value(&config_file),
+                                               "INI file with any of these options (flags win)")(
       "rounds", po::value(&c.rounds)->default_value(c.rounds), "federated rounds")(
       "sites", po::value(&c.sites)->default_value(c.sites), "participant sites")(
       "workers", po::value(&c.workers)->default_value(c.workers), "fhe_workers")(
@@ -31,6 +31,12 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "processes", po::bool_switch(&c.processes),
       "run every party as its own process over loopback TCP with CURVE keys (default: threads "
       "in this process, loopback TCP without CURVE)")(
+      "data", po::value(&data_dir),
+      "your own sites: a directory of NAME.jsonl files, one per site, a \"text\" field per line "
+      "(optional NAME.heldout.jsonl, NAME.mcq.jsonl); overrides --sites and --records")(
+      "model", po::value(&model_dir),
+      "your own base model: a Hugging Face Llama directory (config.json, safetensors, "
+      "tokenizer.model or tokenizer.json); overrides the generated model's shape flags")(
       "hidden", po::value(&c.hidden)->default_value(c.hidden), "model hidden size")(
       "layers", po::value(&c.layers)->default_value(c.layers), "model layers")(
       "heads", po::value(&c.heads)->default_value(c.heads), "attention heads")(
@@ -50,9 +56,9 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "DP-SGD steps per site and round")("lr", po::value(&c.lr)->default_value(c.lr, "0.01"),
                                          "sites' AdamW learning rate")(
       "batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
-      "examples per micro-batch")(
-      "sample-rate", po::value(&c.sample_rate)->default_value(c.sample_rate, "0.04"),
-      "Poisson sampling rate q")(
+      "examples per micro-batch")("sample-rate",
+                                  po::value(&c.sample_rate)->default_value(c.sample_rate, "0.04"),
+                                  "Poisson sampling rate q")(
       "noise-multiplier", po::value(&c.noise_multiplier)->default_value(c.noise_multiplier, "0.8"),
       "DP-SGD sigma")("clip-norm", po::value(&c.clip_norm)->default_value(c.clip_norm, "1"),
                       "DP-SGD per-example clip C")(
@@ -68,13 +74,13 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "strategy", po::value(&c.strategy)->default_value(c.strategy),
       "fedavg, fedadam, fedyogi or fedadagrad")(
       "server-lr", po::value(&c.server_lr)->default_value(c.server_lr, "1"),
-      "server learning rate (FedOpt)")(
-      "fraction", po::value(&c.fraction)->default_value(c.fraction, "1"),
-      "share of the sites selected each round")(
+      "server learning rate (FedOpt)")("fraction",
+                                       po::value(&c.fraction)->default_value(c.fraction, "1"),
+                                       "share of the sites selected each round")(
       "min-participants", po::value(&c.min_participants)->default_value(c.min_participants),
-      "deltas a round needs")(
-      "round-timeout", po::value(&c.round_timeout_s)->default_value(c.round_timeout_s),
-      "seconds a round waits for deltas")(
+      "deltas a round needs")("round-timeout",
+                              po::value(&c.round_timeout_s)->default_value(c.round_timeout_s),
+                              "seconds a round waits for deltas")(
       "backend", po::value(&c.backend)->default_value(c.backend),
       "sites' backend: remote (encrypted on the workers), encrypted (in process) or float")(
       "log-level", po::value(&c.log_level)->default_value(c.log_level),
@@ -110,6 +116,8 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
   if (c.backend != "remote" && c.backend != "encrypted" && c.backend != "float") {
     throw std::invalid_argument("--backend must be remote, encrypted or float");
   }
+  c.data_dir = data_dir;
+  c.model_dir = model_dir;
   if (!run_dir.empty()) {
     c.run_dir = run_dir;
   } else {

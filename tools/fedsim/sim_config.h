@@ -18,6 +18,11 @@ struct SimConfig {
   uint64_t seed = 1;
   bool processes = false;  // processes over loopback TCP with CURVE, instead of threads
 
+  // The user's own sites and model (site_data.h): one NAME.jsonl per site under data_dir (then
+  // `sites` is their count), any Hugging Face Llama directory as model_dir. Empty: generated.
+  std::filesystem::path data_dir;
+  std::filesystem::path model_dir;
+
   // The tiny model and the synthetic notes generated when missing.
   int64_t hidden = 64, layers = 2, heads = 4, kv_heads = 2, intermediate = 176, vocab = 512;
   int64_t records = 900;  // notes per site, held-out ones included

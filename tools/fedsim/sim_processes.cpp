@@ -53,8 +53,8 @@ int run_processes(const SimConfig& c, const SimLayout& l, const std::filesystem:
   federation.prepare_keys();
   federation.start_coordinator();
   federation.start_parties(std::chrono::minutes(5));
-  std::fprintf(stderr, "fedsim: %u workers and %u sites started; logs in %s\n", c.workers, c.sites,
-               l.logs.c_str());
+  std::fprintf(stderr, "fedsim: %u workers and %u sites started; logs in %s\n", c.workers,
+               l.site_count(), l.logs.c_str());
 
   std::optional<int> status;
   bool forwarded = false;

@@ -5,6 +5,7 @@
 #include <random>
 #include <string>
 
+#include "model/byte_tokenizer.h"
 #include "model/llama_config.h"
 #include "model/lora_config.h"
 #include "model/lora_params.h"
@@ -16,36 +17,71 @@
 
 namespace fedsim {
 
-SimLayout prepare_run(const SimConfig& c, std::ostream& progress) {
+namespace {
+
+SimLayout paths_of(const SimConfig& c) {
   SimLayout l;
   l.run = c.run_dir;
-  l.model = l.run / "model";
+  l.model = c.model_dir.empty() ? l.run / "model" : std::filesystem::absolute(c.model_dir);
   l.data = l.run / "data";
   l.initial_adapter = l.run / "initial_adapter";
   l.sites = l.run / "sites";
   l.keys = l.run / "keys";
   l.logs = l.run / "logs";
-  std::filesystem::create_directories(l.run);
-  std::filesystem::create_directories(l.sites);
-  std::filesystem::create_directories(l.logs);
+  return l;
+}
 
-  if (!std::filesystem::exists(l.model / "config.json")) {
-    model::LlamaConfig config;
-    config.hidden_size = c.hidden;
-    config.intermediate_size = c.intermediate;
-    config.num_hidden_layers = c.layers;
-    config.num_attention_heads = c.heads;
-    config.num_key_value_heads = c.kv_heads;
-    config.head_dim = c.heads > 0 ? c.hidden / c.heads : 0;
-    config.vocab_size = c.vocab;
-    config.max_position_embeddings = std::max<int64_t>(2048, c.seq_len);
-    config.rms_norm_eps = 1e-5;
-    model::validate_llama_config(config, "fedsim model");
-    model::write_random_llama(l.model, config, {.seed = c.seed});
-    progress << "fedsim: generated a random Llama model (hidden " << c.hidden << ", " << c.layers
-             << " layers, vocabulary " << c.vocab << ") in " << l.model.string() << "\n";
+// The user's sites and model, checked; nothing is written.
+std::vector<SiteFiles> checked_user_sites(const SimConfig& c, std::ostream& progress) {
+  std::unique_ptr<model::Tokenizer> tokenizer;
+  if (!c.model_dir.empty()) tokenizer = check_model(c.model_dir, c.seq_len);
+  if (c.data_dir.empty()) return {};
+  if (!tokenizer) tokenizer = std::make_unique<model::ByteTokenizer>(c.vocab);
+  std::vector<SiteFiles> sites = discover_sites(c.data_dir);
+  for (const auto& site : sites) {
+    const SiteSummary n = check_site(site, *tokenizer, c.seq_len);
+    progress << "fedsim: site " << site.id << ": " << n.notes << " notes, "
+             << (site.heldout.empty() ? std::string("every 10th held out")
+                                      : std::to_string(n.heldout_notes) + " held out")
+             << ", " << n.questions << " questions";
+    if (n.truncated > 0) {
+      progress << "; " << n.truncated << " notes longer than --seq-len " << c.seq_len
+               << " tokens are truncated to their first " << c.seq_len;
+    }
+    progress << "\n";
   }
-  if (!std::filesystem::exists(l.train_file(c.sites - 1))) {
+  return sites;
+}
+
+void generate_model(const SimConfig& c, const SimLayout& l, std::ostream& progress) {
+  if (std::filesystem::exists(l.model / "config.json")) return;
+  model::LlamaConfig config;
+  config.hidden_size = c.hidden;
+  config.intermediate_size = c.intermediate;
+  config.num_hidden_layers = c.layers;
+  config.num_attention_heads = c.heads;
+  config.num_key_value_heads = c.kv_heads;
+  config.head_dim = c.heads > 0 ? c.hidden / c.heads : 0;
+  config.vocab_size = c.vocab;
+  config.max_position_embeddings = std::max<int64_t>(2048, c.seq_len);
+  config.rms_norm_eps = 1e-5;
+  model::validate_llama_config(config, "fedsim model");
+  model::write_random_llama(l.model, config, {.seed = c.seed});
+  progress << "fedsim: generated a random Llama model (hidden " << c.hidden << ", " << c.layers
+           << " layers, vocabulary " << c.vocab << ") in " << l.model.string() << "\n";
+}
+
+std::vector<SiteFiles> generated_sites(const SimConfig& c, const SimLayout& l,
+                                       std::ostream& progress) {
+  std::vector<SiteFiles> sites;
+  for (uint32_t k = 0; k < c.sites; ++k) {
+    const std::string stem = "site" + std::to_string(k);
+    sites.push_back({"site-" + std::to_string(k),
+                     l.data / (stem + ".jsonl"),
+                     l.data / (stem + ".heldout.jsonl"),
+                     {}});
+  }
+  if (!std::filesystem::exists(sites.back().train)) {
     model::SyntheticDataOptions o;
     o.sites = static_cast<int>(c.sites);
     o.records = c.records;
@@ -56,16 +92,38 @@ SimLayout prepare_run(const SimConfig& c, std::ostream& progress) {
     progress << "fedsim: generated " << c.records << " synthetic clinical notes for each of "
              << c.sites << " sites in " << l.data.string() << "\n";
   }
-  if (!std::filesystem::exists(l.initial_adapter / model::kPeftConfigFile)) {
-    const model::LlamaConfig config = model::load_llama_config(l.model);
-    model::LoraConfig lora;
-    lora.rank = c.lora_rank;
-    lora.alpha = c.lora_alpha;
-    lora.targets = model::parse_lora_targets(c.targets);
-    std::mt19937_64 rng(model::lora_init_seed(c.seed));  // LoRA init: training RNG, not a secret
-    const model::LoraParams params = model::init_lora_params(config, lora, rng);
-    model::write_peft_adapter(l.initial_adapter, model::lora_to_peft(params, config, "model"));
+  return sites;
+}
+
+void write_initial_adapter(const SimConfig& c, const SimLayout& l) {
+  if (std::filesystem::exists(l.initial_adapter / model::kPeftConfigFile)) return;
+  const model::LlamaConfig config = model::load_llama_config(l.model);
+  model::LoraConfig lora;
+  lora.rank = c.lora_rank;
+  lora.alpha = c.lora_alpha;
+  lora.targets = model::parse_lora_targets(c.targets);
+  std::mt19937_64 rng(model::lora_init_seed(c.seed));  // LoRA init: training RNG, not a secret
+  const model::LoraParams params = model::init_lora_params(config, lora, rng);
+  model::write_peft_adapter(l.initial_adapter, model::lora_to_peft(params, config, "model"));
+}
+
+}  // namespace
+
+SimLayout prepare_run(const SimConfig& c, std::ostream& progress) {
+  SimLayout l = paths_of(c);
+  std::vector<SiteFiles> user_sites = checked_user_sites(c, progress);
+  std::filesystem::create_directories(l.run);
+  std::filesystem::create_directories(l.sites);
+  std::filesystem::create_directories(l.logs);
+  if (c.model_dir.empty()) generate_model(c, l, progress);
+  if (user_sites.empty()) {
+    l.site_files = generated_sites(c, l, progress);
+  } else {
+    for (auto& site : user_sites) {
+      l.site_files.push_back(site.heldout.empty() ? split_heldout(site, l.data) : site);
+    }
   }
+  write_initial_adapter(c, l);
   return l;
 }
 

@@ -1,36 +1,42 @@
 // The run directory of a simulated federation, and what fedsim generates in it when missing.
 //
-//   RUN/model/             the tiny random Llama model (config.json, model.safetensors)
-//   RUN/data/              site{k}.jsonl, site{k}.heldout.jsonl: each site's synthetic notes
+//   RUN/model/             the tiny random Llama model (config.json, model.safetensors), unless
+//                          --model names the user's own
+//   RUN/data/              site{k}.jsonl, site{k}.heldout.jsonl: each site's synthetic notes;
+//                          with --data, only the held-out splits of sites that bring none
 //   RUN/initial_adapter/   the global adapter of round 1 (PEFT layout: A random, B = 0)
-//   RUN/sites/site-k/      each site's state directory (budget, RLWE key, DP seed)
+//   RUN/sites/ID/          each site's state directory (budget, RLWE key, DP seed, curves)
 //   RUN/events.jsonl, RUN/checkpoints/, RUN/adapter/   written by the coordinator
+//   RUN/report.html        the run's charts and tables (report.h)
 //   RUN/keys/, RUN/logs/   --processes only: CURVE keys and allow-lists, one log per process
 #pragma once
 
 #include <filesystem>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "sim_config.h"
+#include "site_data.h"
 
 namespace fedsim {
 
 struct SimLayout {
   std::filesystem::path run, model, data, initial_adapter, sites, keys, logs;
+  std::vector<SiteFiles> site_files;  // site k's id and files
 
-  std::string site_id(uint32_t k) const { return "site-" + std::to_string(k); }
-  std::filesystem::path train_file(uint32_t k) const {
-    return data / ("site" + std::to_string(k) + ".jsonl");
-  }
-  std::filesystem::path heldout_file(uint32_t k) const {
-    return data / ("site" + std::to_string(k) + ".heldout.jsonl");
-  }
+  uint32_t site_count() const { return static_cast<uint32_t>(site_files.size()); }
+  const std::string& site_id(uint32_t k) const { return site_files.at(k).id; }
+  const std::filesystem::path& train_file(uint32_t k) const { return site_files.at(k).train; }
+  // Empty when the site has no held-out notes.
+  const std::filesystem::path& heldout_file(uint32_t k) const { return site_files.at(k).heldout; }
   std::filesystem::path state_dir(uint32_t k) const { return sites / site_id(k); }
 };
 
-// Creates the run directory and generates the model, the data and the initial adapter where
-// they are missing (an existing run keeps its own). Throws with one line on failure.
+// Checks the user's --data and --model (site_data.h; SiteDataError before anything is written),
+// then creates the run directory and generates the model, the data and the initial adapter where
+// they are missing (an existing run keeps its own). Reports each user site's counts, truncated
+// notes included, to `progress`. Throws with one line on failure.
 SimLayout prepare_run(const SimConfig& config, std::ostream& progress);
 
 // The DP seed of site k in a replayable simulation: SHA-256 of the sim seed and the site, as 64

@@ -35,11 +35,11 @@ coordinator::CoordinatorConfig coordinator_config(const SimConfig& c, const SimL
   cc.initial_adapter = l.initial_adapter;
   cc.rounds = c.rounds;
   cc.fraction = c.fraction;
-  cc.min_participants = c.min_participants;
+  cc.min_participants = std::min(c.min_participants, l.site_count());
   cc.round_timeout = std::chrono::seconds(c.round_timeout_s);
   cc.heartbeat_interval = std::chrono::milliseconds(500);
   cc.wait_for_sites = std::chrono::seconds(120);
-  cc.start_after = c.sites;  // the first round begins with every site of the simulation
+  cc.start_after = l.site_count();  // the first round begins with every site of the simulation
   cc.seed = c.seed;
   cc.plan.local_steps = c.local_steps;
   cc.plan.learning_rate = c.lr;
@@ -94,7 +94,7 @@ int run_threads(const SimConfig& c, const SimLayout& l) {
 
   // Sites.
   std::vector<std::unique_ptr<participant::Agent>> agents;
-  for (uint32_t k = 0; k < c.sites; ++k) {
+  for (uint32_t k = 0; k < l.site_count(); ++k) {
     participant::AgentConfig ac;
     ac.site_id = l.site_id(k);
     ac.coordinator = endpoint;
