@@ -81,6 +81,12 @@ Result<std::vector<zmq::message_t>> receive_parts(zmq::socket_t& s,
   }
 }
 
+// Why a message with more frames than a header and max_blobs blobs was refused.
+Error too_many_frames(const Limits& limits) {
+  return make_error(ErrorCode::kMalformedRequest, "message has more than ", limits.max_blobs,
+                    " blob frames");
+}
+
 Status send_parts(zmq::socket_t& s, std::vector<zmq::message_t>& parts) {
   try {
     for (size_t i = 0; i < parts.size(); ++i) {
@@ -128,59 +134,35 @@ Result<Server> Server::bind(zmq::context_t& context, const ServerConfig& config)
   }
 }
 
-Result<Incoming> Server::receive(std::chrono::milliseconds timeout) {
-  bool truncated = false;
-  // Routing id + header + blobs, and one more to notice an extra frame.
-  auto parts = receive_parts(socket_, timeout, options_.limits.max_blobs + 3, &truncated);
-  if (!parts) return parts.error();
-  auto& frames = parts.value();
-  Incoming in{std::string(static_cast<const char*>(frames[0].data()), frames[0].size()), "",
-              make_error(ErrorCode::kMalformedRequest, "message has no header frame")};
-  if (frames.size() > 1) {
-    // Set by the ZAP handler's reply under CURVE; absent on an insecure socket.
-    const char* user = zmq_msg_gets(frames[1].handle(), "User-Id");
-    if (user != nullptr) in.user_id = user;
-  }
-  if (truncated) {
-    in.message = make_error(ErrorCode::kMalformedRequest, "message has more than ",
-                            options_.limits.max_blobs, " blob frames");
-  } else if (frames.size() > 1) {
-    frames.erase(frames.begin());
-    in.message = decode(std::move(frames), options_.limits);
-  }
-  return in;
-}
-
-Status Server::send(const std::string& peer, Message&& message) {
-  auto frames = encode(std::move(message));
-  if (!frames) return frames.error();
-  try {
-    frames.value().insert(frames.value().begin(), zmq::message_t(peer.data(), peer.size()));
-  } catch (const std::exception& e) {
-    return transport_error("send failed", e);
-  }
-  return send_parts(socket_, frames.value());
-}
-
 Result<RawIncoming> Server::receive_frames(std::chrono::milliseconds timeout) {
   bool truncated = false;
+  // Routing id + header + blobs, and one more to notice an extra frame.
   auto parts = receive_parts(socket_, timeout, options_.limits.max_blobs + 3, &truncated);
   if (!parts) return parts.error();
   auto& frames = parts.value();
   RawIncoming in{std::string(static_cast<const char*>(frames[0].data()), frames[0].size()), "",
                  make_error(ErrorCode::kMalformedRequest, "message has no header frame")};
   if (frames.size() > 1) {
+    // Set by the ZAP handler's reply under CURVE; absent on an insecure socket.
     const char* user = zmq_msg_gets(frames[1].handle(), "User-Id");
     if (user != nullptr) in.user_id = user;
   }
   if (truncated) {
-    in.frames = make_error(ErrorCode::kMalformedRequest, "message has more than ",
-                           options_.limits.max_blobs, " blob frames");
+    in.frames = too_many_frames(options_.limits);
   } else if (frames.size() > 1) {
     frames.erase(frames.begin());
     in.frames = std::move(frames);
   }
   return in;
+}
+
+Result<Incoming> Server::receive(std::chrono::milliseconds timeout) {
+  auto raw = receive_frames(timeout);
+  if (!raw) return raw.error();
+  auto& in = raw.value();
+  if (!in.frames) return Incoming{std::move(in.peer), std::move(in.user_id), in.frames.error()};
+  return Incoming{std::move(in.peer), std::move(in.user_id),
+                  decode(std::move(in.frames).value(), options_.limits)};
 }
 
 Status Server::send_frames(const std::string& peer, std::vector<zmq::message_t>&& frames) {
@@ -193,6 +175,12 @@ Status Server::send_frames(const std::string& peer, std::vector<zmq::message_t>&
     return transport_error("send failed", e);
   }
   return send_parts(socket_, parts);
+}
+
+Status Server::send(const std::string& peer, Message&& message) {
+  auto frames = encode(std::move(message));
+  if (!frames) return frames.error();
+  return send_frames(peer, std::move(frames).value());
 }
 
 // --- Client --------------------------------------------------------------------------------------
@@ -221,23 +209,6 @@ Result<Client> Client::connect(zmq::context_t& context, const ClientConfig& conf
   }
 }
 
-Status Client::send(Message&& message) {
-  auto frames = encode(std::move(message));
-  if (!frames) return frames.error();
-  return send_parts(socket_, frames.value());
-}
-
-Result<Message> Client::receive(std::chrono::milliseconds timeout) {
-  bool truncated = false;
-  auto parts = receive_parts(socket_, timeout, options_.limits.max_blobs + 2, &truncated);
-  if (!parts) return parts.error();
-  if (truncated) {
-    return make_error(ErrorCode::kMalformedRequest, "message has more than ",
-                      options_.limits.max_blobs, " blob frames");
-  }
-  return decode(std::move(parts.value()), options_.limits);
-}
-
 Status Client::send_frames(std::vector<zmq::message_t>&& frames) {
   return send_parts(socket_, frames);
 }
@@ -246,11 +217,20 @@ Result<std::vector<zmq::message_t>> Client::receive_frames(std::chrono::millisec
   bool truncated = false;
   auto parts = receive_parts(socket_, timeout, options_.limits.max_blobs + 2, &truncated);
   if (!parts) return parts.error();
-  if (truncated) {
-    return make_error(ErrorCode::kMalformedRequest, "message has more than ",
-                      options_.limits.max_blobs, " blob frames");
-  }
+  if (truncated) return too_many_frames(options_.limits);
   return std::move(parts).value();
+}
+
+Status Client::send(Message&& message) {
+  auto frames = encode(std::move(message));
+  if (!frames) return frames.error();
+  return send_frames(std::move(frames).value());
+}
+
+Result<Message> Client::receive(std::chrono::milliseconds timeout) {
+  auto frames = receive_frames(timeout);
+  if (!frames) return frames.error();
+  return decode(std::move(frames).value(), options_.limits);
 }
 
 }  // namespace protocol

@@ -1,6 +1,6 @@
 // The messages between the coordinator and its participants and workers as plain C++ values,
 // one struct per message of schema/coordinator.capnp (read that file for what each field means).
-// Only coordinator_codec.cpp touches Cap'n Proto.
+// Only src/coordinator/ and src/core/ touch Cap'n Proto.
 //
 // Adapters travel as ONE float32 blob of shape [total] and a tensor table (AdapterTable): each
 // tensor's `offset` is its first element in the blob, tensors are listed in blob order and tile

@@ -1,6 +1,6 @@
 // The messages of the participant <-> fhe_worker protocol as plain C++ values, one struct per
 // message of schema/worker.capnp (read that file for what each field means). Code above the
-// transport builds and reads these; only codec.cpp touches Cap'n Proto.
+// transport builds and reads these; only src/worker/ and src/core/ touch Cap'n Proto.
 //
 // Blob fields (`*_blob`) are indices into the message's blob list (Message::blobs, or the
 // descriptions passed to encode_header). Every blob must be referenced exactly once.

@@ -1,69 +1,18 @@
-#include "envelope_read.h"
-
-#include <cstring>
+// The worker schema's message structs read into plain values (WorkerSchema::read_body).
+#include "core/fields.h"
+#include "worker/envelope.h"
 
 namespace protocol {
 namespace {
 
+using core::check_version;
+using core::read_enum;
+using core::read_error;
+using core::read_fixed_data;
+using core::read_text;
+using core::refuse;
+
 constexpr ErrorCode kMalformed = ErrorCode::kMalformedRequest;
-
-[[noreturn]] void refuse(Error e) {
-  throw FieldError{std::move(e)};
-}
-
-void check_version(uint16_t version, std::string_view what) {
-  if (version != kProtocolVersion) {
-    refuse(make_error(ErrorCode::kUnsupportedVersion, what, " has protocol version ", version,
-                      ", this build speaks ", kProtocolVersion));
-  }
-}
-
-template <typename Enum, typename WireEnum>
-Enum read_enum(WireEnum v, uint16_t max, std::string_view what) {
-  const auto raw = static_cast<uint16_t>(v);
-  if (raw == 0 || raw > max) refuse(make_error(kMalformed, "unknown ", what, " ", raw));
-  return static_cast<Enum>(raw);
-}
-
-std::string read_text(capnp::Text::Reader text, size_t max, std::string_view what) {
-  if (text.size() > max) {
-    refuse(make_error(kMalformed, what, " has ", text.size(), " bytes (at most ", max, ")"));
-  }
-  return std::string(text.cStr(), text.size());
-}
-
-template <size_t N>
-std::array<uint8_t, N> read_fixed_data(capnp::Data::Reader data, std::string_view what) {
-  if (data.size() != N) {
-    refuse(make_error(kMalformed, what, " has ", data.size(), " bytes, expected ", N));
-  }
-  std::array<uint8_t, N> out;
-  std::memcpy(out.data(), data.begin(), N);
-  return out;
-}
-
-BlobDesc read_blob(wire::BlobDesc::Reader r) {
-  BlobDesc d;
-  d.dtype = read_enum<DType>(r.getDtype(), 4, "blob dtype");
-  d.bits = r.getBits();
-  auto shape = r.getShape();
-  if (shape.size() == 0 || shape.size() > kMaxBlobRank) {
-    refuse(make_error(kMalformed, "blob has ", shape.size(), " dimensions (1 to ", kMaxBlobRank,
-                      " allowed)"));
-  }
-  for (const uint64_t dim : shape) d.shape.push_back(dim);
-  d.count = r.getCount();
-  d.byte_length = r.getByteLength();
-  return d;
-}
-
-Error read_error(wire::Error::Reader r) {
-  Error e;
-  e.code = read_enum<ErrorCode>(r.getCode(), static_cast<uint16_t>(ErrorCode::kUnsupportedVersion),
-                                "error code");
-  e.message = read_text(r.getMessage(), kMaxErrorBytes, "error message");
-  return e;
-}
 
 ModelInfoRequest read(wire::ModelInfoRequest::Reader r) {
   check_version(r.getVersion(), "modelInfoRequest");
@@ -181,38 +130,22 @@ ErrorReply read(wire::ErrorReply::Reader r) {
 
 }  // namespace
 
-Header read_envelope(wire::Envelope::Reader env, const Limits& limits) {
-  Header h;
-  auto blobs = env.getBlobs();
-  if (blobs.size() > limits.max_blobs) {
-    refuse(make_error(kMalformed, "header announces ", blobs.size(), " blobs (at most ",
-                      limits.max_blobs, ")"));
-  }
-  for (auto b : blobs) h.blobs.push_back(read_blob(b));
-  auto body = env.getBody();
+WorkerSchema::Body WorkerSchema::read_body(Envelope::Body::Reader body) {
   switch (body.which()) {
-    case wire::Envelope::Body::MODEL_INFO_REQUEST:
-      h.body = read(body.getModelInfoRequest());
-      break;
-    case wire::Envelope::Body::MODEL_INFO_REPLY:
-      h.body = read(body.getModelInfoReply());
-      break;
-    case wire::Envelope::Body::MATMUL_REQUEST:
-      h.body = read(body.getMatmulRequest());
-      break;
-    case wire::Envelope::Body::MATMUL_REPLY:
-      h.body = read(body.getMatmulReply());
-      break;
-    case wire::Envelope::Body::HEARTBEAT:
-      h.body = read(body.getHeartbeat());
-      break;
-    case wire::Envelope::Body::ERROR_REPLY:
-      h.body = read(body.getErrorReply());
-      break;
-    default:
-      refuse(make_error(kMalformed, "unknown message type ", static_cast<unsigned>(body.which())));
+    case Envelope::Body::MODEL_INFO_REQUEST:
+      return read(body.getModelInfoRequest());
+    case Envelope::Body::MODEL_INFO_REPLY:
+      return read(body.getModelInfoReply());
+    case Envelope::Body::MATMUL_REQUEST:
+      return read(body.getMatmulRequest());
+    case Envelope::Body::MATMUL_REPLY:
+      return read(body.getMatmulReply());
+    case Envelope::Body::HEARTBEAT:
+      return read(body.getHeartbeat());
+    case Envelope::Body::ERROR_REPLY:
+      return read(body.getErrorReply());
   }
-  return h;
+  refuse(make_error(kMalformed, "unknown message type ", static_cast<unsigned>(body.which())));
 }
 
 }  // namespace protocol

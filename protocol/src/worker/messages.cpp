@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "core/checks.h"
+
 namespace protocol {
 
 std::string_view projection_name(ProjectionKind kind) {
@@ -47,6 +49,10 @@ Error to_wire(Error error) {
 
 namespace {
 
+using core::BlobUse;
+using core::check_id;
+using core::check_wire_error;
+
 constexpr ErrorCode kMalformed = ErrorCode::kMalformedRequest;
 constexpr ErrorCode kShape = ErrorCode::kShapeMismatch;
 
@@ -55,62 +61,6 @@ bool valid_projection(ProjectionKind k) {
   return v >= static_cast<uint8_t>(ProjectionKind::kQ) &&
          v <= static_cast<uint8_t>(ProjectionKind::kLmHead);
 }
-
-Status check_id(const std::string& id, std::string_view what) {
-  if (id.empty()) return make_error(kMalformed, what, " is empty");
-  if (id.size() > kMaxIdBytes) {
-    return make_error(kMalformed, what, " has ", id.size(), " bytes (at most ", kMaxIdBytes, ")");
-  }
-  for (const char c : id) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      return make_error(kMalformed, what, " contains a control character");
-    }
-  }
-  return ok_status();
-}
-
-Status check_error(const Error& e) {
-  if (!is_wire_code(e.code)) {
-    return make_error(kMalformed, "error code ", static_cast<unsigned>(e.code),
-                      " is not a wire code");
-  }
-  if (e.message.size() > kMaxErrorBytes) {
-    return make_error(kMalformed, "error message has ", e.message.size(), " bytes (at most ",
-                      kMaxErrorBytes, ")");
-  }
-  for (const char c : e.message) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      return make_error(kMalformed, "error message contains a control character");
-    }
-  }
-  return ok_status();
-}
-
-// Tracks which blobs the body refers to: each exactly once.
-class BlobUse {
- public:
-  explicit BlobUse(std::span<const BlobDesc> blobs) : blobs_(blobs), used_(blobs.size(), false) {}
-
-  Result<const BlobDesc*> take(uint32_t index, std::string_view what) {
-    if (index >= blobs_.size()) {
-      return make_error(kMalformed, what, " refers to blob ", index, " of ", blobs_.size());
-    }
-    if (used_[index]) return make_error(kMalformed, "blob ", index, " is referred to twice");
-    used_[index] = true;
-    return &blobs_[index];
-  }
-
-  Status all_used() const {
-    for (size_t i = 0; i < used_.size(); ++i) {
-      if (!used_[i]) return make_error(kMalformed, "blob ", i, " is not referred to");
-    }
-    return ok_status();
-  }
-
- private:
-  std::span<const BlobDesc> blobs_;
-  std::vector<bool> used_;
-};
 
 // A ciphertext plane blob for a rows x cols matrix: packedUnsigned [ceil(cols/n), rows, n].
 Status check_planes(const BlobDesc& d, uint64_t rows, uint64_t cols, uint32_t bits,
@@ -141,13 +91,6 @@ Status check_matrix_dims(uint64_t rows, uint64_t cols, std::string_view what) {
   }
   return ok_status();
 }
-
-#define PROTOCOL_TRY(expr)       \
-  do {                           \
-    if (auto s_ = (expr); !s_) { \
-      return s_.error();         \
-    }                            \
-  } while (false)
 
 Status check(const ModelInfoRequest& m, BlobUse&) {
   return check_id(m.model_id, "model id");
@@ -199,7 +142,7 @@ Status check(const ModelInfo& m, BlobUse& use) {
 }
 
 Status check(const ModelInfoReply& m, BlobUse& use) {
-  if (const auto* e = std::get_if<Error>(&m.outcome)) return check_error(*e);
+  if (const auto* e = std::get_if<Error>(&m.outcome)) return check_wire_error(*e);
   return check(std::get<ModelInfo>(m.outcome), use);
 }
 
@@ -258,7 +201,7 @@ Status check(const ResultPlanes& r, BlobUse& use) {
 }
 
 Status check(const MatmulReply& m, BlobUse& use) {
-  if (const auto* e = std::get_if<Error>(&m.outcome)) return check_error(*e);
+  if (const auto* e = std::get_if<Error>(&m.outcome)) return check_wire_error(*e);
   const auto& results = std::get<std::vector<ResultPlanes>>(m.outcome);
   if (results.empty() || results.size() > kMaxProjections) {
     return make_error(kMalformed, "reply has ", results.size(), " results (1..", kMaxProjections,
@@ -273,20 +216,14 @@ Status check(const Heartbeat& m, BlobUse&) {
 }
 
 Status check(const ErrorReply& m, BlobUse&) {
-  return check_error(m.error);
+  return check_wire_error(m.error);
 }
 
 }  // namespace
 
 Status validate(const Body& body, std::span<const BlobDesc> blobs) {
-  for (size_t i = 0; i < blobs.size(); ++i) {
-    if (auto s = blobs[i].check(); !s) {
-      return Error{s.error().code, "blob " + std::to_string(i) + ": " + s.error().message};
-    }
-  }
-  BlobUse use(blobs);
-  PROTOCOL_TRY(std::visit([&use](const auto& m) { return check(m, use); }, body));
-  return use.all_used();
+  return core::validate_body(body, blobs,
+                             [](const auto& m, BlobUse& use) { return check(m, use); });
 }
 
 }  // namespace protocol

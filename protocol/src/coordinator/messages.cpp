@@ -5,6 +5,7 @@
 #include <cstring>
 #include <set>
 
+#include "core/checks.h"
 #include "protocol/keys.h"
 
 namespace protocol::coord {
@@ -95,29 +96,9 @@ namespace {
 constexpr ErrorCode kMalformed = ErrorCode::kMalformedRequest;
 constexpr ErrorCode kShape = ErrorCode::kShapeMismatch;
 
-#define COORD_TRY(expr)          \
-  do {                           \
-    if (auto s_ = (expr); !s_) { \
-      return s_.error();         \
-    }                            \
-  } while (false)
-
-Status check_text(const std::string& s, size_t max, bool allow_empty, std::string_view what) {
-  if (s.empty() && !allow_empty) return make_error(kMalformed, what, " is empty");
-  if (s.size() > max) {
-    return make_error(kMalformed, what, " has ", s.size(), " bytes (at most ", max, ")");
-  }
-  for (const char c : s) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      return make_error(kMalformed, what, " contains a control character");
-    }
-  }
-  return ok_status();
-}
-
-Status check_id(const std::string& id, std::string_view what) {
-  return check_text(id, kMaxIdBytes, false, what);
-}
+using core::BlobUse;
+using core::check_id;
+using core::check_text;
 
 Status check_site_id(const std::string& id, std::string_view what) {
   if (!is_site_id(id)) {
@@ -129,7 +110,7 @@ Status check_site_id(const std::string& id, std::string_view what) {
 
 // An endpoint: printable ASCII without blanks (it reaches logs, events and checkpoints).
 Status check_endpoint(const std::string& s, bool allow_empty, std::string_view what) {
-  COORD_TRY(check_text(s, kMaxEndpointBytes, allow_empty, what));
+  PROTOCOL_TRY(check_text(s, kMaxEndpointBytes, allow_empty, what));
   for (const char c : s) {
     if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
       return make_error(kMalformed, what, " must be printable ASCII without blanks");
@@ -155,31 +136,6 @@ Status check_key_text(const std::string& key, std::string_view what) {
   return ok_status();
 }
 
-class BlobUse {
- public:
-  explicit BlobUse(std::span<const BlobDesc> blobs) : blobs_(blobs), used_(blobs.size(), false) {}
-
-  Result<const BlobDesc*> take(uint32_t index, std::string_view what) {
-    if (index >= blobs_.size()) {
-      return make_error(kMalformed, what, " refers to blob ", index, " of ", blobs_.size());
-    }
-    if (used_[index]) return make_error(kMalformed, "blob ", index, " is referred to twice");
-    used_[index] = true;
-    return &blobs_[index];
-  }
-
-  Status all_used() const {
-    for (size_t i = 0; i < used_.size(); ++i) {
-      if (!used_[i]) return make_error(kMalformed, "blob ", i, " is not referred to");
-    }
-    return ok_status();
-  }
-
- private:
-  std::span<const BlobDesc> blobs_;
-  std::vector<bool> used_;
-};
-
 Status check(const AdapterTable& a, BlobUse& use, std::string_view what) {
   if (a.tensors.empty() || a.tensors.size() > kMaxAdapterTensors) {
     return make_error(kMalformed, what, " lists ", a.tensors.size(), " tensors (1..",
@@ -188,7 +144,7 @@ Status check(const AdapterTable& a, BlobUse& use, std::string_view what) {
   std::set<std::string_view> names;
   uint64_t next = 0;
   for (const auto& t : a.tensors) {
-    COORD_TRY(check_id(t.name, "tensor name"));
+    PROTOCOL_TRY(check_id(t.name, "tensor name"));
     if (!names.insert(t.name).second) {
       return make_error(kMalformed, what, " lists tensor '", t.name, "' twice");
     }
@@ -221,11 +177,11 @@ Status check(const Register& m, BlobUse&) {
   if (m.role != Role::kParticipant && m.role != Role::kWorker) {
     return make_error(kMalformed, "unknown role ", static_cast<unsigned>(m.role));
   }
-  COORD_TRY(check_site_id(m.site_id, "site id"));
-  COORD_TRY(check_endpoint(m.compute_endpoint, true, "compute endpoint"));
-  COORD_TRY(check_key_text(m.public_key, "worker public key"));
-  COORD_TRY(check_finite(m.epsilon_max, "epsilon_max"));
-  COORD_TRY(check_finite(m.delta, "delta"));
+  PROTOCOL_TRY(check_site_id(m.site_id, "site id"));
+  PROTOCOL_TRY(check_endpoint(m.compute_endpoint, true, "compute endpoint"));
+  PROTOCOL_TRY(check_key_text(m.public_key, "worker public key"));
+  PROTOCOL_TRY(check_finite(m.epsilon_max, "epsilon_max"));
+  PROTOCOL_TRY(check_finite(m.delta, "delta"));
   if (m.role == Role::kParticipant) {
     if (!(m.epsilon_max > 0)) return make_error(kMalformed, "epsilon_max must be > 0");
     if (!(m.delta > 0 && m.delta < 1)) return make_error(kMalformed, "delta must be in (0, 1)");
@@ -250,7 +206,7 @@ Status check(const TrainingPlan& p) {
        {std::pair{p.learning_rate, "learning rate"}, std::pair{p.sample_rate, "sample rate"},
         std::pair{p.noise_multiplier, "noise multiplier"}, std::pair{p.clip_norm, "clip norm"},
         std::pair{p.delta, "delta"}}) {
-    COORD_TRY(check_finite(v, what));
+    PROTOCOL_TRY(check_finite(v, what));
   }
   if (!(p.learning_rate > 0)) return make_error(kMalformed, "learning rate must be > 0");
   if (!(p.sample_rate > 0 && p.sample_rate <= 1)) {
@@ -259,8 +215,8 @@ Status check(const TrainingPlan& p) {
   if (!(p.noise_multiplier > 0)) return make_error(kMalformed, "noise multiplier must be > 0");
   if (!(p.clip_norm > 0)) return make_error(kMalformed, "clip norm must be > 0");
   if (!(p.delta > 0 && p.delta < 1)) return make_error(kMalformed, "delta must be in (0, 1)");
-  COORD_TRY(check_finite(p.participant_clip, "participant clip norm"));
-  COORD_TRY(check_finite(p.participant_sigma, "participant noise multiplier"));
+  PROTOCOL_TRY(check_finite(p.participant_clip, "participant clip norm"));
+  PROTOCOL_TRY(check_finite(p.participant_sigma, "participant noise multiplier"));
   if (p.participant_dp && !(p.participant_clip > 0)) {
     return make_error(kMalformed, "participant clip norm must be > 0 with participant-level DP");
   }
@@ -276,13 +232,13 @@ Status check(const RoundInvitation& m, BlobUse& use) {
   if (!is_run_id(m.run_id)) {
     return make_error(kMalformed, "run id must be ", kRunIdChars, " lowercase hex characters");
   }
-  COORD_TRY(check(m.plan));
+  PROTOCOL_TRY(check(m.plan));
   if (m.workers.size() > kMaxWorkers) {
     return make_error(kMalformed, "worker directory lists ", m.workers.size(), " workers");
   }
   for (const auto& w : m.workers) {
-    COORD_TRY(check_endpoint(w.endpoint, false, "worker endpoint"));
-    COORD_TRY(check_key_text(w.public_key, "worker public key"));
+    PROTOCOL_TRY(check_endpoint(w.endpoint, false, "worker endpoint"));
+    PROTOCOL_TRY(check_key_text(w.public_key, "worker public key"));
   }
   return check(m.adapter, use, "global adapter");
 }
@@ -297,17 +253,17 @@ Status check(const Decline& m, BlobUse&) {
   if (static_cast<uint8_t>(m.reason) < 1 || static_cast<uint8_t>(m.reason) > 5) {
     return make_error(kMalformed, "unknown decline reason ", static_cast<unsigned>(m.reason));
   }
-  COORD_TRY(check_site_id(m.site_id, "site id"));
+  PROTOCOL_TRY(check_site_id(m.site_id, "site id"));
   return check_text(m.detail, kMaxErrorBytes, true, "decline detail");
 }
 
 Status check(const DeltaUpload& m, BlobUse& use) {
   if (m.attempt == 0) return make_error(kMalformed, "attempt is 0");
-  COORD_TRY(check_site_id(m.site_id, "site id"));
+  PROTOCOL_TRY(check_site_id(m.site_id, "site id"));
   if (m.example_count == 0) return make_error(kMalformed, "example count is 0");
-  COORD_TRY(check_loss(m.train_loss, "train loss"));
-  COORD_TRY(check_loss(m.heldout_loss, "held-out loss"));
-  COORD_TRY(check_finite(m.epsilon_spent, "epsilon spent"));
+  PROTOCOL_TRY(check_loss(m.train_loss, "train loss"));
+  PROTOCOL_TRY(check_loss(m.heldout_loss, "held-out loss"));
+  PROTOCOL_TRY(check_finite(m.epsilon_spent, "epsilon spent"));
   if (m.epsilon_spent < 0) return make_error(kMalformed, "epsilon spent is negative");
   return check(m.delta, use, "delta");
 }
@@ -320,7 +276,7 @@ Status check(const UploadAck& m, BlobUse&) {
 }
 
 Status check(const RoundResult& m, BlobUse&) {
-  COORD_TRY(check_loss(m.train_loss, "train loss"));
+  PROTOCOL_TRY(check_loss(m.train_loss, "train loss"));
   return check_loss(m.heldout_loss, "held-out loss");
 }
 
@@ -329,24 +285,14 @@ Status check(const Shutdown& m, BlobUse&) {
 }
 
 Status check(const ErrorReply& m, BlobUse&) {
-  if (!is_wire_code(m.error.code)) {
-    return make_error(kMalformed, "error code ", static_cast<unsigned>(m.error.code),
-                      " is not a wire code");
-  }
-  return check_text(m.error.message, kMaxErrorBytes, true, "error message");
+  return core::check_wire_error(m.error);
 }
 
 }  // namespace
 
 Status validate(const Body& body, std::span<const BlobDesc> blobs) {
-  for (size_t i = 0; i < blobs.size(); ++i) {
-    if (auto s = blobs[i].check(); !s) {
-      return Error{s.error().code, "blob " + std::to_string(i) + ": " + s.error().message};
-    }
-  }
-  BlobUse use(blobs);
-  COORD_TRY(std::visit([&use](const auto& m) { return check(m, use); }, body));
-  return use.all_used();
+  return core::validate_body(body, blobs,
+                             [](const auto& m, BlobUse& use) { return check(m, use); });
 }
 
 Result<Blob> float_blob(std::span<const float> values) {

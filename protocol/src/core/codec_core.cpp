@@ -1,36 +1,30 @@
-// Header frames (encode_header / decode_header, the Cap'n Proto side is in envelope_*.cpp) and
-// the checks of the blob frames that follow them.
-#include "protocol/codec.h"
+#include "core/codec_core.h"
 
-#include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <string>
 
-#include "envelope_read.h"
-#include "envelope_write.h"
-
-namespace protocol {
+namespace protocol::core {
 namespace {
 
 constexpr ErrorCode kMalformed = ErrorCode::kMalformedRequest;
 
 // First line of a Cap'n Proto exception, bounded.
 std::string one_line(std::string text) {
-  text = text.substr(0, std::min(text.find('\n'), size_t{200}));
-  return text;
+  return text.substr(0, std::min(text.find('\n'), size_t{200}));
 }
 
 }  // namespace
 
-Result<std::vector<uint8_t>> encode_header(const Body& body, std::span<const BlobDesc> blobs) {
-  if (auto s = validate(body, blobs); !s) return s.error();
+Result<std::vector<uint8_t>> write_header_frame(
+    kj::FunctionParam<void(capnp::MessageBuilder&)> fill) {
   try {
     capnp::MallocMessageBuilder builder;
-    write_envelope(builder.initRoot<wire::Envelope>(), body, blobs);
+    fill(builder);
     auto words = capnp::messageToFlatArray(builder);
     auto bytes = words.asBytes();
     return std::vector<uint8_t>(bytes.begin(), bytes.end());
@@ -42,7 +36,8 @@ Result<std::vector<uint8_t>> encode_header(const Body& body, std::span<const Blo
   }
 }
 
-Result<Header> decode_header(std::span<const uint8_t> frame, const Limits& limits) {
+Status read_header_frame(std::span<const uint8_t> frame, const Limits& limits,
+                         kj::FunctionParam<void(capnp::MessageReader&)> read) {
   if (frame.empty()) return make_error(kMalformed, "empty header frame");
   if (frame.size() > limits.max_header_bytes) {
     return make_error(kMalformed, "header frame has ", frame.size(), " bytes (limit ",
@@ -52,7 +47,6 @@ Result<Header> decode_header(std::span<const uint8_t> frame, const Limits& limit
     return make_error(kMalformed, "header frame has ", frame.size(),
                       " bytes, not a whole number of 8-byte words");
   }
-  Header header;
   try {
     // A copy: the frame need not be 8-byte aligned, and it is small.
     auto words = kj::heapArray<capnp::word>(frame.size() / sizeof(capnp::word));
@@ -64,7 +58,7 @@ Result<Header> decode_header(std::span<const uint8_t> frame, const Limits& limit
     if (reader.getEnd() != words.end()) {
       return make_error(kMalformed, "header frame has bytes after its message");
     }
-    header = read_envelope(reader.getRoot<wire::Envelope>(), limits);
+    read(reader);
   } catch (const FieldError& e) {
     return e.error;
   } catch (const kj::Exception& e) {
@@ -72,19 +66,18 @@ Result<Header> decode_header(std::span<const uint8_t> frame, const Limits& limit
   } catch (const std::exception& e) {
     return make_error(kMalformed, "header does not parse: ", e.what());
   }
-  if (auto s = validate(header.body, header.blobs); !s) return s.error();
-  return header;
+  return ok_status();
 }
 
-Status check_blob_frames(const Header& header, size_t header_bytes,
+Status check_blob_frames(std::span<const BlobDesc> descs, size_t header_bytes,
                          std::span<const uint64_t> frame_sizes, const Limits& limits) {
-  if (frame_sizes.size() != header.blobs.size()) {
-    return make_error(kMalformed, "header announces ", header.blobs.size(), " blob frames, ",
+  if (frame_sizes.size() != descs.size()) {
+    return make_error(kMalformed, "header announces ", descs.size(), " blob frames, ",
                       frame_sizes.size(), " arrived");
   }
   uint64_t total = header_bytes;
   for (size_t i = 0; i < frame_sizes.size(); ++i) {
-    const BlobDesc& d = header.blobs[i];
+    const BlobDesc& d = descs[i];
     if (d.byte_length > limits.max_blob_bytes || frame_sizes[i] > limits.max_blob_bytes) {
       return make_error(kMalformed, "blob ", i, " has ",
                         std::max<uint64_t>(d.byte_length, frame_sizes[i]), " bytes (limit ",
@@ -101,50 +94,46 @@ Status check_blob_frames(const Header& header, size_t header_bytes,
   return ok_status();
 }
 
-Result<std::vector<zmq::message_t>> encode(Message&& message) {
+Result<std::vector<BlobDesc>> blob_descs(std::span<const Blob> blobs) {
   std::vector<BlobDesc> descs;
-  descs.reserve(message.blobs.size());
-  for (size_t i = 0; i < message.blobs.size(); ++i) {
-    const Blob& b = message.blobs[i];
+  descs.reserve(blobs.size());
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    const Blob& b = blobs[i];
     if (b.data.size() != b.desc.byte_length) {
       return make_error(ErrorCode::kShapeMismatch, "blob ", i, " holds ", b.data.size(),
                         " bytes, its description says ", b.desc.byte_length);
     }
     descs.push_back(b.desc);
   }
-  auto header = encode_header(message.body, descs);
-  if (!header) return header.error();
-  try {
-    std::vector<zmq::message_t> frames;
-    frames.reserve(1 + message.blobs.size());
-    frames.emplace_back(header.value().data(), header.value().size());
-    for (auto& b : message.blobs) frames.push_back(std::move(b.data));
-    return frames;
-  } catch (const std::exception& e) {
-    return make_error(ErrorCode::kInternal, "cannot build frames: ", e.what());
-  }
+  return descs;
 }
 
-Result<Message> decode(std::vector<zmq::message_t>&& frames, const Limits& limits) {
-  if (frames.empty()) return make_error(kMalformed, "message has no frames");
-  const auto& head = frames.front();
-  auto header = decode_header({static_cast<const uint8_t*>(head.data()), head.size()}, limits);
-  if (!header) return header.error();
+Result<std::vector<zmq::message_t>> to_frames(std::span<const uint8_t> header,
+                                              std::vector<Blob>& blobs) {
+  return capture(ErrorCode::kInternal, "cannot build frames: ", [&] {
+    std::vector<zmq::message_t> frames;
+    frames.reserve(1 + blobs.size());
+    frames.emplace_back(header.data(), header.size());
+    for (auto& b : blobs) frames.push_back(std::move(b.data));
+    return frames;
+  });
+}
+
+Result<std::vector<Blob>> take_blobs(std::vector<BlobDesc>&& descs,
+                                     std::vector<zmq::message_t>&& frames, const Limits& limits) {
   std::vector<uint64_t> sizes;
   for (size_t i = 1; i < frames.size(); ++i) sizes.push_back(frames[i].size());
-  if (auto s = check_blob_frames(header.value(), head.size(), sizes, limits); !s) {
+  if (auto s = check_blob_frames(descs, frames.front().size(), sizes, limits); !s) {
     return s.error();
   }
-  try {
-    Message m{std::move(header.value().body), {}};
-    m.blobs.reserve(frames.size() - 1);
+  return capture(ErrorCode::kInternal, "cannot assemble a message: ", [&] {
+    std::vector<Blob> blobs;
+    blobs.reserve(frames.size() - 1);
     for (size_t i = 1; i < frames.size(); ++i) {
-      m.blobs.push_back(Blob{std::move(header.value().blobs[i - 1]), std::move(frames[i])});
+      blobs.push_back(Blob{std::move(descs[i - 1]), std::move(frames[i])});
     }
-    return m;
-  } catch (const std::exception& e) {
-    return make_error(ErrorCode::kInternal, "cannot assemble a message: ", e.what());
-  }
+    return blobs;
+  });
 }
 
-}  // namespace protocol
+}  // namespace protocol::core

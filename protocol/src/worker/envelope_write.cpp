@@ -1,27 +1,21 @@
-#include "envelope_write.h"
+// The worker schema's message structs written from plain values (WorkerSchema::write_body).
+#include "core/fields.h"
+#include "worker/envelope.h"
 
 namespace protocol {
 namespace {
 
-// Text with its exact length (a std::string converted implicitly would stop at a NUL byte).
-capnp::Text::Reader text(const std::string& s) {
-  return capnp::Text::Reader(s.data(), s.size());
-}
-
-void write_error(wire::Error::Builder b, const Error& e) {
-  b.setCode(static_cast<wire::ErrorCode>(e.code));
-  b.setMessage(text(e.message));
-}
+using core::text;
+using core::with_version;
+using core::write_error;
 
 void write(wire::Envelope::Body::Builder b, const ModelInfoRequest& m) {
-  auto w = b.initModelInfoRequest();
-  w.setVersion(kProtocolVersion);
+  auto w = with_version(b.initModelInfoRequest());
   w.setModelId(text(m.model_id));
 }
 
 void write(wire::Envelope::Body::Builder b, const ModelInfoReply& m) {
-  auto w = b.initModelInfoReply();
-  w.setVersion(kProtocolVersion);
+  auto w = with_version(b.initModelInfoReply());
   if (const auto* e = std::get_if<Error>(&m.outcome)) return write_error(w.initError(), *e);
   const auto& info = std::get<ModelInfo>(m.outcome);
   auto i = w.initInfo();
@@ -48,8 +42,7 @@ void write(wire::Envelope::Body::Builder b, const ModelInfoReply& m) {
 }
 
 void write(wire::Envelope::Body::Builder b, const MatmulRequest& m) {
-  auto w = b.initMatmulRequest();
-  w.setVersion(kProtocolVersion);
+  auto w = with_version(b.initMatmulRequest());
   w.setRequestId(m.request_id);
   w.setModelId(text(m.model_id));
   w.setLayer(m.layer);
@@ -71,8 +64,7 @@ void write(wire::Envelope::Body::Builder b, const MatmulRequest& m) {
 }
 
 void write(wire::Envelope::Body::Builder b, const MatmulReply& m) {
-  auto w = b.initMatmulReply();
-  w.setVersion(kProtocolVersion);
+  auto w = with_version(b.initMatmulReply());
   w.setRequestId(m.request_id);
   if (m.has_timings) {
     auto t = w.initTimings();
@@ -103,8 +95,7 @@ void write(wire::Envelope::Body::Builder b, const MatmulReply& m) {
 }
 
 void write(wire::Envelope::Body::Builder b, const Heartbeat& m) {
-  auto w = b.initHeartbeat();
-  w.setVersion(kProtocolVersion);
+  auto w = with_version(b.initHeartbeat());
   w.setSenderId(text(m.sender_id));
   w.setQueued(m.queued);
   w.setInFlight(m.in_flight);
@@ -113,27 +104,15 @@ void write(wire::Envelope::Body::Builder b, const Heartbeat& m) {
 }
 
 void write(wire::Envelope::Body::Builder b, const ErrorReply& m) {
-  auto w = b.initErrorReply();
-  w.setVersion(kProtocolVersion);
+  auto w = with_version(b.initErrorReply());
   w.setRequestId(m.request_id);
   write_error(w.initError(), m.error);
 }
 
 }  // namespace
 
-void write_envelope(wire::Envelope::Builder env, const Body& body,
-                    std::span<const BlobDesc> blobs) {
-  std::visit([&env](const auto& m) { write(env.initBody(), m); }, body);
-  auto list = env.initBlobs(blobs.size());
-  for (size_t i = 0; i < blobs.size(); ++i) {
-    auto b = list[i];
-    b.setDtype(static_cast<wire::DType>(blobs[i].dtype));
-    b.setBits(static_cast<uint8_t>(blobs[i].bits));
-    auto shape = b.initShape(blobs[i].shape.size());
-    for (size_t d = 0; d < blobs[i].shape.size(); ++d) shape.set(d, blobs[i].shape[d]);
-    b.setCount(blobs[i].count);
-    b.setByteLength(blobs[i].byte_length);
-  }
+void WorkerSchema::write_body(Envelope::Body::Builder b, const Body& body) {
+  std::visit([&b](const auto& m) { write(b, m); }, body);
 }
 
 }  // namespace protocol
