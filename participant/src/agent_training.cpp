@@ -1,6 +1,6 @@
 // One round of the participant agent (agent_impl.h): the model over the round's backend, DP-SGD
 // training of the global adapter (model::run_training) and the delta it uploads.
-#include <fmt/format.h>
+#include <spdlog/fmt/fmt.h>
 
 #include <algorithm>
 #include <cmath>
