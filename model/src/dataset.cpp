@@ -136,6 +136,12 @@ TextDataset::TextDataset(std::span<const std::string> texts, const Tokenizer& to
   for (const auto& text : texts) examples_.push_back(tokenize_example(text, tokenizer, seq_len));
 }
 
+TextDataset load_text_dataset(const std::filesystem::path& path, const Tokenizer& tokenizer,
+                              int64_t seq_len) {
+  const std::vector<std::string> texts = read_jsonl_texts(path);
+  return TextDataset(texts, tokenizer, seq_len);
+}
+
 TextDataset::TextDataset(std::vector<std::vector<int32_t>> examples)
     : examples_(std::move(examples)) {
   if (examples_.empty()) throw ModelError("dataset: no examples");

@@ -127,4 +127,13 @@ McqResult evaluate_mcq(LlamaModel& model, std::span<const McqQuestion> questions
   return r;
 }
 
+EvaluationReport evaluate_model(LlamaModel& model, const LoraParams* lora, const TextDataset* data,
+                                const std::vector<McqQuestion>* mcq, const Tokenizer& tokenizer,
+                                int64_t batch_size) {
+  EvaluationReport report;
+  if (data) report.loss = evaluate_loss(model, *data, lora, batch_size);
+  if (mcq) report.mcq = evaluate_mcq(model, *mcq, tokenizer, lora);
+  return report;
+}
+
 }  // namespace model

@@ -51,4 +51,13 @@ LoraParams peft_to_lora(const PeftAdapter& adapter, const LlamaConfig& model) {
   return params;
 }
 
+LoraParams read_lora_adapter(const std::string& dir, const LlamaConfig& model) {
+  return peft_to_lora(read_peft_adapter(dir, model), model);
+}
+
+void write_lora_adapter(const std::string& dir, const LoraParams& params, const LlamaConfig& model,
+                        const std::string& base_model_name_or_path) {
+  write_peft_adapter(dir, lora_to_peft(params, model, base_model_name_or_path));
+}
+
 }  // namespace model

@@ -15,9 +15,29 @@
 #include "model/linear_backends.h"
 #include "model/llama_model.h"
 #include "model/llama_weights.h"
+#include "model/lora_peft.h"
 #include "training_io.h"
 
 namespace fedctl {
+namespace {
+
+nlohmann::json eval_json(const model::EvaluationReport& report) {
+  nlohmann::json result = nlohmann::json::object();
+  if (report.loss) {
+    result["loss"] = report.loss->loss;
+    result["perplexity"] = report.loss->perplexity;
+    result["tokens"] = report.loss->tokens;
+    result["sequences"] = report.loss->sequences;
+  }
+  if (report.mcq) {
+    result["mcq_accuracy"] = report.mcq->accuracy;
+    result["mcq_questions"] = report.mcq->questions;
+    result["mcq_correct"] = report.mcq->correct;
+  }
+  return result;
+}
+
+}  // namespace
 
 int cmd_eval(int argc, char** argv) {
   std::string model_dir, adapter, data, mcq, backend_flag;
@@ -55,29 +75,18 @@ int cmd_eval(int argc, char** argv) {
         const model::LlamaConfig& config = weights->config;
         if (has_data) check_seq_len(seq_len, config);
         std::optional<model::LoraParams> lora;
-        if (vm.count("adapter")) lora.emplace(load_lora_adapter(adapter, config));
+        if (vm.count("adapter")) lora.emplace(model::read_lora_adapter(adapter, config));
         const auto tokenizer = model::load_tokenizer(model_dir, config.vocab_size);
         std::optional<model::TextDataset> dataset;
-        if (has_data) dataset.emplace(load_text_dataset(data, *tokenizer, seq_len));
+        if (has_data) dataset.emplace(model::load_text_dataset(data, *tokenizer, seq_len));
         std::vector<model::McqQuestion> questions;
         if (has_mcq) questions = model::read_mcq_jsonl(mcq);
 
         model::LlamaModel llama(weights, model::make_linear_backend(kind, weights));
-        const model::LoraParams* adapted = lora ? &*lora : nullptr;
-        nlohmann::json result = nlohmann::json::object();
-        if (dataset) {
-          const model::EvalResult e = model::evaluate_loss(llama, *dataset, adapted, batch);
-          result["loss"] = e.loss;
-          result["perplexity"] = e.perplexity;
-          result["tokens"] = e.tokens;
-          result["sequences"] = e.sequences;
-        }
-        if (has_mcq) {
-          const model::McqResult m = model::evaluate_mcq(llama, questions, *tokenizer, adapted);
-          result["mcq_accuracy"] = m.accuracy;
-          result["mcq_questions"] = m.questions;
-          result["mcq_correct"] = m.correct;
-        }
+        const model::EvaluationReport report =
+            model::evaluate_model(llama, lora ? &*lora : nullptr, dataset ? &*dataset : nullptr,
+                                  has_mcq ? &questions : nullptr, *tokenizer, batch);
+        const nlohmann::json result = eval_json(report);
         std::cout << result.dump() << "\n";
         return 0;
       });

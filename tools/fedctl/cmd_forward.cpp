@@ -15,9 +15,9 @@
 #include "model/linear_backends.h"
 #include "model/llama_model.h"
 #include "model/llama_weights.h"
+#include "model/lora_peft.h"
 #include "model/token_batch.h"
 #include "model/tokenizer.h"
-#include "training_io.h"
 
 namespace fedctl {
 namespace {
@@ -123,7 +123,7 @@ int cmd_forward(int argc, char** argv) {
         const model::TokenBatch batch({ids});
         model::validate_token_batch(batch, config);  // before building a costly backend
         std::optional<model::LoraParams> lora;
-        if (vm.count("adapter")) lora.emplace(load_lora_adapter(adapter, config));
+        if (vm.count("adapter")) lora.emplace(model::read_lora_adapter(adapter, config));
 
         model::LlamaModel llama(weights, model::make_linear_backend(kind, weights));
         print_logits(ids, llama.forward(batch, nullptr, lora ? &*lora : nullptr));

@@ -1,6 +1,5 @@
-// Helpers shared by the fedctl commands that train or evaluate (train, eval, forward): flag
-// checks against the model, datasets read from JSON lines, adapters read from PEFT files, and
-// the DP-SGD flags of `fedctl train`.
+// Flag helpers shared by the fedctl commands that train or evaluate (train, eval): the
+// --seq-len check against the model and the DP-SGD flags of `fedctl train`.
 #pragma once
 
 #include <cmath>
@@ -12,17 +11,10 @@
 #include <string>
 
 #include "cli.h"
-#include "model/dataset.h"
-#include "model/dp_sgd_reducer.h"
 #include "model/llama_config.h"
-#include "model/lora_params.h"
-#include "model/lora_peft.h"
-#include "model/peft_adapter.h"
-#include "model/tokenizer.h"
-#include "model/trainer.h"
+#include "model/training_run.h"
 #include "privacy/accountant.h"
 #include "privacy/budget.h"
-#include "privacy/gaussian.h"
 #include "privacy/random_source.h"
 
 namespace fedctl {
@@ -38,20 +30,6 @@ inline void check_seq_len(int64_t seq_len, const model::LlamaConfig& config) {
                                 " exceeds the model's max_position_embeddings " +
                                 std::to_string(config.max_position_embeddings));
   }
-}
-
-// One example per "text" record of a JSON-lines file, tokenized and cut to seq_len tokens.
-// Throws model::ModelError naming the file for a missing, malformed or empty file.
-inline model::TextDataset load_text_dataset(const std::string& path,
-                                            const model::Tokenizer& tokenizer, int64_t seq_len) {
-  const std::vector<std::string> texts = model::read_jsonl_texts(path);
-  return model::TextDataset(texts, tokenizer, seq_len);
-}
-
-// The LoRA adapter of a PEFT directory, checked against the model.
-inline model::LoraParams load_lora_adapter(const std::string& dir,
-                                           const model::LlamaConfig& config) {
-  return model::peft_to_lora(model::read_peft_adapter(dir, config), config);
 }
 
 // ---- DP-SGD (fedctl train --dp-*) ----
@@ -155,60 +133,30 @@ inline DpPlan plan_dp(const po::variables_map& vm, const DpFlags& f, int64_t dat
   return plan;
 }
 
-// DP-SGD attached to a trainer: the Poisson sampler, the noise, the clipping reducer and the
-// accountant of the steps taken. Streams of a --dp-seed: 0 sampling, 1 noise.
-class DpTraining {
- public:
-  DpTraining(const DpPlan& plan, int64_t dataset_size)
-      : plan_(plan),
-        sampling_(plan.seed ? privacy::RandomSource(*plan.seed, 0) : privacy::RandomSource()),
-        bits_(sampling_),
-        sampler_(dataset_size, plan.q, bits_),
-        noise_(plan.seed ? privacy::RandomSource(*plan.seed, 1) : privacy::RandomSource()),
-        reducer_({.clip = plan.clip, .sigma = plan.sigma, .expected_batch = plan.expected_batch},
-                 noise_) {}
-  DpTraining(const DpTraining&) = delete;
-  DpTraining& operator=(const DpTraining&) = delete;
+// The run's DP-SGD (model::run_training; `plan` must outlive it). Streams of a --dp-seed:
+// 0 sampling, 1 noise.
+inline model::DpSgdSettings dp_settings(const DpPlan& plan) {
+  return {.sigma = plan.sigma,
+          .clip = plan.clip,
+          .delta = plan.delta,
+          .sample_rate = plan.q,
+          .seed = plan.seed ? &*plan.seed : nullptr,
+          .sampling_stream = 0,
+          .noise_stream = 1};
+}
 
-  void attach(model::LoraTrainer& trainer) {
-    trainer.set_batch_sampler(&sampler_);
-    trainer.set_gradient_reducer(&reducer_);
-  }
-
-  // Accounts one step taken; returns the epsilon spent so far at the plan's delta.
-  double step_taken() {
-    accountant_.add({.q = plan_.q, .sigma = plan_.sigma, .steps = 1});
-    const privacy::PrivacySpent s = accountant_.spent(plan_.delta);
-    epsilon_ = s.epsilon;
-    order_ = s.order;
-    return epsilon_;
-  }
-
-  const model::DpSgdReducer& reducer() const { return reducer_; }
-
-  nlohmann::json summary() const {
-    return {{"sigma", plan_.sigma},
-            {"clip", plan_.clip},
-            {"delta", plan_.delta},
-            {"sample_rate", plan_.q},
-            {"expected_batch", plan_.expected_batch},
-            {"seeded", plan_.seed.has_value()},
-            {"planned_epsilon", plan_.planned_epsilon},
-            {"steps", accountant_.total_steps()},
-            {"epsilon", epsilon_},
-            {"order", order_}};
-  }
-
- private:
-  DpPlan plan_;
-  privacy::RandomSource sampling_;
-  model::UrbgRandomBits<privacy::RandomSource> bits_;
-  model::PoissonBatchSampler sampler_;
-  privacy::GaussianNoise noise_;
-  model::DpSgdReducer reducer_;
-  privacy::RdpAccountant accountant_;
-  double epsilon_ = 0;
-  double order_ = 0;
-};
+// The summary's "dp" object: the plan and what the steps taken spent.
+inline nlohmann::json dp_summary(const DpPlan& plan, const model::DpSgdSpent& spent) {
+  return {{"sigma", plan.sigma},
+          {"clip", plan.clip},
+          {"delta", plan.delta},
+          {"sample_rate", plan.q},
+          {"expected_batch", plan.expected_batch},
+          {"seeded", plan.seed.has_value()},
+          {"planned_epsilon", plan.planned_epsilon},
+          {"steps", spent.steps},
+          {"epsilon", spent.epsilon},
+          {"order", spent.order}};
+}
 
 }  // namespace fedctl

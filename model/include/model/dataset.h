@@ -77,6 +77,12 @@ class TextDataset {
   std::vector<std::vector<int32_t>> examples_;
 };
 
+// One example per "text" record of a JSON-lines file (read_jsonl_texts), tokenized and cut to
+// seq_len tokens. Throws model::ModelError naming the file for a missing, malformed or empty
+// file, and for seq_len < 2.
+TextDataset load_text_dataset(const std::filesystem::path& path, const Tokenizer& tokenizer,
+                              int64_t seq_len);
+
 // Shuffled fixed-size batches, epoch after epoch: each epoch is a fresh permutation of
 // [0, size) cut into size / batch_size batches of exactly batch_size indices; the last
 // size % batch_size indices of the permutation are left out of that epoch (as PyTorch's

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -58,5 +59,18 @@ std::vector<double> option_log_likelihoods(LlamaModel& model, const McqQuestion&
 // option_log_likelihoods score (a tie counts as wrong). Throws model::ModelError for no questions.
 McqResult evaluate_mcq(LlamaModel& model, std::span<const McqQuestion> questions,
                        const Tokenizer& tokenizer, const LoraParams* lora);
+
+// The held-out evaluations of one model (`fedctl eval`): the loss of `data` and the accuracy of
+// `mcq`, each when given (null: skipped).
+struct EvaluationReport {
+  std::optional<EvalResult> loss;
+  std::optional<McqResult> mcq;
+};
+
+// evaluate_loss of `data` (batch_size at a time), then evaluate_mcq of `mcq`, under `lora` (may
+// be null). Throws what they throw.
+EvaluationReport evaluate_model(LlamaModel& model, const LoraParams* lora, const TextDataset* data,
+                                const std::vector<McqQuestion>* mcq, const Tokenizer& tokenizer,
+                                int64_t batch_size);
 
 }  // namespace model

@@ -29,4 +29,12 @@ PeftAdapter lora_to_peft(const LoraParams& params, const LlamaConfig& model,
 // adapter is malformed or does not fit `model`.
 LoraParams peft_to_lora(const PeftAdapter& adapter, const LlamaConfig& model);
 
+// The LoRA adapter of a PEFT directory (read_peft_adapter), checked against `model`. Throws
+// model::ModelError as read_peft_adapter and peft_to_lora do.
+LoraParams read_lora_adapter(const std::string& dir, const LlamaConfig& model);
+
+// Writes `params` to `dir` in PEFT layout (write_peft_adapter of lora_to_peft).
+void write_lora_adapter(const std::string& dir, const LoraParams& params, const LlamaConfig& model,
+                        const std::string& base_model_name_or_path = "");
+
 }  // namespace model
