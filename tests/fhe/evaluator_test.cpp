@@ -138,7 +138,8 @@ TEST(CpuEvaluator, SwitchReplyIsTheSharedOne) {
   EXPECT_EQ(a.c1, c.c1);
   EXPECT_EQ(fhe::Decryptor(key).decrypt(a), plain_product(w, d_out, d_in, false, x, t));
   EXPECT_THROW(eval->switch_reply(a), fhe::FheError);  // already switched
-  EXPECT_THROW(fhe::switch_reply(*ctx(), ct, eval->bounds(), 1), fhe::FheError);  // fresh
+  auto fresh = ct;
+  EXPECT_THROW(fhe::switch_reply(*ctx(), fresh, eval->bounds(), 1), fhe::FheError);
 }
 
 TEST(CheckFreshInput, RefusesWhatNoProductCanTake) {
@@ -176,7 +177,7 @@ TEST(BatchLayout, GatherAndScatterRoundTrip) {
   const size_t n = c.n(), rows = 3;
   const auto key = fhe::SecretKey::generate(ctx());
   std::vector<fhe::CiphertextMatrix> ins;
-  for (const size_t t : {2, 2 * n + 1, n}) {
+  for (const size_t t : {size_t{2}, 2 * n + 1, n}) {
     const auto x = random_int8(rows * t, 380 + t);
     ins.push_back(fhe::Encryptor(key).encrypt(x.data(), rows, t, fhe::worst_case_bounds(rows)));
   }

@@ -96,7 +96,7 @@ using EvaluatorFactory = std::function<std::unique_ptr<ProductEvaluator>(
 struct InputRows {
   // Rows [row_begin, row_begin + in_dim) of an input with any number of rows (a part of a
   // stacked input); unset: the input must have exactly in_dim rows.
-  std::optional<size_t> row_begin;
+  std::optional<size_t> row_begin = std::nullopt;
   // false: the coefficients' range (< q) is checked later, while they are read (CUDA).
   bool check_range = true;
 };
