@@ -25,13 +25,9 @@
 namespace {
 
 namespace cd = fhe::cuda_detail;
+using fhe_test::ctx;
 using fhe_test::plain_product;
 using fhe_test::random_int8;
-
-std::shared_ptr<const fhe::Context> ctx() {
-  static auto c = fhe::Context::create();
-  return c;
-}
 
 fhe::Seed test_seed(uint8_t base) {
   fhe::Seed s;

@@ -18,13 +18,9 @@
 
 namespace {
 
+using fhe_test::ctx;
 using fhe_test::plain_product;
 using fhe_test::random_int8;
-
-std::shared_ptr<const fhe::Context> ctx() {
-  static auto c = fhe::Context::create();
-  return c;
-}
 
 fhe::ProductSpec spec_of(const std::vector<int8_t>& w, size_t d_out, size_t d_in, bool transpose) {
   return fhe::ProductSpec{.w = w.data(), .d_out = d_out, .d_in = d_in, .transpose = transpose};
