@@ -49,4 +49,13 @@ void switch_modulus(const Context& ctx, CiphertextMatrix& ct, uint32_t bits) {
   ct.log2_modulus = bits;
 }
 
+uint32_t switch_reply(const Context& ctx, CiphertextMatrix& product, const WeightBounds& bounds,
+                      uint64_t outputs) {
+  if (product.kind != CtKind::kProduct) throw FheError("switch_reply expects a product");
+  const uint32_t bits = choose_switch_bits(ctx.params(), product.log2_delta, bounds, outputs);
+  if (bits == 0) return 0;
+  switch_modulus(ctx, product, bits);
+  return bits;
+}
+
 }  // namespace fhe

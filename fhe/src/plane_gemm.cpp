@@ -9,6 +9,7 @@
 #include <string>
 
 #include "fhe/encryptor.h"
+#include "fhe/evaluator.h"
 #include "fhe/modarith.h"
 #include "fhe/modswitch.h"
 #include "fhe/prng.h"
@@ -112,7 +113,7 @@ PlaneGemm::PlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w, size_t
   // |sum| <= in * (2^bits - 1) * 128 must fit int32.
   if (static_cast<uint64_t>(in_) * ((uint64_t{1} << bits_) - 1) * 128 >= (uint64_t{1} << 31)) {
     throw FheError("inner dimension " + std::to_string(in_) +
-                " overflows the int32 accumulation of the digit-plane GEMM; split it");
+                   " overflows the int32 accumulation of the digit-plane GEMM; split it");
   }
   const size_t n = ctx_->n();
   if (opts.chunk_tokens) {
@@ -251,34 +252,21 @@ CiphertextMatrix PlaneGemm::multiply(const CiphertextMatrix& ct) const {
 }
 
 void PlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const {
-  if (ct.rows != in_) {
-    throw FheError("ciphertext has " + std::to_string(ct.rows) + " rows but the matrix expects " +
-                std::to_string(in_));
-  }
-  multiply_rows_into(ct, 0, out);
+  check_fresh_input(*ctx_, ct, in_, out_, bounds_);
+  multiply_checked(ct, 0, out);
 }
 
 void PlaneGemm::multiply_rows_into(const CiphertextMatrix& ct, size_t row_begin,
                                    CiphertextMatrix& out) const {
+  check_fresh_input(*ctx_, ct, in_, out_, bounds_, {.row_begin = row_begin});
+  multiply_checked(ct, row_begin, out);
+}
+
+void PlaneGemm::multiply_checked(const CiphertextMatrix& ct, size_t row_begin,
+                                 CiphertextMatrix& out) const {
   const Context& ctx = *ctx_;
-  validate(ctx, ct);
-  if (ct.kind != CtKind::kFresh) throw FheError("only fresh ciphertexts can be multiplied");
-  if (row_begin > ct.rows || ct.rows - row_begin < in_) {
-    throw FheError("ciphertext rows [" + std::to_string(row_begin) + ", " +
-                std::to_string(row_begin + in_) + ") are not inside its " +
-                std::to_string(ct.rows) + " rows");
-  }
-  check_product(ctx.params(), ct.log2_delta, bounds_, out_ * ct.cols);
   const size_t n = ctx.n(), blocks = ct.blocks(n), rows = ct.rows;
-  out.params_id = ct.params_id;
-  out.kind = CtKind::kProduct;
-  out.rows = out_;
-  out.cols = ct.cols;
-  out.log2_delta = ct.log2_delta;
-  out.log2_modulus = 0;
-  out.seed = ct.seed;
-  out.c0.resize(blocks * out_ * n);
-  out.c1.resize(blocks * out_ * n);
+  start_product(ct, out_, n, out);
   if (rows == in_) {
     multiply_blocks(ct.c0.data(), out.c0.data(), blocks);
   } else {
@@ -290,19 +278,8 @@ void PlaneGemm::multiply_rows_into(const CiphertextMatrix& ct, size_t row_begin,
   // place in the whole matrix.
   auto buffer = impl_->take(in_ * n);
   std::vector<uint64_t>& a_hat = *buffer;
-  GemmPhases* const phases = tls_phases;
   for (size_t b = 0; b < blocks; ++b) {
-    const auto expand_start = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(threads_)
-    {
-      SeedExpander ex(ct.seed, n, ctx.q());
-#pragma omp for schedule(static)
-      for (int64_t j = 0; j < static_cast<int64_t>(in_); ++j) {
-        ex.expand_row(b * rows + row_begin + static_cast<uint64_t>(j),
-                      a_hat.data() + static_cast<size_t>(j) * n);
-      }
-    }
-    if (phases) phases->seed_expansion_ns += nanos_since(expand_start);
+    expand_mask_rows(ctx, ct.seed, b * rows + row_begin, in_, a_hat.data(), threads_);
     multiply_blocks(a_hat.data(), out.c1.data() + b * out_ * n, 1);
   }
   impl_->give(std::move(buffer));
@@ -312,11 +289,7 @@ uint32_t PlaneGemm::switch_reply(CiphertextMatrix& product) const {
   if (product.kind != CtKind::kProduct || product.rows != out_) {
     throw FheError("switch_reply expects a product of this matrix");
   }
-  const uint32_t bits =
-      choose_switch_bits(ctx_->params(), product.log2_delta, bounds_, out_ * product.cols);
-  if (bits == 0) return 0;
-  switch_modulus(*ctx_, product, bits);
-  return bits;
+  return fhe::switch_reply(*ctx_, product, bounds_, out_ * product.cols);
 }
 
 CiphertextMatrix reference_multiply(const Context& ctx, const int8_t* w, size_t d_out, size_t d_in,

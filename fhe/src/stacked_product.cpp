@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "fhe/encryptor.h"
+#include "fhe/evaluator.h"
 #include "fhe/modarith.h"
 
 namespace fhe {
@@ -29,9 +30,9 @@ void add_product_into(const Context& ctx, CiphertextMatrix& acc, const Ciphertex
       acc.log2_delta != y.log2_delta || acc.c0.size() != y.c0.size() ||
       acc.c1.size() != y.c1.size() || acc.c0.size() != acc.c1.size()) {
     throw FheError("added products differ in shape, scale or parameter set (" +
-                std::to_string(acc.rows) + " x " + std::to_string(acc.cols) + " at 2^" +
-                std::to_string(acc.log2_delta) + " and " + std::to_string(y.rows) + " x " +
-                std::to_string(y.cols) + " at 2^" + std::to_string(y.log2_delta) + ")");
+                   std::to_string(acc.rows) + " x " + std::to_string(acc.cols) + " at 2^" +
+                   std::to_string(acc.log2_delta) + " and " + std::to_string(y.rows) + " x " +
+                   std::to_string(y.cols) + " at 2^" + std::to_string(y.log2_delta) + ")");
   }
   const uint64_t q = ctx.q();
   const auto count = static_cast<int64_t>(acc.c0.size());
@@ -42,29 +43,30 @@ void add_product_into(const Context& ctx, CiphertextMatrix& acc, const Ciphertex
   }
 }
 
-CiphertextMatrix stacked_multiply(std::span<const PlaneGemm* const> parts,
-                                  const CiphertextMatrix& fresh) {
+namespace {
+
+// Part: PlaneGemm or ProductEvaluator (the same members).
+template <typename Part>
+CiphertextMatrix stacked_multiply_parts(std::span<const Part* const> parts,
+                                        const CiphertextMatrix& fresh) {
   if (parts.empty()) throw FheError("a stacked product needs at least one matrix");
   std::vector<WeightBounds> bounds;
   uint64_t rows = 0;
-  for (const PlaneGemm* p : parts) {
+  for (const Part* p : parts) {
     if (p->out_dim() != parts[0]->out_dim()) {
       throw FheError("stacked product: matrices of " + std::to_string(p->out_dim()) + " and " +
-                  std::to_string(parts[0]->out_dim()) + " output rows");
+                     std::to_string(parts[0]->out_dim()) + " output rows");
     }
     bounds.push_back(p->bounds());
     rows += p->in_dim();
   }
   if (fresh.rows != rows) {
     throw FheError("ciphertext has " + std::to_string(fresh.rows) +
-                " rows but the stacked matrices take " + std::to_string(rows));
+                   " rows but the stacked matrices take " + std::to_string(rows));
   }
   const Context& ctx = parts[0]->context();
-  validate(ctx, fresh);
-  if (fresh.kind != CtKind::kFresh) throw FheError("only fresh ciphertexts can be multiplied");
   // The parts check their own (smaller) budgets; the sum needs the stacked one.
-  check_product(ctx.params(), fresh.log2_delta, stacked_bounds(bounds),
-                parts[0]->out_dim() * fresh.cols);
+  check_fresh_input(ctx, fresh, rows, parts[0]->out_dim(), stacked_bounds(bounds));
   CiphertextMatrix acc, part;
   size_t at = 0;
   for (size_t j = 0; j < parts.size(); ++j) {
@@ -74,6 +76,18 @@ CiphertextMatrix stacked_multiply(std::span<const PlaneGemm* const> parts,
     at += parts[j]->in_dim();
   }
   return acc;
+}
+
+}  // namespace
+
+CiphertextMatrix stacked_multiply(std::span<const PlaneGemm* const> parts,
+                                  const CiphertextMatrix& fresh) {
+  return stacked_multiply_parts(parts, fresh);
+}
+
+CiphertextMatrix stacked_multiply(std::span<const ProductEvaluator* const> parts,
+                                  const CiphertextMatrix& fresh) {
+  return stacked_multiply_parts(parts, fresh);
 }
 
 }  // namespace fhe

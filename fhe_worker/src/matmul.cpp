@@ -239,14 +239,14 @@ protocol::Result<fhe::CiphertextMatrix> unpack_input(const WorkerModel& model,
   ct.log2_delta = r.log2_delta;
   std::copy(r.seed.begin(), r.seed.end(), ct.seed.begin());
   ct.c0 = std::move(c0).value();
-  if (auto valid = protocol::capture(ErrorCode::kMalformedRequest, "input: ",
-                                     [&] { fhe::validate(ctx, ct); });
+  if (auto valid = protocol::capture(ErrorCode::kMalformedRequest,
+                                     "input: ", [&] { fhe::validate(ctx, ct); });
       !valid) {
     return valid.error();
   }
   // Noise budget of every product of this input.
   for (const protocol::ProjectionKind kind : r.projections) {
-    const Gemm* gemm = nullptr;
+    const fhe::ProductEvaluator* gemm = nullptr;
     try {
       gemm = &model.gemm(r.layer, kind, r.transpose);
     } catch (const std::exception& e) {
@@ -321,17 +321,16 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
       // modulus-switched where asked.
       // `gemm` is the whole matrix's product: a part of the rows (a ranged request) is switched
       // to the modulus the whole product would get, so that the parts are its rows bit for bit.
-      const auto add_result = [&](size_t i, protocol::ProjectionKind kind, const Gemm& gemm,
-                                  fhe::CiphertextMatrix& y, bool stacked) {
+      const auto add_result = [&](size_t i, protocol::ProjectionKind kind,
+                                  const fhe::ProductEvaluator& gemm, fhe::CiphertextMatrix& y,
+                                  bool stacked) {
         uint32_t bits = ctx.params().log2_q;
         protocol::PlaneKind plane = protocol::PlaneKind::kProduct;
         if (jobs[i]->request.switch_modulus) {
           const auto switch_start = std::chrono::steady_clock::now();
-          const uint64_t outputs = gemm.out_dim() * y.cols;
-          const uint32_t b = fhe::choose_switch_bits(
-              ctx.params(), y.log2_delta,
-              stacked ? stacked_bounds(model, jobs[i]->request) : gemm.bounds(), outputs);
-          if (b != 0) fhe::switch_modulus(ctx, y, b);
+          const uint32_t b = fhe::switch_reply(
+              ctx, y, stacked ? stacked_bounds(model, jobs[i]->request) : gemm.bounds(),
+              gemm.out_dim() * y.cols);
           if (b != 0) {
             bits = b;
             plane = protocol::PlaneKind::kSwitched;
@@ -361,12 +360,13 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
         // One product per request: each part's rows by its W_j^T, added mod q.
         // Each part's output rows of the range (all of them unranged): the same for every job.
         const auto range = rows_of_result(model, first, 0);
-        std::vector<std::shared_ptr<const Gemm>> parts;
+        std::vector<std::shared_ptr<const fhe::ProductEvaluator>> parts;
         for (const protocol::ProjectionKind kind : first.projections) {
           parts.push_back(
               model.gemm_rows(first.layer, kind, /*transpose=*/true, range->first, range->second));
         }
-        const Gemm& whole = model.gemm(first.layer, first.projections.front(), true);
+        const fhe::ProductEvaluator& whole =
+            model.gemm(first.layer, first.projections.front(), true);
         for (const size_t i : live) {
           fhe::CiphertextMatrix acc, part;
           size_t at = 0;
@@ -387,10 +387,10 @@ std::vector<protocol::Message> compute_batch(const WorkerModel& model,
           const protocol::ProjectionKind kind = first.projections[j];
           const auto range = rows_of_result(model, first, j);
           if (!range) continue;  // no row of this projection asked for
-          const Gemm& whole = model.gemm(first.layer, kind, first.transpose);
-          const std::shared_ptr<const Gemm> part =
+          const fhe::ProductEvaluator& whole = model.gemm(first.layer, kind, first.transpose);
+          const std::shared_ptr<const fhe::ProductEvaluator> part =
               model.gemm_rows(first.layer, kind, first.transpose, range->first, range->second);
-          const Gemm& gemm = *part;
+          const fhe::ProductEvaluator& gemm = *part;
           std::vector<const fhe::CiphertextMatrix*> ins;
           std::vector<fhe::CiphertextMatrix> products(live.size());
           std::vector<fhe::CiphertextMatrix*> outs;

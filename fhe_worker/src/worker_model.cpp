@@ -28,15 +28,17 @@ static_assert(std::endian::native == std::endian::little, "scales are sent as LE
 struct WorkerModel::Slot {
   model::QuantizedWeight weight;
   protocol::LayerNorms norms;  // as ModelInfo lists them
-  std::unique_ptr<Gemm> forward;
+  std::unique_ptr<fhe::ProductEvaluator> forward;
   mutable std::once_flag transposed_once;
-  mutable std::unique_ptr<Gemm> transposed;
+  mutable std::unique_ptr<fhe::ProductEvaluator> transposed;
 };
 
 struct WorkerModel::RangedGemms {
   std::mutex mutex;
   // (the slot's address, transpose, begin, end)
-  std::map<std::tuple<uintptr_t, bool, size_t, size_t>, std::shared_ptr<const Gemm>> gemms;
+  std::map<std::tuple<uintptr_t, bool, size_t, size_t>,
+           std::shared_ptr<const fhe::ProductEvaluator>>
+      gemms;
 };
 
 namespace {
@@ -44,7 +46,8 @@ namespace {
 size_t kind_index(protocol::ProjectionKind kind) {
   const auto it = std::find(kServedProjections.begin(), kServedProjections.end(), kind);
   if (it == kServedProjections.end()) {
-    throw WorkerError("projection " + std::string(protocol::projection_name(kind)) + " is not served");
+    throw WorkerError("projection " + std::string(protocol::projection_name(kind)) +
+                      " is not served");
   }
   return static_cast<size_t>(it - kServedProjections.begin());
 }
@@ -92,7 +95,8 @@ model::ProjectionKind to_model_kind(protocol::ProjectionKind kind) {
     default:
       break;
   }
-  throw WorkerError("projection " + std::string(protocol::projection_name(kind)) + " is not served");
+  throw WorkerError("projection " + std::string(protocol::projection_name(kind)) +
+                    " is not served");
 }
 
 LayerRange parse_layer_range(const std::string& text) {
@@ -150,13 +154,14 @@ WorkerModel::WorkerModel(const model::LlamaConfig& config, const WeightSource& s
   const int64_t layers = config.num_hidden_layers;
   if (layers <= 0 || layers > static_cast<int64_t>(protocol::kMaxLayers)) {
     throw WorkerError("model has " + std::to_string(layers) + " layers (1.." +
-                std::to_string(protocol::kMaxLayers) + " served)");
+                      std::to_string(protocol::kMaxLayers) + " served)");
   }
   layer_count_ = static_cast<uint32_t>(layers);
   layers_ = options_.layers.value_or(LayerRange{0, layer_count_ - 1});
   if (layers_.first > layers_.last || layers_.last >= layer_count_) {
-    throw WorkerError("--layers " + std::to_string(layers_.first) + "-" + std::to_string(layers_.last) +
-                ": model '" + model_id_ + "' has layers 0-" + std::to_string(layer_count_ - 1));
+    throw WorkerError("--layers " + std::to_string(layers_.first) + "-" +
+                      std::to_string(layers_.last) + ": model '" + model_id_ + "' has layers 0-" +
+                      std::to_string(layer_count_ - 1));
   }
   lm_head_ = options_.lm_head.value_or(!options_.layers.has_value());
   ctx_ = fhe::Context::create();
@@ -182,10 +187,10 @@ WorkerModel::WorkerModel(const model::LlamaConfig& config, const WeightSource& s
     auto slot = std::make_unique<Slot>();
     slot->weight = std::move(w);
     const model::QuantizedWeight& held = slot->weight;
-    slot->forward = make_gemm(
-        options_.device, ctx_,
-        GemmSpec{held.values.data(), static_cast<size_t>(held.rows), static_cast<size_t>(held.cols),
-                 false, options_.threads, !options_.packed_weights});
+    slot->forward = make_gemm(options_.device, ctx_,
+                              fhe::ProductSpec{held.values.data(), static_cast<size_t>(held.rows),
+                                               static_cast<size_t>(held.cols), false,
+                                               options_.threads, !options_.packed_weights});
     protocol::LayerNorms norms;
     norms.layer = layer;
     max_norms(held, false, &norms.forward_l1, &norms.forward_l2_squared);
@@ -245,12 +250,12 @@ const WorkerModel::Slot& WorkerModel::slot(uint32_t layer, protocol::ProjectionK
   const size_t k = kind_index(kind);
   if (layer >= layers_of(kind)) {
     throw WorkerError(std::string(protocol::projection_name(kind)) + " has no layer " +
-                std::to_string(layer));
+                      std::to_string(layer));
   }
   if (!holds(layer, kind)) {
     throw WorkerError("this worker holds " + holdings() + " of model '" + model_id_ + "', not " +
-                std::string(protocol::projection_name(kind)) + " of layer " +
-                std::to_string(layer));
+                      std::string(protocol::projection_name(kind)) + " of layer " +
+                      std::to_string(layer));
   }
   if (k == kLmHeadIndex) return *slots_.back();
   return *slots_[layer * kLayerProjections.size() + k];
@@ -274,7 +279,8 @@ fhe::WeightBounds WorkerModel::bounds(uint32_t layer, protocol::ProjectionKind k
   return b;
 }
 
-const Gemm& WorkerModel::gemm(uint32_t layer, protocol::ProjectionKind kind, bool transpose) const {
+const fhe::ProductEvaluator& WorkerModel::gemm(uint32_t layer, protocol::ProjectionKind kind,
+                                               bool transpose) const {
   const Slot& s = slot(layer, kind);
   if (!transpose) return *s.forward;
   // A throwing call leaves the flag unset, so a later request tries again (and fails the same).
@@ -282,27 +288,30 @@ const Gemm& WorkerModel::gemm(uint32_t layer, protocol::ProjectionKind kind, boo
     const model::QuantizedWeight& w = s.weight;
     s.transposed = make_gemm(
         options_.device, ctx_,
-        GemmSpec{w.values.data(), static_cast<size_t>(w.rows), static_cast<size_t>(w.cols), true,
-                 options_.threads, !options_.packed_weights});
+        fhe::ProductSpec{w.values.data(), static_cast<size_t>(w.rows), static_cast<size_t>(w.cols),
+                         true, options_.threads, !options_.packed_weights});
   });
   return *s.transposed;
 }
 
-std::shared_ptr<const Gemm> WorkerModel::gemm_rows(uint32_t layer, protocol::ProjectionKind kind,
-                                                   bool transpose, size_t begin, size_t end) const {
-  const Gemm& whole = gemm(layer, kind, transpose);  // checks kind and layer
+std::shared_ptr<const fhe::ProductEvaluator> WorkerModel::gemm_rows(uint32_t layer,
+                                                                    protocol::ProjectionKind kind,
+                                                                    bool transpose, size_t begin,
+                                                                    size_t end) const {
+  const fhe::ProductEvaluator& whole = gemm(layer, kind, transpose);  // checks kind and layer
   if (begin >= end || end > whole.out_dim()) {
     throw fhe::FheError("output rows [" + std::to_string(begin) + ", " + std::to_string(end) +
-                     ") are not inside the " + std::to_string(whole.out_dim()) + " rows of " +
-                     std::string(protocol::projection_name(kind)) + (transpose ? "^T" : ""));
+                        ") are not inside the " + std::to_string(whole.out_dim()) + " rows of " +
+                        std::string(protocol::projection_name(kind)) + (transpose ? "^T" : ""));
   }
   if (begin == 0 && end == whole.out_dim()) {
-    return std::shared_ptr<const Gemm>(std::shared_ptr<const Gemm>(), &whole);  // not owned
+    return std::shared_ptr<const fhe::ProductEvaluator>(
+        std::shared_ptr<const fhe::ProductEvaluator>(), &whole);  // not owned
   }
   if (options_.device.kind == Device::Kind::kCuda) {
     throw fhe::FheError("the " + options_.device.name() +
-                     " device computes whole products only (no output row ranges); ask for "
-                     "every row");
+                        " device computes whole products only (no output row ranges); ask for "
+                        "every row");
   }
   const Slot& s = slot(layer, kind);
   const auto key = std::tuple(reinterpret_cast<uintptr_t>(&s), transpose, begin, end);
@@ -312,7 +321,7 @@ std::shared_ptr<const Gemm> WorkerModel::gemm_rows(uint32_t layer, protocol::Pro
   }
   const model::QuantizedWeight& w = s.weight;
   const auto rows = static_cast<size_t>(w.rows), cols = static_cast<size_t>(w.cols);
-  GemmSpec spec;
+  fhe::ProductSpec spec;
   spec.threads = options_.threads;
   spec.borrow = true;
   spec.transpose = transpose;
@@ -326,7 +335,7 @@ std::shared_ptr<const Gemm> WorkerModel::gemm_rows(uint32_t layer, protocol::Pro
     spec.d_in = end - begin;
     spec.stride = cols;
   }
-  std::shared_ptr<const Gemm> built = make_gemm(options_.device, ctx_, spec);
+  std::shared_ptr<const fhe::ProductEvaluator> built = make_gemm(options_.device, ctx_, spec);
   std::lock_guard<std::mutex> lock(ranged_->mutex);
   if (ranged_->gemms.size() >= kMaxRangedGemms) ranged_->gemms.clear();
   return ranged_->gemms.emplace(key, std::move(built)).first->second;
@@ -359,7 +368,7 @@ std::string WorkerModel::summary() const {
   for (const auto& p : info_.projections) {
     out << ", " << protocol::projection_name(p.kind) << " " << p.rows << "x" << p.cols;
   }
-  const Gemm* any = nullptr;
+  const fhe::ProductEvaluator* any = nullptr;
   for (const auto& slot : slots_) {
     if (slot && !any) any = slot->forward.get();
   }

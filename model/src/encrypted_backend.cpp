@@ -31,11 +31,13 @@ uint64_t nanos_between(std::chrono::steady_clock::time_point a,
 
 }  // namespace
 
-EncryptedBackend::EncryptedBackend(const LlamaWeights& weights, std::unique_ptr<fhe::SecretKey> key)
+EncryptedBackend::EncryptedBackend(const LlamaWeights& weights, std::unique_ptr<fhe::SecretKey> key,
+                                   EvaluatorFactory factory)
     : config_(weights.config), key_(key_or_fresh(std::move(key))) {
   encryptor_ = std::make_unique<fhe::Encryptor>(*key_);
   decryptor_ = std::make_unique<fhe::Decryptor>(*key_);
-  products_ = std::make_unique<LocalEncryptedProducts>(weights, key_->context_ptr());
+  products_ = std::make_unique<LocalEncryptedProducts>(
+      weights, key_->context_ptr(), std::vector<ProjectionKind>{}, std::move(factory));
 }
 
 EncryptedBackend::EncryptedBackend(const LlamaConfig& config,
@@ -52,8 +54,9 @@ EncryptedBackend::~EncryptedBackend() = default;
 std::vector<int64_t> EncryptedBackend::decrypt(const fhe::CiphertextMatrix& y, int64_t out_features,
                                                int64_t tokens) {
   if (y.rows != static_cast<uint64_t>(out_features) || y.cols != static_cast<uint64_t>(tokens)) {
-    throw ModelError("the product has shape " + std::to_string(y.rows) + " x " + std::to_string(y.cols) +
-                ", expected " + std::to_string(out_features) + " x " + std::to_string(tokens));
+    throw ModelError("the product has shape " + std::to_string(y.rows) + " x " +
+                     std::to_string(y.cols) + ", expected " + std::to_string(out_features) + " x " +
+                     std::to_string(tokens));
   }
   const auto start = std::chrono::steady_clock::now();
   std::vector<int64_t> acc = decryptor_->decrypt(y);
@@ -100,12 +103,13 @@ void EncryptedBackend::decrypt_dequantized(const fhe::CiphertextMatrix& y, int64
                                            std::span<const float> x_scales, Activations& out) {
   const auto tokens = static_cast<int64_t>(x_scales.size());
   if (y.rows != static_cast<uint64_t>(out_features) || y.cols != static_cast<uint64_t>(tokens)) {
-    throw ModelError("the product has shape " + std::to_string(y.rows) + " x " + std::to_string(y.cols) +
-                ", expected " + std::to_string(out_features) + " x " + std::to_string(tokens));
+    throw ModelError("the product has shape " + std::to_string(y.rows) + " x " +
+                     std::to_string(y.cols) + ", expected " + std::to_string(out_features) + " x " +
+                     std::to_string(tokens));
   }
   if (!w_scales.empty() && static_cast<int64_t>(w_scales.size()) != out_features) {
     throw ModelError("dequantization: " + std::to_string(w_scales.size()) + " weight scales for " +
-                std::to_string(out_features) + " outputs");
+                     std::to_string(out_features) + " outputs");
   }
   const auto start = std::chrono::steady_clock::now();
   out.resize(out_features, tokens);
@@ -185,8 +189,9 @@ std::vector<int64_t> EncryptedBackend::stacked_product(std::span<const Projectio
 void EncryptedBackend::forward(ProjectionId id, const Activations& x, Activations& y) {
   const auto [d_out, d_in] = products_->dims(id);
   if (x.rows() != d_in) {
-    throw ModelError("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
-                " features, the weight takes " + std::to_string(d_in));
+    throw ModelError("projection " + projection_name(id) + ": input has " +
+                     std::to_string(x.rows()) + " features, the weight takes " +
+                     std::to_string(d_in));
   }
   auto phase = std::chrono::steady_clock::now();
   const QuantizedTokens xq = quantize_tokens(x);
@@ -206,7 +211,8 @@ void EncryptedBackend::backward(ProjectionId id, const Activations& g, Activatio
   const auto [d_out, d_in] = products_->dims(id);
   if (g.rows() != d_out) {
     throw ModelError("projection " + projection_name(id) + ": output gradient has " +
-                std::to_string(g.rows()) + " features, the weight gives " + std::to_string(d_out));
+                     std::to_string(g.rows()) + " features, the weight gives " +
+                     std::to_string(d_out));
   }
   auto phase = std::chrono::steady_clock::now();
   const QuantizedTokens gq = quantize_gradients(g, products_->scales(id));
@@ -219,7 +225,7 @@ void EncryptedBackend::backward(ProjectionId id, const Activations& g, Activatio
     decrypt_dequantized(product_ct, d_in, {}, gq.scales, dx);
   } catch (const std::runtime_error& e) {  // fhe::FheError, model::ModelError
     throw ModelError("encrypted backend: backward of projection " + projection_name(id) + ": " +
-                e.what());
+                     e.what());
   }
 }
 
@@ -232,8 +238,9 @@ void EncryptedBackend::forward_group(std::span<const ProjectionId> ids, const Ac
   for (const ProjectionId id : ids) {
     const auto [d_out, d_in] = products_->dims(id);
     if (x.rows() != d_in) {
-      throw ModelError("projection " + projection_name(id) + ": input has " + std::to_string(x.rows()) +
-                  " features, the weight takes " + std::to_string(d_in));
+      throw ModelError("projection " + projection_name(id) + ": input has " +
+                       std::to_string(x.rows()) + " features, the weight takes " +
+                       std::to_string(d_in));
     }
     const fhe::WeightBounds b = products_->bounds(id, /*transpose=*/false);
     bounds.max_row_l1 = std::max(bounds.max_row_l1, b.max_row_l1);
@@ -249,8 +256,8 @@ void EncryptedBackend::forward_group(std::span<const ProjectionId> ids, const Ac
     const std::vector<fhe::CiphertextMatrix> products = products_->multiply_group(ids, ct);
     count_multiply(start);
     if (products.size() != ids.size()) {
-      throw ModelError(std::to_string(products.size()) + " products for " + std::to_string(ids.size()) +
-                  " projections");
+      throw ModelError(std::to_string(products.size()) + " products for " +
+                       std::to_string(ids.size()) + " projections");
     }
     for (size_t j = 0; j < ids.size(); ++j) {
       decrypt_dequantized(products[j], products_->dims(ids[j]).d_out, products_->scales(ids[j]),
@@ -258,7 +265,7 @@ void EncryptedBackend::forward_group(std::span<const ProjectionId> ids, const Ac
     }
   } catch (const std::runtime_error& e) {  // fhe::FheError, model::ModelError
     throw ModelError("encrypted backend: projection group from " + projection_name(ids[0]) + ": " +
-                e.what());
+                     e.what());
   }
 }
 
@@ -271,9 +278,9 @@ void EncryptedBackend::backward_group(std::span<const ProjectionId> ids,
     const auto [d_out, in] = products_->dims(ids[j]);
     if (gs[j]->rows() != d_out || in != d_in) {
       throw ModelError("projection " + projection_name(ids[j]) + ": output gradient has " +
-                  std::to_string(gs[j]->rows()) + " features, the weight gives " +
-                  std::to_string(d_out) + " (and takes " + std::to_string(in) + ", the group " +
-                  std::to_string(d_in) + ")");
+                       std::to_string(gs[j]->rows()) + " features, the weight gives " +
+                       std::to_string(d_out) + " (and takes " + std::to_string(in) +
+                       ", the group " + std::to_string(d_in) + ")");
     }
     scales.push_back(products_->scales(ids[j]));
   }
@@ -283,8 +290,8 @@ void EncryptedBackend::backward_group(std::span<const ProjectionId> ids,
     const std::vector<int8_t> rows = feature_rows(gq);
     acc = stacked_product(ids, rows.data(), d_in, gq.tokens);
   } catch (const std::runtime_error& e) {  // fhe::FheError, model::ModelError
-    throw ModelError("encrypted backend: backward of projection group from " + projection_name(ids[0]) +
-                ": " + e.what());
+    throw ModelError("encrypted backend: backward of projection group from " +
+                     projection_name(ids[0]) + ": " + e.what());
   }
   // acc is row-major d_in x T.
   dequantize_transposed_product(acc.data(), gq.tokens, 1, d_in, gq.scales, dx);

@@ -23,18 +23,20 @@ fhe::WeightBounds EncryptedProducts::stacked_bounds(std::span<const ProjectionId
   return fhe::stacked_bounds(parts);
 }
 
-// One projection: the int8 weight inside a PlaneGemm per direction, and its scales.
+// One projection: the int8 weight inside an evaluator per direction, and its scales.
 struct LocalEncryptedProducts::Projection {
-  std::unique_ptr<fhe::PlaneGemm> gemm;             // W * C
-  std::unique_ptr<fhe::PlaneGemm> transposed_gemm;  // W^T * C, built on first use
-  std::vector<int8_t> values;                       // row-major d_out x d_in, for the latter
+  std::unique_ptr<fhe::ProductEvaluator> gemm;             // W * C
+  std::unique_ptr<fhe::ProductEvaluator> transposed_gemm;  // W^T * C, built on first use
+  std::vector<int8_t> values;                              // row-major d_out x d_in, for the latter
   std::vector<float> scales;
 };
 
 LocalEncryptedProducts::LocalEncryptedProducts(const LlamaWeights& weights,
                                                std::shared_ptr<const fhe::Context> ctx,
-                                               std::vector<ProjectionKind> kinds)
-    : config_(weights.config), ctx_(std::move(ctx)) {
+                                               std::vector<ProjectionKind> kinds,
+                                               EvaluatorFactory factory)
+    : config_(weights.config), ctx_(std::move(ctx)), factory_(std::move(factory)) {
+  if (!factory_) throw ModelError("encrypted products: no evaluator factory");
   try {
     for (const ProjectionId id : llama_projections(config_)) {
       if (!kinds.empty() && std::find(kinds.begin(), kinds.end(), id.kind) == kinds.end()) {
@@ -43,8 +45,10 @@ LocalEncryptedProducts::LocalEncryptedProducts(const LlamaWeights& weights,
       }
       QuantizedWeight q = quantized_projection(weights, id);  // from memory or the files
       auto p = std::make_unique<Projection>();
-      p->gemm = std::make_unique<fhe::PlaneGemm>(ctx_, q.values.data(), static_cast<size_t>(q.rows),
-                                                 static_cast<size_t>(q.cols), /*transpose=*/false);
+      p->gemm = factory_(ctx_, fhe::ProductSpec{.w = q.values.data(),
+                                                .d_out = static_cast<size_t>(q.rows),
+                                                .d_in = static_cast<size_t>(q.cols),
+                                                .transpose = false});
       p->values = std::move(q.values);
       p->scales = std::move(q.scales);
       projections_.push_back(std::move(p));
@@ -58,7 +62,8 @@ LocalEncryptedProducts::~LocalEncryptedProducts() = default;
 
 LocalEncryptedProducts::Projection& LocalEncryptedProducts::at(ProjectionId id) const {
   Projection* p = projections_[projection_index(config_, id)].get();
-  if (p == nullptr) throw ModelError("encrypted products: " + projection_name(id) + " was not built");
+  if (p == nullptr)
+    throw ModelError("encrypted products: " + projection_name(id) + " was not built");
   return *p;
 }
 
@@ -71,12 +76,14 @@ std::span<const float> LocalEncryptedProducts::scales(ProjectionId id) const {
   return at(id).scales;
 }
 
-const fhe::PlaneGemm& LocalEncryptedProducts::gemm(ProjectionId id, bool transpose) {
+const fhe::ProductEvaluator& LocalEncryptedProducts::gemm(ProjectionId id, bool transpose) {
   Projection& p = at(id);
   if (!transpose) return *p.gemm;
   if (!p.transposed_gemm) {
-    p.transposed_gemm = std::make_unique<fhe::PlaneGemm>(ctx_, p.values.data(), p.gemm->out_dim(),
-                                                         p.gemm->in_dim(), /*transpose=*/true);
+    p.transposed_gemm = factory_(ctx_, fhe::ProductSpec{.w = p.values.data(),
+                                                        .d_out = p.gemm->out_dim(),
+                                                        .d_in = p.gemm->in_dim(),
+                                                        .transpose = true});
   }
   return *p.transposed_gemm;
 }
@@ -92,8 +99,14 @@ fhe::CiphertextMatrix LocalEncryptedProducts::multiply(ProjectionId id, bool tra
 
 fhe::CiphertextMatrix LocalEncryptedProducts::multiply_stacked(std::span<const ProjectionId> ids,
                                                                const fhe::CiphertextMatrix& fresh) {
-  std::vector<const fhe::PlaneGemm*> parts;
-  for (const ProjectionId id : ids) parts.push_back(&gemm(id, /*transpose=*/true));
+  std::vector<const fhe::ProductEvaluator*> parts;
+  for (const ProjectionId id : ids) {
+    parts.push_back(&gemm(id, /*transpose=*/true));
+    if (!parts.back()->stacks()) {
+      throw StackedProductRefused("encrypted products: " + parts.back()->implementation() +
+                                  " does not compute stacked products");
+    }
+  }
   return fhe::stacked_multiply(parts, fresh);
 }
 

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "fhe/cpu_evaluator.h"
+#include "fhe/cuda_evaluator.h"
 #include "fhe/cuda_plane_gemm.h"
 #include "fhe/encryptor.h"
 #include "fhe/modarith.h"
@@ -23,13 +25,9 @@
 namespace {
 
 namespace cd = fhe::cuda_detail;
+using fhe_test::ctx;
 using fhe_test::plain_product;
 using fhe_test::random_int8;
-
-std::shared_ptr<const fhe::Context> ctx() {
-  static auto c = fhe::Context::create();
-  return c;
-}
 
 fhe::Seed test_seed(uint8_t base) {
   fhe::Seed s;
@@ -512,6 +510,42 @@ TEST(CudaPlainGemm, Int8AndFp32BaselinesComputeThePlainProduct) {
     std::vector<int32_t> y(d_out * t);
     g.download(y.data());
     EXPECT_EQ(std::vector<int64_t>(y.begin(), y.end()), want);
+  }
+}
+
+// The CUDA evaluator (fhe/cuda_evaluator.h) behind the interface: the CPU evaluator's products
+// word for word; dense weights only, no stacked parts; without a GPU it refuses to construct.
+TEST(CudaEvaluator, EqualsTheCpuEvaluatorThroughTheInterface) {
+  const size_t d_out = 24, d_in = 40, t = 2100;
+  auto w = random_int8(d_out * d_in, 77);
+  const fhe::ProductSpec spec{.w = w.data(), .d_out = d_out, .d_in = d_in};
+  if (fhe::cuda_device_count() == 0) {
+    EXPECT_THROW(fhe::make_cuda_evaluator(ctx(), spec), fhe::FheError);
+    EXPECT_THROW(fhe::cuda_evaluator_factory(0)(ctx(), spec), fhe::FheError);
+    GTEST_SKIP() << "no CUDA device available";
+  }
+  fhe::ProductSpec strided = spec;
+  strided.stride = d_in + 1;
+  EXPECT_THROW(fhe::make_cuda_evaluator(ctx(), strided), fhe::FheError);
+  const auto key = fhe::SecretKey::generate(ctx());
+  for (const bool transpose : {false, true}) {
+    fhe::ProductSpec s = spec;
+    s.transpose = transpose;
+    const auto gpu = fhe::cuda_evaluator_factory(0)(ctx(), s);
+    const auto cpu = fhe::make_cpu_evaluator(ctx(), s);
+    EXPECT_FALSE(gpu->stacks());
+    ASSERT_EQ(gpu->in_dim(), cpu->in_dim());
+    const auto x = random_int8(gpu->in_dim() * t, 78 + transpose);
+    const auto ct =
+        fhe::Encryptor(key).encrypt(x.data(), gpu->in_dim(), t, gpu->bounds(), gpu->out_dim() * t);
+    auto got = gpu->multiply(ct);
+    auto want = cpu->multiply(ct);
+    expect_same(got, want, transpose ? "transposed" : "forward");
+    EXPECT_EQ(gpu->switch_reply(got), cpu->switch_reply(want));
+    EXPECT_EQ(got.c0, want.c0);
+    EXPECT_EQ(got.c1, want.c1);
+    fhe::CiphertextMatrix part;
+    EXPECT_THROW(gpu->multiply_rows_into(ct, 0, part), fhe::FheError);
   }
 }
 

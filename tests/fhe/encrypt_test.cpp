@@ -16,13 +16,9 @@
 
 namespace {
 
+using fhe_test::ctx;
 using fhe_test::plain_product;
 using fhe_test::random_int8;
-
-std::shared_ptr<const fhe::Context> ctx() {
-  static auto c = fhe::Context::create();
-  return c;
-}
 
 // Puts the extremes in: W row 0 all -128, row 1 all 127 (of the effective matrix), X column 0
 // all -128 and column 1 all 127, so the largest possible |y| = 128 * 128 * d_in occurs.

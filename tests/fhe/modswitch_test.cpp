@@ -10,13 +10,9 @@
 
 namespace {
 
+using fhe_test::ctx;
 using fhe_test::plain_product;
 using fhe_test::random_int8;
-
-std::shared_ptr<const fhe::Context> ctx() {
-  static auto c = fhe::Context::create();
-  return c;
-}
 
 TEST(PackCoefficients, RoundTripsEveryWidth) {
   std::vector<uint64_t> v(1001);

@@ -16,13 +16,9 @@
 
 namespace {
 
+using fhe_test::ctx;
 using fhe_test::plain_product;
 using fhe_test::random_int8;
-
-std::shared_ptr<const fhe::Context> ctx() {
-  static auto c = fhe::Context::create();
-  return c;
-}
 
 // `prod` with its planes packed to `bits` and cut into segments starting at `cuts` (row
 // indices, increasing, the first 0), each segment's bytes in a buffer of its own.

@@ -3,10 +3,19 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <vector>
 
+#include "fhe/context.h"
+
 namespace fhe_test {
+
+// The default parameter set's context, created once for the whole test binary.
+inline std::shared_ptr<const fhe::Context> ctx() {
+  static auto c = fhe::Context::create();
+  return c;
+}
 
 // Uniform int8 values over the whole range [-128, 127].
 inline std::vector<int8_t> random_int8(size_t count, uint64_t seed) {

@@ -141,7 +141,7 @@ TEST_F(WorkerCuda, SwitchedAndMultiBlockProductsMatchTheCpuWorker) {
   check(1, {ProjectionKind::kDown}, true, true, 2048 + 1);
 }
 
-// compute_batch over several requests for one projection (the CUDA Gemm multiplies them one
+// compute_batch over several requests for one projection (the CUDA evaluator multiplies them one
 // after another) answers each exactly, like the CPU worker's single GEMM over all blocks.
 TEST_F(WorkerCuda, BatchedRequestsMatchTheCpuWorker) {
   const auto w = local(1, ProjectionKind::kUp);

@@ -189,10 +189,8 @@ protocol::Message TestWorker::matmul(const protocol::MatmulRequest& r,
     if (r.switch_modulus) {
       const fhe::WeightBounds bounds =
           r.stacked ? products_->stacked_bounds(ids) : products_->bounds(ids[k], r.transpose);
-      const uint32_t b =
-          fhe::choose_switch_bits(ctx_->params(), y.log2_delta, bounds, y.rows * y.cols);
+      const uint32_t b = fhe::switch_reply(*ctx_, y, bounds, y.rows * y.cols);
       if (b != 0) {
-        fhe::switch_modulus(*ctx_, y, b);
         bits = b;
         planes.kind = protocol::PlaneKind::kSwitched;
         planes.bits = b;

@@ -11,6 +11,7 @@
 
 #include "cuda_util.h"
 #include "fhe/encryptor.h"
+#include "fhe/evaluator.h"
 #include "fhe/modswitch.h"
 #include "kernels.h"
 #include "pack48.h"
@@ -32,7 +33,8 @@ size_t round_up(size_t v, size_t m) {
 
 void check_ring(size_t n) {
   if (n % 256 != 0 || n / 8 + cd::kSpareGroups > 1024) {
-    throw FheError("the CUDA kernels need a ring degree that is a multiple of 256 and at most 8160");
+    throw FheError(
+        "the CUDA kernels need a ring degree that is a multiple of 256 and at most 8160");
   }
 }
 
@@ -118,7 +120,7 @@ CudaPlaneGemm::CudaPlaneGemm(std::shared_ptr<const Context> ctx, const int8_t* w
   out_ = transpose ? d_in : d_out;
   if (in_ > cd::kMaxInnerDim) {
     throw FheError("inner dimension " + std::to_string(in_) +
-                " overflows the int32 accumulation of the digit-plane GEMM; split it");
+                   " overflows the int32 accumulation of the digit-plane GEMM; split it");
   }
   bounds_ = measure_bounds(w, d_out, d_in, transpose);
   cd::use_device(device_);
@@ -165,24 +167,11 @@ CiphertextMatrix CudaPlaneGemm::multiply(const CiphertextMatrix& ct) const {
 
 void CudaPlaneGemm::multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const {
   const Context& ctx = *ctx_;
-  validate(ctx, ct, /*check_range=*/false);  // the range of C0 is checked while packing it
-  if (ct.kind != CtKind::kFresh) throw FheError("only fresh ciphertexts can be multiplied");
-  if (ct.rows != in_) {
-    throw FheError("ciphertext has " + std::to_string(ct.rows) + " rows but the matrix expects " +
-                std::to_string(in_));
-  }
-  check_product(ctx.params(), ct.log2_delta, bounds_, out_ * ct.cols);
+  // The range of C0 is checked while packing it.
+  check_fresh_input(ctx, ct, in_, out_, bounds_, {.check_range = false});
   const size_t n = ctx.n(), blocks = ct.blocks(n);
   const uint64_t q = ctx.q();
-  out.params_id = ct.params_id;
-  out.kind = CtKind::kProduct;
-  out.rows = out_;
-  out.cols = ct.cols;
-  out.log2_delta = ct.log2_delta;
-  out.log2_modulus = 0;
-  out.seed = ct.seed;
-  out.c0.resize(blocks * out_ * n);
-  out.c1.resize(blocks * out_ * n);
+  start_product(ct, out_, n, out);
 
   std::lock_guard<std::mutex> lock(impl_->mutex);
   Impl& im = *impl_;
@@ -356,11 +345,7 @@ uint32_t CudaPlaneGemm::switch_reply(CiphertextMatrix& product) const {
   if (product.kind != CtKind::kProduct || product.rows != out_) {
     throw FheError("switch_reply expects a product of this matrix");
   }
-  const uint32_t bits =
-      choose_switch_bits(ctx_->params(), product.log2_delta, bounds_, out_ * product.cols);
-  if (bits == 0) return 0;
-  switch_modulus(*ctx_, product, bits);
-  return bits;
+  return fhe::switch_reply(*ctx_, product, bounds_, out_ * product.cols);
 }
 
 void cuda_expand_seed_rows(const Seed& seed, size_t n, uint64_t q, uint64_t row0, size_t rows,

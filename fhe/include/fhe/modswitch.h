@@ -32,4 +32,12 @@ uint32_t choose_switch_bits(const Params& p, uint32_t log2_delta, const WeightBo
 // to the coefficient domain with the inverse NTT and every coefficient is rounded.
 void switch_modulus(const Context& ctx, CiphertextMatrix& ct, uint32_t bits);
 
+// The reply step of every product: switches `product` (kind kProduct) in place to the smallest
+// reply modulus 2^b that still decrypts exactly for a matrix with `bounds` (choose_switch_bits
+// over `outputs` coefficients: the whole product's, also when `product` holds only some of its
+// rows) and returns b, or returns 0 and leaves it unchanged when no b <= kMaxSwitchBits works.
+// Throws FheError for a ciphertext that is not a product.
+uint32_t switch_reply(const Context& ctx, CiphertextMatrix& product, const WeightBounds& bounds,
+                      uint64_t outputs);
+
 }  // namespace fhe

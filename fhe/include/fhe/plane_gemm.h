@@ -61,8 +61,9 @@ class PlaneGemm {
   const char* implementation() const;  // oneDNN's implementation name
   const Context& context() const { return *ctx_; }
 
-  // The product ciphertext of a fresh ciphertext. Validates the input (shape, parameter set,
-  // coefficient range) and the noise budget of this product (check_product) first; throws FheError.
+  // The product ciphertext of a fresh ciphertext. Checks the input first (check_fresh_input,
+  // evaluator.h: shape, parameter set, coefficient range, the noise budget of this product);
+  // throws FheError.
   CiphertextMatrix multiply(const CiphertextMatrix& ct) const;
   // Same, reusing out's storage (no allocation when the shape is unchanged).
   void multiply_into(const CiphertextMatrix& ct, CiphertextMatrix& out) const;
@@ -70,20 +71,24 @@ class PlaneGemm {
   // The product of rows [row_begin, row_begin + in_dim()) of a fresh ciphertext with any number
   // of rows (a part of a stacked input, fhe/stacked_product.h): the same as multiply_into of
   // those rows encrypted alone, except that their mask rows are expanded from the seed at their
-  // place in the whole matrix. Validates the input, the row range and this part's noise budget;
-  // throws FheError.
+  // place in the whole matrix. Checks the input, the row range and this part's noise budget
+  // (check_fresh_input); throws FheError.
   void multiply_rows_into(const CiphertextMatrix& ct, size_t row_begin,
                           CiphertextMatrix& out) const;
 
   // Modulus-switches a product of this matrix (kind kProduct) in place to the smallest reply
-  // modulus 2^b that still decrypts exactly (modswitch.h) and returns b, or returns 0 and leaves
-  // the product as it is when no b <= 36 works. Costs one inverse NTT per result row.
+  // modulus 2^b that still decrypts exactly (fhe::switch_reply, modswitch.h) and returns b, or
+  // returns 0 and leaves the product as it is when no b <= 36 works. Costs one inverse NTT per
+  // result row.
   uint32_t switch_reply(CiphertextMatrix& product) const;
 
   // Raw: y (out_dim x n) = M * c (in_dim x n) mod q for `count` row-blocks laid out back to back.
   void multiply_blocks(const uint64_t* c, uint64_t* y, size_t count) const;
 
  private:
+  // The product of rows [row_begin, row_begin + in_dim()) of an input already checked.
+  void multiply_checked(const CiphertextMatrix& ct, size_t row_begin, CiphertextMatrix& out) const;
+
   struct Impl;
   std::shared_ptr<const Context> ctx_;
   size_t in_, out_;

@@ -14,6 +14,7 @@
 
 #include "fhe/ciphertext.h"
 #include "fhe/context.h"
+#include "fhe/evaluator.h"
 #include "fhe/noise.h"
 #include "fhe/plane_gemm.h"
 
@@ -33,8 +34,11 @@ void add_product_into(const Context& ctx, CiphertextMatrix& acc, const Ciphertex
 // sum_j parts[j] * (rows [o_j, o_j + parts[j]->in_dim()) of fresh), o_j the sum of the earlier
 // parts' in_dim: a product ciphertext of out_dim rows (every part must have the same out_dim).
 // Checks the input, that the parts' inner dimensions sum to its rows and the noise budget of the
-// stacked product (stacked_bounds); throws FheError.
+// stacked product (stacked_bounds); throws FheError (also for an evaluator part that does not
+// stack: ProductEvaluator::stacks).
 CiphertextMatrix stacked_multiply(std::span<const PlaneGemm* const> parts,
+                                  const CiphertextMatrix& fresh);
+CiphertextMatrix stacked_multiply(std::span<const ProductEvaluator* const> parts,
                                   const CiphertextMatrix& fresh);
 
 }  // namespace fhe

@@ -128,15 +128,18 @@ class WorkerModel {
 
   // The product by W (transpose = false) or W^T of a served projection; the transposed one is
   // built on first use. Throws fhe::FheError when the implementation refuses that shape.
-  const Gemm& gemm(uint32_t layer, protocol::ProjectionKind kind, bool transpose) const;
+  const fhe::ProductEvaluator& gemm(uint32_t layer, protocol::ProjectionKind kind,
+                                    bool transpose) const;
   // The product of output rows [begin, end) of that matrix alone (a ranged request): rows of W,
   // or of W^T (columns of W, read in place with a row stride). Built on first use and kept
   // (at most kMaxRangedGemms, then the cache starts over; a product in use stays alive through
   // its shared_ptr); the whole range is gemm() itself. The weights are borrowed, never copied.
   // Throws fhe::FheError for an empty or out-of-range row range, and on a CUDA device (whose
   // products take whole matrices only: the participant then asks for whole products).
-  std::shared_ptr<const Gemm> gemm_rows(uint32_t layer, protocol::ProjectionKind kind,
-                                        bool transpose, size_t begin, size_t end) const;
+  std::shared_ptr<const fhe::ProductEvaluator> gemm_rows(uint32_t layer,
+                                                         protocol::ProjectionKind kind,
+                                                         bool transpose, size_t begin,
+                                                         size_t end) const;
   static constexpr size_t kMaxRangedGemms = 4096;
 
   // The ModelInfo (without the scales, which travel as blobs).

@@ -49,7 +49,8 @@ namespace model {
 
 // Where the participant's time of its encrypted products goes, for benchmarks: wall-clock
 // nanoseconds summed over every forward and backward since the sink was set. multiply_ns is
-// the EncryptedProducts' call (in process: the PlaneGemm; remote: the whole round trip).
+// the EncryptedProducts' call (in process: the evaluator's product; remote: the whole round
+// trip).
 // decrypt_ns includes the dequantization of a product decrypted straight into floats (every
 // product but the stacked backward's exact sum); dequantize_ns counts the rest.
 struct ProductTimings {
@@ -59,10 +60,13 @@ struct ProductTimings {
 
 class EncryptedBackend : public LinearBackend {
  public:
-  // In process: quantizes every projection of `weights` into LocalEncryptedProducts. Encrypts
-  // under `key`, or under a fresh key of the default parameter set (P48) when `key` is null.
+  // In process: quantizes every projection of `weights` into LocalEncryptedProducts, whose
+  // products `factory` builds (the CPU evaluator by default; fhe::cuda_evaluator_factory for a
+  // GPU: the same results bit for bit). Encrypts under `key`, or under a fresh key of the default
+  // parameter set (P48) when `key` is null.
   explicit EncryptedBackend(const LlamaWeights& weights,
-                            std::unique_ptr<fhe::SecretKey> key = nullptr);
+                            std::unique_ptr<fhe::SecretKey> key = nullptr,
+                            EvaluatorFactory factory = fhe::make_cpu_evaluator);
   // The products come from `products`, which must know every projection of `config` with
   // matching shapes (checked on use). Key as above.
   EncryptedBackend(const LlamaConfig& config, std::unique_ptr<EncryptedProducts> products,

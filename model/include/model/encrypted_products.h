@@ -8,7 +8,8 @@
 // their input (q, k, v; gate, up): several products of one fresh ciphertext forward, and in the
 // backward pass ONE product sum_j W_j^T C_j of the stacked gradients (fhe/stacked_product.h).
 // Implementations:
-//   LocalEncryptedProducts  fhe::PlaneGemm in this process (below)
+//   LocalEncryptedProducts  fhe::ProductEvaluators in this process (below; the CPU one by
+//                           default, any EvaluatorFactory's, e.g. fhe::cuda_evaluator_factory)
 //   participant::WorkerProducts  requests to a pool of fhe_worker processes (participant/)
 // No method ever sees the secret key: a product needs only public data and the ciphertext.
 #pragma once
@@ -18,13 +19,17 @@
 #include <vector>
 
 #include "fhe/ciphertext.h"
+#include "fhe/cpu_evaluator.h"
+#include "fhe/evaluator.h"
 #include "fhe/noise.h"
-#include "fhe/plane_gemm.h"
 #include "model/error.h"
 #include "model/llama_weights.h"
 #include "model/projection.h"
 
 namespace model {
+
+// Builds the in-process product of one projection and direction (fhe/evaluator.h).
+using EvaluatorFactory = fhe::EvaluatorFactory;
 
 // Thrown by EncryptedProducts::multiply_stacked when the products cannot be stacked at all (a
 // worker device without stacked products): the caller then sends the parts one at a time.
@@ -67,16 +72,19 @@ class EncryptedProducts {
 };
 
 // The products in process: every projection of `weights` quantized per output channel
-// (quantize_weight_rows, exactly as a worker does) inside an fhe::PlaneGemm per direction. The
-// transposed PlaneGemm of a projection is built on its first use (an inference-only user never
-// pays for it, and a shape only the transposed product refuses does not stop the forward pass).
+// (quantize_weight_rows, exactly as a worker does) inside an fhe::ProductEvaluator per direction,
+// built by `factory` (fhe::make_cpu_evaluator by default; every implementation gives the same
+// products bit for bit). The transposed evaluator of a projection is built on its first use (an
+// inference-only user never pays for it, and a shape only the transposed product refuses does not
+// stop the forward pass).
 // Not thread-safe: one caller at a time.
 class LocalEncryptedProducts : public EncryptedProducts {
  public:
   // Throws model::ModelError when the fhe library refuses a projection. With `kinds` non-empty only
   // the projections of those kinds are built; the others throw model::ModelError on use.
   LocalEncryptedProducts(const LlamaWeights& weights, std::shared_ptr<const fhe::Context> ctx,
-                         std::vector<ProjectionKind> kinds = {});
+                         std::vector<ProjectionKind> kinds = {},
+                         EvaluatorFactory factory = fhe::make_cpu_evaluator);
   ~LocalEncryptedProducts() override;
 
   ProjectionDims dims(ProjectionId id) const override;
@@ -84,18 +92,20 @@ class LocalEncryptedProducts : public EncryptedProducts {
   fhe::WeightBounds bounds(ProjectionId id, bool transpose) override;
   fhe::CiphertextMatrix multiply(ProjectionId id, bool transpose,
                                  const fhe::CiphertextMatrix& fresh) override;
-  // Each part's transposed PlaneGemm over its rows of `fresh`, the products added mod q
-  // (fhe::stacked_multiply).
+  // Each part's transposed evaluator over its rows of `fresh`, the products added mod q
+  // (fhe::stacked_multiply). Throws StackedProductRefused when an evaluator does not stack
+  // (fhe::ProductEvaluator::stacks).
   fhe::CiphertextMatrix multiply_stacked(std::span<const ProjectionId> ids,
                                          const fhe::CiphertextMatrix& fresh) override;
 
  private:
   struct Projection;
   Projection& at(ProjectionId id) const;
-  const fhe::PlaneGemm& gemm(ProjectionId id, bool transpose);
+  const fhe::ProductEvaluator& gemm(ProjectionId id, bool transpose);
 
   LlamaConfig config_;
   std::shared_ptr<const fhe::Context> ctx_;
+  EvaluatorFactory factory_;
   std::vector<std::unique_ptr<Projection>> projections_;  // indexed by projection_index
 };
 
