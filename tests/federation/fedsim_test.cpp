@@ -10,12 +10,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "round_table.h"
+#include "sim_eval.h"
 
 namespace {
 
@@ -135,6 +137,26 @@ TEST(Fedsim, RunsPrintsTheLogsTableAndResumes) {
     ++round_rows;
   }
   EXPECT_EQ(round_rows, 3u);
+  // The global model is evaluated before any round (round 0, the base model) and after every
+  // round, once each across the resume, per site and pooled, and the report draws it.
+  EXPECT_NE(first.out.find("global model before any round (round 0): held-out loss"),
+            std::string::npos)
+      << first.out;
+  EXPECT_EQ(second.out.find("before any round"), std::string::npos)
+      << "round 0 is not evaluated again";
+  const std::vector<json> pooled = fedsim::pooled_evaluations(dir);
+  ASSERT_EQ(pooled.size(), 4u);
+  std::map<int, int> records;
+  std::ifstream evaluation(dir / "evaluation.jsonl");
+  for (std::string line; std::getline(evaluation, line);) ++records[json::parse(line)["round"]];
+  for (int r = 0; r <= 3; ++r) {
+    EXPECT_EQ(pooled[r]["round"].get<int>(), r);
+    EXPECT_TRUE(pooled[r]["heldout_loss"].is_number());
+    EXPECT_GT(pooled[r]["questions"].get<int>(), 0);
+    EXPECT_EQ(records[r], 3) << "two sites and the pooled record, round " << r;
+  }
+  EXPECT_NE(pooled[3]["heldout_loss"], pooled[0]["heldout_loss"]) << "the federation changed it";
+  EXPECT_NE(page.find("id=\"chart-global-loss\""), std::string::npos);
 
   // A bad flag is refused with exit status 2.
   EXPECT_EQ(run(std::string(FEDLORA_BIN_DIR) + "/fedsim --rounds 0 2>/dev/null").status, 2);

@@ -135,8 +135,7 @@ TEST_F(ReleaseTest, ASiteWithOtherWeightsOfTheSameShapesIsRefusedBeforeTraining)
     return id_set(e, "sites") == std::set<std::string>{"site-0", "site-2"};
   })) << slurp(fed.events_file());
   EXPECT_TRUE(has_event(ev, "participant_dropped", [](const json& e) {
-    return e.value("site", "") == "site-1" &&
-           e.dump().find("misconfigured") != std::string::npos;
+    return e.value("site", "") == "site-1" && e.dump().find("misconfigured") != std::string::npos;
   })) << slurp(fed.events_file());
   const std::string log = slurp(fed.log_file("site-1"));
   EXPECT_NE(log.find("do not hold the same checkpoint"), std::string::npos) << log;

@@ -111,6 +111,30 @@ TEST_F(ReportTest, ChartsTablesAndParticipationComeFromTheRecords) {
   EXPECT_NE(page.find("ended: completed"), std::string::npos);
 }
 
+TEST_F(ReportTest, TheGlobalModelsEvaluationsAreDrawnFromRoundZero) {
+  std::vector<json> evaluations;
+  for (int round = 0; round <= 3; ++round) {
+    for (const char* site : {"a", "<b>", "pooled"}) {
+      evaluations.push_back({{"round", round},
+                             {"site", site},
+                             {"heldout_loss", 6.0 - round},
+                             {"mcq_accuracy", 0.25 * (1 + round % 2)}});
+    }
+  }
+  const std::string page = fedsim::render_report(write_run(), dir_ / "sites", evaluations);
+  const std::string loss = svg_of(page, "chart-global-loss");
+  EXPECT_EQ(count(loss, "<polyline"), 3u) << "two sites and the pooled line";
+  EXPECT_EQ(count(loss, "<circle"), 12u) << "rounds 0 to 3";
+  EXPECT_NE(loss.find("data-series=\"pooled\""), std::string::npos);
+  EXPECT_NE(loss.find("pooled, round 0: 6"), std::string::npos);
+  EXPECT_EQ(count(svg_of(page, "chart-global-mcq"), "<polyline"), 3u);
+  // The global charts come first.
+  EXPECT_LT(page.find("chart-global-loss"), page.find("chart-pooled-loss"));
+  // Without evaluation records there are no global charts.
+  EXPECT_EQ(fedsim::render_report(write_run(), dir_ / "sites").find("chart-global"),
+            std::string::npos);
+}
+
 TEST_F(ReportTest, AChartWithoutPointsSaysSo) {
   const std::string page = fedsim::render_report({}, dir_ / "sites");
   EXPECT_EQ(count(page, "<svg"), 0u);

@@ -9,8 +9,91 @@
 #include "report.h"
 #include "round_table.h"
 #include "sim_config.h"
+#include "sim_eval.h"
 #include "sim_run.h"
 #include "sim_setup.h"
+
+namespace {
+
+// "held-out loss 5.1234 (perplexity 168.0), MCQ accuracy 0.400 (4 of 10)" of a pooled record.
+std::string describe(const nlohmann::json& pooled) {
+  char buf[256];
+  std::string out;
+  if (pooled.contains("heldout_loss")) {
+    std::snprintf(buf, sizeof buf, "held-out loss %.4f (perplexity %.1f)",
+                  pooled["heldout_loss"].get<double>(), pooled.value("perplexity", 0.0));
+    out += buf;
+  }
+  if (pooled.contains("mcq_accuracy")) {
+    std::snprintf(buf, sizeof buf, "%sMCQ accuracy %.3f (%lld of %lld)", out.empty() ? "" : ", ",
+                  pooled["mcq_accuracy"].get<double>(),
+                  static_cast<long long>(pooled.value("correct", int64_t{0})),
+                  static_cast<long long>(pooled.value("questions", int64_t{0})));
+    out += buf;
+  }
+  return out.empty() ? "nothing to evaluate (no held-out notes or questions)" : out;
+}
+
+int run_federation(const fedsim::SimConfig& config, const fedsim::SimLayout& layout) {
+  if (!config.processes) return fedsim::run_threads(config, layout);
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) throw std::runtime_error("cannot locate the fedsim executable");
+  self[n] = '\0';
+  return fedsim::run_processes(config, layout, std::filesystem::path(self).parent_path());
+}
+
+// The global model's first and last evaluation, and how much the federation changed it.
+void print_evaluation_summary(const std::filesystem::path& run_dir) {
+  const auto evals = fedsim::pooled_evaluations(run_dir);
+  if (evals.size() < 2) return;
+  const auto& first = evals.front();
+  const auto& last = evals.back();
+  std::printf("global model, pooled over the sites: round %u: %s\n", first.value("round", 0u),
+              describe(first).c_str());
+  std::printf("global model, pooled over the sites: round %u: %s\n", last.value("round", 0u),
+              describe(last).c_str());
+  if (first.contains("heldout_loss") && last.contains("heldout_loss")) {
+    const double a = first["heldout_loss"].get<double>(), b = last["heldout_loss"].get<double>();
+    std::printf("held-out loss of the global model changed by %+.1f %% from round %u to round %u\n",
+                100.0 * (b - a) / a, first.value("round", 0u), last.value("round", 0u));
+  }
+}
+
+int run_and_report(const fedsim::SimConfig& config, const fedsim::SimLayout& layout) {
+  fedsim::GlobalEvaluator evaluator(config, layout);
+  if (!evaluator.has_round(0)) {
+    std::printf("global model before any round (round 0): %s\n",
+                describe(evaluator.evaluate_initial()).c_str());
+  }
+  fedsim::EventWatcher watcher(layout.run / "events.jsonl", layout.sites, stdout,
+                               [&](const nlohmann::json& row) -> std::optional<std::string> {
+                                 const uint32_t round = row.value("round", 0u);
+                                 const auto pooled = evaluator.evaluate_checkpoint(round);
+                                 if (!pooled)
+                                   return "       global model after round " +
+                                          std::to_string(round) +
+                                          ": not evaluated (the checkpoint holds a later round)";
+                                 return "       global model after round " + std::to_string(round) +
+                                        ": " + describe(*pooled);
+                               });
+  const int rc = run_federation(config, layout);
+  watcher.finish();
+  const auto rounds = watcher.rounds();
+  if (rounds.size() >= 2) {
+    std::printf("sites' own held-out loss after local training %.4f -> %.4f over rounds %s..%s\n",
+                rounds.front().value("heldout_loss", 0.0), rounds.back().value("heldout_loss", 0.0),
+                rounds.front()["round"].dump().c_str(), rounds.back()["round"].dump().c_str());
+  }
+  print_evaluation_summary(layout.run);
+  const auto report = fedsim::write_report(layout.run);
+  std::printf("dashboard log: %s\nadapter (PEFT): %s\nreport: %s\n",
+              (layout.run / "events.jsonl").c_str(), (layout.run / "adapter").c_str(),
+              report.c_str());
+  return rc;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   fedsim::SimConfig config;
@@ -29,30 +112,7 @@ int main(int argc, char** argv) {
                  config.processes ? "processes (CURVE)" : "threads", config.backend.c_str(),
                  config.noise_multiplier, config.clip_norm, config.sample_rate, config.local_steps,
                  layout.run.c_str());
-    fedsim::EventWatcher watcher(layout.run / "events.jsonl", layout.sites, stdout);
-    int rc = 0;
-    if (config.processes) {
-      char self[4096];
-      const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-      if (n <= 0) throw std::runtime_error("cannot locate the fedsim executable");
-      self[n] = '\0';
-      rc = fedsim::run_processes(config, layout, std::filesystem::path(self).parent_path());
-    } else {
-      rc = fedsim::run_threads(config, layout);
-    }
-    watcher.finish();
-    const auto rounds = watcher.rounds();
-    if (rounds.size() >= 2) {
-      std::printf("held-out loss %.4f -> %.4f over rounds %s..%s\n",
-                  rounds.front().value("heldout_loss", 0.0),
-                  rounds.back().value("heldout_loss", 0.0), rounds.front()["round"].dump().c_str(),
-                  rounds.back()["round"].dump().c_str());
-    }
-    const auto report = fedsim::write_report(layout.run);
-    std::printf("dashboard log: %s\nadapter (PEFT): %s\nreport: %s\n",
-                (layout.run / "events.jsonl").c_str(), (layout.run / "adapter").c_str(),
-                report.c_str());
-    return rc;
+    return run_and_report(config, layout);
   } catch (const fedsim::SiteDataError& e) {  // the user's --data or --model: nothing written
     std::fprintf(stderr, "fedsim: %s\n", e.what());
     return 2;

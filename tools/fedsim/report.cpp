@@ -135,6 +135,35 @@ std::vector<Chart> charts_of(const RunView& v, const std::filesystem::path& site
   return {pooled, heldout, mcq, eps};
 }
 
+// The global model's charts from the evaluation records: a series per site and the pooled one.
+std::vector<Chart> evaluation_charts(const std::vector<json>& evaluations) {
+  std::map<std::string, std::map<int64_t, json>> by_site;  // "pooled" sorts after "site-..."? no:
+  std::vector<std::string> order;                          // first appearance, pooled last
+  for (const auto& e : evaluations) {
+    if (!e.is_object() || !e.value("site", json()).is_string()) continue;
+    if (!e.value("round", json()).is_number_integer()) continue;
+    const std::string site = e["site"].get<std::string>();
+    if (!by_site.count(site) && site != "pooled") order.push_back(site);
+    by_site[site][e["round"].get<int64_t>()] = e;
+  }
+  if (by_site.empty()) return {};
+  if (by_site.count("pooled")) order.push_back("pooled");
+  Chart loss{"chart-global-loss",
+             "Held-out loss of the global model (round 0: the base model)",
+             "held-out loss",
+             {},
+             {}};
+  Chart mcq{"chart-global-mcq", "MCQ accuracy of the global model", "accuracy", {}, {}, true};
+  for (const auto& site : order) {
+    loss.series.push_back(series_of(site, by_site[site], "heldout_loss"));
+    ChartSeries m = series_of(site, by_site[site], "mcq_accuracy");
+    if (!m.points.empty()) mcq.series.push_back(std::move(m));
+  }
+  std::vector<Chart> out = {loss};
+  if (!mcq.series.empty()) out.push_back(mcq);
+  return out;
+}
+
 std::string round_table_html(const RunView& v) {
   std::string out =
       "<table id=\"round-table\"><thead><tr><th>round</th><th>sites</th><th>examples</th>"
@@ -214,7 +243,8 @@ std::string summary_html(const RunView& v) {
 
 }  // namespace
 
-std::string render_report(const std::vector<json>& events, const std::filesystem::path& sites_dir) {
+std::string render_report(const std::vector<json>& events, const std::filesystem::path& sites_dir,
+                          const std::vector<json>& evaluations) {
   const RunView v = view_of(events, sites_dir);
   std::string page =
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -222,6 +252,7 @@ std::string render_report(const std::vector<json>& events, const std::filesystem
       std::string(kStyle) +
       "</style></head><body>\n<h1>Federated LoRA fine-tuning: run report</h1>\n" + summary_html(v) +
       "<section id=\"charts\">\n";
+  for (const auto& chart : evaluation_charts(evaluations)) page += render_chart_svg(chart);
   for (const auto& chart : charts_of(v, sites_dir)) page += render_chart_svg(chart);
   page += "</section>\n<h2>Rounds</h2>\n" + round_table_html(v) + "<h2>Participation</h2>\n" +
           participation_html(v) +
@@ -234,7 +265,8 @@ std::string render_report(const std::vector<json>& events, const std::filesystem
 std::filesystem::path write_report(const std::filesystem::path& run_dir) {
   const auto path = run_dir / "report.html";
   base::write_file_atomic(path,
-                          render_report(read_events(run_dir / "events.jsonl"), run_dir / "sites"));
+                          render_report(read_events(run_dir / "events.jsonl"), run_dir / "sites",
+                                        read_events(run_dir / "evaluation.jsonl")));
   return path;
 }
 

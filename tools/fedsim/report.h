@@ -40,11 +40,15 @@ std::string render_chart_svg(const Chart& chart);
 
 // The whole page from a run's events (events.jsonl parsed, in order) and its sites' state
 // directories (`sites_dir`/SITE/curves.jsonl; a missing one only leaves its series out).
+// `evaluations`: RUN/evaluation.jsonl's records (sim_eval.h), drawn first as the global model's
+// held-out loss and MCQ accuracy per site and pooled, from round 0 (none: those charts are left
+// out).
 std::string render_report(const std::vector<nlohmann::json>& events,
-                          const std::filesystem::path& sites_dir);
+                          const std::filesystem::path& sites_dir,
+                          const std::vector<nlohmann::json>& evaluations = {});
 
-// Renders RUN/events.jsonl and RUN/sites into RUN/report.html (written atomically) and returns
-// that path. Throws base::IoError when the page cannot be written.
+// Renders RUN/events.jsonl, RUN/evaluation.jsonl and RUN/sites into RUN/report.html (written
+// atomically) and returns that path. Throws base::IoError when the page cannot be written.
 std::filesystem::path write_report(const std::filesystem::path& run_dir);
 
 // &, <, >, " and ' as entities: text from a file or a peer placed into HTML.

@@ -72,8 +72,11 @@ std::string table_row(const nlohmann::json& e) {
 }
 
 EventWatcher::EventWatcher(std::filesystem::path file, std::filesystem::path sites_dir,
-                           std::FILE* out)
-    : file_(std::move(file)), sites_dir_(std::move(sites_dir)), out_(out) {
+                           std::FILE* out, AfterRound after_round)
+    : file_(std::move(file)),
+      sites_dir_(std::move(sites_dir)),
+      out_(out),
+      after_round_(std::move(after_round)) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(file_, ec);
   offset_ = ec ? 0 : size;
@@ -129,6 +132,9 @@ void EventWatcher::poll() {
       }
       std::fprintf(out_, "%s\n", table_row(row).c_str());
       rounds_.push_back(row);
+      if (after_round_) {
+        if (const auto line = after_round_(row)) std::fprintf(out_, "%s\n", line->c_str());
+      }
     } else if (kind == "budget_exhausted") {
       std::fprintf(out_, "       budget exhausted: %s\n",
                    e.value("site", std::string("?")).c_str());

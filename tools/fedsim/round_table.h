@@ -6,8 +6,10 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,8 +33,11 @@ nlohmann::json with_site_losses(const nlohmann::json& round_finished,
 // when the watcher started (earlier rounds of a resumed run are not repeated).
 class EventWatcher {
  public:
+  // Called after a round's row is printed; a line it returns is printed under the row.
+  using AfterRound = std::function<std::optional<std::string>(const nlohmann::json& row)>;
   // `sites_dir`: the sites' state directories, for with_site_losses.
-  EventWatcher(std::filesystem::path file, std::filesystem::path sites_dir, std::FILE* out);
+  EventWatcher(std::filesystem::path file, std::filesystem::path sites_dir, std::FILE* out,
+               AfterRound after_round = {});
   ~EventWatcher();  // stops after reading what is there
   // Reads what is left and stops.
   void finish();
@@ -48,6 +53,7 @@ class EventWatcher {
   mutable std::mutex mutex_;
   std::vector<nlohmann::json> rounds_;
   bool header_printed_ = false;
+  AfterRound after_round_;
   std::jthread thread_;
 };
 
