@@ -12,7 +12,7 @@
 #include "protocol/socket.h"
 #include "protocol/zap.h"
 #include "sample_messages.h"
-#include "temp_dir.h"
+#include "test_support/temp_dir.h"
 
 namespace {
 
@@ -80,7 +80,7 @@ class Curve : public ::testing::Test {
     return false;
   }
 
-  protocol_test::TempDir dir;
+  test_support::TempDir dir;
   KeyPair server_key, allowed_key, intruder_key;
   // Destruction runs bottom-up: server socket, ZAP handler, then the contexts.
   zmq::context_t server_ctx, client_ctx;
@@ -144,7 +144,7 @@ TEST(Zap, OneHandlerPerContext) {
 }
 
 TEST(Zap, AllowListDirectoryIsCheckedWhole) {
-  protocol_test::TempDir dir;
+  test_support::TempDir dir;
   auto empty = protocol::AllowList::load_directory(dir.path().string());
   ASSERT_FALSE(empty.ok());
   EXPECT_NE(empty.error().message.find("no .pub files"), std::string::npos);
