@@ -74,7 +74,7 @@ TEST_P(HfReference, FloatLogitsMatchTheReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfReference, ::testing::ValuesIn(fixture_names()),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& test) { return test.param; });
 
 bool have_python3() {
   return std::system("command -v python3 >/dev/null 2>&1") == 0;

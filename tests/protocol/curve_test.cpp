@@ -35,13 +35,13 @@ class Curve : public ::testing::Test {
     ASSERT_TRUE(allow.ok()) << allow.error().to_string();
     ASSERT_EQ(allow.value().size(), 1u);
 
-    auto zap = protocol::ZapHandler::start(server_ctx, std::move(allow).value(),
-                                           [this](std::string_view line) {
-                                             std::lock_guard lock(log_mu);
-                                             log.emplace_back(line);
-                                           });
-    ASSERT_TRUE(zap.ok()) << zap.error().to_string();
-    this->zap = std::move(zap).value();
+    auto handler = protocol::ZapHandler::start(server_ctx, std::move(allow).value(),
+                                               [this](std::string_view line) {
+                                                 std::lock_guard lock(log_mu);
+                                                 log.emplace_back(line);
+                                               });
+    ASSERT_TRUE(handler.ok()) << handler.error().to_string();
+    zap = std::move(handler).value();
     protocol::ServerConfig c;
     c.endpoint = "tcp://127.0.0.1:*";
     c.key = server_key;
