@@ -26,12 +26,12 @@ foreach(i RANGE ${last})
     return()
   endif()
 endforeach()
-message(FATAL_ERROR "no configure preset named ${PRESET} in CMakePresets.json")
 EOF
-info=$(cmake -DSOURCE="$PWD" -DPRESET="$preset" -P "$query" 2>&1) || {
-  echo "configure.sh: $info" >&2
+info=$(cmake -DSOURCE="$PWD" -DPRESET="$preset" -P "$query" 2>&1)
+if [[ "$info" != *"|"* ]]; then
+  echo "configure.sh: no configure preset named '$preset' in CMakePresets.json${info:+: $info}" >&2
   exit 2
-}
+fi
 want="${info%%|*}"
 dir="${info#*|}"
 
