@@ -450,8 +450,8 @@ int main(int argc, char** argv) {
       std::printf("{\"bench\": \"e2e\", \"worker\": \"%s\", \"peak_rss_mib\": %.1f}\n",
                   w->endpoint().c_str(), status_mib(std::to_string(w->pid()), "VmHWM:"));
     }
-    const auto median = [&](size_t mode, const std::vector<double> Mode::*field) {
-      return stats(modes[mode].*field).median;
+    const auto median = [&](size_t index, const std::vector<double> Mode::*field) {
+      return stats(modes[index].*field).median;
     };
     const double cpu_r1 = median(0, &Mode::cpu), cpu_float = median(2, &Mode::cpu);
     const double layers_remote = cpu_r1 - median(5, &Mode::cpu);

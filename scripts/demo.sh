@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cmake --preset release
+bash scripts/configure.sh release
 # Only what the federation runs (the test suites are built by scripts/test.sh).
 cmake --build --preset release -j2 --target fedsim coordinator fhe_worker participant_agent fedctl
 exec build/bin/fedsim --config configs/sim.ini "$@"

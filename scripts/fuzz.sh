@@ -26,7 +26,7 @@ if command -v ccache >/dev/null; then
   # Cache hits across checkouts in different directories (CI clones into a fresh one).
   export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 fi
-cmake --preset fuzz "${launcher[@]}"
+bash scripts/configure.sh fuzz "${launcher[@]}"
 cmake --build --preset fuzz -j "$(nproc)"
 
 mkdir -p build-fuzz/crashes

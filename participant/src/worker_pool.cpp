@@ -46,12 +46,12 @@ protocol::Blob shared_blob(const protocol::BlobDesc& desc, const SharedBytes& by
 
 // The error a worker sent in place of an answer, if any.
 std::optional<protocol::Error> reply_error(const protocol::Message& m) {
-  if (const auto* r = std::get_if<protocol::MatmulReply>(&m.body)) {
-    if (const auto* e = std::get_if<protocol::Error>(&r->outcome)) return *e;
-  } else if (const auto* r = std::get_if<protocol::ModelInfoReply>(&m.body)) {
-    if (const auto* e = std::get_if<protocol::Error>(&r->outcome)) return *e;
-  } else if (const auto* r = std::get_if<protocol::ErrorReply>(&m.body)) {
-    return r->error;
+  if (const auto* matmul = std::get_if<protocol::MatmulReply>(&m.body)) {
+    if (const auto* e = std::get_if<protocol::Error>(&matmul->outcome)) return *e;
+  } else if (const auto* info = std::get_if<protocol::ModelInfoReply>(&m.body)) {
+    if (const auto* e = std::get_if<protocol::Error>(&info->outcome)) return *e;
+  } else if (const auto* failed = std::get_if<protocol::ErrorReply>(&m.body)) {
+    return failed->error;
   }
   return std::nullopt;
 }

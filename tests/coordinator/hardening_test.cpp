@@ -466,10 +466,10 @@ TEST(ProcessHardening, AllowedKeysThatAttackAreRefusedAndMemoryStaysBounded) {
     o.server = server.public_key;
     return o;
   };
-  auto worker_as = [&](const std::string& key, const std::string& id, const std::string& ep) {
+  auto worker_as = [&](const std::string& key, const std::string& id, const std::string& compute) {
     SiteOptions o = as(key, id);
     o.role = pc::Role::kWorker;
-    o.compute_endpoint = ep;
+    o.compute_endpoint = compute;
     o.public_key = keys.at(key).public_key.z85();
     return o;
   };

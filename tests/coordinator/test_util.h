@@ -1,8 +1,6 @@
 // Helpers shared by the coordinator tests: temp dirs, small adapters, events.jsonl reading.
 #pragma once
 
-#include <stdlib.h>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -13,22 +11,11 @@
 
 #include "coordinator/adapter.h"
 #include "coordinator/peft.h"
+#include "test_support/temp_dir.h"
 
 namespace coordinator_test {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "coordinator-test-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using test_support::TempDir;
 
 // A LoRA-like adapter: two layers of A [rank, 4] and B [4, rank] matrices (+ a scalar).
 inline coordinator::Adapter small_adapter(float start = 0.0f, size_t layers = 2) {

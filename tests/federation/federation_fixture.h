@@ -25,6 +25,7 @@
 #include "process_federation.h"
 #include "sim_config.h"
 #include "sim_setup.h"
+#include "test_support/files.h"
 
 namespace federation_test {
 
@@ -68,12 +69,7 @@ inline std::set<std::string> id_set(const json& e, const char* field) {
   return ids;
 }
 
-inline std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::slurp;
 
 class FederationTest : public ::testing::Test {
  protected:

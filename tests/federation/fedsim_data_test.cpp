@@ -3,36 +3,25 @@
 // spm_train. Then every bad input the user can bring: exit status 2, one clear line, and no run
 // directory left behind.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "test_support/run.h"
+#include "test_support/temp_dir.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct CommandResult {
-  int status = -1;
-  std::string out;  // stdout and stderr
-};
+using test_support::RunResult;
 
-CommandResult run(const std::string& command) {
-  CommandResult r;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  for (size_t n; (n = std::fread(buf.data(), 1, buf.size(), p)) > 0;) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+// A command line with its stderr folded into stdout (fedsim reports on stderr).
+RunResult run(const std::string& command) {
+  return test_support::run_stdout(command + " 2>&1");
 }
 
 void write_lines(const fs::path& file, const std::vector<json>& lines) {
@@ -53,13 +42,6 @@ std::vector<json> notes(const std::string& topic, int count) {
 class FedsimDataTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("fedsim_data_test_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    data_ = root_ / "data";
-    model_ = root_ / "model";
-    run_ = root_ / "run";
-    fs::remove_all(root_);
     fs::create_directories(data_);
     write_lines(data_ / "north.jsonl", notes("cardiology", 30));
     // A note far longer than --seq-len: truncated, and counted.
@@ -72,7 +54,6 @@ class FedsimDataTest : public ::testing::Test {
     write_lines(data_ / "south.mcq.jsonl",
                 {{{"question", "Which clinic?"}, {"options", {"renal", "eye"}}, {"answer", 0}}});
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   // A random Llama whose vocabulary is a SentencePiece model trained on the sites' notes.
   void make_model(const fs::path& dir, int vocab, int model_vocab) {
@@ -100,12 +81,14 @@ class FedsimDataTest : public ::testing::Test {
            std::to_string(seq_len) + " " + flags;
   }
 
-  fs::path root_, data_, model_, run_;
+  test_support::TempDir tmp_;
+  fs::path root_ = tmp_.path(), data_ = root_ / "data", model_ = root_ / "model",
+           run_ = root_ / "run";
 };
 
 TEST_F(FedsimDataTest, RunsOnTheUsersSitesAndModel) {
   make_model(model_, 160, 160);
-  const CommandResult r = run(fedsim("--data " + data_.string() + " --model " + model_.string()));
+  const RunResult r = run(fedsim("--data " + data_.string() + " --model " + model_.string()));
   ASSERT_EQ(r.status, 0) << r.out;
   // Each site is named by its file, counted, and the long note is reported as truncated.
   EXPECT_NE(r.out.find("site north: 30 notes, every 10th held out, 0 questions"), std::string::npos)
@@ -140,7 +123,7 @@ TEST_F(FedsimDataTest, BadInputsAreRefusedBeforeAnythingIsWritten) {
   const auto refused = [&](const std::string& flags, const std::string& expected,
                            int seq_len = 32) {
     fs::remove_all(run_);
-    const CommandResult r = run(fedsim(flags, seq_len));
+    const RunResult r = run(fedsim(flags, seq_len));
     EXPECT_EQ(r.status, 2) << flags << "\n" << r.out;
     EXPECT_NE(r.out.find(expected), std::string::npos) << flags << "\n" << r.out;
     EXPECT_FALSE(fs::exists(run_)) << flags;

@@ -18,29 +18,15 @@
 
 #include "round_table.h"
 #include "sim_eval.h"
+#include "test_support/run.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct CommandResult {
-  int status = -1;
-  std::string out;
-};
-
-// Runs a command line, capturing stdout (stderr goes to the test's own log).
-CommandResult run(const std::string& command) {
-  CommandResult r;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test_support::run_stdout;
+using test_support::RunResult;
 
 std::vector<json> events(const fs::path& file, const std::string& name) {
   std::vector<json> out;
@@ -74,7 +60,7 @@ TEST(Fedsim, RunsPrintsTheLogsTableAndResumes) {
                            " --intermediate 64 --vocab 300 --records 40 --seq-len 16"
                            " --lora-rank 2 --local-steps 2 --batch-size 4 --sample-rate 0.1"
                            " --seed 3 --log-level error";
-  const CommandResult first = run(base + " --rounds 2");
+  const RunResult first = run_stdout(base + " --rounds 2");
   ASSERT_EQ(first.status, 0) << first.out;
 
   const fs::path log = dir / "events.jsonl";
@@ -118,7 +104,7 @@ TEST(Fedsim, RunsPrintsTheLogsTableAndResumes) {
   EXPECT_FALSE(fs::is_empty(dir / "checkpoints"));
 
   // The same run directory with one more round resumes at round 3 and prints only that round.
-  const CommandResult second = run(base + " --rounds 3");
+  const RunResult second = run_stdout(base + " --rounds 3");
   ASSERT_EQ(second.status, 0) << second.out;
   const std::vector<json> all = events(log, "round_finished");
   ASSERT_EQ(all.size(), 3u);
@@ -159,7 +145,7 @@ TEST(Fedsim, RunsPrintsTheLogsTableAndResumes) {
   EXPECT_NE(page.find("id=\"chart-global-loss\""), std::string::npos);
 
   // A bad flag is refused with exit status 2.
-  EXPECT_EQ(run(std::string(FEDLORA_BIN_DIR) + "/fedsim --rounds 0 2>/dev/null").status, 2);
+  EXPECT_EQ(run_stdout(std::string(FEDLORA_BIN_DIR) + "/fedsim --rounds 0 2>/dev/null").status, 2);
   fs::remove_all(dir);
 }
 

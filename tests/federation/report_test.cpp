@@ -1,11 +1,7 @@
 // report.html (tools/fedsim/report.h): a run's events and sites' curves become charts and tables;
 // site names are escaped; the page opens in headless Chromium with its charts in the DOM.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -13,6 +9,8 @@
 #include <vector>
 
 #include "report.h"
+#include "test_support/run.h"
+#include "test_support/temp_dir.h"
 
 namespace {
 
@@ -35,14 +33,7 @@ std::string svg_of(const std::string& page, const std::string& id) {
 
 class ReportTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("report_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "sites");
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { fs::create_directories(dir_ / "sites"); }
 
   // Three rounds over sites "a" and "<b>"; "<b>" drops out of round 2. Each site's curve has a
   // round-0 record (the base model) and falls by 0.5 a round.
@@ -82,7 +73,8 @@ class ReportTest : public ::testing::Test {
     return events;
   }
 
-  fs::path dir_;
+  test_support::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
 };
 
 TEST_F(ReportTest, ChartsTablesAndParticipationComeFromTheRecords) {
@@ -155,17 +147,6 @@ TEST_F(ReportTest, WriteReportReadsTheRunDirectory) {
   EXPECT_EQ(page, fedsim::render_report(events, dir_ / "sites"));
 }
 
-// Runs a command line, capturing stdout.
-std::pair<int, std::string> run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return {-1, out};
-  std::array<char, 4096> buf{};
-  for (size_t n; (n = std::fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 std::string chromium() {
   for (const char* c :
        {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"}) {
@@ -187,9 +168,10 @@ TEST_F(ReportTest, OpensInHeadlessChromiumWithItsCharts) {
       " --user-data-dir=" +
       (dir_ / "chromium").string() + " ";
   // The DOM as the browser parsed it: every chart an <svg> element with its lines.
-  const auto [status, dom] =
-      run(browser + flags + "--dump-dom file://" + page.string() + " 2>/dev/null");
-  ASSERT_EQ(status, 0) << dom;
+  const test_support::RunResult dumped = test_support::run_stdout(
+      browser + flags + "--dump-dom file://" + page.string() + " 2>/dev/null");
+  ASSERT_EQ(dumped.status, 0) << dumped.out;
+  const std::string& dom = dumped.out;
   for (const char* id :
        {"chart-pooled-loss", "chart-site-heldout-loss", "chart-mcq-accuracy", "chart-epsilon"}) {
     const std::string svg = svg_of(dom, id);
@@ -200,9 +182,10 @@ TEST_F(ReportTest, OpensInHeadlessChromiumWithItsCharts) {
   EXPECT_NE(dom.find("id=\"participation\""), std::string::npos);
   // A screenshot: a PNG of the page as rendered.
   const fs::path png = dir_ / "report.png";
-  const auto shot = run(browser + flags + "--window-size=1400,1600 --screenshot=" + png.string() +
-                        " file://" + page.string() + " 2>/dev/null");
-  ASSERT_EQ(shot.first, 0);
+  const auto shot = test_support::run_stdout(
+      browser + flags + "--window-size=1400,1600 --screenshot=" + png.string() + " file://" +
+      page.string() + " 2>/dev/null");
+  ASSERT_EQ(shot.status, 0);
   ASSERT_TRUE(fs::exists(png));
   std::ifstream in(png, std::ios::binary);
   std::array<char, 8> magic{};

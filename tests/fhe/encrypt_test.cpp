@@ -73,9 +73,9 @@ TEST_P(ExactProduct, DecryptsToThePlaintextProductBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(Grid, ExactProduct,
                          ::testing::Combine(::testing::Values(1, 7, 2048, 5632), ::testing::Bool()),
-                         [](const auto& info) {
-                           return "inner" + std::to_string(std::get<0>(info.param)) +
-                                  (std::get<1>(info.param) ? "_transposed" : "_plain");
+                         [](const auto& test) {
+                           return "inner" + std::to_string(std::get<0>(test.param)) +
+                                  (std::get<1>(test.param) ? "_transposed" : "_plain");
                          });
 
 TEST(PlaneGemm, MatchesTheReferenceWordForWordWithBothDigitWidths) {

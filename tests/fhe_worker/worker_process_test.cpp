@@ -1,6 +1,6 @@
 // build/bin/fhe_worker as a real process: --port-file, INI config, exact products, SIGTERM while
-// requests are in flight (all answered, exit 0), bad options (exit 2); and `fedctl export-int8`
-// writes exactly model::quantize_weight_rows.
+// requests are in flight (all answered, exit 0), bad options (exit 2). (`fedctl export-int8`:
+// tests/tools/fedctl_export_int8_test.cpp.)
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -11,7 +11,6 @@
 #include <fstream>
 #include <thread>
 
-#include "common/npy.h"
 #include "model/quantize.h"
 #include "worker_process_util.h"
 
@@ -141,74 +140,6 @@ TEST(WorkerProcess, BadOptionsExitWithStatus2) {
               tmp / "e.log");
     EXPECT_EQ(p.wait(30s), 2);
     EXPECT_NE(slurp(tmp / "e.log").find("--secret-key"), std::string::npos);
-  }
-}
-
-TEST(ExportInt8, EqualsQuantizeWeightRows) {
-  TempDir tmp;
-  const auto dir = write_tiny_model(tmp.path());
-  const auto weights = model::load_llama_weights(dir);
-  const auto want = model::quantize_weight_rows(weights.layers[1].down_proj);
-  const std::string cmd = std::string(FEDCTL_PATH) + " export-int8 --model " + dir.string() +
-                          " --layer 1 --proj down --out " + (tmp / "w.npy") + " --scales-out " +
-                          (tmp / "s.npy") + " >/dev/null";
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
-  size_t rows = 0, cols = 0;
-  const auto w = fedtools::read_npy_int8(tmp / "w.npy", &rows, &cols);
-  EXPECT_EQ(rows, static_cast<size_t>(want.rows));
-  EXPECT_EQ(cols, static_cast<size_t>(want.cols));
-  EXPECT_EQ(w, want.values);
-  const auto s = fedtools::read_npy(tmp / "s.npy");
-  ASSERT_EQ(s.type, fedtools::NpyType::kFloat32);
-  ASSERT_EQ(s.rows, static_cast<size_t>(want.rows));
-  std::vector<float> scales(s.rows);
-  std::memcpy(scales.data(), s.data.data(), s.data.size());
-  EXPECT_EQ(scales, want.scales);
-  // Bad input: a layer out of range, an unknown projection.
-  EXPECT_NE(std::system((std::string(FEDCTL_PATH) + " export-int8 --model " + dir.string() +
-                         " --layer 2 --proj q --out " + (tmp / "x.npy") + " 2>/dev/null")
-                            .c_str()),
-            0);
-  EXPECT_NE(std::system((std::string(FEDCTL_PATH) + " export-int8 --model " + dir.string() +
-                         " --layer 0 --proj lm_hat --out " + (tmp / "x.npy") + " 2>/dev/null")
-                            .c_str()),
-            0);
-  // A layer projection needs --layer; the LM head is layer 0 only.
-  EXPECT_NE(std::system((std::string(FEDCTL_PATH) + " export-int8 --model " + dir.string() +
-                         " --proj q --out " + (tmp / "x.npy") + " 2>/dev/null")
-                            .c_str()),
-            0);
-  EXPECT_NE(std::system((std::string(FEDCTL_PATH) + " export-int8 --model " + dir.string() +
-                         " --layer 1 --proj lm_head --out " + (tmp / "x.npy") + " 2>/dev/null")
-                            .c_str()),
-            0);
-}
-
-// The LM head exports as the worker serves it: the [vocab, hidden] matrix, quantized the same way.
-TEST(ExportInt8, LmHeadEqualsTheServedWeight) {
-  TempDir tmp;
-  const auto dir = write_tiny_model(tmp.path());
-  const auto weights = model::load_llama_weights(dir);
-  fhe_worker::WorkerModelOptions mo;
-  mo.model_id = "tiny";
-  mo.device = fhe_worker::parse_device("cpu");
-  mo.threads = 1;
-  const fhe_worker::WorkerModel served(weights, mo);
-  const auto& want = served.weight(0, protocol::ProjectionKind::kLmHead);
-  for (const std::string layer : {"", " --layer 0"}) {
-    const std::string cmd = std::string(FEDCTL_PATH) + " export-int8 --model " + dir.string() +
-                            layer + " --proj lm_head --out " + (tmp / "h.npy") + " --scales-out " +
-                            (tmp / "hs.npy") + " >/dev/null";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    size_t rows = 0, cols = 0;
-    EXPECT_EQ(fedtools::read_npy_int8(tmp / "h.npy", &rows, &cols), want.values);
-    EXPECT_EQ(rows, 50u);
-    EXPECT_EQ(cols, 64u);
-    const auto s = fedtools::read_npy(tmp / "hs.npy");
-    ASSERT_EQ(s.rows, 50u);
-    std::vector<float> scales(s.rows);
-    std::memcpy(scales.data(), s.data.data(), s.data.size());
-    EXPECT_EQ(scales, want.scales);
   }
 }
 

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "test_support/files.h"
 #include "worker_test_util.h"
 
 extern char** environ;
@@ -60,10 +61,7 @@ class Process {
   pid_t pid_ = -1;
 };
 
-inline std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using test_support::slurp;
 
 // Waits for the port file and returns the endpoint in it.
 inline std::string wait_for_port(const std::string& path, std::chrono::milliseconds timeout = 30s) {

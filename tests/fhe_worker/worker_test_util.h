@@ -3,7 +3,6 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <chrono>
 #include <cstdint>
@@ -22,25 +21,12 @@
 #include "model/llama_weights.h"
 #include "model/random_model.h"
 #include "protocol/socket.h"
+#include "test_support/temp_dir.h"
 
 namespace worker_test {
 
 using namespace std::chrono_literals;
-
-// A fresh directory under the system temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "fhe-worker-test-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::filesystem::path& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using test_support::TempDir;
 
 // hidden 64, 2 layers, 4 heads (2 kv heads), intermediate 96: q 64x64, k/v 32x64, o 64x64,
 // gate/up 96x64, down 64x96.

@@ -25,18 +25,12 @@
 #include "model/hf_tokenizer.h"
 #include "model/peft_adapter.h"
 #include "privacy/budget.h"
+#include "test_support/files.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 const fs::path kCorpus = FUZZ_CORPUS_DIR;
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 TEST(FuzzCorpus, EveryTargetRunsOverItsCorpus) {
   const auto& targets = fuzz::registry();
@@ -46,7 +40,7 @@ TEST(FuzzCorpus, EveryTargetRunsOverItsCorpus) {
     ASSERT_TRUE(fs::is_directory(dir)) << dir;
     size_t inputs = 0;
     for (const auto& entry : fs::directory_iterator(dir)) {
-      const std::string bytes = read_file(entry.path());
+      const std::string bytes = test_support::slurp(entry.path());
       SCOPED_TRACE(entry.path().string());
       EXPECT_EQ(body(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), 0);
       ++inputs;
@@ -62,10 +56,10 @@ std::map<std::string, std::string> valid_seeds() {
   const auto dir = fuzz::scratch_dir();
   const std::vector<int8_t> m = {1, -2, 3, -4, 5, -6};
   fedtools::write_npy((dir / "a.npy").string(), fedtools::NpyType::kInt8, 2, 3, m.data());
-  seeds["npy/int8_2x3.npy"] = read_file(dir / "a.npy");
+  seeds["npy/int8_2x3.npy"] = test_support::slurp(dir / "a.npy");
   const int64_t v[] = {7, -8};
   fedtools::write_npy((dir / "b.npy").string(), fedtools::NpyType::kInt64, 2, 1, v);
-  seeds["npy/int64_2x1.npy"] = read_file(dir / "b.npy");
+  seeds["npy/int64_2x1.npy"] = test_support::slurp(dir / "b.npy");
 
   privacy::Budget budget(8.0, 1e-5);
   budget.commit({0.01, 1.1, 50});
@@ -105,8 +99,9 @@ std::map<std::string, std::string> valid_seeds() {
   lc.vocab_size = 8;
   const auto adapter = model::make_peft_adapter(lc, 1, 2.0, {"q_proj", "v_proj"});
   model::write_peft_adapter(dir / "peft", adapter);
-  seeds["peft_adapter/q_v_r1"] = read_file(dir / "peft" / model::kPeftConfigFile) + "\n--\n" +
-                                 read_file(dir / "peft" / model::kPeftWeightsFile);
+  seeds["peft_adapter/q_v_r1"] = test_support::slurp(dir / "peft" / model::kPeftConfigFile) +
+                                 "\n--\n" +
+                                 test_support::slurp(dir / "peft" / model::kPeftWeightsFile);
   return seeds;
 }
 
@@ -123,24 +118,24 @@ TEST(FuzzCorpus, WriteSeeds) {
 // The checked-in valid seeds are still what the writers produce the format of: each parses.
 TEST(FuzzCorpus, SeedsAreAccepted) {
   for (const auto& name : {"npy/int8_2x3.npy", "npy/int64_2x1.npy"}) {
-    const std::string b = read_file(kCorpus / name);
+    const std::string b = test_support::slurp(kCorpus / name);
     EXPECT_NO_THROW(fedtools::parse_npy_header(b, b.size(), name)) << name;
   }
-  EXPECT_NO_THROW(privacy::Budget::from_json(read_file(kCorpus / "budget/spent.json")));
+  EXPECT_NO_THROW(privacy::Budget::from_json(test_support::slurp(kCorpus / "budget/spent.json")));
   auto ctx = fhe::Context::create();
-  const std::string ct = read_file(kCorpus / "ciphertext/fresh_2x1.ct");
+  const std::string ct = test_support::slurp(kCorpus / "ciphertext/fresh_2x1.ct");
   EXPECT_NO_THROW(fhe::deserialize(*ctx, reinterpret_cast<const uint8_t*>(ct.data()), ct.size()));
-  const std::string ck = read_file(kCorpus / "checkpoint/fedadam.ckpt");
+  const std::string ck = test_support::slurp(kCorpus / "checkpoint/fedadam.ckpt");
   EXPECT_TRUE(
       coordinator::parse_checkpoint({reinterpret_cast<const uint8_t*>(ck.data()), ck.size()}).ok());
-  const std::string peft = read_file(kCorpus / "peft_adapter/q_v_r1");
+  const std::string peft = test_support::slurp(kCorpus / "peft_adapter/q_v_r1");
   const size_t sep = peft.find("\n--\n");
   ASSERT_NE(sep, std::string::npos);
   fuzz::write_scratch(model::kPeftConfigFile, peft.substr(0, sep));
   fuzz::write_scratch(model::kPeftWeightsFile, peft.substr(sep + 4));
   EXPECT_NO_THROW(model::read_peft_adapter(fuzz::scratch_dir()));
   const auto roster = coordinator::Roster::parse(
-      read_file(kCorpus / "roster/two_sites_one_worker.txt"), "roster.txt");
+      test_support::slurp(kCorpus / "roster/two_sites_one_worker.txt"), "roster.txt");
   ASSERT_TRUE(roster.ok()) << roster.error().message;
   EXPECT_EQ(roster.value().size(), 3u);
   const model::HfTokenizer tok(kCorpus / "tokenizer_json/tiny_bpe.json");

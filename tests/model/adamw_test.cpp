@@ -148,10 +148,10 @@ TEST(AdamW, RefusesBadCheckpoints) {
   std::vector<float> p = {1, 2};
   opt.step({{"w", p, v}});
   model::save_adamw(path, opt);
-  const std::string bytes = model_test::read_file(path);
+  const std::string bytes = test_support::slurp(path);
   std::string renamed = bytes;
   renamed.replace(renamed.find("w.exp_avg_sq"), 12, "w.exp_avg_zz");
-  model_test::write_file(path, renamed);
+  test_support::write_file(path, renamed);
   try {
     model::load_adamw(path);
     ADD_FAILURE() << "loaded a checkpoint with an unknown tensor";

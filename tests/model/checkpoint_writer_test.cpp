@@ -102,7 +102,7 @@ TEST(CheckpointWriter, ShardedRandomModelHoldsTheSameValuesAsOneFile) {
   EXPECT_FALSE(std::filesystem::exists(dir / "many" / "model.safetensors"));
 
   const json index =
-      json::parse(model_test::read_file(dir / "many" / "model.safetensors.index.json"));
+      json::parse(test_support::slurp(dir / "many" / "model.safetensors.index.json"));
   ASSERT_TRUE(index.contains("metadata") && index.contains("weight_map"));
   EXPECT_EQ(index.size(), 2u);
   EXPECT_EQ(index["metadata"].size(), 1u);

@@ -10,6 +10,7 @@
 
 #include "model/byte_tokenizer.h"
 #include "model/error.h"
+#include "test_support/expect_error.h"
 #include "test_util.h"
 
 namespace {
@@ -19,24 +20,17 @@ using model_test::TempDir;
 // Expects `f` to throw a model::ModelError whose message contains `needle` and is one line.
 template <class F>
 void expect_error(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error, expected one containing: " << needle;
-  } catch (const model::ModelError& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find(needle), std::string::npos) << what;
-    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
-  }
+  test_support::expect_error<model::ModelError>(std::forward<F>(f), needle);
 }
 
 TEST(Jsonl, ReadsTextsSkippingBlankLines) {
   TempDir dir;
   const auto path = dir / "d.jsonl";
-  model_test::write_file(path,
-                         "\xEF\xBB\xBF{\"text\": \"first\\nline\", \"id\": 1}\r\n"
-                         "\n   \n"
-                         "{\"text\": \"caf\\u00e9\"}\n"
-                         "{\"text\": \"\"}");  // no final newline
+  test_support::write_file(path,
+                           "\xEF\xBB\xBF{\"text\": \"first\\nline\", \"id\": 1}\r\n"
+                           "\n   \n"
+                           "{\"text\": \"caf\\u00e9\"}\n"
+                           "{\"text\": \"\"}");  // no final newline
   const auto texts = model::read_jsonl_texts(path);
   ASSERT_EQ(texts.size(), 3u);
   EXPECT_EQ(texts[0], "first\nline");
@@ -50,23 +44,23 @@ TEST(Jsonl, RefusesBadFilesWithLineNumbers) {
   const auto read = [&] { model::read_jsonl_texts(path); };
   expect_error(read, "d.jsonl: cannot open");
 
-  model_test::write_file(path, "");
+  test_support::write_file(path, "");
   expect_error(read, "d.jsonl: no records");
-  model_test::write_file(path, "\n  \n");
+  test_support::write_file(path, "\n  \n");
   expect_error(read, "no records");
 
-  model_test::write_file(path, "{\"text\": \"a\"}\n\n{\"text\": \"b\"\n");
+  test_support::write_file(path, "{\"text\": \"a\"}\n\n{\"text\": \"b\"\n");
   expect_error(read, "d.jsonl:3: not valid JSON");
-  model_test::write_file(path, "{\"text\": \"a\"}\n{\"body\": \"b\"}\n");
+  test_support::write_file(path, "{\"text\": \"a\"}\n{\"body\": \"b\"}\n");
   expect_error(read, "d.jsonl:2: missing \"text\"");
-  model_test::write_file(path, "{\"text\": 5}\n");
+  test_support::write_file(path, "{\"text\": 5}\n");
   expect_error(read, "d.jsonl:1: \"text\" is not a string");
-  model_test::write_file(path, "[\"text\"]\n");
+  test_support::write_file(path, "[\"text\"]\n");
   expect_error(read, "d.jsonl:1: not a JSON object");
-  model_test::write_file(path, "{\"text\": \"\xFF\"}\n");  // invalid UTF-8
+  test_support::write_file(path, "{\"text\": \"\xFF\"}\n");  // invalid UTF-8
   expect_error(read, "d.jsonl:1: not valid JSON");
 
-  model_test::write_file(path, "{\"text\": \"0123456789\"}\n");
+  test_support::write_file(path, "{\"text\": \"0123456789\"}\n");
   expect_error([&] { model::read_jsonl_texts(path, 10); }, "over the limit of 10");
   EXPECT_EQ(model::read_jsonl_texts(path, 100).size(), 1u);
 }
@@ -74,9 +68,9 @@ TEST(Jsonl, RefusesBadFilesWithLineNumbers) {
 TEST(Jsonl, ReadsAndChecksMcq) {
   TempDir dir;
   const auto path = dir / "mcq.jsonl";
-  model_test::write_file(path,
-                         "{\"question\": \"Q1?\", \"options\": [\"a\", \"b\", \"c\"], "
-                         "\"answer\": 2}\n");
+  test_support::write_file(path,
+                           "{\"question\": \"Q1?\", \"options\": [\"a\", \"b\", \"c\"], "
+                           "\"answer\": 2}\n");
   const auto qs = model::read_mcq_jsonl(path);
   ASSERT_EQ(qs.size(), 1u);
   EXPECT_EQ(qs[0].question, "Q1?");
@@ -85,20 +79,20 @@ TEST(Jsonl, ReadsAndChecksMcq) {
 
   const auto read = [&] { model::read_mcq_jsonl(path); };
   const std::string ok = "{\"question\": \"Q\", \"options\": [\"a\", \"b\"], \"answer\": 0}\n";
-  model_test::write_file(path, ok + "{\"question\": \"Q\", \"options\": [\"a\", \"b\"], "
-                                    "\"answer\": 2}\n");
+  test_support::write_file(path, ok + "{\"question\": \"Q\", \"options\": [\"a\", \"b\"], "
+                                      "\"answer\": 2}\n");
   expect_error(read, "mcq.jsonl:2: answer 2 is not an index of the 2 options");
-  model_test::write_file(path, "{\"question\": \"Q\", \"options\": [\"a\"], \"answer\": 0}\n");
+  test_support::write_file(path, "{\"question\": \"Q\", \"options\": [\"a\"], \"answer\": 0}\n");
   expect_error(read, "mcq.jsonl:1: fewer than two options");
-  model_test::write_file(path, "{\"question\": \"Q\", \"options\": \"a\", \"answer\": 0}\n");
+  test_support::write_file(path, "{\"question\": \"Q\", \"options\": \"a\", \"answer\": 0}\n");
   expect_error(read, "missing list \"options\"");
-  model_test::write_file(path, "{\"question\": \"Q\", \"options\": [\"a\", 1], \"answer\": 0}\n");
+  test_support::write_file(path, "{\"question\": \"Q\", \"options\": [\"a\", 1], \"answer\": 0}\n");
   expect_error(read, "an option is not a string");
-  model_test::write_file(path,
-                         "{\"question\": \"Q\", \"options\": [\"a\", \"b\"], "
-                         "\"answer\": 0.5}\n");
+  test_support::write_file(path,
+                           "{\"question\": \"Q\", \"options\": [\"a\", \"b\"], "
+                           "\"answer\": 0.5}\n");
   expect_error(read, "missing integer \"answer\"");
-  model_test::write_file(path, "{\"options\": [\"a\", \"b\"], \"answer\": 0}\n");
+  test_support::write_file(path, "{\"options\": [\"a\", \"b\"], \"answer\": 0}\n");
   expect_error(read, "missing string \"question\"");
 }
 

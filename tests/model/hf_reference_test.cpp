@@ -74,7 +74,7 @@ TEST_P(HfReference, FloatLogitsMatchTheReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfReference, ::testing::ValuesIn(fixture_names()),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& test) { return test.param; });
 
 bool have_python3() {
   return std::system("command -v python3 >/dev/null 2>&1") == 0;
@@ -88,12 +88,12 @@ TEST(HfReferenceFixtures, AreCurrent) {
   const std::string cmd = "python3 '" + (kReferenceDir / "llama_reference.py").string() +
                           "' regenerate --fedctl '" + FEDCTL_PATH + "' --out '" +
                           tmp.path().string() + "' >'" + (tmp / "log.txt").string() + "' 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << model_test::read_file(tmp / "log.txt");
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << test_support::slurp(tmp / "log.txt");
   for (const std::string& name : fixture_names()) {
     SCOPED_TRACE(name);
     for (const char* file : {"config.json", "model.safetensors"}) {
-      EXPECT_EQ(model_test::read_file(tmp.path() / name / file),
-                model_test::read_file(kReferenceDir / name / file))
+      EXPECT_EQ(test_support::slurp(tmp.path() / name / file),
+                test_support::slurp(kReferenceDir / name / file))
           << file << " differs: regenerate the fixtures (reference/README.md)";
     }
     const json fresh = read_json(tmp.path() / name / "expected.json");

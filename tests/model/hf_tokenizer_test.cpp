@@ -24,7 +24,7 @@ const std::filesystem::path kFixture =
     std::filesystem::path(FEDLORA_REFERENCE_DIR) / "bpe_tokenizer";
 
 json read_json(const std::filesystem::path& p) {
-  return json::parse(model_test::read_file(p));
+  return json::parse(test_support::slurp(p));
 }
 
 // GPT-2's byte -> printable character map, written out again here (not the library's).
@@ -59,7 +59,7 @@ std::filesystem::path fixture_dir(const TempDir& dir, const std::function<void(j
   if (edit) edit(t);
   const auto d = dir / "tok";
   std::filesystem::create_directories(d);
-  model_test::write_file(d / "tokenizer.json", t.dump());
+  test_support::write_file(d / "tokenizer.json", t.dump());
   return d;
 }
 
@@ -178,7 +178,7 @@ json small_tokenizer(const json& extra_vocab, const json& merges) {
 }
 
 std::vector<int32_t> encode_with(const TempDir& dir, const json& t, const std::string& text) {
-  model_test::write_file(dir / "tokenizer.json", t.dump());
+  test_support::write_file(dir / "tokenizer.json", t.dump());
   return model::HfTokenizer(dir / "tokenizer.json").encode(text);
 }
 
@@ -210,16 +210,16 @@ TEST(HfTokenizer, TokenizerConfigNamesBosAndEos) {
   TempDir dir;
   json t = small_tokenizer(json::object(), json::array());
   t["added_tokens"].push_back({{"id", 102}, {"content", "<|eot_id|>"}, {"special", true}});
-  model_test::write_file(dir / "tokenizer.json", t.dump());
-  model_test::write_file(dir / "tokenizer_config.json",
-                         R"({"bos_token": "</s>", "eos_token": {"content": "<|eot_id|>"}})");
+  test_support::write_file(dir / "tokenizer.json", t.dump());
+  test_support::write_file(dir / "tokenizer_config.json",
+                           R"({"bos_token": "</s>", "eos_token": {"content": "<|eot_id|>"}})");
   const model::HfTokenizer tok(dir / "tokenizer.json");
   EXPECT_EQ(tok.bos_id(), 101);
   EXPECT_EQ(tok.eos_id(), 102);
 }
 
 void expect_refused(const TempDir& dir, const std::string& text, const std::string& needle) {
-  model_test::write_file(dir / "tokenizer.json", text);
+  test_support::write_file(dir / "tokenizer.json", text);
   try {
     model::HfTokenizer tok(dir / "tokenizer.json");
     ADD_FAILURE() << "accepted; expected an error containing " << needle;
@@ -302,7 +302,7 @@ TEST(LoadTokenizer, PicksTokenizerJsonAndRefusesABadOne) {
   EXPECT_EQ(tok->encode("Patient"), (std::vector<int32_t>{344}));
   EXPECT_THROW(model::load_tokenizer(d, 663), model::ModelError);  // ids do not fit the model
   // An unsupported tokenizer.json is an error, not a silent fallback to bytes.
-  model_test::write_file(d / "tokenizer.json", R"({"model": {"type": "Unigram"}})");
+  test_support::write_file(d / "tokenizer.json", R"({"model": {"type": "Unigram"}})");
   EXPECT_STREQ(model::tokenizer_kind(d), "tokenizer.json");
   try {
     model::load_tokenizer(d, 100000);

@@ -137,14 +137,14 @@ TEST(LlamaConfig, Errors) {
 TEST(LlamaConfig, LoadFromDirectory) {
   model_test::TempDir dir;
   EXPECT_THROW(model::load_llama_config(dir.path()), model::ModelError);
-  model_test::write_file(dir / "config.json", "{ not json");
+  test_support::write_file(dir / "config.json", "{ not json");
   try {
     model::load_llama_config(dir.path());
     ADD_FAILURE();
   } catch (const model::ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("config.json: not valid JSON"), std::string::npos);
   }
-  model_test::write_file(dir / "config.json", llama2_7b().dump());
+  test_support::write_file(dir / "config.json", llama2_7b().dump());
   EXPECT_EQ(model::load_llama_config(dir.path()).num_hidden_layers, 32);
 }
 

@@ -173,11 +173,11 @@ TEST(LlamaWeights, DetectsANonFloatDtype) {
   Checkpoint ckpt(c);
   ckpt.write(dir);
   // Rewrite model.norm.weight's dtype in place: F32 [16] -> I32 [16] has the same byte size.
-  std::string bytes = model_test::read_file(dir / model::kSingleCheckpointFile);
+  std::string bytes = test_support::slurp(dir / model::kSingleCheckpointFile);
   const size_t at = bytes.find("\"model.norm.weight\":{\"dtype\":\"F32\"");
   ASSERT_NE(at, std::string::npos);
   bytes.replace(bytes.find("F32", at), 3, "I32");
-  model_test::write_file(dir / model::kSingleCheckpointFile, bytes);
+  test_support::write_file(dir / model::kSingleCheckpointFile, bytes);
   const std::string e = load_error(dir, c);
   EXPECT_NE(e.find("'model.norm.weight': dtype I32 is not a float dtype"), std::string::npos) << e;
 }

@@ -9,6 +9,7 @@
 #include "model/error.h"
 #include "model/safetensors_reader.h"
 #include "model/safetensors_writer.h"
+#include "test_support/expect_error.h"
 #include "test_util.h"
 
 namespace {
@@ -29,16 +30,10 @@ PeftAdapter filled_adapter(int64_t r, const std::vector<std::string>& targets) {
   return a;
 }
 
+// Expects `f` to throw a model::ModelError whose message contains `needle` and is one line.
 template <class F>
 void expect_error(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error, expected one containing: " << needle;
-  } catch (const model::ModelError& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find(needle), std::string::npos) << what;
-    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
-  }
+  test_support::expect_error<model::ModelError>(std::forward<F>(f), needle);
 }
 
 TEST(PeftAdapter, TensorNames) {
@@ -71,7 +66,8 @@ TEST(PeftAdapter, MakeHasTheModelsShapes) {
                model::ModelError);
   EXPECT_THROW(model::make_peft_adapter(model_test::tiny_llama_config(), 4, 8, {"lm_head"}),
                model::ModelError);
-  EXPECT_THROW(model::make_peft_adapter(model_test::tiny_llama_config(), 4, 8, {}), model::ModelError);
+  EXPECT_THROW(model::make_peft_adapter(model_test::tiny_llama_config(), 4, 8, {}),
+               model::ModelError);
 }
 
 TEST(PeftAdapter, WritesPeftLayoutAndReadsItBack) {
@@ -79,7 +75,7 @@ TEST(PeftAdapter, WritesPeftLayoutAndReadsItBack) {
   const PeftAdapter a = filled_adapter(4, {"q_proj", "v_proj", "up_proj"});
   model::write_peft_adapter(dir / "adapter", a);
 
-  const json config = json::parse(model_test::read_file(dir / "adapter" / "adapter_config.json"));
+  const json config = json::parse(test_support::slurp(dir / "adapter" / "adapter_config.json"));
   EXPECT_EQ(config["peft_type"], "LORA");
   EXPECT_EQ(config["task_type"], "CAUSAL_LM");
   EXPECT_EQ(config["r"], 4);
@@ -148,11 +144,11 @@ class PeftAdapterRefusals : public ::testing::Test {
   void SetUp() override {
     adapter_ = filled_adapter(4, {"q_proj", "v_proj"});
     model::write_peft_adapter(dir_ / "ad", adapter_);
-    config_ = json::parse(model_test::read_file(config_path()));
+    config_ = json::parse(test_support::slurp(config_path()));
   }
   std::filesystem::path config_path() const { return dir_ / "ad" / "adapter_config.json"; }
   std::filesystem::path weights_path() const { return dir_ / "ad" / "adapter_model.safetensors"; }
-  void write_config(const json& j) { model_test::write_file(config_path(), j.dump()); }
+  void write_config(const json& j) { test_support::write_file(config_path(), j.dump()); }
   // Rewrites the weights with `adapter_`'s tensors, changed by `edit`.
   template <class Edit>
   void write_weights(Edit&& edit) {
@@ -191,7 +187,7 @@ TEST_F(PeftAdapterRefusals, MissingFiles) {
 }
 
 TEST_F(PeftAdapterRefusals, BadConfigs) {
-  model_test::write_file(config_path(), "{\"r\": ");
+  test_support::write_file(config_path(), "{\"r\": ");
   expect_refusal("adapter_config.json: not valid JSON");
   const auto with = [&](const char* key, const json& value) {
     json j = config_;
@@ -293,12 +289,12 @@ TEST_F(PeftAdapterRefusals, UnknownMissingAndNonFloatTensors) {
   expect_refusal("layer 1 lacks q_proj");
 
   model::write_peft_adapter(dir_ / "ad", adapter_);
-  std::string bytes = model_test::read_file(weights_path());
+  std::string bytes = test_support::slurp(weights_path());
   const size_t at =
       bytes.find("\"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight\"");
   ASSERT_NE(at, std::string::npos);
   bytes.replace(bytes.find("F32", at), 3, "I32");
-  model_test::write_file(weights_path(), bytes);
+  test_support::write_file(weights_path(), bytes);
   expect_refusal("has dtype I32, not F32, F16 or BF16");
 }
 

@@ -37,11 +37,11 @@ TEST(RandomModel, SameSeedSameBytesOtherSeedOtherBytes) {
   model::write_random_llama(dir / "a", c, {1, DType::kF32});
   model::write_random_llama(dir / "b", c, {1, DType::kF32});
   model::write_random_llama(dir / "c", c, {2, DType::kF32});
-  const auto a = model_test::read_file(dir / "a" / "model.safetensors");
-  EXPECT_EQ(a, model_test::read_file(dir / "b" / "model.safetensors"));
-  EXPECT_NE(a, model_test::read_file(dir / "c" / "model.safetensors"));
-  EXPECT_EQ(model_test::read_file(dir / "a" / "config.json"),
-            model_test::read_file(dir / "c" / "config.json"));
+  const auto a = test_support::slurp(dir / "a" / "model.safetensors");
+  EXPECT_EQ(a, test_support::slurp(dir / "b" / "model.safetensors"));
+  EXPECT_NE(a, test_support::slurp(dir / "c" / "model.safetensors"));
+  EXPECT_EQ(test_support::slurp(dir / "a" / "config.json"),
+            test_support::slurp(dir / "c" / "config.json"));
 }
 
 TEST(RandomModel, RefusesBadInput) {

@@ -29,7 +29,7 @@ std::string make_valid_file(const TempDir& dir) {
       {"scale", DType::kF32, {}, scalar},
   };
   model::write_safetensors(dir / "valid.safetensors", tensors, {{"format", "pt"}});
-  return model_test::read_file(dir / "valid.safetensors");
+  return test_support::slurp(dir / "valid.safetensors");
 }
 
 uint64_t header_length(const std::string& bytes) {
@@ -44,7 +44,7 @@ enum class Outcome { kOpenedAndRead, kModelError };
 // model::ModelError fails the test.
 Outcome open_and_read(const TempDir& dir, const std::string& bytes) {
   const auto path = dir / "fuzz.safetensors";
-  model_test::write_file(path, bytes);
+  test_support::write_file(path, bytes);
   try {
     model::SafetensorsReader reader(path);
     for (const auto& t : reader.tensors()) {

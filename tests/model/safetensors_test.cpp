@@ -28,7 +28,7 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // Expects opening `bytes` as a safetensors file to throw a model::ModelError mentioning `needle`.
 void expect_open_error(const TempDir& dir, const std::string& bytes, const std::string& needle) {
   const auto path = dir / "bad.safetensors";
-  model_test::write_file(path, bytes);
+  test_support::write_file(path, bytes);
   try {
     SafetensorsReader reader(path);
     ADD_FAILURE() << "opened without error; expected '" << needle << "'";
@@ -103,7 +103,7 @@ TEST(Safetensors, HeaderIsSortedPaddedAndCompact) {
   const TensorToWrite tensors[] = {{"zeta", DType::kF32, {3}, v3},
                                    {"alpha", DType::kBF16, {1}, v1}};
   model::write_safetensors(dir / "t.safetensors", tensors, {{"format", "pt"}});
-  const std::string bytes = model_test::read_file(dir / "t.safetensors");
+  const std::string bytes = test_support::slurp(dir / "t.safetensors");
   uint64_t n;
   std::memcpy(&n, bytes.data(), 8);
   EXPECT_EQ(n % 8, 0u);
@@ -123,7 +123,7 @@ TEST(Safetensors, EmptyTensorAndOverlappingTensorsAreAllowed) {
   const std::string header = R"({"e":{"dtype":"F32","shape":[0,4],"data_offsets":[8,8]},)"
                              R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                              R"("b":{"dtype":"F16","shape":[2],"data_offsets":[2,6]}})";
-  model_test::write_file(dir / "t.safetensors", raw_safetensors(header, data));
+  test_support::write_file(dir / "t.safetensors", raw_safetensors(header, data));
   SafetensorsReader reader(dir / "t.safetensors");
   EXPECT_EQ(reader.info("e").numel(), 0);
   EXPECT_TRUE(reader.read_f32("e").empty());
@@ -134,7 +134,7 @@ TEST(Safetensors, EmptyTensorAndOverlappingTensorsAreAllowed) {
 TEST(Safetensors, NonFloatDtypeIsParsedButNotReadable) {
   TempDir dir;
   const std::string header = R"({"i":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})";
-  model_test::write_file(dir / "t.safetensors", raw_safetensors(header, std::string(8, '\1')));
+  test_support::write_file(dir / "t.safetensors", raw_safetensors(header, std::string(8, '\1')));
   SafetensorsReader reader(dir / "t.safetensors");
   EXPECT_EQ(reader.info("i").dtype, DType::kI64);
   EXPECT_EQ(reader.raw(reader.info("i")).size(), 8u);
@@ -253,7 +253,7 @@ TEST(Safetensors, AStreamWriterKilledBeforeItsRenameLeavesTheOldFile) {
   const std::vector<float> old_values = {1.0f, -2.0f, 3.5f};
   const TensorToWrite old_tensors[] = {{"w", DType::kF32, {3}, old_values}};
   model::write_safetensors(path, old_tensors);
-  const std::string old_bytes = model_test::read_file(path);
+  const std::string old_bytes = test_support::slurp(path);
   const int status = base::testing::status_of_writer_killed_before_rename([&] {
     const model::TensorSpec specs[] = {{"w", DType::kBF16, {64, 1024}}};
     model::SafetensorsStreamWriter out(path, specs);
@@ -265,7 +265,7 @@ TEST(Safetensors, AStreamWriterKilledBeforeItsRenameLeavesTheOldFile) {
     out.finish();
   });
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
-  EXPECT_EQ(model_test::read_file(path), old_bytes);
+  EXPECT_EQ(test_support::slurp(path), old_bytes);
   EXPECT_EQ(SafetensorsReader(path).read_f32("w"), old_values);
   EXPECT_GT(std::filesystem::file_size(dir / "model.safetensors.tmp"), 64u * 1024 * 2);
 }

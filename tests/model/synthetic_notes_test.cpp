@@ -143,9 +143,9 @@ TEST(SyntheticNotes, WritesDeterministicNonIidSites) {
     const std::string train = "site" + std::to_string(k) + ".jsonl";
     const std::string held = "site" + std::to_string(k) + ".heldout.jsonl";
     for (const auto& f : {train, held}) {
-      const std::string bytes = model_test::read_file(dir / "a" / f);
-      EXPECT_EQ(bytes, model_test::read_file(dir / "b" / f)) << f;
-      EXPECT_NE(bytes, model_test::read_file(dir / "c" / f)) << f;
+      const std::string bytes = test_support::slurp(dir / "a" / f);
+      EXPECT_EQ(bytes, test_support::slurp(dir / "b" / f)) << f;
+      EXPECT_NE(bytes, test_support::slurp(dir / "c" / f)) << f;
     }
     const auto texts = model::read_jsonl_texts(dir / "a" / train);
     const auto held_texts = model::read_jsonl_texts(dir / "a" / held);
@@ -172,8 +172,8 @@ TEST(SyntheticNotes, WritesDeterministicNonIidSites) {
       }
     }
   }
-  EXPECT_EQ(model_test::read_file(dir / "a" / "mcq.jsonl"),
-            model_test::read_file(dir / "b" / "mcq.jsonl"));
+  EXPECT_EQ(test_support::slurp(dir / "a" / "mcq.jsonl"),
+            test_support::slurp(dir / "b" / "mcq.jsonl"));
   EXPECT_EQ(model::read_mcq_jsonl(dir / "a" / "mcq.jsonl").size(), 20u);
 }
 

@@ -30,7 +30,7 @@ void write_shards(const TempDir& dir) {
 
 void write_index(const TempDir& dir, const nlohmann::json& weight_map) {
   const nlohmann::json index = {{"metadata", {{"total_size", 30}}}, {"weight_map", weight_map}};
-  model_test::write_file(dir / model::kShardIndexFile, index.dump(2));
+  test_support::write_file(dir / model::kShardIndexFile, index.dump(2));
 }
 
 const nlohmann::json kWeightMap = {{"a", "model-00001-of-00002.safetensors"},
@@ -134,9 +134,9 @@ TEST(TensorStore, IndexErrors) {
   write_index(dir, not_string);
   expect_open_error(dir, "'a' is not a string");
 
-  model_test::write_file(dir / model::kShardIndexFile, "{\"weight_map\": [");
+  test_support::write_file(dir / model::kShardIndexFile, "{\"weight_map\": [");
   expect_open_error(dir, "not valid JSON");
-  model_test::write_file(dir / model::kShardIndexFile, "{\"metadata\": {}}");
+  test_support::write_file(dir / model::kShardIndexFile, "{\"metadata\": {}}");
   expect_open_error(dir, "missing \"weight_map\"");
 }
 

@@ -64,7 +64,7 @@ TEST(LoadTokenizer, FallsBackToBytesWithoutTokenizerModel) {
 
 TEST(LoadTokenizer, RejectsAGarbageTokenizerModel) {
   model_test::TempDir dir;
-  model_test::write_file(dir / "tokenizer.model", "this is not a protobuf");
+  test_support::write_file(dir / "tokenizer.model", "this is not a protobuf");
   try {
     model::load_tokenizer(dir.path(), 512);
     ADD_FAILURE();

@@ -4,7 +4,7 @@
 #include <fstream>
 
 #include "participant/worker_directory.h"
-#include "run_util.h"
+#include "test_support/temp_dir.h"
 
 namespace {
 
@@ -40,7 +40,7 @@ TEST(WorkerDirectory, RefusesEmptyRepeatedOrMiscountedEntries) {
 }
 
 TEST(WorkerDirectory, ReadsAFileWithZ85KeysPubFilesAndComments) {
-  tools_test::TempDir dir;
+  test_support::TempDir dir;
   const auto pair = protocol::KeyPair::generate().value();
   ASSERT_TRUE(protocol::write_key_pair(pair, dir / "w2", false).ok());
   {

@@ -27,7 +27,9 @@
 #include "model/lora_params.h"
 #include "participant/pool_flags.h"
 #include "participant/remote_encrypted_backend.h"
-#include "run_util.h"
+#include "test_support/files.h"
+#include "test_support/run.h"
+#include "test_support/temp_dir.h"
 #include "training_test_util.h"
 
 namespace {
@@ -35,8 +37,8 @@ namespace {
 using namespace std::chrono_literals;
 using participant::WorkerHealth;
 using participant::WorkerPool;
-using tools_test::run;
-using tools_test::slurp;
+using test_support::run;
+using test_support::slurp;
 
 const std::string kFedctl = FEDCTL_PATH;
 const std::string kWorker = FHE_WORKER_PATH;
@@ -44,7 +46,7 @@ const std::string kWorker = FHE_WORKER_PATH;
 // One fhe_worker process; killed (SIGKILL) when destroyed.
 class WorkerProcess {
  public:
-  WorkerProcess(const tools_test::TempDir& dir, const std::string& name, const std::string& bind,
+  WorkerProcess(const test_support::TempDir& dir, const std::string& name, const std::string& bind,
                 const std::string& log_level = "warn", const std::vector<std::string>& extra = {}) {
     const std::string port_file = dir / (name + ".port");
     std::filesystem::remove(port_file);
@@ -109,9 +111,8 @@ class WorkerProcesses : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(run(kFedctl + " make-model --out " + dir / "tiny" +
-                      " --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 48"
-                      " --vocab 300 --max-pos 64 --seed 5",
-                  dir.path())
+                  " --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 48"
+                  " --vocab 300 --max-pos 64 --seed 5")
                   .status,
               0);
     for (const char* name : {"w", "site", "intruder"}) {
@@ -144,7 +145,7 @@ class WorkerProcesses : public ::testing::Test {
     return std::shared_ptr<WorkerPool>(std::move(p).value());
   }
 
-  tools_test::TempDir dir;
+  test_support::TempDir dir;
   std::shared_ptr<const model::LlamaWeights> weights;
   std::unique_ptr<WorkerProcess> a, b;
 };
@@ -370,19 +371,17 @@ TEST_F(WorkerProcesses, FedctlTrainWithWorkersWritesTheInProcessAdapterBitForBit
   a = std::make_unique<WorkerProcess>(dir, "ta", "tcp://127.0.0.1:0", "info");
   b = std::make_unique<WorkerProcess>(dir, "tb", "tcp://127.0.0.1:0", "info");
   ASSERT_EQ(run(kFedctl + " make-data --out " + dir / "data" +
-                    " --sites 1 --records 12 --heldout-fraction 0.1 --mcq 2 --seed 2",
-                dir.path())
+                " --sites 1 --records 12 --heldout-fraction 0.1 --mcq 2 --seed 2")
                 .status,
             0);
   const std::string common = kFedctl + " train --model " + dir / "tiny" + " --data " +
                              dir / "data/site0.jsonl" +
                              " --seq-len 16 --batch 2 --steps 2 --seed 3 --targets q,v,down";
-  const auto local = run(common + " --backend encrypted --out " + dir / "a_local", dir.path());
+  const auto local = run(common + " --backend encrypted --out " + dir / "a_local");
   ASSERT_EQ(local.status, 0) << local.err;
   const auto remote =
       run(common + " --workers " + a->endpoint() + "," + b->endpoint() + " --client-key " +
-              dir / "site.key" + " --server-key " + dir / "w.pub" + " --out " + dir / "a_remote",
-          dir.path());
+          dir / "site.key" + " --server-key " + dir / "w.pub" + " --out " + dir / "a_remote");
   ASSERT_EQ(remote.status, 0) << remote.err;
   EXPECT_NE(remote.out.find("\"backend\":\"encrypted\""), std::string::npos) << remote.out;
   const std::string file = "/adapter_model.safetensors";
@@ -402,8 +401,7 @@ TEST_F(WorkerProcesses, FedctlTrainWithWorkersWritesTheInProcessAdapterBitForBit
 
   // A refused key fails the run with one clear line, not a hang.
   const auto refused = run(common + " --workers " + a->endpoint() + " --client-key " +
-                               dir / "intruder.key" + " --server-key " + dir / "w.pub",
-                           dir.path());
+                           dir / "intruder.key" + " --server-key " + dir / "w.pub");
   EXPECT_EQ(refused.status, 2);
   EXPECT_NE(refused.err.find("allow-list"), std::string::npos) << refused.err;
 }
@@ -418,19 +416,17 @@ TEST_F(WorkerProcesses, ALayerShardedPoolTrainsTheSameAdapterBitForBit) {
       dir, "s1", "tcp://127.0.0.1:0", "warn",
       std::vector<std::string>{"--layers", "1", "--lm-head", "true"});
   ASSERT_EQ(run(kFedctl + " make-data --out " + dir / "data" +
-                    " --sites 1 --records 12 --heldout-fraction 0.1 --mcq 2 --seed 2",
-                dir.path())
+                " --sites 1 --records 12 --heldout-fraction 0.1 --mcq 2 --seed 2")
                 .status,
             0);
   const std::string common = kFedctl + " train --model " + dir / "tiny" + " --data " +
                              dir / "data/site0.jsonl" +
                              " --seq-len 16 --batch 2 --steps 2 --seed 3 --targets q,v,down";
-  const auto local = run(common + " --backend encrypted --out " + dir / "a_local", dir.path());
+  const auto local = run(common + " --backend encrypted --out " + dir / "a_local");
   ASSERT_EQ(local.status, 0) << local.err;
   const std::string keys = " --client-key " + dir / "site.key" + " --server-key " + dir / "w.pub";
   const auto remote = run(common + " --workers " + a->endpoint() + "," + b->endpoint() + keys +
-                              " --out " + dir / "a_sharded",
-                          dir.path());
+                          " --out " + dir / "a_sharded");
   ASSERT_EQ(remote.status, 0) << remote.err;
   const std::string file = "/adapter_model.safetensors";
   const std::string want = slurp(dir / "a_local" + file);
@@ -438,7 +434,7 @@ TEST_F(WorkerProcesses, ALayerShardedPoolTrainsTheSameAdapterBitForBit) {
   EXPECT_TRUE(slurp(dir / "a_sharded" + file) == want);
 
   // Layer 1 missing: refused before any step, naming the layer and what the pool holds.
-  const auto uncovered = run(common + " --workers " + a->endpoint() + keys, dir.path());
+  const auto uncovered = run(common + " --workers " + a->endpoint() + keys);
   EXPECT_EQ(uncovered.status, 2);
   EXPECT_NE(uncovered.err.find("does not cover layers 1"), std::string::npos) << uncovered.err;
   EXPECT_NE(uncovered.err.find("holds layer 0"), std::string::npos) << uncovered.err;
@@ -518,21 +514,18 @@ TEST_F(WorkerProcesses, FedctlFheMatmulRemoteEqualsLocal) {
   const auto x = random_int8(static_cast<size_t>(w.cols) * 7, 4);
   fedtools::write_npy(dir / "x.npy", fedtools::NpyType::kInt8, static_cast<size_t>(w.cols), 7,
                       x.data());
-  ASSERT_EQ(run(kFedctl + " fhe-keygen --out " + dir / "sk", dir.path()).status, 0);
+  ASSERT_EQ(run(kFedctl + " fhe-keygen --out " + dir / "sk").status, 0);
   ASSERT_EQ(run(kFedctl + " fhe-encrypt --key " + dir / "sk" + " --in " + dir / "x.npy" +
-                    " --weights " + dir / "w.npy" + " --out " + dir / "x.ct",
-                dir.path())
+                " --weights " + dir / "w.npy" + " --out " + dir / "x.ct")
                 .status,
             0);
   const auto local = run(kFedctl + " fhe-matmul --weights " + dir / "w.npy" + " --in " +
-                             dir / "x.ct" + " --out " + dir / "y_local.ct",
-                         dir.path());
+                         dir / "x.ct" + " --out " + dir / "y_local.ct");
   ASSERT_EQ(local.status, 0) << local.err;
   const auto remote = run(kFedctl + " fhe-matmul --remote " + a->endpoint() + "," + b->endpoint() +
-                              " --client-key " + dir / "site.key" + " --server-key " +
-                              dir / "w.pub" + " --model-id tiny --layer 1 --proj o --in " +
-                              dir / "x.ct" + " --out " + dir / "y_remote.ct",
-                          dir.path());
+                          " --client-key " + dir / "site.key" + " --server-key " + dir / "w.pub" +
+                          " --model-id tiny --layer 1 --proj o --in " + dir / "x.ct" + " --out " +
+                          dir / "y_remote.ct");
   ASSERT_EQ(remote.status, 0) << remote.err;
   const std::string want = slurp(dir / "y_local.ct");
   ASSERT_FALSE(want.empty());
@@ -540,9 +533,8 @@ TEST_F(WorkerProcesses, FedctlFheMatmulRemoteEqualsLocal) {
 
   const auto bad =
       run(kFedctl + " fhe-matmul --remote " + a->endpoint() + " --client-key " + dir / "site.key" +
-              " --server-key " + dir / "w.pub" + " --model-id tiny --layer 9 --proj o --in " +
-              dir / "x.ct" + " --out " + dir / "y_bad.ct",
-          dir.path());
+          " --server-key " + dir / "w.pub" + " --model-id tiny --layer 9 --proj o --in " +
+          dir / "x.ct" + " --out " + dir / "y_bad.ct");
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("layer"), std::string::npos) << bad.err;
 }

@@ -12,7 +12,7 @@
 #include "protocol/socket.h"
 #include "protocol/zap.h"
 #include "sample_messages.h"
-#include "temp_dir.h"
+#include "test_support/temp_dir.h"
 
 namespace {
 
@@ -35,13 +35,13 @@ class Curve : public ::testing::Test {
     ASSERT_TRUE(allow.ok()) << allow.error().to_string();
     ASSERT_EQ(allow.value().size(), 1u);
 
-    auto zap = protocol::ZapHandler::start(server_ctx, std::move(allow).value(),
-                                           [this](std::string_view line) {
-                                             std::lock_guard lock(log_mu);
-                                             log.emplace_back(line);
-                                           });
-    ASSERT_TRUE(zap.ok()) << zap.error().to_string();
-    this->zap = std::move(zap).value();
+    auto handler = protocol::ZapHandler::start(server_ctx, std::move(allow).value(),
+                                               [this](std::string_view line) {
+                                                 std::lock_guard lock(log_mu);
+                                                 log.emplace_back(line);
+                                               });
+    ASSERT_TRUE(handler.ok()) << handler.error().to_string();
+    zap = std::move(handler).value();
     protocol::ServerConfig c;
     c.endpoint = "tcp://127.0.0.1:*";
     c.key = server_key;
@@ -80,7 +80,7 @@ class Curve : public ::testing::Test {
     return false;
   }
 
-  protocol_test::TempDir dir;
+  test_support::TempDir dir;
   KeyPair server_key, allowed_key, intruder_key;
   // Destruction runs bottom-up: server socket, ZAP handler, then the contexts.
   zmq::context_t server_ctx, client_ctx;
@@ -144,7 +144,7 @@ TEST(Zap, OneHandlerPerContext) {
 }
 
 TEST(Zap, AllowListDirectoryIsCheckedWhole) {
-  protocol_test::TempDir dir;
+  test_support::TempDir dir;
   auto empty = protocol::AllowList::load_directory(dir.path().string());
   ASSERT_FALSE(empty.ok());
   EXPECT_NE(empty.error().message.find("no .pub files"), std::string::npos);

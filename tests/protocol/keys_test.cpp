@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "protocol/keys.h"
-#include "temp_dir.h"
+#include "test_support/temp_dir.h"
 
 namespace {
 
@@ -63,7 +63,7 @@ TEST(Keys, Z85ParsingSaysWhatIsWrong) {
 }
 
 TEST(Keys, KeyFilesRoundTripWithPrivateSecret) {
-  protocol_test::TempDir dir;
+  test_support::TempDir dir;
   auto pair = KeyPair::generate().value();
   ASSERT_TRUE(protocol::write_key_pair(pair, dir / "w", false).ok());
   struct stat st;
@@ -82,7 +82,7 @@ TEST(Keys, KeyFilesRoundTripWithPrivateSecret) {
 }
 
 TEST(Keys, ExistingFilesAreKeptUnlessForced) {
-  protocol_test::TempDir dir;
+  test_support::TempDir dir;
   auto first = KeyPair::generate().value(), second = KeyPair::generate().value();
   ASSERT_TRUE(protocol::write_key_pair(first, dir / "k", false).ok());
   auto again = protocol::write_key_pair(second, dir / "k", false);
@@ -107,7 +107,7 @@ TEST(Keys, ExistingFilesAreKeptUnlessForced) {
 }
 
 TEST(Keys, LoadersRefuseBadFiles) {
-  protocol_test::TempDir dir;
+  test_support::TempDir dir;
   auto pair = KeyPair::generate().value();
   ASSERT_TRUE(protocol::write_key_pair(pair, dir / "p", false).ok());
 

@@ -6,13 +6,15 @@
 #include <random>
 
 #include "common/npy.h"
-#include "run_util.h"
+#include "test_support/files.h"
+#include "test_support/run.h"
+#include "test_support/temp_dir.h"
 
 namespace {
 
-using tools_test::run;
-using tools_test::slurp;
-using tools_test::TempDir;
+using test_support::run;
+using test_support::slurp;
+using test_support::TempDir;
 
 const std::string kFedctl = FEDCTL_PATH;
 
@@ -23,7 +25,7 @@ std::vector<int8_t> random_int8(size_t n, uint64_t seed) {
   return v;
 }
 
-bool one_line_error(const tools_test::RunResult& r, const std::string& needle) {
+bool one_line_error(const test_support::RunResult& r, const std::string& needle) {
   const auto nl = r.err.find('\n');
   return r.status == 2 && nl != std::string::npos && nl + 1 == r.err.size() &&
          r.err.rfind("fedctl ", 0) == 0 && r.err.find(needle) != std::string::npos;
@@ -31,9 +33,7 @@ bool one_line_error(const tools_test::RunResult& r, const std::string& needle) {
 
 class FedctlFhe : public ::testing::Test {
  protected:
-  void SetUp() override {
-    ASSERT_EQ(run(kFedctl + " fhe-keygen --out " + dir / "sk", dir.path()).status, 0);
-  }
+  void SetUp() override { ASSERT_EQ(run(kFedctl + " fhe-keygen --out " + dir / "sk").status, 0); }
   TempDir dir;
 };
 
@@ -42,10 +42,9 @@ TEST_F(FedctlFhe, KeyFileIsPrivateAndNotOverwrittenByAccident) {
   ASSERT_EQ(::stat((dir / "sk").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   const auto before = slurp(dir / "sk");
-  EXPECT_TRUE(
-      one_line_error(run(kFedctl + " fhe-keygen --out " + dir / "sk", dir.path()), "exists"));
+  EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-keygen --out " + dir / "sk"), "exists"));
   EXPECT_EQ(slurp(dir / "sk"), before);
-  EXPECT_EQ(run(kFedctl + " fhe-keygen --force --out " + dir / "sk", dir.path()).status, 0);
+  EXPECT_EQ(run(kFedctl + " fhe-keygen --force --out " + dir / "sk").status, 0);
   EXPECT_NE(slurp(dir / "sk"), before);
 }
 
@@ -61,18 +60,15 @@ TEST_F(FedctlFhe, EncryptMatmulDecryptIsExactBothWays) {
     // variant 2: the worker modulus-switches its reply.
     const std::string flag = tr ? " --transpose" : (variant == 2 ? " --switch-modulus" : "");
     ASSERT_EQ(run(kFedctl + " fhe-encrypt --key " + dir / "sk" + " --in " + dir / "x.npy" +
-                      " --out " + dir / "x.ct",
-                  dir.path())
+                  " --out " + dir / "x.ct")
                   .status,
               0);
     ASSERT_EQ(run(kFedctl + " fhe-matmul --weights " + dir / "w.npy" + " --in " + dir / "x.ct" +
-                      " --out " + dir / "y.ct" + flag,
-                  dir.path())
+                  " --out " + dir / "y.ct" + flag)
                   .status,
               0);
     ASSERT_EQ(run(kFedctl + " fhe-decrypt --key " + dir / "sk" + " --in " + dir / "y.ct" +
-                      " --out " + dir / "y.npy",
-                  dir.path())
+                  " --out " + dir / "y.npy")
                   .status,
               0);
     const auto y = fedtools::read_npy(dir / "y.npy");
@@ -107,15 +103,13 @@ TEST_F(FedctlFhe, BadInputsGiveOneLineAndExitStatus2) {
   fedtools::write_npy(dir / "f.npy", fedtools::NpyType::kFloat32, 8, 5, f.data());
   const std::string sk = dir / "sk";
   auto enc = [&](const std::string& key, const std::string& in) {
-    return run(kFedctl + " fhe-encrypt --key " + key + " --in " + in + " --out " + dir / "x.ct",
-               dir.path());
+    return run(kFedctl + " fhe-encrypt --key " + key + " --in " + in + " --out " + dir / "x.ct");
   };
   EXPECT_TRUE(one_line_error(enc(dir / "nokey", dir / "x.npy"), "nokey"));
   EXPECT_TRUE(one_line_error(enc(sk, dir / "f.npy"), "int8"));
   EXPECT_TRUE(one_line_error(enc(sk, dir / "absent.npy"), "absent.npy"));
-  EXPECT_TRUE(
-      one_line_error(run(kFedctl + " fhe-encrypt --in " + dir / "x.npy", dir.path()), "key"));
-  EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-encrypt --bogus 1", dir.path()), "bogus"));
+  EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-encrypt --in " + dir / "x.npy"), "key"));
+  EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-encrypt --bogus 1"), "bogus"));
 
   // A corrupt key (a coefficient outside {-1, 0, 1}) and a truncated key.
   std::string key = slurp(sk);
@@ -130,8 +124,7 @@ TEST_F(FedctlFhe, BadInputsGiveOneLineAndExitStatus2) {
   const std::string ct = slurp(dir / "x.ct");
   auto matmul = [&](const std::string& in, const std::string& extra = "") {
     return run(kFedctl + " fhe-matmul --weights " + dir / "w.npy" + " --in " + in + " --out " +
-                   dir / "y.ct" + extra,
-               dir.path());
+               dir / "y.ct" + extra);
   };
   // Truncated at several places, a flipped magic, a lying length, trailing bytes.
   for (size_t cut : {size_t{0}, size_t{10}, size_t{95}, size_t{96}, ct.size() / 2, ct.size() - 1}) {
@@ -158,18 +151,15 @@ TEST_F(FedctlFhe, BadInputsGiveOneLineAndExitStatus2) {
   ASSERT_EQ(matmul(dir / "x.ct").status, 0);
   fedtools::write_npy(dir / "w4.npy", fedtools::NpyType::kInt8, 4, 4, w.data());
   EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-matmul --weights " + dir / "w4.npy" + " --in " +
-                                     dir / "y.ct" + " --out " + dir / "z.ct",
-                                 dir.path()),
+                                 dir / "y.ct" + " --out " + dir / "z.ct"),
                              "fresh"));
   // Decrypting garbage.
   EXPECT_TRUE(one_line_error(run(kFedctl + " fhe-decrypt --key " + sk + " --in " + dir / "w.npy" +
-                                     " --out " + dir / "o.npy",
-                                 dir.path()),
+                                 " --out " + dir / "o.npy"),
                              "ciphertext"));
   // Sanity: the good chain still decrypts.
   EXPECT_EQ(run(kFedctl + " fhe-decrypt --key " + sk + " --in " + dir / "y.ct" + " --out " +
-                    dir / "o.npy",
-                dir.path())
+                dir / "o.npy")
                 .status,
             0);
 }
@@ -178,15 +168,13 @@ TEST_F(FedctlFhe, EncryptRefusesAnInnerDimensionTheNoiseBoundCannotCarry) {
   const auto x = random_int8(9000 * 1, 5);
   fedtools::write_npy(dir / "x.npy", fedtools::NpyType::kInt8, 9000, 1, x.data());
   const auto r = run(kFedctl + " fhe-encrypt --key " + dir / "sk" + " --in " + dir / "x.npy" +
-                         " --out " + dir / "x.ct",
-                     dir.path());
+                     " --out " + dir / "x.ct");
   EXPECT_TRUE(one_line_error(r, "9000")) << r.err;
   // With the real (small) weights it meets, the same X can be encrypted.
   std::vector<int8_t> w(2 * 9000, 1);
   fedtools::write_npy(dir / "w.npy", fedtools::NpyType::kInt8, 2, 9000, w.data());
   EXPECT_EQ(run(kFedctl + " fhe-encrypt --key " + dir / "sk" + " --in " + dir / "x.npy" +
-                    " --weights " + dir / "w.npy" + " --out " + dir / "x.ct",
-                dir.path())
+                " --weights " + dir / "w.npy" + " --out " + dir / "x.ct")
                 .status,
             0);
 }

@@ -5,11 +5,13 @@
 #include <cstring>
 #include <fstream>
 
-#include "run_util.h"
+#include "test_support/files.h"
+#include "test_support/run.h"
+#include "test_support/temp_dir.h"
 
 namespace {
 
-using tools_test::TempDir;
+using test_support::TempDir;
 
 TEST(Npy, RoundTripsEachDtype) {
   TempDir dir;
@@ -26,7 +28,7 @@ TEST(Npy, RoundTripsEachDtype) {
   EXPECT_EQ(nb.rows, 3u);
   EXPECT_EQ(std::memcmp(nb.data.data(), b.data(), 24), 0);
   // The header is padded so the data starts at a multiple of 64, as NumPy does.
-  EXPECT_EQ((tools_test::slurp(dir / "b.npy").size() - 24) % 64, 0u);
+  EXPECT_EQ((test_support::slurp(dir / "b.npy").size() - 24) % 64, 0u);
 }
 
 TEST(Npy, ReadsHeadersAsNumpyWritesThem) {
@@ -52,7 +54,7 @@ TEST(Npy, RefusesMalformedFiles) {
   TempDir dir;
   const std::vector<int8_t> a(12, 1);
   fedtools::write_npy(dir / "ok.npy", fedtools::NpyType::kInt8, 3, 4, a.data());
-  const std::string good = tools_test::slurp(dir / "ok.npy");
+  const std::string good = test_support::slurp(dir / "ok.npy");
   auto write = [&](const std::string& name, const std::string& bytes) {
     std::ofstream(dir / name, std::ios::binary) << bytes;
     return dir / name;
@@ -131,13 +133,10 @@ TEST(Npy, BoundsTheHeaderLength) {
 TEST(Npy, FedctlRefusesAHugeHeaderWithExitStatus2) {
   TempDir dir;
   std::ofstream(dir / "x.npy", std::ios::binary) << padded_npy(65535);
-  ASSERT_EQ(
-      tools_test::run(std::string(FEDCTL_PATH) + " fhe-keygen --out " + dir / "sk", dir.path())
-          .status,
-      0);
-  const auto r = tools_test::run(std::string(FEDCTL_PATH) + " fhe-encrypt --key " + dir / "sk" +
-                                     " --in " + dir / "x.npy" + " --out " + dir / "x.ct",
-                                 dir.path());
+  ASSERT_EQ(test_support::run(std::string(FEDCTL_PATH) + " fhe-keygen --out " + dir / "sk").status,
+            0);
+  const auto r = test_support::run(std::string(FEDCTL_PATH) + " fhe-encrypt --key " + dir / "sk" +
+                                   " --in " + dir / "x.npy" + " --out " + dir / "x.ct");
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_TRUE(r.err.starts_with("fedctl fhe-encrypt: ")) << r.err;
   EXPECT_NE(r.err.find("exceeds the 10000-byte limit"), std::string::npos) << r.err;

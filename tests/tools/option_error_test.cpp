@@ -8,7 +8,7 @@
 #include <boost/program_options.hpp>
 #include <sstream>
 
-#include "run_util.h"
+#include "test_support/run.h"
 
 namespace {
 
@@ -40,12 +40,10 @@ TEST(OptionError, PlaceholdersInNamesAndValuesDoNotLoop) {
 }
 
 TEST(OptionError, FedctlAnswersWithExitStatus2) {
-  tools_test::TempDir dir;
   // `timeout` turns a regression (a hang) into a failure instead of a stuck test.
   for (const std::string args :
        {"fhe-keygen --%canonical_option%", "fhe-encrypt --log2-delta %value%"}) {
-    const auto r =
-        tools_test::run("timeout 20 " + std::string(FEDCTL_PATH) + " " + args, dir.path());
+    const auto r = test_support::run("timeout 20 " + std::string(FEDCTL_PATH) + " " + args);
     EXPECT_EQ(r.status, 2) << args << ": " << r.err;
     EXPECT_TRUE(r.err.starts_with("fedctl fhe-")) << r.err;
     EXPECT_NE(r.err.find('?'), std::string::npos) << r.err;

@@ -2,7 +2,6 @@
 // `fedctl make-data`; epsilon reported per step and in the summary (agreeing with the RDP
 // accountant), seeded runs replaying bit for bit, and refusals with exit status 2.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -13,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fedctl_run.h"
 #include "model/peft_adapter.h"
 #include "privacy/accountant.h"
 #include "test_util.h"
@@ -21,43 +21,20 @@ namespace {
 
 using nlohmann::json;
 
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
+using fedctl_test::fedctl;
+using fedctl_test::Result;
 
 const std::string kSeed = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 class FedctlTrainDp : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::filesystem::path(std::filesystem::path(::testing::TempDir()) /
-                                     ("fedlora_fedctl_train_dp_" + std::to_string(::getpid())));
-    std::filesystem::remove_all(*dir_);
-    std::filesystem::create_directories(*dir_);
-    Result r = fedctl("make-model --out " + path("m") +
-                      " --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 128"
-                      " --vocab 300 --max-pos 64 --seed 5");
-    ASSERT_EQ(r.status, 0) << r.err;
-    r = fedctl("make-data --out " + path("data") +
-               " --sites 1 --records 44 --heldout-fraction 0.1 --mcq 6 --seed 2");
-    ASSERT_EQ(r.status, 0) << r.err;
+    dir_ = new test_support::TempDir;
+    fedctl_test::make_tiny_model_and_data(dir_->path());
   }
-  static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir_);
-    delete dir_;
-  }
+  static void TearDownTestSuite() { delete dir_; }
 
-  static std::string path(const std::string& name) { return (*dir_ / name).string(); }
-
-  static Result fedctl(const std::string& args) {
-    const std::string out = path("stdout.txt"), err = path("stderr.txt");
-    const std::string cmd =
-        std::string("'") + FEDCTL_PATH + "' " + args + " >'" + out + "' 2>'" + err + "'";
-    const int rc = std::system(cmd.c_str());
-    return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, model_test::read_file(out),
-            model_test::read_file(err)};
-  }
+  static std::string path(const std::string& name) { return (dir_->path() / name).string(); }
 
   // A short run on the tiny model: seq-len 24, batch 4 (so q = 4 / 40 by default).
   static Result train(const std::string& args) {
@@ -73,10 +50,10 @@ class FedctlTrainDp : public ::testing::Test {
     return lines;
   }
 
-  static std::filesystem::path* dir_;
+  static test_support::TempDir* dir_;
 };
 
-std::filesystem::path* FedctlTrainDp::dir_ = nullptr;
+test_support::TempDir* FedctlTrainDp::dir_ = nullptr;
 
 void expect_refusal(const Result& r, const std::string& needle) {
   EXPECT_EQ(r.status, 2) << r.err;
@@ -131,10 +108,10 @@ TEST_F(FedctlTrainDp, SeededRunsReplayBitForBit) {
   ASSERT_EQ(c.status, 0) << c.err;
   EXPECT_TRUE(json::parse(a.out)["dp"]["seeded"].get<bool>());
   const std::string weights = model::kPeftWeightsFile;
-  const std::string wa = model_test::read_file(path("seed_a/" + weights));
+  const std::string wa = test_support::slurp(path("seed_a/" + weights));
   ASSERT_GT(wa.size(), 1000u);
-  EXPECT_EQ(model_test::read_file(path("seed_b/" + weights)), wa);
-  EXPECT_NE(model_test::read_file(path("os/" + weights)), wa);
+  EXPECT_EQ(test_support::slurp(path("seed_b/" + weights)), wa);
+  EXPECT_NE(test_support::slurp(path("os/" + weights)), wa);
   EXPECT_EQ(json::parse(a.out)["heldout_loss"], json::parse(b.out)["heldout_loss"]);
 }
 

@@ -1,11 +1,11 @@
 // Runs the built fedctl: make-model then model-info, and both on bad input.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "fedctl_run.h"
 #include "model/safetensors_writer.h"
 #include "test_util.h"
 
@@ -14,24 +14,8 @@ namespace {
 using model_test::TempDir;
 using nlohmann::json;
 
-struct Result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-Result fedctl(const TempDir& dir, const std::string& args) {
-  const auto out = dir / "stdout.txt";
-  const auto err = dir / "stderr.txt";
-  const std::string cmd = std::string("'") + FEDCTL_PATH + "' " + args + " >'" + out.string() +
-                          "' 2>'" + err.string() + "'";
-  const int rc = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = model_test::read_file(out);
-  r.err = model_test::read_file(err);
-  return r;
-}
+using fedctl_test::fedctl;
+using fedctl_test::Result;
 
 // The analytic parameter count of a Llama model.
 int64_t parameter_count(int64_t h, int64_t layers, int64_t heads, int64_t kv, int64_t head_dim,
@@ -54,11 +38,11 @@ void expect_refusal(const Result& r, const std::string& command, const std::stri
 TEST(FedctlModel, MakeModelThenModelInfo) {
   TempDir dir;
   const auto m = (dir / "m").string();
-  const Result made = fedctl(dir, "make-model --out " + m +
-                                      " --hidden 32 --layers 3 --heads 4 --kv-heads 2"
-                                      " --intermediate 88 --vocab 320 --seed 5 --dtype bf16");
+  const Result made = fedctl("make-model --out " + m +
+                             " --hidden 32 --layers 3 --heads 4 --kv-heads 2"
+                             " --intermediate 88 --vocab 320 --seed 5 --dtype bf16");
   ASSERT_EQ(made.status, 0) << made.err;
-  const Result info = fedctl(dir, "model-info --model " + m);
+  const Result info = fedctl("model-info --model " + m);
   ASSERT_EQ(info.status, 0) << info.err;
   const json j = json::parse(info.out);
   EXPECT_EQ(j["parameter_count"], parameter_count(32, 3, 4, 2, 8, 88, 320, false));
@@ -82,12 +66,12 @@ TEST(FedctlModel, MakeModelThenModelInfo) {
 TEST(FedctlModel, TiedHeadDimAndF16) {
   TempDir dir;
   const auto m = (dir / "m").string();
-  const Result made = fedctl(dir, "make-model --out " + m +
-                                      " --hidden 24 --layers 2 --heads 4 --intermediate 40"
-                                      " --vocab 260 --tied --head-dim 10 --dtype f16"
-                                      " --rope-theta 500000 --max-pos 128");
+  const Result made = fedctl("make-model --out " + m +
+                             " --hidden 24 --layers 2 --heads 4 --intermediate 40"
+                             " --vocab 260 --tied --head-dim 10 --dtype f16"
+                             " --rope-theta 500000 --max-pos 128");
   ASSERT_EQ(made.status, 0) << made.err;
-  const Result info = fedctl(dir, "model-info --model " + m);
+  const Result info = fedctl("model-info --model " + m);
   ASSERT_EQ(info.status, 0) << info.err;
   const json j = json::parse(info.out);
   EXPECT_EQ(j["parameter_count"], parameter_count(24, 2, 4, 4, 10, 40, 260, true));
@@ -102,36 +86,36 @@ TEST(FedctlModel, TiedHeadDimAndF16) {
 
 TEST(FedctlModel, HelpSucceeds) {
   TempDir dir;
-  const Result r = fedctl(dir, "make-model --help");
+  const Result r = fedctl("make-model --help");
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("--kv-heads"), std::string::npos);
-  EXPECT_EQ(fedctl(dir, "model-info --help").status, 0);
+  EXPECT_EQ(fedctl("model-info --help").status, 0);
 }
 
 TEST(FedctlModel, MakeModelRefusesBadFlags) {
   TempDir dir;
   const std::string out = " --out " + (dir / "m").string();
   const std::string ok = " --layers 1 --intermediate 8 --vocab 300";
-  expect_refusal(fedctl(dir, "make-model --hidden 16 --heads 4" + ok), "make-model", "out");
-  expect_refusal(fedctl(dir, "make-model" + out + " --hidden 16 --heads 3" + ok), "make-model",
+  expect_refusal(fedctl("make-model --hidden 16 --heads 4" + ok), "make-model", "out");
+  expect_refusal(fedctl("make-model" + out + " --hidden 16 --heads 3" + ok), "make-model",
                  "--heads 3 does not divide --hidden 16");
-  expect_refusal(fedctl(dir, "make-model" + out + " --hidden 16 --heads 4 --kv-heads 3" + ok),
+  expect_refusal(fedctl("make-model" + out + " --hidden 16 --heads 4 --kv-heads 3" + ok),
                  "make-model", "--kv-heads 3 does not divide --heads 4");
-  expect_refusal(fedctl(dir, "make-model" + out + " --hidden 0 --heads 4" + ok), "make-model",
+  expect_refusal(fedctl("make-model" + out + " --hidden 0 --heads 4" + ok), "make-model",
                  "--hidden must be positive");
-  expect_refusal(fedctl(dir, "make-model" + out + " --hidden -16 --heads 4" + ok), "make-model",
+  expect_refusal(fedctl("make-model" + out + " --hidden -16 --heads 4" + ok), "make-model",
                  "--hidden must be positive");
-  expect_refusal(fedctl(dir, "make-model" + out + " --hidden abc --heads 4" + ok), "make-model",
+  expect_refusal(fedctl("make-model" + out + " --hidden abc --heads 4" + ok), "make-model",
                  "hidden");
-  expect_refusal(fedctl(dir, "make-model" + out + " --hidden 16 --heads 4 --dtype f64" + ok),
+  expect_refusal(fedctl("make-model" + out + " --hidden 16 --heads 4 --dtype f64" + ok),
                  "make-model", "--dtype must be f32, f16 or bf16");
-  expect_refusal(fedctl(dir, "make-model" + out + " --hidden 16 --heads 4 --bogus 1" + ok),
-                 "make-model", "bogus");
-  expect_refusal(fedctl(dir, "make-model" + out + " --hidden 16 --heads 4 --head-dim 3" + ok),
+  expect_refusal(fedctl("make-model" + out + " --hidden 16 --heads 4 --bogus 1" + ok), "make-model",
+                 "bogus");
+  expect_refusal(fedctl("make-model" + out + " --hidden 16 --heads 4 --head-dim 3" + ok),
                  "make-model", "head_dim 3 must be even");
-  expect_refusal(fedctl(dir, "make-model" + out +
-                                 " --hidden 16 --heads 4 --layers 1 --intermediate 8"
-                                 " --vocab 99999999999"),
+  expect_refusal(fedctl("make-model" + out +
+                        " --hidden 16 --heads 4 --layers 1 --intermediate 8"
+                        " --vocab 99999999999"),
                  "make-model", "absurd");
   EXPECT_FALSE(std::filesystem::exists(dir / "m" / "model.safetensors"));
 }
@@ -140,15 +124,15 @@ class FedctlModelInfo : public ::testing::Test {
  protected:
   void SetUp() override {
     model_ = (dir_ / "m").string();
-    ASSERT_EQ(fedctl(dir_, "make-model --out " + model_ +
-                               " --hidden 16 --layers 2 --heads 4 --kv-heads 2"
-                               " --intermediate 24 --vocab 300")
+    ASSERT_EQ(fedctl("make-model --out " + model_ +
+                     " --hidden 16 --layers 2 --heads 4 --kv-heads 2"
+                     " --intermediate 24 --vocab 300")
                   .status,
               0);
     weights_ = std::filesystem::path(model_) / "model.safetensors";
-    bytes_ = model_test::read_file(weights_);
+    bytes_ = test_support::slurp(weights_);
   }
-  Result info() { return fedctl(dir_, "model-info --model " + model_); }
+  Result info() { return fedctl("model-info --model " + model_); }
 
   TempDir dir_;
   std::string model_;
@@ -157,8 +141,8 @@ class FedctlModelInfo : public ::testing::Test {
 };
 
 TEST_F(FedctlModelInfo, RefusesMissingDirectoriesAndFiles) {
-  expect_refusal(fedctl(dir_, "model-info"), "model-info", "model");
-  expect_refusal(fedctl(dir_, "model-info --model " + (dir_ / "nowhere").string()), "model-info",
+  expect_refusal(fedctl("model-info"), "model-info", "model");
+  expect_refusal(fedctl("model-info --model " + (dir_ / "nowhere").string()), "model-info",
                  "config.json: cannot open");
   std::filesystem::remove(weights_);
   expect_refusal(info(), "model-info", "no model.safetensors");
@@ -166,35 +150,35 @@ TEST_F(FedctlModelInfo, RefusesMissingDirectoriesAndFiles) {
 
 TEST_F(FedctlModelInfo, RefusesTruncatedWeights) {
   for (size_t len : {size_t{0}, size_t{5}, size_t{100}, bytes_.size() / 2, bytes_.size() - 1}) {
-    model_test::write_file(weights_, bytes_.substr(0, len));
+    test_support::write_file(weights_, bytes_.substr(0, len));
     expect_refusal(info(), "model-info", "model.safetensors");
   }
 }
 
 TEST_F(FedctlModelInfo, RefusesBadConfigs) {
   const auto config = std::filesystem::path(model_) / "config.json";
-  json j = json::parse(model_test::read_file(config));
-  model_test::write_file(config, "{\"model_type\": ");
+  json j = json::parse(test_support::slurp(config));
+  test_support::write_file(config, "{\"model_type\": ");
   expect_refusal(info(), "model-info", "config.json: not valid JSON");
 
   json other = j;
   other["intermediate_size"] = 32;  // checkpoint holds 24
-  model_test::write_file(config, other.dump());
+  test_support::write_file(config, other.dump());
   expect_refusal(info(), "model-info", "shape [24, 16], expected [32, 16]");
 
   other = j;
   other["num_hidden_layers"] = 1;  // checkpoint holds a second layer
-  model_test::write_file(config, other.dump());
+  test_support::write_file(config, other.dump());
   expect_refusal(info(), "model-info", "unknown tensor 'model.layers.1.");
 
   other = j;
   other["tie_word_embeddings"] = true;  // lm_head stays and is ignored: still valid
-  model_test::write_file(config, other.dump());
+  test_support::write_file(config, other.dump());
   EXPECT_EQ(info().status, 0);
 
   other = j;
   other["num_key_value_heads"] = 3;
-  model_test::write_file(config, other.dump());
+  test_support::write_file(config, other.dump());
   expect_refusal(info(), "model-info", "num_key_value_heads 3 does not divide");
 }
 
@@ -203,7 +187,7 @@ TEST_F(FedctlModelInfo, RefusesMissingUnknownAndNonFloatTensors) {
   const size_t at = bytes.find("\"model.norm.weight\":{\"dtype\":\"F32\"");
   ASSERT_NE(at, std::string::npos);
   bytes.replace(bytes.find("F32", at), 3, "I32");
-  model_test::write_file(weights_, bytes);
+  test_support::write_file(weights_, bytes);
   expect_refusal(info(), "model-info", "dtype I32 is not a float dtype");
 
   const std::vector<float> v = {1, 2};

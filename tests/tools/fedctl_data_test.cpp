@@ -1,6 +1,5 @@
 // Runs the built fedctl make-data: files, determinism, non-IID sites, and refusals.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <map>
@@ -8,6 +7,7 @@
 #include <sstream>
 #include <string>
 
+#include "fedctl_run.h"
 #include "model/dataset.h"
 #include "test_util.h"
 
@@ -16,24 +16,8 @@ namespace {
 using model_test::TempDir;
 using nlohmann::json;
 
-struct Result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-Result fedctl(const TempDir& dir, const std::string& args) {
-  const auto out = dir / "stdout.txt";
-  const auto err = dir / "stderr.txt";
-  const std::string cmd = std::string("'") + FEDCTL_PATH + "' " + args + " >'" + out.string() +
-                          "' 2>'" + err.string() + "'";
-  const int rc = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = model_test::read_file(out);
-  r.err = model_test::read_file(err);
-  return r;
-}
+using fedctl_test::fedctl;
+using fedctl_test::Result;
 
 void expect_refusal(const Result& r, const std::string& needle) {
   EXPECT_EQ(r.status, 2) << r.err;
@@ -56,7 +40,7 @@ std::map<std::string, int> services(const std::filesystem::path& path) {
 TEST(FedctlData, MakeDataWritesDeterministicNonIidSites) {
   TempDir dir;
   const std::string args = " --sites 3 --records 300 --seed 7 --heldout-fraction 0.2 --mcq 50";
-  const Result r = fedctl(dir, "make-data --out " + (dir / "a").string() + args);
+  const Result r = fedctl("make-data --out " + (dir / "a").string() + args);
   ASSERT_EQ(r.status, 0) << r.err;
   const json summary = json::parse(r.out);
   ASSERT_EQ(summary["sites"].size(), 3u);
@@ -73,7 +57,7 @@ TEST(FedctlData, MakeDataWritesDeterministicNonIidSites) {
     EXPECT_EQ(model::read_jsonl_texts(train).size(), 240u);
     EXPECT_EQ(model::read_jsonl_texts(held).size(), 60u);
     // Every line is exactly {"text": ...}, the layout `datasets` reads.
-    std::istringstream lines(model_test::read_file(train));
+    std::istringstream lines(test_support::slurp(train));
     for (std::string line; std::getline(lines, line);) {
       const json j = json::parse(line);
       ASSERT_EQ(j.size(), 1u);
@@ -102,50 +86,49 @@ TEST(FedctlData, MakeDataWritesDeterministicNonIidSites) {
   for (const auto& q : mcq) EXPECT_EQ(q.options.size(), 4u);
 
   // Same seed: byte-identical files; another seed: different ones.
-  ASSERT_EQ(fedctl(dir, "make-data --out " + (dir / "b").string() + args).status, 0);
-  ASSERT_EQ(fedctl(dir, "make-data --out " + (dir / "c").string() +
-                            " --sites 3 --records 300 --seed 8 --heldout-fraction 0.2 --mcq 50")
+  ASSERT_EQ(fedctl("make-data --out " + (dir / "b").string() + args).status, 0);
+  ASSERT_EQ(fedctl("make-data --out " + (dir / "c").string() +
+                   " --sites 3 --records 300 --seed 8 --heldout-fraction 0.2 --mcq 50")
                 .status,
             0);
   for (const char* f : {"site0.jsonl", "site2.heldout.jsonl", "mcq.jsonl"}) {
-    const std::string a = model_test::read_file(dir / "a" / f);
+    const std::string a = test_support::slurp(dir / "a" / f);
     EXPECT_FALSE(a.empty());
-    EXPECT_EQ(a, model_test::read_file(dir / "b" / f)) << f;
-    EXPECT_NE(a, model_test::read_file(dir / "c" / f)) << f;
+    EXPECT_EQ(a, test_support::slurp(dir / "b" / f)) << f;
+    EXPECT_NE(a, test_support::slurp(dir / "c" / f)) << f;
   }
 }
 
 TEST(FedctlData, DefaultsAndHelp) {
   TempDir dir;
-  const Result r =
-      fedctl(dir, "make-data --out " + (dir / "d").string() + " --sites 1 --records 10");
+  const Result r = fedctl("make-data --out " + (dir / "d").string() + " --sites 1 --records 10");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(model::read_jsonl_texts(dir / "d" / "site0.jsonl").size(), 9u);  // 10% held out
   EXPECT_EQ(model::read_jsonl_texts(dir / "d" / "site0.heldout.jsonl").size(), 1u);
   EXPECT_EQ(model::read_mcq_jsonl(dir / "d" / "mcq.jsonl").size(), 100u);
-  const Result help = fedctl(dir, "make-data --help");
+  const Result help = fedctl("make-data --help");
   EXPECT_EQ(help.status, 0);
   EXPECT_NE(help.out.find("--heldout-fraction"), std::string::npos);
-  EXPECT_NE(fedctl(dir, "--help").out.find("make-data"), std::string::npos);
+  EXPECT_NE(fedctl("--help").out.find("make-data"), std::string::npos);
 }
 
 TEST(FedctlData, RefusesBadFlags) {
   TempDir dir;
   const std::string out = " --out " + (dir / "x").string();
-  expect_refusal(fedctl(dir, "make-data --sites 2 --records 10"), "out");
-  expect_refusal(fedctl(dir, "make-data" + out + " --records 10"), "sites");
-  expect_refusal(fedctl(dir, "make-data" + out + " --sites 0 --records 10"),
+  expect_refusal(fedctl("make-data --sites 2 --records 10"), "out");
+  expect_refusal(fedctl("make-data" + out + " --records 10"), "sites");
+  expect_refusal(fedctl("make-data" + out + " --sites 0 --records 10"),
                  "--sites must be between 1 and 1000, got 0");
-  expect_refusal(fedctl(dir, "make-data" + out + " --sites 2 --records -5"),
+  expect_refusal(fedctl("make-data" + out + " --sites 2 --records -5"),
                  "--records must be between 1 and 10000000, got -5");
-  expect_refusal(fedctl(dir, "make-data" + out + " --sites abc --records 10"), "sites");
-  expect_refusal(fedctl(dir, "make-data" + out + " --sites 2 --records 10 --heldout-fraction 1"),
+  expect_refusal(fedctl("make-data" + out + " --sites abc --records 10"), "sites");
+  expect_refusal(fedctl("make-data" + out + " --sites 2 --records 10 --heldout-fraction 1"),
                  "--heldout-fraction must be in [0, 1)");
-  expect_refusal(fedctl(dir, "make-data" + out + " --sites 2 --records 1 --heldout-fraction 0.6"),
+  expect_refusal(fedctl("make-data" + out + " --sites 2 --records 1 --heldout-fraction 0.6"),
                  "leaves none for training");
-  expect_refusal(fedctl(dir, "make-data" + out + " --sites 2 --records 10 --mcq 100000"),
+  expect_refusal(fedctl("make-data" + out + " --sites 2 --records 10 --mcq 100000"),
                  "--mcq must be between 0 and");
-  expect_refusal(fedctl(dir, "make-data" + out + " --sites 2 --records 10 --bogus 1"), "bogus");
+  expect_refusal(fedctl("make-data" + out + " --sites 2 --records 10 --bogus 1"), "bogus");
   EXPECT_FALSE(std::filesystem::exists(dir / "x"));
 }
 

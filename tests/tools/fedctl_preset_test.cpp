@@ -1,13 +1,13 @@
 // Real-size Llama configs: `fedctl make-model --preset`, sharded checkpoints on disk exactly as
 // Hugging Face lays them out, loading them back, and `fedctl tokenize` with a tokenizer.json.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 
+#include "fedctl_run.h"
 #include "model/llama_presets.h"
 #include "model/llama_weights.h"
 #include "model/safetensors_reader.h"
@@ -18,24 +18,8 @@ namespace {
 using model_test::TempDir;
 using nlohmann::json;
 
-struct Result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-Result fedctl(const TempDir& dir, const std::string& args) {
-  const auto out = dir / "stdout.txt";
-  const auto err = dir / "stderr.txt";
-  const std::string cmd = std::string("'") + FEDCTL_PATH + "' " + args + " >'" + out.string() +
-                          "' 2>'" + err.string() + "'";
-  const int rc = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = model_test::read_file(out);
-  r.err = model_test::read_file(err);
-  return r;
-}
+using fedctl_test::fedctl;
+using fedctl_test::Result;
 
 void expect_refusal(const Result& r, const std::string& command, const std::string& needle) {
   EXPECT_EQ(r.status, 2) << r.err;
@@ -128,15 +112,15 @@ TEST(LlamaPresets, AreThePublishedConfigs) {
 TEST(FedctlPreset, WritesTheConfigAndACheckpointThatRuns) {
   TempDir dir;
   const auto m = dir / "m";
-  const Result made = fedctl(dir,
-                             "make-model --preset llama-3.2-1b --layers 1 --vocab 512"
-                             " --seed 4 --out " +
-                                 m.string());
+  const Result made = fedctl(
+      "make-model --preset llama-3.2-1b --layers 1 --vocab 512"
+      " --seed 4 --out " +
+      m.string());
   ASSERT_EQ(made.status, 0) << made.err;
   json want = published("llama-3.2-1b");
   want["num_hidden_layers"] = 1;
   want["vocab_size"] = 512;
-  const json config = json::parse(model_test::read_file(m / "config.json"));
+  const json config = json::parse(test_support::slurp(m / "config.json"));
   expect_fields(config, want);
   // Under 5GB: one model.safetensors in bf16, as transformers saves it.
   EXPECT_TRUE(std::filesystem::exists(m / "model.safetensors"));
@@ -145,13 +129,13 @@ TEST(FedctlPreset, WritesTheConfigAndACheckpointThatRuns) {
   for (const auto& t : file.tensors()) EXPECT_EQ(t.dtype, model::DType::kBF16) << t.name;
   EXPECT_EQ(file.tensors().size(), 1u + 9u + 1u);  // tied: no lm_head.weight
 
-  const Result info = fedctl(dir, "model-info --model " + m.string());
+  const Result info = fedctl("model-info --model " + m.string());
   ASSERT_EQ(info.status, 0) << info.err;
   const json j = json::parse(info.out);
   EXPECT_EQ(j["projections"]["k_proj"]["shape"], json({512, 2048}));
   EXPECT_EQ(j["projections"]["down_proj"]["shape"], json({2048, 8192}));
 
-  const Result fwd = fedctl(dir, "forward --model " + m.string() + " --tokens \"1 2 3\"");
+  const Result fwd = fedctl("forward --model " + m.string() + " --tokens \"1 2 3\"");
   ASSERT_EQ(fwd.status, 0) << fwd.err;
   const json logits = json::parse(fwd.out)["logits"];
   ASSERT_EQ(logits.size(), 3u);
@@ -162,13 +146,13 @@ TEST(FedctlPreset, ShardsAsHuggingFaceAndLoadsTheShards) {
   TempDir dir;
   const auto m = dir / "m";
   // bf16: embed 2.6 MB, q/o 8.4 MB, k/v 2.1 MB, gate/up/down 33.6 MB, norms 4 KB.
-  const Result made = fedctl(dir,
-                             "make-model --preset llama-3.2-1b --layers 1 --vocab 640"
-                             " --max-shard-size 10MB --out " +
-                                 m.string());
+  const Result made = fedctl(
+      "make-model --preset llama-3.2-1b --layers 1 --vocab 640"
+      " --max-shard-size 10MB --out " +
+      m.string());
   ASSERT_EQ(made.status, 0) << made.err;
   EXPECT_FALSE(std::filesystem::exists(m / "model.safetensors"));
-  const json index = json::parse(model_test::read_file(m / "model.safetensors.index.json"));
+  const json index = json::parse(test_support::slurp(m / "model.safetensors.index.json"));
   EXPECT_EQ(index.size(), 2u);
   EXPECT_EQ(index["metadata"].size(), 1u);
   const json& map = index["weight_map"];
@@ -211,33 +195,33 @@ TEST(FedctlPreset, ShardsAsHuggingFaceAndLoadsTheShards) {
   EXPECT_EQ(w.layers.size(), 1u);
   EXPECT_EQ(w.layers[0].down_proj.cols(), 8192);
 
-  const Result fwd = fedctl(dir, "forward --model " + m.string() + " --tokens \"5 6\"");
+  const Result fwd = fedctl("forward --model " + m.string() + " --tokens \"5 6\"");
   ASSERT_EQ(fwd.status, 0) << fwd.err;
   EXPECT_EQ(json::parse(fwd.out)["logits"].size(), 2u);
 
   // An index naming a shard that is not there: a clear error naming the file.
   std::filesystem::remove(m / *shards.rbegin());
-  expect_refusal(fedctl(dir, "model-info --model " + m.string()), "model-info",
+  expect_refusal(fedctl("model-info --model " + m.string()), "model-info",
                  std::string(expect_last));
-  expect_refusal(fedctl(dir, "forward --model " + m.string() + " --tokens 1"), "forward",
+  expect_refusal(fedctl("forward --model " + m.string() + " --tokens 1"), "forward",
                  std::string(expect_last));
 }
 
 TEST(FedctlPreset, RefusesUnknownPresetsAndChangesToOne) {
   TempDir dir;
   const std::string out = " --out " + (dir / "m").string();
-  const Result r = fedctl(dir, "make-model --preset llama-2-7b" + out);
+  const Result r = fedctl("make-model --preset llama-2-7b" + out);
   expect_refusal(r, "make-model", "unknown preset 'llama-2-7b'");
   for (const char* name : {"llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"}) {
     EXPECT_NE(r.err.find(name), std::string::npos) << r.err;
   }
-  expect_refusal(fedctl(dir, "make-model --preset llama-3.2-1b --hidden 64" + out), "make-model",
+  expect_refusal(fedctl("make-model --preset llama-3.2-1b --hidden 64" + out), "make-model",
                  "--hidden cannot change a --preset");
-  expect_refusal(fedctl(dir, "make-model --preset llama-3.2-1b --layers 0" + out), "make-model",
+  expect_refusal(fedctl("make-model --preset llama-3.2-1b --layers 0" + out), "make-model",
                  "--layers must be positive");
-  expect_refusal(fedctl(dir, "make-model --preset llama-3.2-1b --max-shard-size 5TB" + out),
+  expect_refusal(fedctl("make-model --preset llama-3.2-1b --max-shard-size 5TB" + out),
                  "make-model", "unknown unit");
-  expect_refusal(fedctl(dir, "make-model --layers 2" + out), "make-model",
+  expect_refusal(fedctl("make-model --layers 2" + out), "make-model",
                  "--hidden is required (or give --preset)");
   EXPECT_FALSE(std::filesystem::exists(dir / "m" / "config.json"));
 }
@@ -249,15 +233,14 @@ TEST(FedctlTokenize, EncodesAndDecodesWithTokenizerJson) {
   TempDir dir;
   const auto m = dir / "m";
   ASSERT_EQ(
-      fedctl(dir, "make-model --preset llama-3.2-1b --layers 1 --vocab 700 --out " + m.string())
-          .status,
+      fedctl("make-model --preset llama-3.2-1b --layers 1 --vocab 700 --out " + m.string()).status,
       0);
   std::filesystem::copy_file(kTokenizerFixture / "tokenizer.json", m / "tokenizer.json");
-  const json expected = json::parse(model_test::read_file(kTokenizerFixture / "expected.json"));
+  const json expected = json::parse(test_support::slurp(kTokenizerFixture / "expected.json"));
   const json& c = expected["cases"][0];  // clinical text
   const std::string text = c["text"];
 
-  const Result enc = fedctl(dir, "tokenize --model " + m.string() + " --text '" + text + "'");
+  const Result enc = fedctl("tokenize --model " + m.string() + " --text '" + text + "'");
   ASSERT_EQ(enc.status, 0) << enc.err;
   const json e = json::parse(enc.out);
   EXPECT_EQ(e["tokenizer"], "tokenizer.json");
@@ -265,7 +248,7 @@ TEST(FedctlTokenize, EncodesAndDecodesWithTokenizerJson) {
   EXPECT_EQ(e["count"], c["ids"].size());
 
   const Result bos =
-      fedctl(dir, "tokenize --model " + m.string() + " --bos --eos --text '" + text + "'");
+      fedctl("tokenize --model " + m.string() + " --bos --eos --text '" + text + "'");
   ASSERT_EQ(bos.status, 0) << bos.err;
   const json b = json::parse(bos.out)["ids"];
   ASSERT_EQ(b.size(), c["ids"].size() + 2);
@@ -275,16 +258,16 @@ TEST(FedctlTokenize, EncodesAndDecodesWithTokenizerJson) {
 
   std::string ids;
   for (const json& id : c["ids"]) ids += std::to_string(id.get<int>()) + ",";
-  const Result dec = fedctl(dir, "tokenize --model " + m.string() + " --decode " + ids);
+  const Result dec = fedctl("tokenize --model " + m.string() + " --decode " + ids);
   ASSERT_EQ(dec.status, 0) << dec.err;
   EXPECT_EQ(json::parse(dec.out)["text"], c["decoded"]);
 
-  const Result info = fedctl(dir, "model-info --model " + m.string());
+  const Result info = fedctl("model-info --model " + m.string());
   ASSERT_EQ(info.status, 0) << info.err;
   EXPECT_EQ(json::parse(info.out)["tokenizer"], "tokenizer.json");
 
   // forward --text: BOS, then the tokenizer.json ids.
-  const Result fwd = fedctl(dir, "forward --model " + m.string() + " --text '" + text + "'");
+  const Result fwd = fedctl("forward --model " + m.string() + " --text '" + text + "'");
   ASSERT_EQ(fwd.status, 0) << fwd.err;
   json tokens = json::array({656 + 2});
   for (const json& id : c["ids"]) tokens.push_back(id);
@@ -297,17 +280,17 @@ TEST(FedctlTokenize, RefusesBadInput) {
   std::filesystem::create_directories(m);
   std::filesystem::copy_file(kTokenizerFixture / "tokenizer.json", m / "tokenizer.json");
   // No config.json: the tokenizer alone.
-  const Result ok = fedctl(dir, "tokenize --model " + m.string() + " --text Patient");
+  const Result ok = fedctl("tokenize --model " + m.string() + " --text Patient");
   ASSERT_EQ(ok.status, 0) << ok.err;
   EXPECT_EQ(json::parse(ok.out)["ids"], json({344}));
-  expect_refusal(fedctl(dir, "tokenize --model " + m.string()), "tokenize",
+  expect_refusal(fedctl("tokenize --model " + m.string()), "tokenize",
                  "exactly one of --text and --decode");
-  expect_refusal(fedctl(dir, "tokenize --model " + m.string() + " --decode '1 x'"), "tokenize",
+  expect_refusal(fedctl("tokenize --model " + m.string() + " --decode '1 x'"), "tokenize",
                  "'x' is not an id");
-  expect_refusal(fedctl(dir, "tokenize --model " + m.string() + " --decode 99999"), "tokenize",
+  expect_refusal(fedctl("tokenize --model " + m.string() + " --decode 99999"), "tokenize",
                  "outside the vocabulary");
-  model_test::write_file(m / "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\"}}");
-  expect_refusal(fedctl(dir, "tokenize --model " + m.string() + " --text hi"), "tokenize",
+  test_support::write_file(m / "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\"}}");
+  expect_refusal(fedctl("tokenize --model " + m.string() + " --text hi"), "tokenize",
                  "tokenizer.json: model type WordPiece is not supported (only BPE)");
 }
 

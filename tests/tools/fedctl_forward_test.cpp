@@ -1,12 +1,12 @@
 // Runs the built `fedctl forward`: JSON shape and values, backends, and refusals.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "fedctl_run.h"
 #include "model/float_backend.h"
 #include "model/llama_model.h"
 #include "model/llama_weights.h"
@@ -17,20 +17,8 @@ namespace {
 using model_test::TempDir;
 using nlohmann::json;
 
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-Result fedctl(const TempDir& dir, const std::string& args) {
-  const auto out = dir / "stdout.txt";
-  const auto err = dir / "stderr.txt";
-  const std::string cmd = std::string("'") + FEDCTL_PATH + "' " + args + " >'" + out.string() +
-                          "' 2>'" + err.string() + "'";
-  const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, model_test::read_file(out),
-          model_test::read_file(err)};
-}
+using fedctl_test::fedctl;
+using fedctl_test::Result;
 
 void expect_refusal(const Result& r, const std::string& needle) {
   EXPECT_EQ(r.status, 2) << r.err;
@@ -45,13 +33,13 @@ class FedctlForward : public ::testing::Test {
  protected:
   void SetUp() override {
     model_dir_ = (dir_ / "m").string();
-    const Result made = fedctl(dir_, "make-model --out " + model_dir_ +
-                                         " --hidden 32 --layers 2 --heads 4 --kv-heads 2"
-                                         " --intermediate 64 --vocab 300 --max-pos 8 --seed 3");
+    const Result made = fedctl("make-model --out " + model_dir_ +
+                               " --hidden 32 --layers 2 --heads 4 --kv-heads 2"
+                               " --intermediate 64 --vocab 300 --max-pos 8 --seed 3");
     ASSERT_EQ(made.status, 0) << made.err;
   }
   Result forward(const std::string& args) {
-    return fedctl(dir_, "forward --model " + model_dir_ + " " + args);
+    return fedctl("forward --model " + model_dir_ + " " + args);
   }
 
   TempDir dir_;
@@ -96,7 +84,7 @@ TEST_F(FedctlForward, EncryptedPrintsExactlyWhatInt8Prints) {
 }
 
 TEST_F(FedctlForward, RefusesBadInput) {
-  expect_refusal(fedctl(dir_, "forward --model " + (dir_ / "missing").string() + " --tokens 1"),
+  expect_refusal(fedctl("forward --model " + (dir_ / "missing").string() + " --tokens 1"),
                  "missing");
   expect_refusal(forward("--tokens '1 300'"), "token id 300");
   expect_refusal(forward("--tokens '1 -2'"), "token id -2");
@@ -112,7 +100,7 @@ TEST_F(FedctlForward, RefusesBadInput) {
 }
 
 TEST_F(FedctlForward, HelpMentionsBackendsAndAdapter) {
-  const Result r = fedctl(dir_, "forward --help");
+  const Result r = fedctl("forward --help");
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("float, int8"), std::string::npos);
   EXPECT_NE(r.out.find("PEFT layout"), std::string::npos);

@@ -2,7 +2,6 @@
 // backend trains the int8 backend's adapter bit for bit, the PEFT files, the JSON log, eval and
 // forward reproducing the trainer's own figures, and one-line refusals.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -11,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "fedctl_run.h"
 #include "model/byte_tokenizer.h"
 #include "model/dataset.h"
 #include "model/evaluation.h"
@@ -26,42 +26,19 @@ namespace {
 
 using nlohmann::json;
 
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
+using fedctl_test::fedctl;
+using fedctl_test::Result;
 
 // The suite's model, data and first training runs, made once.
 class FedctlTrain : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::filesystem::path(std::filesystem::path(::testing::TempDir()) /
-                                     ("fedlora_fedctl_train_" + std::to_string(::getpid())));
-    std::filesystem::remove_all(*dir_);
-    std::filesystem::create_directories(*dir_);
-    Result r = fedctl("make-model --out " + path("m") +
-                      " --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 128"
-                      " --vocab 300 --max-pos 64 --seed 5");
-    ASSERT_EQ(r.status, 0) << r.err;
-    r = fedctl("make-data --out " + path("data") +
-               " --sites 1 --records 44 --heldout-fraction 0.1 --mcq 6 --seed 2");
-    ASSERT_EQ(r.status, 0) << r.err;
+    dir_ = new test_support::TempDir;
+    fedctl_test::make_tiny_model_and_data(dir_->path());
   }
-  static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir_);
-    delete dir_;
-  }
+  static void TearDownTestSuite() { delete dir_; }
 
-  static std::string path(const std::string& name) { return (*dir_ / name).string(); }
-
-  static Result fedctl(const std::string& args) {
-    const std::string out = path("stdout.txt"), err = path("stderr.txt");
-    const std::string cmd =
-        std::string("'") + FEDCTL_PATH + "' " + args + " >'" + out + "' 2>'" + err + "'";
-    const int rc = std::system(cmd.c_str());
-    return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, model_test::read_file(out),
-            model_test::read_file(err)};
-  }
+  static std::string path(const std::string& name) { return (dir_->path() / name).string(); }
 
   // A short run on the tiny model: seq-len 24, batch 4.
   static Result train(const std::string& args) {
@@ -76,10 +53,10 @@ class FedctlTrain : public ::testing::Test {
     return lines;
   }
 
-  static std::filesystem::path* dir_;
+  static test_support::TempDir* dir_;
 };
 
-std::filesystem::path* FedctlTrain::dir_ = nullptr;
+test_support::TempDir* FedctlTrain::dir_ = nullptr;
 
 void expect_refusal(const Result& r, const std::string& command, const std::string& needle) {
   EXPECT_EQ(r.status, 2) << r.err;
@@ -102,11 +79,11 @@ TEST_F(FedctlTrain, EncryptedTrainsTheInt8AdapterBitForBit) {
   ASSERT_EQ(fl.status, 0) << fl.err;
 
   const std::string weights = model::kPeftWeightsFile;
-  const std::string a_int8 = model_test::read_file(path("a_int8/" + weights));
+  const std::string a_int8 = test_support::slurp(path("a_int8/" + weights));
   ASSERT_GT(a_int8.size(), 1000u);
-  EXPECT_EQ(model_test::read_file(path("a_enc/" + weights)), a_int8);
-  EXPECT_EQ(model_test::read_file(path("a_enc/adapter_config.json")),
-            model_test::read_file(path("a_int8/adapter_config.json")));
+  EXPECT_EQ(test_support::slurp(path("a_enc/" + weights)), a_int8);
+  EXPECT_EQ(test_support::slurp(path("a_enc/adapter_config.json")),
+            test_support::slurp(path("a_int8/adapter_config.json")));
   // Every logged train loss agrees exactly too.
   const auto log_int8 = read_log(path("int8.jsonl"));
   const auto log_enc = read_log(path("enc.jsonl"));
@@ -121,7 +98,7 @@ TEST_F(FedctlTrain, EncryptedTrainsTheInt8AdapterBitForBit) {
     for (const float b : f.b) max_b = std::max(max_b, std::abs(b));
   }
   EXPECT_GT(max_b, 0.01f);
-  EXPECT_NE(model_test::read_file(path("a_float/" + weights)), a_int8);
+  EXPECT_NE(test_support::slurp(path("a_float/" + weights)), a_int8);
   EXPECT_LT(log_int8.back()["train_loss"].get<double>(), log_int8.front()["train_loss"]);
 }
 
@@ -135,9 +112,9 @@ TEST_F(FedctlTrain, RecomputedActivationsTrainTheSameAdapter) {
       train(args + " --backend encrypted --recompute-activations --out " + path("a_recompute"));
   ASSERT_EQ(again.status, 0) << again.err;
   const std::string weights = model::kPeftWeightsFile;
-  const std::string want = model_test::read_file(path("a_keep/" + weights));
+  const std::string want = test_support::slurp(path("a_keep/" + weights));
   ASSERT_GT(want.size(), 1000u);
-  EXPECT_EQ(model_test::read_file(path("a_recompute/" + weights)), want);
+  EXPECT_EQ(test_support::slurp(path("a_recompute/" + weights)), want);
 }
 
 TEST_F(FedctlTrain, WritesPeftFilesTheLogAndAReproducibleAdapter) {
@@ -169,7 +146,7 @@ TEST_F(FedctlTrain, WritesPeftFilesTheLogAndAReproducibleAdapter) {
   EXPECT_EQ(summary["heldout_loss"], log[10]["heldout_loss"]);
 
   // adapter_config.json and the tensors: names, shapes, dtype.
-  const json config = json::parse(model_test::read_file(path("a/adapter_config.json")));
+  const json config = json::parse(test_support::slurp(path("a/adapter_config.json")));
   EXPECT_EQ(config["peft_type"], "LORA");
   EXPECT_EQ(config["r"], 4);
   EXPECT_EQ(config["lora_alpha"], 8);
@@ -257,9 +234,9 @@ TEST_F(FedctlTrain, EvalScoresMultipleChoiceQuestions) {
 }
 
 TEST_F(FedctlTrain, RefusesBadInputWithOneLine) {
-  model_test::write_file(path("bad.jsonl"), "{\"text\": \"ok\"}\nnot json\n");
-  model_test::write_file(path("empty.jsonl"), "\n");
-  model_test::write_file(path("notext.jsonl"), "{\"note\": \"x\"}\n");
+  test_support::write_file(path("bad.jsonl"), "{\"text\": \"ok\"}\nnot json\n");
+  test_support::write_file(path("empty.jsonl"), "\n");
+  test_support::write_file(path("notext.jsonl"), "{\"note\": \"x\"}\n");
   // A valid command line but for `data` and `extra`.
   const auto run = [&](const std::string& data, const std::string& extra,
                        const std::string& steps = " --steps 2",

@@ -3,17 +3,19 @@
 #include <sys/stat.h>
 
 #include "protocol/keys.h"
-#include "run_util.h"
+#include "test_support/files.h"
+#include "test_support/run.h"
+#include "test_support/temp_dir.h"
 
 namespace {
 
-using tools_test::run;
-using tools_test::slurp;
-using tools_test::TempDir;
+using test_support::run;
+using test_support::slurp;
+using test_support::TempDir;
 
 const std::string kFedctl = FEDCTL_PATH;
 
-bool one_line_error(const tools_test::RunResult& r, const std::string& needle) {
+bool one_line_error(const test_support::RunResult& r, const std::string& needle) {
   const auto nl = r.err.find('\n');
   return r.status == 2 && nl != std::string::npos && nl + 1 == r.err.size() &&
          r.err.rfind("fedctl keygen: ", 0) == 0 && r.err.find(needle) != std::string::npos;
@@ -21,7 +23,7 @@ bool one_line_error(const tools_test::RunResult& r, const std::string& needle) {
 
 TEST(FedctlKeygen, WritesAPrivateSecretAndAMatchingPublicKey) {
   TempDir dir;
-  const auto r = run(kFedctl + " keygen --out " + dir / "site1", dir.path());
+  const auto r = run(kFedctl + " keygen --out " + dir / "site1");
   ASSERT_EQ(r.status, 0) << r.err;
   struct stat st;
   ASSERT_EQ(::stat((dir / "site1.key").c_str(), &st), 0);
@@ -36,13 +38,12 @@ TEST(FedctlKeygen, WritesAPrivateSecretAndAMatchingPublicKey) {
 
 TEST(FedctlKeygen, RefusesToOverwriteWithoutForce) {
   TempDir dir;
-  ASSERT_EQ(run(kFedctl + " keygen --out " + dir / "k", dir.path()).status, 0);
+  ASSERT_EQ(run(kFedctl + " keygen --out " + dir / "k").status, 0);
   const auto key = slurp(dir / "k.key"), pub = slurp(dir / "k.pub");
-  EXPECT_TRUE(one_line_error(run(kFedctl + " keygen --out " + dir / "k", dir.path()),
-                             "exists (use --force"));
+  EXPECT_TRUE(one_line_error(run(kFedctl + " keygen --out " + dir / "k"), "exists (use --force"));
   EXPECT_EQ(slurp(dir / "k.key"), key);
   EXPECT_EQ(slurp(dir / "k.pub"), pub);
-  ASSERT_EQ(run(kFedctl + " keygen --force --out " + dir / "k", dir.path()).status, 0);
+  ASSERT_EQ(run(kFedctl + " keygen --force --out " + dir / "k").status, 0);
   EXPECT_NE(slurp(dir / "k.key"), key);
   EXPECT_NE(slurp(dir / "k.pub"), pub);
   struct stat st;
@@ -52,11 +53,10 @@ TEST(FedctlKeygen, RefusesToOverwriteWithoutForce) {
 
 TEST(FedctlKeygen, BadInvocationsExitWithStatus2) {
   TempDir dir;
-  EXPECT_TRUE(one_line_error(run(kFedctl + " keygen", dir.path()), "out"));
-  EXPECT_TRUE(
-      one_line_error(run(kFedctl + " keygen --out " + dir / "none/k", dir.path()), "cannot"));
-  EXPECT_TRUE(one_line_error(run(kFedctl + " keygen --out x --bogus", dir.path()), "bogus"));
-  const auto help = run(kFedctl + " keygen --help", dir.path());
+  EXPECT_TRUE(one_line_error(run(kFedctl + " keygen"), "out"));
+  EXPECT_TRUE(one_line_error(run(kFedctl + " keygen --out " + dir / "none/k"), "cannot"));
+  EXPECT_TRUE(one_line_error(run(kFedctl + " keygen --out x --bogus"), "bogus"));
+  const auto help = run(kFedctl + " keygen --help");
   EXPECT_EQ(help.status, 0);
   EXPECT_NE(help.out.find("--force"), std::string::npos);
 }

@@ -1,47 +1,20 @@
 // `fedctl privacy` end to end: the binary's output equals the library's figures, and bad input
 // exits with status 2 and one line on stderr.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "fedctl_run.h"
 #include "privacy/accountant.h"
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using fedctl_test::Result;
 
 // Runs `fedctl privacy <args>` (args are passed through the shell as written).
 Result fedctl(const std::string& args) {
-  const auto base =
-      std::filesystem::temp_directory_path() / ("privacy_cli_test_" + std::to_string(::getpid()));
-  const std::string out = base.string() + ".out";
-  const std::string err = base.string() + ".err";
-  const std::string cmd =
-      std::string("'") + FEDCTL_BIN + "' privacy " + args + " >'" + out + "' 2>'" + err + "'";
-  const int raw = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  std::filesystem::remove(out);
-  std::filesystem::remove(err);
-  return r;
+  return fedctl_test::fedctl("privacy " + args);
 }
 
 nlohmann::json parse_line(const std::string& text) {
