@@ -133,7 +133,7 @@ void EventWatcher::poll() {
       std::fprintf(out_, "%s\n", table_row(row).c_str());
       rounds_.push_back(row);
       if (after_round_) {
-        if (const auto line = after_round_(row)) std::fprintf(out_, "%s\n", line->c_str());
+        if (const auto note = after_round_(row)) std::fprintf(out_, "%s\n", note->c_str());
       }
     } else if (kind == "budget_exhausted") {
       std::fprintf(out_, "       budget exhausted: %s\n",
