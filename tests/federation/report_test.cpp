@@ -145,6 +145,16 @@ TEST_F(ReportTest, WriteReportReadsTheRunDirectory) {
   std::ifstream in(path);
   const std::string page((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(page, fedsim::render_report(events, dir_ / "sites"));
+  // Every chart with points is also an SVG file of its own, the same <svg> as in the page.
+  for (const char* id :
+       {"chart-pooled-loss", "chart-site-heldout-loss", "chart-mcq-accuracy", "chart-epsilon"}) {
+    std::ifstream svg_in(dir_ / "charts" / (std::string(id) + ".svg"));
+    const std::string svg((std::istreambuf_iterator<char>(svg_in)),
+                          std::istreambuf_iterator<char>());
+    EXPECT_EQ(svg.rfind("<?xml", 0), 0u) << id;
+    EXPECT_NE(page.find(svg.substr(svg.find("<svg"))), std::string::npos) << id;
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "charts" / "chart-global-loss.svg")) << "no evaluations here";
 }
 
 std::string chromium() {

@@ -34,8 +34,11 @@ struct Chart {
   bool y_from_zero = false;  // the y axis starts at 0 (epsilon, accuracy)
 };
 
-// An <svg> line chart (rounds on x). Names and labels are escaped; a chart without points
-// says so in its place instead of drawing empty axes.
+// The chart as one <svg> line chart (rounds on x, its title inside), a valid SVG file on its
+// own; "" when it has no points. Names and labels are escaped.
+std::string chart_svg(const Chart& chart);
+// The chart as a <figure> of the page; a chart without points says so in its place instead of
+// drawing empty axes.
 std::string render_chart_svg(const Chart& chart);
 
 // The whole page from a run's events (events.jsonl parsed, in order) and its sites' state
@@ -47,8 +50,9 @@ std::string render_report(const std::vector<nlohmann::json>& events,
                           const std::filesystem::path& sites_dir,
                           const std::vector<nlohmann::json>& evaluations = {});
 
-// Renders RUN/events.jsonl, RUN/evaluation.jsonl and RUN/sites into RUN/report.html (written
-// atomically) and returns that path. Throws base::IoError when the page cannot be written.
+// Renders RUN/events.jsonl, RUN/evaluation.jsonl and RUN/sites into RUN/report.html, and each
+// chart with points into RUN/charts/ID.svg (all written atomically); returns the page's path.
+// Throws base::IoError when a file cannot be written.
 std::filesystem::path write_report(const std::filesystem::path& run_dir);
 
 // &, <, >, " and ' as entities: text from a file or a peer placed into HTML.

@@ -87,7 +87,7 @@ std::string axes(const Chart& c, const Frame& f) {
   for (double r = first; r <= last; r += step) {
     out += "<text x=\"" + fmt("%.1f", f.px(r)) + "\" y=\"" +
            fmt("%.1f", kTop + Frame::plot_h() + 16) + "\" text-anchor=\"middle\">" +
-           fmt("%.0f", r) + "</text>\n";
+           fmt("%.0f", r + 0.0) + "</text>\n";
   }
   out += "<text x=\"" + fmt("%.1f", kLeft + Frame::plot_w() / 2) + "\" y=\"" +
          fmt("%.1f", kHeight - 8) + "\" text-anchor=\"middle\">round</text>\n";
@@ -161,19 +161,31 @@ std::string html_escape(const std::string& text) {
   return out;
 }
 
-std::string render_chart_svg(const Chart& c) {
+std::string chart_svg(const Chart& c) {
   size_t points = 0;
   for (const auto& s : c.series) points += s.points.size();
-  std::string out = "<figure><figcaption>" + html_escape(c.title) + "</figcaption>\n";
-  if (points == 0) return out + "<p class=\"empty\">no data yet</p></figure>\n";
+  if (points == 0) return "";
   const Frame f = frame_of(c);
-  out += "<svg id=\"" + html_escape(c.id) +
-         "\" class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" " + "viewBox=\"0 0 " +
-         fmt("%.0f", kWidth) + " " + fmt("%.0f", kHeight) + "\" width=\"" + fmt("%.0f", kWidth) +
-         "\" height=\"" + fmt("%.0f", kHeight) + "\" role=\"img\" aria-label=\"" +
-         html_escape(c.title) + "\">\n" + axes(c, f) + rules_svg(c, f);
+  std::string out = "<svg id=\"" + html_escape(c.id) +
+                    "\" class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " +
+                    fmt("%.0f", kWidth) + " " + fmt("%.0f", kHeight) + "\" width=\"" +
+                    fmt("%.0f", kWidth) + "\" height=\"" + fmt("%.0f", kHeight) +
+                    "\" font-family=\"sans-serif\" font-size=\"11\" role=\"img\" aria-label=\"" +
+                    html_escape(c.title) +
+                    "\">\n<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n" + "<text x=\"" +
+                    fmt("%.1f", kLeft) + "\" y=\"20\" font-size=\"13\" font-weight=\"bold\">" +
+                    html_escape(c.title) + "</text>\n" + axes(c, f) + rules_svg(c, f);
   for (size_t i = 0; i < c.series.size(); ++i) out += series_svg(c.series[i], i, f);
-  return out + "</svg></figure>\n";
+  return out + "</svg>\n";
+}
+
+std::string render_chart_svg(const Chart& c) {
+  const std::string svg = chart_svg(c);
+  if (svg.empty()) {
+    return "<figure><figcaption>" + html_escape(c.title) +
+           "</figcaption>\n<p class=\"empty\">no data yet</p></figure>\n";
+  }
+  return "<figure>" + svg + "</figure>\n";
 }
 
 }  // namespace fedsim
