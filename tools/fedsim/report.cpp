@@ -245,28 +245,21 @@ std::string summary_html(const RunView& v) {
 
 namespace {
 
-std::vector<Chart> all_charts(const std::vector<json>& events,
-                              const std::filesystem::path& sites_dir,
+std::vector<Chart> all_charts(const RunView& v, const std::filesystem::path& sites_dir,
                               const std::vector<json>& evaluations) {
   std::vector<Chart> charts = evaluation_charts(evaluations);
-  for (auto& c : charts_of(view_of(events, sites_dir), sites_dir)) charts.push_back(std::move(c));
+  for (auto& c : charts_of(v, sites_dir)) charts.push_back(std::move(c));
   return charts;
 }
 
-}  // namespace
-
-std::string render_report(const std::vector<json>& events, const std::filesystem::path& sites_dir,
-                          const std::vector<json>& evaluations) {
-  const RunView v = view_of(events, sites_dir);
+std::string page_html(const RunView& v, const std::vector<Chart>& charts) {
   std::string page =
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
       "<title>fedsim report</title><style>" +
       std::string(kStyle) +
       "</style></head><body>\n<h1>Federated LoRA fine-tuning: run report</h1>\n" + summary_html(v) +
       "<section id=\"charts\">\n";
-  for (const auto& chart : all_charts(events, sites_dir, evaluations)) {
-    page += render_chart_svg(chart);
-  }
+  for (const auto& chart : charts) page += render_chart_svg(chart);
   page += "</section>\n<h2>Rounds</h2>\n" + round_table_html(v) + "<h2>Participation</h2>\n" +
           participation_html(v) +
           "<p>Losses and MCQ accuracy are each site's own record (SITE/curves.jsonl); the "
@@ -275,12 +268,20 @@ std::string render_report(const std::vector<json>& events, const std::filesystem
   return page;
 }
 
+}  // namespace
+
+std::string render_report(const std::vector<json>& events, const std::filesystem::path& sites_dir,
+                          const std::vector<json>& evaluations) {
+  const RunView v = view_of(events, sites_dir);
+  return page_html(v, all_charts(v, sites_dir, evaluations));
+}
+
 std::filesystem::path write_report(const std::filesystem::path& run_dir) {
-  const auto events = read_events(run_dir / "events.jsonl");
-  const auto evaluations = read_events(run_dir / "evaluation.jsonl");
+  const RunView v = view_of(read_events(run_dir / "events.jsonl"), run_dir / "sites");
+  const auto charts = all_charts(v, run_dir / "sites", read_events(run_dir / "evaluation.jsonl"));
   const auto path = run_dir / "report.html";
-  base::write_file_atomic(path, render_report(events, run_dir / "sites", evaluations));
-  for (const auto& chart : all_charts(events, run_dir / "sites", evaluations)) {
+  base::write_file_atomic(path, page_html(v, charts));
+  for (const auto& chart : charts) {
     const std::string svg = chart_svg(chart);
     if (svg.empty()) continue;
     std::filesystem::create_directories(run_dir / "charts");
