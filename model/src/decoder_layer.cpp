@@ -7,6 +7,7 @@
 #include "model/error.h"
 #include "model/lora_branch.h"
 #include "model/swiglu.h"
+#include "model/weight_gradients.h"
 
 namespace model {
 namespace {
@@ -93,13 +94,14 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
                             const std::type_identity_t<DecoderLayerCacheT<Scalar>>& c,
                             std::type_identity_t<ActivationsT<Scalar>>& dx,
                             const std::type_identity_t<LoraParamsT<Scalar>>* lora,
-                            std::type_identity_t<LoraGradientsT<Scalar>>* grads) {
+                            std::type_identity_t<LoraGradientsT<Scalar>>* grads,
+                            LlamaLayerWeights* weight_grads) {
   const int64_t tokens = batch.total_tokens();
   if (dx.rows() != config.hidden_size || dx.cols() != tokens || c.input.cols() != tokens ||
       c.mid.cols() != tokens) {
     throw ModelError("decoder layer " + std::to_string(layer) + " backward: gradient " +
-                std::to_string(dx.rows()) + " x " + std::to_string(dx.cols()) +
-                " or cache does not fit the batch of " + std::to_string(tokens) + " tokens");
+                     std::to_string(dx.rows()) + " x " + std::to_string(dx.cols()) +
+                     " or cache does not fit the batch of " + std::to_string(tokens) + " tokens");
   }
   if (lora && !grads) {
     throw ModelError("decoder layer backward: an adapter needs somewhere to put its gradients");
@@ -107,8 +109,8 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
   if (grads && !grads->per_example.empty() &&
       static_cast<int64_t>(grads->per_example.size()) != batch.sequence_count()) {
     throw ModelError("decoder layer backward: " + std::to_string(grads->per_example.size()) +
-                " per-example gradients for " + std::to_string(batch.sequence_count()) +
-                " sequences");
+                     " per-example gradients for " + std::to_string(batch.sequence_count()) +
+                     " sequences");
   }
   const auto scaling = static_cast<Scalar>(lora ? lora->config().scaling() : 0.0);
 
@@ -122,7 +124,7 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
     const ActivationsT<Scalar>& ax = c.lora_ax[static_cast<size_t>(kind)];
     if (ax.cols() != tokens) {
       throw ModelError("decoder layer backward: the forward pass ran without the adapter of " +
-                  projection_name(id));
+                       projection_name(id));
     }
     lora_input_backward(*pair, scaling, g, out);
     lora_weight_backward(*pair, scaling, in, ax, g, 0, tokens, grads->batch.at(id));
@@ -136,6 +138,7 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
   const auto project_back = [&](ProjectionKind kind, const ActivationsT<Scalar>& in,
                                 const ActivationsT<Scalar>& g, ActivationsT<Scalar>& out) {
     backend.backward(ProjectionId{kind, layer}, g, out);
+    if (weight_grads) add_weight_gradient(g, in, layer_weight_gradient(*weight_grads, kind));
     adapt_back(kind, in, g, out);
   };
   // out = sum_j W_j^T g_j (+ s A_j^T B_j^T g_j) for projections that share their input `in`, the
@@ -146,8 +149,26 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
         std::vector<ProjectionId> ids;
         for (const ProjectionKind kind : kinds) ids.push_back({kind, layer});
         backend.backward_group(ids, gs, out);
-        for (size_t j = 0; j < kinds.size(); ++j) adapt_back(kinds[j], in, *gs[j], out);
+        for (size_t j = 0; j < kinds.size(); ++j) {
+          if (weight_grads) {
+            add_weight_gradient(*gs[j], in, layer_weight_gradient(*weight_grads, kinds[j]));
+          }
+          adapt_back(kinds[j], in, *gs[j], out);
+        }
       };
+
+  // dL/dx of a norm and, for full-parameter training, dL/dweight added into `dweight`.
+  const auto norm_back = [&](const ActivationsT<Scalar>& in, const Vector& weight,
+                             const RmsNormCacheT<Scalar>& stats, const ActivationsT<Scalar>& dy,
+                             ActivationsT<Scalar>& out, Vector* dweight) {
+    if (!dweight) {
+      rms_norm_backward(in, weight.cast<Scalar>(), stats, dy, out);
+      return;
+    }
+    VectorT<Scalar> dw = VectorT<Scalar>::Zero(weight.size());
+    rms_norm_backward(in, weight.cast<Scalar>(), stats, dy, out, &dw);
+    *dweight += dw.template cast<float>();
+  };
 
   // MLP block: y = h + down(act), act = silu(gate(m)) * up(m), m = norm(h).
   ActivationsT<Scalar> d_act, d_gate, d_up, d_norm, d_res;
@@ -155,8 +176,8 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
   swiglu_backward(c.gate, c.up, d_act, d_gate, d_up);
   const ActivationsT<Scalar>* const d_gate_up[] = {&d_gate, &d_up};
   project_back_group(kGateUp, c.mlp_norm, d_gate_up, d_norm);
-  rms_norm_backward(c.mid, w.post_attention_layernorm.cast<Scalar>(), c.mlp_norm_stats, d_norm,
-                    d_res);
+  norm_back(c.mid, w.post_attention_layernorm, c.mlp_norm_stats, d_norm, d_res,
+            weight_grads ? &weight_grads->post_attention_layernorm : nullptr);
   dx += d_res;  // dL/dh
 
   // Attention block: h = x + o(attention(rope(q(n)), rope(k(n)), v(n))), n = norm(x).
@@ -168,7 +189,8 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
   rope_backward(rope, batch, config.head_dim, dk);
   const ActivationsT<Scalar>* const d_qkv[] = {&dq, &dk, &dv};
   project_back_group(kQkv, c.attn_norm, d_qkv, d_norm);
-  rms_norm_backward(c.input, w.input_layernorm.cast<Scalar>(), c.attn_norm_stats, d_norm, d_res);
+  norm_back(c.input, w.input_layernorm, c.attn_norm_stats, d_norm, d_res,
+            weight_grads ? &weight_grads->input_layernorm : nullptr);
   dx += d_res;  // dL/dx
 }
 
@@ -185,12 +207,13 @@ template void decoder_layer_backward<float>(int64_t, const LlamaLayerWeights&, c
                                             const RopeTable&, const TokenBatch&,
                                             LinearBackendT<float>&,
                                             const DecoderLayerCacheT<float>&, ActivationsT<float>&,
-                                            const LoraParamsT<float>*, LoraGradientsT<float>*);
+                                            const LoraParamsT<float>*, LoraGradientsT<float>*,
+                                            LlamaLayerWeights*);
 template void decoder_layer_backward<double>(int64_t, const LlamaLayerWeights&, const LlamaConfig&,
                                              const RopeTable&, const TokenBatch&,
                                              LinearBackendT<double>&,
                                              const DecoderLayerCacheT<double>&,
                                              ActivationsT<double>&, const LoraParamsT<double>*,
-                                             LoraGradientsT<double>*);
+                                             LoraGradientsT<double>*, LlamaLayerWeights*);
 
 }  // namespace model

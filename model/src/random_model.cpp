@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdint>
+#include <functional>
 #include <numbers>
 #include <random>
 #include <string>
@@ -13,6 +15,7 @@
 #include "model/error.h"
 #include "model/llama_layout.h"
 #include "model/tensor_store.h"
+#include "model/weight_gradients.h"
 
 namespace model {
 namespace {
@@ -79,11 +82,16 @@ bool is_norm(const ExpectedTensor& t) {
 
 }  // namespace
 
-void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& config_in,
-                        const RandomModelOptions& options) {
+namespace {
+
+// The checkpoint of `config` in `dir`, each tensor's values from `fill`.
+void write_llama_checkpoint(const std::filesystem::path& dir, const LlamaConfig& config_in,
+                            const RandomModelOptions& options,
+                            const std::function<void(const std::vector<ExpectedTensor>& layout,
+                                                     size_t tensor, std::span<float>)>& fill_in) {
   if (!is_float_dtype(options.dtype)) {
     throw ModelError("random model: dtype " + std::string(dtype_name(options.dtype)) +
-                " is not F32, F16 or BF16");
+                     " is not F32, F16 or BF16");
   }
   LlamaConfig config = config_in;
   config.torch_dtype = std::string(torch_dtype_name(options.dtype));
@@ -99,22 +107,59 @@ void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& con
   std::filesystem::create_directories(dir, ec);
   if (ec) throw ModelError(dir.string() + ": cannot create directory: " + ec.message());
   if (!sharded && std::filesystem::exists(dir / kShardIndexFile, ec)) {
-    throw ModelError(dir.string() + ": already holds a sharded checkpoint (" + kShardIndexFile + ")");
+    throw ModelError(dir.string() + ": already holds a sharded checkpoint (" + kShardIndexFile +
+                     ")");
   }
   if (sharded && std::filesystem::exists(dir / kSingleCheckpointFile, ec)) {
-    throw ModelError(dir.string() + ": already holds a one-file checkpoint (" + kSingleCheckpointFile +
-                ")");
+    throw ModelError(dir.string() + ": already holds a one-file checkpoint (" +
+                     kSingleCheckpointFile + ")");
   }
 
-  // One generator over the tensors in layout order, so the values do not depend on sharding.
-  Gaussian gauss(options.seed);
-  const auto fill = [&](size_t tensor, std::span<float> chunk) {
-    const bool norm = is_norm(layout[tensor]);
-    for (float& v : chunk)
-      v = norm ? 1.0f + kNormNoiseStd * gauss.next() : kWeightStd * gauss.next();
-  };
+  const auto fill = [&](size_t tensor, std::span<float> chunk) { fill_in(layout, tensor, chunk); };
   write_checkpoint(dir, specs, fill, options.max_shard_bytes, shard_order);
   detail::write_text_file(dir / kConfigFile, llama_config_to_json(config).dump(2) + "\n");
+}
+
+}  // namespace
+
+void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& config,
+                        const RandomModelOptions& options) {
+  // One generator over the tensors in layout order, so the values do not depend on sharding.
+  Gaussian gauss(options.seed);
+  write_llama_checkpoint(
+      dir, config, options,
+      [&](const std::vector<ExpectedTensor>& layout, size_t tensor, std::span<float> chunk) {
+        const bool norm = is_norm(layout[tensor]);
+        for (float& v : chunk)
+          v = norm ? 1.0f + kNormNoiseStd * gauss.next() : kWeightStd * gauss.next();
+      });
+}
+
+void write_llama_weights(const std::filesystem::path& dir, const LlamaWeights& weights,
+                         const RandomModelOptions& options) {
+  // named_tensors only reads here: it lists the tensors in llama_tensor_layout's order.
+  const std::vector<NamedTensor> tensors = named_tensors(const_cast<LlamaWeights&>(weights));
+  const auto layout = llama_tensor_layout(weights.config);
+  if (tensors.size() != layout.size()) {
+    throw ModelError("write weights: the weights do not hold every tensor of their config");
+  }
+  for (size_t i = 0; i < layout.size(); ++i) {
+    size_t expected = 1;
+    for (const int64_t d : layout[i].shape) expected *= static_cast<size_t>(d);
+    if (tensors[i].name != layout[i].name || tensors[i].size != expected) {
+      throw ModelError("write weights: " + layout[i].name + " holds " +
+                       std::to_string(tensors[i].size) + " values, its shape " +
+                       std::to_string(expected));
+    }
+  }
+  size_t current = SIZE_MAX, offset = 0;
+  write_llama_checkpoint(
+      dir, weights.config, options,
+      [&](const std::vector<ExpectedTensor>&, size_t tensor, std::span<float> chunk) {
+        if (tensor != current) current = tensor, offset = 0;
+        std::copy_n(tensors[tensor].data + offset, chunk.size(), chunk.data());
+        offset += chunk.size();
+      });
 }
 
 }  // namespace model

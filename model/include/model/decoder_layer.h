@@ -62,7 +62,10 @@ void decoder_layer_forward(int64_t layer, const LlamaLayerWeights& weights,
 // `grads` (not null, shaped like `lora`: LoraParamsT(config, lora->config(), !freeze_a)) receives
 // the gradients of this layer's adapters, added into grads->batch and, for each sequence s,
 // into grads->per_example[s] when per_example is not empty (it then holds one entry per
-// sequence). Throws model::ModelError when the cache or the gradients do not fit.
+// sequence). When `weight_grads` is not null (full-parameter training, weight_gradients.h), the
+// gradients of the layer's own weights, every projection's g x^T and both norms' weights, are
+// added into it (shaped like `weights`). Throws model::ModelError when the cache or the
+// gradients do not fit.
 template <typename Scalar>
 void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& weights,
                             const LlamaConfig& config, const RopeTable& rope,
@@ -70,6 +73,7 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& weights,
                             const std::type_identity_t<DecoderLayerCacheT<Scalar>>& cache,
                             std::type_identity_t<ActivationsT<Scalar>>& dx,
                             const std::type_identity_t<LoraParamsT<Scalar>>* lora = nullptr,
-                            std::type_identity_t<LoraGradientsT<Scalar>>* grads = nullptr);
+                            std::type_identity_t<LoraGradientsT<Scalar>>* grads = nullptr,
+                            LlamaLayerWeights* weight_grads = nullptr);
 
 }  // namespace model

@@ -55,6 +55,12 @@ struct LoraStepT {
 };
 using LoraStep = LoraStepT<float>;
 
+// The result of one full-parameter training step (weight_gradients.h).
+struct WeightStep {
+  double loss = 0;         // mean next-token cross-entropy of the batch
+  LlamaWeights gradients;  // dL/dW of every base weight, shaped like the model's
+};
+
 template <typename Scalar>
 class LlamaModelT {
  public:
@@ -101,6 +107,13 @@ class LlamaModelT {
                               const std::type_identity_t<LoraParamsT<Scalar>>& lora,
                               bool per_example = false);
 
+  // forward, cross-entropy and backward into every base weight (embeddings, projections, norms,
+  // LM head): the step of full-parameter training (pretrain.h), not of LoRA. Every product still
+  // goes through the backend, which must compute with the weights being trained (a
+  // FloatBackend over the same LlamaWeights object). Tied embeddings get the LM head's gradient
+  // added to their own. Throws model::ModelError like lora_step.
+  WeightStep weight_step(const TokenBatch& batch);
+
   // Bytes the logits and dlogits of one LM-head chunk may take (default 256 MiB; at least one
   // position per chunk).
   void set_logits_budget_bytes(int64_t bytes) { logits_budget_ = std::max<int64_t>(bytes, 1); }
@@ -127,12 +140,16 @@ class LlamaModelT {
               const LoraParamsT<Scalar>* lora, bool inputs_only = false);
   // The mean cross-entropy of the LM head over `norm` (H x T), chunk by chunk; with d_norm,
   // also dL/d(final norm).
+  // With d_head, also dL/dW of the LM head (added into it).
   double head_loss(const TokenBatch& batch, const ActivationsT<Scalar>& norm,
-                   ActivationsT<Scalar>* d_norm);
+                   ActivationsT<Scalar>* d_norm, Matrix* d_head = nullptr);
+  // The gradients of `lora` (may be null: then none) and, with weight_grads, of every weight
+  // below the LM head (final norm, layers, embeddings), added into it.
   LoraGradientsT<Scalar> backward_from_norm(const TokenBatch& batch,
                                             const LlamaForwardCacheT<Scalar>& cache,
                                             const ActivationsT<Scalar>& d_norm,
-                                            const LoraParamsT<Scalar>& lora, bool per_example);
+                                            const LoraParamsT<Scalar>* lora, bool per_example,
+                                            LlamaWeights* weight_grads = nullptr);
 
   std::shared_ptr<const LlamaWeights> weights_;
   std::unique_ptr<LinearBackendT<Scalar>> backend_;
