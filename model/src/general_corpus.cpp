@@ -176,12 +176,21 @@ struct Date {
   int64_t year = 2024;
 };
 
+// The day of the week of a Gregorian date (month 1-12), 0 = Monday (Sakamoto's method).
+int64_t day_of_week(int64_t year, int64_t month, int64_t day) {
+  static const int64_t kOffsets[] = {0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4};
+  if (month < 3) year -= 1;
+  const int64_t sunday_first =
+      (year + year / 4 - year / 100 + year / 400 + kOffsets[month - 1] + day) % 7;
+  return (sunday_first + 6) % 7;
+}
+
 Date random_date(Engine& e) {
   Date d;
-  d.weekday = between(e, 0, 6);
   d.day = between(e, 1, 28);
   d.month = between(e, 0, 11);
   d.year = between(e, 2018, 2026);
+  d.weekday = day_of_week(d.year, d.month + 1, d.day);
   return d;
 }
 
@@ -191,6 +200,26 @@ std::string weekday_name(const Date& d) {
 
 std::string month_name(const Date& d) {
   return std::string(kMonths[static_cast<size_t>(d.month)]);
+}
+
+int64_t days_in_month(int64_t year, int64_t month) {  // month 0-11
+  static const int64_t kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return kDays[month] + (month == 1 && leap ? 1 : 0);
+}
+
+// `d` plus `days` (>= 0) days.
+Date add_days(Date d, int64_t days) {
+  d.day += days;
+  while (d.day > days_in_month(d.year, d.month)) {
+    d.day -= days_in_month(d.year, d.month);
+    if (++d.month == 12) {
+      d.month = 0;
+      ++d.year;
+    }
+  }
+  d.weekday = day_of_week(d.year, d.month + 1, d.day);
+  return d;
 }
 
 // "Tuesday 14 May".
@@ -226,11 +255,24 @@ std::string any_date(Engine& e, const Date& d) {
   }
 }
 
-// The sentences of `phrases`, `n` of them in a random order, joined by spaces.
+// Up to `n` distinct items of `items`, in the order of `items`.
+template <class T>
+std::vector<T> ordered_sample(Engine& e, const std::vector<T>& items, size_t n) {
+  std::vector<size_t> indices(items.size());
+  for (size_t i = 0; i < indices.size(); ++i) indices[i] = i;
+  indices = sample(e, std::move(indices), n);
+  std::sort(indices.begin(), indices.end());
+  std::vector<T> out;
+  out.reserve(indices.size());
+  for (size_t i : indices) out.push_back(items[i]);
+  return out;
+}
+
+// The sentences of `phrases`, `n` of them in the order of `phrases`, joined by spaces.
 std::string paragraph(Engine& e, const std::vector<Phrase>& phrases, size_t n,
                       std::string_view name = "") {
   std::string out;
-  for (const Phrase& p : sample(e, phrases, n)) {
+  for (const Phrase& p : ordered_sample(e, phrases, n)) {
     if (!out.empty()) out += ' ';
     out += fill(e, p, name);
   }
@@ -242,94 +284,107 @@ std::string paragraph(Engine& e, const std::vector<Phrase>& phrases, size_t n,
 
 struct Ingredient {
   std::string_view name;
-  int64_t lo, hi, step;
+  int64_t lo, hi, step;   // the amount is step * [lo, hi]
   std::string_view unit;  // "" for a count
 };
 
-const std::vector<Ingredient> kIngredients = {{"flour", 4, 12, 50, "g"},
-                                              {"sugar", 2, 10, 25, "g"},
-                                              {"butter", 2, 8, 25, "g"},
-                                              {"milk", 2, 10, 50, "ml"},
-                                              {"eggs", 1, 4, 1, ""},
-                                              {"salt", 1, 2, 1, "pinch"},
-                                              {"olive oil", 1, 4, 1, "tbsp"},
-                                              {"onions", 1, 3, 1, ""},
-                                              {"garlic cloves", 1, 4, 1, ""},
-                                              {"carrots", 2, 5, 1, ""},
-                                              {"potatoes", 4, 16, 50, "g"},
-                                              {"rice", 4, 8, 50, "g"},
-                                              {"lentils", 4, 6, 50, "g"},
-                                              {"tomatoes", 2, 6, 1, ""},
-                                              {"vegetable stock", 4, 10, 100, "ml"},
-                                              {"apples", 2, 6, 1, ""},
-                                              {"lemon juice", 1, 3, 1, "tbsp"},
-                                              {"baking powder", 1, 3, 1, "tsp"},
-                                              {"cinnamon", 1, 2, 1, "tsp"},
-                                              {"oats", 2, 6, 50, "g"},
-                                              {"cheese", 2, 6, 50, "g"},
-                                              {"spinach", 2, 5, 50, "g"},
-                                              {"mushrooms", 2, 6, 50, "g"},
-                                              {"honey", 1, 3, 1, "tbsp"},
-                                              {"black pepper", 1, 2, 1, "pinch"},
-                                              {"cream", 1, 4, 50, "ml"},
-                                              {"bananas", 2, 4, 1, ""},
-                                              {"walnuts", 1, 3, 50, "g"},
-                                              {"pasta", 3, 5, 100, "g"},
-                                              {"basil leaves", 6, 12, 1, ""},
-                                              {"paprika", 1, 2, 1, "tsp"},
-                                              {"beans (tinned)", 1, 2, 400, "g"},
-                                              {"pumpkin", 5, 10, 100, "g"},
-                                              {"yoghurt", 1, 3, 100, "g"}};
+const std::vector<Ingredient> kSweetIngredients = {{"flour", 4, 12, 50, "g"},
+                                                   {"sugar", 2, 10, 25, "g"},
+                                                   {"butter", 2, 8, 25, "g"},
+                                                   {"milk", 2, 10, 50, "ml"},
+                                                   {"eggs", 1, 4, 1, ""},
+                                                   {"salt", 1, 2, 1, "pinch"},
+                                                   {"apples", 2, 6, 1, ""},
+                                                   {"lemon juice", 1, 3, 1, "tbsp"},
+                                                   {"baking powder", 1, 3, 1, "tsp"},
+                                                   {"cinnamon", 1, 2, 1, "tsp"},
+                                                   {"oats", 2, 6, 50, "g"},
+                                                   {"honey", 1, 3, 1, "tbsp"},
+                                                   {"cream", 1, 4, 50, "ml"},
+                                                   {"bananas", 2, 4, 1, ""},
+                                                   {"walnuts", 1, 3, 50, "g"},
+                                                   {"yoghurt", 1, 3, 100, "g"},
+                                                   {"raisins", 1, 3, 50, "g"},
+                                                   {"vanilla sugar", 1, 2, 1, "tsp"}};
 
-const Words kDishes = {"Apple crumble", "Tomato soup",      "Vegetable curry", "Lemon cake",
-                       "Pancakes",      "Mushroom risotto", "Banana bread",    "Lentil stew",
-                       "Potato salad",  "Pasta with pesto", "Onion tart",      "Rice pudding",
-                       "Carrot cake",   "Bean chili",       "Pumpkin soup",    "Oat cookies",
-                       "Spinach pie",   "Fried rice",       "Cheese scones",   "Walnut bread"};
+const std::vector<Ingredient> kSavouryIngredients = {
+    {"olive oil", 1, 4, 1, "tbsp"}, {"onions", 1, 3, 1, ""},
+    {"garlic cloves", 1, 4, 1, ""}, {"carrots", 2, 5, 1, ""},
+    {"potatoes", 4, 16, 50, "g"},   {"rice", 4, 8, 50, "g"},
+    {"lentils", 4, 6, 50, "g"},     {"tomatoes", 2, 6, 1, ""},
+    {"salt", 1, 2, 1, "pinch"},     {"vegetable stock", 4, 10, 100, "ml"},
+    {"cheese", 2, 6, 50, "g"},      {"spinach", 2, 5, 50, "g"},
+    {"mushrooms", 2, 6, 50, "g"},   {"black pepper", 1, 2, 1, "pinch"},
+    {"pasta", 3, 5, 100, "g"},      {"basil leaves", 6, 12, 1, ""},
+    {"paprika", 1, 2, 1, "tsp"},    {"beans (tinned)", 1, 2, 400, "g"},
+    {"pumpkin", 5, 10, 100, "g"},   {"cream", 1, 4, 50, "ml"},
+    {"peppers", 1, 3, 1, ""}};
 
-const std::vector<Phrase> kRecipeSteps = {
-    {"Preheat the oven to # C.", 160, 220},
-    {"Chop the vegetables into small pieces.", 0, 0},
+struct Dish {
+  std::string_view name;
+  bool sweet;
+};
+
+const std::vector<Dish> kDishes = {
+    {"Apple crumble", true},     {"Tomato soup", false}, {"Vegetable curry", false},
+    {"Lemon cake", true},        {"Pancakes", true},     {"Mushroom risotto", false},
+    {"Banana bread", true},      {"Lentil stew", false}, {"Potato salad", false},
+    {"Pasta with pesto", false}, {"Onion tart", false},  {"Rice pudding", true},
+    {"Carrot cake", true},       {"Bean chili", false},  {"Pumpkin soup", false},
+    {"Oat cookies", true},       {"Spinach pie", false}, {"Fried rice", false},
+    {"Honey muffins", true},     {"Walnut bread", true}};
+
+// In the order of the work.
+const std::vector<Phrase> kSweetSteps = {
+    {"Preheat the oven to # C.", 160, 200},
     {"Mix the dry ingredients in a large bowl.", 0, 0},
     {"Melt the butter in a pan over low heat.", 0, 0},
-    {"Stir in the liquid a little at a time.", 0, 0},
-    {"Cook for # minutes, stirring now and then.", 5, 25},
-    {"Bake for # minutes until golden brown.", 20, 50},
-    {"Season with salt and pepper to taste.", 0, 0},
-    {"Let it rest for # minutes before serving.", 5, 15},
-    {"Pour the mixture into a greased tin (about 24 cm).", 0, 0},
-    {"Bring the water to the boil and add the rice.", 0, 0},
     {"Whisk the eggs with the sugar until pale.", 0, 0},
+    {"Stir in the milk a little at a time.", 0, 0},
+    {"Pour the mixture into a greased tin (about 24 cm).", 0, 0},
+    {"Bake for # minutes until golden brown.", 20, 50},
+    {"Let it cool for # minutes before cutting.", 10, 30},
+    {"Serve with cream or yoghurt.", 0, 0}};
+
+const std::vector<Phrase> kSavourySteps = {
+    {"Chop the vegetables into small pieces.", 0, 0},
+    {"Heat the oil in a large pan.", 0, 0},
     {"Fry the onions until soft, about # minutes.", 4, 10},
-    {"Blend until smooth, then reheat gently.", 0, 0},
+    {"Add the garlic and the spices and stir for 1 minute.", 0, 0},
+    {"Pour in the stock and bring to the boil.", 0, 0},
+    {"Cook for # minutes, stirring now and then.", 10, 35},
+    {"Blend until smooth (optional), then reheat gently.", 0, 0},
+    {"Season with salt and pepper to taste.", 0, 0},
     {"Serve warm, with bread or a green salad.", 0, 0}};
 
 const Words kRecipeTips = {"Tip: it keeps for 3 days in the fridge.",
-                           "Tip: use a fork to check that the centre is done.",
                            "Tip: add a handful of fresh herbs at the end.",
-                           "Tip: the dough can be frozen for up to 1 month.",
-                           "Note: oven times vary; check a few minutes early.",
-                           "Variation: swap half of the flour for whole wheat flour."};
+                           "Tip: it can be frozen for up to 1 month.",
+                           "Note: cooking times vary; check a few minutes early.",
+                           "Variation: use half the amount for a light lunch."};
 
 std::string recipe(Engine& e) {
-  const std::string dish = pick(e, kDishes);
+  const Dish& dish = pick_item(e, kDishes);
+  const std::string name(dish.name);
   std::string s;
   switch (uniform_below(e, 3)) {
     case 0:
-      s = "Recipe: " + dish + "\n";
+      s = "Recipe: " + name + "\n";
       break;
     case 1:
-      s = dish + " (family recipe)\n";
+      s = name + " (family recipe)\n";
       break;
     default:
-      s = "How to make " + lowercase(dish) + "\n";
+      s = "How to make " + lowercase(name) + "\n";
       break;
   }
   s += "Serves: " + num(between(e, 2, 8)) + "\n";
   s += "Time: " + num(5 * between(e, 4, 18)) + " min\n";
   s += "Difficulty: " + pick(e, {"easy", "medium", "easy", "a little tricky"}) +
        "\n\nIngredients:\n";
-  for (const Ingredient& ing : sample(e, kIngredients, static_cast<size_t>(between(e, 4, 7)))) {
+  const auto& ingredients = dish.sweet ? kSweetIngredients : kSavouryIngredients;
+  for (const Ingredient& ing :
+       ordered_sample(e, ingredients, static_cast<size_t>(between(e, 4, 7)))) {
     const int64_t amount = ing.step * between(e, ing.lo, ing.hi);
     s += "- " + std::string(ing.name) + " " + num(amount);
     if (!ing.unit.empty()) s += " " + std::string(ing.unit);
@@ -337,7 +392,8 @@ std::string recipe(Engine& e) {
   }
   s += "\nSteps:\n";
   int step = 1;
-  for (const Phrase& p : sample(e, kRecipeSteps, static_cast<size_t>(between(e, 3, 5)))) {
+  const auto& steps = dish.sweet ? kSweetSteps : kSavourySteps;
+  for (const Phrase& p : ordered_sample(e, steps, static_cast<size_t>(between(e, 3, 6)))) {
     s += num(step++) + ". " + fill(e, p) + "\n";
   }
   if (coin(e, 0.5)) s += "\n" + pick(e, kRecipeTips) + "\n";
@@ -347,38 +403,60 @@ std::string recipe(Engine& e) {
 // ---------------------------------------------------------------------------------------------
 // Weather reports.
 
-const Words kSkies = {"sunny",         "mostly sunny", "partly cloudy", "cloudy",
-                      "overcast",      "light rain",   "heavy showers", "drizzle",
-                      "thunderstorms", "fog",          "light snow",    "clear skies"};
+const Words kSkies = {"sunny",      "mostly sunny",  "partly cloudy", "cloudy", "overcast",
+                      "light rain", "heavy showers", "drizzle",       "fog",    "clear skies"};
+const Words kColdSkies = {"light snow", "sleet", "snow showers", "frost", "clear and cold"};
+const Words kWarmSkies = {"thunderstorms", "hot sunshine", "hazy sunshine", "humid and cloudy"};
 const Words kWindDirections = {"N", "NE", "E", "SE", "S", "SW", "W", "NW"};
-const Words kOutlooks = {"drier and warmer towards the weekend.",
-                         "more rain on Friday, then sunny spells.",
-                         "a cold front brings strong winds on Sunday.",
-                         "settled weather with light winds for several days.",
-                         "temperatures falling below zero at night; watch for ice on the roads.",
-                         "hot and humid; storms are possible in the late afternoon.",
-                         "changeable, with bright spells between the showers."};
+const Words kColdOutlooks = {
+    "temperatures falling below zero at night; watch for ice on the roads.",
+    "more snow in the hills on Thursday.", "a cold but sunny weekend with light winds."};
+const Words kMildOutlooks = {"drier and warmer towards the weekend.",
+                             "more rain on Friday, then sunny spells.",
+                             "a cold front brings strong winds on Sunday.",
+                             "settled weather with light winds for several days.",
+                             "changeable, with bright spells between the showers."};
+const Words kWarmOutlooks = {"hot and humid; storms are possible in the late afternoon.",
+                             "another dry and sunny week; drink plenty of water.",
+                             "slightly cooler after the weekend, with a fresh breeze."};
+
+// Typical daytime temperatures (tenths of a degree) and day lengths (0 = shortest, 8 = longest)
+// of each month, northern hemisphere.
+constexpr int64_t kMonthTemps[] = {20, 40, 80, 130, 170, 210, 240, 235, 190, 140, 80, 30};
+constexpr int64_t kMonthDaylight[] = {0, 1, 3, 5, 7, 8, 8, 7, 5, 3, 1, 0};
+
+// A sky that fits a temperature in tenths of a degree.
+std::string sky(Engine& e, int64_t temp) {
+  static const Words kNone;
+  const Words& extra = temp <= 30 ? kColdSkies : temp >= 220 ? kWarmSkies : kNone;
+  const uint64_t i = uniform_below(e, kSkies.size() + extra.size());
+  return std::string(i < kSkies.size() ? kSkies[i] : extra[i - kSkies.size()]);
+}
 
 std::string weather(Engine& e) {
   const std::string city = pick(e, kCities);
   const Date d = random_date(e);
   std::string s = "Weather report for " + city + ", " + long_date(d) + "\n\n";
-  const int64_t base = between(e, -60, 300);  // tenths of a degree
+  const auto month = static_cast<size_t>(d.month);
+  const int64_t base = kMonthTemps[month] + between(e, -50, 50);  // tenths of a degree
   const Words parts = {"Morning", "Afternoon", "Evening", "Night"};
+  constexpr int64_t kShifts[] = {-20, 30, 0, -40};  // from the day's base, by part
   const int64_t n_parts = between(e, 2, 4);
   for (int64_t i = 0; i < n_parts; ++i) {
-    const int64_t temp = base + between(e, -30, 60);
-    s += std::string(parts[static_cast<size_t>(i)]) + ": " + pick(e, kSkies);
+    const int64_t temp = base + kShifts[i] + between(e, -15, 15);
+    s += std::string(parts[static_cast<size_t>(i)]) + ": " + sky(e, temp);
     s += ", Temp " + decimal(temp, 1) + " C, wind " + num(between(e, 0, 45)) + " km/h";
     s += " from the " + pick(e, kWindDirections) + ".\n";
   }
   s += "Humidity: " + num(between(e, 30, 98)) + "%\n";
   s += "Rain: " + decimal(between(e, 0, 250), 1) + " mm\n";
-  const int64_t sunrise = between(e, 5 * 60, 8 * 60 + 30);
+  const int64_t daylight = kMonthDaylight[month];
+  const int64_t sunrise = 8 * 60 - 22 * daylight + between(e, -10, 10);
   s += "Sunrise: " + clock_time(sunrise) + ", sunset: ";
-  s += clock_time(between(e, 16 * 60 + 30, 21 * 60 + 45)) + "\n";
-  if (coin(e, 0.5)) s += "UV index: " + num(between(e, 1, 9)) + " (of 11)\n";
-  s += "\nOutlook: " + pick(e, kOutlooks) + "\n";
+  s += clock_time(16 * 60 + 30 + 40 * daylight + between(e, -10, 10)) + "\n";
+  if (coin(e, 0.5)) s += "UV index: " + num(between(e, 1, 2 + daylight)) + " (of 11)\n";
+  const Words& outlooks = base <= 40 ? kColdOutlooks : base >= 220 ? kWarmOutlooks : kMildOutlooks;
+  s += "\nOutlook: " + pick(e, outlooks) + "\n";
   return s;
 }
 
@@ -686,7 +764,7 @@ std::string letter(Engine& e) {
     s += city + ", " + us_date(d) + "\n\n";
   }
   s += pick(e, {"Dear ", "Hello ", "Hi "}) + reader + ",\n\n";
-  s += paragraph(e, topic.lines, static_cast<size_t>(between(e, 3, 5)), city) + "\n\n";
+  s += paragraph(e, topic.lines, static_cast<size_t>(between(e, 4, 5)), city) + "\n\n";
   s += pick(e, kGreetings) + ",\n" + sender + "\n";
   return s;
 }
@@ -704,10 +782,9 @@ const Words kHomework = {
     "bring a photo for the class poster"};
 
 std::string timetable(Engine& e) {
-  const Date d = random_date(e);
   std::string s = "School timetable - Class " + num(between(e, 5, 12));
   s += pick(e, {"A", "B", "C", "D"}) + "\n";
-  s += "Day: " + weekday_name(d) + "\n";
+  s += "Day: " + std::string(kWeekdays[uniform_below(e, 5)]) + "\n";  // a school day
   s += "Class teacher: " + pick(e, {"Ms. ", "Mr. ", "Mrs. "});
   s += pick(e, kLastNames) + "\n\n";
   const int64_t periods = between(e, 5, 7);
@@ -740,12 +817,12 @@ const Words kProducts = {"electric kettle", "rain jacket",     "coffee grinder",
                          "blender",         "office keyboard", "winter gloves",    "tent for two"};
 const Words kBrands = {"Nordline", "Brightway", "Kestrel", "Homely",
                        "Alpaco",   "Veltro",    "Sunbeam", "Orbit"};
-const Words kPros = {"easy to clean", "light",         "good value", "quiet",   "sturdy",
+const Words kPros = {"easy to clean", "comfortable",   "good value", "quiet",   "sturdy",
                      "looks nice",    "fast delivery", "warm",       "compact", "simple to set up"};
-const Words kCons = {"a bit heavy", "short cable", "unclear instructions", "only one colour",
-                     "loud",        "expensive",   "the lid feels cheap",  "small buttons"};
+const Words kCons = {"a bit heavy",      "short cable", "unclear instructions", "only one colour",
+                     "scratches easily", "expensive",   "the lid feels cheap",  "small buttons"};
 const std::vector<Phrase> kGoodLines = {
-    {"It arrived # days early and was well packed.", 1, 3},
+    {"It arrived # days early and was well packed.", 2, 4},
     {"After # weeks of daily use it still works perfectly.", 3, 20},
     {"Setting it up took less than # minutes.", 5, 15},
     {"My whole family uses it and nobody has complained.", 0, 0},
@@ -766,7 +843,7 @@ std::string review(Engine& e) {
   s += "Reviewer: " + pick(e, kFirstNames) + " (verified purchase)\n";
   const Date d = random_date(e);
   s += "Date: " + slash_date(d) + "\n\n";
-  s += "I bought this " + product + " " +
+  s += "I bought the " + product + " " +
        pick(e,
             {"for my flat", "as a gift", "for camping", "to replace an old one", "for the office"});
   s += ". ";
@@ -853,14 +930,14 @@ const std::vector<Mountain> kMountains = {
 
 struct Planet {
   std::string_view name, kind;
-  int64_t order, moons, year_days;
+  int64_t order, moons, year_days, distance_million_km;
 };
 
 const std::vector<Planet> kPlanets = {
-    {"Mercury", "rocky", 1, 0, 88},        {"Venus", "rocky", 2, 0, 225},
-    {"Earth", "rocky", 3, 1, 365},         {"Mars", "rocky", 4, 2, 687},
-    {"Jupiter", "gas giant", 5, 95, 4333}, {"Saturn", "gas giant", 6, 146, 10759},
-    {"Uranus", "ice giant", 7, 28, 30687}, {"Neptune", "ice giant", 8, 16, 60190}};
+    {"Mercury", "rocky", 1, 0, 88, 58},          {"Venus", "rocky", 2, 0, 225, 108},
+    {"Earth", "rocky", 3, 1, 365, 150},          {"Mars", "rocky", 4, 2, 687, 228},
+    {"Jupiter", "gas giant", 5, 95, 4333, 778},  {"Saturn", "gas giant", 6, 146, 10759, 1434},
+    {"Uranus", "ice giant", 7, 28, 30687, 2871}, {"Neptune", "ice giant", 8, 16, 60190, 4495}};
 
 struct Animal {
   std::string_view name, group, habitat, food, lifespan;
@@ -969,7 +1046,8 @@ std::string encyclopedia(Engine& e) {
           (p.moons == 0 ? std::string("It has no moons.")
                         : "It has " + num(p.moons) + (p.moons == 1 ? " moon." : " known moons.")) +
           "\n\nType: " + capitalized(std::string(p.kind)) +
-          "\nOrder from the Sun: " + num(p.order) + "\n";
+          "\nOrder from the Sun: " + num(p.order) +
+          "\nMean distance from the Sun: " + grouped(p.distance_million_km) + " million km\n";
       s += see_also(e, kPlanets, p.name);
       break;
     }
@@ -1060,9 +1138,12 @@ std::string quiz(Engine& e) {
   s += pick(e, {"general knowledge", "geography and numbers", "test yourself",
                 "questions for the weekend"}) +
        "\n\n";
-  const int64_t n = between(e, 4, 6);
-  for (int64_t i = 0; i < n; ++i) {
+  const int64_t n = between(e, 5, 7);
+  std::vector<std::string> asked;
+  for (int attempt = 0; attempt < 20 && static_cast<int64_t>(asked.size()) < n; ++attempt) {
     const QA qa = quiz_question(e);
+    if (std::find(asked.begin(), asked.end(), qa.question) != asked.end()) continue;
+    asked.push_back(qa.question);
     s += "Q: " + qa.question + "\nA: " + qa.answer + "\n\n";
   }
   s.pop_back();
@@ -1106,7 +1187,7 @@ std::string meeting(Engine& e) {
   for (const Phrase& p : sample(e, kDecisions, static_cast<size_t>(between(e, 2, 3)))) {
     s += "- " + fill(e, p, city) + "\n";
   }
-  s += "\nNext meeting: " + long_date(random_date(e)) + ".\n";
+  s += "\nNext meeting: " + long_date(add_days(d, 7 * between(e, 2, 6))) + ".\n";
   return s;
 }
 
@@ -1146,15 +1227,15 @@ std::string bus_timetable(Engine& e) {
 }
 
 const std::vector<Phrase> kDiaryLines = {
+    {"I spent # minutes looking for my keys; they were in my coat.", 10, 45},
     {"This morning I met @ at the station and we took the early train.", 0, 0},
+    {"The bakery on the corner had sold out of bread by 10:00.", 0, 0},
     {"We walked # km along the river and stopped for coffee twice.", 4, 15},
     {"It rained all afternoon, so we stayed in and played cards.", 0, 0},
-    {"@ made soup for dinner; it was much better than mine.", 0, 0},
     {"I finally finished the book I started # weeks ago.", 2, 9},
-    {"The bakery on the corner had sold out of bread by 10:00.", 0, 0},
-    {"In the evening @ called to say the exam went well.", 0, 0},
-    {"I spent # minutes looking for my keys; they were in my coat.", 10, 45},
     {"The garden is full of tulips now, red, yellow and white.", 0, 0},
+    {"@ made soup for dinner; it was much better than mine.", 0, 0},
+    {"In the evening @ called to say the exam went well.", 0, 0},
     {"Tomorrow I want to get up at 06:30 and go for a run.", 0, 0}};
 
 std::string diary(Engine& e) {

@@ -130,6 +130,39 @@ TEST(GeneralCorpus, EveryKindOfDocumentAndLayoutAppears) {
   }
 }
 
+TEST(GeneralCorpus, DatesAndSumsAreRight) {
+  const std::vector<std::string> weekdays = {"Sunday",   "Monday", "Tuesday", "Wednesday",
+                                             "Thursday", "Friday", "Saturday"};
+  const std::vector<std::string> months = {"January",   "February", "March",    "April",
+                                           "May",       "June",     "July",     "August",
+                                           "September", "October",  "November", "December"};
+  const std::regex dated("(\\w+day), ([0-9]+) (\\w+) ([0-9]{4})\n");
+  const std::regex sum("Q: What is ([0-9]+) \\+ ([0-9]+)\\?\nA: ([0-9]+)\\.");
+  int dates = 0, sums = 0;
+  for (const auto& doc : general_corpus(17, 3000)) {
+    std::smatch m;
+    if (std::regex_search(doc, m, dated)) {
+      const auto month = std::find(months.begin(), months.end(), m[3].str()) - months.begin();
+      ASSERT_LT(month, 12) << doc;
+      const std::chrono::year_month_day ymd{
+          std::chrono::year{std::stoi(m[4].str())},
+          std::chrono::month{static_cast<unsigned>(month + 1)},
+          std::chrono::day{static_cast<unsigned>(std::stoi(m[2].str()))}};
+      const std::chrono::weekday wd{std::chrono::sys_days{ymd}};
+      EXPECT_EQ(m[1].str(), weekdays[wd.c_encoding()]) << doc;
+      ++dates;
+    }
+    for (auto it = std::sregex_iterator(doc.begin(), doc.end(), sum); it != std::sregex_iterator();
+         ++it) {
+      EXPECT_EQ(std::stoi((*it)[1].str()) + std::stoi((*it)[2].str()), std::stoi((*it)[3].str()))
+          << doc;
+      ++sums;
+    }
+  }
+  EXPECT_GT(dates, 50);
+  EXPECT_GT(sums, 50);
+}
+
 TEST(GeneralCorpus, NoClinicalContent) {
   // Headings of the clinical notes (case-sensitive).
   const std::vector<std::string> headings = {
