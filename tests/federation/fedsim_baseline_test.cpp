@@ -61,7 +61,9 @@ TEST(FedsimBaseline, EachSiteAloneSpendsItsFederatedEpsilonAndIsCompared) {
     EXPECT_NE(first.out.find("\n" + site + " alone "), std::string::npos) << first.out;
   }
   EXPECT_NE(first.out.find("\nfederated (round 2) "), std::string::npos) << first.out;
-  EXPECT_NE(first.out.find("the local baselines run in float"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("the federated run and the local baselines both ran in float"),
+            std::string::npos)
+      << first.out;
   const bool beats = b["federated_beats_every_local"].get<bool>();
   EXPECT_NE(first.out.find(beats ? "the federated adapter beats every local-only adapter on the "
                                    "pooled held-out loss"
@@ -84,6 +86,21 @@ TEST(FedsimBaseline, LocalStreamsAreNotTheFederationsAndBadValuesAreRefused) {
     EXPECT_EQ(fedsim::baseline_dp_seed_hex(3, k).size(), 64u);
     EXPECT_NE(fedsim::baseline_dp_seed_hex(3, k), fedsim::baseline_dp_seed_hex(3, k + 1));
   }
+  // An encrypted federation is said to be one, against the float baselines.
+  const json b = {{"federated_backend", "remote"},
+                  {"rows", json::array({{{"name", "federated (round 1)"}, {"heldout_loss", 1.0}},
+                                        {{"name", "north alone"}, {"heldout_loss", 2.0}}})},
+                  {"comparable", true},
+                  {"federated_beats_every_local", true},
+                  {"not_beaten_by", json::array()}};
+  const std::string table = fedsim::baseline_table(b);
+  EXPECT_NE(table.find("the federated run's products were encrypted (backend remote); the local "
+                       "baselines run in float"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("\nnorth alone "), std::string::npos) << table;
+  EXPECT_NE(table.find("the federated adapter beats every local-only adapter"), std::string::npos);
+
   const test_support::RunResult bad =
       test_support::run_stdout(std::string(FEDLORA_BIN_DIR) + "/fedsim --baseline global 2>&1");
   EXPECT_EQ(bad.status, 2) << bad.out;
