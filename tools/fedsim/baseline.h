@@ -22,7 +22,9 @@
 //              "epsilon": max over the sites, "site_epsilon": {"site-0": ...}},
 //             {"name": "site-0 alone", "site": "site-0", "steps": 20, "epsilon": ...,
 //              "federated_epsilon": ..., "heldout_loss": ..., ...}, ...],
-//    "federated_beats_every_local": true, "not_beaten_by": []}
+//    "comparable": true (the federated row has a pooled held-out loss),
+//    "federated_beats_every_local": true, "not_beaten_by": []}  (names of the rows it does not
+//    beat)
 // A resumed run whose baseline.json is of the same final round reuses it instead of training.
 #pragma once
 
