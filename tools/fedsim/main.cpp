@@ -6,6 +6,7 @@
 #include <exception>
 #include <iostream>
 
+#include "baseline.h"
 #include "report.h"
 #include "round_table.h"
 #include "sim_config.h"
@@ -86,6 +87,7 @@ int run_and_report(const fedsim::SimConfig& config, const fedsim::SimLayout& lay
                 rounds.front()["round"].dump().c_str(), rounds.back()["round"].dump().c_str());
   }
   print_evaluation_summary(layout.run);
+  if (config.baseline == "local") fedsim::run_local_baseline(config, layout, evaluator, stdout);
   const auto report = fedsim::write_report(layout.run);
   std::printf("dashboard log: %s\nadapter (PEFT): %s\nreport: %s\n",
               (layout.run / "events.jsonl").c_str(), (layout.run / "adapter").c_str(),

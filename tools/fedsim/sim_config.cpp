@@ -84,7 +84,10 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "backend", po::value(&c.backend)->default_value(c.backend),
       "sites' backend: remote (encrypted on the workers), encrypted (in process) or float")(
       "log-level", po::value(&c.log_level)->default_value(c.log_level),
-      "log level of the sites and workers");
+      "log level of the sites and workers")(
+      "baseline", po::value(&c.baseline)->default_value(c.baseline),
+      "none, or local: after the federation, train each site alone (same steps, DP and epsilon, "
+      "in float) and compare the adapters on the pooled held-out notes (RUN/baseline.json)");
   po::variables_map vm;
   // Boost's own what() can loop forever on a name or value holding a %placeholder%.
   try {
@@ -115,6 +118,9 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
   }
   if (c.backend != "remote" && c.backend != "encrypted" && c.backend != "float") {
     throw std::invalid_argument("--backend must be remote, encrypted or float");
+  }
+  if (c.baseline != "none" && c.baseline != "local") {
+    throw std::invalid_argument("--baseline must be none or local");
   }
   c.data_dir = data_dir;
   c.model_dir = model_dir;

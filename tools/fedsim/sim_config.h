@@ -57,6 +57,10 @@ struct SimConfig {
   // Sites' backend: remote (encrypted on the workers), encrypted (in process) or float.
   std::string backend = "remote";
   std::string log_level = "warn";  // of the sites and workers (the coordinator logs at info)
+
+  // After the federation: none, or local (every site also trains alone with the same steps and
+  // DP, and the adapters are compared on the pooled held-out notes; baseline.h).
+  std::string baseline = "none";
 };
 
 // Parses flags and the --config file into `config`. Returns false after printing --help to

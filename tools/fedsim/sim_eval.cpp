@@ -91,23 +91,22 @@ bool GlobalEvaluator::has_round(uint32_t round) const {
   return impl_->done.count(round) > 0;
 }
 
-json GlobalEvaluator::evaluate(uint32_t round, const model::LoraParams& lora) {
+GlobalEvaluator::Evaluation GlobalEvaluator::evaluate_adapter(const model::LoraParams& lora) {
   Impl& m = *impl_;
-  std::ofstream out(m.file, std::ios::app);
+  Evaluation out;
   double loss = 0, tokens = 0;
   int64_t questions = 0, correct = 0;
   for (const auto& s : m.sites) {
     json r = m.evaluate_site(s, lora);
-    r["round"] = round;
     if (r.contains("tokens")) {
       loss += r["heldout_loss"].get<double>() * r["tokens"].get<double>();
       tokens += r["tokens"].get<double>();
     }
     questions += r.value("questions", int64_t{0});
     correct += r.value("correct", int64_t{0});
-    out << r.dump() << "\n";
+    out.sites.push_back(std::move(r));
   }
-  json pooled = {{"round", round}, {"site", "pooled"}};
+  json pooled = {{"site", "pooled"}};
   if (tokens > 0) {
     pooled["heldout_loss"] = loss / tokens;
     pooled["perplexity"] = std::exp(loss / tokens);
@@ -118,25 +117,60 @@ json GlobalEvaluator::evaluate(uint32_t round, const model::LoraParams& lora) {
     pooled["questions"] = questions;
     pooled["correct"] = correct;
   }
+  out.pooled = std::move(pooled);
+  return out;
+}
+
+json GlobalEvaluator::evaluate(uint32_t round, const model::LoraParams& lora) {
+  Impl& m = *impl_;
+  Evaluation e = evaluate_adapter(lora);
+  std::ofstream out(m.file, std::ios::app);
+  for (json& r : e.sites) {
+    r["round"] = round;
+    out << r.dump() << "\n";
+  }
+  json pooled = {{"round", round}};
+  pooled.update(e.pooled);
   out << pooled.dump() << "\n";
   out.flush();
   m.done.insert(round);
   return pooled;
 }
 
-json GlobalEvaluator::evaluate_initial() {
-  return evaluate(
-      0, model::read_lora_adapter(impl_->initial_adapter.string(), impl_->weights->config));
+model::LoraParams GlobalEvaluator::initial_adapter() const {
+  return model::read_lora_adapter(impl_->initial_adapter.string(), impl_->weights->config);
 }
 
-std::optional<json> GlobalEvaluator::evaluate_checkpoint(uint32_t round) {
-  Impl& m = *impl_;
+json GlobalEvaluator::evaluate_initial() {
+  return evaluate(0, initial_adapter());
+}
+
+std::optional<std::pair<uint32_t, model::LoraParams>> GlobalEvaluator::latest_checkpoint() const {
+  const Impl& m = *impl_;
   const auto ckpt = coordinator::read_checkpoint(m.checkpoint);
-  if (!ckpt.ok() || ckpt.value().round != round) return std::nullopt;
+  if (!ckpt.ok()) return std::nullopt;
   model::LoraParams params(m.weights->config, m.lora);
   const coordinator::Adapter& global = ckpt.value().global;
   participant::read_adapter_table(global.table(), global.values, params);
-  return evaluate(round, params);
+  return std::make_pair(ckpt.value().round, std::move(params));
+}
+
+std::optional<json> GlobalEvaluator::evaluate_checkpoint(uint32_t round) {
+  auto ckpt = latest_checkpoint();
+  if (!ckpt || ckpt->first != round) return std::nullopt;
+  return evaluate(round, ckpt->second);
+}
+
+const std::shared_ptr<const model::LlamaWeights>& GlobalEvaluator::weights() const {
+  return impl_->weights;
+}
+
+const model::Tokenizer& GlobalEvaluator::tokenizer() const {
+  return *impl_->tokenizer;
+}
+
+const model::LoraConfig& GlobalEvaluator::lora_config() const {
+  return impl_->lora;
 }
 
 std::vector<json> pooled_evaluations(const fs::path& run_dir) {

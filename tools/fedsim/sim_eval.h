@@ -18,9 +18,13 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <utility>
 #include <vector>
 
+#include "model/llama_model.h"
+#include "model/lora_config.h"
 #include "model/lora_params.h"
+#include "model/tokenizer.h"
 #include "sim_config.h"
 #include "sim_setup.h"
 
@@ -36,6 +40,15 @@ class GlobalEvaluator {
   // The rounds RUN/evaluation.jsonl already holds (a resumed run does not repeat them).
   bool has_round(uint32_t round) const;
 
+  // One adapter evaluated over every site's held-out notes and questions: a record a site and
+  // the pooled one (as in RUN/evaluation.jsonl, without "round").
+  struct Evaluation {
+    std::vector<nlohmann::json> sites;
+    nlohmann::json pooled;
+  };
+  // Evaluates any adapter of the model (e.g. a baseline's) without writing anything.
+  Evaluation evaluate_adapter(const model::LoraParams& lora);
+
   // Evaluates `lora` as the global model after `round` (0: before any), appends the records and
   // returns the pooled one.
   nlohmann::json evaluate(uint32_t round, const model::LoraParams& lora);
@@ -44,6 +57,16 @@ class GlobalEvaluator {
   // The global adapter of RUN/checkpoints/latest.ckpt when it is the one after `round`;
   // nullopt when the checkpoint holds another round (already replaced) or cannot be read.
   std::optional<nlohmann::json> evaluate_checkpoint(uint32_t round);
+
+  // RUN/initial_adapter, and the round and global adapter of RUN/checkpoints/latest.ckpt
+  // (nullopt when it cannot be read).
+  model::LoraParams initial_adapter() const;
+  std::optional<std::pair<uint32_t, model::LoraParams>> latest_checkpoint() const;
+
+  // What the evaluation runs on (float), for code that trains an adapter of the same model.
+  const std::shared_ptr<const model::LlamaWeights>& weights() const;
+  const model::Tokenizer& tokenizer() const;
+  const model::LoraConfig& lora_config() const;
 
  private:
   struct Impl;
