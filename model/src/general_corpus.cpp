@@ -336,7 +336,7 @@ const std::vector<Dish> kDishes = {
 
 // In the order of the work.
 const std::vector<Phrase> kSweetSteps = {
-    {"Preheat the oven to #0 C.", 16, 20},
+    {"Preheat the oven to # C.", 160, 200},
     {"Mix the dry ingredients in a large bowl.", 0, 0},
     {"Melt the butter in a pan over low heat.", 0, 0},
     {"Whisk the eggs with the sugar until pale.", 0, 0},
