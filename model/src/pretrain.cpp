@@ -1,7 +1,9 @@
 #include "model/pretrain.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <memory>
 #include <string>
 
 #include "model/adamw.h"
@@ -58,6 +60,26 @@ PretrainResult pretrain_llama(const std::shared_ptr<LlamaWeights>& weights,
     if (observer) observer({step + 1, options.steps, s.loss, lr, batch.total_tokens()});
   }
   return result;
+}
+
+PretrainObserver pretrain_progress_printer(std::FILE* out, std::string prefix) {
+  const auto start =
+      std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+  const auto tokens = std::make_shared<int64_t>(0);
+  return [=](const PretrainStepReport& s) {
+    *tokens += s.tokens;
+    const int64_t tenth = std::max<int64_t>(1, s.steps / 10);
+    if (s.step != 1 && s.step != s.steps && s.step % tenth != 0) return;
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - *start).count();
+    const double rate = seconds > 0 ? static_cast<double>(*tokens) / seconds : 0.0;
+    const double eta =
+        seconds / static_cast<double>(s.step) * static_cast<double>(s.steps - s.step);
+    std::fprintf(out, "%spretraining: step %lld/%lld, loss %.4f, %.0f tok/s, ETA %.0f s\n",
+                 prefix.c_str(), static_cast<long long>(s.step), static_cast<long long>(s.steps),
+                 s.loss, rate, eta);
+    std::fflush(out);
+  };
 }
 
 std::vector<std::vector<int32_t>> document_windows(std::span<const std::string> texts,

@@ -63,6 +63,7 @@ nlohmann::json recipe_to_json(const BaseModelRecipe& r) {
   return {{"config", llama_config_to_json(r.config)},
           {"tokenizer", "bytes"},
           {"corpus", "general_corpus"},
+          {"corpus_version", kGeneralCorpusVersion},
           {"documents", r.documents},
           {"corpus_seed", r.corpus_seed},
           {"init_seed", r.init_seed},

@@ -14,6 +14,7 @@ int cmd_fhe_decrypt(int argc, char** argv);
 int cmd_fhe_demo(int argc, char** argv);
 int cmd_keygen(int argc, char** argv);
 int cmd_make_model(int argc, char** argv);
+int cmd_pretrain(int argc, char** argv);
 int cmd_model_info(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_forward(int argc, char** argv);
@@ -45,6 +46,8 @@ const fedctl::Command kCommands[] = {
      fedctl::cmd_keygen},
     {"make-model", "write a random Llama model: small, or a published config (--preset), sharded",
      fedctl::cmd_make_model},
+    {"pretrain", "pretrain a small Llama on every weight over a generated general-text corpus",
+     fedctl::cmd_pretrain},
     {"model-info", "print a model's config, parameter count and projection shapes as JSON",
      fedctl::cmd_model_info},
     {"tokenize", "encode text to ids (or decode ids) with a model's tokenizer, as JSON",

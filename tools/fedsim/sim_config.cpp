@@ -13,7 +13,7 @@ namespace fedsim {
 namespace po = boost::program_options;
 
 bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimConfig& c) {
-  std::string config_file, run_dir, data_dir, model_dir;
+  std::string config_file, run_dir, data_dir, model_dir, base_cache;
   po::options_description options(
       "fedsim: a whole federation on one machine: a coordinator, S participant sites and W "
       "fhe_workers, training a LoRA adapter with DP-SGD while every frozen projection runs "
@@ -37,7 +37,15 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "model", po::value(&model_dir),
       "your own base model: a Hugging Face Llama directory (config.json, safetensors, "
       "tokenizer.model or tokenizer.json); overrides the generated model's shape flags")(
-      "hidden", po::value(&c.hidden)->default_value(c.hidden), "model hidden size")(
+      "base", po::value(&c.base)->default_value(c.base),
+      "the generated base model: pretrained (on a generated general-text corpus, made once and "
+      "cached) or random")("pretrain-steps",
+                           po::value(&c.pretrain_steps)->default_value(c.pretrain_steps),
+                           "optimizer steps of the pretrained base model")(
+      "base-cache", po::value(&base_cache),
+      "where pretrained base models are kept, one per recipe (default: .base-models next to "
+      "the run directory)")("hidden", po::value(&c.hidden)->default_value(c.hidden),
+                            "model hidden size")(
       "layers", po::value(&c.layers)->default_value(c.layers), "model layers")(
       "heads", po::value(&c.heads)->default_value(c.heads), "attention heads")(
       "kv-heads", po::value(&c.kv_heads)->default_value(c.kv_heads), "key/value heads")(
@@ -122,6 +130,12 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
   if (c.baseline != "none" && c.baseline != "local") {
     throw std::invalid_argument("--baseline must be none or local");
   }
+  if (c.base != "pretrained" && c.base != "random") {
+    throw std::invalid_argument("--base must be pretrained or random");
+  }
+  if (c.pretrain_steps < 1 || c.pretrain_steps > 1000000) {
+    throw std::invalid_argument("--pretrain-steps must lie in [1, 1000000]");
+  }
   c.data_dir = data_dir;
   c.model_dir = model_dir;
   if (!run_dir.empty()) {
@@ -134,6 +148,8 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
     std::strftime(buf, sizeof buf, "runs/fedsim-%Y%m%d-%H%M%S", &tm);
     c.run_dir = buf;
   }
+  c.base_cache = base_cache.empty() ? c.run_dir.parent_path() / ".base-models"
+                                    : std::filesystem::path(base_cache);
   return true;
 }
 

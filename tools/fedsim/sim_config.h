@@ -23,6 +23,14 @@ struct SimConfig {
   std::filesystem::path data_dir;
   std::filesystem::path model_dir;
 
+  // The base model generated when --model is not given: "pretrained" (a random Llama of the
+  // shape below trained on every weight over the project's general-text corpus for
+  // pretrain_steps, pretrained_base.h; made once per recipe and kept in base_cache, default
+  // RUN/../.base-models) or "random" (the random model itself, which LoRA barely moves).
+  std::string base = "pretrained";
+  int64_t pretrain_steps = 600;
+  std::filesystem::path base_cache;
+
   // The tiny model and the synthetic notes generated when missing.
   int64_t hidden = 64, layers = 2, heads = 4, kv_heads = 2, intermediate = 176, vocab = 512;
   int64_t records = 900;  // notes per site, held-out ones included
@@ -32,7 +40,7 @@ struct SimConfig {
   // LoRA and the round plan.
   int64_t lora_rank = 8;
   double lora_alpha = 16;
-  std::string targets = "q,v";
+  std::string targets = "q,k,v,o,gate,up,down";
   uint32_t local_steps = 10;
   double lr = 1e-2;
   uint32_t batch_size = 32;   // examples per micro-batch

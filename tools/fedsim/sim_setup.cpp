@@ -2,6 +2,7 @@
 
 #include <openssl/sha.h>
 
+#include <cstdio>
 #include <random>
 #include <string>
 
@@ -11,6 +12,7 @@
 #include "model/lora_params.h"
 #include "model/lora_peft.h"
 #include "model/peft_adapter.h"
+#include "model/pretrained_base.h"
 #include "model/random_model.h"
 #include "model/synthetic_notes.h"
 #include "model/trainer.h"
@@ -53,6 +55,40 @@ std::vector<SiteFiles> checked_user_sites(const SimConfig& c, std::ostream& prog
   return sites;
 }
 
+// The pretrained base of the run's shape: made once per recipe in the cache (pretraining runs
+// before the federation and is not part of it), then copied into RUN/model.
+void copy_pretrained_base(const SimConfig& c, const model::LlamaConfig& config, const SimLayout& l,
+                          std::ostream& progress) {
+  model::BaseModelRecipe recipe;
+  recipe.config = config;
+  recipe.corpus_seed = c.seed;
+  recipe.init_seed = c.seed;
+  recipe.seq_len = c.seq_len;
+  recipe.train.steps = c.pretrain_steps;
+  recipe.train.seed = c.seed;
+  const std::filesystem::path cached = c.base_cache / ("base-" + model::recipe_key(recipe));
+  if (!std::filesystem::exists(cached / "config.json")) {
+    progress << "fedsim: pretraining a base model on the generated general-text corpus ("
+             << c.pretrain_steps << " steps, once; kept in " << cached.string() << ")\n";
+    std::filesystem::create_directories(c.base_cache);
+    const model::BaseModelReport r = model::make_pretrained_base(
+        cached, recipe, model::pretrain_progress_printer(stderr, "fedsim: "));
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "fedsim: pretrained in %.0f s: held-out loss of the general corpus %.4f "
+                  "(random weights) -> %.4f\n",
+                  r.seconds, r.initial_heldout_loss, r.heldout_loss);
+    progress << line;
+  }
+  const std::filesystem::path tmp = l.model.string() + ".partial";
+  std::filesystem::remove_all(tmp);
+  std::filesystem::copy(cached, tmp, std::filesystem::copy_options::recursive);
+  std::filesystem::rename(tmp, l.model);
+  progress << "fedsim: base model: pretrained Llama (hidden " << c.hidden << ", " << c.layers
+           << " layers, vocabulary " << c.vocab << ", byte tokenizer) from " << cached.string()
+           << " in " << l.model.string() << "\n";
+}
+
 void generate_model(const SimConfig& c, const SimLayout& l, std::ostream& progress) {
   if (std::filesystem::exists(l.model / "config.json")) return;
   model::LlamaConfig config;
@@ -66,6 +102,10 @@ void generate_model(const SimConfig& c, const SimLayout& l, std::ostream& progre
   config.max_position_embeddings = std::max<int64_t>(2048, c.seq_len);
   config.rms_norm_eps = 1e-5;
   model::validate_llama_config(config, "fedsim model");
+  if (c.base == "pretrained") {
+    copy_pretrained_base(c, config, l, progress);
+    return;
+  }
   model::write_random_llama(l.model, config, {.seed = c.seed});
   progress << "fedsim: generated a random Llama model (hidden " << c.hidden << ", " << c.layers
            << " layers, vocabulary " << c.vocab << ") in " << l.model.string() << "\n";

@@ -36,6 +36,9 @@ inline constexpr size_t kGeneralDocumentMinBytes = 200;
 inline constexpr size_t kGeneralDocumentMaxBytes = 700;
 // The most documents one call produces.
 inline constexpr int64_t kGeneralCorpusMaxCount = 10'000'000;
+// Bumped whenever the documents change: pretrained base models cached by recipe
+// (pretrained_base.h) name it in their recipe, so a changed corpus never reuses a stale model.
+inline constexpr int kGeneralCorpusVersion = 1;
 
 // A deterministic stream of `count` general (non-clinical) English documents, each plain
 // printable ASCII (with '\n' line breaks) of kGeneralDocumentMinBytes to

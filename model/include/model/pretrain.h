@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <span>
@@ -48,6 +49,10 @@ struct PretrainStepReport {
   int64_t tokens = 0;  // of the step's batch
 };
 using PretrainObserver = std::function<void(const PretrainStepReport&)>;
+
+// An observer that prints "pretraining: step k/n, loss L, N tok/s, ETA Ts" to `out` at the first
+// and last step and at every tenth of the steps, prefixed by `prefix`.
+PretrainObserver pretrain_progress_printer(std::FILE* out, std::string prefix);
 
 struct PretrainResult {
   std::vector<double> losses;  // one per step
