@@ -1,13 +1,17 @@
 #include "participant/progress.h"
 
 #include <cmath>
-#include <fstream>
-#include <iterator>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "base/atomic_file.h"
 
 namespace participant {
+namespace {
+
+constexpr size_t kMaxProgressBytes = 1 << 16;  // a progress file is ~150 bytes
+
+}  // namespace
 
 std::string progress_json(const TrainingProgress& p) {
   const auto finite = [](double v) { return std::isfinite(v) ? v : 0.0; };
@@ -55,10 +59,18 @@ std::optional<TrainingProgress> parse_progress(std::string_view text) {
 }
 
 std::optional<TrainingProgress> read_progress(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return std::nullopt;
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return std::nullopt;
+  // C stdio, not a stream: a directory or a read error is a short read here, never an exception.
+  std::FILE* in = std::fopen(file.c_str(), "rb");
+  if (in == nullptr) return std::nullopt;
+  std::string text;
+  char buf[4096];
+  size_t n = 0;
+  while (text.size() < kMaxProgressBytes && (n = std::fread(buf, 1, sizeof buf, in)) > 0) {
+    text.append(buf, n);
+  }
+  const bool failed = std::ferror(in) != 0;
+  std::fclose(in);
+  if (failed || text.size() >= kMaxProgressBytes) return std::nullopt;
   return parse_progress(text);
 }
 
