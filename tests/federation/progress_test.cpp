@@ -3,8 +3,13 @@
 // refreshing line on a terminal, plain lines otherwise, never garbling the round table), and a
 // tiny fedsim run that publishes them and prints "progress:" lines only when it lasts longer than
 // their period.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <iterator>
+#include <thread>
 
 #include <cstdio>
 #include <cstdlib>
@@ -101,6 +106,47 @@ TEST(ProgressConsole, ErasesTheLineBeforeARowAndDrawsItAgainAfter) {
             "summary\n");
   EXPECT_EQ(console_output(false, scene),
             "header\nround 1 | a 1/2\nround 1 | a 2/2\n    1  row\nsummary\n");
+}
+
+// On a terminal the parties' stderr goes through the console: whole lines, between erasing the
+// progress line and drawing it again; a last partial line is passed on when the relay ends.
+TEST(ProgressConsole, StderrRelayPassesLogLinesAroundTheProgressLine) {
+  const fs::path log = fs::temp_directory_path() / ("progress_relay_" + std::to_string(::getpid()));
+  std::fflush(stderr);
+  const int saved = ::dup(STDERR_FILENO);
+  const int file = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ASSERT_GE(file, 0);
+  ASSERT_EQ(::dup2(file, STDERR_FILENO), STDERR_FILENO);
+  ::close(file);
+  char* data = nullptr;
+  size_t size = 0;
+  std::FILE* out = ::open_memstream(&data, &size);
+  {
+    fedsim::Console console(out, true);
+    console.progress("round 1 | a 1/2");
+    {
+      fedsim::StderrRelay relay(console);
+      std::fprintf(stderr, "a log line\n");
+      std::fflush(stderr);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::fprintf(stderr, "partial");
+      std::fflush(stderr);
+    }
+  }
+  std::fclose(out);
+  const std::string shown(data, size);
+  std::free(data);
+  std::fflush(stderr);
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  std::ifstream in(log);
+  const std::string logged((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  fs::remove(log);
+  EXPECT_EQ(logged, "a log line\npartial\n");
+  EXPECT_EQ(shown,
+            "\r\033[Kround 1 | a 1/2"
+            "\r\033[Kround 1 | a 1/2"
+            "\r\033[Kround 1 | a 1/2");
 }
 
 TEST(ProgressFile, RoundTripsAndRefusesAnythingElse) {

@@ -1,11 +1,18 @@
 #include "progress_line.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+
+#include "base/error.h"
 
 namespace fedsim {
 namespace {
@@ -68,7 +75,7 @@ std::string progress_line(const std::vector<SiteProgress>& sites, bool tty) {
     if (i > 0) line += separator;
     line += site_text(sites[i], round, tty);
     const participant::TrainingProgress& p = sites[i].progress;
-    if (p.round == round && p.phase == "training") eta = std::max(eta, p.eta_s);
+    if (p.round == round && p.phase == "training" && p.step > 0) eta = std::max(eta, p.eta_s);
   }
   if (eta >= 0) line += std::string(separator) + "ETA " + eta_text(eta);
   return line;
@@ -113,8 +120,80 @@ void Console::clear_progress() {
   shown_.clear();
 }
 
+void Console::print_to(int fd, std::string_view text) {
+  std::lock_guard lock(mutex_);
+  const bool redraw = tty_ && !shown_.empty();
+  if (redraw) {
+    std::fputs(kEraseLine, out_);
+    std::fflush(out_);
+  }
+  while (!text.empty()) {
+    const ssize_t n = ::write(fd, text.data(), text.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.remove_prefix(static_cast<size_t>(n));
+  }
+  if (redraw) draw();
+  std::fflush(out_);
+}
+
 void Console::draw() {
   std::fputs(shown_.c_str(), out_);
+}
+
+StderrRelay::StderrRelay(Console& console) : console_(console) {
+  std::fflush(stderr);
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    throw base::IoError(std::string("stderr relay: pipe: ") + std::strerror(errno));
+  }
+  saved_ = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+  if (saved_ < 0 || ::dup2(fds[1], STDERR_FILENO) < 0) {  // fd 2 itself is inherited
+    const int e = errno;
+    if (saved_ >= 0) ::close(saved_);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw base::IoError(std::string("stderr relay: ") + std::strerror(e));
+  }
+  ::close(fds[1]);
+  read_end_ = fds[0];
+  thread_ = std::jthread([this](std::stop_token stop) { loop(stop); });
+}
+
+StderrRelay::~StderrRelay() {
+  std::fflush(stderr);
+  ::dup2(saved_, STDERR_FILENO);  // closes this process's write end of the pipe
+  thread_.request_stop();
+  thread_.join();  // after what is left in the pipe
+  ::close(saved_);
+  ::close(read_end_);
+}
+
+void StderrRelay::loop(std::stop_token stop) {
+  std::string pending;
+  char buf[4096];
+  for (;;) {
+    pollfd p{read_end_, POLLIN, 0};
+    const int ready = ::poll(&p, 1, 100);
+    if (ready < 0 && errno == EINTR) continue;
+    ssize_t n = 0;
+    if (ready > 0) {
+      n = ::read(read_end_, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n > 0) pending.append(buf, static_cast<size_t>(n));
+    }
+    // Whole lines only: the progress line is drawn again after each batch.
+    const size_t end = pending.rfind('\n');
+    if (end != std::string::npos) {
+      console_.print_to(saved_, std::string_view(pending).substr(0, end + 1));
+      pending.erase(0, end + 1);
+    }
+    // Done at the end of the pipe, or once stopped and nothing is left to read (a child that
+    // outlived fedsim may keep a write end open).
+    if (ready > 0 && n <= 0) break;
+    if (stop.stop_requested() && ready == 0) break;
+  }
+  if (!pending.empty()) console_.print_to(saved_, pending + "\n");
 }
 
 ProgressWatcher::ProgressWatcher(std::vector<Site> sites, Console& console, double plain_every_s,
@@ -123,6 +202,9 @@ ProgressWatcher::ProgressWatcher(std::vector<Site> sites, Console& console, doub
       console_(console),
       plain_every_(std::max(0.0, plain_every_s)),
       poll_(poll) {
+  if (console_.tty() && ::isatty(STDERR_FILENO) != 0) {
+    relay_ = std::make_unique<StderrRelay>(console_);
+  }
   if (!console_.tty()) {
     const auto every = std::chrono::duration_cast<std::chrono::milliseconds>(plain_every_);
     poll_ = std::clamp(every, std::chrono::milliseconds(10), poll_);
@@ -140,6 +222,7 @@ void ProgressWatcher::finish() {
     thread_.join();
   }
   console_.clear_progress();
+  relay_.reset();
 }
 
 std::vector<SiteProgress> ProgressWatcher::read() const {

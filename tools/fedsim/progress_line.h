@@ -19,8 +19,10 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -62,6 +64,9 @@ class Console {
   void progress(const std::string& line);
   // Erases the progress line (terminal) and forgets it.
   void clear_progress();
+  // Whole lines for another file descriptor showing on the same terminal (stderr): written
+  // there between erasing the progress line and drawing it again.
+  void print_to(int fd, std::string_view text);
 
  private:
   void draw();  // with mutex_ held
@@ -71,9 +76,30 @@ class Console {
   std::string shown_;  // the progress line on screen (terminal)
 };
 
+// While it lives, file descriptor 2 is a pipe whose lines it passes on to the stderr it
+// replaced through Console::print_to: the parties' log lines (threads, and child processes that
+// inherit it) then never land in the middle of the progress line. For a terminal that shows both
+// stdout and stderr; spdlog's colours are lost (its sinks see a pipe). Throws base::IoError when
+// the pipe cannot be made.
+class StderrRelay {
+ public:
+  explicit StderrRelay(Console& console);
+  ~StderrRelay();  // restores stderr, passing on what is left
+  StderrRelay(const StderrRelay&) = delete;
+  StderrRelay& operator=(const StderrRelay&) = delete;
+
+ private:
+  void loop(std::stop_token stop);
+  Console& console_;
+  int saved_ = -1;     // the original stderr
+  int read_end_ = -1;  // of the pipe now at fd 2
+  std::jthread thread_;
+};
+
 // Polls the sites' progress files and shows progress_line through a Console: on a terminal
 // every `poll`, otherwise every `plain_every_s` seconds (the first after that long) when the
-// line changed. Unreadable, partial or missing files are left out.
+// line changed. Unreadable, partial or missing files are left out. On a terminal that also shows
+// stderr, stderr goes through a StderrRelay while the watcher runs.
 class ProgressWatcher {
  public:
   struct Site {
@@ -99,6 +125,7 @@ class ProgressWatcher {
   std::chrono::milliseconds poll_;
   std::mutex mutex_;
   std::condition_variable_any wake_;
+  std::unique_ptr<StderrRelay> relay_;
   std::jthread thread_;
 };
 
