@@ -15,9 +15,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "participant/cli.h"
 #include "participant/progress.h"
 #include "progress_line.h"
 #include "test_support/run.h"
@@ -203,6 +205,22 @@ TEST(ProgressWatcher, LeavesOutMissingAndUnreadableFiles) {
   EXPECT_EQ(sites[0].progress.step, 1);
   watcher.finish();
   fs::remove_all(dir);
+}
+
+// The participant publishes its progress only when asked to (--progress-file or the INI key).
+TEST(ProgressFile, IsOffUnlessTheParticipantIsGivenOne) {
+  const auto parse = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"participant", "--site-id",   "s",  "--model",   "m", "--data",
+                                     "d.jsonl",     "--state-dir", "st", "--insecure"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    std::ostringstream out;
+    return participant::parse_cli(static_cast<int>(argv.size()), argv.data(), out);
+  };
+  EXPECT_TRUE(parse({}).config.progress_file.empty());
+  EXPECT_EQ(parse({"--progress-file", "st/progress.json"}).config.progress_file,
+            fs::path("st/progress.json"));
 }
 
 size_t count_lines_starting(const std::string& text, const std::string& prefix) {
