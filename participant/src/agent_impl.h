@@ -27,6 +27,7 @@
 #include "model/model_hash.h"
 #include "model/training_run.h"
 #include "participant/agent.h"
+#include "participant/progress.h"
 #include "participant/releases.h"
 #include "privacy/budget.h"
 #include "privacy/random_source.h"
@@ -93,6 +94,11 @@ struct Agent::Impl {
     AgentClock::time_point last_beat = AgentClock::now();
   };
 
+  // The round's progress as last published (config.progress_file): written by the training
+  // thread while it trains, then by run()'s thread once the result is taken (never both at once).
+  TrainingProgress progress;
+  bool progress_failed = false;  // a write failed: warned once, not retried until one succeeds
+
   // ---- agent.cpp: the site's state
   explicit Impl(AgentConfig c);
   ~Impl();
@@ -118,6 +124,9 @@ struct Agent::Impl {
                                   const model::LoraParams& global,
                                   const model::TrainingRunResult& run,
                                   std::vector<float>& delta_values, AgentClock::time_point start);
+  // Publishes `progress` to config.progress_file (nothing without one); a failed write is
+  // logged, never fatal: the progress file is for watching, not state.
+  void publish_progress();
   // Appends this round's own losses to STATE/curves.jsonl (the site's record; not sent unless
   // report_losses).
   void record_curve(const coord::RoundInvitation& inv, double train_loss, double heldout_loss);
@@ -144,6 +153,8 @@ struct Agent::Impl {
                              const std::string& why);
   // Uploads the background round once it is trained.
   void finish_training(coord::CoordinatorClient& client);
+  // The trained round is over (uploaded, or declined): its progress says "idle".
+  void round_ended();
 };
 
 }  // namespace participant

@@ -140,11 +140,13 @@ std::optional<int> Agent::Impl::shut_down(Session& s, const coord::Shutdown& bye
     return std::nullopt;
   }
   log->info("coordinator shut the run down: {}", bye.reason);
+  const bool trained = training && training->started;
   if (training) {
     training->prepared.wait();
-    if (training->started) training->result.wait();
+    if (trained) training->result.wait();
   }
   training.reset();
+  if (trained) round_ended();
   return 0;
 }
 
@@ -295,6 +297,7 @@ void Agent::Impl::finish_training(coord::CoordinatorClient& client) {
       (void)client.decline(inv, config.site_id, coord::DeclineReason::kMisconfigured,
                            "a different delta for a release already made");
       training.reset();
+      round_ended();
       return;
     }
     delivered = CachedDelta{id, up, std::move(training->delta_values)};
@@ -311,5 +314,12 @@ void Agent::Impl::finish_training(coord::CoordinatorClient& client) {
     (void)client.decline(inv, config.site_id, coord::DeclineReason::kOther, e.what());
   }
   training.reset();
+  round_ended();
+}
+
+void Agent::Impl::round_ended() {
+  progress.phase = "idle";
+  progress.eta_s = 0;
+  publish_progress();
 }
 }  // namespace participant

@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "agent_impl.h"
+#include "base/result.h"
 #include "fhe/context.h"
 #include "fhe/secret_key.h"
 #include "model/encrypted_backend.h"
@@ -23,21 +25,45 @@
 namespace participant {
 namespace {
 
-// The debug line of every step of a round.
-class RoundStepLog : public model::TrainingObserver {
+// Every step of a round: its debug line, an info line every tenth of the round's steps, and the
+// published progress (Agent::Impl::publish_progress).
+class RoundProgress : public model::TrainingObserver {
  public:
-  RoundStepLog(spdlog::logger& log, uint32_t round, uint32_t steps)
-      : log_(log), round_(round), steps_(steps) {}
+  // `progress` is published by `publish` after every change.
+  RoundProgress(spdlog::logger& log, TrainingProgress& progress, std::function<void()> publish,
+                uint32_t round, uint32_t steps)
+      : log_(log), progress_(progress), publish_(std::move(publish)), round_(round), steps_(steps) {
+    progress_ = TrainingProgress{.round = round, .steps = steps, .phase = "training"};
+    publish_();
+  }
 
   void on_step(const model::TrainingStepProgress& p) override {
-    log_.debug("round {} step {}/{}: loss {:.4f}, {} examples", round_, p.report.step, steps_,
-               p.report.loss, p.report.examples);
+    const int64_t step = p.report.step;
+    log_.debug("round {} step {}/{}: loss {:.4f}, {} examples", round_, step, steps_, p.report.loss,
+               p.report.examples);
+    const double rate =
+        p.elapsed_seconds > 0 ? static_cast<double>(p.tokens_so_far) / p.elapsed_seconds : 0.0;
+    const double eta = step > 0 ? p.elapsed_seconds / static_cast<double>(step) *
+                                      static_cast<double>(steps_ - step)
+                                : 0.0;
+    progress_.step = step;
+    progress_.tokens = p.tokens_so_far;
+    progress_.tokens_per_s = rate;
+    progress_.eta_s = std::max(0.0, eta);
+    publish_();
+    // Every tenth of the steps (each step of a round of ten or fewer) and the last one.
+    if (step == steps_ || (steps_ > 0 && step * 10 / steps_ != (step - 1) * 10 / steps_)) {
+      log_.info("round {}: step {}/{}, {:.0f} tok/s, ETA {:.0f} s", round_, step, steps_, rate,
+                progress_.eta_s);
+    }
   }
 
  private:
   spdlog::logger& log_;
+  TrainingProgress& progress_;
+  std::function<void()> publish_;
   uint32_t round_;
-  uint32_t steps_;
+  int64_t steps_;
 };
 
 }  // namespace
@@ -126,9 +152,13 @@ coord::DeltaUpload Agent::Impl::train_round(const coord::RoundInvitation& inv,
   read_adapter_table(inv.adapter, global_values, global);
   model::LlamaModel& llama_model = model_for(inv.workers);
   const AgentClock::time_point start = AgentClock::now();
-  RoundStepLog step_log(*log, inv.round, inv.plan.local_steps);
+  RoundProgress observer(
+      *log, progress, [this] { publish_progress(); }, inv.round, inv.plan.local_steps);
   const model::TrainingRunResult run =
-      model::run_training(llama_model, *train, round_run(inv.plan, release, global), &step_log);
+      model::run_training(llama_model, *train, round_run(inv.plan, release, global), &observer);
+  progress.phase = "uploading";
+  progress.eta_s = 0;
+  publish_progress();
   return round_upload(inv, release, global, run, delta_values, start);
 }
 
@@ -173,6 +203,18 @@ coord::DeltaUpload Agent::Impl::round_upload(const coord::RoundInvitation& inv,
       inv.round, plan.local_steps, std::chrono::duration<double>(AgentClock::now() - start).count(),
       train_loss, heldout_loss, up.epsilon_spent, budget->epsilon_max(), participant_dp);
   return up;
+}
+
+void Agent::Impl::publish_progress() {
+  if (config.progress_file.empty()) return;
+  const base::Status written =
+      base::capture([&] { write_progress(config.progress_file, progress); }, base::Code::kIo);
+  if (written.ok()) {
+    progress_failed = false;
+  } else if (!progress_failed) {
+    log->warn("progress file: {}", written.error().message);
+    progress_failed = true;
+  }
 }
 
 void Agent::Impl::record_curve(const coord::RoundInvitation& inv, double train_loss,

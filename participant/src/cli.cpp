@@ -17,7 +17,7 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
   CliOutcome outcome;
   AgentConfig& c = outcome.config;
   std::string config_file, key_file, coordinator_key, model_dir, data, eval, state_dir, targets,
-      dp_seed;
+      dp_seed, progress_file;
   int64_t rank = 8, heartbeat_ms = 1000, reconnect_ms = 5000, timeout_ms = 60000;
   double alpha = 16;
   po::options_description options(
@@ -63,6 +63,9 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "report-losses", po::bool_switch(&c.report_losses),
       "send this site's train and held-out loss (not DP-noised) to the coordinator with every "
       "delta; by default they stay in STATE/curves.jsonl")(
+      "progress-file", po::value(&progress_file),
+      "publish the training progress (round, step, tokens per second, ETA) to this JSON file "
+      "after every step, replaced atomically (default: not published)")(
       "heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms), "heartbeat interval")(
       "reconnect-ms", po::value(&reconnect_ms)->default_value(reconnect_ms),
       "register again after this long without a word from the coordinator")(
@@ -93,6 +96,7 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
   c.train_file = data;
   c.heldout_file = eval;
   c.state_dir = state_dir;
+  c.progress_file = progress_file;
   c.lora.rank = rank;
   c.lora.alpha = alpha;
   c.lora.targets = model::parse_lora_targets(targets);

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "baseline.h"
+#include "progress_line.h"
 #include "report.h"
 #include "round_table.h"
 #include "sim_config.h"
@@ -67,7 +68,9 @@ int run_and_report(const fedsim::SimConfig& config, const fedsim::SimLayout& lay
     std::printf("global model before any round (round 0): %s\n",
                 describe(evaluator.evaluate_initial()).c_str());
   }
-  fedsim::EventWatcher watcher(layout.run / "events.jsonl", layout.sites, stdout,
+  // The round table and the sites' progress line share stdout (progress_line.h).
+  fedsim::Console console(stdout, ::isatty(STDOUT_FILENO) != 0);
+  fedsim::EventWatcher watcher(layout.run / "events.jsonl", layout.sites, console,
                                [&](const nlohmann::json& row) -> std::optional<std::string> {
                                  const uint32_t round = row.value("round", 0u);
                                  const auto pooled = evaluator.evaluate_checkpoint(round);
@@ -78,7 +81,10 @@ int run_and_report(const fedsim::SimConfig& config, const fedsim::SimLayout& lay
                                  return "       global model after round " + std::to_string(round) +
                                         ": " + describe(*pooled);
                                });
+  fedsim::ProgressWatcher progress(fedsim::progress_sites(layout), console,
+                                   config.progress_every_s);
   const int rc = run_federation(config, layout);
+  progress.finish();
   watcher.finish();
   const auto rounds = watcher.rounds();
   if (rounds.size() >= 2) {

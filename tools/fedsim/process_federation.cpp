@@ -203,6 +203,7 @@ std::vector<std::string> ProcessFederation::site_args(uint32_t k) const {
           "--model-id", "model",
           "--data", layout_.train_file(k).string(),
           "--state-dir", layout_.state_dir(k).string(),
+          "--progress-file", layout_.progress_file(k).string(),
           "--seq-len", std::to_string(config_.seq_len),
           "--lora-rank", std::to_string(config_.lora_rank),
           "--lora-alpha", num(config_.lora_alpha),

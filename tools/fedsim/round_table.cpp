@@ -75,8 +75,22 @@ EventWatcher::EventWatcher(std::filesystem::path file, std::filesystem::path sit
                            std::FILE* out, AfterRound after_round)
     : file_(std::move(file)),
       sites_dir_(std::move(sites_dir)),
-      out_(out),
+      own_console_(std::make_unique<Console>(out, false)),
+      console_(own_console_.get()),
       after_round_(std::move(after_round)) {
+  follow();
+}
+
+EventWatcher::EventWatcher(std::filesystem::path file, std::filesystem::path sites_dir,
+                           Console& console, AfterRound after_round)
+    : file_(std::move(file)),
+      sites_dir_(std::move(sites_dir)),
+      console_(&console),
+      after_round_(std::move(after_round)) {
+  follow();
+}
+
+void EventWatcher::follow() {
   std::error_code ec;
   const auto size = std::filesystem::file_size(file_, ec);
   offset_ = ec ? 0 : size;
@@ -121,25 +135,24 @@ void EventWatcher::poll() {
     const std::string kind = e.value("event", "");
     if (kind == "round_finished") {
       const nlohmann::json row = with_site_losses(e, sites_dir_);
+      std::string text;
       if (!header_printed_) {
         if (row.value("losses_from", "") == "sites") {
-          std::fprintf(out_,
-                       "losses: each site's own record (STATE/curves.jsonl); the coordinator "
-                       "never sees them\n");
+          text +=
+              "losses: each site's own record (STATE/curves.jsonl); the coordinator never sees "
+              "them\n";
         }
-        std::fprintf(out_, "%s\n", table_header().c_str());
+        text += table_header() + "\n";
         header_printed_ = true;
       }
-      std::fprintf(out_, "%s\n", table_row(row).c_str());
+      console_->print(text + table_row(row) + "\n");
       rounds_.push_back(row);
       if (after_round_) {
-        if (const auto note = after_round_(row)) std::fprintf(out_, "%s\n", note->c_str());
+        if (const auto note = after_round_(row)) console_->print(*note + "\n");
       }
     } else if (kind == "budget_exhausted") {
-      std::fprintf(out_, "       budget exhausted: %s\n",
-                   e.value("site", std::string("?")).c_str());
+      console_->print("       budget exhausted: " + e.value("site", std::string("?")) + "\n");
     }
-    std::fflush(out_);
   }
   partial_.erase(0, start);
 }

@@ -7,12 +7,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "progress_line.h"
 
 namespace fedsim {
 
@@ -38,16 +41,21 @@ class EventWatcher {
   // `sites_dir`: the sites' state directories, for with_site_losses.
   EventWatcher(std::filesystem::path file, std::filesystem::path sites_dir, std::FILE* out,
                AfterRound after_round = {});
+  // Prints through `console` (shared with the progress line; outlives the watcher).
+  EventWatcher(std::filesystem::path file, std::filesystem::path sites_dir, Console& console,
+               AfterRound after_round = {});
   ~EventWatcher();  // stops after reading what is there
   // Reads what is left and stops.
   void finish();
   std::vector<nlohmann::json> rounds() const;  // with_site_losses applied
 
  private:
+  void follow();  // starts the thread at the end of the file
   void poll();
   std::filesystem::path file_;
   std::filesystem::path sites_dir_;
-  std::FILE* out_;
+  std::unique_ptr<Console> own_console_;  // with a FILE*
+  Console* console_;
   uint64_t offset_ = 0;
   std::string partial_;
   mutable std::mutex mutex_;

@@ -96,10 +96,15 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "baseline", po::value(&c.baseline)->default_value(c.baseline),
       "none, or local: after the federation, train each site alone (same steps, DP and epsilon, "
       "in float) and compare the adapters on the pooled held-out notes (RUN/baseline.json)");
+  po::options_description hidden;  // not in --help
+  hidden.add_options()("progress-every-s", po::value(&c.progress_every_s),
+                       "seconds between plain progress lines");
+  po::options_description all;
+  all.add(options).add(hidden);
   po::variables_map vm;
   // Boost's own what() can loop forever on a name or value holding a %placeholder%.
   try {
-    po::store(po::parse_command_line(argc, argv, options), vm);
+    po::store(po::parse_command_line(argc, argv, all), vm);
     if (vm.count("help")) {
       out << options << "\n";
       return false;
@@ -108,7 +113,7 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       const std::string file = vm["config"].as<std::string>();
       std::ifstream in(file);
       if (!in) throw std::invalid_argument(file + ": cannot read the config file");
-      po::store(po::parse_config_file(in, options), vm);
+      po::store(po::parse_config_file(in, all), vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {

@@ -69,6 +69,10 @@ struct SimConfig {
   // After the federation: none, or local (every site also trains alone with the same steps and
   // DP, and the adapters are compared on the pooled held-out notes; baseline.h).
   std::string baseline = "none";
+
+  // Seconds between two plain progress lines when stdout is not a terminal (progress_line.h);
+  // the hidden flag --progress-every-s, for tests.
+  double progress_every_s = 10;
 };
 
 // Parses flags and the --config file into `config`. Returns false after printing --help to

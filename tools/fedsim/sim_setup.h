@@ -31,6 +31,8 @@ struct SimLayout {
   // Empty when the site has no held-out notes.
   const std::filesystem::path& heldout_file(uint32_t k) const { return site_files.at(k).heldout; }
   std::filesystem::path state_dir(uint32_t k) const { return sites / site_id(k); }
+  // Where site k publishes its training progress (participant/progress.h), for the progress line.
+  std::filesystem::path progress_file(uint32_t k) const { return state_dir(k) / "progress.json"; }
 };
 
 // Checks the user's --data and --model (site_data.h; SiteDataError before anything is written),

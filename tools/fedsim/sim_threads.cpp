@@ -104,6 +104,7 @@ int run_threads(const SimConfig& c, const SimLayout& l) {
     ac.train_file = l.train_file(k);
     ac.heldout_file = l.heldout_file(k);
     ac.state_dir = l.state_dir(k);
+    ac.progress_file = l.progress_file(k);
     ac.seq_len = c.seq_len;
     ac.eval_batch = 16;
     ac.lora.rank = c.lora_rank;

@@ -30,6 +30,7 @@
 //   rlwe.key        the RLWE secret key (mode 0600); generated on first start
 //   dp.seed         the secret seed of the DP streams (mode 0600); generated on first start
 //                   unless the config gives one
+//   progress.json   (where progress_file names it) the round's training progress
 // It re-registers when the coordinator has been silent for `reconnect_after` or answers that
 // it does not know the site (a restarted coordinator). It exits run() on stop and on a Shutdown
 // that ends the run; a Shutdown with reason "stopped" (the coordinator's operator interrupted
@@ -88,6 +89,11 @@ struct AgentConfig {
   // are not DP-noised, and the site keeps them in STATE/curves.jsonl either way.
   bool report_losses = false;
 
+  // Where the agent publishes its training progress after every step (participant/progress.h:
+  // round, step, tokens per second, ETA, phase), replaced atomically; empty: not published.
+  // fedsim sets STATE/progress.json for its progress line.
+  std::filesystem::path progress_file;
+
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds reconnect_after{5000};
   std::chrono::milliseconds request_timeout{60000};
@@ -104,8 +110,8 @@ struct AgentStats {
 class Agent {
  public:
   // Loads the model, the data and the state directory; throws std::runtime_error (or
-  // model::ModelError / privacy::PrivacyError) with one line for a bad config, a missing file or a state
-  // that does not fit (another budget than configured).
+  // model::ModelError / privacy::PrivacyError) with one line for a bad config, a missing file or a
+  // state that does not fit (another budget than configured).
   explicit Agent(AgentConfig config);
   ~Agent();
   Agent(const Agent&) = delete;
