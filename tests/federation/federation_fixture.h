@@ -43,6 +43,7 @@ inline fedsim::SimConfig tiny_config() {
   c.sites = 2;
   c.workers = 1;
   c.seed = 7;
+  c.base = "random";  // fedsim_test checks the pretrained base
   c.hidden = 32;
   c.layers = 1;
   c.heads = 2;

@@ -33,7 +33,7 @@ TEST(FedsimBaseline, EachSiteAloneSpendsItsFederatedEpsilonAndIsCompared) {
   const std::string command =
       std::string(FEDLORA_BIN_DIR) + "/fedsim --run-dir " + dir.string() +
       " --sites 2 --workers 1 --hidden 32 --layers 1 --heads 2 --kv-heads 1 --intermediate 64"
-      " --vocab 300 --records 40 --seq-len 16 --lora-rank 2 --local-steps 2 --batch-size 4"
+      " --vocab 300 --records 40 --seq-len 16 --base random --lora-rank 2 --local-steps 2 --batch-size 4"
       " --sample-rate 0.1 --seed 3 --log-level error --backend float --rounds 2"
       " --baseline local 2>&1";
   const test_support::RunResult first = test_support::run_stdout(command);

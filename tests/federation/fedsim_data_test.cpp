@@ -77,7 +77,7 @@ class FedsimDataTest : public ::testing::Test {
   std::string fedsim(const std::string& flags, int seq_len = 32) const {
     return std::string(FEDLORA_BIN_DIR) + "/fedsim --run-dir " + run_.string() +
            " --workers 1 --rounds 2 --lora-rank 2 --local-steps 2 --batch-size 4"
-           " --sample-rate 0.2 --seed 5 --log-level error --seq-len " +
+           " --sample-rate 0.2 --seed 5 --log-level error --base random --seq-len " +
            std::to_string(seq_len) + " " + flags;
   }
 

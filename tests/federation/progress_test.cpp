@@ -243,7 +243,7 @@ TEST(ProgressFedsim, SitesPublishTheirStepsAndPlainLinesFollowThePeriod) {
       fs::temp_directory_path() / ("progress_fedsim_" + std::to_string(::getpid()));
   const std::string base = std::string(FEDLORA_BIN_DIR) +
                            "/fedsim --sites 2 --workers 1 --hidden 32 --layers 1 --heads 2"
-                           " --kv-heads 1 --intermediate 64 --vocab 300 --records 40 --seq-len 16"
+                           " --kv-heads 1 --intermediate 64 --vocab 300 --records 40 --seq-len 16 --base random"
                            " --lora-rank 2 --local-steps 3 --batch-size 4 --sample-rate 0.1"
                            " --seed 5 --log-level error --backend float --rounds 2";
   fs::remove_all(dir);

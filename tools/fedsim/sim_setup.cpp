@@ -66,11 +66,13 @@ void copy_pretrained_base(const SimConfig& c, const model::LlamaConfig& config, 
   recipe.seq_len = c.seq_len;
   recipe.train.steps = c.pretrain_steps;
   recipe.train.seed = c.seed;
-  const std::filesystem::path cached = c.base_cache / ("base-" + model::recipe_key(recipe));
+  const std::filesystem::path cache =
+      c.base_cache.empty() ? c.run_dir.parent_path() / ".base-models" : c.base_cache;
+  const std::filesystem::path cached = cache / ("base-" + model::recipe_key(recipe));
   if (!std::filesystem::exists(cached / "config.json")) {
     progress << "fedsim: pretraining a base model on the generated general-text corpus ("
              << c.pretrain_steps << " steps, once; kept in " << cached.string() << ")\n";
-    std::filesystem::create_directories(c.base_cache);
+    if (!cache.empty()) std::filesystem::create_directories(cache);
     const model::BaseModelReport r = model::make_pretrained_base(
         cached, recipe, model::pretrain_progress_printer(stderr, "fedsim: "));
     char line[256];
