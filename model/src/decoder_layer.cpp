@@ -138,7 +138,7 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
   const auto project_back = [&](ProjectionKind kind, const ActivationsT<Scalar>& in,
                                 const ActivationsT<Scalar>& g, ActivationsT<Scalar>& out) {
     backend.backward(ProjectionId{kind, layer}, g, out);
-    if (weight_grads) add_weight_gradient(g, in, layer_weight_gradient(*weight_grads, kind));
+    if (weight_grads) add_weight_gradient(g, in, layer_projection_weight(*weight_grads, kind));
     adapt_back(kind, in, g, out);
   };
   // out = sum_j W_j^T g_j (+ s A_j^T B_j^T g_j) for projections that share their input `in`, the
@@ -151,7 +151,7 @@ void decoder_layer_backward(int64_t layer, const LlamaLayerWeights& w, const Lla
         backend.backward_group(ids, gs, out);
         for (size_t j = 0; j < kinds.size(); ++j) {
           if (weight_grads) {
-            add_weight_gradient(*gs[j], in, layer_weight_gradient(*weight_grads, kinds[j]));
+            add_weight_gradient(*gs[j], in, layer_projection_weight(*weight_grads, kinds[j]));
           }
           adapt_back(kinds[j], in, *gs[j], out);
         }

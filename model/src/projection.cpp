@@ -12,7 +12,7 @@ void check_layer(const LlamaConfig& config, ProjectionId id) {
   if (id.kind == ProjectionKind::kLmHead) return;
   if (id.layer < 0 || id.layer >= config.num_hidden_layers) {
     throw ModelError("projection " + projection_name(id) + ": the model has " +
-                std::to_string(config.num_hidden_layers) + " layers");
+                     std::to_string(config.num_hidden_layers) + " layers");
   }
 }
 
@@ -39,7 +39,7 @@ ProjectionKind parse_projection_module(std::string_view name) {
     }
   }
   throw ModelError("unknown projection '" + std::string(name) +
-              "' (expected q, k, v, o, gate, up or down, with or without _proj)");
+                   "' (expected q, k, v, o, gate, up or down, with or without _proj)");
 }
 
 std::vector<ProjectionId> llama_projections(const LlamaConfig& config) {
@@ -82,9 +82,7 @@ ProjectionDims projection_dims(const LlamaConfig& config, ProjectionKind kind) {
   throw ModelError("projection_dims: unknown projection kind");
 }
 
-namespace {
-
-const Matrix& layer_weight(const LlamaLayerWeights& l, ProjectionKind kind) {
+const Matrix& layer_projection_weight(const LlamaLayerWeights& l, ProjectionKind kind) {
   switch (kind) {
     case ProjectionKind::kQ:
       return l.q_proj;
@@ -99,13 +97,16 @@ const Matrix& layer_weight(const LlamaLayerWeights& l, ProjectionKind kind) {
     case ProjectionKind::kUp:
       return l.up_proj;
     case ProjectionKind::kDown:
+      return l.down_proj;
     case ProjectionKind::kLmHead:
       break;
   }
-  return l.down_proj;
+  throw ModelError("the LM head is not a decoder-layer projection");
 }
 
-}  // namespace
+Matrix& layer_projection_weight(LlamaLayerWeights& l, ProjectionKind kind) {
+  return const_cast<Matrix&>(layer_projection_weight(std::as_const(l), kind));
+}
 
 const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id) {
   check_layer(weights.config, id);
@@ -117,11 +118,12 @@ const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id) {
     }
     return weights.lm_head();
   }
-  const Matrix& w = layer_weight(weights.layers.at(static_cast<size_t>(id.layer)), id.kind);
+  const Matrix& w =
+      layer_projection_weight(weights.layers.at(static_cast<size_t>(id.layer)), id.kind);
   if (w.size() == 0) {
     throw ModelError("projection " + projection_name(id) +
-                " is not in memory: the weights were loaded without their decoder projections "
-                "(they run on the FHE workers)");
+                     " is not in memory: the weights were loaded without their decoder projections "
+                     "(they run on the FHE workers)");
   }
   return w;
 }

@@ -21,7 +21,7 @@ LlamaWeights zero_weight_gradients(const LlamaConfig& config) {
     layer.input_layernorm = Vector::Zero(h);
     layer.post_attention_layernorm = Vector::Zero(h);
     for (size_t p = 0; p < shapes.size(); ++p) {
-      layer_weight_gradient(layer, static_cast<ProjectionKind>(p)) =
+      layer_projection_weight(layer, static_cast<ProjectionKind>(p)) =
           Matrix::Zero(shapes[p].d_out, shapes[p].d_in);
     }
   }
@@ -57,28 +57,6 @@ void add_weight_gradient<double>(const ActivationsT<double>& g, const Activation
   dw += (g * in.transpose()).cast<float>();
 }
 
-Matrix& layer_weight_gradient(LlamaLayerWeights& grads, ProjectionKind kind) {
-  switch (kind) {
-    case ProjectionKind::kQ:
-      return grads.q_proj;
-    case ProjectionKind::kK:
-      return grads.k_proj;
-    case ProjectionKind::kV:
-      return grads.v_proj;
-    case ProjectionKind::kO:
-      return grads.o_proj;
-    case ProjectionKind::kGate:
-      return grads.gate_proj;
-    case ProjectionKind::kUp:
-      return grads.up_proj;
-    case ProjectionKind::kDown:
-      return grads.down_proj;
-    case ProjectionKind::kLmHead:
-      break;
-  }
-  throw ModelError("weight gradient: the LM head is not a decoder-layer projection");
-}
-
 std::vector<NamedTensor> named_tensors(LlamaWeights& w) {
   std::vector<NamedTensor> out;
   const auto add = [&](std::string name, auto& m) {
@@ -94,11 +72,11 @@ std::vector<NamedTensor> named_tensors(LlamaWeights& w) {
     };
     add(name("input_layernorm.weight"), l.input_layernorm);
     for (size_t p = 0; p < 4; ++p) {
-      add(name(shapes[p].suffix), layer_weight_gradient(l, static_cast<ProjectionKind>(p)));
+      add(name(shapes[p].suffix), layer_projection_weight(l, static_cast<ProjectionKind>(p)));
     }
     add(name("post_attention_layernorm.weight"), l.post_attention_layernorm);
     for (size_t p = 4; p < shapes.size(); ++p) {
-      add(name(shapes[p].suffix), layer_weight_gradient(l, static_cast<ProjectionKind>(p)));
+      add(name(shapes[p].suffix), layer_projection_weight(l, static_cast<ProjectionKind>(p)));
     }
   }
   add("model.norm.weight", w.norm);

@@ -60,8 +60,8 @@ TEST(WeightStep, ProjectionGradientsEqualLoraGradientsWithIdentityA) {
   EXPECT_NEAR(step.loss, full.loss, 1e-12);
   for (const model::ProjectionId id : lora.ids()) {
     const auto& gb = step.gradients.batch.at(id).b;
-    const model::Matrix& dw = model::layer_weight_gradient(
-        const_cast<model::LlamaLayerWeights&>(full.gradients.layers[id.layer]), id.kind);
+    const model::Matrix& dw =
+        model::layer_projection_weight(full.gradients.layers[id.layer], id.kind);
     ASSERT_EQ(dw.rows(), gb.rows());
     const Eigen::MatrixXd expected = gb.leftCols(dw.cols());
     const double scale = expected.cwiseAbs().maxCoeff();

@@ -1,7 +1,5 @@
 #include "baseline.h"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -26,18 +24,6 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kFormat = "fedsim-baseline";
-
-std::string sha256_hex(const std::string& input) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
-  static const char* digits = "0123456789abcdef";
-  std::string hex;
-  for (const unsigned char b : digest) {
-    hex += digits[b >> 4];
-    hex += digits[b & 15];
-  }
-  return hex;
-}
 
 // A number of a record, or "-" when it has none.
 std::string cell(const json& row, const char* key, const char* format) {

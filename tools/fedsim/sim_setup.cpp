@@ -169,8 +169,7 @@ SimLayout prepare_run(const SimConfig& c, std::ostream& progress) {
   return l;
 }
 
-std::string site_dp_seed_hex(uint64_t seed, uint32_t site) {
-  const std::string input = "fedsim dp seed " + std::to_string(seed) + " " + std::to_string(site);
+std::string sha256_hex(const std::string& input) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
   static const char* digits = "0123456789abcdef";
@@ -180,6 +179,10 @@ std::string site_dp_seed_hex(uint64_t seed, uint32_t site) {
     hex += digits[b & 15];
   }
   return hex;
+}
+
+std::string site_dp_seed_hex(uint64_t seed, uint32_t site) {
+  return sha256_hex("fedsim dp seed " + std::to_string(seed) + " " + std::to_string(site));
 }
 
 }  // namespace fedsim

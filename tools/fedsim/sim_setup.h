@@ -45,4 +45,7 @@ SimLayout prepare_run(const SimConfig& config, std::ostream& progress);
 // hex digits. (A real site makes its own secret seed; see participant/agent.h.)
 std::string site_dp_seed_hex(uint64_t seed, uint32_t site);
 
+// SHA-256 of `input` as 64 lowercase hex digits (the sites' and the baselines' DP seeds).
+std::string sha256_hex(const std::string& input);
+
 }  // namespace fedsim

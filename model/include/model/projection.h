@@ -53,6 +53,12 @@ struct ProjectionDims {
 };
 ProjectionDims projection_dims(const LlamaConfig& config, ProjectionKind kind);
 
+// The matrix of a decoder-layer projection (q ... down) of `layer` (a layer's weights, or the
+// same structure holding their gradients, weight_gradients.h). Throws model::ModelError for the
+// LM head, which is not one.
+const Matrix& layer_projection_weight(const LlamaLayerWeights& layer, ProjectionKind kind);
+Matrix& layer_projection_weight(LlamaLayerWeights& layer, ProjectionKind kind);
+
 // The [d_out, d_in] weight of `id` (the LM head is embed_tokens when the embeddings are tied).
 // Throws model::ModelError for a layer out of range.
 const Matrix& projection_weight(const LlamaWeights& weights, ProjectionId id);

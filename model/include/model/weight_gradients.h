@@ -25,9 +25,6 @@ LlamaWeights zero_weight_gradients(const LlamaConfig& config);
 template <typename Scalar>
 void add_weight_gradient(const ActivationsT<Scalar>& g, const ActivationsT<Scalar>& in, Matrix& dw);
 
-// The gradient matrix of a decoder-layer projection (q ... down) in `grads`.
-Matrix& layer_weight_gradient(LlamaLayerWeights& grads, ProjectionKind kind);
-
 // Every tensor of `weights` with its Hugging Face name ("model.layers.0.self_attn.q_proj.weight",
 // ...; lm_head.weight only when untied), as flat float arrays: what an optimizer steps.
 struct NamedTensor {
