@@ -130,10 +130,20 @@ std::vector<int32_t> tokenize_example(std::string_view text, const Tokenizer& to
 }
 
 TextDataset::TextDataset(std::span<const std::string> texts, const Tokenizer& tokenizer,
-                         int64_t seq_len) {
+                         int64_t seq_len)
+    : seq_len_(seq_len) {
   if (texts.empty()) throw ModelError("dataset: no texts");
-  examples_.reserve(texts.size());
-  for (const auto& text : texts) examples_.push_back(tokenize_example(text, tokenizer, seq_len));
+  if (seq_len < 2) {
+    throw ModelError("sequence length must be at least 2 (BOS and EOS), got " + std::to_string(seq_len));
+  }
+  records_.reserve(texts.size());
+  for (const auto& text : texts) {
+    std::vector<int32_t> ids = {tokenizer.bos_id()};
+    const std::vector<int32_t> body = tokenizer.encode(text);
+    ids.insert(ids.end(), body.begin(), body.end());
+    ids.push_back(tokenizer.eos_id());
+    records_.push_back(std::move(ids));
+  }
 }
 
 TextDataset load_text_dataset(const std::filesystem::path& path, const Tokenizer& tokenizer,
@@ -143,32 +153,78 @@ TextDataset load_text_dataset(const std::filesystem::path& path, const Tokenizer
 }
 
 TextDataset::TextDataset(std::vector<std::vector<int32_t>> examples)
-    : examples_(std::move(examples)) {
-  if (examples_.empty()) throw ModelError("dataset: no examples");
-  for (size_t i = 0; i < examples_.size(); ++i) {
-    if (examples_[i].empty()) throw ModelError("dataset: example " + std::to_string(i) + " is empty");
+    : records_(std::move(examples)) {
+  if (records_.empty()) throw ModelError("dataset: no examples");
+  for (size_t i = 0; i < records_.size(); ++i) {
+    if (records_[i].empty()) throw ModelError("dataset: example " + std::to_string(i) + " is empty");
+    seq_len_ = std::max<int64_t>(seq_len_, static_cast<int64_t>(records_[i].size()));
   }
+  seq_len_ = std::max<int64_t>(seq_len_, 2);
 }
 
-std::span<const int32_t> TextDataset::example(int64_t i) const {
+std::span<const int32_t> TextDataset::example(int64_t i) const { return window(i, 0); }
+
+int64_t TextDataset::token_count() const {
+  int64_t n = 0;
+  for (int64_t i = 0; i < size(); ++i) n += static_cast<int64_t>(example(i).size());
+  return n;
+}
+
+int64_t TextDataset::window_count(int64_t i) const {
   if (i < 0 || i >= size()) {
     throw ModelError("dataset: example index " + std::to_string(i) + " outside [0, " +
                 std::to_string(size()) + ")");
   }
-  return examples_[static_cast<size_t>(i)];
+  const auto n = static_cast<int64_t>(records_[static_cast<size_t>(i)].size());
+  if (n <= seq_len_) return 1;
+  const int64_t stride = seq_len_ - 1;
+  return 1 + (n - seq_len_ + stride - 1) / stride;
 }
 
-int64_t TextDataset::token_count() const {
-  int64_t n = 0;
-  for (const auto& e : examples_) n += static_cast<int64_t>(e.size());
-  return n;
+std::span<const int32_t> TextDataset::window(int64_t i, int64_t k) const {
+  const int64_t count = window_count(i);
+  if (k < 0 || k >= count) {
+    throw ModelError("dataset: window " + std::to_string(k) + " of example " + std::to_string(i) +
+                " outside [0, " + std::to_string(count) + ")");
+  }
+  const std::vector<int32_t>& r = records_[static_cast<size_t>(i)];
+  const int64_t begin = k * (seq_len_ - 1);
+  const int64_t length = std::min<int64_t>(seq_len_, static_cast<int64_t>(r.size()) - begin);
+  return std::span<const int32_t>(r).subspan(static_cast<size_t>(begin),
+                                             static_cast<size_t>(length));
+}
+
+std::vector<RecordWindow> TextDataset::all_windows() const {
+  std::vector<RecordWindow> windows;
+  for (int64_t i = 0; i < size(); ++i) {
+    for (int64_t k = 0; k < window_count(i); ++k) windows.push_back({i, k});
+  }
+  return windows;
 }
 
 TokenBatch TextDataset::batch(std::span<const int64_t> indices) const {
-  std::vector<std::vector<int32_t>> sequences;
-  sequences.reserve(indices.size());
+  std::vector<RecordWindow> windows;
+  windows.reserve(indices.size());
+  for (int64_t i : indices) windows.push_back({i, 0});
+  return batch(windows);
+}
+
+TokenBatch TextDataset::batch(std::span<const int64_t> indices, uint64_t draw) const {
+  std::vector<RecordWindow> windows;
+  windows.reserve(indices.size());
   for (int64_t i : indices) {
-    const auto e = example(i);
+    const auto count = static_cast<uint64_t>(window_count(i));
+    const uint64_t h = detail::mix_seed(draw, static_cast<uint64_t>(i));
+    windows.push_back({i, static_cast<int64_t>(h % count)});
+  }
+  return batch(windows);
+}
+
+TokenBatch TextDataset::batch(std::span<const RecordWindow> windows) const {
+  std::vector<std::vector<int32_t>> sequences;
+  sequences.reserve(windows.size());
+  for (const RecordWindow& w : windows) {
+    const auto e = window(w.record, w.window);
     sequences.emplace_back(e.begin(), e.end());
   }
   return TokenBatch(sequences);

@@ -60,15 +60,13 @@ EvalResult evaluate_loss(LlamaModel& model, const TextDataset& data, const LoraP
     throw ModelError("evaluation: batch size must be at least 1, got " + std::to_string(batch_size));
   }
   EvalResult r;
+  r.sequences = data.size();
   double total = 0;
-  std::vector<int64_t> indices;
-  for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
-    indices.clear();
-    for (int64_t i = begin; i < std::min(data.size(), begin + batch_size); ++i) {
-      indices.push_back(i);
-    }
-    const TokenBatch batch = data.batch(indices);
-    r.sequences += batch.sequence_count();
+  const std::vector<RecordWindow> windows = data.all_windows();
+  const auto b = static_cast<size_t>(batch_size);
+  for (size_t begin = 0; begin < windows.size(); begin += b) {
+    const TokenBatch batch = data.batch(
+        std::span<const RecordWindow>(windows).subspan(begin, std::min(b, windows.size() - begin)));
     const int64_t predicted = predicted_tokens(batch);
     if (predicted == 0) continue;
     total += model.loss(batch, lora) * static_cast<double>(predicted);

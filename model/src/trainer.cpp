@@ -15,6 +15,7 @@ namespace {
 // Streams of the training RNG (seeded_random.h's mix_seed).
 constexpr uint64_t kLoraInitStream = 0;
 constexpr uint64_t kBatchOrderStream = 1;
+constexpr uint64_t kWindowStream = 2;
 
 const TrainingOptions& checked(const TrainingOptions& options, int64_t dataset_size) {
   validate_training_options(options, dataset_size);
@@ -48,6 +49,9 @@ uint64_t lora_init_seed(uint64_t seed) {
 }
 uint64_t batch_order_seed(uint64_t seed) {
   return detail::mix_seed(seed, kBatchOrderStream);
+}
+uint64_t window_draw(uint64_t seed, int64_t step) {
+  return detail::mix_seed(detail::mix_seed(seed, kWindowStream), static_cast<uint64_t>(step));
 }
 
 void validate_training_options(const TrainingOptions& o, int64_t dataset_size) {
@@ -137,7 +141,8 @@ TrainStepReport LoraTrainer::step() {
   TrainStepReport report;
   for (size_t begin = 0; begin < indices.size(); begin += b) {
     micro.push_back(train_.batch(
-        std::span<const int64_t>(indices).subspan(begin, std::min(b, indices.size() - begin))));
+        std::span<const int64_t>(indices).subspan(begin, std::min(b, indices.size() - begin)),
+        window_draw(options_.seed, steps_taken_)));
     micro_predicted.push_back(predicted_tokens(micro.back()));
     report.predicted_tokens += micro_predicted.back();
     report.tokens += micro.back().total_tokens();

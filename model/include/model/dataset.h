@@ -8,10 +8,17 @@
 //   model::UrbgRandomBits<MyCsprng> bits(csprng);          // DP-SGD: Poisson sampling
 //   model::TokenBatch batch = data.batch(model::poisson_sample(data.size(), q, bits));
 //
-// One example per record: each JSON line becomes exactly one training sequence, [BOS, tokens
-// of the text, EOS], truncated to its first seq_len tokens (a truncated sequence loses its EOS).
-// Records are never packed together, so that an example is one record and example-level
-// differential privacy protects each record as a unit.
+// One example per record: each JSON line becomes exactly one training example, the sequence
+// [BOS, tokens of the text, EOS]. Records are never packed together, so that an example is one
+// record and example-level differential privacy protects each record as a unit.
+//
+// Windows. A record longer than seq_len tokens is not cut to its start: it is seen through
+// *windows* of at most seq_len tokens, window k starting at token k * (seq_len - 1), so that
+// consecutive windows share one token and every token after BOS is predicted in exactly one
+// window (the last window may be shorter). A training step takes one window of each sampled
+// record (batch(indices, draw): the window is a hash of the step's draw and the record's index),
+// so a record still contributes one clipped gradient per step and the DP unit stays the record;
+// evaluation (model/evaluation.h) scores every window of every record.
 #pragma once
 
 #include <cstdint>
@@ -56,29 +63,52 @@ std::vector<McqQuestion> read_mcq_jsonl(const std::filesystem::path& path,
 std::vector<int32_t> tokenize_example(std::string_view text, const Tokenizer& tokenizer,
                                       int64_t seq_len);
 
-// Tokenized examples, one per record.
-class TextDataset {
- public:
-  // Tokenizes every text with tokenize_example. Throws model::ModelError for seq_len < 2 or no texts.
-  TextDataset(std::span<const std::string> texts, const Tokenizer& tokenizer, int64_t seq_len);
-  // Already tokenized examples; throws model::ModelError if there are none or one is empty.
-  explicit TextDataset(std::vector<std::vector<int32_t>> examples);
-
-  int64_t size() const { return static_cast<int64_t>(examples_.size()); }
-  std::span<const int32_t> example(int64_t i) const;
-  // Total tokens over all examples.
-  int64_t token_count() const;
-
-  // The examples at `indices`, in that order (repeats allowed). Throws model::ModelError for an
-  // index outside [0, size()). An empty `indices` gives an empty batch.
-  TokenBatch batch(std::span<const int64_t> indices) const;
-
- private:
-  std::vector<std::vector<int32_t>> examples_;
+// One window of a record: window `window` of record `record`.
+struct RecordWindow {
+  int64_t record = 0;
+  int64_t window = 0;
 };
 
-// One example per "text" record of a JSON-lines file (read_jsonl_texts), tokenized and cut to
-// seq_len tokens. Throws model::ModelError naming the file for a missing, malformed or empty
+// Tokenized records, one example per record, seen through windows of at most seq_len tokens.
+class TextDataset {
+ public:
+  // Tokenizes every text as [BOS, encode(text), EOS], whole. Throws model::ModelError for
+  // seq_len < 2 or no texts.
+  TextDataset(std::span<const std::string> texts, const Tokenizer& tokenizer, int64_t seq_len);
+  // Already tokenized examples, each its own single window (seq_len is the longest); throws
+  // model::ModelError if there are none or one is empty.
+  explicit TextDataset(std::vector<std::vector<int32_t>> examples);
+
+  int64_t size() const { return static_cast<int64_t>(records_.size()); }
+  int64_t seq_len() const { return seq_len_; }
+  // Record i's first window: its first seq_len tokens (a longer record loses its EOS here).
+  std::span<const int32_t> example(int64_t i) const;
+  // Total tokens over every record's first window.
+  int64_t token_count() const;
+
+  // How many windows record i has (1 when it fits in seq_len tokens), and window k of it.
+  // Throw model::ModelError for an index out of range.
+  int64_t window_count(int64_t i) const;
+  std::span<const int32_t> window(int64_t i, int64_t k) const;
+  // Every window of every record, record by record.
+  std::vector<RecordWindow> all_windows() const;
+
+  // The first windows of the records at `indices`, in that order (repeats allowed). Throws
+  // model::ModelError for an index outside [0, size()). An empty `indices` gives an empty batch.
+  TokenBatch batch(std::span<const int64_t> indices) const;
+  // One window of each record at `indices`: window mix(draw, index) mod window_count(index).
+  // The same draw and index always give the same window; a record of one window gives it.
+  TokenBatch batch(std::span<const int64_t> indices, uint64_t draw) const;
+  // The given windows, in that order.
+  TokenBatch batch(std::span<const RecordWindow> windows) const;
+
+ private:
+  std::vector<std::vector<int32_t>> records_;
+  int64_t seq_len_ = 0;
+};
+
+// One example per "text" record of a JSON-lines file (read_jsonl_texts), tokenized, seen through
+// windows of seq_len tokens. Throws model::ModelError naming the file for a missing, malformed or empty
 // file, and for seq_len < 2.
 TextDataset load_text_dataset(const std::filesystem::path& path, const Tokenizer& tokenizer,
                               int64_t seq_len);

@@ -27,14 +27,14 @@ struct EvalResult {
   double loss = 0;        // mean next-token cross-entropy over the predicted tokens
   double perplexity = 0;  // exp(loss)
   int64_t tokens = 0;     // predicted tokens: a sequence of n tokens predicts n - 1
-  int64_t sequences = 0;
+  int64_t sequences = 0;  // records (each scored through all of its windows)
 };
 
 // Next-token predictions of a batch: the sum over its sequences of (length - 1), at least 0.
 int64_t predicted_tokens(const TokenBatch& batch);
 
-// Runs the examples of `data` in order, `batch_size` at a time (the last batch may be smaller),
-// and averages the cross-entropy over every predicted token (each batch's mean weighted by its
+// Runs every window of every record of `data` (TextDataset::all_windows: each token after BOS
+// predicted once), `batch_size` windows at a time (the last batch may be smaller), and averages the cross-entropy over every predicted token (each batch's mean weighted by its
 // predicted tokens, summed in double). `lora` may be null. Throws model::ModelError for
 // batch_size < 1, a dataset without any predicted token, or what the forward pass refuses.
 EvalResult evaluate_loss(LlamaModel& model, const TextDataset& data, const LoraParams* lora,

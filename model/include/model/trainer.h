@@ -11,9 +11,9 @@
 //   const model::EvalResult held_out = trainer.evaluate(heldout_set, /*batch_size=*/8);
 //   model::write_peft_adapter(dir, model::lora_to_peft(trainer.adapter(), llama.config()));
 //
-// Randomness. One seed drives everything random in training, through two independent streams
-// derived from it: the LoRA initialisation (init_lora_params) and the batch order
-// (ShuffledBatches). Both are std::mt19937_64 (training order, not secrets) and never touch the
+// Randomness. One seed drives everything random in training, through three independent streams
+// derived from it: the LoRA initialisation (init_lora_params), the batch order
+// (ShuffledBatches) and the window each step takes of a record longer than seq_len tokens. Both are std::mt19937_64 (training order, not secrets) and never touch the
 // randomness of an encrypted backend (its key and encryption noise), whose products equal the
 // int8 backend's bit for bit: with the same seed the two backends train bit-identical adapters.
 //
@@ -180,8 +180,11 @@ class LoraTrainer {
   int64_t steps_taken_ = 0;
 };
 
-// The seeds of the training RNG's two streams: the LoRA initialisation and the batch order.
+// The seeds of the training RNG's streams: the LoRA initialisation and the batch order.
 uint64_t lora_init_seed(uint64_t seed);
 uint64_t batch_order_seed(uint64_t seed);
+// The window draw of step `step` (0-based): which window of each sampled record the step trains
+// on (TextDataset::batch(indices, draw)), from a third stream of the seed.
+uint64_t window_draw(uint64_t seed, int64_t step);
 
 }  // namespace model
