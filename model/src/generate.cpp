@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <string>
 
@@ -20,8 +21,9 @@ void validate_generation_options(const GenerationOptions& o) {
                      std::to_string(o.top_k));
   }
   if (!(o.temperature > 0 && o.temperature <= kMaxTemperature)) {
-    throw ModelError("generation: temperature must lie in (0, 100], got " +
-                     std::to_string(o.temperature));
+    char got[32];
+    std::snprintf(got, sizeof got, "%g", o.temperature);
+    throw ModelError(std::string("generation: temperature must lie in (0, 100], got ") + got);
   }
 }
 

@@ -54,8 +54,9 @@ model::GenerationOptions checked_options(const GenerateFlags& f) {
                                 "] (1: greedy), got " + std::to_string(f.top_k));
   }
   if (!(f.temperature > 0 && f.temperature <= model::kMaxTemperature)) {
-    throw std::invalid_argument("--temperature must lie in (0, 100], got " +
-                                std::to_string(f.temperature));
+    char got[32];
+    std::snprintf(got, sizeof got, "%g", f.temperature);
+    throw std::invalid_argument(std::string("--temperature must lie in (0, 100], got ") + got);
   }
   uint64_t seed = 0;
   const char* end = f.seed.data() + f.seed.size();
