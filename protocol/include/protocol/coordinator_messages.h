@@ -220,7 +220,7 @@ struct SiteStatus {
 };
 
 struct RecentFailure {
-  std::string event;  // 1..kMaxStatusNameBytes
+  std::string event;   // 1..kMaxStatusNameBytes
   int64_t age_ms = 0;  // >= 0
   uint32_t round = 0;
   std::string site_id;  // "" or is_site_id()
@@ -249,9 +249,9 @@ struct ErrorReply {
   bool operator==(const ErrorReply&) const = default;
 };
 
-using Body = std::variant<Register, RegisterReply, Heartbeat, RoundInvitation, Accept, Decline,
-                          DeltaUpload, UploadAck, RoundResult, Shutdown, ErrorReply,
-                          StatusRequest, StatusReply>;
+using Body =
+    std::variant<Register, RegisterReply, Heartbeat, RoundInvitation, Accept, Decline, DeltaUpload,
+                 UploadAck, RoundResult, Shutdown, ErrorReply, StatusRequest, StatusReply>;
 
 // "register", "roundInvitation", ...
 std::string_view body_name(const Body& body);

@@ -178,9 +178,8 @@ StatusReply read(cw::StatusReply::Reader r) {
   }
   for (auto f : failures) {
     m.failures.push_back(
-        RecentFailure{read_text(f.getEvent(), kMaxStatusNameBytes, "failure event"),
-                      f.getAgeMs(), f.getRound(),
-                      read_text(f.getSiteId(), kMaxSiteIdBytes, "failure site id"),
+        RecentFailure{read_text(f.getEvent(), kMaxStatusNameBytes, "failure event"), f.getAgeMs(),
+                      f.getRound(), read_text(f.getSiteId(), kMaxSiteIdBytes, "failure site id"),
                       read_text(f.getDetail(), kMaxErrorBytes, "failure detail")});
   }
   return m;

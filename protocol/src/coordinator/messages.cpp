@@ -100,9 +100,9 @@ std::string_view seat_status_name(SeatStatus seat) {
 
 std::string_view body_name(const Body& body) {
   constexpr std::string_view kNames[] = {
-      "register",    "registerReply", "heartbeat",   "roundInvitation", "accept",
-      "decline",     "deltaUpload",   "uploadAck",   "roundResult",     "shutdown",
-      "errorReply",  "statusRequest", "statusReply"};
+      "register",   "registerReply", "heartbeat",  "roundInvitation", "accept",
+      "decline",    "deltaUpload",   "uploadAck",  "roundResult",     "shutdown",
+      "errorReply", "statusRequest", "statusReply"};
   static_assert(std::size(kNames) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }
