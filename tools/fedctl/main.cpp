@@ -23,6 +23,7 @@ int cmd_make_data(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_export_int8(int argc, char** argv);
+int cmd_status(int argc, char** argv);
 }  // namespace fedctl
 
 namespace {
@@ -63,6 +64,8 @@ const fedctl::Command kCommands[] = {
      fedctl::cmd_eval},
     {"export-int8", "write the exact int8 matrix (and scales) an fhe_worker uses, as .npy",
      fedctl::cmd_export_int8},
+    {"status", "ask a running coordinator for its run, round, sites, epsilon and recent failures",
+     fedctl::cmd_status},
 };
 
 void usage(std::FILE* out) {
