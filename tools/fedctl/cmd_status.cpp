@@ -1,6 +1,6 @@
 // fedctl status: ask a running coordinator what it knows of its run, read-only.
 //
-//   fedctl status --coordinator tcp://coord:5560 --coordinator-key keys/coordinator.pub \
+//   fedctl status --coordinator tcp://coord:5560 --coordinator-key keys/coordinator.pub
 //                 --key keys/st-mary.key [--json] [--timeout 10]
 //
 // It connects like a site (CurveZMQ with a key the coordinator admits: its allow-list, or with a
@@ -21,8 +21,9 @@
 #include <string>
 
 #include "cli.h"
-#include "protocol/coordinator_client.h"
+#include "protocol/coordinator_codec.h"
 #include "protocol/keys.h"
+#include "protocol/socket.h"
 
 namespace fedctl {
 namespace {
@@ -191,16 +192,18 @@ int run_status(const po::variables_map& vm) {
     cc.server_key = std::move(server).value();
   }
   zmq::context_t ctx;
-  auto connected = coord::CoordinatorClient::connect(ctx, cc);
+  auto connected = protocol::Client::connect(ctx, cc);
   if (!connected) throw std::invalid_argument(connected.error().message);
-  coord::CoordinatorClient client = std::move(connected).value();
+  protocol::Client client = std::move(connected).value();
   std::optional<HandshakeWatch> watch;
   if (!cc.insecure) watch.emplace(ctx, client.socket());
 
   // Wait in slices, so that a refused handshake is reported at once rather than at the timeout.
   const auto until = std::chrono::steady_clock::now() +
                      std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
-  if (auto s = client.send(coord::Message{coord::StatusRequest{}, {}}); !s) {
+  auto request = coord::encode(coord::Message{coord::StatusRequest{}, {}});
+  if (!request) throw std::logic_error(request.error().message);
+  if (auto s = client.send_frames(std::move(request).value()); !s) {
     std::fprintf(stderr, "fedctl status: %s: %s\n", endpoint.c_str(), s.error().message.c_str());
     return 1;
   }
@@ -218,7 +221,10 @@ int run_status(const po::variables_map& vm) {
                    endpoint.c_str(), timeout_s);
       return 1;
     }
-    auto m = client.receive(std::chrono::milliseconds(100));
+    auto frames = client.receive_frames(std::chrono::milliseconds(100));
+    if (!frames && frames.error().code == protocol::ErrorCode::kTimeout) continue;
+    auto m = frames ? coord::decode(std::move(frames).value(), cc.options.limits)
+                    : protocol::Result<coord::Message>(frames.error());
     if (!m) {
       if (m.error().code == protocol::ErrorCode::kTimeout) continue;
       std::fprintf(stderr, "fedctl status: %s: %s\n", endpoint.c_str(), m.error().message.c_str());
