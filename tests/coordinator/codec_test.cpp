@@ -382,8 +382,10 @@ TEST(CoordinatorCodec, StatusReplyTruncatedAndOversized) {
   StatusReply many = status_reply();
   many.sites.clear();
   for (size_t i = 0; i <= kMaxStatusSites; ++i) {
-    many.sites.push_back({"s" + std::to_string(i), Role::kParticipant, true, 0, 1, 0, 1, false,
-                          false, SeatStatus::kNone, "", ""});
+    std::string id = "s";  // appended: GCC 12 warns (-Wrestrict) on "s" + std::to_string(i)
+    id += std::to_string(i);
+    many.sites.push_back(
+        {id, Role::kParticipant, true, 0, 1, 0, 1, false, false, SeatStatus::kNone, "", ""});
   }
   EXPECT_TRUE(refused(many));
   StatusReply fails = status_reply();
