@@ -25,6 +25,7 @@ int cmd_eval(int argc, char** argv);
 int cmd_export_int8(int argc, char** argv);
 int cmd_merge(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
+int cmd_status(int argc, char** argv);
 }  // namespace fedctl
 
 namespace {
@@ -69,6 +70,8 @@ const fedctl::Command kCommands[] = {
      fedctl::cmd_merge},
     {"generate", "continue a prompt with a model and an optional adapter (greedy or top-k)",
      fedctl::cmd_generate},
+    {"status", "ask a running coordinator for its run, round, sites, epsilon and recent failures",
+     fedctl::cmd_status},
 };
 
 void usage(std::FILE* out) {
