@@ -270,7 +270,13 @@ Result<Client> Client::connect(zmq::context_t& context, const ClientConfig& conf
 }
 
 Status Client::send_frames(std::vector<zmq::message_t>&& frames) {
-  return send_parts(socket_, frames);
+  // A connection refused before this send has no pipe left to queue on: say why at once.
+  if (auto failure = handshake_failure()) return *std::move(failure);
+  Status sent = send_parts(socket_, frames);
+  if (!sent) {
+    if (auto failure = handshake_failure()) return *std::move(failure);
+  }
+  return sent;
 }
 
 Result<std::vector<zmq::message_t>> Client::receive_frames(std::chrono::milliseconds timeout) {

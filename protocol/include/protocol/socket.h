@@ -64,10 +64,11 @@ struct ClientConfig {
   std::optional<PublicKey> server_key;  // CURVE: required
   SocketOptions options;
   // CURVE: watch the handshakes (zmq_socket_monitor). Every handshake that fails then ends the
-  // receive() waiting at that moment with kHandshake and one line: "<server> at <endpoint>
-  // refused <client>'s key (public key K; ZAP status 400)" when the server's ZAP handler refused
-  // it, "<server> at <endpoint> did not accept the CURVE handshake: <wrong_server_key>" when the
-  // connection ended inside the handshake (what a wrong server key looks like to a client).
+  // receive() waiting at that moment (or the next send()) with kHandshake and one line: "<server>
+  // at <endpoint> refused <client>'s key (public key K; ZAP status 400)" when the server's ZAP
+  // handler refused it, "<server> at <endpoint> did not accept the CURVE handshake:
+  // <wrong_server_key>" when the connection ended inside the handshake (what a wrong server key
+  // looks like to a client).
   std::optional<HandshakeWords> watch;
 };
 
