@@ -17,7 +17,7 @@ using base::make_error;
 struct RawFlags {
   double round_timeout_s = 120, wait_for_sites_s = 300, handshake_timeout_s = 10;
   uint32_t heartbeat_ms = 1000;
-  std::string key_file, allow_dir, roster, run_dir, initial_adapter, config_file;
+  std::string key_file, allow_dir, roster, run_dir, initial_adapter, config_file, log_file;
 };
 
 void add_transport_options(po::options_description& o, CoordinatorConfig& c, RawFlags& f) {
@@ -36,7 +36,11 @@ void add_transport_options(po::options_description& o, CoordinatorConfig& c, Raw
      "seconds a connection may take to complete its CURVE handshake before it is closed")
     ("run-dir", po::value(&f.run_dir), "run directory: events.jsonl, checkpoints/, adapter/")
     ("initial-adapter", po::value(&f.initial_adapter),
-     "PEFT dir (adapter_model.safetensors + adapter_config.json) of the initial global adapter");
+     "PEFT dir (adapter_model.safetensors + adapter_config.json) of the initial global adapter")
+    ("log-level", po::value(&c.log_level)->default_value(c.log_level),
+     "lines shown on stderr: trace, debug, info, warn, error, critical, off")
+    ("log-file", po::value(&f.log_file),
+     "also append every line at info and above (or --log-level, when lower) to this file");
   // clang-format on
 }
 
@@ -187,6 +191,7 @@ base::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostre
   if (f.run_dir.empty()) return make_error(base::Code::kInvalidArgument, "--run-dir is required");
   c.run_dir = f.run_dir;
   c.initial_adapter = f.initial_adapter;
+  c.log_file = f.log_file;
   if (auto st = apply_times(f, c); !st) return st.error();
   if (c.plan.participant_dp && !(c.plan.participant_clip > 0 && c.plan.participant_sigma > 0)) {
     return make_error(base::Code::kInvalidArgument,

@@ -218,6 +218,11 @@ SiteRecord* Coordinator::Impl::admit(protocol::RawIncoming& in, uint64_t bytes, 
     handle_register(*r, in);
     return nullptr;
   }
+  if (std::holds_alternative<pc::StatusRequest>(decoded.value().body)) {
+    // fedctl status: any admitted key, on any connection; read-only (status.cpp).
+    answer_status(in.peer);
+    return nullptr;
+  }
   if (site == nullptr) {
     reply_error(in.peer, make_error(ErrorCode::kUnauthorised, "register first"));
     return nullptr;
@@ -251,7 +256,10 @@ void Coordinator::Impl::handle_site_message(SiteRecord& site, const std::string&
     auto it = seats.find(site.id);
     if (!current(a->round, a->attempt) || it == seats.end()) return;
     it->second.accepted = true;
-    if (it->second.state == SeatState::kInvited) it->second.state = SeatState::kAccepted;
+    if (it->second.state == SeatState::kInvited) {
+      it->second.state = SeatState::kAccepted;
+      log->info("round {} attempt {}: {} accepted, training", round, attempt, site.id);
+    }
   } else if (const auto* d = std::get_if<pc::Decline>(&m.body)) {
     if (wrong_id(d->site_id)) return;
     if (current(d->round, d->attempt)) handle_decline(site, *d);
@@ -404,11 +412,14 @@ void Coordinator::Impl::record_upload(SiteRecord& s, Seat& seat, const pc::Delta
   if (pc::loss_reported(u.heldout_loss)) received["heldout_loss"] = u.heldout_loss;
   events->write("delta_received", received);
   if (pc::loss_reported(u.heldout_loss)) {
-    log->info("round {}: delta from {} ({} examples, train loss {:.4f}, held-out {:.4f})", round,
-              s.id, u.example_count, u.train_loss, u.heldout_loss);
+    log->info(
+        "round {} attempt {}: {} uploaded its delta ({} examples, train loss {:.4f}, held-out "
+        "{:.4f})",
+        round, attempt, s.id, u.example_count, u.train_loss, u.heldout_loss);
   } else {
-    log->info("round {}: delta from {} ({} examples; its losses stay at the site)", round, s.id,
-              u.example_count);
+    log->info(
+        "round {} attempt {}: {} uploaded its delta ({} examples; its losses stay at the site)",
+        round, attempt, s.id, u.example_count);
   }
 }
 

@@ -23,6 +23,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -117,6 +118,17 @@ struct RoundStats {
   double train_loss = 0, heldout_loss = 0;  // example-weighted; NaN when none reported one
 };
 
+// A failure kept for fedctl status (status.cpp): the newest kMaxStatusFailures events of the
+// kinds status_failure_event() names.
+struct FailureRecord {
+  std::string event;
+  Clock::time_point at{};
+  uint32_t round = 0;
+  std::string site;
+  std::string detail;
+};
+bool status_failure_event(std::string_view event);
+
 struct Coordinator::Impl {
   Impl(zmq::context_t& context, CoordinatorConfig config)
       : ctx(context), cfg(std::move(config)), drbg(cfg.seed) {}
@@ -153,6 +165,7 @@ struct Coordinator::Impl {
   privacy::RdpAccountant participant_accountant;
 
   // The current attempt.
+  bool attempt_open = false;  // from select to the attempt's outcome (fedctl status)
   bool collecting = false;
   uint32_t attempt = 1;
   std::map<std::string, Seat> seats;
@@ -210,6 +223,13 @@ struct Coordinator::Impl {
                                      std::stop_token stop);
   nlohmann::json epsilon_map();
   double participant_epsilon() const;
+
+  // status.cpp: fedctl status, read-only.
+  std::deque<FailureRecord> recent_failures;
+  std::optional<std::string> model_name;  // adapter_config.json's base model, read once
+  void note_event(std::string_view event, const nlohmann::json& fields);
+  protocol::coord::StatusReply status_reply();
+  void answer_status(const std::string& peer);
 
   // coordinator.cpp: peers.
   void pump(Clock::time_point until);

@@ -26,6 +26,7 @@ void EventLog::write(std::string_view event, nlohmann::json fields) {
       line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   std::fwrite(text.data(), 1, text.size(), file_.get());
   std::fflush(file_.get());
+  if (observer_) observer_(event, fields);
 }
 
 }  // namespace coordinator

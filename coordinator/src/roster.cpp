@@ -120,7 +120,11 @@ const RosterEntry* Roster::find_id(std::string_view id) const {
 }
 
 protocol::AllowList Roster::allow_list(protocol::AllowList allow) const {
-  for (const auto& [key, e] : by_key_) allow.add(protocol::parse_public_key(key).value());
+  for (const auto& [key, e] : by_key_) {
+    allow.add(protocol::parse_public_key(key).value(), std::string(pc::role_name(e.role)) + " '" +
+                                                           e.id + "' (roster line " +
+                                                           std::to_string(e.line) + ")");
+  }
   return allow;
 }
 

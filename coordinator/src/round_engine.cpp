@@ -180,6 +180,11 @@ AttemptResult Coordinator::Impl::run_attempt(std::vector<SiteRecord*> eligible,
                                              std::stop_token stop) {
   AttemptContext a;
   a.started = Clock::now();
+  attempt_open = true;  // until this function returns (fedctl status: aggregating after collect)
+  struct Close {
+    bool& open;
+    ~Close() { open = false; }
+  } close{attempt_open};
   a.bytes_up0 = bytes_up;
   a.bytes_down0 = bytes_down;
   const auto selected = select(std::move(eligible), a);
@@ -256,6 +261,8 @@ base::Status Coordinator::Impl::configure(const std::vector<SiteRecord*>& select
     m.blobs.push_back(std::move(blob).value());
     if (auto st = send(s->peer, std::move(m)); !st) {
       drop(s->id, DropReason::kUnreachable, st.error().message);
+    } else {
+      log->info("round {} attempt {}: {} selected and invited", round, attempt, s->id);
     }
   }
   return base::ok_status();

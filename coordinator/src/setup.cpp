@@ -1,6 +1,7 @@
 // Coordinator::Impl::init(): the configuration check, the run directory (lock, events.jsonl),
 // the state to start from (the checkpoint, or the initial adapter), the run id, the strategy
 // and the bound socket.
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <algorithm>
@@ -41,6 +42,41 @@ base::Status check_plan(const pc::TrainingPlan& p) {
   return base::ok_status();
 }
 
+bool is_log_level(const std::string& s) {
+  for (const char* name : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+    if (s == name) return true;
+  }
+  return false;
+}
+
+// stderr at cfg.log_level; with cfg.log_file, that file too at info (or the console's level
+// when it is lower).
+base::Result<std::shared_ptr<spdlog::logger>> make_logger(const CoordinatorConfig& c) {
+  const auto level = spdlog::level::from_str(c.log_level);
+  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  console->set_level(level);
+  std::vector<spdlog::sink_ptr> sinks = {console};
+  auto lowest = level;
+  if (!c.log_file.empty()) {
+    auto file = base::capture(
+        [&] { return std::make_shared<spdlog::sinks::basic_file_sink_mt>(c.log_file.string()); },
+        base::Code::kIo);
+    if (!file) {
+      return make_error(base::Code::kIo, "cannot open the log file ", c.log_file.string(), ": ",
+                        file.error().message);
+    }
+    const auto file_level = std::min(level, spdlog::level::info);
+    file.value()->set_level(file_level);
+    sinks.push_back(file.value());
+    lowest = std::min(lowest, file_level);
+  }
+  auto log = std::make_shared<spdlog::logger>("coordinator", sinks.begin(), sinks.end());
+  log->set_pattern("%H:%M:%S.%e coordinator %^%l%$ %v");
+  log->set_level(lowest);
+  log->flush_on(spdlog::level::info);  // a log file is read while the run goes on
+  return log;
+}
+
 base::Status check_config(const CoordinatorConfig& c) {
   auto bad = [](auto... parts) { return make_error(base::Code::kInvalidArgument, parts...); };
   if (c.run_dir.empty()) return bad("run_dir is required");
@@ -53,6 +89,10 @@ base::Status check_config(const CoordinatorConfig& c) {
     return bad("round_timeout, heartbeat_interval and wait_for_sites must be > 0");
   }
   if (c.missed_heartbeats == 0) return bad("missed_heartbeats must be >= 1");
+  if (!is_log_level(c.log_level)) {
+    return bad("log level '", c.log_level,
+               "' is not trace, debug, info, warn, error, critical or off");
+  }
   if (c.handshake_timeout.count() <= 0) return bad("handshake_timeout must be > 0");
   if (auto s = check_plan(c.plan); !s) return s;
   if (!c.insecure && !c.key) return bad("CURVE needs the coordinator's key (or --insecure)");
@@ -69,9 +109,9 @@ base::Status check_config(const CoordinatorConfig& c) {
 
 base::Status Coordinator::Impl::init() {
   if (auto s = check_config(cfg); !s) return s;
-  log = std::make_shared<spdlog::logger>("coordinator",
-                                         std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  log->set_pattern("%H:%M:%S.%e coordinator %^%l%$ %v");
+  auto logger = make_logger(cfg);
+  if (!logger) return logger.error();
+  log = std::move(logger).value();
   if (auto s = open_run_dir(); !s) return s;
   StrategyState restored;
   bool resumed = false;
@@ -100,6 +140,8 @@ base::Status Coordinator::Impl::open_run_dir() {
   auto ev = EventLog::open(cfg.run_dir / "events.jsonl");
   if (!ev) return ev.error();
   events.emplace(std::move(ev).value());
+  events->set_observer(
+      [this](std::string_view event, const nlohmann::json& fields) { note_event(event, fields); });
   return base::ok_status();
 }
 

@@ -20,8 +20,11 @@ coord::CoordinatorClient connect(zmq::context_t& ctx, const RegistrarConfig& c) 
   cc.insecure = c.insecure;
   cc.key = c.key;
   cc.server_key = c.coordinator_key;
+  cc.watch = protocol::HandshakeWords{"the coordinator", "this worker",
+                                      "is --coordinator-key the coordinator's public key?"};
   auto client = coord::CoordinatorClient::connect(ctx, cc);
-  if (!client.ok()) throw WorkerError("coordinator " + c.coordinator + ": " + client.error().message);
+  if (!client.ok())
+    throw WorkerError("coordinator " + c.coordinator + ": " + client.error().message);
   return std::move(client.value());
 }
 
@@ -40,7 +43,8 @@ std::string advertised_endpoint(const std::string& bound) {
 
 Registrar::Registrar(RegistrarConfig config) : config_(std::move(config)) {
   if (!config_.log) throw WorkerError("registrar: a logger is required");
-  if (config_.compute_endpoint.empty()) throw WorkerError("registrar: no compute endpoint to announce");
+  if (config_.compute_endpoint.empty())
+    throw WorkerError("registrar: no compute endpoint to announce");
   {
     // Fail at start-up, not in the thread, for a configuration that can never connect.
     zmq::context_t probe(1);
@@ -60,6 +64,8 @@ void Registrar::run(std::stop_token stop) {
   const auto slice = std::chrono::milliseconds(100);
   bool registered = false;
   Clock::time_point last_heard = Clock::now(), last_beat = Clock::now();
+  std::string last_refusal;  // the last failed handshake logged, and when
+  Clock::time_point refusal_logged{};
   coord::Register reg;
   reg.role = coord::Role::kWorker;
   reg.site_id = config_.site_id;
@@ -70,6 +76,23 @@ void Registrar::run(std::stop_token stop) {
     while (!stop.stop_requested()) {
       if (!registered) {
         auto reply = client->register_site(reg, config_.heartbeat_interval * 2);
+        if (!reply.ok() && reply.error().code == protocol::ErrorCode::kHandshake) {
+          // Logged when it changes and once a minute; tried again every other heartbeat.
+          if (reply.error().message != last_refusal ||
+              Clock::now() - refusal_logged >= std::chrono::minutes(1)) {
+            config_.log->error("{} (trying again every {} ms)", reply.error().message,
+                               (config_.heartbeat_interval * 2).count());
+            last_refusal = reply.error().message;
+            refusal_logged = Clock::now();
+          }
+          for (auto until = Clock::now() + config_.heartbeat_interval * 2;
+               Clock::now() < until && !stop.stop_requested();) {
+            std::this_thread::sleep_for(slice);
+          }
+          client.reset();
+          client.emplace(connect(ctx, config_));
+          continue;
+        }
         if (!reply.ok() || !reply.value().accepted) {
           if (reply.ok()) {
             config_.log->warn("coordinator refused the registration: {}", reply.value().reason);
@@ -82,6 +105,7 @@ void Registrar::run(std::stop_token stop) {
           continue;
         }
         registered = true;
+        last_refusal.clear();
         last_heard = last_beat = Clock::now();
         config_.log->info("registered with coordinator {} as {}", config_.coordinator,
                           config_.site_id);

@@ -92,7 +92,11 @@ struct Agent::Impl {
     bool registered = false;
     AgentClock::time_point last_heard = AgentClock::now();
     AgentClock::time_point last_beat = AgentClock::now();
+    int handshake_failures = 0;         // in a row, towards config.connect_attempts
+    AgentClock::time_point next_try{};  // after a failed handshake: register again from then
   };
+  int worker_refusals = 0;         // rounds in a row whose workers all refused this site's key
+  std::optional<int> exit_status;  // set where run() must end (the workers refuse this site)
 
   // The round's progress as last published (config.progress_file): written by the training
   // thread while it trains, then by run()'s thread once the result is taken (never both at once).
@@ -136,6 +140,11 @@ struct Agent::Impl {
   std::optional<coord::CoordinatorClient> connect(zmq::context_t& ctx);
   coord::Register registration() const;
   std::optional<int> register_site(Session& s);
+  // A handshake the coordinator did not complete (refused key, wrong --coordinator-key): 1 once
+  // config.connect_attempts of them came in a row, else nothing (registers again later).
+  std::optional<int> handshake_failed(Session& s, const protocol::Error& error);
+  // Every worker of a round refused this site's key or its handshake: counted like the above.
+  void workers_refused(const std::string& why);
   void heartbeat_if_due(Session& s);
   void coordinator_silent(Session& s, const protocol::Error& error);
   std::optional<int> dispatch(Session& s, coord::Message& msg);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <future>
 #include <stdexcept>
+#include <thread>
 #include <variant>
 
 #include "agent_impl.h"
@@ -17,6 +18,8 @@ std::optional<coord::CoordinatorClient> Agent::Impl::connect(zmq::context_t& ctx
   cc.insecure = config.insecure;
   cc.key = config.key;
   cc.server_key = config.coordinator_key;
+  cc.watch = protocol::HandshakeWords{"the coordinator", "this site",
+                                      "is --coordinator-key the coordinator's public key?"};
   auto client = coord::CoordinatorClient::connect(ctx, cc);
   if (!client.ok()) throw std::runtime_error("coordinator: " + client.error().message);
   return std::move(client.value());
@@ -36,7 +39,12 @@ int Agent::Impl::run(std::stop_token stop) {
   zmq::context_t ctx(1);
   Session s{.context = ctx, .client = connect(ctx)};
   while (!stop.stop_requested()) {
+    if (exit_status) return *exit_status;
     if (!s.registered) {
+      if (AgentClock::now() < s.next_try) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
       if (const std::optional<int> refused = register_site(s)) return *refused;
       if (!s.registered) continue;
     }
@@ -58,6 +66,9 @@ int Agent::Impl::run(std::stop_token stop) {
 // s.registered says whether to register again).
 std::optional<int> Agent::Impl::register_site(Session& s) {
   auto reply = s.client->register_site(registration(), config.heartbeat_interval * 2);
+  if (!reply.ok() && reply.error().code == protocol::ErrorCode::kHandshake) {
+    return handshake_failed(s, reply.error());
+  }
   if (!reply.ok()) {
     if (reply.error().code != protocol::ErrorCode::kTimeout) {
       log->warn("registration failed: {}", reply.error().message);
@@ -78,6 +89,7 @@ std::optional<int> Agent::Impl::register_site(Session& s) {
     return 1;
   }
   s.registered = true;
+  s.handshake_failures = 0;
   s.last_heard = AgentClock::now();
   {
     std::lock_guard lock(stats_mutex);
@@ -85,6 +97,42 @@ std::optional<int> Agent::Impl::register_site(Session& s) {
   }
   log->info("registered with {} (next round {})", config.coordinator, reply.value().next_round);
   return std::nullopt;
+}
+
+std::optional<int> Agent::Impl::handshake_failed(Session& s, const protocol::Error& error) {
+  ++s.handshake_failures;
+  const int n = s.handshake_failures, of = config.connect_attempts;
+  if (of > 0 && n >= of) {
+    log->error("{}; giving up after {} attempt{} (--connect-attempts)", error.message, n,
+               n == 1 ? "" : "s");
+    return 1;
+  }
+  const auto every = config.heartbeat_interval.count();
+  if (of > 0) {
+    log->error("{} (attempt {} of {}; trying again in {} ms)", error.message, n, of, every);
+  } else {
+    log->warn("{} (attempt {}; trying again every {} ms, --connect-attempts 0)", error.message, n,
+              every);
+  }
+  // A fresh socket for the next try: libzmq does not reconnect after a ZAP refusal.
+  s.registered = false;
+  s.client.reset();
+  s.client = connect(s.context);
+  s.next_try = AgentClock::now() + config.heartbeat_interval;
+  return std::nullopt;
+}
+
+void Agent::Impl::workers_refused(const std::string& why) {
+  ++worker_refusals;
+  const int n = worker_refusals, of = config.connect_attempts;
+  if (of > 0 && n >= of) {
+    log->error("{}; giving up after {} round{} (--connect-attempts)", why, n, n == 1 ? "" : "s");
+    exit_status = 1;
+  } else if (of > 0) {
+    log->error("{} (round {} of {} before giving up)", why, n, of);
+  } else {
+    log->warn("{} (--connect-attempts 0: waiting for the next round)", why);
+  }
 }
 
 void Agent::Impl::heartbeat_if_due(Session& s) {
@@ -97,6 +145,11 @@ void Agent::Impl::heartbeat_if_due(Session& s) {
 // No message arrived: registers again on a fresh connection once the coordinator has been
 // silent for reconnect_after.
 void Agent::Impl::coordinator_silent(Session& s, const protocol::Error& error) {
+  if (error.code == protocol::ErrorCode::kHandshake) {
+    log->error("{}", error.message);
+    s.registered = false;  // registering again counts the failed handshakes
+    return;
+  }
   if (error.code != protocol::ErrorCode::kTimeout) {
     log->warn("coordinator message refused: {}", error.message);
   }
@@ -235,6 +288,11 @@ void Agent::Impl::advance_training(coord::CoordinatorClient& client) {
     const coord::RoundInvitation& inv = training->invitation;
     try {
       training->prepared.get();
+    } catch (const WorkersRefusedError& e) {
+      decline_misconfigured(client, inv, e.what());
+      training.reset();
+      workers_refused(e.what());
+      return;
     } catch (const ModelMismatchError& e) {
       decline_misconfigured(client, inv, e.what());
       training.reset();
@@ -245,6 +303,7 @@ void Agent::Impl::advance_training(coord::CoordinatorClient& client) {
       training.reset();
       return;
     }
+    worker_refusals = 0;
     start_training(client);
     return;
   }

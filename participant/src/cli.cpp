@@ -71,6 +71,10 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "register again after this long without a word from the coordinator")(
       "request-timeout-ms", po::value(&timeout_ms)->default_value(timeout_ms),
       "time a worker gets for one product before it is retried elsewhere")(
+      "connect-attempts", po::value(&c.connect_attempts)->default_value(c.connect_attempts),
+      "failed CURVE handshakes in a row (this site's key refused, or a wrong --coordinator-key; "
+      "or every worker of a round refusing it) before the participant exits with status 1, one "
+      "a heartbeat; 0: keep trying, with a warning each time")(
       "log-level", po::value(&outcome.log_level)->default_value("info"),
       "trace, debug, info, warn, error");
   po::variables_map vm;
@@ -100,6 +104,7 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
   c.lora.rank = rank;
   c.lora.alpha = alpha;
   c.lora.targets = model::parse_lora_targets(targets);
+  if (c.connect_attempts < 0) throw std::invalid_argument("--connect-attempts must be >= 0");
   if (heartbeat_ms < 10 || reconnect_ms < heartbeat_ms || timeout_ms < 100) {
     throw std::invalid_argument(
         "--heartbeat-ms must be >= 10, --reconnect-ms >= it, --request-timeout-ms >= 100");

@@ -144,6 +144,10 @@ const std::string& WorkerPool::endpoint(size_t index) const {
   return workers_.at(index)->where.endpoint;
 }
 
+std::string WorkerPool::own_key() const {
+  return options_.client_key ? options_.client_key->public_key.z85() : "none";
+}
+
 std::vector<WorkerStatus> WorkerPool::status() const {
   std::vector<WorkerStatus> out;
   for (const auto& w : workers_) out.push_back(w->status);
@@ -171,7 +175,8 @@ protocol::Status WorkerPool::reconnect(Worker& w) {
                                std::to_string(reinterpret_cast<uintptr_t>(this)) + "-" +
                                std::to_string(++generation_);
   const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_DISCONNECTED;
+                     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                     ZMQ_EVENT_DISCONNECTED;
   if (zmq_socket_monitor(w.client->socket().handle(), endpoint.c_str(), events) != 0) {
     return make_error(ErrorCode::kTransport, "cannot monitor the socket of ", w.where.endpoint,
                       ": ", zmq_strerror(zmq_errno()));
@@ -249,10 +254,19 @@ void WorkerPool::poll_once(std::chrono::milliseconds timeout, OnMessage&& on_mes
           continue;  // already known
         } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
           w.last_code = ErrorCode::kUnauthorised;
-          mark_dead(w, "the worker refused this participant's key (not in its allow-list)");
-        } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+          mark_dead(w, "the worker at " + w.where.endpoint +
+                           " refused this site's key (public key " + own_key() +
+                           "; not in its allow-list)");
+        } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                   (id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && !options_.insecure &&
+                    !w.handshaken)) {
+          // A connection that ends inside the CURVE handshake: the worker could not read our
+          // HELLO, sealed for another server key.
           w.last_code = ErrorCode::kUnauthorised;
-          mark_dead(w, "CURVE handshake failed (wrong server key?)");
+          mark_dead(w, "the worker at " + w.where.endpoint +
+                           " did not accept the CURVE handshake: the worker's key does not match "
+                           "the public key given for it (" +
+                           (w.where.server_key ? w.where.server_key->z85() : "none") + ")");
         } else if (id == ZMQ_EVENT_DISCONNECTED && w.handshaken) {
           w.last_code = ErrorCode::kTransport;
           mark_dead(w, "connection lost");

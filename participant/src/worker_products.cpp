@@ -77,9 +77,13 @@ WorkerProducts::WorkerProducts(std::shared_ptr<WorkerPool> pool, const model::Ll
   request.body = protocol::ModelInfoRequest{options_.model_id};
   size_t first = 0;
   auto reply = pool_->call(request, {}, &first);
+  if (!reply && reply.error().code == protocol::ErrorCode::kUnauthorised) {
+    throw WorkersRefusedError("remote encrypted backend: model info of '" + options_.model_id +
+                              "': " + reply.error().to_string());
+  }
   if (!reply) {
     throw ModelError("remote encrypted backend: model info of '" + options_.model_id +
-                "': " + reply.error().to_string());
+                     "': " + reply.error().to_string());
   }
   add_worker_info(first, reply.value());
   std::string silent;  // the workers that gave no info, and why
@@ -175,7 +179,7 @@ void WorkerProducts::add_worker_info(size_t worker, const protocol::Message& m) 
       for (const float v : scales) {
         if (!std::isfinite(v) || v <= 0) {
           throw ModelError(where + ": " + model::projection_name(id) +
-                      " has a scale that is not a finite positive number");
+                           " has a scale that is not a finite positive number");
         }
       }
       const fhe::WeightBounds forward = make_bounds(n.forward_l1, n.forward_l2_squared, pi.cols);
@@ -210,8 +214,8 @@ WorkerProducts::~WorkerProducts() = default;
 const WorkerProducts::Projection& WorkerProducts::at(model::ProjectionId id) const {
   const Projection& p = projections_[model::projection_index(config_, id)];
   if (!p.served) {
-    throw ModelError("remote encrypted backend: the workers' model '" + info_.model_id + "' has no " +
-                model::projection_name(id));
+    throw ModelError("remote encrypted backend: the workers' model '" + info_.model_id +
+                     "' has no " + model::projection_name(id));
   }
   return p;
 }
@@ -259,8 +263,8 @@ fhe::CiphertextMatrix WorkerProducts::multiply(model::ProjectionId id, bool tran
   const uint64_t out_rows = static_cast<uint64_t>(transpose ? p.dims.d_in : p.dims.d_out);
   if (fresh.rows != in_rows) {
     throw ModelError("the ciphertext has " + std::to_string(fresh.rows) + " rows, " +
-                model::projection_name(id) + (transpose ? "^T" : "") + " takes " +
-                std::to_string(in_rows));
+                     model::projection_name(id) + (transpose ? "^T" : "") + " takes " +
+                     std::to_string(in_rows));
   }
   RemoteProduct call{options_.model_id, static_cast<uint32_t>(id.layer), to_protocol(id.kind),
                      transpose, options_.switch_modulus};
@@ -289,7 +293,8 @@ std::vector<protocol::ProjectionKind> WorkerProducts::group_call(
   uint64_t in_rows = 0;
   for (const model::ProjectionId id : ids) {
     if (id.kind == model::ProjectionKind::kLmHead || id.layer != ids[0].layer) {
-      throw ModelError("a projection group is of one decoder layer, not " + model::projection_name(id));
+      throw ModelError("a projection group is of one decoder layer, not " +
+                       model::projection_name(id));
     }
     const Projection& p = at(id);
     kinds.push_back(to_protocol(id.kind));
@@ -299,8 +304,8 @@ std::vector<protocol::ProjectionKind> WorkerProducts::group_call(
   }
   if (fresh.rows != in_rows) {
     throw ModelError("the ciphertext has " + std::to_string(fresh.rows) + " rows, the group from " +
-                model::projection_name(ids[0]) + (transpose ? "^T" : "") + " takes " +
-                std::to_string(in_rows));
+                     model::projection_name(ids[0]) + (transpose ? "^T" : "") + " takes " +
+                     std::to_string(in_rows));
   }
   return kinds;
 }
@@ -388,9 +393,9 @@ fhe::CiphertextMatrix unpack_result(const fhe::Context& ctx, const RemoteProduct
   }
   if ((rows != 0 && r.rows != rows) || r.cols != fresh.cols || r.log2_delta != fresh.log2_delta) {
     throw ModelError("the worker's product is " + std::to_string(r.rows) + " x " +
-                std::to_string(r.cols) + " at scale 2^" + std::to_string(r.log2_delta) +
-                ", expected " + (rows ? std::to_string(rows) : std::string("?")) + " x " +
-                std::to_string(fresh.cols) + " at 2^" + std::to_string(fresh.log2_delta));
+                     std::to_string(r.cols) + " at scale 2^" + std::to_string(r.log2_delta) +
+                     ", expected " + (rows ? std::to_string(rows) : std::string("?")) + " x " +
+                     std::to_string(fresh.cols) + " at 2^" + std::to_string(fresh.log2_delta));
   }
   if (r.kind == protocol::PlaneKind::kProduct && r.bits != params.log2_q) {
     throw ModelError("the worker's product has " + std::to_string(r.bits) + "-bit coefficients");
@@ -398,7 +403,7 @@ fhe::CiphertextMatrix unpack_result(const fhe::Context& ctx, const RemoteProduct
   if (r.kind == protocol::PlaneKind::kSwitched &&
       (!call.switch_modulus || r.bits < fhe::kMinSwitchBits || r.bits > fhe::kMaxSwitchBits)) {
     throw ModelError("the worker's reply is switched to 2^" + std::to_string(r.bits) +
-                (call.switch_modulus ? ", out of range" : " unasked"));
+                     (call.switch_modulus ? ", out of range" : " unasked"));
   }
   fhe::CiphertextMatrix y;
   y.params_id = fresh.params_id;
@@ -476,7 +481,7 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   const size_t expected = call.stacked ? 1 : body.projections.size();
   if (out_rows.size() != expected) {
     throw ModelError("remote product: " + std::to_string(out_rows.size()) + " result shapes for " +
-                std::to_string(expected) + " results");
+                     std::to_string(expected) + " results");
   }
   body.transpose = call.transpose;
   body.params_id = fresh.params_id;
@@ -531,8 +536,8 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
     const auto& results = std::get<std::vector<protocol::ResultPlanes>>(
         std::get<protocol::MatmulReply>(m.body).outcome);
     if (parts == 1 && results.size() != expected) {
-      throw ModelError("the worker answered with " + std::to_string(results.size()) + " products, " +
-                  std::to_string(expected) + " asked for");
+      throw ModelError("the worker answered with " + std::to_string(results.size()) +
+                       " products, " + std::to_string(expected) + " asked for");
     }
     // The results intersecting [bounds[p], bounds[p + 1]), in order.
     size_t k = 0;
@@ -576,8 +581,8 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
     }
     if (k != results.size() || at != total_rows) {
       throw ModelError("the worker answered a part of rows [" + std::to_string(bounds[p]) + ", " +
-                  std::to_string(bounds[p + 1]) + ") with " + std::to_string(results.size()) +
-                  " products, not the ones that range intersects");
+                       std::to_string(bounds[p + 1]) + ") with " + std::to_string(results.size()) +
+                       " products, not the ones that range intersects");
     }
     add_reply_stats(stats, m);
     unpack_ns += nanos(unpack_start, Clock::now());
@@ -598,7 +603,7 @@ std::vector<fhe::CiphertextMatrix> remote_products(WorkerPool& pool, const fhe::
   for (size_t j = 0; j < expected; ++j) {
     if (filled[j] != out_rows[j] && out_rows[j] != 0) {
       throw ModelError("the workers' parts hold " + std::to_string(filled[j]) + " of " +
-                  std::to_string(out_rows[j]) + " rows of a product");
+                       std::to_string(out_rows[j]) + " rows of a product");
     }
     // Parts arrive in any order; the segments go in row order (validate checks they tile).
     std::sort(out[j].packed.begin(), out[j].packed.end(),

@@ -178,6 +178,72 @@ struct CoordError {
   error @1 :Worker.Error;
 }
 
+# fedctl status -> coordinator: what the coordinator knows of its run, read-only. Any key the
+# coordinator admits (its allow-list; with a roster, a key the roster lists) may ask on a
+# connection of its own without registering; answering changes nothing of any round.
+struct StatusRequest {
+  version @0 :UInt16;
+}
+
+# Where the current round is.
+enum RoundPhase {
+  unset @0;
+  waiting @1;                   # no attempt out: gathering sites, or between attempts
+  collecting @2;                # invitations out: the selected sites train and upload
+  aggregating @3;               # the attempt's uploads are in: accounting, aggregating, checkpointing
+}
+
+# A site's seat in the current attempt.
+enum SeatState {
+  unset @0;
+  none @1;                      # not selected (or no attempt out)
+  invited @2;                   # selected and invited
+  training @3;                  # accepted the invitation: training
+  uploaded @4;                  # its delta arrived
+  dropped @5;                   # declined, dead, unreachable, revoked or past the deadline
+}
+
+struct SiteStatus {
+  siteId @0 :Text;
+  role @1 :Role;
+  alive @2 :Bool;
+  heartbeatAgeMs @3 :Int64;     # since its last message; -1: not heard from by this process
+  datasetSize @4 :UInt64;       # participants: as registered (two significant digits)
+  epsilonSpent @5 :Float64;     # participants: the coordinator's own accounting (finite, >= 0)
+  epsilonBudget @6 :Float64;    # participants: the budget it registered (finite, >= 0)
+  exhausted @7 :Bool;           # its budget cannot fund another round
+  misconfigured @8 :Bool;       # excluded until it registers again
+  seat @9 :SeatState;
+  dropReason @10 :Text;         # seat dropped: "deadline", "declined", "dead", ...
+  computeEndpoint @11 :Text;    # workers
+}
+
+# A recent failure, as events.jsonl records it (participant_dropped, round_failed, delta_late,
+# message_refused, registration_refused, site_dead, ...).
+struct RecentFailure {
+  event @0 :Text;
+  ageMs @1 :Int64;              # how long ago (>= 0)
+  round @2 :UInt32;             # the round it happened in
+  siteId @3 :Text;              # "" when it is not about one site
+  detail @4 :Text;
+}
+
+struct StatusReply {
+  version @0 :UInt16;
+  runId @1 :Text;               # 32 lowercase hex characters
+  model @2 :Text;               # the adapter's base model (adapter_config.json), "" if unnamed
+  round @3 :UInt32;             # the round running (or next to run)
+  rounds @4 :UInt32;            # rounds of the run
+  attempt @5 :UInt32;           # >= 1
+  phase @6 :RoundPhase;
+  deadlineInMs @7 :Int64;       # collecting: until the upload deadline (>= 0); else 0
+  strategy @8 :Text;
+  minParticipants @9 :UInt32;
+  sites @10 :List(SiteStatus);  # participants and workers, sorted by id
+  sitesOmitted @11 :UInt32;     # sites left out of a list that would exceed its bound
+  failures @12 :List(RecentFailure);  # the most recent, oldest first
+}
+
 struct CoordEnvelope {
   body :union {
     register @0 :Register;
@@ -191,6 +257,8 @@ struct CoordEnvelope {
     roundResult @8 :RoundResult;
     shutdown @9 :Shutdown;
     error @10 :CoordError;
+    statusRequest @12 :StatusRequest;
+    statusReply @13 :StatusReply;
   }
   blobs @11 :List(Worker.BlobDesc);
 }

@@ -55,6 +55,19 @@ Result<std::array<uint8_t, kCurveKeyBytes>> decode_key(std::string_view text,
   return bytes;
 }
 
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// PREFIX.pub for PREFIX.key (or for a name without either suffix: NAME.pub), "" when absent.
+std::string public_sibling(const std::string& secret_path) {
+  std::string pub = ends_with(secret_path, ".key")
+                        ? secret_path.substr(0, secret_path.size() - 4) + ".pub"
+                        : secret_path + ".pub";
+  struct stat st;
+  return ::stat(pub.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? pub : "";
+}
+
 std::string errno_text() {
   return std::strerror(errno);
 }
@@ -158,6 +171,11 @@ Result<SecretKey> parse_secret_key(std::string_view text, std::string_view what)
 }
 
 Result<PublicKey> load_public_key(const std::string& path) {
+  if (ends_with(path, ".key")) {
+    return make_error(ErrorCode::kInvalidArgument, path,
+                      " is a secret key file (PREFIX.key of `fedctl keygen`) where a public key "
+                      "is expected: give the peer's PREFIX.pub (a .key never leaves its machine)");
+  }
   struct stat st;
   auto text = read_small_file(path, &st);
   if (!text) return text.error();
@@ -165,6 +183,11 @@ Result<PublicKey> load_public_key(const std::string& path) {
 }
 
 Result<KeyPair> load_key_pair(const std::string& secret_key_path) {
+  if (ends_with(secret_key_path, ".pub")) {
+    return make_error(ErrorCode::kInvalidArgument, secret_key_path,
+                      " is a public key file (PREFIX.pub of `fedctl keygen`) where this party's "
+                      "secret key is expected: give PREFIX.key");
+  }
   struct stat st;
   auto text = read_small_file(secret_key_path, &st);
   if (!text) return text.error();
@@ -179,7 +202,21 @@ Result<KeyPair> load_key_pair(const std::string& secret_key_path) {
   auto secret = parse_secret_key(text.value(), "secret key file " + secret_key_path);
   explicit_bzero(text.value().data(), text.value().size());
   if (!secret) return secret.error();
-  return KeyPair::from_secret(secret.value());
+  auto pair = KeyPair::from_secret(secret.value());
+  if (!pair) return pair.error();
+  // A public key under another name: its text is the .pub that `fedctl keygen` wrote next to it.
+  if (const std::string pub = public_sibling(secret_key_path); !pub.empty()) {
+    struct stat pub_st;
+    auto pub_text = read_small_file(pub, &pub_st);
+    if (pub_text) {
+      auto pub_key = parse_public_key(pub_text.value(), pub);
+      if (pub_key && pub_key.value().bytes == secret.value().bytes()) {
+        return make_error(ErrorCode::kInvalidArgument, secret_key_path, " holds the public key of ",
+                          pub, ", not a secret key: give the PREFIX.key of `fedctl keygen`");
+      }
+    }
+  }
+  return pair;
 }
 
 Status write_key_pair(const KeyPair& pair, const std::string& prefix, bool force) {

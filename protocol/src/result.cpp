@@ -36,6 +36,8 @@ std::string_view error_code_name(ErrorCode code) {
       return "invalidArgument";
     case ErrorCode::kIo:
       return "io";
+    case ErrorCode::kHandshake:
+      return "handshake";
   }
   return "unknown";
 }
@@ -59,6 +61,7 @@ base::Code to_base_code(ErrorCode code) {
     case ErrorCode::kOverloaded:
       return base::Code::kExhausted;
     case ErrorCode::kUnauthorised:
+    case ErrorCode::kHandshake:
       return base::Code::kUnauthorised;
     case ErrorCode::kTimeout:
       return base::Code::kTimeout;

@@ -1,7 +1,11 @@
 // Server (ROUTER) and Client (DEALER): socket options, CURVE, and whole-message send/receive.
 #include "protocol/socket.h"
 
+#include <zmq.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <exception>
 #include <utility>
 #include <vector>
@@ -128,6 +132,7 @@ Result<Server> Server::bind(zmq::context_t& context, const ServerConfig& config)
     }
     socket.bind(config.endpoint);
     std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
+    if (!config.insecure) config.zap->watch(socket, endpoint);
     return Server(std::move(socket), std::move(endpoint), config.options);
   } catch (const std::exception& e) {
     return transport_error("cannot bind " + config.endpoint, e);
@@ -185,8 +190,41 @@ Status Server::send(const std::string& peer, Message&& message) {
 
 // --- Client --------------------------------------------------------------------------------------
 
-Client::Client(zmq::socket_t socket, SocketOptions options)
-    : socket_(std::move(socket)), options_(options) {}
+Client::Client(zmq::socket_t socket, SocketOptions options, std::optional<Watch> watch)
+    : socket_(std::move(socket)), options_(options), watch_(std::move(watch)) {}
+
+std::optional<Error> Client::handshake_failure() {
+  if (!watch_) return std::nullopt;
+  std::optional<Error> failure;
+  for (;;) {
+    zmq::message_t event;
+    try {
+      if (!watch_->monitor.recv(event, zmq::recv_flags::dontwait)) break;
+      while (watch_->monitor.get(zmq::sockopt::rcvmore)) {
+        zmq::message_t rest;
+        (void)watch_->monitor.recv(rest);
+      }
+    } catch (const zmq::error_t&) {
+      break;
+    }
+    if (event.size() < 6) continue;
+    uint16_t id = 0;
+    uint32_t value = 0;
+    std::memcpy(&id, event.data(), sizeof id);
+    std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
+    if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      watch_->succeeded = true;
+    } else if (failure) {
+      continue;  // one error per receive; the rest are the same connection's
+    } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+      failure = make_error(ErrorCode::kHandshake, watch_->refused, "; ZAP status ", value, ")");
+    } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+               id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+      failure = make_error(ErrorCode::kHandshake, watch_->not_accepted);
+    }
+  }
+  return failure;
+}
 
 Result<Client> Client::connect(zmq::context_t& context, const ClientConfig& config) {
   if (auto s = check_security(config.endpoint, config.insecure); !s) return s.error();
@@ -197,24 +235,75 @@ Result<Client> Client::connect(zmq::context_t& context, const ClientConfig& conf
   try {
     zmq::socket_t socket(context, zmq::socket_type::dealer);
     apply_options(socket, config.options);
+    std::optional<Watch> watch;
     if (!config.insecure) {
       set_curve_keys(socket, *config.key);
       socket.set(zmq::sockopt::curve_serverkey,
                  zmq::const_buffer(config.server_key->bytes.data(), kCurveKeyBytes));
+      if (config.watch) {
+        // Attached before connecting, so the first handshake's events are seen.
+        static std::atomic<uint64_t> next{0};
+        const std::string monitor = "inproc://fedlora-client-watch-" + std::to_string(++next);
+        const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+        if (zmq_socket_monitor(socket.handle(), monitor.c_str(), events) != 0) {
+          return make_error(ErrorCode::kTransport, "cannot monitor the connection to ",
+                            config.endpoint, ": ", zmq_strerror(zmq_errno()));
+        }
+        const HandshakeWords& w = *config.watch;
+        watch.emplace(Watch{zmq::socket_t(context, zmq::socket_type::pair),
+                            w.server + " at " + config.endpoint + " refused " + w.client +
+                                "'s key (public key " + config.key->public_key.z85(),
+                            w.server + " at " + config.endpoint +
+                                " did not accept the CURVE handshake: " + w.wrong_server_key,
+                            false});
+        watch->monitor.set(zmq::sockopt::linger, 0);
+        watch->monitor.connect(monitor);
+      }
     }
     socket.connect(config.endpoint);
-    return Client(std::move(socket), config.options);
+    return Client(std::move(socket), config.options, std::move(watch));
   } catch (const std::exception& e) {
     return transport_error("cannot connect to " + config.endpoint, e);
   }
 }
 
 Status Client::send_frames(std::vector<zmq::message_t>&& frames) {
-  return send_parts(socket_, frames);
+  // A connection refused before this send has no pipe left to queue on: say why at once.
+  if (auto failure = handshake_failure()) return *std::move(failure);
+  Status sent = send_parts(socket_, frames);
+  if (!sent) {
+    if (auto failure = handshake_failure()) return *std::move(failure);
+  }
+  return sent;
 }
 
 Result<std::vector<zmq::message_t>> Client::receive_frames(std::chrono::milliseconds timeout) {
   bool truncated = false;
+  if (watch_) {
+    // Waits on the socket and its monitor: a failed handshake ends the wait at once.
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (auto failure = handshake_failure()) return *std::move(failure);
+      const auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                                 {watch_->monitor.handle(), 0, ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 2, std::max(left, std::chrono::milliseconds(0)));
+      } catch (const std::exception& e) {
+        return transport_error("receive failed", e);
+      }
+      if (items[0].revents & ZMQ_POLLIN) {
+        timeout = std::chrono::milliseconds(0);
+        break;
+      }
+      if (!(items[1].revents & ZMQ_POLLIN) && std::chrono::steady_clock::now() >= end) {
+        return make_error(ErrorCode::kTimeout, "no message within ", timeout.count(), " ms");
+      }
+    }
+  }
   auto parts = receive_parts(socket_, timeout, options_.limits.max_blobs + 2, &truncated);
   if (!parts) return parts.error();
   if (truncated) return too_many_frames(options_.limits);

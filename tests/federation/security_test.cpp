@@ -47,6 +47,7 @@ TEST_F(FederationTest, IntrudersAndMalformedUploadsDoNotDisturbTheRound) {
             fedsim::with_flags(fed.site_args(0),
                                {{"--site-id", "intruder"},
                                 {"--key", intruder_key.string() + ".key"},
+                                {"--connect-attempts", "0"},  // keeps knocking
                                 {"--state-dir", (fed.layout().sites / "intruder").string()}}));
 
   zmq::context_t ctx;

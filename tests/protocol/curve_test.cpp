@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "echo_server.h"
 #include "protocol/socket.h"
@@ -122,6 +123,44 @@ TEST_F(Curve, ClientExpectingAnotherServerKeyGetsNothing) {
   EXPECT_EQ(echo->served(), 0);
   auto allowed = client(allowed_key, server_key.public_key);
   EXPECT_TRUE(answered(allowed, 8, 10s));
+}
+
+TEST_F(Curve, AWatchingClientIsToldOfARefusalAndOfAWrongServerKey) {
+  protocol::ClientConfig c;
+  c.endpoint = echo->endpoint();
+  c.key = intruder_key;
+  c.server_key = server_key.public_key;
+  c.watch = protocol::HandshakeWords{"the echo", "this test", "is the echo's key right?"};
+  auto refused = protocol::Client::connect(client_ctx, c);
+  ASSERT_TRUE(refused.ok());
+  ASSERT_TRUE(refused.value().send(protocol_test::matmul_request(1, 2, 100, 2048)).ok());
+  auto r = refused.value().receive(10s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kHandshake) << r.error().to_string();
+  EXPECT_EQ(r.error().message, "the echo at " + echo->endpoint() +
+                                   " refused this test's key (public key " +
+                                   intruder_key.public_key.z85() + "; ZAP status 400)");
+  c.key = allowed_key;
+  c.server_key = intruder_key.public_key;
+  auto misled = protocol::Client::connect(client_ctx, c);
+  ASSERT_TRUE(misled.ok());
+  ASSERT_TRUE(misled.value().send(protocol_test::matmul_request(2, 2, 100, 2048)).ok());
+  auto m = misled.value().receive(10s);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.error().message, "the echo at " + echo->endpoint() +
+                                   " did not accept the CURVE handshake: is the echo's key right?");
+  // The server logs it too, once.
+  for (int i = 0; i < 100 && !logged("failed the CURVE handshake"); ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(logged("failed the CURVE handshake"));
+}
+
+TEST_F(Curve, ARemovedKeyIsRefusedNamingItsOwner) {
+  zap->set_allow_list(protocol::AllowList());
+  auto removed = client(allowed_key, server_key.public_key);
+  EXPECT_FALSE(answered(removed, 3, 1500ms));
+  EXPECT_TRUE(logged("of allow-list file site1.pub is no longer in the allow-list"));
 }
 
 TEST_F(Curve, ClientWithoutCurveGetsNothing) {

@@ -141,4 +141,26 @@ TEST(Keys, LoadersRefuseBadFiles) {
   EXPECT_EQ(nowhere.error().code, ErrorCode::kIo);
 }
 
+TEST(Keys, AKeyFileOfTheWrongKindIsRefusedNamingTheOneExpected) {
+  test_support::TempDir dir;
+  auto pair = KeyPair::generate().value();
+  ASSERT_TRUE(protocol::write_key_pair(pair, dir / "w", false).ok());
+  auto pub_as_secret = protocol::load_key_pair(dir / "w.pub");
+  ASSERT_FALSE(pub_as_secret.ok());
+  EXPECT_EQ(pub_as_secret.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(pub_as_secret.error().message.find("is a public key file"), std::string::npos)
+      << pub_as_secret.error().message;
+  auto secret_as_pub = protocol::load_public_key(dir / "w.key");
+  ASSERT_FALSE(secret_as_pub.ok());
+  EXPECT_NE(secret_as_pub.error().message.find("is a secret key file"), std::string::npos)
+      << secret_as_pub.error().message;
+  // The public key copied under a secret key's name, next to its .pub.
+  write(dir / "v.key", pair.public_key.z85() + "\n", 0600);
+  write(dir / "v.pub", pair.public_key.z85() + "\n", 0644);
+  auto copied = protocol::load_key_pair(dir / "v.key");
+  ASSERT_FALSE(copied.ok());
+  EXPECT_NE(copied.error().message.find("holds the public key of"), std::string::npos)
+      << copied.error().message;
+}
+
 }  // namespace

@@ -30,7 +30,8 @@ namespace {
 
 // The flags of `fedctl train`.
 struct TrainFlags {
-  std::string model_dir, data, eval, backend, targets, schedule, out, log_json, model_id;
+  std::string model_dir, data, eval, backend, targets, schedule, out, log_json, model_id,
+      base_model_name;
   int64_t steps = 0, rank = 0, warmup = 0, batch = 0, grad_accum = 0, seq_len = 0, eval_every = 0,
           eval_batch = 0;
   double alpha = 0, lr = 0, weight_decay = 0;
@@ -77,6 +78,9 @@ void add_training_options(po::options_description& options, TrainFlags& f) {
       "keep one decoder layer's activations at a time: each layer's forward runs again in the "
       "backward pass (the same adapter bit for bit; one more forward pass per step)")(
       "out", po::value(&f.out), "write the adapter here in PEFT layout")(
+      "base-model-name", po::value(&f.base_model_name),
+      "the adapter's base_model_name_or_path in adapter_config.json, e.g. a Hugging Face hub "
+      "id such as meta-llama/Llama-3.2-1B that PEFT can load (default: the --model path)")(
       "log-json", po::value(&f.log_json),
       "write one JSON object per step: step, train_loss, lr, tokens_per_s, and heldout_loss and "
       "heldout_perplexity on evaluation steps (step 0: the evaluation before training, "
@@ -242,7 +246,8 @@ int train(TrainFlags& f, const po::variables_map& vm) {
   const model::TrainingRunResult result = model::run_training(llama, *in.train, run, &reporter);
   reporter.finish();
   if (f.has_out) {
-    model::write_lora_adapter(f.out, result.adapter, in.weights->config, f.model_dir);
+    const std::string& base_name = vm.count("base-model-name") ? f.base_model_name : f.model_dir;
+    model::write_lora_adapter(f.out, result.adapter, in.weights->config, base_name);
   }
   std::cout << train_summary(f, result, dp).dump() << "\n";
   return 0;

@@ -23,6 +23,9 @@ int cmd_make_data(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_export_int8(int argc, char** argv);
+int cmd_merge(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
+int cmd_status(int argc, char** argv);
 }  // namespace fedctl
 
 namespace {
@@ -63,6 +66,12 @@ const fedctl::Command kCommands[] = {
      fedctl::cmd_eval},
     {"export-int8", "write the exact int8 matrix (and scales) an fhe_worker uses, as .npy",
      fedctl::cmd_export_int8},
+    {"merge", "fold a LoRA adapter into its base model: a Hugging Face Llama directory",
+     fedctl::cmd_merge},
+    {"generate", "continue a prompt with a model and an optional adapter (greedy or top-k)",
+     fedctl::cmd_generate},
+    {"status", "ask a running coordinator for its run, round, sites, epsilon and recent failures",
+     fedctl::cmd_status},
 };
 
 void usage(std::FILE* out) {

@@ -60,6 +60,12 @@ std::string public_key_of(const fs::path& prefix) {
   return key.value().z85();
 }
 
+// The level of a party whose lines go to its log file: at least info (step progress, the
+// coordinator's per-site states), whatever quieter level the console of a threads run uses.
+std::string file_log_level(const std::string& level) {
+  return level == "trace" || level == "debug" ? level : "info";
+}
+
 std::string num(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.17g", v);
@@ -171,6 +177,10 @@ std::vector<std::string> ProcessFederation::coordinator_args() const {
           "--delta", num(cc.plan.delta),
           "--strategy", cc.strategy.name,
           "--server-lr", num(cc.strategy.server_lr)};
+  if (options_.coordinator_on_console) {
+    // The console shows warnings and errors; RUN/logs/coordinator.log everything from info.
+    args.insert(args.end(), {"--log-level", "warn", "--log-file", log_file("coordinator").string()});
+  }
   if (cc.plan.participant_dp) {
     args.insert(args.end(), {"--participant-dp",
                              "--participant-clip", num(cc.plan.participant_clip),
@@ -190,7 +200,7 @@ std::vector<std::string> ProcessFederation::worker_args(uint32_t w) const {
           "--id", name,
           "--coordinator", endpoint_,
           "--coordinator-key", (layout_.keys / "coordinator.pub").string(),
-          "--log-level", config_.log_level};
+          "--log-level", file_log_level(config_.log_level)};
 }
 
 std::vector<std::string> ProcessFederation::site_args(uint32_t k) const {
@@ -213,7 +223,7 @@ std::vector<std::string> ProcessFederation::site_args(uint32_t k) const {
           "--dp-seed", site_dp_seed_hex(config_.seed, k),
           "--backend", config_.backend,
           "--heartbeat-ms", std::to_string(options_.heartbeat.count()),
-          "--log-level", config_.log_level};
+          "--log-level", file_log_level(config_.log_level)};
   if (!layout_.heldout_file(k).empty()) {
     args.insert(args.end(), {"--eval", layout_.heldout_file(k).string()});
   }

@@ -16,7 +16,9 @@
 // The coordinator gets the simulation's settings (coordinator_config() of sim_run.h) with
 // --start-after = sites: its first round waits for every site. Parties are named
 // "coordinator", "worker-W" and "site-K"; each writes RUN/logs/NAME.log
-// (appended across restarts; the coordinator's output may go to the console instead). The
+// (appended across restarts) at info or more (sites and workers get --log-level info unless the
+// config asks for debug or trace); with coordinator_on_console the coordinator's warnings and
+// errors go to the console and its log file gets --log-file. The
 // sites get the DP seed site_dp_seed_hex(config.seed, k), so runs with the same seed replay.
 // Not thread-safe; use it from the thread that created it (see child_process.h).
 #pragma once
@@ -46,7 +48,8 @@ using FlagOverrides = std::vector<std::pair<std::string, std::string>>;
 std::vector<std::string> with_flags(std::vector<std::string> args, const FlagOverrides& overrides);
 
 struct ProcessFederationOptions {
-  bool coordinator_on_console = false;  // fedsim: the coordinator's lines go to the console
+  // fedsim: the coordinator's warnings go to the console, everything from info to its log file.
+  bool coordinator_on_console = false;
   std::chrono::milliseconds heartbeat{500};
   std::chrono::milliseconds stop_grace{5000};  // SIGTERM -> SIGKILL
 };

@@ -92,7 +92,8 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "backend", po::value(&c.backend)->default_value(c.backend),
       "sites' backend: remote (encrypted on the workers), encrypted (in process) or float")(
       "log-level", po::value(&c.log_level)->default_value(c.log_level),
-      "log level of the sites and workers")(
+      "log level of the sites and workers (threads); with --processes every party's log file "
+      "in RUN/logs gets at least info, the console the coordinator's warnings")(
       "baseline", po::value(&c.baseline)->default_value(c.baseline),
       "none, or local: after the federation, train each site alone (same steps, DP and epsilon, "
       "in float) and compare the adapters on the pooled held-out notes (RUN/baseline.json)");

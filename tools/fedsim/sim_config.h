@@ -64,7 +64,9 @@ struct SimConfig {
 
   // Sites' backend: remote (encrypted on the workers), encrypted (in process) or float.
   std::string backend = "remote";
-  std::string log_level = "warn";  // of the sites and workers (the coordinator logs at info)
+  // Of the sites and workers (the coordinator logs at info). With --processes their log files
+  // get at least info, and the coordinator's goes to RUN/logs/coordinator.log (console: warn).
+  std::string log_level = "warn";
 
   // After the federation: none, or local (every site also trains alone with the same steps and
   // DP, and the adapters are compared on the pooled held-out notes; baseline.h).

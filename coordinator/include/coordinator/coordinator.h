@@ -66,6 +66,11 @@ struct CoordinatorConfig {
   // idle unauthenticated TCP connections cannot pile up.
   std::chrono::milliseconds handshake_timeout{10000};
 
+  // Logging: lines at `log_level` and above go to stderr ("trace" .. "off"); with `log_file`,
+  // every line at info and above (or at log_level, when lower) is also appended to that file.
+  std::string log_level = "info";
+  std::filesystem::path log_file;
+
   // Files.
   std::filesystem::path run_dir;          // events.jsonl, checkpoints/, adapter/
   std::filesystem::path initial_adapter;  // PEFT dir (ignored when resuming from a checkpoint)

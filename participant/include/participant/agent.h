@@ -96,6 +96,10 @@ struct AgentConfig {
 
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds reconnect_after{5000};
+  // Failed CURVE handshakes in a row (the coordinator refused this site's key or did not accept
+  // the handshake: a wrong coordinator key; or every worker of a round did) after which run()
+  // logs why and returns 1; one try each heartbeat_interval. 0: keep trying, warning each time.
+  int connect_attempts = 5;
   std::chrono::milliseconds request_timeout{60000};
   std::shared_ptr<spdlog::logger> log;  // null: a console logger named after the site
 };

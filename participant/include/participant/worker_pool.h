@@ -131,7 +131,8 @@ class WorkerPool {
   PoolOptions options_;
   std::vector<std::unique_ptr<Worker>> workers_;
   uint64_t next_request_id_ = 1;
-  uint64_t generation_ = 0;  // names monitor endpoints uniquely
+  uint64_t generation_ = 0;     // names monitor endpoints uniquely
+  std::string own_key() const;  // this participant's public key (Z85), for refusal messages
 };
 
 std::string_view health_name(WorkerHealth h);

@@ -89,6 +89,13 @@ class ModelMismatchError : public model::ModelError {
   using model::ModelError::ModelError;
 };
 
+// No worker would talk to this participant: each refused its key, or its CURVE handshake (the
+// key given for it is not its own). Thrown by the constructor of RemoteEncryptedBackend.
+class WorkersRefusedError : public model::ModelError {
+ public:
+  using model::ModelError::ModelError;
+};
+
 // The protocol's name of a projection kind.
 protocol::ProjectionKind to_protocol(model::ProjectionKind kind);
 
@@ -154,8 +161,8 @@ struct RemoteStats {
 // ciphertext, checked: the projection, out_rows (unless 0), the token count, the scale and the
 // bit width. Its planes stay packed as received (fhe::CiphertextMatrix::packed); the decryptor
 // checks every coefficient's range as it unpacks the row. Throws RemoteProductError for a request
-// no worker served (the pool's message and code), model::ModelError for a reply that does not fit the
-// request, fhe::FheError for a malformed ciphertext. Fills *bytes when given.
+// no worker served (the pool's message and code), model::ModelError for a reply that does not fit
+// the request, fhe::FheError for a malformed ciphertext. Fills *bytes when given.
 fhe::CiphertextMatrix remote_product(WorkerPool& pool, const fhe::Context& ctx,
                                      const RemoteProduct& call, const fhe::CiphertextMatrix& fresh,
                                      uint64_t out_rows, WireBytes* bytes = nullptr,
@@ -185,7 +192,8 @@ class WorkerProducts : public model::EncryptedProducts {
   model::ProjectionDims dims(model::ProjectionId id) const override;
   std::span<const float> scales(model::ProjectionId id) const override;
   fhe::WeightBounds bounds(model::ProjectionId id, bool transpose) override;
-  // Throws model::ModelError for a refused or failed request, fhe::FheError for a malformed product.
+  // Throws model::ModelError for a refused or failed request, fhe::FheError for a malformed
+  // product.
   fhe::CiphertextMatrix multiply(model::ProjectionId id, bool transpose,
                                  const fhe::CiphertextMatrix& fresh) override;
   // One request for the whole group (the LM head is never part of one).

@@ -40,6 +40,11 @@ class CoordinatorClient {
   // from the coordinator becomes that error.
   Result<RegisterReply> register_site(const Register& request, std::chrono::milliseconds timeout);
 
+  // Sends StatusRequest and waits up to `timeout` for the StatusReply (a read-only snapshot; no
+  // registration needed; other messages arriving first are dropped). An ErrorReply from the
+  // coordinator becomes that error; kTimeout when nothing came.
+  Result<StatusReply> status(std::chrono::milliseconds timeout);
+
   Status heartbeat(const std::string& site_id);
   Status accept(const RoundInvitation& invitation, const std::string& site_id);
   Status decline(const RoundInvitation& invitation, const std::string& site_id,

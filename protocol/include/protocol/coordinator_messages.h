@@ -29,6 +29,10 @@ constexpr size_t kMaxWorkers = 1024;
 constexpr size_t kMaxTensorRank = kMaxBlobRank;
 constexpr size_t kMaxSiteIdBytes = 64;  // site and worker ids: 1..64 of [A-Za-z0-9._-]
 constexpr size_t kRunIdChars = 32;      // a run id: 32 lowercase hex characters (128 bits)
+// StatusReply: at most this many sites and recent failures, short texts.
+constexpr size_t kMaxStatusSites = 1024;
+constexpr size_t kMaxStatusFailures = 32;
+constexpr size_t kMaxStatusNameBytes = 64;  // event names, drop reasons, strategy names
 
 // True for 1..kMaxSiteIdBytes characters of [A-Za-z0-9._-] (an id that is safe in a file name,
 // a JSON string and a log line).
@@ -185,14 +189,69 @@ struct Shutdown {
   bool operator==(const Shutdown&) const = default;
 };
 
+// fedctl status -> coordinator: a read-only snapshot of the run (schema/coordinator.capnp).
+struct StatusRequest {
+  bool operator==(const StatusRequest&) const = default;
+};
+
+enum class RoundPhase : uint8_t { kWaiting = 1, kCollecting = 2, kAggregating = 3 };
+enum class SeatStatus : uint8_t {
+  kNone = 1,
+  kInvited = 2,
+  kTraining = 3,
+  kUploaded = 4,
+  kDropped = 5
+};
+std::string_view round_phase_name(RoundPhase phase);  // "waiting", "collecting", "aggregating"
+std::string_view seat_status_name(SeatStatus seat);   // "none", "invited", "training", ...
+
+struct SiteStatus {
+  std::string site_id;  // is_site_id()
+  Role role = Role::kParticipant;
+  bool alive = false;
+  int64_t heartbeat_age_ms = -1;  // >= -1; -1: not heard from by this coordinator process
+  uint64_t dataset_size = 0;
+  double epsilon_spent = 0, epsilon_budget = 0;  // finite, >= 0 (0 for workers)
+  bool exhausted = false, misconfigured = false;
+  SeatStatus seat = SeatStatus::kNone;
+  std::string drop_reason;       // 0..kMaxStatusNameBytes, when seat is kDropped
+  std::string compute_endpoint;  // workers; printable ASCII, 0..kMaxEndpointBytes
+  bool operator==(const SiteStatus&) const = default;
+};
+
+struct RecentFailure {
+  std::string event;   // 1..kMaxStatusNameBytes
+  int64_t age_ms = 0;  // >= 0
+  uint32_t round = 0;
+  std::string site_id;  // "" or is_site_id()
+  std::string detail;   // 0..kMaxErrorBytes
+  bool operator==(const RecentFailure&) const = default;
+};
+
+struct StatusReply {
+  std::string run_id;  // is_run_id()
+  std::string model;   // 0..kMaxIdBytes
+  uint32_t round = 0, rounds = 0;
+  uint32_t attempt = 1;  // >= 1
+  RoundPhase phase = RoundPhase::kWaiting;
+  int64_t deadline_in_ms = 0;  // >= 0
+  std::string strategy;        // 0..kMaxStatusNameBytes
+  uint32_t min_participants = 0;
+  std::vector<SiteStatus> sites;  // 0..kMaxStatusSites, ids unique
+  uint32_t sites_omitted = 0;
+  std::vector<RecentFailure> failures;  // 0..kMaxStatusFailures
+  bool operator==(const StatusReply&) const = default;
+};
+
 // A typed error reply (malformed, unauthorised, out-of-protocol message).
 struct ErrorReply {
   Error error;
   bool operator==(const ErrorReply&) const = default;
 };
 
-using Body = std::variant<Register, RegisterReply, Heartbeat, RoundInvitation, Accept, Decline,
-                          DeltaUpload, UploadAck, RoundResult, Shutdown, ErrorReply>;
+using Body =
+    std::variant<Register, RegisterReply, Heartbeat, RoundInvitation, Accept, Decline, DeltaUpload,
+                 UploadAck, RoundResult, Shutdown, ErrorReply, StatusRequest, StatusReply>;
 
 // "register", "roundInvitation", ...
 std::string_view body_name(const Body& body);

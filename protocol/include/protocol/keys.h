@@ -55,9 +55,12 @@ struct KeyPair {
 Result<PublicKey> parse_public_key(std::string_view text, std::string_view what = "public key");
 Result<SecretKey> parse_secret_key(std::string_view text, std::string_view what = "secret key");
 
-// PREFIX.pub / the public key file of a peer.
+// PREFIX.pub / the public key file of a peer. A path ending in ".key" (a secret key file) is
+// refused (kInvalidArgument) before it is read.
 Result<PublicKey> load_public_key(const std::string& path);
-// PREFIX.key: the secret key; the public half is derived from it.
+// PREFIX.key: the secret key; the public half is derived from it. Refused (kInvalidArgument)
+// with a message that says which file is expected: a path ending in ".pub", and a file whose
+// text is the key of the PREFIX.pub next to it (a public key under a secret key's name).
 Result<KeyPair> load_key_pair(const std::string& secret_key_path);
 
 // Writes PREFIX.key (mode 0600) and PREFIX.pub. Refuses (kInvalidArgument) when either file

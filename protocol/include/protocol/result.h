@@ -34,6 +34,7 @@ enum class ErrorCode : uint16_t {
   kTransport = 101,        // a ZeroMQ call failed
   kInvalidArgument = 102,  // bad configuration: key material, endpoint, options
   kIo = 103,               // a file could not be read or written
+  kHandshake = 104,        // the server refused the client's key or its CURVE handshake
 };
 
 // True for the codes that may appear in a reply on the wire.
@@ -75,8 +76,7 @@ base::Error to_base(const Error& e);
 // Error with `code` whose message is `context` followed by the exception's message. This is the
 // one place where protocol's callers turn an exception into a value (docs/conventions.md).
 template <class F>
-auto capture(ErrorCode code, std::string_view context, F&& f)
-    -> Result<std::invoke_result_t<F&>> {
+auto capture(ErrorCode code, std::string_view context, F&& f) -> Result<std::invoke_result_t<F&>> {
   auto r = base::capture(f);
   if (!r.ok()) return Error{code, std::string(context) + r.error().message};
   if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {

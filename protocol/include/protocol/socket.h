@@ -49,12 +49,27 @@ struct ServerConfig {
   SocketOptions options;
 };
 
+// How a client names the two ends when its CURVE handshake fails (ClientConfig::watch).
+struct HandshakeWords {
+  std::string server = "the server";   // e.g. "the coordinator"
+  std::string client = "this client";  // e.g. "this site": "... refused this site's key"
+  // Said when the server did not accept the handshake (it has another key than the one given).
+  std::string wrong_server_key = "is the server key the server's public key?";
+};
+
 struct ClientConfig {
   std::string endpoint;
   bool insecure = false;
   std::optional<KeyPair> key;           // CURVE: required
   std::optional<PublicKey> server_key;  // CURVE: required
   SocketOptions options;
+  // CURVE: watch the handshakes (zmq_socket_monitor). Every handshake that fails then ends the
+  // receive() waiting at that moment (or the next send()) with kHandshake and one line: "<server>
+  // at <endpoint> refused <client>'s key (public key K; ZAP status 400)" when the server's ZAP
+  // handler refused it, "<server> at <endpoint> did not accept the CURVE handshake:
+  // <wrong_server_key>" when the connection ended inside the handshake (what a wrong server key
+  // looks like to a client).
+  std::optional<HandshakeWords> watch;
 };
 
 // One message received by a server, with who sent it.
@@ -123,10 +138,21 @@ class Client {
   // receive through the methods above.
   zmq::socket_ref socket() { return socket_; }
 
+  // Under ClientConfig::watch: whether a handshake with the server has succeeded yet.
+  bool handshake_succeeded() const { return watch_ && watch_->succeeded; }
+
  private:
-  Client(zmq::socket_t socket, SocketOptions options);
+  struct Watch {
+    zmq::socket_t monitor;              // PAIR on the socket's monitor
+    std::string refused, not_accepted;  // the error lines (ZAP status appended to `refused`)
+    bool succeeded = false;
+  };
+  Client(zmq::socket_t socket, SocketOptions options, std::optional<Watch> watch);
+  // Reads the monitor's events (never waits); the error of the first failed handshake, if any.
+  std::optional<Error> handshake_failure();
   zmq::socket_t socket_;
   SocketOptions options_;
+  std::optional<Watch> watch_;
 };
 
 }  // namespace protocol

@@ -45,6 +45,23 @@ Result<RegisterReply> CoordinatorClient::register_site(const Register& request,
   }
 }
 
+Result<StatusReply> CoordinatorClient::status(std::chrono::milliseconds timeout) {
+  if (auto s = send(Message{StatusRequest{}, {}}); !s) return s.error();
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return make_error(ErrorCode::kTimeout, "no status reply");
+    auto m = receive(left);
+    if (!m) {
+      if (m.error().code == ErrorCode::kTimeout) continue;
+      return m.error();
+    }
+    if (auto* reply = std::get_if<StatusReply>(&m.value().body)) return std::move(*reply);
+    if (auto* err = std::get_if<ErrorReply>(&m.value().body)) return err->error;
+  }
+}
+
 Status CoordinatorClient::heartbeat(const std::string& site_id) {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   return send(Message{

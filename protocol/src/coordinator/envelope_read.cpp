@@ -133,6 +133,58 @@ ErrorReply read(cw::CoordError::Reader r) {
   return {read_error(r.getError())};
 }
 
+StatusRequest read(cw::StatusRequest::Reader r) {
+  check_version(r.getVersion(), "statusRequest");
+  return {};
+}
+
+StatusReply read(cw::StatusReply::Reader r) {
+  check_version(r.getVersion(), "statusReply");
+  StatusReply m;
+  m.run_id = read_text(r.getRunId(), kRunIdChars, "run id");
+  m.model = read_text(r.getModel(), kMaxIdBytes, "model");
+  m.round = r.getRound();
+  m.rounds = r.getRounds();
+  m.attempt = r.getAttempt();
+  m.phase = read_enum<RoundPhase>(r.getPhase(), 3, "round phase");
+  m.deadline_in_ms = r.getDeadlineInMs();
+  m.strategy = read_text(r.getStrategy(), kMaxStatusNameBytes, "strategy");
+  m.min_participants = r.getMinParticipants();
+  auto sites = r.getSites();
+  if (sites.size() > kMaxStatusSites) {
+    refuse(make_error(kMalformed, "status lists ", sites.size(), " sites"));
+  }
+  m.sites.reserve(sites.size());
+  for (auto s : sites) {
+    SiteStatus e;
+    e.site_id = read_text(s.getSiteId(), kMaxSiteIdBytes, "status site id");
+    e.role = read_enum<Role>(s.getRole(), 2, "role");
+    e.alive = s.getAlive();
+    e.heartbeat_age_ms = s.getHeartbeatAgeMs();
+    e.dataset_size = s.getDatasetSize();
+    e.epsilon_spent = s.getEpsilonSpent();
+    e.epsilon_budget = s.getEpsilonBudget();
+    e.exhausted = s.getExhausted();
+    e.misconfigured = s.getMisconfigured();
+    e.seat = read_enum<SeatStatus>(s.getSeat(), 5, "seat state");
+    e.drop_reason = read_text(s.getDropReason(), kMaxStatusNameBytes, "drop reason");
+    e.compute_endpoint = read_text(s.getComputeEndpoint(), kMaxEndpointBytes, "compute endpoint");
+    m.sites.push_back(std::move(e));
+  }
+  m.sites_omitted = r.getSitesOmitted();
+  auto failures = r.getFailures();
+  if (failures.size() > kMaxStatusFailures) {
+    refuse(make_error(kMalformed, "status lists ", failures.size(), " failures"));
+  }
+  for (auto f : failures) {
+    m.failures.push_back(
+        RecentFailure{read_text(f.getEvent(), kMaxStatusNameBytes, "failure event"), f.getAgeMs(),
+                      f.getRound(), read_text(f.getSiteId(), kMaxSiteIdBytes, "failure site id"),
+                      read_text(f.getDetail(), kMaxErrorBytes, "failure detail")});
+  }
+  return m;
+}
+
 }  // namespace
 
 CoordinatorSchema::Body CoordinatorSchema::read_body(Envelope::Body::Reader body) {
@@ -159,6 +211,10 @@ CoordinatorSchema::Body CoordinatorSchema::read_body(Envelope::Body::Reader body
       return read(body.getShutdown());
     case Envelope::Body::ERROR:
       return read(body.getError());
+    case Envelope::Body::STATUS_REQUEST:
+      return read(body.getStatusRequest());
+    case Envelope::Body::STATUS_REPLY:
+      return read(body.getStatusReply());
     default:
       refuse(make_error(kMalformed, "unknown message type ", static_cast<unsigned>(body.which())));
   }

@@ -130,6 +130,51 @@ void write(cw::CoordEnvelope::Body::Builder b, const ErrorReply& m) {
   write_error(w.initError(), m.error);
 }
 
+void write(cw::CoordEnvelope::Body::Builder b, const StatusRequest&) {
+  with_version(b.initStatusRequest());
+}
+
+void write(cw::CoordEnvelope::Body::Builder b, const StatusReply& m) {
+  auto w = with_version(b.initStatusReply());
+  w.setRunId(text(m.run_id));
+  w.setModel(text(m.model));
+  w.setRound(m.round);
+  w.setRounds(m.rounds);
+  w.setAttempt(m.attempt);
+  w.setPhase(static_cast<cw::RoundPhase>(m.phase));
+  w.setDeadlineInMs(m.deadline_in_ms);
+  w.setStrategy(text(m.strategy));
+  w.setMinParticipants(m.min_participants);
+  auto sites = w.initSites(m.sites.size());
+  for (size_t i = 0; i < m.sites.size(); ++i) {
+    const SiteStatus& s = m.sites[i];
+    auto sb = sites[i];
+    sb.setSiteId(text(s.site_id));
+    sb.setRole(static_cast<cw::Role>(s.role));
+    sb.setAlive(s.alive);
+    sb.setHeartbeatAgeMs(s.heartbeat_age_ms);
+    sb.setDatasetSize(s.dataset_size);
+    sb.setEpsilonSpent(s.epsilon_spent);
+    sb.setEpsilonBudget(s.epsilon_budget);
+    sb.setExhausted(s.exhausted);
+    sb.setMisconfigured(s.misconfigured);
+    sb.setSeat(static_cast<cw::SeatState>(s.seat));
+    sb.setDropReason(text(s.drop_reason));
+    sb.setComputeEndpoint(text(s.compute_endpoint));
+  }
+  w.setSitesOmitted(m.sites_omitted);
+  auto failures = w.initFailures(m.failures.size());
+  for (size_t i = 0; i < m.failures.size(); ++i) {
+    const RecentFailure& f = m.failures[i];
+    auto fb = failures[i];
+    fb.setEvent(text(f.event));
+    fb.setAgeMs(f.age_ms);
+    fb.setRound(f.round);
+    fb.setSiteId(text(f.site_id));
+    fb.setDetail(text(f.detail));
+  }
+}
+
 }  // namespace
 
 void CoordinatorSchema::write_body(Envelope::Body::Builder b, const Body& body) {

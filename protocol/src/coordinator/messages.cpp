@@ -3,7 +3,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <set>
+#include <variant>
 
 #include "core/checks.h"
 #include "protocol/keys.h"
@@ -68,10 +70,40 @@ std::string_view upload_status_name(UploadStatus status) {
   return "unknown";
 }
 
+std::string_view round_phase_name(RoundPhase phase) {
+  switch (phase) {
+    case RoundPhase::kWaiting:
+      return "waiting";
+    case RoundPhase::kCollecting:
+      return "collecting";
+    case RoundPhase::kAggregating:
+      return "aggregating";
+  }
+  return "unknown";
+}
+
+std::string_view seat_status_name(SeatStatus seat) {
+  switch (seat) {
+    case SeatStatus::kNone:
+      return "none";
+    case SeatStatus::kInvited:
+      return "invited";
+    case SeatStatus::kTraining:
+      return "training";
+    case SeatStatus::kUploaded:
+      return "uploaded";
+    case SeatStatus::kDropped:
+      return "dropped";
+  }
+  return "unknown";
+}
+
 std::string_view body_name(const Body& body) {
   constexpr std::string_view kNames[] = {
-      "register",    "registerReply", "heartbeat",   "roundInvitation", "accept",    "decline",
-      "deltaUpload", "uploadAck",     "roundResult", "shutdown",        "errorReply"};
+      "register",   "registerReply", "heartbeat",  "roundInvitation", "accept",
+      "decline",    "deltaUpload",   "uploadAck",  "roundResult",     "shutdown",
+      "errorReply", "statusRequest", "statusReply"};
+  static_assert(std::size(kNames) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }
 
@@ -286,6 +318,72 @@ Status check(const Shutdown& m, BlobUse&) {
 
 Status check(const ErrorReply& m, BlobUse&) {
   return core::check_wire_error(m.error);
+}
+
+Status check(const StatusRequest&, BlobUse&) {
+  return ok_status();
+}
+
+Status check_non_negative(double v, std::string_view what) {
+  PROTOCOL_TRY(check_finite(v, what));
+  if (v < 0) return make_error(kMalformed, what, " is negative");
+  return ok_status();
+}
+
+Status check(const SiteStatus& s) {
+  PROTOCOL_TRY(check_site_id(s.site_id, "status site id"));
+  if (s.role != Role::kParticipant && s.role != Role::kWorker) {
+    return make_error(kMalformed, "site '", s.site_id, "' has unknown role ",
+                      static_cast<unsigned>(s.role));
+  }
+  if (s.heartbeat_age_ms < -1) {
+    return make_error(kMalformed, "site '", s.site_id, "' heartbeat age is below -1");
+  }
+  PROTOCOL_TRY(check_non_negative(s.epsilon_spent, "epsilon spent"));
+  PROTOCOL_TRY(check_non_negative(s.epsilon_budget, "epsilon budget"));
+  if (static_cast<uint8_t>(s.seat) < 1 || static_cast<uint8_t>(s.seat) > 5) {
+    return make_error(kMalformed, "site '", s.site_id, "' has unknown seat state ",
+                      static_cast<unsigned>(s.seat));
+  }
+  PROTOCOL_TRY(check_text(s.drop_reason, kMaxStatusNameBytes, true, "drop reason"));
+  return check_endpoint(s.compute_endpoint, true, "status compute endpoint");
+}
+
+Status check(const RecentFailure& f) {
+  PROTOCOL_TRY(check_text(f.event, kMaxStatusNameBytes, false, "failure event"));
+  if (f.age_ms < 0) return make_error(kMalformed, "failure age is negative");
+  if (!f.site_id.empty()) PROTOCOL_TRY(check_site_id(f.site_id, "failure site id"));
+  return check_text(f.detail, kMaxErrorBytes, true, "failure detail");
+}
+
+Status check(const StatusReply& m, BlobUse&) {
+  if (!is_run_id(m.run_id)) {
+    return make_error(kMalformed, "run id must be ", kRunIdChars, " lowercase hex characters");
+  }
+  PROTOCOL_TRY(check_text(m.model, kMaxIdBytes, true, "model"));
+  if (m.attempt == 0) return make_error(kMalformed, "attempt is 0");
+  if (static_cast<uint8_t>(m.phase) < 1 || static_cast<uint8_t>(m.phase) > 3) {
+    return make_error(kMalformed, "unknown round phase ", static_cast<unsigned>(m.phase));
+  }
+  if (m.deadline_in_ms < 0) return make_error(kMalformed, "deadline is negative");
+  PROTOCOL_TRY(check_text(m.strategy, kMaxStatusNameBytes, true, "strategy"));
+  if (m.sites.size() > kMaxStatusSites) {
+    return make_error(kMalformed, "status lists ", m.sites.size(), " sites (at most ",
+                      kMaxStatusSites, ")");
+  }
+  std::set<std::string_view> ids;
+  for (const auto& s : m.sites) {
+    PROTOCOL_TRY(check(s));
+    if (!ids.insert(s.site_id).second) {
+      return make_error(kMalformed, "status lists site '", s.site_id, "' twice");
+    }
+  }
+  if (m.failures.size() > kMaxStatusFailures) {
+    return make_error(kMalformed, "status lists ", m.failures.size(), " failures (at most ",
+                      kMaxStatusFailures, ")");
+  }
+  for (const auto& f : m.failures) PROTOCOL_TRY(check(f));
+  return ok_status();
 }
 
 }  // namespace
