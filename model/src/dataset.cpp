@@ -26,7 +26,7 @@ std::string read_capped(const std::filesystem::path& path, int64_t max_bytes) {
   if (ec) throw ModelError(path.string() + ": cannot read: " + ec.message());
   if (size > static_cast<uint64_t>(max_bytes)) {
     throw ModelError(path.string() + ": " + std::to_string(size) + " bytes, over the limit of " +
-                std::to_string(max_bytes));
+                     std::to_string(max_bytes));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ModelError(path.string() + ": cannot open");
@@ -107,7 +107,7 @@ std::vector<McqQuestion> read_mcq_jsonl(const std::filesystem::path& path, int64
     q.answer = answer->get<int64_t>();
     if (q.answer < 0 || q.answer >= static_cast<int64_t>(q.options.size())) {
       throw ModelError(where + ": answer " + std::to_string(q.answer) + " is not an index of the " +
-                  std::to_string(q.options.size()) + " options");
+                       std::to_string(q.options.size()) + " options");
     }
     questions.push_back(std::move(q));
   });
@@ -117,7 +117,8 @@ std::vector<McqQuestion> read_mcq_jsonl(const std::filesystem::path& path, int64
 std::vector<int32_t> tokenize_example(std::string_view text, const Tokenizer& tokenizer,
                                       int64_t seq_len) {
   if (seq_len < 2) {
-    throw ModelError("sequence length must be at least 2 (BOS and EOS), got " + std::to_string(seq_len));
+    throw ModelError("sequence length must be at least 2 (BOS and EOS), got " +
+                     std::to_string(seq_len));
   }
   std::vector<int32_t> ids;
   ids.reserve(std::min<size_t>(text.size() + 2, static_cast<size_t>(seq_len)));
@@ -134,7 +135,8 @@ TextDataset::TextDataset(std::span<const std::string> texts, const Tokenizer& to
     : seq_len_(seq_len) {
   if (texts.empty()) throw ModelError("dataset: no texts");
   if (seq_len < 2) {
-    throw ModelError("sequence length must be at least 2 (BOS and EOS), got " + std::to_string(seq_len));
+    throw ModelError("sequence length must be at least 2 (BOS and EOS), got " +
+                     std::to_string(seq_len));
   }
   records_.reserve(texts.size());
   for (const auto& text : texts) {
@@ -156,13 +158,16 @@ TextDataset::TextDataset(std::vector<std::vector<int32_t>> examples)
     : records_(std::move(examples)) {
   if (records_.empty()) throw ModelError("dataset: no examples");
   for (size_t i = 0; i < records_.size(); ++i) {
-    if (records_[i].empty()) throw ModelError("dataset: example " + std::to_string(i) + " is empty");
+    if (records_[i].empty())
+      throw ModelError("dataset: example " + std::to_string(i) + " is empty");
     seq_len_ = std::max<int64_t>(seq_len_, static_cast<int64_t>(records_[i].size()));
   }
   seq_len_ = std::max<int64_t>(seq_len_, 2);
 }
 
-std::span<const int32_t> TextDataset::example(int64_t i) const { return window(i, 0); }
+std::span<const int32_t> TextDataset::example(int64_t i) const {
+  return window(i, 0);
+}
 
 int64_t TextDataset::token_count() const {
   int64_t n = 0;
@@ -173,7 +178,7 @@ int64_t TextDataset::token_count() const {
 int64_t TextDataset::window_count(int64_t i) const {
   if (i < 0 || i >= size()) {
     throw ModelError("dataset: example index " + std::to_string(i) + " outside [0, " +
-                std::to_string(size()) + ")");
+                     std::to_string(size()) + ")");
   }
   const auto n = static_cast<int64_t>(records_[static_cast<size_t>(i)].size());
   if (n <= seq_len_) return 1;
@@ -185,7 +190,7 @@ std::span<const int32_t> TextDataset::window(int64_t i, int64_t k) const {
   const int64_t count = window_count(i);
   if (k < 0 || k >= count) {
     throw ModelError("dataset: window " + std::to_string(k) + " of example " + std::to_string(i) +
-                " outside [0, " + std::to_string(count) + ")");
+                     " outside [0, " + std::to_string(count) + ")");
   }
   const std::vector<int32_t>& r = records_[static_cast<size_t>(i)];
   const int64_t begin = k * (seq_len_ - 1);
@@ -234,7 +239,7 @@ ShuffledBatches::ShuffledBatches(int64_t size, int64_t batch_size, uint64_t seed
     : size_(size), batch_size_(batch_size), seed_(seed) {
   if (batch_size < 1 || batch_size > size) {
     throw ModelError("batches: batch size " + std::to_string(batch_size) +
-                " must be between 1 and the dataset size " + std::to_string(size));
+                     " must be between 1 and the dataset size " + std::to_string(size));
   }
   shuffle_epoch();
 }
@@ -262,8 +267,8 @@ std::vector<int64_t> ShuffledBatches::next() {
 void ShuffledBatches::seek(int64_t epoch, int64_t batch_in_epoch) {
   if (epoch < 0 || batch_in_epoch < 0 || batch_in_epoch >= batches_per_epoch()) {
     throw ModelError("batches: cannot seek to epoch " + std::to_string(epoch) + ", batch " +
-                std::to_string(batch_in_epoch) + " (" + std::to_string(batches_per_epoch()) +
-                " batches per epoch)");
+                     std::to_string(batch_in_epoch) + " (" + std::to_string(batches_per_epoch()) +
+                     " batches per epoch)");
   }
   batch_ = batch_in_epoch;
   if (epoch != epoch_) {

@@ -34,8 +34,8 @@ ScoredSequence option_sequence(const McqQuestion& q, const std::string& option,
   }
   if (static_cast<int64_t>(continuation.size()) + 1 > max_length) {
     throw ModelError("MCQ: option '" + option.substr(0, 40) + "' has " +
-                std::to_string(continuation.size()) +
-                " tokens, too many for max_position_embeddings " + std::to_string(max_length));
+                     std::to_string(continuation.size()) +
+                     " tokens, too many for max_position_embeddings " + std::to_string(max_length));
   }
   ScoredSequence s;
   s.continuation = static_cast<int64_t>(continuation.size());
@@ -57,7 +57,8 @@ int64_t predicted_tokens(const TokenBatch& batch) {
 EvalResult evaluate_loss(LlamaModel& model, const TextDataset& data, const LoraParams* lora,
                          int64_t batch_size) {
   if (batch_size < 1) {
-    throw ModelError("evaluation: batch size must be at least 1, got " + std::to_string(batch_size));
+    throw ModelError("evaluation: batch size must be at least 1, got " +
+                     std::to_string(batch_size));
   }
   EvalResult r;
   r.sequences = data.size();
@@ -113,7 +114,10 @@ McqResult evaluate_mcq(LlamaModel& model, std::span<const McqQuestion> questions
     if (q.answer < 0 || q.answer >= static_cast<int64_t>(q.options.size())) {
       throw ModelError("MCQ: the answer of '" + q.question + "' is not one of its options");
     }
-    const std::vector<double> scores = option_log_likelihoods(model, q, tokenizer, lora);
+    std::vector<double> scores = option_log_likelihoods(model, q, tokenizer, lora);
+    for (size_t i = 0; i < scores.size(); ++i) {  // per byte of " " + option (acc_norm)
+      scores[i] /= static_cast<double>(q.options[i].size() + 1);
+    }
     bool right = true;
     for (size_t i = 0; i < scores.size(); ++i) {
       if (static_cast<int64_t>(i) != q.answer && scores[i] >= scores[q.answer]) right = false;

@@ -11,6 +11,7 @@
 namespace model {
 namespace {
 
+using detail::capitalized;
 using detail::Condition;
 using detail::uniform_below;
 
@@ -54,8 +55,7 @@ std::vector<McqQuestion> question_pool(std::mt19937_64& engine) {
   std::vector<std::string> classes;
   for (const auto& d : detail::drug_table()) classes.emplace_back(d.drug_class);
   for (const auto& d : detail::drug_table()) {
-    pool.push_back(make_question(engine,
-                                 "Which drug class does " + std::string(d.name) + " belong to?",
+    pool.push_back(make_question(engine, "Medications:\n- " + std::string(d.name) + " (class:",
                                  std::string(d.drug_class), classes));
   }
   for (const Condition& c : detail::condition_table()) {
@@ -64,14 +64,15 @@ std::vector<McqQuestion> question_pool(std::mt19937_64& engine) {
     for (int s = 0; s < kSpecialtyCount; ++s) {
       services.emplace_back(specialty_name(static_cast<Specialty>(s)));
     }
-    pool.push_back(make_question(engine, "Which service manages " + name + "?",
-                                 std::string(specialty_name(c.specialty)), services));
+    const std::string service(specialty_name(c.specialty));
+    const std::string assessment = "Assessment: " + capitalized(name) + ", managed by";
+    pool.push_back(make_question(engine, assessment, service, services));
 
     std::vector<std::string> findings;
     for (const Condition& other : detail::condition_table()) {
       if (other.specialty != c.specialty) findings.emplace_back(other.finding.name);
     }
-    pool.push_back(make_question(engine, "Which finding is tracked to follow " + name + "?",
+    pool.push_back(make_question(engine, assessment + " " + service + ", stable; followed by",
                                  std::string(c.finding.name), findings));
 
     if (c.drugs.empty()) continue;
@@ -87,8 +88,8 @@ std::vector<McqQuestion> question_pool(std::mt19937_64& engine) {
       }
     }
     const std::string correct(c.drugs[uniform_below(engine, c.drugs.size())]);
-    pool.push_back(make_question(engine, "Which medication is used to treat " + name + "?", correct,
-                                 distractors));
+    pool.push_back(
+        make_question(engine, "Plan:\n1. For " + name + ", continue", correct, distractors));
   }
   return pool;
 }
@@ -105,7 +106,7 @@ std::vector<McqQuestion> synthetic_mcq(uint64_t seed, int64_t count) {
   std::vector<McqQuestion> pool = question_pool(engine);
   if (count < 0 || count > static_cast<int64_t>(pool.size())) {
     throw ModelError("synthetic questions: count " + std::to_string(count) + " outside [0, " +
-                std::to_string(pool.size()) + "]");
+                     std::to_string(pool.size()) + "]");
   }
   for (size_t i = 0; i < static_cast<size_t>(count); ++i) {
     std::swap(pool[i], pool[i + uniform_below(engine, pool.size() - i)]);

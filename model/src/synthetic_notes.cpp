@@ -15,6 +15,7 @@
 namespace model {
 namespace {
 
+using detail::capitalized;
 using detail::Condition;
 using detail::Drug;
 using detail::uniform_below;
@@ -34,12 +35,6 @@ const T& pick(std::mt19937_64& engine, const std::vector<T>& items) {
 
 bool coin(std::mt19937_64& engine, double p) {
   return detail::uniform_unit(engine) < p;
-}
-
-std::string capitalized(std::string_view s) {
-  std::string out(s);
-  if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
-  return out;
 }
 
 std::string fixed(double value, int decimals) {
@@ -136,6 +131,7 @@ std::string vitals(std::mt19937_64& engine, VitalsPattern pattern) {
 struct Prescription {
   const Drug* drug;
   std::string dose;
+  const Condition* condition;  // the condition it treats
 };
 
 std::string prescription_line(const Prescription& p) {
@@ -196,15 +192,17 @@ SyntheticNote SyntheticNoteGenerator::note(Specialty specialty) {
   const bool male = coin(e, 0.5);
 
   std::vector<Prescription> meds;
-  auto prescribe = [&](std::string_view name) {
+  auto prescribe = [&](std::string_view name, const Condition& condition) {
     for (const auto& m : meds) {
       if (m.drug->name == name) return;
     }
     const Drug& drug = detail::find_drug(name);
-    meds.push_back({&drug, std::string(pick(e, drug.doses))});
+    meds.push_back({&drug, std::string(pick(e, drug.doses)), &condition});
   };
-  for (auto name : sample(e, primary.drugs, 1 + uniform_below(e, 3))) prescribe(name);
-  if (comorbidity && !comorbidity->drugs.empty()) prescribe(pick(e, comorbidity->drugs));
+  for (auto name : sample(e, primary.drugs, 1 + uniform_below(e, 3))) prescribe(name, primary);
+  if (comorbidity && !comorbidity->drugs.empty()) {
+    prescribe(pick(e, comorbidity->drugs), *comorbidity);
+  }
 
   static const std::vector<std::string_view> kEncounters = {
       "outpatient follow-up", "new patient consultation", "inpatient consultation",
@@ -216,18 +214,23 @@ SyntheticNote SyntheticNoteGenerator::note(Specialty specialty) {
   text += "Medications:\n";
   if (meds.empty()) text += "- none\n";
   for (const auto& m : meds) {
-    text += "- " + prescription_line(m) + " (" + std::string(m.drug->drug_class) + ")\n";
+    text += "- " + std::string(m.drug->name) + " (class: " + std::string(m.drug->drug_class) +
+            ") " + m.dose + " " + std::string(m.drug->frequency) + "\n";
   }
   const std::string primary_status = status(e);
-  text += "\nAssessment: " + capitalized(primary.name) + ", " + primary_status + ". " +
-          finding(e, primary.finding) + ".";
-  if (comorbidity) text += " " + capitalized(comorbidity->name) + ", " + status(e) + ".";
+  text += "\nAssessment: " + capitalized(primary.name) + ", managed by " +
+          std::string(specialty_name(primary.specialty)) + ", " + primary_status +
+          "; followed by " + finding(e, primary.finding) + ".";
+  if (comorbidity) {
+    text += " " + capitalized(comorbidity->name) + ", managed by " +
+            std::string(specialty_name(comorbidity->specialty)) + ", " + status(e) + ".";
+  }
   text += "\n\nPlan:\n";
   int item = 1;
   if (!meds.empty()) {
-    static const std::vector<std::string_view> kActions = {"Continue", "Start", "Continue"};
-    text += std::to_string(item++) + ". " + std::string(pick(e, kActions)) + " " +
-            prescription_line(meds[0]) + ".\n";
+    static const std::vector<std::string_view> kActions = {"continue", "start", "continue"};
+    text += std::to_string(item++) + ". For " + std::string(meds[0].condition->name) + ", " +
+            std::string(pick(e, kActions)) + " " + prescription_line(meds[0]) + ".\n";
   }
   for (auto p : sample(e, primary.plan_items, 2)) {
     text += std::to_string(item++) + ". " + capitalized(p) + ".\n";
@@ -258,16 +261,18 @@ void validate(const SyntheticDataOptions& o) {
     throw ModelError("records must be between 1 and 10000000, got " + std::to_string(o.records));
   }
   if (!(o.heldout_fraction >= 0.0 && o.heldout_fraction < 1.0)) {
-    throw ModelError("heldout fraction must be in [0, 1), got " + std::to_string(o.heldout_fraction));
+    throw ModelError("heldout fraction must be in [0, 1), got " +
+                     std::to_string(o.heldout_fraction));
   }
   const auto heldout = std::llround(static_cast<double>(o.records) * o.heldout_fraction);
   if (heldout >= o.records) {
     throw ModelError("holding out " + std::to_string(heldout) + " of " + std::to_string(o.records) +
-                " records leaves none for training");
+                     " records leaves none for training");
   }
   if (o.mcq_count < 0 || o.mcq_count > synthetic_mcq_pool_size()) {
-    throw ModelError("mcq count must be between 0 and " + std::to_string(synthetic_mcq_pool_size()) +
-                ", got " + std::to_string(o.mcq_count));
+    throw ModelError("mcq count must be between 0 and " +
+                     std::to_string(synthetic_mcq_pool_size()) + ", got " +
+                     std::to_string(o.mcq_count));
   }
 }
 

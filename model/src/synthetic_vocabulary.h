@@ -4,7 +4,9 @@
 // test data from textbook-level knowledge; not medical advice.
 #pragma once
 
+#include <cctype>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -43,6 +45,13 @@ struct Condition {
 
 std::span<const Drug> drug_table();
 std::span<const Condition> condition_table();
+// `s` with its first letter upper-cased, as a note starts a sentence with a condition's name.
+inline std::string capitalized(std::string_view s) {
+  std::string out(s);
+  if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
+  return out;
+}
+
 // The drug called `name`; throws model::ModelError if the tables disagree (a bug).
 const Drug& find_drug(std::string_view name);
 

@@ -60,20 +60,21 @@ void validate_training_options(const TrainingOptions& o, int64_t dataset_size) {
   if (o.steps < 1)
     throw ModelError("training: steps must be at least 1, got " + std::to_string(o.steps));
   if (o.batch_size < 1) {
-    throw ModelError("training: batch size must be at least 1, got " + std::to_string(o.batch_size));
+    throw ModelError("training: batch size must be at least 1, got " +
+                     std::to_string(o.batch_size));
   }
   if (o.grad_accum < 1) {
     throw ModelError("training: gradient accumulation must be at least 1, got " +
-                std::to_string(o.grad_accum));
+                     std::to_string(o.grad_accum));
   }
   if (o.warmup_steps < 0) {
     throw ModelError("training: warmup steps must not be negative, got " +
-                std::to_string(o.warmup_steps));
+                     std::to_string(o.warmup_steps));
   }
   if (o.batch_size > dataset_size / o.grad_accum) {
     throw ModelError("training: a step takes batch " + std::to_string(o.batch_size) + " x " +
-                std::to_string(o.grad_accum) + " accumulated examples, the training set has " +
-                std::to_string(dataset_size));
+                     std::to_string(o.grad_accum) + " accumulated examples, the training set has " +
+                     std::to_string(dataset_size));
   }
 }
 
@@ -81,7 +82,8 @@ void MeanGradientReducer::add(std::span<const LoraParams> per_example,
                               std::span<const int64_t> predicted, LoraParams& sum) {
   if (per_example.size() != predicted.size()) {
     throw ModelError("gradient reducer: " + std::to_string(per_example.size()) +
-                " per-example gradients for " + std::to_string(predicted.size()) + " sequences");
+                     " per-example gradients for " + std::to_string(predicted.size()) +
+                     " sequences");
   }
   int64_t batch_predicted = 0;
   for (const int64_t p : predicted) batch_predicted += p;
@@ -150,7 +152,7 @@ TrainStepReport LoraTrainer::step() {
   }
   if (report.predicted_tokens == 0 && !reducer_) {
     throw ModelError("training step " + std::to_string(steps_taken_ + 1) +
-                ": no example of the batch has two tokens");
+                     ": no example of the batch has two tokens");
   }
 
   const auto total = static_cast<double>(report.predicted_tokens);  // 0 only with a reducer

@@ -97,11 +97,11 @@ TEST(SyntheticNotes, VitalsAgesAndMedicationsArePlausible) {
     ASSERT_EQ(std::sscanf(history.c_str(), "History: %d-year-old", &age), 1) << history;
     EXPECT_TRUE(age >= 18 && age <= 95) << history;
 
-    // Every prescription: "- name dose frequency (class)".
+    // Every prescription: "- name (class: class) dose frequency".
     for (const auto& line : lines_of(note.text)) {
       if (line.rfind("- ", 0) != 0 || line == "- none") continue;
-      EXPECT_EQ(line.back(), ')') << line;
-      EXPECT_NE(line.find(" ("), std::string::npos) << line;
+      EXPECT_NE(line.find(" (class: "), std::string::npos) << line;
+      EXPECT_NE(line.find(") "), std::string::npos) << line;
       drugs.insert(line.substr(2, line.find(' ', 2) - 2));
     }
   }
@@ -219,48 +219,102 @@ TEST(SyntheticMcq, WellFormedDistinctAndDeterministic) {
   EXPECT_THROW(model::synthetic_mcq(5, -1), model::ModelError);
 }
 
-// The notes answer the questions: the class printed next to a drug and the service of the
-// notes whose assessment starts with a condition are the questions' answers.
+// The notes answer the questions: each stem is the notes' own wording cut before the fact, and
+// every note that states the fact gives the question's answer, never a distractor: the class
+// printed next to a drug, the service that manages a condition and the finding followed for it
+// (the assessment), the drug the plan continues for a condition.
 TEST(SyntheticMcq, NotesAnswerTheQuestions) {
-  // drug (first word of its name) -> classes seen
-  std::map<std::string, std::set<std::string>> drug_classes;
-  std::map<std::string, std::set<std::string>> services;  // condition -> services seen
+  std::map<std::string, std::set<std::string>> drug_classes;  // drug -> classes seen
+  std::map<std::string, std::set<std::string>> services;      // condition -> services seen
+  std::map<std::string, std::set<std::string>> followed;      // condition -> "HR 112 bpm." ...
+  std::map<std::string, std::set<std::string>> plan_drugs;    // condition -> plan lines' rest
   SyntheticNoteGenerator gen(2);
   for (int i = 0; i < 3000; ++i) {
     const auto note = gen.site_note(i % 6);
     const std::string service = line_with(note.text, "Service: ").substr(9);
     const std::string assessment = line_with(note.text, "Assessment: ").substr(12);
-    // Keyed by the capitalized name, as the assessment prints it.
-    services[assessment.substr(0, assessment.find(','))].insert(service);
+    const size_t managed = assessment.find(", managed by ");
+    ASSERT_NE(managed, std::string::npos) << assessment;
+    const std::string condition = assessment.substr(0, managed);
+    const size_t after = managed + 13;
+    services[condition].insert(assessment.substr(after, assessment.find(',', after) - after));
+    EXPECT_EQ(assessment.substr(after, service.size()), service) << note.text;
+    const size_t by = assessment.find("; followed by ");
+    ASSERT_NE(by, std::string::npos) << assessment;
+    followed[condition].insert(assessment.substr(by + 14));
     for (const auto& line : lines_of(note.text)) {
-      if (line.rfind("- ", 0) != 0 || line == "- none") continue;
-      const size_t open = line.rfind(" (");
-      drug_classes[line.substr(2, line.find(' ', 2) - 2)].insert(
-          line.substr(open + 2, line.size() - open - 3));
+      if (line.rfind("- ", 0) == 0 && line != "- none") {
+        const size_t open = line.find(" (class: ");
+        ASSERT_NE(open, std::string::npos) << line;
+        const size_t close = line.find(')', open);
+        drug_classes[line.substr(2, open - 2)].insert(line.substr(open + 9, close - open - 9));
+      }
+      if (line.rfind("1. For ", 0) == 0) {
+        const size_t comma = line.find(", ");
+        const size_t verb = line.find(' ', comma + 2);
+        plan_drugs[line.substr(7, comma - 7)].insert(line.substr(verb + 1));
+      }
     }
   }
-  int checked_classes = 0, checked_services = 0;
+  const auto starts = [](const std::string& s, const std::string& prefix) {
+    return s.rfind(prefix, 0) == 0;
+  };
+  int classes = 0, service_questions = 0, findings = 0, medications = 0;
   for (const auto& q : model::synthetic_mcq(1, model::synthetic_mcq_pool_size())) {
     const std::string& answer = q.options[static_cast<size_t>(q.answer)];
-    const std::string kClass = "Which drug class does ", kService = "Which service manages ";
-    if (q.question.rfind(kClass, 0) == 0) {
+    const std::string kDrug = "Medications:\n- ",
+                      kAssessment = "Assessment: ", kPlan = "Plan:\n1. For ";
+    if (starts(q.question, kDrug)) {
       const std::string drug =
-          q.question.substr(kClass.size(), q.question.find(" belong") - kClass.size());
-      const auto it = drug_classes.find(drug.substr(0, drug.find(' ')));
-      if (it == drug_classes.end()) continue;
+          q.question.substr(kDrug.size(), q.question.size() - kDrug.size() - 8);
+      ASSERT_TRUE(q.question.ends_with(" (class:")) << q.question;
+      const auto it = drug_classes.find(drug);
+      if (it == drug_classes.end()) continue;  // a drug these 3000 notes did not prescribe
       EXPECT_EQ(it->second, std::set<std::string>{answer}) << q.question;
-      ++checked_classes;
-    } else if (q.question.rfind(kService, 0) == 0) {
-      std::string condition =
-          q.question.substr(kService.size(), q.question.size() - kService.size() - 1);
-      condition[0] = static_cast<char>(std::toupper(condition[0]));
+      ++classes;
+    } else if (starts(q.question, kAssessment)) {
+      const size_t managed = q.question.find(", managed by");
+      const std::string condition =
+          q.question.substr(kAssessment.size(), managed - kAssessment.size());
       ASSERT_TRUE(services.contains(condition)) << condition;
-      EXPECT_EQ(services[condition], std::set<std::string>{answer}) << q.question;
-      ++checked_services;
+      if (q.question.ends_with(", managed by")) {
+        EXPECT_EQ(services[condition], std::set<std::string>{answer}) << q.question;
+        ++service_questions;
+      } else {
+        ASSERT_TRUE(q.question.ends_with("; followed by")) << q.question;
+        for (const std::string& seen : followed[condition]) {
+          EXPECT_TRUE(starts(seen, answer + " ")) << q.question << " / " << seen;
+          for (const std::string& option : q.options) {
+            if (option != answer) {
+              EXPECT_FALSE(starts(seen, option + " ")) << option;
+            }
+          }
+        }
+        ++findings;
+      }
+    } else {
+      ASSERT_TRUE(starts(q.question, kPlan)) << q.question;
+      ASSERT_TRUE(q.question.ends_with(", continue")) << q.question;
+      const std::string condition =
+          q.question.substr(kPlan.size(), q.question.size() - kPlan.size() - 10);
+      ASSERT_TRUE(plan_drugs.contains(condition)) << condition;
+      bool answer_seen = false;
+      for (const std::string& seen : plan_drugs[condition]) {
+        answer_seen = answer_seen || starts(seen, answer + " ");
+        for (const std::string& option : q.options) {
+          if (option != answer) {
+            EXPECT_FALSE(starts(seen, option + " ")) << option << " / " << seen;
+          }
+        }
+      }
+      EXPECT_TRUE(answer_seen) << q.question;
+      ++medications;
     }
   }
-  EXPECT_GT(checked_classes, 35);
-  EXPECT_EQ(checked_services, 30);
+  EXPECT_GT(classes, 35);
+  EXPECT_EQ(service_questions, 30);
+  EXPECT_EQ(findings, 30);
+  EXPECT_GT(medications, 20);
 }
 
 }  // namespace

@@ -21,6 +21,9 @@ namespace fedsim {
 
 namespace {
 
+// Multiple-choice questions fedsim generates with its synthetic notes, shared by every site.
+constexpr int64_t kGeneratedQuestions = 60;
+
 SimLayout paths_of(const SimConfig& c) {
   SimLayout l;
   l.run = c.run_dir;
@@ -128,7 +131,7 @@ std::vector<SiteFiles> generated_sites(const SimConfig& c, const SimLayout& l,
     o.sites = static_cast<int>(c.sites);
     o.records = c.records;
     o.heldout_fraction = c.heldout_fraction;
-    o.mcq_count = 10;
+    o.mcq_count = kGeneratedQuestions;
     o.seed = c.seed;
     model::write_synthetic_dataset(l.data, o);
     progress << "fedsim: generated " << c.records << " synthetic clinical notes for each of "

@@ -41,8 +41,8 @@ struct AttentionCacheT {
 };
 using AttentionCache = AttentionCacheT<float>;
 
-// out (heads*head_dim x T) from q, k, v as above. `cache` may be null. Throws model::ModelError when
-// the shapes do not fit `shape` and the batch.
+// out (heads*head_dim x T) from q, k, v as above. `cache` may be null. Throws model::ModelError
+// when the shapes do not fit `shape` and the batch.
 template <typename Scalar>
 void attention_forward(const ActivationsT<Scalar>& q, const ActivationsT<Scalar>& k,
                        const ActivationsT<Scalar>& v, const TokenBatch& batch,

@@ -108,8 +108,8 @@ class TextDataset {
 };
 
 // One example per "text" record of a JSON-lines file (read_jsonl_texts), tokenized, seen through
-// windows of seq_len tokens. Throws model::ModelError naming the file for a missing, malformed or empty
-// file, and for seq_len < 2.
+// windows of seq_len tokens. Throws model::ModelError naming the file for a missing, malformed or
+// empty file, and for seq_len < 2.
 TextDataset load_text_dataset(const std::filesystem::path& path, const Tokenizer& tokenizer,
                               int64_t seq_len);
 

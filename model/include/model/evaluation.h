@@ -2,8 +2,8 @@
 //   - language modelling: mean next-token cross-entropy over every predicted token of a
 //     dataset, and its perplexity exp(loss);
 //   - multiple-choice questions (MedQA style): each option is scored by the log-likelihood of
-//     its tokens given the question, and the question counts as right when the answer's score
-//     is the highest.
+//     its tokens given the question, per byte, and the question counts as right when the
+//     answer's score is the highest.
 // Every frozen projection runs through the model's LinearBackend, so an encrypted model is
 // evaluated encrypted.
 //
@@ -34,9 +34,10 @@ struct EvalResult {
 int64_t predicted_tokens(const TokenBatch& batch);
 
 // Runs every window of every record of `data` (TextDataset::all_windows: each token after BOS
-// predicted once), `batch_size` windows at a time (the last batch may be smaller), and averages the cross-entropy over every predicted token (each batch's mean weighted by its
-// predicted tokens, summed in double). `lora` may be null. Throws model::ModelError for
-// batch_size < 1, a dataset without any predicted token, or what the forward pass refuses.
+// predicted once), `batch_size` windows at a time (the last batch may be smaller), and averages the
+// cross-entropy over every predicted token (each batch's mean weighted by its predicted tokens,
+// summed in double). `lora` may be null. Throws model::ModelError for batch_size < 1, a dataset
+// without any predicted token, or what the forward pass refuses.
 EvalResult evaluate_loss(LlamaModel& model, const TextDataset& data, const LoraParams* lora,
                          int64_t batch_size);
 
@@ -55,8 +56,11 @@ struct McqResult {
 std::vector<double> option_log_likelihoods(LlamaModel& model, const McqQuestion& question,
                                            const Tokenizer& tokenizer, const LoraParams* lora);
 
-// Accuracy over `questions`: a question is right when its answer has the strictly largest
-// option_log_likelihoods score (a tie counts as wrong). Throws model::ModelError for no questions.
+// Accuracy over `questions`: each option's score is its option_log_likelihoods value divided by
+// the byte length of " " + option (lm-evaluation-harness's acc_norm: a plain sum would favour
+// the shortest option, since every byte costs log-probability), and a question is right when its
+// answer has the strictly largest score (a tie counts as wrong). Throws model::ModelError for no
+// questions.
 McqResult evaluate_mcq(LlamaModel& model, std::span<const McqQuestion> questions,
                        const Tokenizer& tokenizer, const LoraParams* lora);
 

@@ -42,8 +42,8 @@ class LinearBackendT {
   virtual void backward(ProjectionId id, const ActivationsT<Scalar>& g, ActivationsT<Scalar>& dx) {
     (void)g;
     (void)dx;
-    throw ModelError("the " + std::string(name()) + " backend has no backward product (projection " +
-                projection_name(id) + ")");
+    throw ModelError("the " + std::string(name()) +
+                     " backend has no backward product (projection " + projection_name(id) + ")");
   }
 
   // ys[j] = W_j * x for every projection ids[j] (all with the same d_in); ys.size() ==
@@ -69,7 +69,7 @@ class LinearBackendT {
       backward(ids[j], *gs[j], part);
       if (part.rows() != dx.rows() || part.cols() != dx.cols()) {
         throw ModelError("projection group: " + projection_name(ids[j]) +
-                    " has another input width than " + projection_name(ids[0]));
+                         " has another input width than " + projection_name(ids[0]));
       }
       dx += part;
     }
@@ -83,7 +83,7 @@ class LinearBackendT {
   static void check_group(size_t ids, size_t tensors) {
     if (ids == 0 || ids != tensors) {
       throw ModelError("projection group: " + std::to_string(ids) + " projections for " +
-                  std::to_string(tensors) + " tensors");
+                       std::to_string(tensors) + " tensors");
     }
   }
 };

@@ -31,8 +31,8 @@ class LoraParamsT {
  public:
   LoraParamsT() = default;
   // Zero A and B, shaped for every target of every layer of `model`; every A stays empty when
-  // `with_a` is false (the gradients of a frozen-A adapter). Throws model::ModelError for an invalid
-  // config (validate_lora_config).
+  // `with_a` is false (the gradients of a frozen-A adapter). Throws model::ModelError for an
+  // invalid config (validate_lora_config).
   LoraParamsT(const LlamaConfig& model, const LoraConfig& config, bool with_a = true);
 
   const LoraConfig& config() const { return config_; }

@@ -33,8 +33,8 @@ struct LrSchedule {
   int64_t total_steps = 0;  // T; unused by the constant schedule
   double num_cycles = 0.5;  // cosine only; 0.5 decays once from 1 to 0
 
-  // The multiplier at `step` (see above). Throws model::ModelError for a negative step or an invalid
-  // schedule (negative warmup or total, non-finite num_cycles).
+  // The multiplier at `step` (see above). Throws model::ModelError for a negative step or an
+  // invalid schedule (negative warmup or total, non-finite num_cycles).
   double multiplier(int64_t step) const;
   // base_lr * multiplier(step).
   double lr(double base_lr, int64_t step) const { return base_lr * multiplier(step); }

@@ -9,8 +9,8 @@ namespace model {
 
 class MappedFile {
  public:
-  // Maps `path` read-only. Throws model::ModelError naming the file when it cannot be opened, is not
-  // a regular file, or cannot be mapped. An empty file gives an empty mapping.
+  // Maps `path` read-only. Throws model::ModelError naming the file when it cannot be opened, is
+  // not a regular file, or cannot be mapped. An empty file gives an empty mapping.
   explicit MappedFile(const std::filesystem::path& path);
   ~MappedFile();
 

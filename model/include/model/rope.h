@@ -44,7 +44,8 @@ class RopeTable {
 
 // Rotates, in place, every head (rows [h * head_dim, (h + 1) * head_dim)) of every column of x;
 // the column's position is its index within its sequence of `batch`. head_dim must be
-// 2 * table.half() and the table must cover the longest sequence; throws model::ModelError otherwise.
+// 2 * table.half() and the table must cover the longest sequence; throws model::ModelError
+// otherwise.
 template <typename Scalar>
 void rope_forward(const RopeTable& table, const TokenBatch& batch, int64_t head_dim,
                   ActivationsT<Scalar>& x);

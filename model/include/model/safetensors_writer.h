@@ -56,7 +56,8 @@ class SafetensorsStreamWriter {
   // Throws model::ModelError for a range past the tensor's end, a range written before, or an I/O
   // failure.
   void write(size_t tensor, uint64_t first, std::span<const float> values);
-  // Throws model::ModelError when a value was never written or the file cannot be synced or renamed.
+  // Throws model::ModelError when a value was never written or the file cannot be synced or
+  // renamed.
   void finish();
 
  private:

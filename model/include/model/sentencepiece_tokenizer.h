@@ -14,8 +14,8 @@ namespace model {
 
 class SentencePieceTokenizer : public Tokenizer {
  public:
-  // Loads the serialized model at `path`. Throws model::ModelError naming the file when it cannot be
-  // read or parsed, or when it lacks BOS/EOS pieces.
+  // Loads the serialized model at `path`. Throws model::ModelError naming the file when it cannot
+  // be read or parsed, or when it lacks BOS/EOS pieces.
   explicit SentencePieceTokenizer(const std::filesystem::path& path);
   ~SentencePieceTokenizer() override;
 

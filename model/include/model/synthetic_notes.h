@@ -14,7 +14,14 @@
 //   Vitals: BP 138/84 mmHg, HR 112 bpm, RR 16/min, Temp 36.8 C, SpO2 97% on room air.
 //
 //   Medications:
-//   - apixaban 5 mg twice daily (direct oral anticoagulant)
+//   - apixaban (class: direct oral anticoagulant) 5 mg twice daily
+//   ...
+//
+//   Assessment: Atrial fibrillation, managed by Cardiology, stable; followed by HR 112 bpm.
+//   Hyperlipidemia, managed by Endocrinology, not at goal.
+//
+//   Plan:
+//   1. For atrial fibrillation, continue apixaban 5 mg twice daily.
 //   ...
 //
 // Sites are non-IID: site k draws most of its notes (kHomeSpecialtyShare) from specialty
@@ -77,9 +84,13 @@ class SyntheticNoteGenerator {
 };
 
 // `count` distinct questions drawn from the generator's vocabularies, each answerable from the
-// patterns of the notes: a drug's class (printed next to every prescription), a medication used
-// for a condition, the service that manages a condition, and the test followed for it. Options
-// are shuffled so the answer index is uniform. Throws model::ModelError when `count` is negative or
+// notes: a drug's class (printed next to every prescription), the service that manages a
+// condition and the finding followed for it (the assessment), a medication used for a condition
+// (the plan's first item). Each stem is written the way the notes state the fact, cut just before
+// it ("Medications:\n- apixaban (class:", "Assessment: Atrial fibrillation, managed by", ...,
+// "Plan:\n1. For atrial fibrillation, continue"), so that a small language model is asked what
+// the notes taught it rather than to read an English question; options are shuffled so the
+// answer index is uniform. Throws model::ModelError when `count` is negative or
 // exceeds synthetic_mcq_pool_size().
 std::vector<McqQuestion> synthetic_mcq(uint64_t seed, int64_t count);
 int64_t synthetic_mcq_pool_size();

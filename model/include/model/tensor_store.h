@@ -65,7 +65,8 @@ class TensorStore {
   // later read maps them in again. Throws model::ModelError if there is no such tensor.
   void release(std::string_view name) const;
 
-  // Throws model::ModelError unless the tensor exists with exactly `expected_shape` and a float dtype.
+  // Throws model::ModelError unless the tensor exists with exactly `expected_shape` and a float
+  // dtype.
   void check(std::string_view name, const std::vector<int64_t>& expected_shape) const;
 
  private:

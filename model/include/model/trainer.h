@@ -13,9 +13,10 @@
 //
 // Randomness. One seed drives everything random in training, through three independent streams
 // derived from it: the LoRA initialisation (init_lora_params), the batch order
-// (ShuffledBatches) and the window each step takes of a record longer than seq_len tokens. Both are std::mt19937_64 (training order, not secrets) and never touch the
-// randomness of an encrypted backend (its key and encryption noise), whose products equal the
-// int8 backend's bit for bit: with the same seed the two backends train bit-identical adapters.
+// (ShuffledBatches) and the window each step takes of a record longer than seq_len tokens. Both are
+// std::mt19937_64 (training order, not secrets) and never touch the randomness of an encrypted
+// backend (its key and encryption noise), whose products equal the int8 backend's bit for bit: with
+// the same seed the two backends train bit-identical adapters.
 //
 // Batches. Each optimizer step takes the next *effective batch* of batch_size * grad_accum
 // distinct examples of a seeded ShuffledBatches, and splits it in order into grad_accum
