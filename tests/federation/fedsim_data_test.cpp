@@ -44,7 +44,7 @@ class FedsimDataTest : public ::testing::Test {
   void SetUp() override {
     fs::create_directories(data_);
     write_lines(data_ / "north.jsonl", notes("cardiology", 30));
-    // A note far longer than --seq-len: truncated, and counted.
+    // A note far longer than --seq-len: seen through windows, and counted.
     std::string long_note;
     for (int i = 0; i < 40; ++i) long_note += "Repeat echocardiogram shows normal function. ";
     std::vector<json> south = notes("renal", 24);
@@ -90,11 +90,11 @@ TEST_F(FedsimDataTest, RunsOnTheUsersSitesAndModel) {
   make_model(model_, 160, 160);
   const RunResult r = run(fedsim("--data " + data_.string() + " --model " + model_.string()));
   ASSERT_EQ(r.status, 0) << r.out;
-  // Each site is named by its file, counted, and the long note is reported as truncated.
+  // Each site is named by its file, counted, and the long note is reported as windowed.
   EXPECT_NE(r.out.find("site north: 30 notes, every 10th held out, 0 questions"), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("site south: 25 notes, 4 held out, 1 questions; 1 notes longer than "
-                       "--seq-len 32 tokens are truncated"),
+                       "--seq-len 32 tokens are seen through windows of 32 tokens"),
             std::string::npos)
       << r.out;
   // The user's model is used in place (no copy), the split of "north" is in the run directory.

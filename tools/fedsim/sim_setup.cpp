@@ -49,9 +49,9 @@ std::vector<SiteFiles> checked_user_sites(const SimConfig& c, std::ostream& prog
              << (site.heldout.empty() ? std::string("every 10th held out")
                                       : std::to_string(n.heldout_notes) + " held out")
              << ", " << n.questions << " questions";
-    if (n.truncated > 0) {
-      progress << "; " << n.truncated << " notes longer than --seq-len " << c.seq_len
-               << " tokens are truncated to their first " << c.seq_len;
+    if (n.windowed > 0) {
+      progress << "; " << n.windowed << " notes longer than --seq-len " << c.seq_len
+               << " tokens are seen through windows of " << c.seq_len << " tokens";
     }
     progress << "\n";
   }

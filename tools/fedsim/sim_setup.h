@@ -37,7 +37,7 @@ struct SimLayout {
 
 // Checks the user's --data and --model (site_data.h; SiteDataError before anything is written),
 // then creates the run directory and generates the model, the data and the initial adapter where
-// they are missing (an existing run keeps its own). Reports each user site's counts, truncated
+// they are missing (an existing run keeps its own). Reports each user site's counts, windowed
 // notes included, to `progress`. Throws with one line on failure.
 SimLayout prepare_run(const SimConfig& config, std::ostream& progress);
 

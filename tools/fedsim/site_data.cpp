@@ -37,11 +37,11 @@ void check_site_id(const std::string& id, const fs::path& file) {
   }
 }
 
-int64_t count_truncated(const std::vector<std::string>& texts, const model::Tokenizer& tokenizer,
+int64_t count_windowed(const std::vector<std::string>& texts, const model::Tokenizer& tokenizer,
                         int64_t seq_len) {
   int64_t n = 0;
   for (const auto& text : texts) {
-    // BOS + tokens + EOS, as tokenize_example builds an example before cutting it.
+    // BOS + tokens + EOS, as TextDataset builds a record before its windows.
     if (static_cast<int64_t>(tokenizer.encode(text).size()) + 2 > seq_len) ++n;
   }
   return n;
@@ -107,11 +107,11 @@ SiteSummary check_site(const SiteFiles& site, const model::Tokenizer& tokenizer,
   try {
     const auto train = model::read_jsonl_texts(site.train);
     s.notes = static_cast<int64_t>(train.size());
-    s.truncated = count_truncated(train, tokenizer, seq_len);
+    s.windowed = count_windowed(train, tokenizer, seq_len);
     if (!site.heldout.empty()) {
       const auto heldout = model::read_jsonl_texts(site.heldout);
       s.heldout_notes = static_cast<int64_t>(heldout.size());
-      s.truncated += count_truncated(heldout, tokenizer, seq_len);
+      s.windowed += count_windowed(heldout, tokenizer, seq_len);
     }
     if (!site.mcq.empty())
       s.questions = static_cast<int64_t>(model::read_mcq_jsonl(site.mcq).size());

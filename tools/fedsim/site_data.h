@@ -14,8 +14,9 @@
 // line without a string "text", a site without notes, bad questions, a model directory without a
 // Llama config, a tokenizer whose ids do not fit the model's vocabulary, and a --seq-len beyond
 // the model's context are refused (SiteDataError, fedsim exits 2). A note longer than --seq-len
-// tokens is truncated to it (its first seq-len tokens, as in training), and the count of such
-// notes is reported per site.
+// tokens is kept whole and seen through windows of seq-len tokens (model/dataset.h: training
+// takes one window of a sampled note per step, evaluation scores every window), and the count
+// of such notes is reported per site.
 #pragma once
 
 #include <cstdint>
@@ -51,7 +52,7 @@ struct SiteSummary {
   int64_t notes = 0;          // training notes
   int64_t heldout_notes = 0;  // 0 without a held-out file
   int64_t questions = 0;
-  int64_t truncated = 0;  // notes (training and held-out) longer than seq_len tokens
+  int64_t windowed = 0;  // notes (training and held-out) longer than seq_len tokens
 };
 
 // The tokenizer of a user's model directory, checked against the model's vocabulary, after
