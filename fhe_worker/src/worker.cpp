@@ -20,6 +20,7 @@
 #include "fhe/params.h"
 #include "fhe_worker/error.h"
 #include "fhe_worker/matmul.h"
+#include "protocol/log_format.h"
 #include "protocol/zap.h"
 #include "wake_fd.h"
 
@@ -32,6 +33,7 @@ using namespace std::chrono_literals;
 std::shared_ptr<spdlog::logger> make_console_logger(const std::string& level) {
   auto log = std::make_shared<spdlog::logger>(
       "fhe_worker", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  protocol::use_log_format(*log);
   log->set_level(spdlog::level::from_str(level));
   log->flush_on(spdlog::level::info);
   return log;
@@ -455,7 +457,7 @@ std::unique_ptr<Worker> Worker::start(std::shared_ptr<const WorkerModel> model,
                            s.config.max_queued_bytes};
   if (!s.config.insecure) {
     if (s.config.secret_key_file.empty() || s.config.allow_dir.empty()) {
-      throw WorkerError("a CURVE worker needs --secret-key and --allow (or --insecure on loopback)");
+      throw WorkerError("a CURVE worker needs --key and --allow-dir (or --insecure on loopback)");
     }
     auto key = protocol::load_key_pair(s.config.secret_key_file);
     if (!key) throw WorkerError(key.error().message);

@@ -95,9 +95,13 @@ int run_and_report(const fedsim::SimConfig& config, const fedsim::SimLayout& lay
   print_evaluation_summary(layout.run);
   if (config.baseline == "local") fedsim::run_local_baseline(config, layout, evaluator, stdout);
   const auto report = fedsim::write_report(layout.run);
-  std::printf("dashboard log: %s\nadapter (PEFT): %s\nreport: %s\n",
-              (layout.run / "events.jsonl").c_str(), (layout.run / "adapter").c_str(),
-              report.c_str());
+  std::printf("dashboard log: %s\n", (layout.run / "events.jsonl").c_str());
+  if (std::filesystem::exists(layout.run / "adapter" / "adapter_config.json")) {
+    std::printf("adapter (PEFT): %s\n", (layout.run / "adapter").c_str());
+  } else {
+    std::printf("adapter: none exported (no round completed)\n");
+  }
+  std::printf("report: %s\n", report.c_str());
   return rc;
 }
 
@@ -121,8 +125,8 @@ int main(int argc, char** argv) {
                  config.noise_multiplier, config.clip_norm, config.sample_rate, config.local_steps,
                  layout.run.c_str());
     return run_and_report(config, layout);
-  } catch (const fedsim::SiteDataError& e) {  // the user's --data or --model: nothing written
-    std::fprintf(stderr, "fedsim: %s\n", e.what());
+  } catch (const std::invalid_argument& e) {  // the user's flags, --data or --model: nothing
+    std::fprintf(stderr, "fedsim: %s\n", e.what());  // left behind (prepare_run)
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fedsim: %s\n", e.what());
