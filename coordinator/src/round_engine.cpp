@@ -107,10 +107,11 @@ void Coordinator::Impl::log_run_started() {
 RunSummary Coordinator::Impl::finish_run(RunEnd end) {
   const uint32_t last = round - 1;
   const std::string reason(run_end_name(end));
-  json finished = {{"reason", reason},
-                   {"last_round", last},
-                   {"epsilon", epsilon_map()},
-                   {"adapter", last == 0 ? json(nullptr) : json((cfg.run_dir / "adapter").string())}};
+  json finished = {
+      {"reason", reason},
+      {"last_round", last},
+      {"epsilon", epsilon_map()},
+      {"adapter", last == 0 ? json(nullptr) : json((cfg.run_dir / "adapter").string())}};
   if (cfg.plan.participant_dp) finished["participant_epsilon"] = participant_epsilon();
   events->write("run_finished", finished);
   if (last == 0) {

@@ -48,8 +48,8 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       "compute-threads", po::value(&compute_threads)->default_value(1),
       "requests computed at once")("key", po::value(&o.worker.secret_key_file),
                                    "this worker's CURVE secret key file (PREFIX.key of fedctl "
-                                   "keygen)")(
-      "allow-dir", po::value(&o.worker.allow_dir), "directory of allowed client .pub files")(
+                                   "keygen)")("allow-dir", po::value(&o.worker.allow_dir),
+                                              "directory of allowed client .pub files")(
       "insecure", po::bool_switch(&o.worker.insecure), "no CURVE (loopback endpoints only)")(
       "max-queue", po::value(&max_queue)->default_value(64),
       "queued requests before overloaded replies")(
@@ -77,8 +77,8 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   all.add(file_options);
   cli::Spec spec{&all};
   spec.file = &file_options;
-  spec.ranges = {cli::at_least("threads", 0), cli::within("compute-threads", 1, 256),
-                 cli::at_least("max-queue", 1), cli::at_least("max-input-values", 1),
+  spec.ranges = {cli::at_least("threads", 0),           cli::within("compute-threads", 1, 256),
+                 cli::at_least("max-queue", 1),         cli::at_least("max-input-values", 1),
                  cli::at_least("max-output-values", 1), cli::at_least("max-queued-bytes", 1)};
   try {
     const cli::Parsed parsed = cli::parse(argc, argv, spec, std::cerr);
@@ -105,7 +105,8 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   if (max_queue == 0) throw WorkerError("--max-queue must be at least 1");
   o.worker.max_queue = max_queue;
   if (max_input_values == 0 || max_output_values == 0 || max_queued_bytes == 0) {
-    throw WorkerError("--max-input-values, --max-output-values and --max-queued-bytes must be positive");
+    throw WorkerError(
+        "--max-input-values, --max-output-values and --max-queued-bytes must be positive");
   }
   o.worker.max_input_values = max_input_values;
   o.worker.max_output_values = max_output_values;

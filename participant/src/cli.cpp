@@ -6,8 +6,8 @@
 
 #include "model/lora_config.h"
 #include "privacy/random_source.h"
-#include "protocol/keys.h"
 #include "protocol/cli.h"
+#include "protocol/keys.h"
 
 namespace participant {
 namespace po = boost::program_options;
@@ -27,9 +27,9 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
   options.add_options()("help,h", "this text")("config", po::value(&config_file),
                                                "INI file with any of these options (flags win)")(
       "site-id", po::value(&c.site_id)->required(), "this site's name in the federation")(
-      "coordinator", cli::value(&c.coordinator),
-      "the coordinator's endpoint")("coordinator-key", po::value(&coordinator_key),
-                                    "the coordinator's public key file (.pub), for CURVE")(
+      "coordinator", cli::value(&c.coordinator), "the coordinator's endpoint")(
+      "coordinator-key", po::value(&coordinator_key),
+      "the coordinator's public key file (.pub), for CURVE")(
       "key", po::value(&key_file),
       "this site's CURVE secret key file (PREFIX.key of `fedctl keygen`), used towards the "
       "coordinator and the workers")("insecure", po::bool_switch(&c.insecure),
@@ -42,14 +42,12 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "state-dir", po::value(&state_dir)->required(),
       "where the site keeps its privacy budget, RLWE key and DP seed (a restart resumes)")(
       "seq-len", cli::value(&c.seq_len), "tokens per example")(
-      "eval-batch", cli::value(&c.eval_batch),
-      "examples per evaluation batch")("lora-rank", cli::value(&rank),
-                                       "LoRA rank (must match the federation's adapter)")(
+      "eval-batch", cli::value(&c.eval_batch), "examples per evaluation batch")(
+      "lora-rank", cli::value(&rank), "LoRA rank (must match the federation's adapter)")(
       "lora-alpha", cli::value(&alpha), "LoRA alpha")(
       "targets", po::value(&targets)->default_value("q,v"), "adapted projections")(
-      "epsilon-max", cli::value(&c.epsilon_max),
-      "this site's privacy budget epsilon")("delta", cli::value(&c.delta),
-                                            "this site's delta")(
+      "epsilon-max", cli::value(&c.epsilon_max), "this site's privacy budget epsilon")(
+      "delta", cli::value(&c.delta), "this site's delta")(
       "dp-seed", po::value(&dp_seed),
       "64 hex digits: replayable DP noise and sampling (default: a secret seed made on first "
       "start and kept in the state directory)")(
@@ -77,11 +75,16 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "a heartbeat; 0: keep trying, with a warning each time")(
       "log-level", cli::value(&outcome.log_level), cli::log_level_help().c_str());
   cli::Spec spec{&options};
-  spec.ranges = {cli::at_least("seq-len", 2),         cli::at_least("eval-batch", 1),
-                 cli::at_least("lora-rank", 1),       cli::above("lora-alpha", 0),
-                 cli::above("epsilon-max", 0),        cli::within("delta", 0, 1, true, true),
-                 cli::at_least("heartbeat-ms", 10),   cli::at_least("reconnect-ms", 10),
-                 cli::at_least("request-timeout-ms", 100), cli::at_least("connect-attempts", 0)};
+  spec.ranges = {cli::at_least("seq-len", 2),
+                 cli::at_least("eval-batch", 1),
+                 cli::at_least("lora-rank", 1),
+                 cli::above("lora-alpha", 0),
+                 cli::above("epsilon-max", 0),
+                 cli::within("delta", 0, 1, true, true),
+                 cli::at_least("heartbeat-ms", 10),
+                 cli::at_least("reconnect-ms", 10),
+                 cli::at_least("request-timeout-ms", 100),
+                 cli::at_least("connect-attempts", 0)};
   const cli::Parsed parsed = cli::parse(argc, argv, spec, std::cerr);
   if (parsed.help) {
     cli::print_help(out, options);

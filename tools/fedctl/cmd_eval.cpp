@@ -62,7 +62,8 @@ int cmd_eval(int argc, char** argv) {
       "Prints {\"loss\", \"perplexity\", \"tokens\", \"sequences\"} for --data (mean next-token "
       "cross-entropy over the predicted tokens) and {\"mcq_accuracy\", \"mcq_questions\", "
       "\"mcq_correct\"} for --mcq.",
-      options, argc, argv, [&](const po::variables_map& vm) {
+      options, argc, argv,
+      [&](const po::variables_map& vm) {
         const bool has_data = vm.count("data") > 0;
         const bool has_mcq = vm.count("mcq") > 0;
         if (!has_data && !has_mcq) throw std::invalid_argument("give --data, --mcq or both");

@@ -160,8 +160,7 @@ int cmd_fhe_matmul(int argc, char** argv) {
       "[--transpose] [--switch-modulus] [--insecure]",
       o, argc, argv, [](const po::variables_map& vm) {
         if (vm.count("remote")) return remote_matmul(vm);
-        for (const char* flag :
-             {"key", "server-key", "insecure", "layer", "proj", "model-id"}) {
+        for (const char* flag : {"key", "server-key", "insecure", "layer", "proj", "model-id"}) {
           if (vm.count(flag)) {
             throw std::runtime_error(std::string("--") + flag + " needs --remote");
           }

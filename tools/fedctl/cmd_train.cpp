@@ -114,11 +114,11 @@ void require_at_least(int64_t value, int64_t min, const char* flag) {
 // The ranges checked while parsing (protocol/cli.h), before the model is read.
 std::vector<protocol::cli::Range> train_ranges() {
   namespace cli = protocol::cli;
-  std::vector<cli::Range> r = {
-      cli::at_least("steps", 1),      cli::at_least("lora-rank", 1),  cli::at_least("batch-size", 1),
-      cli::at_least("grad-accum", 1), cli::at_least("warmup", 0),     cli::at_least("eval-every", 0),
-      cli::at_least("eval-batch", 1), cli::at_least("seq-len", 2),    cli::at_least("lr", 0),
-      cli::at_least("weight-decay", 0)};
+  std::vector<cli::Range> r = {cli::at_least("steps", 1),      cli::at_least("lora-rank", 1),
+                               cli::at_least("batch-size", 1), cli::at_least("grad-accum", 1),
+                               cli::at_least("warmup", 0),     cli::at_least("eval-every", 0),
+                               cli::at_least("eval-batch", 1), cli::at_least("seq-len", 2),
+                               cli::at_least("lr", 0),         cli::at_least("weight-decay", 0)};
   for (auto& d : dp_ranges()) r.push_back(std::move(d));
   return r;
 }
@@ -279,7 +279,8 @@ int cmd_train(int argc, char** argv) {
       "--model DIR --data FILE.jsonl --steps N [--eval FILE.jsonl] "
       "[--backend float|int8|encrypted] [options]\n\n"
       "Trains a LoRA adapter of the frozen model, shows step, loss, tokens/s and ETA on stderr, "
-      "and prints a JSON summary.\nWith --noise-multiplier S --dp-clip C --dp-delta D it trains with "
+      "and prints a JSON summary.\nWith --noise-multiplier S --dp-clip C --dp-delta D it trains "
+      "with "
       "DP-SGD (Poisson-sampled examples, each gradient clipped to C, Gaussian noise of std S*C, "
       "divided by the expected batch) and reports epsilon at D (RDP accountant) as it goes and "
       "in the summary's \"dp\" object.",

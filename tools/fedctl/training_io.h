@@ -57,8 +57,8 @@ inline void add_dp_options(po::options_description& options, DpFlags& f) {
       "noise-multiplier", po::value(&f.sigma),
       "DP-SGD: noise multiplier sigma (noise std / clipping norm), > 0 (formerly --dp-sigma); "
       "this or any --dp-* flag turns on DP-SGD and then --noise-multiplier, --dp-clip and "
-      "--dp-delta are required")(
-      "dp-clip", po::value(&f.clip), "DP-SGD: per-example gradient clipping norm C, > 0")(
+      "--dp-delta are required")("dp-clip", po::value(&f.clip),
+                                 "DP-SGD: per-example gradient clipping norm C, > 0")(
       "dp-delta", po::value(&f.delta), "DP-SGD: delta of the reported (epsilon, delta), in (0, 1)")(
       "dp-sample-rate", po::value(&f.sample_rate),
       "DP-SGD: Poisson sampling rate q of each step, in (0, 1] (default: batch x grad-accum / "
@@ -133,9 +133,9 @@ inline DpPlan plan_dp(const po::variables_map& vm, const DpFlags& f, int64_t dat
     }
     std::string why;
     if (privacy::Budget(f.epsilon_max, plan.delta).would_exceed(phase, &why)) {
-      throw std::invalid_argument("refusing to train: --dp-epsilon-max " +
-                                  dp_number(f.epsilon_max) + ": " + why +
-                                  "; raise --noise-multiplier or lower --steps or --dp-sample-rate");
+      throw std::invalid_argument(
+          "refusing to train: --dp-epsilon-max " + dp_number(f.epsilon_max) + ": " + why +
+          "; raise --noise-multiplier or lower --steps or --dp-sample-rate");
     }
   }
   if (vm.count("dp-seed")) plan.seed = privacy::parse_seed_hex(f.seed_hex);

@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
                  config.noise_multiplier, config.clip_norm, config.sample_rate, config.local_steps,
                  layout.run.c_str());
     return run_and_report(config, layout);
-  } catch (const std::invalid_argument& e) {  // the user's flags, --data or --model: nothing
+  } catch (const std::invalid_argument& e) {         // the user's flags, --data or --model: nothing
     std::fprintf(stderr, "fedsim: %s\n", e.what());  // left behind (prepare_run)
     return 2;
   } catch (const std::exception& e) {

@@ -23,8 +23,8 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
   options.add_options()("help,h", "this text")("config", po::value(&config_file),
                                                "INI file with any of these options (flags win)")(
       "rounds", cli::value(&c.rounds), "federated rounds")(
-      "sites", cli::value(&c.sites), "participant sites")(
-      "workers", cli::value(&c.workers), "fhe_workers")(
+      "sites", cli::value(&c.sites), "participant sites")("workers", cli::value(&c.workers),
+                                                          "fhe_workers")(
       "run-dir", po::value(&run_dir),
       "where everything goes (default runs/fedsim-DATE-TIME); an existing run resumes")(
       "seed", cli::value(&c.seed),
@@ -40,34 +40,28 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "tokenizer.model or tokenizer.json); overrides the generated model's shape flags")(
       "base", cli::value(&c.base),
       "the generated base model: pretrained (on a generated general-text corpus, made once and "
-      "cached) or random")("pretrain-steps",
-                           cli::value(&c.pretrain_steps),
+      "cached) or random")("pretrain-steps", cli::value(&c.pretrain_steps),
                            "optimizer steps of the pretrained base model")(
       "base-cache", po::value(&base_cache),
       "where pretrained base models are kept, one per recipe (default: .base-models next to "
-      "the run directory)")("hidden", cli::value(&c.hidden),
-                            "model hidden size")(
+      "the run directory)")("hidden", cli::value(&c.hidden), "model hidden size")(
       "layers", cli::value(&c.layers), "model layers")(
-      "heads", cli::value(&c.heads), "attention heads")(
-      "kv-heads", cli::value(&c.kv_heads), "key/value heads")(
-      "intermediate", cli::value(&c.intermediate),
-      "MLP intermediate size")("vocab", cli::value(&c.vocab),
-                               "vocabulary (byte tokenizer)")(
-      "records", cli::value(&c.records),
-      "synthetic notes per site (held-out ones included)")(
+      "heads", cli::value(&c.heads), "attention heads")("kv-heads", cli::value(&c.kv_heads),
+                                                        "key/value heads")(
+      "intermediate", cli::value(&c.intermediate), "MLP intermediate size")(
+      "vocab", cli::value(&c.vocab), "vocabulary (byte tokenizer)")(
+      "records", cli::value(&c.records), "synthetic notes per site (held-out ones included)")(
       "heldout-fraction", po::value(&c.heldout_fraction)->default_value(c.heldout_fraction, "0.1"),
-      "share of each site's notes held out")(
-      "seq-len", cli::value(&c.seq_len), "tokens per example")(
+      "share of each site's notes held out")("seq-len", cli::value(&c.seq_len),
+                                             "tokens per example")(
       "lora-rank", cli::value(&c.lora_rank), "LoRA rank")(
-      "lora-alpha", cli::value(&c.lora_alpha), "LoRA alpha")(
-      "targets", cli::value(&c.targets), "adapted projections")(
-      "local-steps", cli::value(&c.local_steps),
-      "DP-SGD steps per site and round")("lr", po::value(&c.lr)->default_value(c.lr, "0.01"),
-                                         "sites' AdamW learning rate")(
-      "batch-size", cli::value(&c.batch_size),
-      "examples per micro-batch")("sample-rate",
-                                  po::value(&c.sample_rate)->default_value(c.sample_rate, "0.04"),
-                                  "Poisson sampling rate q")(
+      "lora-alpha", cli::value(&c.lora_alpha), "LoRA alpha")("targets", cli::value(&c.targets),
+                                                             "adapted projections")(
+      "local-steps", cli::value(&c.local_steps), "DP-SGD steps per site and round")(
+      "lr", po::value(&c.lr)->default_value(c.lr, "0.01"), "sites' AdamW learning rate")(
+      "batch-size", cli::value(&c.batch_size), "examples per micro-batch")(
+      "sample-rate", po::value(&c.sample_rate)->default_value(c.sample_rate, "0.04"),
+      "Poisson sampling rate q")(
       "noise-multiplier", po::value(&c.noise_multiplier)->default_value(c.noise_multiplier, "0.8"),
       "DP-SGD sigma")("clip-norm", po::value(&c.clip_norm)->default_value(c.clip_norm, "1"),
                       "DP-SGD per-example clip C")(
@@ -79,17 +73,14 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
       "participant-clip", po::value(&c.participant_clip),
       "participant-level DP: L2 clip norm C_u of a site's round delta")(
       "participant-sigma", po::value(&c.participant_sigma),
-      "participant-level DP: noise multiplier sigma_u")(
-      "strategy", cli::value(&c.strategy),
-      "fedavg, fedadam, fedyogi or fedadagrad")(
+      "participant-level DP: noise multiplier sigma_u")("strategy", cli::value(&c.strategy),
+                                                        "fedavg, fedadam, fedyogi or fedadagrad")(
       "server-lr", po::value(&c.server_lr)->default_value(c.server_lr, "1"),
       "server learning rate (FedOpt)")("fraction",
                                        po::value(&c.fraction)->default_value(c.fraction, "1"),
                                        "share of the sites selected each round")(
-      "min-participants", cli::value(&c.min_participants),
-      "deltas a round needs")("round-timeout",
-                              cli::value(&c.round_timeout_s),
-                              "seconds a round waits for deltas")(
+      "min-participants", cli::value(&c.min_participants), "deltas a round needs")(
+      "round-timeout", cli::value(&c.round_timeout_s), "seconds a round waits for deltas")(
       "backend", cli::value(&c.backend),
       "sites' backend: remote (encrypted on the workers), encrypted (in process) or float")(
       "log-level", cli::value(&c.log_level),
@@ -163,8 +154,9 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
   }
   (void)model::parse_lora_targets(c.targets);  // throws a one-line message for a bad name
   if (model_dir.empty() && (c.kv_heads > c.heads || c.heads % c.kv_heads != 0)) {
-    throw std::invalid_argument("--kv-heads must divide --heads (got " + std::to_string(c.kv_heads) +
-                                " and " + std::to_string(c.heads) + ")");
+    throw std::invalid_argument("--kv-heads must divide --heads (got " +
+                                std::to_string(c.kv_heads) + " and " + std::to_string(c.heads) +
+                                ")");
   }
   if (model_dir.empty() && c.hidden % c.heads != 0) {
     throw std::invalid_argument("--hidden must be a multiple of --heads (got " +

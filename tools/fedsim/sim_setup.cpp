@@ -207,7 +207,8 @@ SimLayout prepare_run(const SimConfig& c, std::ostream& progress) {
   std::vector<SiteFiles> user_sites = checked_user_sites(c, progress);
   if (c.model_dir.empty()) {
     try {
-      model::validate_llama_config(generated_config(c), "the generated model (--hidden, --heads, ...)");
+      model::validate_llama_config(generated_config(c),
+                                   "the generated model (--hidden, --heads, ...)");
     } catch (const model::ModelError& e) {
       throw std::invalid_argument(e.what());
     }

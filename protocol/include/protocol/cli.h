@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <iostream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -41,12 +42,12 @@ struct Alias {
   const char* name;
 };
 inline constexpr Alias kAliases[] = {
-    {"secret-key", "key"},        // own CURVE secret key
-    {"client-key", "key"},        //
-    {"allow", "allow-dir"},       // directory of allowed *.pub keys
-    {"endpoint", "bind"},         // an address this process listens on
+    {"secret-key", "key"},             // own CURVE secret key
+    {"client-key", "key"},             //
+    {"allow", "allow-dir"},            // directory of allowed *.pub keys
+    {"endpoint", "bind"},              // an address this process listens on
     {"dp-sigma", "noise-multiplier"},  // DP-SGD noise multiplier sigma
-    {"batch", "batch-size"},      // examples per micro-batch
+    {"batch", "batch-size"},           // examples per micro-batch
 };
 
 // The levels --log-level takes, as --help and errors name them.
@@ -104,6 +105,7 @@ inline Range within(std::string name, double min, double max, bool min_open = fa
 
 // What to parse.
 struct Spec {
+  explicit Spec(const po::options_description* shown) : options(shown) {}
   const po::options_description* options = nullptr;  // shown by --help, read from argv
   const po::options_description* hidden = nullptr;   // read from argv (and the file), not shown
   const po::options_description* file = nullptr;     // keys of the --config file (null: all)
@@ -156,8 +158,8 @@ bool unsigned_of(const po::value_semantic* s) {
 
 // Renames deprecated spellings onto the current names (one warning each) and refuses a negative
 // number given to an unsigned option (Boost would wrap it: -1 -> 4294967295).
-inline void rewrite(po::parsed_options& parsed, const std::vector<Range>& ranges,
-                    Parsed& out, std::ostream& err, const std::string& where) {
+inline void rewrite(po::parsed_options& parsed, const std::vector<Range>& ranges, Parsed& out,
+                    std::ostream& err, const std::string& where) {
   for (auto& opt : parsed.options) {
     for (const auto& a : kAliases) {
       if (opt.string_key == a.old_name && has(*parsed.description, a.name)) {
@@ -181,8 +183,8 @@ inline void rewrite(po::parsed_options& parsed, const std::vector<Range>& ranges
         for (const auto& given : ranges) {
           if (given.name == opt.string_key) r = given;
         }
-        throw std::invalid_argument(out.flag(opt.string_key) + " must " + range_text(r) +
-                                    " (got " + token.substr(first) + ")");
+        throw std::invalid_argument(out.flag(opt.string_key) + " must " + range_text(r) + " (got " +
+                                    token.substr(first) + ")");
       }
     }
   }
@@ -190,8 +192,8 @@ inline void rewrite(po::parsed_options& parsed, const std::vector<Range>& ranges
 
 // The stored number of `v` and its text, for the numeric types options use.
 inline std::optional<std::pair<double, std::string>> number(const boost::any& v) {
-#define FEDLORA_CLI_NUMBER(T)                                  \
-  if (const T* p = boost::any_cast<T>(&v)) {                   \
+#define FEDLORA_CLI_NUMBER(T)                                 \
+  if (const T* p = boost::any_cast<T>(&v)) {                  \
     return std::make_pair(static_cast<double>(*p), show(*p)); \
   }
   FEDLORA_CLI_NUMBER(double)
@@ -276,8 +278,8 @@ inline void print_help(std::ostream& out, const po::options_description& visible
     if (first) out << "Deprecated spellings (still accepted, with a warning):\n";
     first = false;
     const size_t len = std::char_traits<char>::length(a.old_name);
-    out << "  --" << a.old_name << std::string(len < 20 ? 20 - len : 1, ' ')
-        << "use --" << a.name << "\n";
+    out << "  --" << a.old_name << std::string(len < 20 ? 20 - len : 1, ' ') << "use --" << a.name
+        << "\n";
   }
 }
 
