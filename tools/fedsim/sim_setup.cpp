@@ -159,26 +159,6 @@ void write_initial_adapter(const SimConfig& c, const SimLayout& l) {
   model::write_peft_adapter(l.initial_adapter, model::lora_to_peft(params, config, "model"));
 }
 
-// Refuses (std::invalid_argument) a run directory whose run has finished all of --rounds: the
-// coordinator would end at once. A run that ended early (or was stopped) resumes.
-void refuse_finished_run(const SimConfig& c, const SimLayout& l) {
-  std::ifstream in(l.run / "events.jsonl");
-  if (!in) return;
-  std::optional<nlohmann::json> finished;
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto e = nlohmann::json::parse(line, nullptr, false);
-    if (e.is_object() && e.value("event", std::string()) == "run_finished") finished = e;
-  }
-  if (!finished) return;
-  const uint32_t last = finished->value("last_round", 0u);
-  if (last >= c.rounds) {
-    throw std::invalid_argument("run directory " + l.run.string() + " holds a finished run of " +
-                                std::to_string(last) + " rounds; use --rounds M > " +
-                                std::to_string(last) + " to extend it or a new --run-dir");
-  }
-}
-
 // What prepare_run creates, so that a failure removes it again (never what was there before).
 class Created {
  public:
@@ -213,7 +193,6 @@ SimLayout prepare_run(const SimConfig& c, std::ostream& progress) {
       throw std::invalid_argument(e.what());
     }
   }
-  refuse_finished_run(c, l);
   const Created created(l);
   try {
     std::filesystem::create_directories(l.run);
@@ -233,6 +212,24 @@ SimLayout prepare_run(const SimConfig& c, std::ostream& progress) {
     throw;
   }
   return l;
+}
+
+std::optional<uint32_t> finished_rounds(const std::filesystem::path& run_dir) {
+  std::ifstream in(run_dir / "events.jsonl");
+  if (!in) return std::nullopt;
+  std::optional<uint32_t> last;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto e = nlohmann::json::parse(line, nullptr, false);
+    if (!e.is_object()) continue;
+    const std::string event = e.value("event", std::string());
+    if (event == "run_finished") {
+      last = e.value("last_round", 0u);
+    } else if (event == "run_started") {
+      last.reset();  // a resumed run that has not finished yet
+    }
+  }
+  return last;
 }
 
 std::string sha256_hex(const std::string& input) {
