@@ -7,6 +7,7 @@
 #include <exception>
 #include <functional>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,23 +19,29 @@ namespace po = boost::program_options;
 
 // Parses argv (argv[0] is the subcommand) against `opts` (-h/--help is added) with the shared
 // parser (protocol/cli.h: deprecated spellings, negative unsigned values refused, `ranges`
-// checked), then calls body. Any exception becomes "fedctl <name>: <what>" and exit status 2.
+// checked), then calls body. Any exception becomes the one line "fedctl <name>: <what>" and exit
+// status 2.
 inline int run_command(const char* name, const char* synopsis, po::options_description opts,
                        int argc, char** argv,
                        const std::function<int(const po::variables_map&)>& body,
                        std::vector<protocol::cli::Range> ranges = {}) {
   opts.add_options()("help,h", "show this help");
+  // The deprecation warnings come after the command's own output, and not at all with a refusal,
+  // which stays one line.
+  std::ostringstream warnings;
   try {
     protocol::cli::Spec spec{&opts};
     spec.config_flag.clear();
     spec.ranges = std::move(ranges);
-    const auto parsed = protocol::cli::parse(argc, argv, spec, std::cerr);
+    const auto parsed = protocol::cli::parse(argc, argv, spec, warnings);
     if (parsed.help) {
       std::cout << "usage: fedctl " << name << " " << synopsis << "\n\n";
       protocol::cli::print_help(std::cout, opts);
       return 0;
     }
-    return body(parsed.vm);
+    const int rc = body(parsed.vm);
+    std::cerr << warnings.str();
+    return rc;
   } catch (const std::exception& e) {
     std::string msg = e.what();
     for (auto& c : msg) {

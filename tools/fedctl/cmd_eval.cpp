@@ -52,7 +52,7 @@ int cmd_eval(int argc, char** argv) {
       "the log-likelihood of its tokens given the question")(
       "backend", po::value(&backend_flag)->default_value("float"),
       "how the frozen projections run: float, int8 or encrypted")(
-      "seq-len", po::value(&seq_len)->default_value(64),
+      "seq-len", po::value(&seq_len)->default_value(128),
       "tokens per example of --data (BOS + text + EOS, cut to this length)")(
       "batch-size", po::value(&batch)->default_value(8), "examples per batch");
   return run_command(

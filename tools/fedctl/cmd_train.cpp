@@ -67,7 +67,7 @@ void add_training_options(po::options_description& options, TrainFlags& f) {
       "batch-size", po::value(&f.batch)->default_value(8), "examples per micro-batch")(
       "grad-accum", po::value(&f.grad_accum)->default_value(1),
       "micro-batches accumulated per optimizer step")(
-      "seq-len", po::value(&f.seq_len)->default_value(64),
+      "seq-len", po::value(&f.seq_len)->default_value(128),
       "tokens per example (BOS + text + EOS, cut to this length)")(
       "seed", po::value(&f.seed)->default_value(0),
       "seed of the LoRA initialisation and the batch order (not of any key)")(
