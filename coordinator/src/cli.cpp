@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "protocol/config_file.h"
 #include "protocol/option_error.h"
 
 namespace coordinator {
@@ -123,7 +124,10 @@ base::Result<bool> read_options(int argc, const char* const* argv, const po::opt
       const auto file = vm["config"].as<std::string>();
       std::ifstream in(file);
       if (!in) return make_error(base::Code::kInvalidArgument, "cannot read config ", file);
-      po::store(po::parse_config_file(in, o), vm);
+      po::store(protocol::parse_config_file_relative(
+                    in, file, o,
+                    {"key", "allow-dir", "roster", "run-dir", "initial-adapter", "log-file"}),
+                vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {

@@ -11,6 +11,7 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "fhe_worker/error.h"
+#include "protocol/config_file.h"
 #include "protocol/option_error.h"
 
 namespace fhe_worker {
@@ -90,7 +91,10 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       std::ifstream in(path);
       if (!in) throw WorkerError("cannot read config file " + path);
       // Stored after the command line, so the command line wins.
-      po::store(po::parse_config_file(in, file_options), vm);
+      po::store(protocol::parse_config_file_relative(
+                    in, path, file_options,
+                    {"model", "secret-key", "allow", "port-file", "coordinator-key"}),
+                vm);
     }
     po::notify(vm);
     if (vm.count("lm-head")) o.model.lm_head = lm_head;

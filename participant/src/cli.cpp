@@ -7,6 +7,7 @@
 
 #include "model/lora_config.h"
 #include "privacy/random_source.h"
+#include "protocol/config_file.h"
 #include "protocol/keys.h"
 #include "protocol/option_error.h"
 
@@ -90,7 +91,10 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       const std::string file = vm["config"].as<std::string>();
       std::ifstream in(file);
       if (!in) throw std::invalid_argument(file + ": cannot read the config file");
-      po::store(po::parse_config_file(in, options), vm);
+      po::store(protocol::parse_config_file_relative(in, file, options,
+                                                     {"coordinator-key", "key", "model", "data",
+                                                      "eval", "state-dir", "progress-file"}),
+                vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {
