@@ -316,6 +316,7 @@ void write_coordinator_kit(const FederationDescription& d, const fs::path& out,
 // A fresh directory next to `target` for writing before the rename into place.
 fs::path staging_dir(const fs::path& target) {
   const fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  fs::create_directories(parent);
   for (int i = 0;; ++i) {
     std::string name = ".";
     name += target.filename().string();
