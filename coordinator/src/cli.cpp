@@ -143,6 +143,7 @@ base::Result<bool> read_options(int argc, const char* const* argv, const po::opt
   try {
     cli::Spec spec{&o};
     spec.ranges = ranges();
+    spec.path_keys = {"key", "allow-dir", "roster", "run-dir", "initial-adapter", "log-file"};
     const auto p = cli::parse(argc, argv, spec, std::cerr);
     if (p.help) {
       out << "usage: coordinator --run-dir DIR --initial-adapter DIR [options]\n";

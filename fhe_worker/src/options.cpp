@@ -77,6 +77,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   all.add(file_options);
   cli::Spec spec{&all};
   spec.file = &file_options;
+  spec.path_keys = {"model", "key", "allow-dir", "port-file", "coordinator-key"};
   spec.ranges = {cli::at_least("threads", 0),           cli::within("compute-threads", 1, 256),
                  cli::at_least("max-queue", 1),         cli::at_least("max-input-values", 1),
                  cli::at_least("max-output-values", 1), cli::at_least("max-queued-bytes", 1)};

@@ -75,6 +75,8 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "a heartbeat; 0: keep trying, with a warning each time")(
       "log-level", cli::value(&outcome.log_level), cli::log_level_help().c_str());
   cli::Spec spec{&options};
+  spec.path_keys = {"coordinator-key", "key",          "model", "data", "eval",
+                    "state-dir",       "progress-file"};
   spec.ranges = {cli::at_least("seq-len", 2),
                  cli::at_least("eval-batch", 1),
                  cli::at_least("lora-rank", 1),

@@ -29,6 +29,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "protocol/config_file.h"
 #include "protocol/option_error.h"
 
 namespace protocol::cli {
@@ -110,6 +111,9 @@ struct Spec {
   const po::options_description* hidden = nullptr;   // read from argv (and the file), not shown
   const po::options_description* file = nullptr;     // keys of the --config file (null: all)
   std::string config_flag = "config";                // empty: no config file
+  // Keys whose relative values in the config file are relative to the file's directory
+  // (protocol/config_file.h); the current names (deprecated spellings are renamed first).
+  std::vector<std::string> path_keys;
   std::vector<Range> ranges;
 };
 
@@ -255,6 +259,7 @@ inline Parsed parse(int argc, const char* const* argv, const Spec& spec, std::os
       detail::add_aliases(keys);
       auto from_file = po::parse_config_file(in, keys);
       detail::rewrite(from_file, spec.ranges, p, err, " (in " + file + ")");
+      resolve_relative_paths(from_file, file, spec.path_keys);
       po::store(from_file, p.vm);
     }
     po::notify(p.vm);
