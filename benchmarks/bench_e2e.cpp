@@ -218,8 +218,8 @@ class Worker : public bench::WorkerProcess {
   Worker(const Options& o, const fs::path& dir, const std::string& name)
       : bench::WorkerProcess(
             {o.worker, "--model", (dir / "model").string(), "--model-id", "bench", "--bind",
-             "tcp://127.0.0.1:0", "--port-file", (dir / (name + ".port")).string(), "--secret-key",
-             (dir / (name + ".key")).string(), "--allow", (dir / "allow").string(), "--threads",
+             "tcp://127.0.0.1:0", "--port-file", (dir / (name + ".port")).string(), "--key",
+             (dir / (name + ".key")).string(), "--allow-dir", (dir / "allow").string(), "--threads",
              std::to_string(o.worker_threads), "--id", name, "--log-level", "warn"},
             (dir / (name + ".port")).string(), (dir / (name + ".log")).string(),
             std::chrono::seconds(600)) {}

@@ -1,6 +1,6 @@
 // fhe_worker: serves encrypted matmuls (W * Enc(X), W^T * Enc(G)) of one model over ZeroMQ.
-// See docs/worker.md. Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad options or a
-// start-up failure.
+// See docs/worker.md. SIGHUP reloads the --allow directory. Exit status: 0 after a clean stop
+// (SIGTERM/SIGINT), 2 for bad options or a start-up failure.
 #include <signal.h>
 
 #include <cstdio>
@@ -32,12 +32,13 @@ int main(int argc, char** argv) {
   auto log = fhe_worker::make_console_logger(o.log_level);
   o.worker.log = log;
 
-  // SIGTERM and SIGINT are taken synchronously below; every thread started from here on
+  // SIGTERM, SIGINT and SIGHUP are taken synchronously below; every thread started from here on
   // inherits the blocked mask, so no thread is interrupted by them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::unique_ptr<fhe_worker::Worker> worker;
@@ -79,7 +80,11 @@ int main(int argc, char** argv) {
   }
 
   int signal_number = 0;
-  while (sigwait(&signals, &signal_number) != 0) {
+  for (;;) {
+    if (sigwait(&signals, &signal_number) != 0) continue;
+    if (signal_number != SIGHUP) break;
+    log->info("SIGHUP: reloading the allow-list");
+    worker->reload_allow_list();
   }
   log->info("signal {} received", signal_number);
   registrar.reset();

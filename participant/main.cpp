@@ -13,6 +13,7 @@
 
 #include "participant/agent.h"
 #include "participant/cli.h"
+#include "protocol/log_format.h"
 
 int main(int argc, char** argv) {
   participant::CliOutcome parsed;
@@ -32,7 +33,7 @@ int main(int argc, char** argv) {
 
   auto log = std::make_shared<spdlog::logger>(
       parsed.config.site_id, std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  log->set_pattern("%H:%M:%S.%e %^%l%$ [%n] %v");
+  protocol::use_log_format(*log);
   log->set_level(spdlog::level::from_str(parsed.log_level));
   parsed.config.log = log;
   std::unique_ptr<participant::Agent> agent;

@@ -4,13 +4,14 @@
 
 #include <fstream>
 
-#include "protocol/option_error.h"
+#include "protocol/cli.h"
 
 namespace coordinator {
 
 namespace {
 
 namespace po = boost::program_options;
+namespace cli = protocol::cli;
 using base::make_error;
 
 // The flags that are not fields of CoordinatorConfig as they are (files, keys, seconds).
@@ -23,22 +24,23 @@ struct RawFlags {
 void add_transport_options(po::options_description& o, CoordinatorConfig& c, RawFlags& f) {
   // clang-format off
   o.add_options()
-    ("help", "print this help")
+    ("help,h", "print this help")
     ("config", po::value(&f.config_file), "INI file with any of these options")
-    ("endpoint", po::value(&c.endpoint)->default_value(c.endpoint), "ZeroMQ endpoint to bind")
+    ("bind", cli::value(&c.endpoint),
+     "address to listen on (ZeroMQ endpoint; port 0 or * picks a free one)")
     ("insecure", po::bool_switch(&c.insecure), "no CurveZMQ (loopback endpoints only)")
     ("key", po::value(&f.key_file), "the coordinator's secret key file (fedctl keygen)")
     ("allow-dir", po::value(&f.allow_dir), "directory of *.pub keys of participants and workers")
     ("roster", po::value(&f.roster),
      "roster file binding each key to one site or worker id (docs/coordinator.md); reloaded on "
      "SIGHUP and when it changes")
-    ("handshake-timeout", po::value(&f.handshake_timeout_s)->default_value(f.handshake_timeout_s),
+    ("handshake-timeout", cli::value(&f.handshake_timeout_s),
      "seconds a connection may take to complete its CURVE handshake before it is closed")
     ("run-dir", po::value(&f.run_dir), "run directory: events.jsonl, checkpoints/, adapter/")
     ("initial-adapter", po::value(&f.initial_adapter),
      "PEFT dir (adapter_model.safetensors + adapter_config.json) of the initial global adapter")
-    ("log-level", po::value(&c.log_level)->default_value(c.log_level),
-     "lines shown on stderr: trace, debug, info, warn, error, critical, off")
+    ("log-level", cli::value(&c.log_level),
+     cli::log_level_help().c_str())
     ("log-file", po::value(&f.log_file),
      "also append every line at info and above (or --log-level, when lower) to this file");
   // clang-format on
@@ -47,28 +49,28 @@ void add_transport_options(po::options_description& o, CoordinatorConfig& c, Raw
 void add_round_options(po::options_description& o, CoordinatorConfig& c, RawFlags& f) {
   // clang-format off
   o.add_options()
-    ("rounds", po::value(&c.rounds)->default_value(c.rounds), "rounds to run")
-    ("fraction", po::value(&c.fraction)->default_value(c.fraction),
+    ("rounds", cli::value(&c.rounds), "rounds to run")
+    ("fraction", cli::value(&c.fraction),
      "fraction of eligible sites selected per round")
-    ("min-participants", po::value(&c.min_participants)->default_value(c.min_participants),
+    ("min-participants", cli::value(&c.min_participants),
      "fewest deltas that complete a round")
-    ("max-attempts", po::value(&c.max_attempts)->default_value(c.max_attempts),
+    ("max-attempts", cli::value(&c.max_attempts),
      "selections per round before the run gives up")
-    ("round-timeout", po::value(&f.round_timeout_s)->default_value(f.round_timeout_s),
+    ("round-timeout", cli::value(&f.round_timeout_s),
      "seconds from invitation to the upload deadline")
-    ("heartbeat-ms", po::value(&f.heartbeat_ms)->default_value(f.heartbeat_ms),
+    ("heartbeat-ms", cli::value(&f.heartbeat_ms),
      "heartbeat interval asked of the sites")
-    ("missed-heartbeats", po::value(&c.missed_heartbeats)->default_value(c.missed_heartbeats),
+    ("missed-heartbeats", cli::value(&c.missed_heartbeats),
      "heartbeats missed before a site is dead")
-    ("wait-for-sites", po::value(&f.wait_for_sites_s)->default_value(f.wait_for_sites_s),
+    ("wait-for-sites", cli::value(&f.wait_for_sites_s),
      "seconds to wait for enough sites before ending the run")
-    ("start-after", po::value(&c.start_after)->default_value(c.start_after),
+    ("start-after", cli::value(&c.start_after),
      "participants to wait for before the first round (0: min-participants)")
-    ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the selection DRBG")
+    ("seed", cli::value(&c.seed), "seed of the selection DRBG")
     ("run-id", po::value(&c.run_id),
      "32 hex digits: replay a run with this id (tests only; default: a fresh random id)")
     ("max-example-weight",
-     po::value(&c.max_example_weight)->default_value(c.max_example_weight),
+     cli::value(&c.max_example_weight),
      "FedAvg weight cap: a delta counts with at most this many examples (0: no cap)");
   // clang-format on
 }
@@ -76,20 +78,20 @@ void add_round_options(po::options_description& o, CoordinatorConfig& c, RawFlag
 void add_plan_options(po::options_description& o, CoordinatorConfig& c) {
   // clang-format off
   o.add_options()
-    ("local-steps", po::value(&c.plan.local_steps)->default_value(c.plan.local_steps),
+    ("local-steps", cli::value(&c.plan.local_steps),
      "DP-SGD steps per round at each site")
-    ("lr", po::value(&c.plan.learning_rate)->default_value(c.plan.learning_rate),
+    ("lr", cli::value(&c.plan.learning_rate),
      "local learning rate")
-    ("batch-size", po::value(&c.plan.batch_size)->default_value(c.plan.batch_size),
+    ("batch-size", cli::value(&c.plan.batch_size),
      "expected local batch size")
-    ("sample-rate", po::value(&c.plan.sample_rate)->default_value(c.plan.sample_rate),
+    ("sample-rate", cli::value(&c.plan.sample_rate),
      "Poisson sampling rate q of each step")
     ("noise-multiplier",
-     po::value(&c.plan.noise_multiplier)->default_value(c.plan.noise_multiplier),
+     cli::value(&c.plan.noise_multiplier),
      "DP noise multiplier sigma")
-    ("clip-norm", po::value(&c.plan.clip_norm)->default_value(c.plan.clip_norm),
+    ("clip-norm", cli::value(&c.plan.clip_norm),
      "per-example clipping norm C")
-    ("delta", po::value(&c.plan.delta)->default_value(c.plan.delta), "DP delta of the plan")
+    ("delta", cli::value(&c.plan.delta), "DP delta of the plan")
     ("participant-dp", po::bool_switch(&c.plan.participant_dp),
      "participant-level DP: sites clip and noise their whole round delta (off by default)")
     ("participant-clip", po::value(&c.plan.participant_clip),
@@ -99,35 +101,56 @@ void add_plan_options(po::options_description& o, CoordinatorConfig& c) {
     ("participant-amplification", po::bool_switch(&c.participant_amplification),
      "participant-level DP: account with amplification by subsampling (q = selected/eligible); "
      "valid only against a party that does not learn the selection, never the coordinator")
-    ("strategy", po::value(&c.strategy.name)->default_value(c.strategy.name),
+    ("strategy", cli::value(&c.strategy.name),
      "fedavg | fedadam | fedyogi | fedadagrad")
-    ("server-lr", po::value(&c.strategy.server_lr)->default_value(c.strategy.server_lr),
+    ("server-lr", cli::value(&c.strategy.server_lr),
      "server learning rate eta")
-    ("beta1", po::value(&c.strategy.beta1)->default_value(c.strategy.beta1), "FedOpt beta1")
-    ("beta2", po::value(&c.strategy.beta2)->default_value(c.strategy.beta2), "FedOpt beta2")
-    ("tau", po::value(&c.strategy.tau)->default_value(c.strategy.tau), "FedOpt tau");
+    ("beta1", cli::value(&c.strategy.beta1), "FedOpt beta1")
+    ("beta2", cli::value(&c.strategy.beta2), "FedOpt beta2")
+    ("tau", cli::value(&c.strategy.tau), "FedOpt tau");
   // clang-format on
+}
+
+// The ranges of the numeric flags, checked before anything is read or bound.
+std::vector<cli::Range> ranges() {
+  return {cli::at_least("rounds", 1),
+          cli::within("fraction", 0, 1, true, false),
+          cli::at_least("min-participants", 1),
+          cli::at_least("max-attempts", 1),
+          cli::above("round-timeout", 0),
+          cli::at_least("heartbeat-ms", 1),
+          cli::at_least("missed-heartbeats", 1),
+          cli::above("wait-for-sites", 0),
+          cli::within("handshake-timeout", 0, 3600, true, false),
+          cli::at_least("local-steps", 1),
+          cli::above("lr", 0),
+          cli::at_least("batch-size", 1),
+          cli::within("sample-rate", 0, 1, true, false),
+          cli::above("noise-multiplier", 0),
+          cli::above("clip-norm", 0),
+          cli::within("delta", 0, 1, true, true),
+          cli::at_least("participant-clip", 0),
+          cli::at_least("participant-sigma", 0),
+          cli::above("server-lr", 0),
+          cli::within("beta1", 0, 1, false, true),
+          cli::within("beta2", 0, 1, false, true),
+          cli::above("tau", 0)};
 }
 
 // Parses argv, then the --config file; true when --help was given (the text went to `out`).
 base::Result<bool> read_options(int argc, const char* const* argv, const po::options_description& o,
-                                std::ostream& out) {
+                                std::ostream& out, std::string& log_level) {
   try {
-    po::variables_map vm;
-    po::store(po::parse_command_line(argc, argv, o), vm);
-    if (vm.count("help")) {
-      out << "usage: coordinator --run-dir DIR --initial-adapter DIR [options]\n" << o << "\n";
+    cli::Spec spec{&o};
+    spec.ranges = ranges();
+    spec.path_keys = {"key", "allow-dir", "roster", "run-dir", "initial-adapter", "log-file"};
+    const auto p = cli::parse(argc, argv, spec, std::cerr);
+    if (p.help) {
+      out << "usage: coordinator --run-dir DIR --initial-adapter DIR [options]\n";
+      cli::print_help(out, o);
       return true;
     }
-    if (vm.count("config")) {
-      const auto file = vm["config"].as<std::string>();
-      std::ifstream in(file);
-      if (!in) return make_error(base::Code::kInvalidArgument, "cannot read config ", file);
-      po::store(po::parse_config_file(in, o), vm);
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return make_error(base::Code::kInvalidArgument, protocol::option_error_message(e));
+    cli::check_log_level(log_level);
   } catch (const std::exception& e) {
     return make_error(base::Code::kInvalidArgument, e.what());
   }
@@ -135,12 +158,7 @@ base::Result<bool> read_options(int argc, const char* const* argv, const po::opt
 }
 
 base::Status apply_times(const RawFlags& f, CoordinatorConfig& c) {
-  if (!(f.round_timeout_s > 0) || !(f.wait_for_sites_s > 0) || f.heartbeat_ms == 0 ||
-      !(f.handshake_timeout_s > 0) || f.handshake_timeout_s > 3600) {
-    return make_error(base::Code::kInvalidArgument,
-                      "--round-timeout, --wait-for-sites and --heartbeat-ms must be > 0, "
-                      "--handshake-timeout in (0, 3600]");
-  }
+  // The ranges were checked by read_options (ranges()); the conversions cannot overflow.
   c.handshake_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(f.handshake_timeout_s * 1000));
   c.round_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.round_timeout_s * 1000));
@@ -182,7 +200,7 @@ base::Result<CliOutcome> parse_cli(int argc, const char* const* argv, std::ostre
   add_transport_options(o, c, f);
   add_round_options(o, c, f);
   add_plan_options(o, c);
-  auto help = read_options(argc, argv, o, out);
+  auto help = read_options(argc, argv, o, out, c.log_level);
   if (!help) return help.error();
   if (help.value()) {
     r.help = true;

@@ -80,7 +80,10 @@ base::Result<RunSummary> Coordinator::Impl::run(std::stop_token stop) {
       break;
     }
   }
-  if (auto s = export_peft(cfg.run_dir / "adapter", global); !s) return s.error();
+  // After no completed round the global adapter is still the initial one: nothing to export.
+  if (round > 1) {
+    if (auto s = export_peft(cfg.run_dir / "adapter", global); !s) return s.error();
+  }
   return finish_run(end);
 }
 
@@ -104,13 +107,19 @@ void Coordinator::Impl::log_run_started() {
 RunSummary Coordinator::Impl::finish_run(RunEnd end) {
   const uint32_t last = round - 1;
   const std::string reason(run_end_name(end));
-  json finished = {{"reason", reason},
-                   {"last_round", last},
-                   {"epsilon", epsilon_map()},
-                   {"adapter", (cfg.run_dir / "adapter").string()}};
+  json finished = {
+      {"reason", reason},
+      {"last_round", last},
+      {"epsilon", epsilon_map()},
+      {"adapter", last == 0 ? json(nullptr) : json((cfg.run_dir / "adapter").string())}};
   if (cfg.plan.participant_dp) finished["participant_epsilon"] = participant_epsilon();
   events->write("run_finished", finished);
-  log->info("run finished after round {}: {}", last, reason);
+  if (last == 0) {
+    log->warn("run finished before any round completed ({}): nothing to export", reason);
+  } else {
+    log->info("run finished after round {}: {}; adapter exported to {}", last, reason,
+              (cfg.run_dir / "adapter").string());
+  }
   for (const auto& [id, s] : registry.sites()) {
     if (s.alive && !s.peer.empty()) (void)send(s.peer, pc::Message{pc::Shutdown{reason}, {}});
   }

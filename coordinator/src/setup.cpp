@@ -12,6 +12,7 @@
 #include "coordinator/files.h"
 #include "coordinator_impl.h"
 #include "protocol/coordinator_codec.h"
+#include "protocol/log_format.h"
 
 namespace coordinator {
 namespace {
@@ -71,7 +72,7 @@ base::Result<std::shared_ptr<spdlog::logger>> make_logger(const CoordinatorConfi
     lowest = std::min(lowest, file_level);
   }
   auto log = std::make_shared<spdlog::logger>("coordinator", sinks.begin(), sinks.end());
-  log->set_pattern("%H:%M:%S.%e coordinator %^%l%$ %v");
+  protocol::use_log_format(*log);
   log->set_level(lowest);
   log->flush_on(spdlog::level::info);  // a log file is read while the run goes on
   return log;

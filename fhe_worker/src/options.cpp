@@ -5,17 +5,17 @@
 
 #include <boost/program_options.hpp>
 #include <cstdio>
-#include <fstream>
 #include <sstream>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "fhe_worker/error.h"
-#include "protocol/option_error.h"
+#include "protocol/cli.h"
 
 namespace fhe_worker {
 
 namespace po = boost::program_options;
+namespace cli = protocol::cli;
 
 CommandLine parse_command_line(int argc, const char* const* argv) {
   CommandLine cl;
@@ -42,13 +42,14 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       "lm-head", po::value(&lm_head),
       "serve the LM head: true | false (default: true without --layers, false with it)")(
       "bind", po::value(&o.worker.bind)->default_value("tcp://*:5555"),
-      "endpoint to bind: tcp://*:PORT; port 0 or * picks a free port")(
+      "address to listen on: tcp://*:PORT; port 0 or * picks a free port")(
       "device", po::value(&device)->default_value("auto"), "auto | cpu | cuda[:N]")(
       "threads", po::value(&threads)->default_value(0), "threads per product (0: all cores)")(
       "compute-threads", po::value(&compute_threads)->default_value(1),
-      "requests computed at once")("secret-key", po::value(&o.worker.secret_key_file),
-                                   "CURVE secret key file (PREFIX.key of fedctl keygen)")(
-      "allow", po::value(&o.worker.allow_dir), "directory of allowed client .pub files")(
+      "requests computed at once")("key", po::value(&o.worker.secret_key_file),
+                                   "this worker's CURVE secret key file (PREFIX.key of fedctl "
+                                   "keygen)")("allow-dir", po::value(&o.worker.allow_dir),
+                                              "directory of allowed client .pub files")(
       "insecure", po::bool_switch(&o.worker.insecure), "no CURVE (loopback endpoints only)")(
       "max-queue", po::value(&max_queue)->default_value(64),
       "queued requests before overloaded replies")(
@@ -61,8 +62,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       "max-queued-bytes", po::value(&max_queued_bytes)->default_value(max_queued_bytes),
       "estimated bytes of all queued and in-flight requests; past it, overloaded replies")(
       "id", po::value(&o.worker.sender_id), "heartbeat sender id")(
-      "log-level", po::value(&o.log_level)->default_value("info"),
-      "trace | debug | info | warn | error | critical | off")(
+      "log-level", cli::value(&o.log_level), cli::log_level_help().c_str())(
       "port-file", po::value(&o.port_file), "write the bound endpoint to FILE once listening")(
       "coordinator", po::value(&o.coordinator),
       "register with this coordinator endpoint so that its rounds list this worker")(
@@ -75,27 +75,25 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   all.add_options()("help,h", "show this help")("config", po::value(&o.config_file),
                                                 "INI file with the options below");
   all.add(file_options);
+  cli::Spec spec{&all};
+  spec.file = &file_options;
+  spec.path_keys = {"model", "key", "allow-dir", "port-file", "coordinator-key"};
+  spec.ranges = {cli::at_least("threads", 0),           cli::within("compute-threads", 1, 256),
+                 cli::at_least("max-queue", 1),         cli::at_least("max-input-values", 1),
+                 cli::at_least("max-output-values", 1), cli::at_least("max-queued-bytes", 1)};
   try {
-    po::variables_map vm;
-    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
-    if (vm.count("help")) {
+    const cli::Parsed parsed = cli::parse(argc, argv, spec, std::cerr);
+    if (parsed.help) {
       std::ostringstream text;
-      text << all;
+      cli::print_help(text, all);
       cl.help = true;
       cl.help_text = text.str();
       return cl;
     }
-    if (vm.count("config")) {
-      const std::string path = vm["config"].as<std::string>();
-      std::ifstream in(path);
-      if (!in) throw WorkerError("cannot read config file " + path);
-      // Stored after the command line, so the command line wins.
-      po::store(po::parse_config_file(in, file_options), vm);
-    }
-    po::notify(vm);
-    if (vm.count("lm-head")) o.model.lm_head = lm_head;
-  } catch (const po::error& e) {
-    throw WorkerError(protocol::option_error_message(e));
+    if (parsed.vm.count("lm-head")) o.model.lm_head = lm_head;
+    cli::check_log_level(o.log_level);
+  } catch (const std::invalid_argument& e) {
+    throw WorkerError(e.what());
   }
   if (o.model_dir.empty()) throw WorkerError("--model is required");
   if (!layers.empty()) o.model.layers = parse_layer_range(layers);
@@ -108,17 +106,16 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   if (max_queue == 0) throw WorkerError("--max-queue must be at least 1");
   o.worker.max_queue = max_queue;
   if (max_input_values == 0 || max_output_values == 0 || max_queued_bytes == 0) {
-    throw WorkerError("--max-input-values, --max-output-values and --max-queued-bytes must be positive");
+    throw WorkerError(
+        "--max-input-values, --max-output-values and --max-queued-bytes must be positive");
   }
   o.worker.max_input_values = max_input_values;
   o.worker.max_output_values = max_output_values;
   o.worker.max_queued_bytes = max_queued_bytes;
-  if (o.log_level != "off" && spdlog::level::from_str(o.log_level) == spdlog::level::off) {
-    throw WorkerError("--log-level must be trace, debug, info, warn, error, critical or off, got '" +
-                o.log_level + "'");
-  }
   if (!o.worker.insecure && (o.worker.secret_key_file.empty() || o.worker.allow_dir.empty())) {
-    throw WorkerError("CURVE needs --secret-key and --allow (or --insecure on a loopback endpoint)");
+    throw WorkerError(
+        "CURVE needs --key and --allow-dir (formerly --secret-key and --allow), or --insecure on "
+        "a loopback endpoint");
   }
   if (!o.coordinator.empty() && !o.worker.insecure && o.coordinator_key.empty()) {
     throw WorkerError("--coordinator under CURVE needs --coordinator-key (the coordinator's .pub)");

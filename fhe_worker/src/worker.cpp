@@ -20,6 +20,7 @@
 #include "fhe/params.h"
 #include "fhe_worker/error.h"
 #include "fhe_worker/matmul.h"
+#include "protocol/log_format.h"
 #include "protocol/zap.h"
 #include "wake_fd.h"
 
@@ -32,6 +33,7 @@ using namespace std::chrono_literals;
 std::shared_ptr<spdlog::logger> make_console_logger(const std::string& level) {
   auto log = std::make_shared<spdlog::logger>(
       "fhe_worker", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  protocol::use_log_format(*log);
   log->set_level(spdlog::level::from_str(level));
   log->flush_on(spdlog::level::info);
   return log;
@@ -43,6 +45,8 @@ struct Worker::State {
   std::shared_ptr<spdlog::logger> log;
   zmq::context_t context;  // before zap: destroyed after it
   std::unique_ptr<protocol::ZapHandler> zap;
+  std::mutex allow_mutex;     // guards allow (reload_allow_list)
+  protocol::AllowList allow;  // the list zap decides with
   std::optional<protocol::KeyPair> key;
   std::string endpoint, sender_id;
   WakeFd wake;
@@ -455,7 +459,7 @@ std::unique_ptr<Worker> Worker::start(std::shared_ptr<const WorkerModel> model,
                            s.config.max_queued_bytes};
   if (!s.config.insecure) {
     if (s.config.secret_key_file.empty() || s.config.allow_dir.empty()) {
-      throw WorkerError("a CURVE worker needs --secret-key and --allow (or --insecure on loopback)");
+      throw WorkerError("a CURVE worker needs --key and --allow-dir (or --insecure on loopback)");
     }
     auto key = protocol::load_key_pair(s.config.secret_key_file);
     if (!key) throw WorkerError(key.error().message);
@@ -463,6 +467,7 @@ std::unique_ptr<Worker> Worker::start(std::shared_ptr<const WorkerModel> model,
     auto allow = protocol::AllowList::load_directory(s.config.allow_dir);
     if (!allow) throw WorkerError(allow.error().message);
     const size_t allowed = allow.value().size();
+    s.allow = allow.value();
     auto log = s.log;
     auto zap = protocol::ZapHandler::start(
         s.context, std::move(allow).value(),
@@ -520,6 +525,41 @@ void Worker::wait() {
   for (auto& t : state_->compute) {
     if (t.joinable()) t.join();
   }
+}
+
+namespace {
+
+// "a.pub, b.pub" for the keys of `of` that `other` lacks (by their allow-list names).
+std::string keys_missing_from(const protocol::AllowList& of, const protocol::AllowList& other) {
+  std::string out;
+  for (const auto& key : of.keys()) {
+    if (other.contains(key)) continue;
+    const auto it = of.names().find(key);
+    if (!out.empty()) out += ", ";
+    out += it != of.names().end() ? it->second : key.z85();
+  }
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+bool Worker::reload_allow_list() {
+  State& s = *state_;
+  if (!s.zap) return true;
+  std::lock_guard lock(s.allow_mutex);
+  auto loaded = protocol::AllowList::load_directory(s.config.allow_dir);
+  if (!loaded) {
+    s.log->error("allow-list {} refused, keeping the previous one ({} key(s)): {}",
+                 s.config.allow_dir, s.allow.size(), loaded.error().message);
+    return false;
+  }
+  const std::string added = keys_missing_from(loaded.value(), s.allow);
+  const std::string removed = keys_missing_from(s.allow, loaded.value());
+  s.allow = loaded.value();
+  s.zap->set_allow_list(std::move(loaded).value());
+  s.log->info("allow-list {} reloaded: {} key(s); added: {}; removed: {}", s.config.allow_dir,
+              s.allow.size(), added, removed);
+  return true;
 }
 
 WorkerStats Worker::stats() const {

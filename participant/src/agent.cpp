@@ -16,6 +16,7 @@
 #include "fhe/context.h"
 #include "fhe/secret_key.h"
 #include "model/tokenizer.h"
+#include "protocol/log_format.h"
 
 namespace participant {
 namespace {
@@ -23,7 +24,7 @@ namespace {
 std::shared_ptr<spdlog::logger> console_logger(const std::string& name) {
   auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   auto log = std::make_shared<spdlog::logger>(name, sink);
-  log->set_pattern("%H:%M:%S.%e %^%l%$ [%n] %v");
+  protocol::use_log_format(*log);
   return log;
 }
 

@@ -2,16 +2,16 @@
 
 #include <boost/program_options.hpp>
 
-#include <fstream>
 #include <stdexcept>
 
 #include "model/lora_config.h"
 #include "privacy/random_source.h"
+#include "protocol/cli.h"
 #include "protocol/keys.h"
-#include "protocol/option_error.h"
 
 namespace participant {
 namespace po = boost::program_options;
+namespace cli = protocol::cli;
 
 CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
   CliOutcome outcome;
@@ -27,9 +27,9 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
   options.add_options()("help,h", "this text")("config", po::value(&config_file),
                                                "INI file with any of these options (flags win)")(
       "site-id", po::value(&c.site_id)->required(), "this site's name in the federation")(
-      "coordinator", po::value(&c.coordinator)->default_value(c.coordinator),
-      "the coordinator's endpoint")("coordinator-key", po::value(&coordinator_key),
-                                    "the coordinator's public key file (.pub), for CURVE")(
+      "coordinator", cli::value(&c.coordinator), "the coordinator's endpoint")(
+      "coordinator-key", po::value(&coordinator_key),
+      "the coordinator's public key file (.pub), for CURVE")(
       "key", po::value(&key_file),
       "this site's CURVE secret key file (PREFIX.key of `fedctl keygen`), used towards the "
       "coordinator and the workers")("insecure", po::bool_switch(&c.insecure),
@@ -41,19 +41,17 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "eval", po::value(&eval), "held-out records in the same format")(
       "state-dir", po::value(&state_dir)->required(),
       "where the site keeps its privacy budget, RLWE key and DP seed (a restart resumes)")(
-      "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "tokens per example")(
-      "eval-batch", po::value(&c.eval_batch)->default_value(c.eval_batch),
-      "examples per evaluation batch")("lora-rank", po::value(&rank)->default_value(rank),
-                                       "LoRA rank (must match the federation's adapter)")(
-      "lora-alpha", po::value(&alpha)->default_value(alpha), "LoRA alpha")(
+      "seq-len", cli::value(&c.seq_len), "tokens per example")(
+      "eval-batch", cli::value(&c.eval_batch), "examples per evaluation batch")(
+      "lora-rank", cli::value(&rank), "LoRA rank (must match the federation's adapter)")(
+      "lora-alpha", cli::value(&alpha), "LoRA alpha")(
       "targets", po::value(&targets)->default_value("q,v"), "adapted projections")(
-      "epsilon-max", po::value(&c.epsilon_max)->default_value(c.epsilon_max),
-      "this site's privacy budget epsilon")("delta", po::value(&c.delta)->default_value(c.delta),
-                                            "this site's delta")(
+      "epsilon-max", cli::value(&c.epsilon_max), "this site's privacy budget epsilon")(
+      "delta", cli::value(&c.delta), "this site's delta")(
       "dp-seed", po::value(&dp_seed),
       "64 hex digits: replayable DP noise and sampling (default: a secret seed made on first "
       "start and kept in the state directory)")(
-      "backend", po::value(&c.backend)->default_value(c.backend),
+      "backend", cli::value(&c.backend),
       "remote (encrypted on the workers), encrypted (in process) or float (plaintext, "
       "debugging only)")("switch-modulus", po::bool_switch(&c.switch_modulus),
                          "ask workers for modulus-switched (smaller) replies")(
@@ -66,36 +64,36 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
       "progress-file", po::value(&progress_file),
       "publish the training progress (round, step, tokens per second, ETA) to this JSON file "
       "after every step, replaced atomically (default: not published)")(
-      "heartbeat-ms", po::value(&heartbeat_ms)->default_value(heartbeat_ms), "heartbeat interval")(
-      "reconnect-ms", po::value(&reconnect_ms)->default_value(reconnect_ms),
+      "heartbeat-ms", cli::value(&heartbeat_ms), "heartbeat interval")(
+      "reconnect-ms", cli::value(&reconnect_ms),
       "register again after this long without a word from the coordinator")(
-      "request-timeout-ms", po::value(&timeout_ms)->default_value(timeout_ms),
+      "request-timeout-ms", cli::value(&timeout_ms),
       "time a worker gets for one product before it is retried elsewhere")(
-      "connect-attempts", po::value(&c.connect_attempts)->default_value(c.connect_attempts),
+      "connect-attempts", cli::value(&c.connect_attempts),
       "failed CURVE handshakes in a row (this site's key refused, or a wrong --coordinator-key; "
       "or every worker of a round refusing it) before the participant exits with status 1, one "
       "a heartbeat; 0: keep trying, with a warning each time")(
-      "log-level", po::value(&outcome.log_level)->default_value("info"),
-      "trace, debug, info, warn, error");
-  po::variables_map vm;
-  // Boost's own what() can loop forever on a name or value holding a %placeholder%.
-  try {
-    po::store(po::parse_command_line(argc, argv, options), vm);
-    if (vm.count("help")) {
-      out << options << "\n";
-      outcome.help = true;
-      return outcome;
-    }
-    if (vm.count("config")) {
-      const std::string file = vm["config"].as<std::string>();
-      std::ifstream in(file);
-      if (!in) throw std::invalid_argument(file + ": cannot read the config file");
-      po::store(po::parse_config_file(in, options), vm);
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw std::invalid_argument(protocol::option_error_message(e));
+      "log-level", cli::value(&outcome.log_level), cli::log_level_help().c_str());
+  cli::Spec spec{&options};
+  spec.path_keys = {"coordinator-key", "key",          "model", "data", "eval",
+                    "state-dir",       "progress-file"};
+  spec.ranges = {cli::at_least("seq-len", 2),
+                 cli::at_least("eval-batch", 1),
+                 cli::at_least("lora-rank", 1),
+                 cli::above("lora-alpha", 0),
+                 cli::above("epsilon-max", 0),
+                 cli::within("delta", 0, 1, true, true),
+                 cli::at_least("heartbeat-ms", 10),
+                 cli::at_least("reconnect-ms", 10),
+                 cli::at_least("request-timeout-ms", 100),
+                 cli::at_least("connect-attempts", 0)};
+  const cli::Parsed parsed = cli::parse(argc, argv, spec, std::cerr);
+  if (parsed.help) {
+    cli::print_help(out, options);
+    outcome.help = true;
+    return outcome;
   }
+  cli::check_log_level(outcome.log_level);
   c.model_dir = model_dir;
   c.train_file = data;
   c.heldout_file = eval;
@@ -104,10 +102,10 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out) {
   c.lora.rank = rank;
   c.lora.alpha = alpha;
   c.lora.targets = model::parse_lora_targets(targets);
-  if (c.connect_attempts < 0) throw std::invalid_argument("--connect-attempts must be >= 0");
-  if (heartbeat_ms < 10 || reconnect_ms < heartbeat_ms || timeout_ms < 100) {
-    throw std::invalid_argument(
-        "--heartbeat-ms must be >= 10, --reconnect-ms >= it, --request-timeout-ms >= 100");
+  if (reconnect_ms < heartbeat_ms) {
+    throw std::invalid_argument("--reconnect-ms must be at least --heartbeat-ms (" +
+                                std::to_string(heartbeat_ms) + ", got " +
+                                std::to_string(reconnect_ms) + ")");
   }
   c.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
   c.reconnect_after = std::chrono::milliseconds(reconnect_ms);

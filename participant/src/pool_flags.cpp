@@ -34,8 +34,9 @@ protocol::Result<std::unique_ptr<WorkerPool>> connect_pool(const PoolFlags& flag
     }
   } else {
     if (flags.client_key.empty()) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "CURVE needs --client-key PREFIX.key (or --insecure on loopback)");
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          "CURVE needs --key PREFIX.key (formerly --client-key), or --insecure on loopback");
     }
     auto pair = protocol::load_key_pair(flags.client_key);
     if (!pair) return pair.error();

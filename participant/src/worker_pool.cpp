@@ -113,7 +113,7 @@ protocol::Result<std::unique_ptr<WorkerPool>> WorkerPool::connect(const WorkerDi
   if (directory.size() == 0) return make_error(ErrorCode::kInvalidArgument, "no workers");
   if (!options.insecure && !options.client_key) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "CURVE needs this participant's key pair (--client-key), or --insecure on "
+                      "CURVE needs this participant's key pair (--key), or --insecure on "
                       "loopback");
   }
   if (options.heartbeat_interval.count() <= 0 || options.max_missed_heartbeats < 1 ||

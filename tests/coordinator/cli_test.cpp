@@ -46,6 +46,21 @@ TEST(Cli, ReadsTheIniFileAndFlagsWin) {
   EXPECT_EQ(c.run_dir, "/tmp/run");
 }
 
+// A relative path in the file is relative to the file's directory; on the command line, to the
+// working directory (fedctl provision's kits run from anywhere).
+TEST(Cli, ConfigFilePathsAreRelativeToTheFile) {
+  coordinator_test::TempDir dir;
+  const auto ini = dir.path() / "c.ini";
+  std::ofstream(ini) << "insecure = true\nrun-dir = run\ninitial-adapter = /abs/adapter\n";
+  auto from_file = parse({"--config", ini.string()});
+  ASSERT_TRUE(from_file.ok()) << from_file.error().to_string();
+  EXPECT_EQ(from_file.value().config.run_dir, dir.path() / "run");
+  EXPECT_EQ(from_file.value().config.initial_adapter, "/abs/adapter");
+  auto from_flag = parse({"--config", ini.string(), "--run-dir", "here"});
+  ASSERT_TRUE(from_flag.ok());
+  EXPECT_EQ(from_flag.value().config.run_dir, "here");
+}
+
 TEST(Cli, RefusesBadInput) {
   EXPECT_FALSE(parse({"--run-dir", "x", "--insecure", "--bogus", "1"}).ok());
   EXPECT_FALSE(parse({"--insecure"}).ok());      // no run dir

@@ -150,7 +150,7 @@ TEST_F(Curve, AWatchingClientIsToldOfARefusalAndOfAWrongServerKey) {
   EXPECT_EQ(m.error().message, "the echo at " + echo->endpoint() +
                                    " did not accept the CURVE handshake: is the echo's key right?");
   // The server logs it too, once.
-  for (int i = 0; i < 100 && !logged("failed the CURVE handshake"); ++i) {
+  for (int i = 0; i < 500 && !logged("failed the CURVE handshake"); ++i) {
     std::this_thread::sleep_for(20ms);
   }
   EXPECT_TRUE(logged("failed the CURVE handshake"));

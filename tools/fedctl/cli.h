@@ -7,32 +7,43 @@
 #include <exception>
 #include <functional>
 #include <iostream>
+#include <sstream>
 #include <string>
+#include <vector>
 
-#include "protocol/option_error.h"
+#include "protocol/cli.h"
 
 namespace fedctl {
 
 namespace po = boost::program_options;
 
-// Parses argv (argv[0] is the subcommand) against `opts` (a --help flag is added), then calls
-// body. Any exception becomes "fedctl <name>: <what>" and exit status 2.
+// Parses argv (argv[0] is the subcommand) against `opts` (-h/--help is added) with the shared
+// parser (protocol/cli.h: deprecated spellings, negative unsigned values refused, `ranges`
+// checked), then calls body. Any exception becomes the one line "fedctl <name>: <what>" and exit
+// status 2.
 inline int run_command(const char* name, const char* synopsis, po::options_description opts,
                        int argc, char** argv,
-                       const std::function<int(const po::variables_map&)>& body) {
+                       const std::function<int(const po::variables_map&)>& body,
+                       std::vector<protocol::cli::Range> ranges = {}) {
   opts.add_options()("help,h", "show this help");
+  // The deprecation warnings come after the command's own output, and not at all with a refusal,
+  // which stays one line.
+  std::ostringstream warnings;
   try {
-    po::variables_map vm;
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-    if (vm.count("help")) {
-      std::cout << "usage: fedctl " << name << " " << synopsis << "\n\n" << opts << "\n";
+    protocol::cli::Spec spec{&opts};
+    spec.config_flag.clear();
+    spec.ranges = std::move(ranges);
+    const auto parsed = protocol::cli::parse(argc, argv, spec, warnings);
+    if (parsed.help) {
+      std::cout << "usage: fedctl " << name << " " << synopsis << "\n\n";
+      protocol::cli::print_help(std::cout, opts);
       return 0;
     }
-    po::notify(vm);
-    return body(vm);
+    const int rc = body(parsed.vm);
+    std::cerr << warnings.str();
+    return rc;
   } catch (const std::exception& e) {
-    const auto* option_error = dynamic_cast<const po::error*>(&e);
-    std::string msg = option_error ? protocol::option_error_message(*option_error) : e.what();
+    std::string msg = e.what();
     for (auto& c : msg) {
       if (c == '\n') c = ' ';
     }

@@ -54,7 +54,7 @@ int cmd_eval(int argc, char** argv) {
       "how the frozen projections run: float, int8 or encrypted")(
       "seq-len", po::value(&seq_len)->default_value(128),
       "tokens per example of --data (BOS + text + EOS, cut to this length)")(
-      "batch", po::value(&batch)->default_value(8), "examples per batch");
+      "batch-size", po::value(&batch)->default_value(8), "examples per batch");
   return run_command(
       "eval",
       "--model DIR (--data FILE.jsonl | --mcq FILE.jsonl | both) [--adapter DIR] "
@@ -62,13 +62,11 @@ int cmd_eval(int argc, char** argv) {
       "Prints {\"loss\", \"perplexity\", \"tokens\", \"sequences\"} for --data (mean next-token "
       "cross-entropy over the predicted tokens) and {\"mcq_accuracy\", \"mcq_questions\", "
       "\"mcq_correct\"} for --mcq.",
-      options, argc, argv, [&](const po::variables_map& vm) {
+      options, argc, argv,
+      [&](const po::variables_map& vm) {
         const bool has_data = vm.count("data") > 0;
         const bool has_mcq = vm.count("mcq") > 0;
         if (!has_data && !has_mcq) throw std::invalid_argument("give --data, --mcq or both");
-        if (batch < 1) {
-          throw std::invalid_argument("--batch must be at least 1, got " + std::to_string(batch));
-        }
         const model::BackendKind kind = model::parse_backend_kind(backend_flag);
         auto weights =
             std::make_shared<const model::LlamaWeights>(model::load_llama_weights(model_dir));
@@ -89,7 +87,8 @@ int cmd_eval(int argc, char** argv) {
         const nlohmann::json result = eval_json(report);
         std::cout << result.dump() << "\n";
         return 0;
-      });
+      },
+      {protocol::cli::at_least("seq-len", 2), protocol::cli::at_least("batch-size", 1)});
 }
 
 }  // namespace fedctl

@@ -98,7 +98,7 @@ int remote_matmul(const po::variables_map& vm) {
   participant::PoolFlags flags;
   flags.workers = vm["remote"].as<std::string>();
   flags.insecure = vm.count("insecure") > 0;
-  if (vm.count("client-key")) flags.client_key = vm["client-key"].as<std::string>();
+  if (vm.count("key")) flags.client_key = vm["key"].as<std::string>();
   if (vm.count("server-key")) flags.server_key = vm["server-key"].as<std::string>();
   participant::PoolOptions options;
   options.request_timeout = std::chrono::milliseconds(vm["timeout-ms"].as<unsigned>());
@@ -143,7 +143,7 @@ int cmd_fhe_matmul(int argc, char** argv) {
       ("threads", po::value<int>()->default_value(0), "threads (0: all; local mode)")  //
       ("remote", po::value<std::string>(),
        "compute on fhe_workers instead: tcp://A,tcp://B (the least loaded live one serves)")  //
-      ("client-key", po::value<std::string>(), "remote: this client's CURVE key PREFIX.key")  //
+      ("key", po::value<std::string>(), "remote: this client's CURVE secret key PREFIX.key")  //
       ("server-key", po::value<std::string>(),
        "remote: the workers' public key W.pub (one for all, or a comma list)")          //
       ("insecure", "remote: no CURVE (loopback endpoints only)")                        //
@@ -155,13 +155,12 @@ int cmd_fhe_matmul(int argc, char** argv) {
   return run_command(
       "fhe-matmul",
       "--weights W.npy --in X.ct --out Y.ct [--transpose] [--switch-modulus]\n"
-      "       fedctl fhe-matmul --remote tcp://A,tcp://B --client-key PREFIX.key --server-key "
+      "       fedctl fhe-matmul --remote tcp://A,tcp://B --key PREFIX.key --server-key "
       "W.pub --model-id ID --layer L --proj q|k|v|o|gate|up|down --in X.ct --out Y.ct "
       "[--transpose] [--switch-modulus] [--insecure]",
       o, argc, argv, [](const po::variables_map& vm) {
         if (vm.count("remote")) return remote_matmul(vm);
-        for (const char* flag :
-             {"client-key", "server-key", "insecure", "layer", "proj", "model-id"}) {
+        for (const char* flag : {"key", "server-key", "insecure", "layer", "proj", "model-id"}) {
           if (vm.count(flag)) {
             throw std::runtime_error(std::string("--") + flag + " needs --remote");
           }

@@ -23,28 +23,24 @@ int cmd_pretrain(int argc, char** argv) {
   po::options_description options("pretrain options");
   options.add_options()("out", po::value(&out)->required(),
                         "model directory to write (must not exist)")(
-      "hidden", po::value(&c.hidden_size)->default_value(c.hidden_size), "hidden_size")(
-      "layers", po::value(&c.num_hidden_layers)->default_value(c.num_hidden_layers),
-      "num_hidden_layers")("heads",
-                           po::value(&c.num_attention_heads)->default_value(c.num_attention_heads),
-                           "num_attention_heads")(
-      "kv-heads", po::value(&c.num_key_value_heads)->default_value(c.num_key_value_heads),
-      "num_key_value_heads")(
-      "intermediate", po::value(&c.intermediate_size)->default_value(c.intermediate_size),
-      "intermediate_size")("vocab", po::value(&c.vocab_size)->default_value(c.vocab_size),
-                           "vocab_size (at least 259: the byte tokenizer)")(
-      "documents", po::value(&r.documents)->default_value(r.documents),
+      "hidden", protocol::cli::value(&c.hidden_size), "hidden_size")(
+      "layers", protocol::cli::value(&c.num_hidden_layers), "num_hidden_layers")(
+      "heads", protocol::cli::value(&c.num_attention_heads), "num_attention_heads")(
+      "kv-heads", protocol::cli::value(&c.num_key_value_heads), "num_key_value_heads")(
+      "intermediate", protocol::cli::value(&c.intermediate_size), "intermediate_size")(
+      "vocab", protocol::cli::value(&c.vocab_size),
+      "vocab_size (at least 259: the byte tokenizer)")(
+      "documents", protocol::cli::value(&r.documents),
       "general-text documents generated (every 20th held out)")(
-      "corpus-seed", po::value(&r.corpus_seed)->default_value(r.corpus_seed),
-      "seed of the generated corpus")("seed", po::value(&r.init_seed)->default_value(r.init_seed),
-                                      "seed of the random initial weights and the window order")(
-      "seq-len", po::value(&r.seq_len)->default_value(r.seq_len), "tokens per training window")(
-      "steps", po::value(&r.train.steps)->default_value(r.train.steps), "optimizer steps")(
-      "batch-size", po::value(&r.train.batch_size)->default_value(r.train.batch_size),
-      "windows per step")("lr", po::value(&r.train.lr)->default_value(r.train.lr, "0.003"),
-                          "peak learning rate (AdamW, linear warmup, cosine decay)")(
-      "warmup", po::value(&r.train.warmup_steps)->default_value(r.train.warmup_steps),
-      "warmup steps");
+      "corpus-seed", protocol::cli::value(&r.corpus_seed), "seed of the generated corpus")(
+      "seed", protocol::cli::value(&r.init_seed),
+      "seed of the random initial weights and the window order")(
+      "seq-len", protocol::cli::value(&r.seq_len), "tokens per training window")(
+      "steps", protocol::cli::value(&r.train.steps), "optimizer steps")(
+      "batch-size", protocol::cli::value(&r.train.batch_size), "windows per step")(
+      "lr", po::value(&r.train.lr)->default_value(r.train.lr, "0.003"),
+      "peak learning rate (AdamW, linear warmup, cosine decay)")(
+      "warmup", protocol::cli::value(&r.train.warmup_steps), "warmup steps");
   return run_command(
       "pretrain", "--out DIR [--hidden 64 --layers 2 ... --steps 600]", options, argc, argv,
       [&](const po::variables_map&) {

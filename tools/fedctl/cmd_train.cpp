@@ -59,12 +59,12 @@ void add_training_options(po::options_description& options, TrainFlags& f) {
       "adapted projections of every layer, comma-separated: q, k, v, o, gate, up, down")(
       "freeze-a", po::bool_switch(&f.freeze_a), "FFA-LoRA: keep A at its initialisation")(
       "lr", po::value(&f.lr)->default_value(5e-3, "0.005"), "peak learning rate of AdamW")(
-      "weight-decay", po::value(&f.weight_decay)->default_value(0.01),
+      "weight-decay", po::value(&f.weight_decay)->default_value(0.01, "0.01"),
       "AdamW's decoupled weight decay")(
       "schedule", po::value(&f.schedule)->default_value("constant"),
       "learning-rate schedule after warmup: constant, linear or cosine")(
       "warmup", po::value(&f.warmup)->default_value(0), "linear warmup steps (from lr 0)")(
-      "batch", po::value(&f.batch)->default_value(8), "examples per micro-batch")(
+      "batch-size", po::value(&f.batch)->default_value(8), "examples per micro-batch")(
       "grad-accum", po::value(&f.grad_accum)->default_value(1),
       "micro-batches accumulated per optimizer step")(
       "seq-len", po::value(&f.seq_len)->default_value(128),
@@ -93,7 +93,8 @@ void add_pool_options(po::options_description& options, TrainFlags& f) {
                         "(the secret key stays here)")(
       "workers-file", po::value(&f.pool.workers_file),
       "the fhe_workers as a file: one `ENDPOINT [SERVER_KEY]` per line")(
-      "client-key", po::value(&f.pool.client_key), "with --workers: CURVE key PREFIX.key")(
+      "key", po::value(&f.pool.client_key),
+      "with --workers: this client's CURVE secret key PREFIX.key")(
       "server-key", po::value(&f.pool.server_key),
       "with --workers: the workers' public key W.pub (one for all, or a comma list)")(
       "insecure", po::bool_switch(&f.pool.insecure),
@@ -106,15 +107,27 @@ void add_pool_options(po::options_description& options, TrainFlags& f) {
 void require_at_least(int64_t value, int64_t min, const char* flag) {
   if (value < min) {
     throw std::invalid_argument(std::string(flag) + " must be at least " + std::to_string(min) +
-                                ", got " + std::to_string(value));
+                                " (got " + std::to_string(value) + ")");
   }
+}
+
+// The ranges checked while parsing (protocol/cli.h), before the model is read.
+std::vector<protocol::cli::Range> train_ranges() {
+  namespace cli = protocol::cli;
+  std::vector<cli::Range> r = {cli::at_least("steps", 1),      cli::at_least("lora-rank", 1),
+                               cli::at_least("batch-size", 1), cli::at_least("grad-accum", 1),
+                               cli::at_least("warmup", 0),     cli::at_least("eval-every", 0),
+                               cli::at_least("eval-batch", 1), cli::at_least("seq-len", 2),
+                               cli::at_least("lr", 0),         cli::at_least("weight-decay", 0)};
+  for (auto& d : dp_ranges()) r.push_back(std::move(d));
+  return r;
 }
 
 // Throws std::invalid_argument (exit 2) for a flag out of range.
 void check_flags(const TrainFlags& f, const po::variables_map& vm) {
   require_at_least(f.steps, 1, "--steps");
   require_at_least(f.rank, 1, "--lora-rank");
-  require_at_least(f.batch, 1, "--batch");
+  require_at_least(f.batch, 1, "--batch-size");
   require_at_least(f.grad_accum, 1, "--grad-accum");
   require_at_least(f.warmup, 0, "--warmup");
   require_at_least(f.eval_every, 0, "--eval-every");
@@ -266,11 +279,13 @@ int cmd_train(int argc, char** argv) {
       "--model DIR --data FILE.jsonl --steps N [--eval FILE.jsonl] "
       "[--backend float|int8|encrypted] [options]\n\n"
       "Trains a LoRA adapter of the frozen model, shows step, loss, tokens/s and ETA on stderr, "
-      "and prints a JSON summary.\nWith --dp-sigma S --dp-clip C --dp-delta D it trains with "
+      "and prints a JSON summary.\nWith --noise-multiplier S --dp-clip C --dp-delta D it trains "
+      "with "
       "DP-SGD (Poisson-sampled examples, each gradient clipped to C, Gaussian noise of std S*C, "
       "divided by the expected batch) and reports epsilon at D (RDP accountant) as it goes and "
       "in the summary's \"dp\" object.",
-      options, argc, argv, [&](const po::variables_map& vm) { return train(flags, vm); });
+      options, argc, argv, [&](const po::variables_map& vm) { return train(flags, vm); },
+      train_ranges());
 }
 
 }  // namespace fedctl

@@ -26,6 +26,7 @@ int cmd_export_int8(int argc, char** argv);
 int cmd_merge(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_status(int argc, char** argv);
+int cmd_provision(int argc, char** argv);
 }  // namespace fedctl
 
 namespace {
@@ -72,6 +73,8 @@ const fedctl::Command kCommands[] = {
      fedctl::cmd_generate},
     {"status", "ask a running coordinator for its run, round, sites, epsilon and recent failures",
      fedctl::cmd_status},
+    {"provision", "write one start-up kit per party (keys, roster, allow-lists, configs, READMEs)",
+     fedctl::cmd_provision},
 };
 
 void usage(std::FILE* out) {

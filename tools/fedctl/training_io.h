@@ -32,7 +32,15 @@ inline void check_seq_len(int64_t seq_len, const model::LlamaConfig& config) {
   }
 }
 
-// ---- DP-SGD (fedctl train --dp-*) ----
+// ---- DP-SGD (fedctl train --noise-multiplier, --dp-*) ----
+
+// The ranges of the DP flags, checked while parsing (protocol/cli.h).
+inline std::vector<protocol::cli::Range> dp_ranges() {
+  namespace cli = protocol::cli;
+  return {cli::above("noise-multiplier", 0), cli::above("dp-clip", 0),
+          cli::within("dp-delta", 0, 1, true, true), cli::within("dp-sample-rate", 0, 1, true),
+          cli::above("dp-epsilon-max", 0)};
+}
 
 // The --dp-* flags as parsed.
 struct DpFlags {
@@ -46,14 +54,15 @@ struct DpFlags {
 
 inline void add_dp_options(po::options_description& options, DpFlags& f) {
   options.add_options()(
-      "dp-sigma", po::value(&f.sigma),
-      "DP-SGD: noise multiplier sigma (noise std / clipping norm), > 0; any --dp-* flag turns on "
-      "DP-SGD and then --dp-sigma, --dp-clip and --dp-delta are required")(
-      "dp-clip", po::value(&f.clip), "DP-SGD: per-example gradient clipping norm C, > 0")(
+      "noise-multiplier", po::value(&f.sigma),
+      "DP-SGD: noise multiplier sigma (noise std / clipping norm), > 0 (formerly --dp-sigma); "
+      "this or any --dp-* flag turns on DP-SGD and then --noise-multiplier, --dp-clip and "
+      "--dp-delta are required")("dp-clip", po::value(&f.clip),
+                                 "DP-SGD: per-example gradient clipping norm C, > 0")(
       "dp-delta", po::value(&f.delta), "DP-SGD: delta of the reported (epsilon, delta), in (0, 1)")(
       "dp-sample-rate", po::value(&f.sample_rate),
       "DP-SGD: Poisson sampling rate q of each step, in (0, 1] (default: batch x grad-accum / "
-      "training examples); a step's examples run in micro-batches of at most --batch")(
+      "training examples); a step's examples run in micro-batches of at most --batch-size")(
       "dp-epsilon-max", po::value(&f.epsilon_max),
       "DP-SGD: refuse to start (exit 2) if the planned steps would spend more than this epsilon")(
       "dp-seed", po::value(&f.seed_hex),
@@ -64,7 +73,7 @@ inline void add_dp_options(po::options_description& options, DpFlags& f) {
 // True when any --dp-* flag was given.
 inline bool dp_requested(const po::variables_map& vm) {
   for (const char* flag :
-       {"dp-sigma", "dp-clip", "dp-delta", "dp-sample-rate", "dp-epsilon-max", "dp-seed"}) {
+       {"noise-multiplier", "dp-clip", "dp-delta", "dp-sample-rate", "dp-epsilon-max", "dp-seed"}) {
     if (vm.count(flag)) return true;
   }
   return false;
@@ -94,11 +103,11 @@ struct DpPlan {
 // out-of-range flag and, with --dp-epsilon-max, when the planned steps would exceed it.
 inline DpPlan plan_dp(const po::variables_map& vm, const DpFlags& f, int64_t dataset_size,
                       int64_t batch_per_step, int64_t steps) {
-  if (!vm.count("dp-sigma") || !vm.count("dp-clip") || !vm.count("dp-delta")) {
-    throw std::invalid_argument("DP-SGD needs all of --dp-sigma, --dp-clip and --dp-delta");
+  if (!vm.count("noise-multiplier") || !vm.count("dp-clip") || !vm.count("dp-delta")) {
+    throw std::invalid_argument("DP-SGD needs all of --noise-multiplier, --dp-clip and --dp-delta");
   }
   if (!(f.sigma > 0) || !std::isfinite(f.sigma)) {
-    throw std::invalid_argument("--dp-sigma must be a finite number > 0");
+    throw std::invalid_argument("--noise-multiplier must be a finite number > 0");
   }
   if (!(f.clip > 0) || !std::isfinite(f.clip)) {
     throw std::invalid_argument("--dp-clip must be a finite number > 0");
@@ -124,9 +133,9 @@ inline DpPlan plan_dp(const po::variables_map& vm, const DpFlags& f, int64_t dat
     }
     std::string why;
     if (privacy::Budget(f.epsilon_max, plan.delta).would_exceed(phase, &why)) {
-      throw std::invalid_argument("refusing to train: --dp-epsilon-max " +
-                                  dp_number(f.epsilon_max) + ": " + why +
-                                  "; raise --dp-sigma or lower --steps or --dp-sample-rate");
+      throw std::invalid_argument(
+          "refusing to train: --dp-epsilon-max " + dp_number(f.epsilon_max) + ": " + why +
+          "; raise --noise-multiplier or lower --steps or --dp-sample-rate");
     }
   }
   if (vm.count("dp-seed")) plan.seed = privacy::parse_seed_hex(f.seed_hex);

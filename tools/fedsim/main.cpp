@@ -62,7 +62,8 @@ void print_evaluation_summary(const std::filesystem::path& run_dir) {
   }
 }
 
-int run_and_report(const fedsim::SimConfig& config, const fedsim::SimLayout& layout) {
+int run_and_report(const fedsim::SimConfig& config, const fedsim::SimLayout& layout,
+                   bool finished) {
   fedsim::GlobalEvaluator evaluator(config, layout);
   if (!evaluator.has_round(0)) {
     std::printf("global model before any round (round 0): %s\n",
@@ -83,7 +84,7 @@ int run_and_report(const fedsim::SimConfig& config, const fedsim::SimLayout& lay
                                });
   fedsim::ProgressWatcher progress(fedsim::progress_sites(layout), console,
                                    config.progress_every_s);
-  const int rc = run_federation(config, layout);
+  const int rc = finished ? 0 : run_federation(config, layout);
   progress.finish();
   watcher.finish();
   const auto rounds = watcher.rounds();
@@ -95,9 +96,13 @@ int run_and_report(const fedsim::SimConfig& config, const fedsim::SimLayout& lay
   print_evaluation_summary(layout.run);
   if (config.baseline == "local") fedsim::run_local_baseline(config, layout, evaluator, stdout);
   const auto report = fedsim::write_report(layout.run);
-  std::printf("dashboard log: %s\nadapter (PEFT): %s\nreport: %s\n",
-              (layout.run / "events.jsonl").c_str(), (layout.run / "adapter").c_str(),
-              report.c_str());
+  std::printf("dashboard log: %s\n", (layout.run / "events.jsonl").c_str());
+  if (std::filesystem::exists(layout.run / "adapter" / "adapter_config.json")) {
+    std::printf("adapter (PEFT): %s\n", (layout.run / "adapter").c_str());
+  } else {
+    std::printf("adapter: none exported (no round completed)\n");
+  }
+  std::printf("report: %s\n", report.c_str());
   return rc;
 }
 
@@ -112,6 +117,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    // A run directory whose run already did every round: say so, and report it again without
+    // starting a federation that would end at once.
+    const auto finished = fedsim::finished_rounds(config.run_dir);
+    const bool done = finished && *finished >= config.rounds;
+    if (done) {
+      std::fprintf(stderr,
+                   "fedsim: run directory %s holds a finished run of %u rounds; use --rounds M > "
+                   "%u to extend it or a new --run-dir (reporting the finished run)\n",
+                   config.run_dir.c_str(), *finished, *finished);
+    }
     const fedsim::SimLayout layout = fedsim::prepare_run(config, std::cerr);
     std::fprintf(stderr,
                  "fedsim: %u rounds, %u sites, %u workers, %s, backend %s, DP sigma %g, clip %g, "
@@ -120,9 +135,9 @@ int main(int argc, char** argv) {
                  config.processes ? "processes (CURVE)" : "threads", config.backend.c_str(),
                  config.noise_multiplier, config.clip_norm, config.sample_rate, config.local_steps,
                  layout.run.c_str());
-    return run_and_report(config, layout);
-  } catch (const fedsim::SiteDataError& e) {  // the user's --data or --model: nothing written
-    std::fprintf(stderr, "fedsim: %s\n", e.what());
+    return run_and_report(config, layout, done);
+  } catch (const std::invalid_argument& e) {         // the user's flags, --data or --model: nothing
+    std::fprintf(stderr, "fedsim: %s\n", e.what());  // left behind (prepare_run)
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fedsim: %s\n", e.what());

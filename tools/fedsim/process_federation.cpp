@@ -155,7 +155,7 @@ fs::path ProcessFederation::log_file(const std::string& name) const {
 // clang-format off
 std::vector<std::string> ProcessFederation::coordinator_args() const {
   const coordinator::CoordinatorConfig cc = coordinator_config(config_, layout_);
-  std::vector<std::string> args = {"--endpoint", endpoint_,
+  std::vector<std::string> args = {"--bind", endpoint_,
           "--key", (layout_.keys / "coordinator.key").string(),
           "--allow-dir", (layout_.keys / "allow-coordinator").string(),
           "--roster", roster_file().string(),
@@ -194,8 +194,8 @@ std::vector<std::string> ProcessFederation::worker_args(uint32_t w) const {
   return {"--model", layout_.model.string(),
           "--model-id", "model",
           "--bind", w < worker_endpoints_.size() ? worker_endpoints_[w] : loopback_endpoint(),
-          "--secret-key", (layout_.keys / (name + ".key")).string(),
-          "--allow", (layout_.keys / "allow-workers").string(),
+          "--key", (layout_.keys / (name + ".key")).string(),
+          "--allow-dir", (layout_.keys / "allow-workers").string(),
           "--threads", "1",
           "--id", name,
           "--coordinator", endpoint_,
@@ -280,7 +280,8 @@ void ProcessFederation::start_workers(std::chrono::milliseconds timeout) {
   if (!ok) {
     throw std::runtime_error(running("coordinator")
                                  ? "the workers did not register with the coordinator in time"
-                                 : "the coordinator ended before the workers registered");
+                                 : "the coordinator ended before the workers registered (see " +
+                                       (layout_.logs / "coordinator.log").string() + ")");
   }
 }
 

@@ -3,10 +3,14 @@
 #include <openssl/sha.h>
 
 #include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 
 #include "model/byte_tokenizer.h"
+#include "model/error.h"
 #include "model/llama_config.h"
 #include "model/lora_config.h"
 #include "model/lora_params.h"
@@ -94,8 +98,8 @@ void copy_pretrained_base(const SimConfig& c, const model::LlamaConfig& config, 
            << " in " << l.model.string() << "\n";
 }
 
-void generate_model(const SimConfig& c, const SimLayout& l, std::ostream& progress) {
-  if (std::filesystem::exists(l.model / "config.json")) return;
+// The shape of the generated model, from the flags.
+model::LlamaConfig generated_config(const SimConfig& c) {
   model::LlamaConfig config;
   config.hidden_size = c.hidden;
   config.intermediate_size = c.intermediate;
@@ -106,6 +110,12 @@ void generate_model(const SimConfig& c, const SimLayout& l, std::ostream& progre
   config.vocab_size = c.vocab;
   config.max_position_embeddings = std::max<int64_t>(2048, c.seq_len);
   config.rms_norm_eps = 1e-5;
+  return config;
+}
+
+void generate_model(const SimConfig& c, const SimLayout& l, std::ostream& progress) {
+  if (std::filesystem::exists(l.model / "config.json")) return;
+  const model::LlamaConfig config = generated_config(c);
   model::validate_llama_config(config, "fedsim model");
   if (c.base == "pretrained") {
     copy_pretrained_base(c, config, l, progress);
@@ -152,24 +162,77 @@ void write_initial_adapter(const SimConfig& c, const SimLayout& l) {
   model::write_peft_adapter(l.initial_adapter, model::lora_to_peft(params, config, "model"));
 }
 
+// What prepare_run creates, so that a failure removes it again (never what was there before).
+class Created {
+ public:
+  explicit Created(const SimLayout& l) {
+    for (const auto& p : {l.run, l.sites, l.logs, l.data, l.initial_adapter, l.model}) {
+      if (!std::filesystem::exists(p)) fresh_.push_back(p);
+    }
+  }
+  // Removes what did not exist when this was made; the run directory itself, if it was new.
+  void undo() const noexcept {
+    std::error_code ec;
+    for (const auto& p : fresh_) {
+      std::filesystem::remove_all(p, ec);
+      std::filesystem::remove_all(p.string() + ".partial", ec);
+    }
+  }
+
+ private:
+  std::vector<std::filesystem::path> fresh_;
+};
+
 }  // namespace
 
 SimLayout prepare_run(const SimConfig& c, std::ostream& progress) {
   SimLayout l = paths_of(c);
   std::vector<SiteFiles> user_sites = checked_user_sites(c, progress);
-  std::filesystem::create_directories(l.run);
-  std::filesystem::create_directories(l.sites);
-  std::filesystem::create_directories(l.logs);
-  if (c.model_dir.empty()) generate_model(c, l, progress);
-  if (user_sites.empty()) {
-    l.site_files = generated_sites(c, l, progress);
-  } else {
-    for (auto& site : user_sites) {
-      l.site_files.push_back(site.heldout.empty() ? split_heldout(site, l.data) : site);
+  if (c.model_dir.empty()) {
+    try {
+      model::validate_llama_config(generated_config(c),
+                                   "the generated model (--hidden, --heads, ...)");
+    } catch (const model::ModelError& e) {
+      throw std::invalid_argument(e.what());
     }
   }
-  write_initial_adapter(c, l);
+  const Created created(l);
+  try {
+    std::filesystem::create_directories(l.run);
+    std::filesystem::create_directories(l.sites);
+    std::filesystem::create_directories(l.logs);
+    if (c.model_dir.empty()) generate_model(c, l, progress);
+    if (user_sites.empty()) {
+      l.site_files = generated_sites(c, l, progress);
+    } else {
+      for (auto& site : user_sites) {
+        l.site_files.push_back(site.heldout.empty() ? split_heldout(site, l.data) : site);
+      }
+    }
+    write_initial_adapter(c, l);
+  } catch (...) {
+    created.undo();
+    throw;
+  }
   return l;
+}
+
+std::optional<uint32_t> finished_rounds(const std::filesystem::path& run_dir) {
+  std::ifstream in(run_dir / "events.jsonl");
+  if (!in) return std::nullopt;
+  std::optional<uint32_t> last;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto e = nlohmann::json::parse(line, nullptr, false);
+    if (!e.is_object()) continue;
+    const std::string event = e.value("event", std::string());
+    if (event == "run_finished") {
+      last = e.value("last_round", 0u);
+    } else if (event == "run_started") {
+      last.reset();  // a resumed run that has not finished yet
+    }
+  }
+  return last;
 }
 
 std::string sha256_hex(const std::string& input) {

@@ -11,7 +11,9 @@
 //   RUN/keys/, RUN/logs/   --processes only: CURVE keys and allow-lists, one log per process
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -40,6 +42,10 @@ struct SimLayout {
 // they are missing (an existing run keeps its own). Reports each user site's counts, windowed
 // notes included, to `progress`. Throws with one line on failure.
 SimLayout prepare_run(const SimConfig& config, std::ostream& progress);
+
+// The last round of the run that RUN/events.jsonl says has finished (its last run_finished, when
+// no run started after it); nullopt for a new or unfinished run directory.
+std::optional<uint32_t> finished_rounds(const std::filesystem::path& run_dir);
 
 // The DP seed of site k in a replayable simulation: SHA-256 of the sim seed and the site, as 64
 // hex digits. (A real site makes its own secret seed; see participant/agent.h.)

@@ -14,6 +14,7 @@
 #include "model/lora_config.h"
 #include "participant/agent.h"
 #include "privacy/random_source.h"
+#include "protocol/log_format.h"
 #include "sim_run.h"
 
 namespace fedsim {
@@ -22,7 +23,7 @@ namespace {
 std::shared_ptr<spdlog::logger> logger(const std::string& name, const std::string& level) {
   auto log = std::make_shared<spdlog::logger>(
       name, std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  log->set_pattern("%H:%M:%S.%e %^%l%$ [%n] %v");
+  protocol::use_log_format(*log);
   log->set_level(spdlog::level::from_str(level));
   return log;
 }

@@ -1,6 +1,7 @@
 #include "site_data.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string_view>
@@ -57,6 +58,12 @@ std::unique_ptr<model::Tokenizer> check_model(const fs::path& model_dir, int64_t
                           " is beyond the model's context (" + model_dir.string() +
                           ": max_position_embeddings " +
                           std::to_string(config.max_position_embeddings) + ")");
+    }
+    if (std::string(model::tokenizer_kind(model_dir)) == "byte") {
+      std::fprintf(stderr,
+                   "fedsim: warning: %s has neither tokenizer.model nor tokenizer.json: the sites "
+                   "use the byte tokenizer\n",
+                   model_dir.c_str());
     }
     return model::load_tokenizer(model_dir, config.vocab_size);
   } catch (const model::ModelError& e) {

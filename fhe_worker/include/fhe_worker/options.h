@@ -10,8 +10,8 @@
 //   --device D           auto | cpu | cuda[:N]
 //   --threads N          threads per product (0: all cores)
 //   --compute-threads N  requests computed at once (default 1)
-//   --secret-key FILE    the worker's CURVE key (PREFIX.key of `fedctl keygen --out PREFIX`)
-//   --allow DIR          directory of the allowed clients' .pub files
+//   --key FILE           the worker's CURVE key (PREFIX.key of `fedctl keygen --out PREFIX`)
+//   --allow-dir DIR      directory of the allowed clients' .pub files
 //   --insecure           no CURVE; refused unless --bind is a loopback endpoint
 //   --max-queue N        queued requests before `overloaded` replies
 //   --max-input-values N   per request: input rows x token slots (default 2^26)
@@ -19,7 +19,7 @@
 //   --max-queued-bytes N   estimated bytes of queued + in-flight requests (default 4 GiB)
 //   --id NAME            sender id in heartbeats (default: worker-<bound endpoint>, unsafe
 //   characters as -)
-//   --log-level L        trace | debug | info | warn | error | critical | off
+//   --log-level L        trace | debug | info | warn | error
 //   --port-file FILE     written with the bound endpoint once listening
 //   --coordinator EP     register with this coordinator (and heartbeat) so that it lists this
 //                        worker in its round invitations; off when not given

@@ -98,6 +98,13 @@ class Worker {
 
   WorkerStats stats() const;
 
+  // CURVE: reads the --allow directory again and replaces the allow-list (later handshakes;
+  // connections already admitted stay open), logging the keys added and removed by file name.
+  // A directory that cannot be read, or holds a malformed .pub file, is logged and the old list
+  // kept (returns false). Thread-safe; fhe_worker calls it on SIGHUP. Nothing to do (true)
+  // without CURVE.
+  bool reload_allow_list();
+
   struct State;
 
  private:

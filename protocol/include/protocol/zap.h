@@ -48,6 +48,7 @@ class AllowList {
   }
   bool contains(const PublicKey& key) const { return keys_.count(key) != 0; }
   size_t size() const { return keys_.size(); }
+  const std::set<PublicKey>& keys() const { return keys_; }
   // The names given with the keys (load_directory: "allow-list file NAME.pub").
   const std::map<PublicKey, std::string>& names() const { return names_; }
 
