@@ -113,28 +113,16 @@ void add_plan_options(po::options_description& o, CoordinatorConfig& c) {
 
 // The ranges of the numeric flags, checked before anything is read or bound.
 std::vector<cli::Range> ranges() {
-  return {cli::at_least("rounds", 1),
-          cli::within("fraction", 0, 1, true, false),
-          cli::at_least("min-participants", 1),
-          cli::at_least("max-attempts", 1),
-          cli::above("round-timeout", 0),
-          cli::at_least("heartbeat-ms", 1),
-          cli::at_least("missed-heartbeats", 1),
-          cli::above("wait-for-sites", 0),
-          cli::within("handshake-timeout", 0, 3600, true, false),
-          cli::at_least("local-steps", 1),
-          cli::above("lr", 0),
-          cli::at_least("batch-size", 1),
-          cli::within("sample-rate", 0, 1, true, false),
-          cli::above("noise-multiplier", 0),
-          cli::above("clip-norm", 0),
-          cli::within("delta", 0, 1, true, true),
-          cli::at_least("participant-clip", 0),
-          cli::at_least("participant-sigma", 0),
-          cli::above("server-lr", 0),
-          cli::within("beta1", 0, 1, false, true),
-          cli::within("beta2", 0, 1, false, true),
-          cli::above("tau", 0)};
+  std::vector<cli::Range> r = cli::round_plan_ranges();
+  for (cli::Range x : {cli::at_least("rounds", 1), cli::at_least("max-attempts", 1),
+                       cli::above("round-timeout", 0), cli::at_least("heartbeat-ms", 1),
+                       cli::at_least("missed-heartbeats", 1), cli::above("wait-for-sites", 0),
+                       cli::within("handshake-timeout", 0, 3600, true, false),
+                       cli::within("beta1", 0, 1, false, true),
+                       cli::within("beta2", 0, 1, false, true), cli::above("tau", 0)}) {
+    r.push_back(std::move(x));
+  }
+  return r;
 }
 
 // Parses argv, then the --config file; true when --help was given (the text went to `out`).

@@ -225,6 +225,24 @@ TokenBatch TextDataset::batch(std::span<const int64_t> indices, uint64_t draw) c
   return batch(windows);
 }
 
+TextDataset TextDataset::window_sample(int64_t max_windows) const {
+  if (max_windows < 1) {
+    throw ModelError("dataset: a window sample needs at least one window, got " +
+                     std::to_string(max_windows));
+  }
+  const std::vector<RecordWindow> windows = all_windows();
+  const auto total = static_cast<int64_t>(windows.size());
+  const int64_t n = std::min(total, max_windows);
+  std::vector<std::vector<int32_t>> examples;
+  examples.reserve(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    const RecordWindow& w = windows[static_cast<size_t>(j * total / n)];
+    const auto tokens = window(w.record, w.window);
+    examples.emplace_back(tokens.begin(), tokens.end());
+  }
+  return TextDataset(std::move(examples));
+}
+
 TokenBatch TextDataset::batch(std::span<const RecordWindow> windows) const {
   std::vector<std::vector<int32_t>> sequences;
   sequences.reserve(windows.size());

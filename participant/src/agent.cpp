@@ -104,7 +104,10 @@ void Agent::Impl::load_inputs() {
   const auto tokenizer = model::load_tokenizer(config.model_dir, weights->config.vocab_size);
   train.emplace(model::load_text_dataset(config.train_file, *tokenizer, config.seq_len));
   if (!config.heldout_file.empty()) {
-    heldout.emplace(model::load_text_dataset(config.heldout_file, *tokenizer, config.seq_len));
+    const model::TextDataset notes =
+        model::load_text_dataset(config.heldout_file, *tokenizer, config.seq_len);
+    heldout_records = notes.size();
+    heldout.emplace(notes.window_sample(kHeldoutWindows));
   }
   model::LoraParams probe(weights->config, config.lora);  // validates the LoRA config
   (void)probe;

@@ -47,7 +47,11 @@ struct Agent::Impl {
   std::shared_ptr<spdlog::logger> log;
   std::shared_ptr<const model::LlamaWeights> weights;
   std::optional<model::TextDataset> train;
+  // The held-out notes' loss each round: at most kHeldoutWindows of their windows (evenly
+  // spaced), scored through the site's backend (the encrypted workers in remote mode).
+  static constexpr int64_t kHeldoutWindows = 128;
   std::optional<model::TextDataset> heldout;
+  int64_t heldout_records = 0;  // held-out notes
   std::optional<privacy::Budget> budget;
   privacy::Seed seed{};
   std::filesystem::path budget_file;

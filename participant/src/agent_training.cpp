@@ -226,7 +226,7 @@ void Agent::Impl::record_curve(const coord::RoundInvitation& inv, double train_l
                                {"train_loss", num(train_loss)},
                                {"heldout_loss", num(heldout_loss)},
                                {"examples", train->size()},
-                               {"heldout_examples", heldout ? heldout->size() : 0},
+                               {"heldout_examples", heldout_records},
                                {"epsilon", budget->spent()}};
   std::ofstream out(config.state_dir / "curves.jsonl", std::ios::app);
   out << line.dump() << "\n";

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <random>
 #include <set>
@@ -131,6 +133,49 @@ TEST(TextDataset, OneExamplePerRecordAndBatches) {
   expect_error([&] { model::TextDataset(std::vector<std::string>{}, tok, 8); }, "no texts");
   expect_error([&] { model::TextDataset(texts, tok, 1); }, "at least 2");
   expect_error([&] { model::TextDataset({{1, 2}, {}}); }, "example 1 is empty");
+}
+
+// A record longer than seq_len is seen through windows sharing one token: every token after
+// BOS is predicted in exactly one window; a step's draw picks one window per record.
+TEST(TextDataset, LongRecordsAreSeenThroughWindows) {
+  const model::ByteTokenizer tok(300);
+  const std::vector<std::string> texts = {"hello", "a", "a much longer record"};
+  const model::TextDataset data(texts, tok, 8);
+  EXPECT_EQ(data.window_count(0), 1);
+  EXPECT_EQ(data.window_count(2), 3);  // BOS + 20 + EOS = 22 tokens: [0, 8), [7, 15), [14, 22)
+  int64_t predicted = 0;
+  for (int64_t k = 0; k < 3; ++k) predicted += static_cast<int64_t>(data.window(2, k).size()) - 1;
+  EXPECT_EQ(predicted, 21);
+  EXPECT_EQ(data.window(2, 1)[0], data.window(2, 0)[7]);
+  EXPECT_EQ(data.window(2, 1)[1], 3 + 'l');  // "a much" | " longer record"
+  EXPECT_EQ(data.window(2, 2).size(), 8u);
+  EXPECT_EQ(data.window(2, 2).back(), tok.eos_id());
+  expect_error([&] { data.window(2, 3); }, "outside [0, 3)");
+
+  const std::vector<model::RecordWindow> all = data.all_windows();
+  ASSERT_EQ(all.size(), 5u);
+  EXPECT_EQ(all[4].record, 2);
+  EXPECT_EQ(all[4].window, 2);
+
+  // The same draw gives the same windows; over many draws every window of record 2 comes up.
+  const std::vector<int64_t> idx = {2, 0};
+  std::set<int32_t> second_tokens;
+  for (uint64_t draw = 0; draw < 64; ++draw) {
+    const model::TokenBatch a = data.batch(idx, draw);
+    const model::TokenBatch b = data.batch(idx, draw);
+    ASSERT_TRUE(std::ranges::equal(a.tokens(), b.tokens()));
+    EXPECT_EQ(a.sequence(1).size(), 7u);  // "hello" has one window
+    second_tokens.insert(a.sequence(0)[1]);
+  }
+  EXPECT_EQ(second_tokens.size(), 3u);  // windows 0, 1 and 2 start differently
+
+  // A fixed sample of the windows, evenly spaced.
+  const model::TextDataset two = data.window_sample(2);
+  ASSERT_EQ(two.size(), 2);
+  EXPECT_TRUE(std::ranges::equal(two.example(0), data.window(0, 0)));
+  EXPECT_TRUE(std::ranges::equal(two.example(1), data.window(2, 0)));
+  EXPECT_EQ(data.window_sample(10).size(), 5);
+  expect_error([&] { data.window_sample(0); }, "at least one window");
 }
 
 TEST(ShuffledBatches, EpochsArePermutationsDroppingTheRemainder) {

@@ -94,36 +94,17 @@ bool parse_sim_config(int argc, const char* const* argv, std::ostream& out, SimC
                        "seconds between plain progress lines");
   cli::Spec spec{&options};
   spec.hidden = &hidden;
-  spec.ranges = {cli::at_least("rounds", 1),
-                 cli::at_least("sites", 1),
-                 cli::at_least("workers", 1),
-                 cli::within("pretrain-steps", 1, 1000000),
-                 cli::at_least("hidden", 1),
-                 cli::at_least("layers", 1),
-                 cli::at_least("heads", 1),
-                 cli::at_least("kv-heads", 1),
-                 cli::at_least("intermediate", 1),
-                 cli::at_least("vocab", 1),
-                 cli::at_least("records", 1),
-                 cli::within("heldout-fraction", 0, 1, false, true),
-                 cli::at_least("seq-len", 2),
-                 cli::at_least("lora-rank", 1),
-                 cli::above("lora-alpha", 0),
-                 cli::at_least("local-steps", 1),
-                 cli::above("lr", 0),
-                 cli::at_least("batch-size", 1),
-                 cli::within("sample-rate", 0, 1, true, false),
-                 cli::above("noise-multiplier", 0),
-                 cli::above("clip-norm", 0),
-                 cli::within("delta", 0, 1, true, true),
-                 cli::above("epsilon-max", 0),
-                 cli::at_least("participant-clip", 0),
-                 cli::at_least("participant-sigma", 0),
-                 cli::above("server-lr", 0),
-                 cli::within("fraction", 0, 1, true, false),
-                 cli::at_least("min-participants", 1),
-                 cli::at_least("round-timeout", 1),
-                 cli::above("progress-every-s", 0)};
+  spec.ranges = cli::round_plan_ranges();
+  for (cli::Range r :
+       {cli::at_least("rounds", 1), cli::at_least("sites", 1), cli::at_least("workers", 1),
+        cli::within("pretrain-steps", 1, 1000000), cli::at_least("hidden", 1),
+        cli::at_least("layers", 1), cli::at_least("heads", 1), cli::at_least("kv-heads", 1),
+        cli::at_least("intermediate", 1), cli::at_least("vocab", 1), cli::at_least("records", 1),
+        cli::within("heldout-fraction", 0, 1, false, true), cli::at_least("seq-len", 2),
+        cli::at_least("lora-rank", 1), cli::above("lora-alpha", 0), cli::above("epsilon-max", 0),
+        cli::at_least("round-timeout", 1), cli::above("progress-every-s", 0)}) {
+    spec.ranges.push_back(std::move(r));
+  }
   const cli::Parsed parsed = cli::parse(argc, argv, spec, std::cerr);
   if (parsed.help) {
     cli::print_help(out, options);

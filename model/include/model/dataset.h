@@ -93,6 +93,12 @@ class TextDataset {
   // Every window of every record, record by record.
   std::vector<RecordWindow> all_windows() const;
 
+  // At most `max_windows` of the windows of all_windows(), evenly spaced over it (all of them
+  // when there are no more), each an example of its own: a fixed, cheaper held-out set (a
+  // participant scores its own held-out notes through the encrypted workers every round).
+  // Throws model::ModelError for max_windows < 1.
+  TextDataset window_sample(int64_t max_windows) const;
+
   // The first windows of the records at `indices`, in that order (repeats allowed). Throws
   // model::ModelError for an index outside [0, size()). An empty `indices` gives an empty batch.
   TokenBatch batch(std::span<const int64_t> indices) const;

@@ -104,6 +104,22 @@ inline Range within(std::string name, double min, double max, bool min_open = fa
   return r;
 }
 
+// The ranges of a round's training plan, under the names the coordinator and fedsim share.
+inline std::vector<Range> round_plan_ranges() {
+  return {at_least("local-steps", 1),
+          above("lr", 0),
+          at_least("batch-size", 1),
+          within("sample-rate", 0, 1, true, false),
+          above("noise-multiplier", 0),
+          above("clip-norm", 0),
+          within("delta", 0, 1, true, true),
+          at_least("participant-clip", 0),
+          at_least("participant-sigma", 0),
+          above("server-lr", 0),
+          within("fraction", 0, 1, true, false),
+          at_least("min-participants", 1)};
+}
+
 // What to parse.
 struct Spec {
   explicit Spec(const po::options_description* shown) : options(shown) {}
